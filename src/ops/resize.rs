@@ -30,7 +30,7 @@ pub enum NearestRounding {
 }
 
 /// Interpolation mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ResizeMode {
     /// nearest neighbour with a rounding rule
     Nearest(NearestRounding),
