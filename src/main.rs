@@ -1,1 +1,7 @@
-fn main(){}
+//! The `speck` binary: see `speck --help`.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,85 @@
+//! The `speck` command line: argument parsing and thin wrappers over the library.
+
+mod bench;
+mod detect;
+mod infer;
+mod info;
+mod model_path;
+
+use clap::{Parser, Subcommand};
+
+/// speck: find tiny objects in camera frames, fast, on small boards.
+#[derive(Parser, Debug)]
+#[command(name = "speck", version, about, long_about = None, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// More log output (-v info, -vv debug); RUST_LOG also works.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+const EXAMPLES: &str = "Examples:
+  speck detect examples/data/images --out out/          # box people, write annotated images
+  speck detect frame.jpg --json --conf 0.4              # one JSON object per image
+  speck info models/speck-tiny.onnx                     # ops, parameters, MACs, memory
+  speck bench --threads 2 --runs 50                     # latency of the default model
+  speck infer model.onnx input.npy --out outs/          # raw tensors for parity checks";
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Detect objects in images or folders of images.
+    Detect(detect::Args),
+    /// Run a model on raw .npy tensors and write its outputs as .npy.
+    Infer(infer::Args),
+    /// Describe a model: ops, parameters, MACs, peak activation memory, metadata.
+    Info(info::Args),
+    /// Measure inference latency.
+    Bench(bench::Args),
+}
+
+/// Shared engine flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Use only the portable reference kernels (for debugging).
+    #[arg(long)]
+    reference: bool,
+    /// Skip graph optimisations (fusion, folding, rewrites).
+    #[arg(long)]
+    no_optimize: bool,
+}
+
+impl EngineArgs {
+    fn options(&self) -> speck::EngineOptions {
+        speck::EngineOptions { threads: self.threads.max(1), optimize: !self.no_optimize, reference_only: self.reference }
+    }
+}
+
+/// Parse arguments and run; errors print as one line and exit non-zero.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp(None)
+        .init();
+    let result = match cli.command {
+        Command::Detect(a) => detect::run(a),
+        Command::Infer(a) => infer::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The engine: a planned graph plus its arena, runnable many times.
+
+use super::memory::{self, MemoryPlan};
+use super::step::{Slot, Step};
+use crate::model::Graph;
+use crate::tensor::Tensor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Worker threads (1 = run on the calling thread).
+    pub threads: usize,
+    /// Run graph passes (fusion, folding, rewrites).
+    pub optimize: bool,
+    /// Use only the portable reference kernels.
+    pub reference_only: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { threads: 1, optimize: true, reference_only: false }
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Wrong number of inputs.
+    #[error("the model takes {expected} input(s), got {got}")]
+    InputCount {
+        /// expected
+        expected: usize,
+        /// given
+        got: usize,
+    },
+    /// Input with the wrong shape or type.
+    #[error("input '{name}': expected f32 tensor of shape {expected:?}, got {got}")]
+    InputShape {
+        /// input name
+        name: String,
+        /// expected shape
+        expected: Vec<usize>,
+        /// description of what was given
+        got: String,
+    },
+    /// A kernel failed.
+    #[error("node '{node}' ({op}): {source}")]
+    Op {
+        /// node name
+        node: String,
+        /// op name
+        op: String,
+        /// cause
+        source: crate::ops::OpError,
+    },
+    /// Planning failed.
+    #[error("cannot plan the graph: {0}")]
+    Plan(String),
+}
+
+/// Accumulated time of one step over profiled runs.
+#[derive(Clone, Debug)]
+pub struct StepProfile {
+    /// Node name.
+    pub node: String,
+    /// Op (and kernel) name.
+    pub op: String,
+    /// Total time.
+    pub total: Duration,
+}
+
+/// A graph ready to run.
+pub struct Engine {
+    graph: Arc<Graph>,
+    steps: Vec<Step>,
+    memory: MemoryPlan,
+    arena: Vec<f32>,
+    scratch: Vec<f32>,
+    input_slots: Vec<(String, Vec<usize>, usize)>,
+    output_slots: Vec<(String, Slot)>,
+    pool: Option<rayon::ThreadPool>,
+    threads: usize,
+    profile: Option<Vec<Duration>>,
+    /// What the graph passes changed.
+    pub pass_log: Vec<String>,
+}
+
+impl Engine {
+    /// Plan a graph.
+    pub fn new(mut graph: Graph, opts: &EngineOptions) -> Result<Engine, RunError> {
+        let pass_log = if opts.optimize { crate::passes::optimize(&mut graph) } else { vec![] };
+        let is_view: Vec<bool> = graph.nodes.iter().map(|n| n.op.is_view()).collect();
+        let memory = memory::plan(&graph, &is_view);
+        let slot = |v: usize| -> Slot {
+            let val = &graph.values[v];
+            match &val.constant {
+                Some(c) => Slot::Const(c.clone()),
+                None => Slot::Arena { offset: memory.offsets[v], shape: val.shape.clone() },
+            }
+        };
+        for n in &graph.nodes {
+            for &v in &n.inputs {
+                if let Some(c) = &graph.values[v].constant {
+                    if c.as_f32().is_none() {
+                        return Err(RunError::Plan(format!(
+                            "node '{}' reads the {} constant '{}' at run time",
+                            n.name,
+                            c.dtype(),
+                            graph.values[v].name
+                        )));
+                    }
+                }
+            }
+        }
+        let steps = graph
+            .nodes
+            .iter()
+            .map(|n| {
+                Step::new(&graph, n, &slot, opts.reference_only).map_err(|source| RunError::Op {
+                    node: n.name.clone(),
+                    op: n.op.name(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let scratch_len = steps.iter().map(Step::scratch_len).max().unwrap_or(0);
+        let input_slots = graph
+            .inputs
+            .iter()
+            .map(|&v| (graph.values[v].name.clone(), graph.values[v].shape.clone(), memory.offsets[v]))
+            .collect();
+        let output_slots = graph.outputs.iter().map(|&v| (graph.values[v].name.clone(), slot(v))).collect();
+        let threads = opts.threads.max(1);
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| RunError::Plan(format!("thread pool: {e}")))?,
+            )
+        } else {
+            None
+        };
+        Ok(Engine {
+            arena: vec![0.0; memory.arena_len],
+            scratch: vec![0.0; scratch_len],
+            graph: Arc::new(graph),
+            steps,
+            memory,
+            input_slots,
+            output_slots,
+            pool,
+            threads,
+            profile: None,
+            pass_log,
+        })
+    }
+
+    /// Import an ONNX model and plan it.
+    #[cfg(feature = "onnx")]
+    pub fn load(path: impl AsRef<std::path::Path>, opts: &EngineOptions) -> anyhow::Result<Engine> {
+        use anyhow::Context;
+        let path = path.as_ref();
+        let g = crate::onnx::load(path, &Default::default())?;
+        Engine::new(g, opts).with_context(|| format!("planning {}", path.display()))
+    }
+
+    /// The planned graph (after passes).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Input names and shapes.
+    pub fn inputs(&self) -> impl Iterator<Item = (&str, &[usize])> {
+        self.input_slots.iter().map(|(n, s, _)| (n.as_str(), s.as_slice()))
+    }
+
+    /// Output names and shapes.
+    pub fn outputs(&self) -> impl Iterator<Item = (&str, &[usize])> {
+        self.output_slots.iter().map(|(n, s)| (n.as_str(), s.shape()))
+    }
+
+    /// Bytes of activation memory (arena plus kernel scratch).
+    pub fn activation_bytes(&self) -> usize {
+        (self.memory.arena_len + self.scratch.len()) * 4
+    }
+
+    /// Bytes the activations would take without buffer reuse.
+    pub fn unshared_activation_bytes(&self) -> usize {
+        self.memory.unshared_len * 4
+    }
+
+    /// Worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Start (or reset) per-step timing.
+    pub fn enable_profiling(&mut self) {
+        self.profile = Some(vec![Duration::ZERO; self.steps.len()]);
+    }
+
+    /// Per-step accumulated times, if profiling is on.
+    pub fn profile(&self) -> Option<Vec<StepProfile>> {
+        let p = self.profile.as_ref()?;
+        Some(
+            self.steps
+                .iter()
+                .zip(p)
+                .map(|(s, t)| StepProfile { node: s.name.clone(), op: s.op_name.clone(), total: *t })
+                .collect(),
+        )
+    }
+
+    /// Run on f32 inputs (one per model input, in order); returns one tensor per output.
+    pub fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
+        let expected = self.input_slots.len();
+        if inputs.len() != expected {
+            return Err(RunError::InputCount { expected, got: inputs.len() });
+        }
+        for (t, (name, shape, offset)) in inputs.iter().zip(&self.input_slots) {
+            let ok = t.dtype() == crate::DType::F32 && t.shape() == shape.as_slice();
+            if !ok {
+                return Err(RunError::InputShape {
+                    name: name.clone(),
+                    expected: shape.clone(),
+                    got: format!("{} tensor of shape {:?}", t.dtype(), t.shape()),
+                });
+            }
+            let a = t.as_f32().expect("checked f32");
+            let dst = &mut self.arena[*offset..*offset + a.len()];
+            match a.as_slice() {
+                Some(s) => dst.copy_from_slice(s),
+                None => dst.iter_mut().zip(a.iter()).for_each(|(d, s)| *d = *s),
+            }
+        }
+        let Engine { steps, arena, scratch, pool, profile, .. } = self;
+        let mut body = || -> Result<(), RunError> {
+            let base = arena.as_mut_ptr();
+            for (i, s) in steps.iter().enumerate() {
+                let t0 = profile.as_ref().map(|_| Instant::now());
+                // SAFETY: slots come from the memory plan, which keeps a step's outputs
+                // disjoint from its inputs and sizes the arena for every slot.
+                unsafe { s.run(base, scratch) }.map_err(|source| RunError::Op {
+                    node: s.name.clone(),
+                    op: s.op_name.clone(),
+                    source,
+                })?;
+                if let (Some(p), Some(t0)) = (profile.as_mut(), t0) {
+                    p[i] += t0.elapsed();
+                }
+            }
+            Ok(())
+        };
+        match pool {
+            Some(p) => p.install(body)?,
+            None => body()?,
+        }
+        Ok(self
+            .output_slots
+            .iter()
+            .map(|(_, s)| match s {
+                Slot::Const(c) => (**c).clone(),
+                Slot::Arena { offset, shape } => {
+                    let n: usize = shape.iter().product();
+                    Tensor::from_f32(shape, self.arena[*offset..*offset + n].to_vec()).expect("shape matches")
+                }
+            })
+            .collect())
+    }
+}

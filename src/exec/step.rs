@@ -1,0 +1,132 @@
+//! One executable step: the kernel chosen for a node at plan time, and where its inputs and
+//! outputs live.
+
+use crate::model::{Graph, Node};
+use crate::ops::{Op, OpResult};
+use crate::tensor::Tensor;
+use ndarray::{ArrayViewD, ArrayViewMutD};
+use std::sync::Arc;
+
+/// Where a step reads or writes a tensor.
+#[derive(Clone, Debug)]
+pub enum Slot {
+    /// In the arena at this offset (f32 elements).
+    Arena {
+        /// offset in f32
+        offset: usize,
+        /// shape
+        shape: Vec<usize>,
+    },
+    /// A constant.
+    Const(Arc<Tensor>),
+}
+
+impl Slot {
+    /// Shape of the tensor in the slot.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Slot::Arena { shape, .. } => shape,
+            Slot::Const(t) => t.shape(),
+        }
+    }
+}
+
+/// The implementation chosen for a node.
+pub enum Kernel {
+    /// Output aliases the input: nothing to do.
+    View,
+    /// The portable reference implementation.
+    Reference(Op),
+    /// Prepacked optimised convolution.
+    Conv(Box<crate::kernels::conv_f32::ConvF32>),
+}
+
+/// A planned node.
+pub struct Step {
+    /// Node name.
+    pub name: String,
+    /// Op name for profiles.
+    pub op_name: String,
+    /// Kernel.
+    pub kernel: Kernel,
+    /// Inputs.
+    pub inputs: Vec<Slot>,
+    /// Outputs.
+    pub outputs: Vec<Slot>,
+}
+
+impl Step {
+    /// Choose a kernel for a node.
+    pub fn new(g: &Graph, node: &Node, slot: &dyn Fn(usize) -> Slot, reference_only: bool) -> OpResult<Step> {
+        let inputs: Vec<Slot> = node.inputs.iter().map(|v| slot(*v)).collect();
+        let outputs: Vec<Slot> = node.outputs.iter().map(|v| slot(*v)).collect();
+        let kernel = match &node.op {
+            op if op.is_view() => Kernel::View,
+            Op::Conv(c) if !reference_only => {
+                let w = g.constant(node.inputs[1]).and_then(Tensor::as_f32);
+                let b = node.inputs.get(2).and_then(|b| g.constant(*b)).and_then(Tensor::as_f32);
+                match w {
+                    Some(w) => Kernel::Conv(Box::new(crate::kernels::conv_f32::ConvF32::new(
+                        c,
+                        w.view(),
+                        b.map(|b| b.view()),
+                        inputs[0].shape(),
+                    )?)),
+                    None => Kernel::Reference(node.op.clone()),
+                }
+            }
+            op => Kernel::Reference(op.clone()),
+        };
+        let op_name = match &kernel {
+            Kernel::Conv(k) => format!("{} [{}]", node.op.name(), k.algorithm()),
+            _ => node.op.name(),
+        };
+        Ok(Step { name: node.name.clone(), op_name, kernel, inputs, outputs })
+    }
+
+    /// Scratch memory (f32) the step needs.
+    pub fn scratch_len(&self) -> usize {
+        match &self.kernel {
+            Kernel::Conv(k) => k.scratch_len(),
+            _ => 0,
+        }
+    }
+
+    /// Run the step. `arena` must be the base of an arena laid out by the memory plan.
+    ///
+    /// # Safety
+    /// Output slots must not overlap input slots or each other (the memory planner
+    /// guarantees it), and the arena must be long enough for every slot.
+    pub unsafe fn run(&self, arena: *mut f32, scratch: &mut Vec<f32>) -> OpResult<()> {
+        fn view<'a>(arena: *mut f32, s: &'a Slot) -> ArrayViewD<'a, f32> {
+            match s {
+                Slot::Arena { offset, shape } => unsafe {
+                    ArrayViewD::from_shape_ptr(ndarray::IxDyn(shape), arena.add(*offset))
+                },
+                Slot::Const(t) => match t.as_ref() {
+                    Tensor::F32(a) => a.view(),
+                    _ => unreachable!("plan checks constants are f32"),
+                },
+            }
+        }
+        let ins: Vec<ArrayViewD<f32>> = self.inputs.iter().map(|s| view(arena, s)).collect();
+        let mut outs: Vec<ArrayViewMutD<f32>> = self
+            .outputs
+            .iter()
+            .map(|s| match s {
+                Slot::Arena { offset, shape } => unsafe {
+                    ArrayViewMutD::from_shape_ptr(ndarray::IxDyn(shape), arena.add(*offset))
+                },
+                Slot::Const(_) => unreachable!("outputs are never constants"),
+            })
+            .collect();
+        match &self.kernel {
+            Kernel::View => Ok(()),
+            Kernel::Reference(op) => op.run_reference(&ins, &mut outs),
+            Kernel::Conv(k) => {
+                k.run(ins[0].view(), outs[0].view_mut(), scratch);
+                Ok(())
+            }
+        }
+    }
+}

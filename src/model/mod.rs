@@ -1,0 +1,7 @@
+//! speck's typed graph: values with static shapes, constants, and nodes in topological order.
+
+mod graph;
+mod metadata;
+
+pub use graph::{Graph, Node, Value, ValueId};
+pub use metadata::{Metadata, OutputFormat, ResizeKind};

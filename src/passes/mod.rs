@@ -1,0 +1,35 @@
+//! Graph rewrites run after import and before planning. Each pass keeps the graph's
+//! results identical up to float rounding.
+
+mod fold_batchnorm;
+mod fuse_activation;
+mod lga_einsum;
+
+pub use fold_batchnorm::fold_batchnorm;
+pub use fuse_activation::fuse_conv_activation;
+pub use lga_einsum::rewrite_lga_einsum;
+
+use crate::model::Graph;
+
+/// Run every pass in order; returns a line per pass that changed something.
+pub fn optimize(g: &mut Graph) -> Vec<String> {
+    let mut log = vec![];
+    let mut run = |name: &str, n: usize| {
+        if n > 0 {
+            log.push(format!("{name}: {n}"));
+        }
+    };
+    run("batchnorm folded into conv", fold_batchnorm(g));
+    run("activation fused into conv", fuse_conv_activation(g));
+    run("LGA einsum pair rewritten to head channel sum", rewrite_lga_einsum(g));
+    g.remove_dead();
+    log
+}
+
+/// The only node reading `v`, when exactly one does and `v` is not a graph output.
+pub(crate) fn sole_consumer(g: &Graph, consumers: &[Vec<usize>], v: usize) -> Option<usize> {
+    match consumers[v].as_slice() {
+        [one] if !g.outputs.contains(&v) => Some(*one),
+        _ => None,
+    }
+}
