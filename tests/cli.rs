@@ -1,0 +1,145 @@
+//! Integration tests that run the built `speck` binary, as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn speck(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_speck")).args(args).current_dir(root()).output().expect("run speck")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A clean failure: non-zero exit, one line starting with "error:", no panic.
+fn assert_clean_failure(o: &Output, needle: &str) {
+    let e = stderr(o);
+    assert!(!o.status.success(), "expected failure, stderr: {e}");
+    assert_ne!(o.status.code(), Some(101), "panicked: {e}");
+    assert!(!e.contains("panicked"), "panicked: {e}");
+    assert!(e.starts_with("error:"), "no error line: {e}");
+    assert!(e.contains(needle), "'{needle}' not in: {e}");
+}
+
+const MNV3S: &str = "models/reference/mnv3s_224.onnx";
+const DEFAULT_MODEL: &str = "models/speck-tiny.onnx";
+
+#[test]
+fn help_has_examples() {
+    let o = speck(&["--help"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Examples:") && out.contains("speck detect"));
+}
+
+#[test]
+fn info_reports_size_and_memory() {
+    let o = speck(&["info", MNV3S, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // torchvision MobileNetV3-Small: 2.54 M parameters, ~56 M MACs.
+    let params = v["parameters"].as_u64().unwrap();
+    assert!((2_500_000..2_600_000).contains(&params), "{params}");
+    let macs = v["macs"].as_u64().unwrap();
+    assert!((50_000_000..65_000_000).contains(&macs), "{macs}");
+    let peak = v["peak_activation_bytes"].as_u64().unwrap();
+    let unshared = v["unshared_activation_bytes"].as_u64().unwrap();
+    assert!(peak > 0 && peak * 3 < unshared, "buffer reuse: {peak} vs {unshared}");
+    assert_eq!(v["inputs"][0]["shape"], serde_json::json!([1, 3, 224, 224]));
+}
+
+#[test]
+fn bench_json_has_the_contract_keys() {
+    let o = speck(&["bench", MNV3S, "--runs", "2", "--warmup", "0", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for k in ["median_ms", "min_ms", "max_ms"] {
+        assert!(v[k].as_f64().unwrap() > 0.0, "{k}");
+    }
+    assert_eq!(v["threads"], 1);
+}
+
+#[test]
+fn detect_json_on_the_shipped_sample() {
+    let o = speck(&["detect", "examples/data/images", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(!lines.is_empty());
+    let mut total = 0;
+    for v in &lines {
+        let (w, h) = (v["width"].as_f64().unwrap(), v["height"].as_f64().unwrap());
+        for d in v["detections"].as_array().unwrap() {
+            let b: Vec<f64> = d["bbox"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            assert!(b[0] >= 0.0 && b[1] >= 0.0 && b[2] <= w && b[3] <= h && b[0] < b[2] && b[1] < b[3]);
+            assert_eq!(d["label"], "person");
+            assert_eq!(d["class_id"], 0);
+            let s = d["score"].as_f64().unwrap();
+            assert!((0.3..=1.0).contains(&s));
+            total += 1;
+        }
+    }
+    assert!(total > 0, "the default model finds people in the sample");
+}
+
+#[test]
+fn detect_writes_annotated_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = first_sample_image();
+    let o = speck(&["detect", img.to_str().unwrap(), "--out", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let written = dir.path().join(img.file_name().unwrap());
+    let a = image::open(&img).unwrap().to_rgb8();
+    let b = image::open(&written).unwrap().to_rgb8();
+    assert_eq!(a.dimensions(), b.dimensions());
+    assert_ne!(a.as_raw(), b.as_raw(), "boxes were drawn");
+}
+
+fn first_sample_image() -> PathBuf {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(root().join("examples/data/images")).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v.remove(0)
+}
+
+#[test]
+fn missing_and_corrupt_models_fail_cleanly() {
+    assert_clean_failure(&speck(&["info", "no/such/model.onnx"]), "no/such/model.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.onnx");
+    std::fs::write(&bad, b"this is not a protobuf at all").unwrap();
+    assert_clean_failure(&speck(&["info", bad.to_str().unwrap()]), "not a valid ONNX model");
+    let bytes = std::fs::read(root().join(MNV3S)).unwrap();
+    let cut = dir.path().join("cut.onnx");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let o = speck(&["info", cut.to_str().unwrap()]);
+    assert_clean_failure(&o, "error:");
+}
+
+#[test]
+fn detect_rejects_bad_images_and_keeps_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.jpg");
+    std::fs::write(&bad, b"\xff\xd8\xff not really a jpeg").unwrap();
+    let good = first_sample_image();
+    let o = speck(&["detect", bad.to_str().unwrap(), good.to_str().unwrap(), "--json"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("broken.jpg"), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1, "the good image still ran");
+    assert_clean_failure(&speck(&["detect", "no_such.jpg"]), "no_such.jpg");
+}
+
+#[test]
+fn infer_checks_input_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[1, 3, 100, 100]));
+    let p = dir.path().join("x.npy");
+    ndarray_npy::write_npy(&p, &x).unwrap();
+    let o = speck(&["infer", MNV3S, p.to_str().unwrap(), "--out", dir.path().to_str().unwrap()]);
+    assert_clean_failure(&o, "[1, 3, 224, 224]");
+}
+

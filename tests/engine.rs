@@ -1,0 +1,91 @@
+//! Engine-level checks on real models: optimised kernels and graph passes against the plain
+//! reference path, and thread counts against each other.
+
+use speck::{Engine, EngineOptions, Tensor};
+
+const MODELS: &[&str] = &["models/reference/mnv3s_224.onnx", "models/speck-tiny.onnx"];
+
+fn path(p: &str) -> String {
+    format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn random_input(e: &Engine, seed: u32) -> Vec<Tensor> {
+    let mut s = seed.max(1);
+    e.inputs()
+        .map(|(_, shape)| {
+            let n = shape.iter().product();
+            let v = (0..n)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 17;
+                    s ^= s << 5;
+                    (s as f32 / u32::MAX as f32) * 4.0 - 2.0
+                })
+                .collect();
+            Tensor::from_f32(shape, v).unwrap()
+        })
+        .collect()
+}
+
+fn max_rel_err(a: &Tensor, b: &Tensor) -> f32 {
+    let (a, b) = (a.as_f32().unwrap(), b.as_f32().unwrap());
+    assert_eq!(a.shape(), b.shape());
+    let range = a.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v)) - a.iter().fold(f32::INFINITY, |m, v| m.min(*v));
+    let err = a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    err / range.max(1.0)
+}
+
+fn run(model: &str, opts: EngineOptions) -> Vec<Tensor> {
+    let mut e = Engine::load(path(model), &opts).unwrap();
+    let x = random_input(&e, 7);
+    e.run(&x).unwrap()
+}
+
+#[test]
+fn optimised_engine_matches_reference_path() {
+    for m in MODELS {
+        let reference = run(m, EngineOptions { optimize: false, reference_only: true, threads: 1 });
+        let fast = run(m, EngineOptions::default());
+        for (r, f) in reference.iter().zip(&fast) {
+            let e = max_rel_err(r, f);
+            assert!(e <= 1e-4, "{m}: relative error {e}");
+        }
+    }
+}
+
+#[test]
+fn thread_counts_agree() {
+    for m in MODELS {
+        let one = run(m, EngineOptions { threads: 1, ..Default::default() });
+        let two = run(m, EngineOptions { threads: 2, ..Default::default() });
+        for (a, b) in one.iter().zip(&two) {
+            assert!(max_rel_err(a, b) <= 1e-5, "{m}");
+        }
+    }
+}
+
+#[test]
+fn default_model_uses_the_lga_rewrite_and_fusions() {
+    let e = Engine::load(path("models/speck-tiny.onnx"), &EngineOptions::default()).unwrap();
+    let ops = e.graph().op_histogram();
+    assert!(ops.contains_key("HeadChannelSum"), "LGA rewrite applied: {ops:?}");
+    assert!(!ops.contains_key("BatchNormalization"), "BN folded: {ops:?}");
+    assert!(ops.contains_key("GridSample"), "LDA-AQU sampling present: {ops:?}");
+    assert!(e.pass_log.iter().any(|l| l.contains("activation fused")));
+}
+
+#[test]
+fn wrong_input_shape_is_an_error() {
+    let mut e = Engine::load(path(MODELS[0]), &EngineOptions::default()).unwrap();
+    let x = Tensor::zeros_f32(&[1, 3, 32, 32]);
+    let err = e.run(&[x]).unwrap_err().to_string();
+    assert!(err.contains("[1, 3, 224, 224]"), "{err}");
+}
+
+#[test]
+fn nan_input_gives_nan_output_not_a_crash() {
+    let mut e = Engine::load(path(MODELS[0]), &EngineOptions::default()).unwrap();
+    let x = Tensor::from_f32(&[1, 3, 224, 224], vec![f32::NAN; 3 * 224 * 224]).unwrap();
+    let out = e.run(&[x]).unwrap();
+    assert!(out[0].as_f32().unwrap().iter().any(|v| v.is_nan()));
+}
