@@ -1,7 +1,7 @@
 //! GridSample (ONNX opset 16+, 4-D): bilinear / nearest, zeros / border / reflection padding.
 
-use super::OpResult;
-use ndarray::{ArrayViewD, ArrayViewMutD};
+use super::{OpError, OpResult};
+use ndarray::{ArrayViewD, ArrayViewMutD, Ix4};
 
 /// Interpolation of GridSample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +36,50 @@ pub struct GridSample {
 
 /// x `[N,C,H,W]`, grid `[N,Ho,Wo,2]` -> `[N,C,Ho,Wo]`.
 pub fn grid_sample_shape(x: &[usize], grid: &[usize]) -> OpResult<Vec<usize>> {
-    todo!()
+    if x.len() != 4 || grid.len() != 4 || grid[3] != 2 || grid[0] != x[0] {
+        return Err(OpError::Shape(format!(
+            "GridSample expects x [N,C,H,W] and grid [N,Ho,Wo,2], got x {x:?}, grid {grid:?}"
+        )));
+    }
+    Ok(vec![x[0], x[1], grid[1], grid[2]])
+}
+
+/// Normalised [-1, 1] to pixel coordinate (ONNX Runtime's `GsDenormalize`).
+fn denormalize(n: f32, len: usize, align_corners: bool) -> f32 {
+    if align_corners {
+        (n + 1.0) / 2.0 * (len as f32 - 1.0)
+    } else {
+        ((n + 1.0) * len as f32 - 1.0) / 2.0
+    }
+}
+
+/// Reflect `x` into `[lo, hi]` (ONNX Runtime's `GsReflect`).
+fn reflect(x: f32, lo: f32, hi: f32) -> f32 {
+    let range = hi - lo;
+    if range <= 0.0 || !x.is_finite() {
+        return lo;
+    }
+    if x < lo {
+        let dx = lo - x;
+        let n = (dx / range) as i64;
+        let r = dx - n as f32 * range;
+        if n % 2 == 0 {
+            lo + r
+        } else {
+            hi - r
+        }
+    } else if x > hi {
+        let dx = x - hi;
+        let n = (dx / range) as i64;
+        let r = dx - n as f32 * range;
+        if n % 2 == 0 {
+            hi - r
+        } else {
+            lo + r
+        }
+    } else {
+        x
+    }
 }
 
 /// Reference GridSample.
@@ -46,5 +89,270 @@ pub fn run_grid_sample(
     grid: &ArrayViewD<f32>,
     y: &mut ArrayViewMutD<f32>,
 ) -> OpResult<()> {
-    todo!()
+    let out = grid_sample_shape(x.shape(), grid.shape())?;
+    if y.shape() != out.as_slice() {
+        return Err(OpError::Shape(format!(
+            "GridSample output is {:?}, expected {out:?} (x {:?}, grid {:?})",
+            y.shape(),
+            x.shape(),
+            grid.shape()
+        )));
+    }
+    let x = x
+        .view()
+        .into_dimensionality::<Ix4>()
+        .map_err(|e| OpError::Shape(e.to_string()))?;
+    let grid = grid
+        .view()
+        .into_dimensionality::<Ix4>()
+        .map_err(|e| OpError::Shape(e.to_string()))?;
+    let mut y = y
+        .view_mut()
+        .into_dimensionality::<Ix4>()
+        .map_err(|e| OpError::Shape(e.to_string()))?;
+    let (n, c, h, w) = x.dim();
+    let (_, ho, wo, _) = grid.dim();
+    if h == 0 || w == 0 {
+        y.fill(0.0);
+        return Ok(());
+    }
+    let (x_min, x_max, y_min, y_max) = if g.align_corners {
+        (0.0, w as f32 - 1.0, 0.0, h as f32 - 1.0)
+    } else {
+        (-0.5, w as f32 - 0.5, -0.5, h as f32 - 0.5)
+    };
+    // value at integer pixel (r, col) of plane (ni, ci) under the padding mode
+    let pixel = |ni: usize, ci: usize, r: i64, col: i64| -> f32 {
+        let (r, col) = match g.padding {
+            GridPadding::Zeros => {
+                if r < 0 || r >= h as i64 || col < 0 || col >= w as i64 {
+                    return 0.0;
+                }
+                (r, col)
+            }
+            GridPadding::Border => (r.clamp(0, h as i64 - 1), col.clamp(0, w as i64 - 1)),
+            GridPadding::Reflection => (
+                reflect(r as f32, y_min, y_max) as i64,
+                reflect(col as f32, x_min, x_max) as i64,
+            ),
+        };
+        // guard against float edge cases: never index out of bounds
+        x[[
+            ni,
+            ci,
+            r.clamp(0, h as i64 - 1) as usize,
+            col.clamp(0, w as i64 - 1) as usize,
+        ]]
+    };
+    for ni in 0..n {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let mut sx = denormalize(grid[[ni, oy, ox, 0]], w, g.align_corners);
+                let mut sy = denormalize(grid[[ni, oy, ox, 1]], h, g.align_corners);
+                if g.mode == GridMode::Nearest {
+                    sx = sx.round_ties_even();
+                    sy = sy.round_ties_even();
+                }
+                if sx < x_min || sx > x_max || sy < y_min || sy > y_max {
+                    match g.padding {
+                        GridPadding::Border => {
+                            sx = sx.clamp(0.0, w as f32 - 1.0);
+                            sy = sy.clamp(0.0, h as f32 - 1.0);
+                        }
+                        GridPadding::Reflection => {
+                            sx = reflect(sx, x_min, x_max);
+                            sy = reflect(sy, y_min, y_max);
+                        }
+                        GridPadding::Zeros => {}
+                    }
+                }
+                if !sx.is_finite() || !sy.is_finite() {
+                    for ci in 0..c {
+                        y[[ni, ci, oy, ox]] = if g.padding == GridPadding::Zeros {
+                            0.0
+                        } else {
+                            f32::NAN
+                        };
+                    }
+                    continue;
+                }
+                match g.mode {
+                    GridMode::Nearest => {
+                        for ci in 0..c {
+                            y[[ni, ci, oy, ox]] = pixel(ni, ci, sy as i64, sx as i64);
+                        }
+                    }
+                    GridMode::Bilinear => {
+                        let (x1, y1) = (sx.floor() as i64, sy.floor() as i64);
+                        let (x2, y2) = (x1 + 1, y1 + 1);
+                        let (dx2, dx1) = (x2 as f32 - sx, sx - x1 as f32);
+                        let (dy2, dy1) = (y2 as f32 - sy, sy - y1 as f32);
+                        for ci in 0..c {
+                            let p11 = pixel(ni, ci, y1, x1);
+                            let p12 = pixel(ni, ci, y1, x2);
+                            let p21 = pixel(ni, ci, y2, x1);
+                            let p22 = pixel(ni, ci, y2, x2);
+                            y[[ni, ci, oy, ox]] =
+                                dy2 * (dx2 * p11 + dx1 * p12) + dy1 * (dx2 * p21 + dx1 * p22);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, IxDyn};
+
+    fn run(
+        mode: GridMode,
+        padding: GridPadding,
+        align: bool,
+        x: &ArrayD<f32>,
+        grid: &[f32],
+    ) -> Vec<f32> {
+        let g = GridSample {
+            mode,
+            padding,
+            align_corners: align,
+        };
+        let npts = grid.len() / 2;
+        let grid = ArrayD::from_shape_vec(IxDyn(&[1, 1, npts, 2]), grid.to_vec()).unwrap();
+        let s = grid_sample_shape(x.shape(), grid.shape()).unwrap();
+        let mut y = ArrayD::zeros(IxDyn(&s));
+        run_grid_sample(&g, &x.view(), &grid.view(), &mut y.view_mut()).unwrap();
+        y.iter().copied().collect()
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() < 1e-4, "at {i}: {x} vs {y}\n{a:?}\n{b:?}");
+        }
+    }
+
+    // ONNX backend test input: x = arange(6).reshape(1,1,3,2)
+    fn x32() -> ArrayD<f32> {
+        ArrayD::from_shape_vec(IxDyn(&[1, 1, 3, 2]), (0..6).map(|v| v as f32).collect()).unwrap()
+    }
+
+    // grid of the ONNX gridsample_* tests, flattened (x, y) pairs: shape [1, 2, 4, 2]
+    const GRID: [f32; 16] = [
+        -10.0, -10.0, -5.0, -5.0, -0.2, -0.2, 10.0, 10.0, 10.0, 10.0, -0.2, -0.2, 5.0, 5.0, 10.0,
+        10.0,
+    ];
+
+    #[test]
+    fn onnx_padding_modes() {
+        let x = x32();
+        close(
+            &run(GridMode::Bilinear, GridPadding::Zeros, false, &x, &GRID),
+            &[0.0, 0.0, 1.7, 0.0, 0.0, 1.7, 0.0, 0.0],
+        );
+        close(
+            &run(GridMode::Bilinear, GridPadding::Border, false, &x, &GRID),
+            &[0.0, 0.0, 1.7, 5.0, 5.0, 1.7, 5.0, 5.0],
+        );
+        close(
+            &run(
+                GridMode::Bilinear,
+                GridPadding::Reflection,
+                false,
+                &x,
+                &GRID,
+            ),
+            &[2.5, 0.0, 1.7, 2.5, 2.5, 1.7, 5.0, 2.5],
+        );
+    }
+
+    // diagonal points t in normalised space, sampled from [[0, 1], [2, 3]] (values worked by hand)
+    const GRID2: [f32; 12] = [
+        -1.0, -1.0, -0.5, -0.5, -0.2, -0.2, 0.0, 0.0, 0.5, 0.5, 1.0, 1.0,
+    ];
+
+    #[test]
+    fn onnx_modes_align() {
+        let x = ArrayD::from_shape_vec(IxDyn(&[1, 1, 2, 2]), vec![0.0, 1.0, 2.0, 3.0]).unwrap();
+        close(
+            &run(GridMode::Bilinear, GridPadding::Zeros, false, &x, &GRID2),
+            &[0.0, 0.0, 0.9, 1.5, 3.0, 0.75],
+        );
+        close(
+            &run(GridMode::Bilinear, GridPadding::Zeros, true, &x, &GRID2),
+            &[0.0, 0.75, 1.2, 1.5, 2.25, 3.0],
+        );
+        close(
+            &run(GridMode::Nearest, GridPadding::Zeros, false, &x, &GRID2),
+            &[0.0, 0.0, 0.0, 0.0, 3.0, 0.0],
+        );
+        close(
+            &run(GridMode::Nearest, GridPadding::Zeros, true, &x, &GRID2),
+            &[0.0, 0.0, 0.0, 0.0, 3.0, 3.0],
+        );
+        close(
+            &run(
+                GridMode::Nearest,
+                GridPadding::Reflection,
+                false,
+                &x,
+                &[-1.7, -1.7, 1.9, 1.9],
+            ),
+            &[0.0, 3.0],
+        );
+        close(
+            &run(
+                GridMode::Nearest,
+                GridPadding::Border,
+                true,
+                &x,
+                &[5.0, -5.0],
+            ),
+            &[1.0],
+        );
+    }
+
+    #[test]
+    fn errors_and_degenerate() {
+        let x = x32();
+        let g = GridSample {
+            mode: GridMode::Bilinear,
+            padding: GridPadding::Zeros,
+            align_corners: false,
+        };
+        let grid = ArrayD::<f32>::zeros(IxDyn(&[1, 2, 2, 3]));
+        let mut y = ArrayD::zeros(IxDyn(&[1, 1, 2, 2]));
+        assert!(run_grid_sample(&g, &x.view(), &grid.view(), &mut y.view_mut()).is_err());
+        let grid = ArrayD::<f32>::zeros(IxDyn(&[2, 2, 2, 2]));
+        assert!(grid_sample_shape(x.shape(), grid.shape()).is_err());
+        let grid = ArrayD::<f32>::zeros(IxDyn(&[1, 2, 3, 2]));
+        assert!(run_grid_sample(&g, &x.view(), &grid.view(), &mut y.view_mut()).is_err());
+        // NaN grid and a 1x1 image with reflection never panic
+        let one = ArrayD::from_shape_vec(IxDyn(&[1, 1, 1, 1]), vec![7.0]).unwrap();
+        for p in [
+            GridPadding::Zeros,
+            GridPadding::Border,
+            GridPadding::Reflection,
+        ] {
+            for align in [false, true] {
+                for m in [GridMode::Bilinear, GridMode::Nearest] {
+                    let v = run(m, p, align, &one, &[f32::NAN, 0.3, 3.0, -2.0]);
+                    assert_eq!(v.len(), 2);
+                }
+            }
+        }
+        close(
+            &run(
+                GridMode::Bilinear,
+                GridPadding::Reflection,
+                true,
+                &one,
+                &[3.0, -2.0],
+            ),
+            &[7.0],
+        );
+    }
 }
