@@ -103,7 +103,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             Ok(()) => {}
             Err(e) => {
                 failures += 1;
-                bar.suspend(|| eprintln!("error: {}", format!("{e:#}").replace('\n', " ")));
+                bar.suspend(|| eprintln!("error: {}", super::one_line(&e)));
             }
         }
         bar.inc(1);

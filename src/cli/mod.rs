@@ -78,8 +78,20 @@ pub fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// An error chain on one line, control characters (from corrupt files) escaped.
+pub fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+        .chars()
+        .flat_map(|c| match c {
+            '\n' => " ".chars().collect::<Vec<_>>(),
+            c if c.is_control() => c.escape_default().collect(),
+            c => vec![c],
+        })
+        .collect()
 }

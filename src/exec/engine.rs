@@ -131,7 +131,12 @@ impl Engine {
             .iter()
             .map(|&v| (graph.values[v].name.clone(), graph.values[v].shape.clone(), memory.offsets[v]))
             .collect();
-        let output_slots = graph.outputs.iter().map(|&v| (graph.values[v].name.clone(), slot(v))).collect();
+        let output_slots = graph
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (graph.output_names.get(i).unwrap_or(&graph.values[v].name).clone(), slot(v)))
+            .collect();
         let threads = opts.threads.max(1);
         let pool = if threads > 1 {
             Some(

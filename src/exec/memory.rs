@@ -31,7 +31,7 @@ pub fn plan(g: &Graph, is_view: &[bool]) -> MemoryPlan {
     let end = g.nodes.len() + 1;
     let mut first = vec![usize::MAX; nv];
     let mut last = vec![0usize; nv];
-    let mut touch = |v: usize, t: usize, first: &mut Vec<usize>, last: &mut Vec<usize>| {
+    let touch = |v: usize, t: usize, first: &mut Vec<usize>, last: &mut Vec<usize>| {
         let r = root[v];
         first[r] = first[r].min(t);
         last[r] = last[r].max(t);

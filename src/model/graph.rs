@@ -55,6 +55,8 @@ pub struct Graph {
     pub inputs: Vec<ValueId>,
     /// Graph outputs.
     pub outputs: Vec<ValueId>,
+    /// Declared output names (an output may be an alias of a value with another name).
+    pub output_names: Vec<String>,
     /// Model metadata (ONNX `metadata_props`).
     pub metadata: BTreeMap<String, String>,
 }

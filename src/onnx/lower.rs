@@ -69,12 +69,6 @@ impl Cx<'_> {
         Ok(v)
     }
 
-    /// Shape of an ONNX tensor as speck knows it.
-    pub fn shape(&mut self, name: &str) -> Result<Vec<usize>, String> {
-        let v = self.value(name)?;
-        Ok(self.g.values[v].shape.clone())
-    }
-
     fn tract_shape(&self, name: &str) -> Option<Vec<usize>> {
         self.fact(name)?.shape.as_concrete_finite().ok().flatten().map(|s| s.to_vec())
     }

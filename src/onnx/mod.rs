@@ -152,6 +152,7 @@ pub fn import_proto(
             out.name
         )))?;
         cx.g.outputs.push(v);
+        cx.g.output_names.push(out.name.clone());
     }
     let mut g = cx.g;
     g.metadata = proto
@@ -218,7 +219,7 @@ pub(crate) fn from_tract(t: &tract_onnx::prelude::Tensor) -> Option<Tensor> {
         Tensor::U8(arr::<u8>(t)?)
     } else if dt == bool::datum_type() {
         Tensor::Bool(arr::<bool>(t)?)
-    } else if dt.is_integer() {
+    } else if dt.is_integer() || dt == TDim::datum_type() {
         Tensor::I64(arr::<i64>(&t.cast_to::<i64>().ok()?.into_owned())?)
     } else {
         return None;

@@ -81,6 +81,23 @@ pub enum Activation {
     Gelu,
 }
 
+impl Activation {
+    /// The ONNX-style name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Activation::Relu => "Relu",
+            Activation::LeakyRelu(_) => "LeakyRelu",
+            Activation::Clip(..) => "Clip",
+            Activation::HardSwish => "HardSwish",
+            Activation::HardSigmoid { .. } => "HardSigmoid",
+            Activation::Sigmoid => "Sigmoid",
+            Activation::Silu => "Silu",
+            Activation::Tanh => "Tanh",
+            Activation::Gelu => "Gelu",
+        }
+    }
+}
+
 /// One-input element-wise functions.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {
@@ -257,9 +274,10 @@ impl Op {
     pub fn name(&self) -> String {
         match self {
             Op::Conv(c) => match c.activation {
-                Some(a) => format!("Conv+{a:?}"),
+                Some(a) => format!("Conv+{}", a.name()),
                 None => "Conv".into(),
             },
+            Op::Unary(UnaryOp::Act(a)) => a.name().into(),
             Op::Unary(u) => format!("{u:?}"),
             Op::Binary(b) => format!("{b:?}"),
             Op::Concat { .. } => "Concat".into(),
