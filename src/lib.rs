@@ -1,6 +1,7 @@
 //! speck: a small-footprint runtime that finds tiny objects in camera frames.
 #![deny(missing_docs)]
 
+pub mod kernels;
 pub mod ops;
 pub mod tensor;
 

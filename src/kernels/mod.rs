@@ -1,2 +1,111 @@
-//! Optimised kernels (placeholder module; replaced by the kernels branch).
+//! Optimised compute kernels, selected at plan time. Each kernel family keeps its portable scalar
+//! version beside the SIMD ones; the scalar reference for every family is in [`crate::ops`].
+//!
+//! Kernel names follow ncnn / XNNPACK: `<op>_<dtype>_<tile>_<isa>`, e.g. `dwconv_f32_3x3s1_avx2`.
+
 pub mod conv_f32;
+
+/// Instruction-set level a kernel is written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// portable Rust, no explicit SIMD
+    Scalar,
+    /// x86-64 AVX2 + FMA
+    Avx2,
+    /// x86-64 AVX-512F (implies AVX2 + FMA here)
+    Avx512,
+    /// aarch64 Advanced SIMD
+    Neon,
+}
+
+impl Isa {
+    /// Lower-case name, as accepted by `SPECK_ISA`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+        }
+    }
+
+    /// Parse a `SPECK_ISA` value.
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Some(Isa::Scalar),
+            "avx2" => Some(Isa::Avx2),
+            "avx512" | "avx512f" => Some(Isa::Avx512),
+            "neon" => Some(Isa::Neon),
+            _ => None,
+        }
+    }
+
+    /// Whether this host can execute code written for `self`.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Avx512 => Isa::Avx2.supported() && is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// `self` if the host supports it, else the best supported level below it.
+    pub fn capped(self) -> Isa {
+        match self {
+            Isa::Avx512 if !Isa::Avx512.supported() => Isa::Avx2.capped(),
+            Isa::Avx2 | Isa::Neon if !self.supported() => Isa::Scalar,
+            other => other,
+        }
+    }
+}
+
+/// Best instruction set of this host.
+pub fn detected_isa() -> Isa {
+    for isa in [Isa::Avx512, Isa::Avx2, Isa::Neon] {
+        if isa.supported() {
+            return isa;
+        }
+    }
+    Isa::Scalar
+}
+
+/// Instruction set the kernels use: the host's best, capped by `SPECK_ISA=scalar|avx2|avx512|neon`
+/// when set (a level the host lacks falls back to the best one below it; an unknown value is
+/// ignored).
+pub fn isa() -> Isa {
+    let best = detected_isa();
+    match std::env::var("SPECK_ISA")
+        .ok()
+        .as_deref()
+        .and_then(Isa::parse)
+    {
+        None => best,
+        Some(Isa::Scalar) => Isa::Scalar,
+        // cap: never go above what the host has
+        Some(Isa::Avx2) if best == Isa::Avx512 => Isa::Avx2,
+        Some(req) => req.capped(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isa_parse_and_cap() {
+        for i in [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon] {
+            assert_eq!(Isa::parse(i.name()), Some(i));
+            assert!(i.capped().supported());
+        }
+        assert_eq!(Isa::parse("sse"), None);
+        assert!(detected_isa().supported());
+        assert!(isa().supported());
+        assert_eq!(Isa::Scalar.capped(), Isa::Scalar);
+    }
+}

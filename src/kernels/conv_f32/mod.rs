@@ -1,11 +1,316 @@
-//! temporary
-#![allow(missing_docs)]
-use crate::ops::{Conv, OpResult};
+//! Optimised f32 2-D convolution (NCHW), planned once per conv.
+//!
+//! Algorithms, chosen in [`ConvF32::new`]:
+//! - `conv1x1_f32_gemm`: 1x1, stride 1, no padding: one GEMM `[M x C] * [C x HW]` per group;
+//! - `dwconv_f32_*`: depthwise (group == C == M, dilation 1): direct per-plane kernels, see
+//!   [`depthwise`];
+//! - `conv_f32_im2col_gemm`: everything else (grouped, strided, dilated, padded): im2col into the
+//!   scratch buffer, then one GEMM per group.
+//!
+//! Bias and the fused activation are applied in each algorithm's epilogue.
+
+pub mod depthwise;
+mod gemm;
+mod im2col;
+
+use super::Isa;
+use crate::ops::{conv_shape, Activation, Conv, OpResult};
+use depthwise::{DwGeom, DwRow};
+use im2col::ColGeom;
 use ndarray::{ArrayViewD, ArrayViewMutD};
-pub struct ConvF32;
-impl ConvF32 {
-    pub fn new(_c: &Conv, _w: ArrayViewD<f32>, _b: Option<ArrayViewD<f32>>, _s: &[usize]) -> OpResult<ConvF32> { todo!() }
-    pub fn run(&self, _x: ArrayViewD<f32>, _y: ArrayViewMutD<f32>, _s: &mut Vec<f32>) {}
-    pub fn algorithm(&self) -> &'static str { "" }
-    pub fn scratch_len(&self) -> usize { 0 }
+use rayon::prelude::*;
+use std::borrow::Cow;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Algo {
+    Gemm1x1,
+    Depthwise(DwRow),
+    Im2colGemm,
 }
+
+/// A convolution planned for one input shape: packed weights and the chosen algorithm.
+#[derive(Clone, Debug)]
+pub struct ConvF32 {
+    algo: Algo,
+    isa: Isa,
+    /// (C, H, W) of the planned input
+    chw: [usize; 3],
+    m: usize,
+    group: usize,
+    k: [usize; 2],
+    strides: [usize; 2],
+    pads: [usize; 4],
+    dilations: [usize; 2],
+    out_hw: [usize; 2],
+    /// `[M, C/group * kh * kw]` row-major
+    weights: Vec<f32>,
+    /// `[M]`, zeros when the conv has no bias
+    bias: Vec<f32>,
+    activation: Option<Activation>,
+    scratch_len: usize,
+}
+
+impl ConvF32 {
+    /// Plan a convolution of inputs shaped `in_shape` (`[N,C,H,W]`) with weights `w`
+    /// (`[M, C/group, kh, kw]`) and optional bias `b` (`[M]`), for the host's ISA
+    /// ([`super::isa`], capped by `SPECK_ISA`).
+    pub fn new(
+        c: &Conv,
+        w: ArrayViewD<f32>,
+        b: Option<ArrayViewD<f32>>,
+        in_shape: &[usize],
+    ) -> OpResult<ConvF32> {
+        Self::with_isa(c, w, b, in_shape, super::isa())
+    }
+
+    /// [`ConvF32::new`] for an explicit ISA; one the host lacks falls back to a lower level.
+    pub fn with_isa(
+        c: &Conv,
+        w: ArrayViewD<f32>,
+        b: Option<ArrayViewD<f32>>,
+        in_shape: &[usize],
+        isa: Isa,
+    ) -> OpResult<ConvF32> {
+        let isa = isa.capped();
+        let mut shapes: Vec<&[usize]> = vec![in_shape, w.shape()];
+        if let Some(b) = &b {
+            shapes.push(b.shape());
+        }
+        let out = conv_shape(c, &shapes)?;
+        let (cin, h, wd) = (in_shape[1], in_shape[2], in_shape[3]);
+        let (m, cg, kh, kw) = (w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]);
+        let weights: Vec<f32> = w.iter().copied().collect();
+        let bias = match &b {
+            Some(b) => b.iter().copied().collect(),
+            None => vec![0.0; m],
+        };
+        let (oh, ow) = (out[2], out[3]);
+        let algo = if c.group == cin && m == cin && c.dilations == [1, 1] {
+            let g = DwGeom {
+                h,
+                w: wd,
+                oh,
+                ow,
+                kh,
+                kw,
+                sh: c.strides[0],
+                sw: c.strides[1],
+                pt: c.pads[0],
+                pl: c.pads[1],
+            };
+            Algo::Depthwise(DwRow::select(&g, isa))
+        } else if kh == 1 && kw == 1 && c.strides == [1, 1] && c.pads == [0; 4] {
+            Algo::Gemm1x1
+        } else {
+            Algo::Im2colGemm
+        };
+        let scratch_len = if algo == Algo::Im2colGemm {
+            cg * kh * kw * oh * ow
+        } else {
+            0
+        };
+        Ok(ConvF32 {
+            algo,
+            isa,
+            chw: [cin, h, wd],
+            m,
+            group: c.group,
+            k: [kh, kw],
+            strides: c.strides,
+            pads: c.pads,
+            dilations: c.dilations,
+            out_hw: [oh, ow],
+            weights,
+            bias,
+            activation: c.activation,
+            scratch_len,
+        })
+    }
+
+    /// Name of the chosen kernel.
+    pub fn algorithm(&self) -> &'static str {
+        match self.algo {
+            Algo::Gemm1x1 => "conv1x1_f32_gemm",
+            Algo::Depthwise(r) => r.name(),
+            Algo::Im2colGemm => "conv_f32_im2col_gemm",
+        }
+    }
+
+    /// ISA the plan runs with.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Floats of scratch [`ConvF32::run`] needs (0 for algorithms without im2col).
+    pub fn scratch_len(&self) -> usize {
+        self.scratch_len
+    }
+
+    /// Output shape for a batch of `n`.
+    pub fn out_shape(&self, n: usize) -> [usize; 4] {
+        [n, self.m, self.out_hw[0], self.out_hw[1]]
+    }
+
+    /// Run on `x` (`[N,C,H,W]` with the planned C, H, W) into `y` (`[N,M,OH,OW]`); `scratch` is
+    /// grown to [`ConvF32::scratch_len`] when shorter. Non-contiguous views are copied.
+    ///
+    /// # Panics
+    /// When `x` or `y` do not have the planned shapes (a planning error, not a data error).
+    pub fn run(&self, x: ArrayViewD<f32>, y: ArrayViewMutD<f32>, scratch: &mut Vec<f32>) {
+        match self.activation {
+            None => self.run_with(x, y, scratch, &|v: f32| v),
+            Some(Activation::Relu) => self.run_with(x, y, scratch, &|v: f32| v.max(0.0)),
+            Some(Activation::Clip(lo, hi)) => {
+                self.run_with(x, y, scratch, &move |v: f32| v.max(lo).min(hi))
+            }
+            Some(Activation::LeakyRelu(a)) => self.run_with(x, y, scratch, &move |v: f32| {
+                if v >= 0.0 {
+                    v
+                } else {
+                    a * v
+                }
+            }),
+            Some(a) => self.run_with(x, y, scratch, &move |v: f32| {
+                crate::ops::apply_activation(a, v)
+            }),
+        }
+    }
+
+    /// [`ConvF32::run`] with the epilogue activation given as a function (ignores the conv's own).
+    pub(crate) fn run_with<F: Fn(f32) -> f32 + Sync>(
+        &self,
+        x: ArrayViewD<f32>,
+        mut y: ArrayViewMutD<f32>,
+        scratch: &mut Vec<f32>,
+        act: &F,
+    ) {
+        let [c, h, w] = self.chw;
+        assert!(
+            x.ndim() == 4 && x.shape()[1..] == [c, h, w],
+            "ConvF32 planned for [N, {c}, {h}, {w}], got x {:?}",
+            x.shape()
+        );
+        let n = x.shape()[0];
+        let out = self.out_shape(n);
+        assert!(
+            y.shape() == out,
+            "ConvF32 output must be {out:?}, got {:?}",
+            y.shape()
+        );
+        let xs: Cow<[f32]> = match x.as_slice() {
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(x.iter().copied().collect()),
+        };
+        match y.as_slice_mut() {
+            Some(ys) => self.run_slices(n, &xs, ys, scratch, act),
+            None => {
+                let mut tmp = vec![0.0; out.iter().product()];
+                self.run_slices(n, &xs, &mut tmp, scratch, act);
+                for (d, s) in y.iter_mut().zip(tmp) {
+                    *d = s;
+                }
+            }
+        }
+    }
+
+    fn run_slices<F: Fn(f32) -> f32 + Sync>(
+        &self,
+        n: usize,
+        x: &[f32],
+        y: &mut [f32],
+        scratch: &mut Vec<f32>,
+        act: &F,
+    ) {
+        let [c, h, w] = self.chw;
+        let [oh, ow] = self.out_hw;
+        let (hw, ohw) = (h * w, oh * ow);
+        let (cg, mg) = (c / self.group, self.m / self.group);
+        let kk = cg * self.k[0] * self.k[1];
+        if ohw == 0 || self.m == 0 {
+            return;
+        }
+        match self.algo {
+            Algo::Depthwise(row) => {
+                let g = DwGeom {
+                    h,
+                    w,
+                    oh,
+                    ow,
+                    kh: self.k[0],
+                    kw: self.k[1],
+                    sh: self.strides[0],
+                    sw: self.strides[1],
+                    pt: self.pads[0],
+                    pl: self.pads[1],
+                };
+                let kk = self.k[0] * self.k[1];
+                y.par_chunks_mut(ohw)
+                    .with_min_len((4096 / ohw).max(1))
+                    .enumerate()
+                    .for_each(|(p, yp)| {
+                        let ci = p % c;
+                        let xp = &x[p * hw..(p + 1) * hw];
+                        let wts = &self.weights[ci * kk..(ci + 1) * kk];
+                        depthwise::dwconv_f32_plane(xp, yp, wts, self.bias[ci], &g, row, act);
+                    });
+                return;
+            }
+            Algo::Gemm1x1 => {
+                for ni in 0..n {
+                    for gi in 0..self.group {
+                        let xg = &x[(ni * c + gi * cg) * hw..(ni * c + (gi + 1) * cg) * hw];
+                        let yg = &mut y
+                            [(ni * self.m + gi * mg) * ohw..(ni * self.m + (gi + 1) * mg) * ohw];
+                        let wg = &self.weights[gi * mg * kk..(gi + 1) * mg * kk];
+                        gemm::sgemm_f32(mg, hw, cg, wg, xg, hw, yg);
+                    }
+                }
+            }
+            Algo::Im2colGemm => {
+                if scratch.len() < self.scratch_len {
+                    scratch.resize(self.scratch_len, 0.0);
+                }
+                let col = &mut scratch[..self.scratch_len];
+                let geom = ColGeom {
+                    cg,
+                    h,
+                    w,
+                    kh: self.k[0],
+                    kw: self.k[1],
+                    sh: self.strides[0],
+                    sw: self.strides[1],
+                    pt: self.pads[0],
+                    pl: self.pads[1],
+                    dh: self.dilations[0],
+                    dw: self.dilations[1],
+                    oh,
+                    ow,
+                };
+                for ni in 0..n {
+                    for gi in 0..self.group {
+                        let xg = &x[(ni * c + gi * cg) * hw..(ni * c + (gi + 1) * cg) * hw];
+                        im2col::im2col_f32(xg, &geom, col);
+                        let yg = &mut y
+                            [(ni * self.m + gi * mg) * ohw..(ni * self.m + (gi + 1) * mg) * ohw];
+                        let wg = &self.weights[gi * mg * kk..(gi + 1) * mg * kk];
+                        gemm::sgemm_f32(mg, ohw, kk, wg, col, ohw, yg);
+                    }
+                }
+            }
+        }
+        // GEMM epilogue: bias + activation per output plane, in parallel
+        let m = self.m;
+        y.par_chunks_mut(ohw)
+            .with_min_len((4096 / ohw).max(1))
+            .enumerate()
+            .for_each(|(p, yp)| {
+                let b = self.bias[p % m];
+                for v in yp.iter_mut() {
+                    *v = act(*v + b);
+                }
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests;

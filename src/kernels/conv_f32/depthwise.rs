@@ -1,0 +1,406 @@
+//! Depthwise f32 convolution (group == C == M, dilation 1), one channel plane at a time.
+//!
+//! Each output row is split into a left border, a branch-free interior (every tap in bounds)
+//! and a right border; rows whose window leaves the image are computed with bounds checks.
+//! Interior row kernels: `dwconv_f32_<k>x<k>s<s>_<isa>` and `dwconv_f32_generic_scalar`.
+
+/// Geometry of one depthwise plane.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DwGeom {
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub pt: usize,
+    pub pl: usize,
+}
+
+/// Interior row kernel chosen at plan time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DwRow {
+    Generic,
+    K3S1,
+    K3S2,
+    K5S1,
+    K5S2,
+    K3S1Avx2,
+    K5S1Avx2,
+}
+
+impl DwRow {
+    /// Pick the row kernel for a geometry and instruction set.
+    pub fn select(g: &DwGeom, isa: super::super::Isa) -> DwRow {
+        use super::super::Isa;
+        let simd = matches!(isa, Isa::Avx2 | Isa::Avx512)
+            && cfg!(any(target_arch = "x86", target_arch = "x86_64"));
+        if g.kh != g.kw || g.sh != g.sw {
+            return DwRow::Generic;
+        }
+        match (g.kh, g.sh, simd) {
+            (3, 1, true) => DwRow::K3S1Avx2,
+            (5, 1, true) => DwRow::K5S1Avx2,
+            (3, 1, false) => DwRow::K3S1,
+            (5, 1, false) => DwRow::K5S1,
+            (3, 2, _) => DwRow::K3S2,
+            (5, 2, _) => DwRow::K5S2,
+            _ => DwRow::Generic,
+        }
+    }
+
+    /// Kernel name (ncnn / XNNPACK style).
+    pub fn name(self) -> &'static str {
+        match self {
+            DwRow::Generic => "dwconv_f32_generic_scalar",
+            DwRow::K3S1 => "dwconv_f32_3x3s1_scalar",
+            DwRow::K3S2 => "dwconv_f32_3x3s2_scalar",
+            DwRow::K5S1 => "dwconv_f32_5x5s1_scalar",
+            DwRow::K5S2 => "dwconv_f32_5x5s2_scalar",
+            DwRow::K3S1Avx2 => "dwconv_f32_3x3s1_avx2",
+            DwRow::K5S1Avx2 => "dwconv_f32_5x5s1_avx2",
+        }
+    }
+
+    /// Run on one interior row segment. `x` is the input plane, `iy0`/`ix0` the top-left input
+    /// of the first output's window.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn run(
+        self,
+        x: &[f32],
+        g: &DwGeom,
+        iy0: usize,
+        ix0: usize,
+        wts: &[f32],
+        bias: f32,
+        out: &mut [f32],
+    ) {
+        let w = g.w;
+        match self {
+            DwRow::Generic => {
+                dwconv_f32_generic_scalar(x, w, iy0, ix0, g.kh, g.kw, g.sw, wts, bias, out)
+            }
+            DwRow::K3S1 => dwconv_f32_3x3s1_scalar(x, w, iy0, ix0, wts, bias, out),
+            DwRow::K3S2 => dwconv_f32_3x3s2_scalar(x, w, iy0, ix0, wts, bias, out),
+            DwRow::K5S1 => dwconv_f32_5x5s1_scalar(x, w, iy0, ix0, wts, bias, out),
+            DwRow::K5S2 => dwconv_f32_5x5s2_scalar(x, w, iy0, ix0, wts, bias, out),
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            // SAFETY: selected only when the plan's ISA (checked against the host) has AVX2+FMA.
+            DwRow::K3S1Avx2 => unsafe { dwconv_f32_3x3s1_avx2(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            // SAFETY: as above.
+            DwRow::K5S1Avx2 => unsafe { dwconv_f32_5x5s1_avx2(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+            DwRow::K3S1Avx2 | DwRow::K5S1Avx2 => {
+                dwconv_f32_generic_scalar(x, w, iy0, ix0, g.kh, g.kw, g.sw, wts, bias, out)
+            }
+        }
+    }
+}
+
+/// Outputs `[lo, hi)` along one axis whose whole window lies inside the input.
+pub(crate) fn interior(
+    out_len: usize,
+    in_len: usize,
+    k: usize,
+    s: usize,
+    pad: usize,
+) -> (usize, usize) {
+    let lo = pad.div_ceil(s).min(out_len);
+    let hi = if in_len + pad >= k {
+        ((in_len + pad - k) / s + 1).min(out_len)
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
+}
+
+/// One output with bounds checks (border pixels).
+#[inline]
+fn dw_point(x: &[f32], g: &DwGeom, wts: &[f32], bias: f32, oy: usize, ox: usize) -> f32 {
+    let mut acc = bias;
+    for ky in 0..g.kh {
+        let iy = (oy * g.sh + ky) as isize - g.pt as isize;
+        if iy < 0 || iy >= g.h as isize {
+            continue;
+        }
+        let row = &x[iy as usize * g.w..(iy as usize + 1) * g.w];
+        for kx in 0..g.kw {
+            let ix = (ox * g.sw + kx) as isize - g.pl as isize;
+            if ix < 0 || ix >= g.w as isize {
+                continue;
+            }
+            acc += wts[ky * g.kw + kx] * row[ix as usize];
+        }
+    }
+    acc
+}
+
+/// Depthwise convolution of one plane `x [h*w] -> y [oh*ow]`, bias and activation fused.
+pub(crate) fn dwconv_f32_plane<F: Fn(f32) -> f32>(
+    x: &[f32],
+    y: &mut [f32],
+    wts: &[f32],
+    bias: f32,
+    g: &DwGeom,
+    row: DwRow,
+    act: &F,
+) {
+    let (oy0, oy1) = interior(g.oh, g.h, g.kh, g.sh, g.pt);
+    let (ox0, ox1) = interior(g.ow, g.w, g.kw, g.sw, g.pl);
+    for (oy, yr) in y.chunks_exact_mut(g.ow).enumerate().take(g.oh) {
+        if oy >= oy0 && oy < oy1 && ox1 > ox0 {
+            for (ox, v) in yr[..ox0].iter_mut().enumerate() {
+                *v = dw_point(x, g, wts, bias, oy, ox);
+            }
+            let iy0 = oy * g.sh - g.pt;
+            let ix0 = ox0 * g.sw - g.pl;
+            row.run(x, g, iy0, ix0, wts, bias, &mut yr[ox0..ox1]);
+            for (ox, v) in yr.iter_mut().enumerate().skip(ox1) {
+                *v = dw_point(x, g, wts, bias, oy, ox);
+            }
+        } else {
+            for (ox, v) in yr.iter_mut().enumerate() {
+                *v = dw_point(x, g, wts, bias, oy, ox);
+            }
+        }
+        for v in yr.iter_mut() {
+            *v = act(*v);
+        }
+    }
+}
+
+/// Any kernel size and stride, interior only: accumulates tap by tap over the row (vectorises
+/// at stride 1).
+#[allow(clippy::too_many_arguments)]
+pub fn dwconv_f32_generic_scalar(
+    x: &[f32],
+    w: usize,
+    iy0: usize,
+    ix0: usize,
+    kh: usize,
+    kw: usize,
+    s: usize,
+    wts: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
+    out.fill(bias);
+    let n = out.len();
+    if n == 0 {
+        return;
+    }
+    for ky in 0..kh {
+        let start = (iy0 + ky) * w + ix0;
+        let row = &x[start..start + (n - 1) * s + kw];
+        for kx in 0..kw {
+            let wv = wts[ky * kw + kx];
+            if s == 1 {
+                for (o, &v) in out.iter_mut().zip(&row[kx..kx + n]) {
+                    *o += wv * v;
+                }
+            } else {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o += wv * row[kx + i * s];
+                }
+            }
+        }
+    }
+}
+
+/// KxK stride S interior row with the taps held in registers.
+#[inline(always)]
+fn dw_kxk_scalar<const K: usize, const S: usize>(
+    x: &[f32],
+    w: usize,
+    iy0: usize,
+    ix0: usize,
+    wts: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
+    let n = out.len();
+    if n == 0 {
+        return;
+    }
+    let need = (n - 1) * S + K;
+    let rows: [&[f32]; K] = std::array::from_fn(|ky| {
+        let s = (iy0 + ky) * w + ix0;
+        &x[s..s + need]
+    });
+    let wk: [[f32; K]; K] = std::array::from_fn(|ky| std::array::from_fn(|kx| wts[ky * K + kx]));
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut acc = bias;
+        for ky in 0..K {
+            let r = &rows[ky][i * S..i * S + K];
+            for kx in 0..K {
+                acc += wk[ky][kx] * r[kx];
+            }
+        }
+        *o = acc;
+    }
+}
+
+/// 3x3 stride 1 interior row, scalar.
+pub fn dwconv_f32_3x3s1_scalar(
+    x: &[f32],
+    w: usize,
+    iy0: usize,
+    ix0: usize,
+    wts: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
+    dw_kxk_scalar::<3, 1>(x, w, iy0, ix0, wts, bias, out)
+}
+
+/// 3x3 stride 2 interior row, scalar.
+pub fn dwconv_f32_3x3s2_scalar(
+    x: &[f32],
+    w: usize,
+    iy0: usize,
+    ix0: usize,
+    wts: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
+    dw_kxk_scalar::<3, 2>(x, w, iy0, ix0, wts, bias, out)
+}
+
+/// 5x5 stride 1 interior row, scalar.
+pub fn dwconv_f32_5x5s1_scalar(
+    x: &[f32],
+    w: usize,
+    iy0: usize,
+    ix0: usize,
+    wts: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
+    dw_kxk_scalar::<5, 1>(x, w, iy0, ix0, wts, bias, out)
+}
+
+/// 5x5 stride 2 interior row, scalar.
+pub fn dwconv_f32_5x5s2_scalar(
+    x: &[f32],
+    w: usize,
+    iy0: usize,
+    ix0: usize,
+    wts: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
+    dw_kxk_scalar::<5, 2>(x, w, iy0, ix0, wts, bias, out)
+}
+
+/// KxK stride 1 interior row, AVX2+FMA: 16 then 8 outputs per step, scalar tail.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dw_kxk_s1_avx2<const K: usize>(
+    x: &[f32],
+    w: usize,
+    iy0: usize,
+    ix0: usize,
+    wts: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86")]
+    use std::arch::x86::*;
+    #[cfg(target_arch = "x86_64")]
+    use std::arch::x86_64::*;
+    let n = out.len();
+    if n == 0 {
+        return;
+    }
+    // one bounds check for the whole row: the last tap of the last output is in `x`
+    let last = (iy0 + K - 1) * w + ix0 + (n - 1) + K;
+    assert!(
+        last <= x.len() && wts.len() >= K * K,
+        "dwconv avx2 row out of bounds"
+    );
+    let base = x.as_ptr().add(iy0 * w + ix0);
+    let op = out.as_mut_ptr();
+    let wv: [[__m256; K]; K] =
+        std::array::from_fn(|ky| std::array::from_fn(|kx| _mm256_set1_ps(wts[ky * K + kx])));
+    let vb = _mm256_set1_ps(bias);
+    let mut i = 0;
+    while i + 16 <= n {
+        let mut a0 = vb;
+        let mut a1 = vb;
+        for (ky, wrow) in wv.iter().enumerate() {
+            let rp = base.add(ky * w + i);
+            for (kx, &wk) in wrow.iter().enumerate() {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(rp.add(kx)), wk, a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(rp.add(kx + 8)), wk, a1);
+            }
+        }
+        _mm256_storeu_ps(op.add(i), a0);
+        _mm256_storeu_ps(op.add(i + 8), a1);
+        i += 16;
+    }
+    while i + 8 <= n {
+        let mut a0 = vb;
+        for (ky, wrow) in wv.iter().enumerate() {
+            let rp = base.add(ky * w + i);
+            for (kx, &wk) in wrow.iter().enumerate() {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(rp.add(kx)), wk, a0);
+            }
+        }
+        _mm256_storeu_ps(op.add(i), a0);
+        i += 8;
+    }
+    while i < n {
+        let mut acc = bias;
+        for ky in 0..K {
+            let rp = base.add(ky * w + i);
+            for kx in 0..K {
+                acc = (*rp.add(kx)).mul_add(wts[ky * K + kx], acc);
+            }
+        }
+        *op.add(i) = acc;
+        i += 1;
+    }
+}
+
+/// 3x3 stride 1 interior row, AVX2+FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dwconv_f32_3x3s1_avx2(
+    x: &[f32],
+    w: usize,
+    iy0: usize,
+    ix0: usize,
+    wts: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
+    dw_kxk_s1_avx2::<3>(x, w, iy0, ix0, wts, bias, out)
+}
+
+/// 5x5 stride 1 interior row, AVX2+FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dwconv_f32_5x5s1_avx2(
+    x: &[f32],
+    w: usize,
+    iy0: usize,
+    ix0: usize,
+    wts: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
+    dw_kxk_s1_avx2::<5>(x, w, iy0, ix0, wts, bias, out)
+}

@@ -1,0 +1,441 @@
+//! Every optimised path against `crate::ops::run_conv` on fixed-seed random data.
+
+use super::*;
+use crate::ops::run_conv_with;
+use ndarray::{ArrayD, IxDyn};
+
+/// xorshift32, uniform in [-1, 1).
+struct Rng(u32);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        (x >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+    }
+
+    fn array(&mut self, shape: &[usize]) -> ArrayD<f32> {
+        let n = shape.iter().product();
+        ArrayD::from_shape_vec(IxDyn(shape), (0..n).map(|_| self.next()).collect()).unwrap()
+    }
+}
+
+const ISAS: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon];
+
+/// ISAs this host runs; reports the others as skipped.
+fn host_isas() -> Vec<Isa> {
+    let mut v = vec![];
+    for i in ISAS {
+        if i.supported() {
+            v.push(i);
+        } else {
+            eprintln!(
+                "conv_f32 tests: ISA {} not supported on this host, path skipped",
+                i.name()
+            );
+        }
+    }
+    v
+}
+
+struct Case {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    m: usize,
+    k: [usize; 2],
+    conv: Conv,
+    bias: bool,
+}
+
+/// Plan and run `case` on `isa`; compare with the reference. Returns the algorithm name, or None
+/// when the shapes are invalid (both sides must agree on that).
+fn check(rng: &mut Rng, case: &Case, isa: Isa, relu: bool) -> Option<&'static str> {
+    let Case {
+        n,
+        c,
+        h,
+        w,
+        m,
+        k,
+        ref conv,
+        bias,
+    } = *case;
+    let x = rng.array(&[n, c, h, w]);
+    let wt = rng.array(&[m, c / conv.group.max(1), k[0], k[1]]);
+    let b = rng.array(&[m]);
+    let bv = if bias { Some(b.view()) } else { None };
+    let plan = ConvF32::with_isa(conv, wt.view(), bv.clone(), x.shape(), isa);
+    let mut inputs = vec![x.view(), wt.view()];
+    if bias {
+        inputs.push(b.view());
+    }
+    let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
+    let out = match conv_shape(conv, &shapes) {
+        Ok(s) => s,
+        Err(_) => {
+            assert!(
+                plan.is_err(),
+                "plan accepted invalid conv {conv:?} x {:?} w {:?}",
+                x.shape(),
+                wt.shape()
+            );
+            return None;
+        }
+    };
+    let plan = plan.expect("valid conv must plan");
+    assert_eq!(plan.out_shape(n).to_vec(), out);
+    let act = |v: f32| if relu { v.max(0.0) } else { v };
+    let mut expect = ArrayD::zeros(IxDyn(&out));
+    run_conv_with(conv, &inputs, &mut expect.view_mut(), act).unwrap();
+    let mut got = ArrayD::from_elem(IxDyn(&out), f32::NAN);
+    let mut scratch = vec![];
+    plan.run_with(x.view(), got.view_mut(), &mut scratch, &act);
+    assert!(scratch.len() >= plan.scratch_len());
+    let mag = expect.iter().fold(1.0f32, |a, &v| a.max(v.abs()));
+    let err = expect
+        .iter()
+        .zip(got.iter())
+        .fold(0.0f32, |a, (e, g)| a.max((e - g).abs()));
+    assert!(
+        err <= 1e-4 * mag,
+        "{} ({}) max err {err} (mag {mag}) for x {:?} w {:?} {conv:?} bias {bias}",
+        plan.algorithm(),
+        isa.name(),
+        x.shape(),
+        wt.shape()
+    );
+    Some(plan.algorithm())
+}
+
+fn conv(group: usize, s: usize, pads: [usize; 4], d: usize) -> Conv {
+    Conv {
+        group,
+        strides: [s, s],
+        pads,
+        dilations: [d, d],
+        activation: None,
+    }
+}
+
+/// Pad variants for a kernel: none, symmetric k/2, asymmetric (ONNX SAME_UPPER-like), one-sided.
+fn pad_variants(k: usize) -> Vec<[usize; 4]> {
+    let p = k / 2;
+    let mut v = vec![[0; 4], [p, p, p, p]];
+    if p > 0 {
+        v.push([p - 1, p - 1, p, p]);
+        v.push([p, 0, 0, p]);
+        v.push([0, 1.min(p), p, 0]);
+    }
+    v
+}
+
+const HW: [(usize, usize); 9] = [
+    (1, 1),
+    (2, 5),
+    (5, 5),
+    (7, 7),
+    (9, 13),
+    (13, 9),
+    (33, 33),
+    (1, 33),
+    (33, 2),
+];
+const CH: [usize; 5] = [1, 3, 13, 16, 17];
+
+#[test]
+fn depthwise_all_paths() {
+    let mut rng = Rng(0x9e37_79b9);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut runs = 0;
+    for isa in host_isas() {
+        for (i, &(h, w)) in HW.iter().enumerate() {
+            for k in [1, 3, 5, 7, 11] {
+                for s in [1, 2] {
+                    for (j, pads) in pad_variants(k).into_iter().enumerate() {
+                        let c = CH[(i + j + k) % CH.len()];
+                        let case = Case {
+                            n: 1 + (j % 2),
+                            c,
+                            h,
+                            w,
+                            m: c,
+                            k: [k, k],
+                            conv: conv(c, s, pads, 1),
+                            bias: j % 3 != 2,
+                        };
+                        if let Some(a) = check(&mut rng, &case, isa, false) {
+                            seen.insert(a);
+                            runs += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // non-square kernels and mixed strides go to the generic kernel
+    for isa in host_isas() {
+        let mut c = conv(3, 1, [1, 0, 1, 2], 1);
+        c.strides = [2, 1];
+        let case = Case {
+            n: 1,
+            c: 3,
+            h: 9,
+            w: 13,
+            m: 3,
+            k: [3, 5],
+            conv: c,
+            bias: true,
+        };
+        assert_eq!(
+            check(&mut rng, &case, isa, false),
+            Some("dwconv_f32_generic_scalar")
+        );
+    }
+    eprintln!("depthwise: {runs} runs, kernels {seen:?}");
+    for name in [
+        "dwconv_f32_generic_scalar",
+        "dwconv_f32_3x3s1_scalar",
+        "dwconv_f32_3x3s2_scalar",
+        "dwconv_f32_5x5s1_scalar",
+        "dwconv_f32_5x5s2_scalar",
+    ] {
+        assert!(seen.contains(name), "{name} never exercised");
+    }
+    if Isa::Avx2.supported() {
+        assert!(seen.contains("dwconv_f32_3x3s1_avx2") && seen.contains("dwconv_f32_5x5s1_avx2"));
+    }
+}
+
+#[test]
+fn gemm_1x1_paths() {
+    let mut rng = Rng(12345);
+    for isa in host_isas() {
+        for (i, &(h, w)) in HW.iter().enumerate() {
+            for (j, &c) in CH.iter().enumerate() {
+                let m = CH[(i + j + 1) % CH.len()];
+                let case = Case {
+                    n: 1 + i % 2,
+                    c,
+                    h,
+                    w,
+                    m,
+                    k: [1, 1],
+                    conv: conv(1, 1, [0; 4], 1),
+                    bias: j % 2 == 0,
+                };
+                let a = check(&mut rng, &case, isa, false).unwrap();
+                // C == M == 1 is also depthwise
+                let dw = c == 1 && m == 1;
+                assert_eq!(
+                    a,
+                    if dw {
+                        "dwconv_f32_generic_scalar"
+                    } else {
+                        "conv1x1_f32_gemm"
+                    }
+                );
+            }
+            // grouped 1x1 (shuffle-style)
+            let case = Case {
+                n: 1,
+                c: 16,
+                h,
+                w,
+                m: 8,
+                k: [1, 1],
+                conv: conv(4, 1, [0; 4], 1),
+                bias: true,
+            };
+            assert_eq!(check(&mut rng, &case, isa, false), Some("conv1x1_f32_gemm"));
+        }
+    }
+}
+
+#[test]
+fn im2col_gemm_paths() {
+    let mut rng = Rng(777);
+    let mut runs = 0;
+    for isa in host_isas() {
+        for (i, &(h, w)) in HW.iter().enumerate() {
+            for k in [1, 3, 5, 7, 11] {
+                for s in [1, 2] {
+                    for d in [1, 2] {
+                        for (j, pads) in pad_variants(k).into_iter().enumerate() {
+                            if k == 1 && s == 1 && pads == [0; 4] {
+                                continue; // the 1x1 GEMM path
+                            }
+                            let c = CH[(i + j + k + s) % CH.len()];
+                            // groups: 1, or a divisor giving grouped non-depthwise / channel multiplier
+                            let (group, m) = match (i + j + d) % 3 {
+                                0 => (1, CH[(i + k) % CH.len()]),
+                                1 if c % 2 == 0 => (2, 6),
+                                _ => (c, 2 * c), // depthwise multiplier 2: not depthwise path
+                            };
+                            let case = Case {
+                                n: 1,
+                                c,
+                                h,
+                                w,
+                                m,
+                                k: [k, k],
+                                conv: conv(group, s, pads, d),
+                                bias: j % 2 == 0,
+                            };
+                            if let Some(a) = check(&mut rng, &case, isa, false) {
+                                let dw = group == c && m == c && d == 1;
+                                assert_eq!(a.starts_with("dwconv"), dw, "{a}");
+                                assert!(dw || a == "conv_f32_im2col_gemm", "{a}");
+                                runs += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // dilated depthwise goes through im2col too; rectangular kernel with mixed strides
+    for isa in host_isas() {
+        let case = Case {
+            n: 1,
+            c: 13,
+            h: 9,
+            w: 9,
+            m: 13,
+            k: [3, 3],
+            conv: conv(13, 1, [2; 4], 2),
+            bias: true,
+        };
+        assert_eq!(
+            check(&mut rng, &case, isa, false),
+            Some("conv_f32_im2col_gemm")
+        );
+        let mut c = conv(1, 1, [1, 2, 0, 1], 1);
+        c.strides = [1, 2];
+        c.dilations = [2, 1];
+        let case = Case {
+            n: 2,
+            c: 3,
+            h: 13,
+            w: 9,
+            m: 5,
+            k: [3, 5],
+            conv: c,
+            bias: false,
+        };
+        assert_eq!(
+            check(&mut rng, &case, isa, false),
+            Some("conv_f32_im2col_gemm")
+        );
+    }
+    eprintln!("im2col: {runs} runs");
+    assert!(runs > 100);
+}
+
+#[test]
+fn activation_epilogue_every_algorithm() {
+    let mut rng = Rng(4242);
+    for isa in host_isas() {
+        let cases = [
+            Case {
+                n: 1,
+                c: 16,
+                h: 7,
+                w: 9,
+                m: 16,
+                k: [3, 3],
+                conv: conv(16, 1, [1; 4], 1),
+                bias: true,
+            },
+            Case {
+                n: 1,
+                c: 16,
+                h: 13,
+                w: 13,
+                m: 16,
+                k: [5, 5],
+                conv: conv(16, 2, [2; 4], 1),
+                bias: true,
+            },
+            Case {
+                n: 1,
+                c: 17,
+                h: 5,
+                w: 7,
+                m: 3,
+                k: [1, 1],
+                conv: conv(1, 1, [0; 4], 1),
+                bias: true,
+            },
+            Case {
+                n: 2,
+                c: 3,
+                h: 9,
+                w: 9,
+                m: 16,
+                k: [3, 3],
+                conv: conv(1, 2, [1; 4], 1),
+                bias: true,
+            },
+        ];
+        for case in &cases {
+            check(&mut rng, case, isa, true).unwrap();
+        }
+    }
+    // built-in epilogues that need no other op family: Relu, Clip, LeakyRelu through `run`
+    let x = rng.array(&[1, 4, 6, 6]);
+    let w = rng.array(&[4, 1, 3, 3]);
+    for (act, f) in [
+        (Activation::Relu, (|v: f32| v.max(0.0)) as fn(f32) -> f32),
+        (Activation::Clip(-0.1, 0.2), |v: f32| v.clamp(-0.1, 0.2)),
+        (Activation::LeakyRelu(0.1), |v: f32| {
+            if v >= 0.0 {
+                v
+            } else {
+                0.1 * v
+            }
+        }),
+    ] {
+        let mut c = conv(4, 1, [1; 4], 1);
+        c.activation = Some(act);
+        let plan = ConvF32::new(&c, w.view(), None, x.shape()).unwrap();
+        let mut got = ArrayD::zeros(IxDyn(&[1, 4, 6, 6]));
+        plan.run(x.view(), got.view_mut(), &mut vec![]);
+        let mut expect = ArrayD::zeros(IxDyn(&[1, 4, 6, 6]));
+        run_conv_with(&c, &[x.view(), w.view()], &mut expect.view_mut(), f).unwrap();
+        for (a, b) in got.iter().zip(expect.iter()) {
+            assert!((a - b).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn non_contiguous_views_and_bad_plans() {
+    let mut rng = Rng(99);
+    let x = rng.array(&[1, 3, 8, 8]);
+    let w = rng.array(&[4, 3, 3, 3]);
+    let c = conv(1, 1, [1; 4], 1);
+    let plan = ConvF32::new(&c, w.view(), None, &[1, 3, 8, 8]).unwrap();
+    assert!(plan.isa().supported());
+    let xt = x.clone().reversed_axes(); // [8, 8, 3, 1], strided
+    let xt = xt.view().reversed_axes(); // back to [1, 3, 8, 8] via a non-standard view
+    let mut y = ArrayD::zeros(IxDyn(&[1, 4, 8, 8]));
+    let mut yt = ArrayD::zeros(IxDyn(&[8, 8, 4, 1]));
+    plan.run(xt, yt.view_mut().reversed_axes(), &mut vec![]);
+    let mut expect = ArrayD::zeros(IxDyn(&[1, 4, 8, 8]));
+    run_conv_with(&c, &[x.view(), w.view()], &mut expect.view_mut(), |v| v).unwrap();
+    plan.run(x.view(), y.view_mut(), &mut vec![]);
+    let yt = yt.reversed_axes();
+    for ((a, b), e) in y.iter().zip(yt.iter()).zip(expect.iter()) {
+        assert!((a - e).abs() < 1e-4 && (b - e).abs() < 1e-4);
+    }
+    // invalid plans are errors, not panics
+    assert!(ConvF32::new(&conv(2, 1, [0; 4], 1), w.view(), None, &[1, 3, 8, 8]).is_err());
+    assert!(ConvF32::new(&conv(1, 1, [0; 4], 1), w.view(), None, &[1, 3, 2, 2]).is_err());
+    assert!(ConvF32::new(&c, w.view(), Some(rng.array(&[3]).view()), &[1, 3, 8, 8]).is_err());
+    assert!(ConvF32::new(&c, w.view(), None, &[3, 8, 8]).is_err());
+}
