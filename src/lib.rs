@@ -11,7 +11,6 @@ pub mod model;
 pub mod onnx;
 pub mod passes;
 pub mod exec;
-pub mod kernels;
 
 pub use exec::{Engine, EngineOptions};
 pub mod detect;

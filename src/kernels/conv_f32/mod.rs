@@ -14,7 +14,7 @@ mod gemm;
 mod im2col;
 
 use super::Isa;
-use crate::ops::{conv_shape, Activation, Conv, OpResult};
+use crate::ops::{apply_activation, conv_shape, Activation, Conv, OpResult};
 use depthwise::{DwGeom, DwRow};
 use im2col::ColGeom;
 use ndarray::{ArrayViewD, ArrayViewMutD};
@@ -159,19 +159,15 @@ impl ConvF32 {
     pub fn run(&self, x: ArrayViewD<f32>, y: ArrayViewMutD<f32>, scratch: &mut Vec<f32>) {
         match self.activation {
             None => self.run_with(x, y, scratch, &|v: f32| v),
-            Some(Activation::Relu) => self.run_with(x, y, scratch, &|v: f32| v.max(0.0)),
-            Some(Activation::Clip(lo, hi)) => {
-                self.run_with(x, y, scratch, &move |v: f32| v.max(lo).min(hi))
+            // Constant activations let the compiler fold the match out of the inner loop.
+            Some(Activation::Relu) => {
+                self.run_with(x, y, scratch, &|v: f32| apply_activation(Activation::Relu, v))
             }
-            Some(Activation::LeakyRelu(a)) => self.run_with(x, y, scratch, &move |v: f32| {
-                if v >= 0.0 {
-                    v
-                } else {
-                    a * v
-                }
+            Some(Activation::Clip(lo, hi)) => self.run_with(x, y, scratch, &move |v: f32| {
+                apply_activation(Activation::Clip(lo, hi), v)
             }),
             Some(a) => self.run_with(x, y, scratch, &move |v: f32| {
-                crate::ops::apply_activation(a, v)
+                apply_activation(a, v)
             }),
         }
     }
