@@ -147,10 +147,8 @@ fn block_pattern(small: &[usize], full: &[usize]) -> Option<(usize, usize, usize
         (Some(&lo), Some(&hi)) => (lo, hi),
         _ => return Some((1, 1, full.iter().product())),
     };
-    for i in lo..=hi {
-        if sd(i) != full[i] {
-            return None;
-        }
+    if (lo..=hi).any(|i| sd(i) != full[i]) {
+        return None;
     }
     let outer = full[..lo].iter().product();
     let mid = full[lo..=hi].iter().product();
@@ -396,15 +394,36 @@ mod tests {
             (HardSwish, -3.0, 0.0),
             (HardSwish, 3.0, 3.0),
             (HardSwish, 1.0, 1.0 * (1.0 / 6.0 + 0.5)),
-            (HardSigmoid { alpha: 0.2, beta: 0.5 }, 1.0, 0.7),
-            (HardSigmoid { alpha: 0.2, beta: 0.5 }, 10.0, 1.0),
-            (HardSigmoid { alpha: 0.2, beta: 0.5 }, -10.0, 0.0),
+            (
+                HardSigmoid {
+                    alpha: 0.2,
+                    beta: 0.5,
+                },
+                1.0,
+                0.7,
+            ),
+            (
+                HardSigmoid {
+                    alpha: 0.2,
+                    beta: 0.5,
+                },
+                10.0,
+                1.0,
+            ),
+            (
+                HardSigmoid {
+                    alpha: 0.2,
+                    beta: 0.5,
+                },
+                -10.0,
+                0.0,
+            ),
             (Sigmoid, 0.0, 0.5),
             (Sigmoid, 100.0, 1.0),
             (Sigmoid, -2.0, 0.119_202_92),
             (Silu, 2.0, 1.761_594_2),
             (Tanh, 0.5, 0.462_117_16),
-            (Gelu, 1.0, 0.841_344_74),
+            (Gelu, 1.0, 0.841_344_7),
             (Gelu, -1.0, -0.158_655_26),
             (Gelu, 0.0, 0.0),
         ];
@@ -414,7 +433,7 @@ mod tests {
         }
         // Large magnitudes stay finite and exact at the limits.
         let s = apply_activation(Sigmoid, -100.0);
-        assert!(s >= 0.0 && s < 1e-40 && s.is_finite());
+        assert!((0.0..1e-40).contains(&s));
         assert_eq!(apply_activation(Sigmoid, -1000.0), 0.0);
         assert_eq!(apply_activation(Sigmoid, 1000.0), 1.0);
         assert_eq!(apply_activation(Silu, -1000.0), -0.0);
@@ -431,21 +450,38 @@ mod tests {
         }
         assert!(worst < 1e-6, "erf max error {worst}");
         let x = ArrayD::from_shape_vec(IxDyn(&[3]), vec![0.0, 1.0, -0.5]).unwrap();
-        assert_close(&unary(UnaryOp::Erf, &x), &ArrayD::from_shape_vec(IxDyn(&[3]), vec![0.0, 0.842_700_8, -0.520_499_9]).unwrap(), 1e-6);
+        assert_close(
+            &unary(UnaryOp::Erf, &x),
+            &ArrayD::from_shape_vec(IxDyn(&[3]), vec![0.0, 0.842_700_8, -0.520_499_9]).unwrap(),
+            1e-6,
+        );
     }
 
     #[test]
     fn unary_by_hand() {
-        let x = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0.5, 1.5, 2.5, -0.5, -1.5, -2.6]).unwrap();
+        let x =
+            ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0.5, 1.5, 2.5, -0.5, -1.5, -2.6]).unwrap();
         let r = unary(UnaryOp::Round, &x);
-        assert_eq!(r.iter().copied().collect::<Vec<_>>(), vec![0.0, 2.0, 2.0, -0.0, -2.0, -3.0]);
+        assert_eq!(
+            r.iter().copied().collect::<Vec<_>>(),
+            vec![0.0, 2.0, 2.0, -0.0, -2.0, -3.0]
+        );
         let f = unary(UnaryOp::Floor, &x);
-        assert_eq!(f.iter().copied().collect::<Vec<_>>(), vec![0.0, 1.0, 2.0, -1.0, -2.0, -3.0]);
+        assert_eq!(
+            f.iter().copied().collect::<Vec<_>>(),
+            vec![0.0, 1.0, 2.0, -1.0, -2.0, -3.0]
+        );
         let c = unary(UnaryOp::Ceil, &x);
-        assert_eq!(c.iter().copied().collect::<Vec<_>>(), vec![1.0, 2.0, 3.0, -0.0, -1.0, -2.0]);
+        assert_eq!(
+            c.iter().copied().collect::<Vec<_>>(),
+            vec![1.0, 2.0, 3.0, -0.0, -1.0, -2.0]
+        );
         let z = ArrayD::from_shape_vec(IxDyn(&[2]), vec![0.0, -0.0]).unwrap();
         let rz = unary(UnaryOp::Reciprocal, &z);
-        assert_eq!(rz.iter().copied().collect::<Vec<_>>(), vec![f32::INFINITY, f32::NEG_INFINITY]);
+        assert_eq!(
+            rz.iter().copied().collect::<Vec<_>>(),
+            vec![f32::INFINITY, f32::NEG_INFINITY]
+        );
         assert!(unary(UnaryOp::Log, &z)[[0]] == f32::NEG_INFINITY);
     }
 
@@ -474,7 +510,10 @@ mod tests {
             UnaryOp::Act(LeakyRelu(0.01)),
             UnaryOp::Act(Clip(-0.5, 0.5)),
             UnaryOp::Act(HardSwish),
-            UnaryOp::Act(HardSigmoid { alpha: 0.2, beta: 0.5 }),
+            UnaryOp::Act(HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            }),
             UnaryOp::Act(Sigmoid),
             UnaryOp::Act(Silu),
             UnaryOp::Act(Tanh),
@@ -513,14 +552,22 @@ mod tests {
 
     #[test]
     fn broadcast_shapes() {
-        assert_eq!(broadcast_shape(&[&[2, 3, 4], &[3, 1]]).unwrap(), vec![2, 3, 4]);
+        assert_eq!(
+            broadcast_shape(&[&[2, 3, 4], &[3, 1]]).unwrap(),
+            vec![2, 3, 4]
+        );
         assert_eq!(broadcast_shape(&[&[1], &[]]).unwrap(), vec![1]);
         assert_eq!(broadcast_shape(&[&[], &[]]).unwrap(), Vec::<usize>::new());
         assert_eq!(broadcast_shape(&[&[0], &[1]]).unwrap(), vec![0]);
-        assert_eq!(broadcast_shape(&[&[1, 5], &[4, 1], &[3, 1, 1]]).unwrap(), vec![3, 4, 5]);
+        assert_eq!(
+            broadcast_shape(&[&[1, 5], &[4, 1], &[3, 1, 1]]).unwrap(),
+            vec![3, 4, 5]
+        );
         assert!(broadcast_shape(&[&[2], &[3]]).is_err());
         assert!(broadcast_shape(&[&[0], &[2]]).is_err());
-        let e = broadcast_shape(&[&[2, 3], &[4, 3]]).unwrap_err().to_string();
+        let e = broadcast_shape(&[&[2, 3], &[4, 3]])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[2, 3]") && e.contains("[4, 3]"), "{e}");
     }
 
@@ -529,20 +576,44 @@ mod tests {
         let a = ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![1.0, 2.0, 3.0, 4.0]).unwrap();
         let b = ArrayD::from_shape_vec(IxDyn(&[2]), vec![10.0, 0.0]).unwrap();
         let v = |x: ArrayD<f32>| x.iter().copied().collect::<Vec<_>>();
-        assert_eq!(v(binary(BinaryOp::Add, &a.view(), &b.view())), vec![11.0, 2.0, 13.0, 4.0]);
-        assert_eq!(v(binary(BinaryOp::Sub, &b.view(), &a.view())), vec![9.0, -2.0, 7.0, -4.0]);
+        assert_eq!(
+            v(binary(BinaryOp::Add, &a.view(), &b.view())),
+            vec![11.0, 2.0, 13.0, 4.0]
+        );
+        assert_eq!(
+            v(binary(BinaryOp::Sub, &b.view(), &a.view())),
+            vec![9.0, -2.0, 7.0, -4.0]
+        );
         assert_eq!(
             v(binary(BinaryOp::Div, &a.view(), &b.view())),
             vec![0.1, f32::INFINITY, 0.3, f32::INFINITY]
         );
-        assert_eq!(v(binary(BinaryOp::Pow, &a.view(), &b.view())), vec![1.0, 1.0, 59049.0, 1.0]);
-        assert_eq!(v(binary(BinaryOp::Max, &a.view(), &b.view())), vec![10.0, 2.0, 10.0, 4.0]);
-        assert_eq!(v(binary(BinaryOp::Min, &a.view(), &b.view())), vec![1.0, 0.0, 3.0, 0.0]);
+        assert_eq!(
+            v(binary(BinaryOp::Pow, &a.view(), &b.view())),
+            vec![1.0, 1.0, 59049.0, 1.0]
+        );
+        assert_eq!(
+            v(binary(BinaryOp::Max, &a.view(), &b.view())),
+            vec![10.0, 2.0, 10.0, 4.0]
+        );
+        assert_eq!(
+            v(binary(BinaryOp::Min, &a.view(), &b.view())),
+            vec![1.0, 0.0, 3.0, 0.0]
+        );
         let col = ArrayD::from_shape_vec(IxDyn(&[2, 1]), vec![2.0, 3.0]).unwrap();
-        assert_eq!(v(binary(BinaryOp::Mul, &col.view(), &b.view())), vec![20.0, 0.0, 30.0, 0.0]);
+        assert_eq!(
+            v(binary(BinaryOp::Mul, &col.view(), &b.view())),
+            vec![20.0, 0.0, 30.0, 0.0]
+        );
         let s = ArrayD::from_elem(IxDyn(&[]), 2.0f32);
-        assert_eq!(v(binary(BinaryOp::Sub, &s.view(), &a.view())), vec![1.0, 0.0, -1.0, -2.0]);
-        assert_eq!(v(binary(BinaryOp::Div, &a.view(), &s.view())), vec![0.5, 1.0, 1.5, 2.0]);
+        assert_eq!(
+            v(binary(BinaryOp::Sub, &s.view(), &a.view())),
+            vec![1.0, 0.0, -1.0, -2.0]
+        );
+        assert_eq!(
+            v(binary(BinaryOp::Div, &a.view(), &s.view())),
+            vec![0.5, 1.0, 1.5, 2.0]
+        );
     }
 
     fn naive_binary(op: BinaryOp, a: &ArrayViewD<f32>, b: &ArrayViewD<f32>) -> ArrayD<f32> {
@@ -603,7 +674,12 @@ mod tests {
             for op in ops {
                 let want = naive_binary(op, &a.view(), &b.view());
                 let (af, bf) = (fortran(&a), fortran(&b));
-                for (x, z) in [(a.view(), b.view()), (af.view(), b.view()), (a.view(), bf.view()), (af.view(), bf.view())] {
+                for (x, z) in [
+                    (a.view(), b.view()),
+                    (af.view(), b.view()),
+                    (a.view(), bf.view()),
+                    (af.view(), bf.view()),
+                ] {
                     assert_close(&binary(op, &x, &z), &want, 1e-6);
                     // output in column-major memory
                     let mut yf = fortran(&ArrayD::zeros(want.shape()));
@@ -623,7 +699,10 @@ mod tests {
 
     #[test]
     fn block_patterns() {
-        assert_eq!(block_pattern(&[1, 3, 1, 1], &[2, 3, 5, 7]), Some((2, 3, 35)));
+        assert_eq!(
+            block_pattern(&[1, 3, 1, 1], &[2, 3, 5, 7]),
+            Some((2, 3, 35))
+        );
         assert_eq!(block_pattern(&[13], &[2, 17, 13]), Some((34, 13, 1)));
         assert_eq!(block_pattern(&[], &[2, 3]), Some((1, 1, 6)));
         assert_eq!(block_pattern(&[3, 5, 1], &[2, 3, 5, 7]), Some((2, 15, 7)));
@@ -664,10 +743,17 @@ mod tests {
             vec![5.0, 7.0, 9.0, 5.0, 7.0, 9.0, 1.0, 3.0, 0.0, 1.0, 3.0, 0.0]
         );
         let mut rng = Rng(777);
-        for shape in [[1usize, 1, 1, 1], [2, 3, 7, 13], [3, 1, 17, 5], [1, 4, 3, 1]] {
+        for shape in [
+            [1usize, 1, 1, 1],
+            [2, 3, 7, 13],
+            [3, 1, 17, 5],
+            [1, 4, 3, 1],
+        ] {
             let x = rng.arr(&shape, 1.0);
             let want = ArrayD::from_shape_fn(IxDyn(&shape), |idx| {
-                (0..shape[2]).map(|j| x[[idx[0], idx[1], j, idx[3]]]).sum::<f32>()
+                (0..shape[2])
+                    .map(|j| x[[idx[0], idx[1], j, idx[3]]])
+                    .sum::<f32>()
             });
             for xv in [x.clone(), fortran(&x)] {
                 let mut y = ArrayD::zeros(IxDyn(&shape));

@@ -244,7 +244,10 @@ mod tests {
     fn assert_close(got: &ArrayD<f32>, want: &ArrayD<f32>, tol: f32) {
         assert_eq!(got.shape(), want.shape());
         for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
-            assert!((g - w).abs() <= tol * (1.0 + w.abs()), "element {i}: got {g}, want {w}");
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "element {i}: got {g}, want {w}"
+            );
         }
     }
 
@@ -258,8 +261,16 @@ mod tests {
     /// numpy matmul written plainly: promote, broadcast, triple loop, demote.
     fn naive_matmul(a: &ArrayD<f32>, b: &ArrayD<f32>) -> ArrayD<f32> {
         let (a1, b1) = (a.ndim() == 1, b.ndim() == 1);
-        let a = if a.ndim() == 1 { a.clone().insert_axis(Axis(0)) } else { a.clone() };
-        let b = if b.ndim() == 1 { b.clone().insert_axis(Axis(1)) } else { b.clone() };
+        let a = if a.ndim() == 1 {
+            a.clone().insert_axis(Axis(0))
+        } else {
+            a.clone()
+        };
+        let b = if b.ndim() == 1 {
+            b.clone().insert_axis(Axis(1))
+        } else {
+            b.clone()
+        };
         let (ra, rb) = (a.ndim(), b.ndim());
         let (m, k, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 1]);
         let batch = broadcast_shape(&[&a.shape()[..ra - 2], &b.shape()[..rb - 2]]).unwrap();
@@ -268,7 +279,9 @@ mod tests {
         let pick = |x: &ArrayD<f32>, bi: &[usize], r: usize, c: usize| {
             let xb = x.ndim() - 2;
             let off = bi.len() - xb;
-            let mut i: Vec<usize> = (0..xb).map(|j| if x.shape()[j] == 1 { 0 } else { bi[off + j] }).collect();
+            let mut i: Vec<usize> = (0..xb)
+                .map(|j| if x.shape()[j] == 1 { 0 } else { bi[off + j] })
+                .collect();
             i.extend([r, c]);
             x[IxDyn(&i)]
         };
@@ -294,16 +307,25 @@ mod tests {
     fn matmul_by_hand() {
         let a = arr(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let b = arr(&[3, 2], &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
-        assert_eq!(matmul(&a.view(), &b.view()), arr(&[2, 2], &[58.0, 64.0, 139.0, 154.0]));
+        assert_eq!(
+            matmul(&a.view(), &b.view()),
+            arr(&[2, 2], &[58.0, 64.0, 139.0, 154.0])
+        );
         let v = arr(&[3], &[1.0, 0.0, -1.0]);
         assert_eq!(matmul(&a.view(), &v.view()), arr(&[2], &[-2.0, -2.0]));
         assert_eq!(matmul(&v.view(), &b.view()), arr(&[2], &[-4.0, -4.0]));
         assert_eq!(matmul(&v.view(), &v.view()), arr(&[], &[2.0]));
-        assert_eq!(matmul_shape(&[2, 1, 3, 4], &[5, 4, 6]).unwrap(), vec![2, 5, 3, 6]);
+        assert_eq!(
+            matmul_shape(&[2, 1, 3, 4], &[5, 4, 6]).unwrap(),
+            vec![2, 5, 3, 6]
+        );
         assert_eq!(matmul_shape(&[4], &[2, 4, 6]).unwrap(), vec![2, 6]);
         assert_eq!(matmul_shape(&[2, 3, 4], &[4]).unwrap(), vec![2, 3]);
         // empty inner dimension gives zeros
-        let z = matmul(&ArrayD::zeros(IxDyn(&[2, 0])).view(), &ArrayD::zeros(IxDyn(&[0, 3])).view());
+        let z = matmul(
+            &ArrayD::zeros(IxDyn(&[2, 0])).view(),
+            &ArrayD::zeros(IxDyn(&[0, 3])).view(),
+        );
         assert_eq!(z, ArrayD::zeros(IxDyn(&[2, 3])));
     }
 
@@ -330,7 +352,12 @@ mod tests {
             let b = rng.arr(sb);
             let want = naive_matmul(&a, &b);
             let (af, bf) = (fortran(&a), fortran(&b));
-            for (x, z) in [(a.view(), b.view()), (af.view(), b.view()), (a.view(), bf.view()), (af.view(), bf.view())] {
+            for (x, z) in [
+                (a.view(), b.view()),
+                (af.view(), b.view()),
+                (a.view(), bf.view()),
+                (af.view(), bf.view()),
+            ] {
                 assert_close(&matmul(&x, &z), &want, 1e-5);
                 let mut yf = fortran(&ArrayD::from_elem(IxDyn(want.shape()), f32::NAN));
                 run_matmul(&x, &z, &mut yf.view_mut()).unwrap();
@@ -370,15 +397,36 @@ mod tests {
         let a = arr(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let b = arr(&[3, 2], &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
         let c = arr(&[2], &[1.0, -1.0]);
-        let g = Gemm { alpha: 2.0, beta: 0.5, trans_a: false, trans_b: false };
-        assert_eq!(gemm(&g, &[a.view(), b.view(), c.view()]), arr(&[2, 2], &[116.5, 127.5, 278.5, 307.5]));
-        let g = Gemm { alpha: 1.0, beta: 1.0, trans_a: true, trans_b: true };
+        let g = Gemm {
+            alpha: 2.0,
+            beta: 0.5,
+            trans_a: false,
+            trans_b: false,
+        };
+        assert_eq!(
+            gemm(&g, &[a.view(), b.view(), c.view()]),
+            arr(&[2, 2], &[116.5, 127.5, 278.5, 307.5])
+        );
+        let g = Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: true,
+            trans_b: true,
+        };
         // A' = a.T [3,2] (needs B' [2,k]); use b.T.T: pass b.t() as B with transB
         let y = gemm(&g, &[a.t(), b.t()]);
         assert_eq!(y, arr(&[2, 2], &[58.0, 64.0, 139.0, 154.0]));
-        let g = Gemm { alpha: 1.0, beta: 0.0, trans_a: false, trans_b: false };
+        let g = Gemm {
+            alpha: 1.0,
+            beta: 0.0,
+            trans_a: false,
+            trans_b: false,
+        };
         let cn = ArrayD::from_elem(IxDyn(&[2, 2]), f32::NAN);
-        assert_eq!(gemm(&g, &[a.view(), b.view(), cn.view()]), arr(&[2, 2], &[58.0, 64.0, 139.0, 154.0]));
+        assert_eq!(
+            gemm(&g, &[a.view(), b.view(), cn.view()]),
+            arr(&[2, 2], &[58.0, 64.0, 139.0, 154.0])
+        );
     }
 
     #[test]
@@ -387,11 +435,23 @@ mod tests {
         for &(m, k, n) in &[(1, 1, 1), (3, 7, 13), (17, 1, 3), (13, 17, 7)] {
             for ta in [false, true] {
                 for tb in [false, true] {
-                    for cshape in [None, Some(vec![]), Some(vec![n]), Some(vec![m, 1]), Some(vec![1, n]), Some(vec![m, n])] {
+                    for cshape in [
+                        None,
+                        Some(vec![]),
+                        Some(vec![n]),
+                        Some(vec![m, 1]),
+                        Some(vec![1, n]),
+                        Some(vec![m, n]),
+                    ] {
                         let a = rng.arr(&if ta { [k, m] } else { [m, k] });
                         let b = rng.arr(&if tb { [n, k] } else { [k, n] });
                         let c = cshape.as_ref().map(|s| rng.arr(s));
-                        let g = Gemm { alpha: 0.7, beta: -1.3, trans_a: ta, trans_b: tb };
+                        let g = Gemm {
+                            alpha: 0.7,
+                            beta: -1.3,
+                            trans_a: ta,
+                            trans_b: tb,
+                        };
                         let want = ArrayD::from_shape_fn(IxDyn(&[m, n]), |idx| {
                             let (i, j) = (idx[0], idx[1]);
                             let mut s = 0.0f64;
@@ -420,14 +480,25 @@ mod tests {
 
     #[test]
     fn gemm_errors() {
-        let g = Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false };
+        let g = Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: false,
+        };
         assert!(gemm_shape(&g, &[&[2, 3], &[2, 3]]).is_err());
         assert!(gemm_shape(&g, &[&[2, 3, 1], &[3, 3]]).is_err());
         assert!(gemm_shape(&g, &[&[2, 3], &[3, 4], &[3]]).is_err());
         assert!(gemm_shape(&g, &[&[2, 3], &[3, 4], &[3, 4]]).is_err());
         assert!(gemm_shape(&g, &[&[2, 3]]).is_err());
-        let t = Gemm { trans_b: true, ..g.clone() };
-        assert_eq!(gemm_shape(&t, &[&[2, 3], &[4, 3], &[2, 1]]).unwrap(), vec![2, 4]);
+        let t = Gemm {
+            trans_b: true,
+            ..g.clone()
+        };
+        assert_eq!(
+            gemm_shape(&t, &[&[2, 3], &[4, 3], &[2, 1]]).unwrap(),
+            vec![2, 4]
+        );
         let a = ArrayD::<f32>::zeros(IxDyn(&[2, 3]));
         let b = ArrayD::<f32>::zeros(IxDyn(&[3, 4]));
         let mut y = ArrayD::<f32>::zeros(IxDyn(&[4, 2]));

@@ -195,7 +195,10 @@ mod tests {
     fn assert_close(got: &ArrayD<f32>, want: &ArrayD<f32>, tol: f32) {
         assert_eq!(got.shape(), want.shape());
         for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
-            assert!((g - w).abs() <= tol * (1.0 + w.abs()), "element {i}: got {g}, want {w}");
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "element {i}: got {g}, want {w}"
+            );
         }
     }
 
@@ -210,19 +213,41 @@ mod tests {
         let scale = arr(&[3], &[1.0, 2.0, 3.0]);
         let bias = arr(&[3], &[0.5, 0.0, -0.5]);
         let mut y = ArrayD::from_elem(IxDyn(&[2, 3]), f32::NAN);
-        run_layer_norm(1, 1e-9, &[x.view(), scale.view(), bias.view()], &mut y.view_mut()).unwrap();
+        run_layer_norm(
+            1,
+            1e-9,
+            &[x.view(), scale.view(), bias.view()],
+            &mut y.view_mut(),
+        )
+        .unwrap();
         let k = 1.0 / (2.0f32 / 3.0).sqrt();
-        assert_close(&y, &arr(&[2, 3], &[-k + 0.5, 0.0, 3.0 * k - 0.5, 0.5, 0.0, -0.5]), 1e-6);
+        assert_close(
+            &y,
+            &arr(&[2, 3], &[-k + 0.5, 0.0, 3.0 * k - 0.5, 0.5, 0.0, -0.5]),
+            1e-6,
+        );
         // epsilon matters for a constant row; no bias input
         let mut y = ArrayD::from_elem(IxDyn(&[2, 3]), f32::NAN);
-        run_layer_norm(0, 1.0, &[x.view(), arr(&[1], &[2.0]).view()], &mut y.view_mut()).unwrap();
+        run_layer_norm(
+            0,
+            1.0,
+            &[x.view(), arr(&[1], &[2.0]).view()],
+            &mut y.view_mut(),
+        )
+        .unwrap();
         let m = 2.0f32;
         let var = (1.0 + 0.0 + 1.0 + 0.0 + 0.0 + 0.0) / 6.0;
         let want = x.mapv(|v| (v - m) / (var + 1.0f32).sqrt() * 2.0);
         assert_close(&y, &want, 1e-6);
     }
 
-    fn naive_layer_norm(axis: usize, eps: f32, x: &ArrayD<f32>, s: &ArrayD<f32>, b: &ArrayD<f32>) -> ArrayD<f32> {
+    fn naive_layer_norm(
+        axis: usize,
+        eps: f32,
+        x: &ArrayD<f32>,
+        s: &ArrayD<f32>,
+        b: &ArrayD<f32>,
+    ) -> ArrayD<f32> {
         let n: usize = x.shape()[axis..].iter().product();
         let outer: usize = x.shape()[..axis].iter().product();
         let flat: Vec<f64> = x.iter().map(|&v| v as f64).collect();
@@ -265,10 +290,22 @@ mod tests {
             let want = naive_layer_norm(axis, 1e-5, &x, &s, &b);
             for xv in [x.clone(), fortran(&x)] {
                 let mut y = ArrayD::from_elem(IxDyn(&shape), f32::NAN);
-                run_layer_norm(axis, 1e-5, &[xv.view(), s.view(), fortran(&b).view()], &mut y.view_mut()).unwrap();
+                run_layer_norm(
+                    axis,
+                    1e-5,
+                    &[xv.view(), s.view(), fortran(&b).view()],
+                    &mut y.view_mut(),
+                )
+                .unwrap();
                 assert_close(&y, &want, 1e-4);
                 let mut yf = fortran(&ArrayD::zeros(IxDyn(&shape)));
-                run_layer_norm(axis, 1e-5, &[xv.view(), s.view(), b.view()], &mut yf.view_mut()).unwrap();
+                run_layer_norm(
+                    axis,
+                    1e-5,
+                    &[xv.view(), s.view(), b.view()],
+                    &mut yf.view_mut(),
+                )
+                .unwrap();
                 assert_close(&yf, &want, 1e-4);
             }
             // reversed strides
@@ -301,11 +338,21 @@ mod tests {
         let p = |v: [f32; 2]| arr(&[2], &v);
         let (s, b, m, v) = (p([2.0, 1.0]), p([0.0, 1.0]), p([1.0, 3.0]), p([4.0, 0.25]));
         let mut y = ArrayD::from_elem(IxDyn(&[1, 2, 2]), f32::NAN);
-        run_batch_norm(0.0, &[x.view(), s.view(), b.view(), m.view(), v.view()], &mut y.view_mut()).unwrap();
+        run_batch_norm(
+            0.0,
+            &[x.view(), s.view(), b.view(), m.view(), v.view()],
+            &mut y.view_mut(),
+        )
+        .unwrap();
         assert_close(&y, &arr(&[1, 2, 2], &[0.0, 1.0, 1.0, 3.0]), 1e-6);
 
         let mut rng = Rng(22);
-        for shape in [vec![1, 1], vec![2, 3, 7, 13], vec![3, 17, 5], vec![1, 7, 3, 3, 2]] {
+        for shape in [
+            vec![1, 1],
+            vec![2, 3, 7, 13],
+            vec![3, 17, 5],
+            vec![1, 7, 3, 3, 2],
+        ] {
             let c = shape[1];
             let x = rng.arr(&shape, 3.0, 1.0);
             let s = rng.arr(&[c], 1.0, 0.0);
@@ -315,19 +362,29 @@ mod tests {
             let want = ArrayD::from_shape_fn(IxDyn(&shape), |idx| {
                 let ch = idx[1];
                 let xv = x[idx.slice()] as f64;
-                ((xv - m[[ch]] as f64) / (v[[ch]] as f64 + 1e-3).sqrt() * s[[ch]] as f64 + b[[ch]] as f64) as f32
+                ((xv - m[[ch]] as f64) / (v[[ch]] as f64 + 1e-3).sqrt() * s[[ch]] as f64
+                    + b[[ch]] as f64) as f32
             });
             for xv in [x.clone(), fortran(&x)] {
                 let mut y = fortran(&ArrayD::zeros(IxDyn(&shape)));
-                run_batch_norm(1e-3, &[xv.view(), s.view(), b.view(), m.view(), v.view()], &mut y.view_mut()).unwrap();
+                run_batch_norm(
+                    1e-3,
+                    &[xv.view(), s.view(), b.view(), m.view(), v.view()],
+                    &mut y.view_mut(),
+                )
+                .unwrap();
                 assert_close(&y, &want, 1e-5);
             }
         }
         let x = ArrayD::<f32>::zeros(IxDyn(&[1, 3, 2]));
         let mut y = ArrayD::<f32>::zeros(IxDyn(&[1, 3, 2]));
         let c2 = ArrayD::<f32>::zeros(IxDyn(&[2]));
-        let e = run_batch_norm(1e-5, &[x.view(), c2.view(), c2.view(), c2.view(), c2.view()], &mut y.view_mut())
-            .unwrap_err();
+        let e = run_batch_norm(
+            1e-5,
+            &[x.view(), c2.view(), c2.view(), c2.view(), c2.view()],
+            &mut y.view_mut(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("[2]"), "{e}");
         assert!(run_batch_norm(1e-5, &[x.view()], &mut y.view_mut()).is_err());
         assert!(batch_norm_shape(&[&[3], &[3], &[3], &[3], &[3]]).is_err());

@@ -282,19 +282,32 @@ mod tests {
 
     #[test]
     fn reduce_by_hand() {
-        let x = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0, -2.0, 3.0, 4.0, 5.0, -6.0]).unwrap();
+        let x =
+            ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0, -2.0, 3.0, 4.0, 5.0, -6.0]).unwrap();
         let v = |a: ArrayD<f32>| a.iter().copied().collect::<Vec<_>>();
         use ReduceKind::*;
         assert_eq!(v(reduce(Sum, &[1], false, &x.view())), vec![2.0, 3.0]);
-        assert_eq!(v(reduce(Mean, &[0], false, &x.view())), vec![2.5, 1.5, -1.5]);
+        assert_eq!(
+            v(reduce(Mean, &[0], false, &x.view())),
+            vec![2.5, 1.5, -1.5]
+        );
         assert_eq!(v(reduce(Max, &[0, 1], false, &x.view())), vec![5.0]);
         assert_eq!(v(reduce(Min, &[1], true, &x.view())), vec![-2.0, -6.0]);
         assert_eq!(v(reduce(Prod, &[1], false, &x.view())), vec![-6.0, -120.0]);
-        assert_eq!(v(reduce(SumSquare, &[1], false, &x.view())), vec![14.0, 77.0]);
-        assert_eq!(v(reduce(L2, &[0], false, &x.view())), vec![17f32.sqrt(), 29f32.sqrt(), 45f32.sqrt()]);
+        assert_eq!(
+            v(reduce(SumSquare, &[1], false, &x.view())),
+            vec![14.0, 77.0]
+        );
+        assert_eq!(
+            v(reduce(L2, &[0], false, &x.view())),
+            vec![17f32.sqrt(), 29f32.sqrt(), 45f32.sqrt()]
+        );
         assert_eq!(reduce_shape(&[1], true, &[2, 3, 4]).unwrap(), vec![2, 1, 4]);
         assert_eq!(reduce_shape(&[0, 2], false, &[2, 3, 4]).unwrap(), vec![3]);
-        assert_eq!(reduce_shape(&[0, 1, 2], false, &[2, 3, 4]).unwrap(), Vec::<usize>::new());
+        assert_eq!(
+            reduce_shape(&[0, 1, 2], false, &[2, 3, 4]).unwrap(),
+            Vec::<usize>::new()
+        );
         // all axes without keepdims gives a scalar
         let s = reduce(Sum, &[0, 1], false, &x.view());
         assert_eq!(s.shape(), &[] as &[usize]);
@@ -314,11 +327,9 @@ mod tests {
             .collect();
         let mut vals: Vec<Vec<f64>> = vec![Vec::new(); kshape.iter().product()];
         for (idx, &v) in x.indexed_iter() {
-            let flat = idx
-                .slice()
-                .iter()
-                .enumerate()
-                .fold(0, |f, (i, &k)| f * kshape[i] + if axes.contains(&i) { 0 } else { k });
+            let flat = idx.slice().iter().enumerate().fold(0, |f, (i, &k)| {
+                f * kshape[i] + if axes.contains(&i) { 0 } else { k }
+            });
             vals[flat].push(v as f64);
         }
         let r: Vec<f32> = vals
@@ -393,13 +404,22 @@ mod tests {
         let x = ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![0.0, 0.0, 1000.0, 0.0]).unwrap();
         let mut y = ArrayD::zeros(IxDyn(&[2, 2]));
         run_softmax(1, &x.view(), &mut y.view_mut()).unwrap();
-        assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![0.5, 0.5, 1.0, 0.0]);
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            vec![0.5, 0.5, 1.0, 0.0]
+        );
         run_softmax(0, &x.view(), &mut y.view_mut()).unwrap();
-        assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![0.0, 0.5, 1.0, 0.5]);
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            vec![0.0, 0.5, 1.0, 0.5]
+        );
         let x = ArrayD::from_shape_vec(IxDyn(&[3]), vec![1.0, 2.0, 3.0]).unwrap();
         let mut y = ArrayD::zeros(IxDyn(&[3]));
         run_softmax(0, &x.view(), &mut y.view_mut()).unwrap();
-        let e: Vec<f32> = [-2.0f32, -1.0, 0.0].iter().map(|v| v.exp() / (1.0 + (-1f32).exp() + (-2f32).exp())).collect();
+        let e: Vec<f32> = [-2.0f32, -1.0, 0.0]
+            .iter()
+            .map(|v| v.exp() / (1.0 + (-1f32).exp() + (-2f32).exp()))
+            .collect();
         for (g, w) in y.iter().zip(&e) {
             assert!((g - w).abs() < 1e-6);
         }

@@ -503,7 +503,11 @@ mod tests {
                         let mut s = base.clone();
                         s[axis] = [1, 3, 7][i];
                         let x = rng.arr(&s);
-                        if i == 1 { fortran(&x) } else { x }
+                        if i == 1 {
+                            fortran(&x)
+                        } else {
+                            x
+                        }
                     })
                     .collect();
                 let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
@@ -534,7 +538,12 @@ mod tests {
     }
 
     fn sa(axis: usize, start: i64, end: i64, step: i64) -> SliceAxis {
-        SliceAxis { axis, start, end, step }
+        SliceAxis {
+            axis,
+            start,
+            end,
+            step,
+        }
     }
 
     /// Indices taken by a slice, written the obvious way.
@@ -560,7 +569,10 @@ mod tests {
         assert_eq!(run(sa(0, 1, 8, 3)), vec![1.0, 4.0, 7.0]);
         assert_eq!(run(sa(0, 9, -1, -4)), vec![9.0, 5.0, 1.0]);
         assert_eq!(run(sa(0, 8, 2, -2)), vec![8.0, 6.0, 4.0]);
-        assert_eq!(run(sa(0, 9, -1, -1)), (0..10).rev().map(|v| v as f32).collect::<Vec<_>>());
+        assert_eq!(
+            run(sa(0, 9, -1, -1)),
+            (0..10).rev().map(|v| v as f32).collect::<Vec<_>>()
+        );
         assert_eq!(run(sa(0, 5, 5, 1)), Vec::<f32>::new());
         assert_eq!(run(sa(0, 2, 7, -1)), Vec::<f32>::new());
         assert_eq!(run(sa(0, 10, 10, 1)), Vec::<f32>::new());
@@ -571,16 +583,22 @@ mod tests {
             let shape = rng.shape(rank);
             let x = rng.arr(&shape);
             let mut axes = Vec::new();
-            for axis in 0..rank {
+            for (axis, &d) in shape.iter().enumerate() {
                 if rng.below(3) == 0 {
                     continue;
                 }
-                let d = shape[axis] as i64;
+                let d = d as i64;
                 let step = [1i64, 2, 3, -1, -2, -5][rng.below(6)];
                 let (start, end) = if step > 0 {
-                    (rng.below(d as usize + 1) as i64, rng.below(d as usize + 1) as i64)
+                    (
+                        rng.below(d as usize + 1) as i64,
+                        rng.below(d as usize + 1) as i64,
+                    )
                 } else {
-                    (rng.below(d as usize) as i64, rng.below(d as usize + 1) as i64 - 1)
+                    (
+                        rng.below(d as usize) as i64,
+                        rng.below(d as usize + 1) as i64 - 1,
+                    )
                 };
                 axes.push(sa(axis, start, end, step));
             }
@@ -594,7 +612,12 @@ mod tests {
                 .collect();
             assert_eq!(out, picks.iter().map(|p| p.len()).collect::<Vec<_>>());
             let want = ArrayD::from_shape_fn(IxDyn(&out), |idx| {
-                let i: Vec<usize> = idx.slice().iter().enumerate().map(|(a, &k)| picks[a][k]).collect();
+                let i: Vec<usize> = idx
+                    .slice()
+                    .iter()
+                    .enumerate()
+                    .map(|(a, &k)| picks[a][k])
+                    .collect();
                 x[IxDyn(&i)]
             });
             for xv in [x.clone(), fortran(&x)] {
@@ -610,7 +633,9 @@ mod tests {
         assert!(bad(sa(0, 10, 0, -1)));
         assert!(bad(sa(1, 0, 5, 1)));
         let mut y = nan(&[3]);
-        let s = Slice { axes: vec![sa(0, 0, 10, 2)] };
+        let s = Slice {
+            axes: vec![sa(0, 0, 10, 2)],
+        };
         assert!(run_slice(&s, &x.view(), &mut y.view_mut()).is_err());
     }
 
@@ -716,7 +741,10 @@ mod tests {
         let x = arange(&[3, 1]);
         let mut y = nan(&[2, 3, 2]);
         run_expand(&x.view(), &mut y.view_mut()).unwrap();
-        assert_eq!(vals(&y), vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 0.0, 0.0, 1.0, 1.0, 2.0, 2.0]);
+        assert_eq!(
+            vals(&y),
+            vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+        );
         let xf = fortran(&arange(&[1, 3, 1, 7]));
         let mut y = nan(&[13, 3, 17, 7]);
         run_expand(&xf.view(), &mut y.view_mut()).unwrap();
@@ -742,7 +770,10 @@ mod tests {
         assert_eq!(gather_shape(1, &[2, 2], &[3, 2]).unwrap(), vec![3, 2, 2]);
         let mut y = nan(&[3, 2, 2]);
         run_gather(1, &[1, 0, 0, 1], &x.view(), &mut y.view_mut()).unwrap();
-        assert_eq!(vals(&y), vec![1.0, 0.0, 0.0, 1.0, 3.0, 2.0, 2.0, 3.0, 5.0, 4.0, 4.0, 5.0]);
+        assert_eq!(
+            vals(&y),
+            vec![1.0, 0.0, 0.0, 1.0, 3.0, 2.0, 2.0, 3.0, 5.0, 4.0, 4.0, 5.0]
+        );
 
         let mut rng = Rng(6);
         for _ in 0..40 {
@@ -757,7 +788,10 @@ mod tests {
             let k = ishape.len();
             let want = ArrayD::from_shape_fn(IxDyn(&out), |idx| {
                 let idx = idx.slice();
-                let flat = idx[axis..axis + k].iter().zip(&ishape).fold(0, |f, (&i, &d)| f * d + i);
+                let flat = idx[axis..axis + k]
+                    .iter()
+                    .zip(&ishape)
+                    .fold(0, |f, (&i, &d)| f * d + i);
                 let mut i = idx[..axis].to_vec();
                 i.push(indices[flat]);
                 i.extend_from_slice(&idx[axis + k..]);
@@ -808,19 +842,38 @@ mod tests {
             run_pad(&[pads], mode, &x.view(), &mut y.view_mut()).unwrap();
             vals(&y)
         };
-        assert_eq!(run((2, 2), PadMode::Reflect), vec![2.0, 1.0, 0.0, 1.0, 2.0, 1.0, 0.0]);
-        assert_eq!(run((2, 1), PadMode::Edge), vec![0.0, 0.0, 0.0, 1.0, 2.0, 2.0]);
-        assert_eq!(run((1, 2), PadMode::Constant(-1.0)), vec![-1.0, 0.0, 1.0, 2.0, -1.0, -1.0]);
+        assert_eq!(
+            run((2, 2), PadMode::Reflect),
+            vec![2.0, 1.0, 0.0, 1.0, 2.0, 1.0, 0.0]
+        );
+        assert_eq!(
+            run((2, 1), PadMode::Edge),
+            vec![0.0, 0.0, 0.0, 1.0, 2.0, 2.0]
+        );
+        assert_eq!(
+            run((1, 2), PadMode::Constant(-1.0)),
+            vec![-1.0, 0.0, 1.0, 2.0, -1.0, -1.0]
+        );
         let x2 = arange(&[2, 2]);
         let mut y = nan(&[3, 4]);
-        run_pad(&[(1, 0), (1, 1)], PadMode::Constant(9.0), &x2.view(), &mut y.view_mut()).unwrap();
-        assert_eq!(vals(&y), vec![9.0, 9.0, 9.0, 9.0, 9.0, 0.0, 1.0, 9.0, 9.0, 2.0, 3.0, 9.0]);
+        run_pad(
+            &[(1, 0), (1, 1)],
+            PadMode::Constant(9.0),
+            &x2.view(),
+            &mut y.view_mut(),
+        )
+        .unwrap();
+        assert_eq!(
+            vals(&y),
+            vec![9.0, 9.0, 9.0, 9.0, 9.0, 0.0, 1.0, 9.0, 9.0, 2.0, 3.0, 9.0]
+        );
 
         let mut rng = Rng(7);
         for _ in 0..60 {
             let rank = 1 + rng.below(4);
             let shape = rng.shape(rank);
-            let pads: Vec<(usize, usize)> = (0..rank).map(|_| (rng.below(4), rng.below(4))).collect();
+            let pads: Vec<(usize, usize)> =
+                (0..rank).map(|_| (rng.below(4), rng.below(4))).collect();
             let mode = [PadMode::Constant(0.5), PadMode::Edge, PadMode::Reflect][rng.below(3)];
             let x = rng.arr(&shape);
             let out = pad_shape(&pads, &shape).unwrap();
@@ -845,9 +898,21 @@ mod tests {
         }
         assert!(pad_shape(&[(1, 1)], &[2, 2]).is_err());
         let mut y = nan(&[4]);
-        assert!(run_pad(&[(1, 1)], PadMode::Edge, &arange(&[3]).view(), &mut y.view_mut()).is_err());
+        assert!(run_pad(
+            &[(1, 1)],
+            PadMode::Edge,
+            &arange(&[3]).view(),
+            &mut y.view_mut()
+        )
+        .is_err());
         let mut y = nan(&[2]);
-        assert!(run_pad(&[(1, 1)], PadMode::Reflect, &arange(&[0]).view(), &mut y.view_mut()).is_err());
+        assert!(run_pad(
+            &[(1, 1)],
+            PadMode::Reflect,
+            &arange(&[0]).view(),
+            &mut y.view_mut()
+        )
+        .is_err());
         // rank 0
         let s = ArrayD::from_elem(IxDyn(&[]), 3.0f32);
         let mut y = nan(&[]);
