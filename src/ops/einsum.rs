@@ -438,3 +438,254 @@ fn contract_pair(
     y.assign(&c.permuted_axes(perm));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, ShapeBuilder};
+    use std::collections::HashMap;
+
+    /// xorshift64* PRNG.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn f(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        }
+        fn arr(&mut self, shape: &[usize]) -> ArrayD<f32> {
+            ArrayD::from_shape_fn(IxDyn(shape), |_| self.f())
+        }
+    }
+
+    fn fortran(a: &ArrayD<f32>) -> ArrayD<f32> {
+        let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
+        f.assign(a);
+        f
+    }
+
+    fn arr(shape: &[usize], v: &[f32]) -> ArrayD<f32> {
+        ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).unwrap()
+    }
+
+    fn assert_close(got: &ArrayD<f32>, want: &ArrayD<f32>, tol: f32) {
+        assert_eq!(got.shape(), want.shape());
+        for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "element {i}: got {g}, want {w}"
+            );
+        }
+    }
+
+    fn einsum(eq: &str, xs: &[ArrayViewD<f32>]) -> ArrayD<f32> {
+        let shapes: Vec<&[usize]> = xs.iter().map(|x| x.shape()).collect();
+        let s = einsum_shape(eq, &shapes).unwrap();
+        let mut y = ArrayD::from_elem(IxDyn(&s), f32::NAN);
+        run_einsum(eq, xs, &mut y.view_mut()).unwrap();
+        // and into a column-major output
+        let mut yf = fortran(&ArrayD::from_elem(IxDyn(&s), f32::NAN));
+        run_einsum(eq, xs, &mut yf.view_mut()).unwrap();
+        assert_eq!(y, yf);
+        y
+    }
+
+    /// Plain einsum for explicit, letters-only equations: loop over every assignment.
+    fn naive(eq: &str, xs: &[&ArrayD<f32>]) -> ArrayD<f32> {
+        let (lhs, rhs) = eq.split_once("->").unwrap();
+        let terms: Vec<Vec<char>> = lhs.split(',').map(|t| t.chars().collect()).collect();
+        let out: Vec<char> = rhs.chars().collect();
+        let mut size = HashMap::new();
+        for (t, x) in terms.iter().zip(xs) {
+            for (c, &d) in t.iter().zip(x.shape()) {
+                size.insert(*c, d);
+            }
+        }
+        let mut letters: Vec<char> = size.keys().copied().collect();
+        letters.sort();
+        let oshape: Vec<usize> = out.iter().map(|c| size[c]).collect();
+        let mut y = ArrayD::<f64>::zeros(IxDyn(&oshape));
+        let total: usize = letters.iter().map(|c| size[c]).product();
+        for mut flat in 0..total {
+            let mut val = HashMap::new();
+            for c in letters.iter().rev() {
+                val.insert(*c, flat % size[c]);
+                flat /= size[c];
+            }
+            let mut p = 1.0f64;
+            for (t, x) in terms.iter().zip(xs) {
+                let i: Vec<usize> = t.iter().map(|c| val[c]).collect();
+                p *= x[IxDyn(&i)] as f64;
+            }
+            let oi: Vec<usize> = out.iter().map(|c| val[c]).collect();
+            y[IxDyn(&oi)] += p;
+        }
+        y.mapv(|v| v as f32)
+    }
+
+    #[test]
+    fn by_hand() {
+        let a = arr(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+        let b = arr(&[2, 2], &[5.0, 6.0, 7.0, 8.0]);
+        assert_eq!(
+            einsum("ij,jk->ik", &[a.view(), b.view()]),
+            arr(&[2, 2], &[19.0, 22.0, 43.0, 50.0])
+        );
+        assert_eq!(
+            einsum("ij,jk", &[a.view(), b.view()]),
+            arr(&[2, 2], &[19.0, 22.0, 43.0, 50.0])
+        );
+        assert_eq!(einsum("ii->i", &[a.view()]), arr(&[2], &[1.0, 4.0]));
+        assert_eq!(einsum("ii", &[a.view()]), arr(&[], &[5.0]));
+        assert_eq!(einsum("ij->", &[a.view()]), arr(&[], &[10.0]));
+        assert_eq!(
+            einsum("ji", &[a.view()]),
+            arr(&[2, 2], &[1.0, 3.0, 2.0, 4.0])
+        );
+        assert_eq!(
+            einsum("ij->ji", &[a.view()]),
+            arr(&[2, 2], &[1.0, 3.0, 2.0, 4.0])
+        );
+        assert_eq!(
+            einsum(" i j , j k -> k i ", &[a.view(), b.view()]),
+            arr(&[2, 2], &[19.0, 43.0, 22.0, 50.0])
+        );
+        let v = arr(&[2], &[1.0, -1.0]);
+        assert_eq!(einsum("i,i->", &[v.view(), v.view()]), arr(&[], &[2.0]));
+        assert_eq!(
+            einsum("i,j->ij", &[v.view(), v.view()]),
+            arr(&[2, 2], &[1.0, -1.0, -1.0, 1.0])
+        );
+        assert_eq!(
+            einsum("ij,jk,k->i", &[a.view(), b.view(), v.view()]),
+            arr(&[2], &[-3.0, -7.0])
+        );
+        assert_eq!(
+            einsum("ij,ij->ij", &[a.view(), b.view()]),
+            arr(&[2, 2], &[5.0, 12.0, 21.0, 32.0])
+        );
+        // LGA's degenerate pair: k and v are each summed out of one operand
+        let q = arr(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+        let w = arr(&[1, 1, 3, 2], &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+        assert_eq!(
+            einsum("bhqk,bhvd->bhqd", &[q.view(), w.view()]),
+            arr(&[1, 1, 2, 2], &[6.0, 6.0, 14.0, 14.0])
+        );
+    }
+
+    #[test]
+    fn ellipsis() {
+        let mut rng = Rng(41);
+        let a = rng.arr(&[3, 1, 2, 5]);
+        let b = rng.arr(&[4, 5, 7]);
+        let y = einsum("...ij,...jk->...ik", &[a.view(), b.view()]);
+        assert_eq!(y.shape(), &[3, 4, 2, 7]);
+        for i in 0..3 {
+            for j in 0..4 {
+                let am = a.index_axis(Axis(0), i).index_axis(Axis(0), 0).to_owned();
+                let bm = b.index_axis(Axis(0), j).to_owned();
+                let want = naive("ij,jk->ik", &[&am.into_dyn(), &bm.into_dyn()]);
+                let got = y.index_axis(Axis(0), i).index_axis(Axis(0), j).to_owned();
+                assert_close(&got, &want, 1e-5);
+            }
+        }
+        // implicit output puts the ellipsis first
+        assert_eq!(
+            einsum_shape("ij...", &[&[2, 3, 4, 5]]).unwrap(),
+            vec![4, 5, 2, 3]
+        );
+        assert_eq!(
+            einsum_shape("...ii->...i", &[&[4, 3, 3]]).unwrap(),
+            vec![4, 3]
+        );
+        let d = rng.arr(&[4, 3, 3]);
+        let y = einsum("...ii->...i", &[d.view()]);
+        for (idx, &v) in y.indexed_iter() {
+            assert_eq!(v, d[[idx[0], idx[1], idx[1]]]);
+        }
+    }
+
+    #[test]
+    fn random_vs_naive() {
+        let cases: &[(&str, &[&[usize]])] = &[
+            ("bhqd,bhkd->bhqk", &[&[2, 3, 7, 5], &[2, 3, 13, 5]]),
+            ("bhqk,bhvd->bhqd", &[&[1, 3, 7, 13], &[1, 3, 17, 5]]),
+            ("bhqk,bhkd->bhqd", &[&[2, 1, 7, 13], &[2, 1, 13, 3]]),
+            ("ij,jk->ik", &[&[7, 13], &[13, 3]]),
+            ("bij,bjk->bik", &[&[3, 7, 1], &[3, 1, 17]]),
+            ("ii->i", &[&[7, 7]]),
+            ("ij->", &[&[3, 13]]),
+            ("ij->j", &[&[3, 13]]),
+            ("ijk->kji", &[&[3, 7, 1]]),
+            ("iij,jk->ik", &[&[3, 3, 7], &[7, 5]]),
+            ("ij,jk,kl->il", &[&[3, 7], &[7, 5], &[5, 13]]),
+            ("abc,cd->dab", &[&[3, 1, 7], &[7, 13]]),
+            ("ab,cd->abcd", &[&[3, 7], &[1, 5]]),
+            ("bhqd,bhkd->bqhk", &[&[2, 3, 7, 5], &[2, 3, 13, 5]]),
+            ("ik,kj->", &[&[3, 7], &[7, 5]]),
+            ("ijk,jil->kl", &[&[3, 7, 5], &[7, 3, 13]]),
+            ("i,i->i", &[&[17], &[17]]),
+            ("ij,ij->", &[&[13, 3], &[13, 3]]),
+        ];
+        let mut rng = Rng(42);
+        for &(eq, shapes) in cases {
+            let xs: Vec<ArrayD<f32>> = shapes.iter().map(|s| rng.arr(s)).collect();
+            let refs: Vec<&ArrayD<f32>> = xs.iter().collect();
+            let want = naive(eq, &refs);
+            let views: Vec<ArrayViewD<f32>> = xs.iter().map(|x| x.view()).collect();
+            assert_close(&einsum(eq, &views), &want, 1e-5);
+            let fs: Vec<ArrayD<f32>> = xs.iter().map(fortran).collect();
+            let fviews: Vec<ArrayViewD<f32>> = fs.iter().map(|x| x.view()).collect();
+            assert_close(&einsum(eq, &fviews), &want, 1e-5);
+            // reversed strides on every operand
+            let rev: Vec<ArrayD<f32>> = xs
+                .iter()
+                .map(|x| {
+                    x.slice_each_axis(|_| ndarray::Slice::new(0, None, -1))
+                        .to_owned()
+                })
+                .collect();
+            let rrefs: Vec<&ArrayD<f32>> = rev.iter().collect();
+            let rviews: Vec<ArrayViewD<f32>> = xs
+                .iter()
+                .map(|x| x.slice_each_axis(|_| ndarray::Slice::new(0, None, -1)))
+                .collect();
+            assert_close(&einsum(eq, &rviews), &naive(eq, &rrefs), 1e-5);
+            // the generic loop agrees too (run_einsum sends two-operand cases to GEMM)
+            let plan = parse(eq, shapes).unwrap();
+            let mut y = ArrayD::from_elem(IxDyn(want.shape()), f32::NAN);
+            generic(&plan, &views, &mut y.view_mut()).unwrap();
+            assert_close(&y, &want, 1e-5);
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let s = |eq: &str, shapes: &[&[usize]]| einsum_shape(eq, shapes).is_err();
+        assert!(s("ij,jk->ik", &[&[2, 3], &[4, 5]]));
+        assert!(s("ij,jk->ik", &[&[2, 3]]));
+        assert!(s("ij->ik", &[&[2, 3]]));
+        assert!(s("ij->ii", &[&[2, 3]]));
+        assert!(s("ij", &[&[2, 3, 4]]));
+        assert!(s("ijk", &[&[2, 3]]));
+        assert!(s("i1", &[&[2, 3]]));
+        assert!(s("i..j", &[&[2, 3]]));
+        assert!(s("...i...", &[&[2, 3]]));
+        assert!(s("ij->i->j", &[&[2, 3]]));
+        assert!(s("ii", &[&[2, 3]]));
+        assert!(s("...i,...i", &[&[2, 3], &[3, 3]]));
+        let e = einsum_shape("ij,jk->ik", &[&[2, 3], &[4, 5]])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[4, 5]") && e.contains("ij,jk->ik"), "{e}");
+        let a = ArrayD::<f32>::zeros(IxDyn(&[2, 3]));
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[2, 2]));
+        assert!(run_einsum("ij,jk->ik", &[a.view(), a.view()], &mut y.view_mut()).is_err());
+        assert!(run_einsum("ij->ji", &[a.view()], &mut y.view_mut()).is_err());
+        assert!(run_einsum("ij->ji", &[], &mut y.view_mut()).is_err());
+    }
+}

@@ -147,10 +147,8 @@ fn block_pattern(small: &[usize], full: &[usize]) -> Option<(usize, usize, usize
         (Some(&lo), Some(&hi)) => (lo, hi),
         _ => return Some((1, 1, full.iter().product())),
     };
-    for i in lo..=hi {
-        if sd(i) != full[i] {
-            return None;
-        }
+    if (lo..=hi).any(|i| sd(i) != full[i]) {
+        return None;
     }
     let outer = full[..lo].iter().product();
     let mid = full[lo..=hi].iter().product();
@@ -326,4 +324,445 @@ pub fn run_head_channel_sum(x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32>) -> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, Dimension, IxDyn, ShapeBuilder};
+
+    /// xorshift64* PRNG.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        /// uniform in [-1, 1)
+        fn f(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        }
+        fn arr(&mut self, shape: &[usize], scale: f32) -> ArrayD<f32> {
+            ArrayD::from_shape_fn(IxDyn(shape), |_| self.f() * scale)
+        }
+    }
+
+    /// Same logical content in column-major memory (a non-contiguous row-major view).
+    fn fortran(a: &ArrayD<f32>) -> ArrayD<f32> {
+        let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
+        f.assign(a);
+        f
+    }
+
+    fn close(a: f32, b: f32, tol: f32) -> bool {
+        (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= tol * (1.0 + b.abs())
+    }
+
+    fn assert_close(got: &ArrayD<f32>, want: &ArrayD<f32>, tol: f32) {
+        assert_eq!(got.shape(), want.shape());
+        for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+            assert!(close(*g, *w, tol), "element {i}: got {g}, want {w}");
+        }
+    }
+
+    fn unary(op: UnaryOp, x: &ArrayD<f32>) -> ArrayD<f32> {
+        let mut y = ArrayD::from_elem(x.shape(), f32::NAN);
+        run_unary(op, &x.view(), &mut y.view_mut()).unwrap();
+        y
+    }
+
+    fn binary(op: BinaryOp, a: &ArrayViewD<f32>, b: &ArrayViewD<f32>) -> ArrayD<f32> {
+        let s = broadcast_shape(&[a.shape(), b.shape()]).unwrap();
+        let mut y = ArrayD::from_elem(IxDyn(&s), f32::NAN);
+        run_binary(op, a, b, &mut y.view_mut()).unwrap();
+        y
+    }
+
+    #[test]
+    fn activations_by_hand() {
+        use Activation::*;
+        let cases: &[(Activation, f32, f32)] = &[
+            (Relu, -1.0, 0.0),
+            (Relu, 2.5, 2.5),
+            (LeakyRelu(0.1), -2.0, -0.2),
+            (LeakyRelu(0.1), 3.0, 3.0),
+            (Clip(0.0, 6.0), 7.0, 6.0),
+            (Clip(0.0, 6.0), -1.0, 0.0),
+            (Clip(0.0, 6.0), 2.0, 2.0),
+            (HardSwish, -3.0, 0.0),
+            (HardSwish, 3.0, 3.0),
+            (HardSwish, 1.0, 1.0 * (1.0 / 6.0 + 0.5)),
+            (
+                HardSigmoid {
+                    alpha: 0.2,
+                    beta: 0.5,
+                },
+                1.0,
+                0.7,
+            ),
+            (
+                HardSigmoid {
+                    alpha: 0.2,
+                    beta: 0.5,
+                },
+                10.0,
+                1.0,
+            ),
+            (
+                HardSigmoid {
+                    alpha: 0.2,
+                    beta: 0.5,
+                },
+                -10.0,
+                0.0,
+            ),
+            (Sigmoid, 0.0, 0.5),
+            (Sigmoid, 100.0, 1.0),
+            (Sigmoid, -2.0, 0.119_202_92),
+            (Silu, 2.0, 1.761_594_2),
+            (Tanh, 0.5, 0.462_117_16),
+            (Gelu, 1.0, 0.841_344_7),
+            (Gelu, -1.0, -0.158_655_26),
+            (Gelu, 0.0, 0.0),
+        ];
+        for &(a, x, want) in cases {
+            let got = apply_activation(a, x);
+            assert!(close(got, want, 1e-6), "{a:?}({x}) = {got}, want {want}");
+        }
+        // Large magnitudes stay finite and exact at the limits.
+        let s = apply_activation(Sigmoid, -100.0);
+        assert!((0.0..1e-40).contains(&s));
+        assert_eq!(apply_activation(Sigmoid, -1000.0), 0.0);
+        assert_eq!(apply_activation(Sigmoid, 1000.0), 1.0);
+        assert_eq!(apply_activation(Silu, -1000.0), -0.0);
+        assert!(apply_activation(Relu, f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn erf_accuracy() {
+        let mut worst = 0.0f64;
+        for i in -6000..=6000 {
+            let x = i as f32 * 1e-3;
+            let e = (libm::erff(x) as f64 - libm::erf(x as f64)).abs();
+            worst = worst.max(e);
+        }
+        assert!(worst < 1e-6, "erf max error {worst}");
+        let x = ArrayD::from_shape_vec(IxDyn(&[3]), vec![0.0, 1.0, -0.5]).unwrap();
+        assert_close(
+            &unary(UnaryOp::Erf, &x),
+            &ArrayD::from_shape_vec(IxDyn(&[3]), vec![0.0, 0.842_700_8, -0.520_499_9]).unwrap(),
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn unary_by_hand() {
+        let x =
+            ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0.5, 1.5, 2.5, -0.5, -1.5, -2.6]).unwrap();
+        let r = unary(UnaryOp::Round, &x);
+        assert_eq!(
+            r.iter().copied().collect::<Vec<_>>(),
+            vec![0.0, 2.0, 2.0, -0.0, -2.0, -3.0]
+        );
+        let f = unary(UnaryOp::Floor, &x);
+        assert_eq!(
+            f.iter().copied().collect::<Vec<_>>(),
+            vec![0.0, 1.0, 2.0, -1.0, -2.0, -3.0]
+        );
+        let c = unary(UnaryOp::Ceil, &x);
+        assert_eq!(
+            c.iter().copied().collect::<Vec<_>>(),
+            vec![1.0, 2.0, 3.0, -0.0, -1.0, -2.0]
+        );
+        let z = ArrayD::from_shape_vec(IxDyn(&[2]), vec![0.0, -0.0]).unwrap();
+        let rz = unary(UnaryOp::Reciprocal, &z);
+        assert_eq!(
+            rz.iter().copied().collect::<Vec<_>>(),
+            vec![f32::INFINITY, f32::NEG_INFINITY]
+        );
+        assert!(unary(UnaryOp::Log, &z)[[0]] == f32::NEG_INFINITY);
+    }
+
+    fn scalar_unary(op: UnaryOp, v: f32) -> f32 {
+        match op {
+            UnaryOp::Act(a) => apply_activation(a, v),
+            UnaryOp::Erf => libm::erf(v as f64) as f32,
+            UnaryOp::Exp => v.exp(),
+            UnaryOp::Log => v.ln(),
+            UnaryOp::Sqrt => v.sqrt(),
+            UnaryOp::Neg => -v,
+            UnaryOp::Abs => v.abs(),
+            UnaryOp::Reciprocal => 1.0 / v,
+            UnaryOp::Floor => v.floor(),
+            UnaryOp::Ceil => v.ceil(),
+            UnaryOp::Round => v.round_ties_even(),
+            UnaryOp::Identity => v,
+        }
+    }
+
+    #[test]
+    fn unary_random_layouts() {
+        use Activation::*;
+        let ops = [
+            UnaryOp::Act(Relu),
+            UnaryOp::Act(LeakyRelu(0.01)),
+            UnaryOp::Act(Clip(-0.5, 0.5)),
+            UnaryOp::Act(HardSwish),
+            UnaryOp::Act(HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            }),
+            UnaryOp::Act(Sigmoid),
+            UnaryOp::Act(Silu),
+            UnaryOp::Act(Tanh),
+            UnaryOp::Act(Gelu),
+            UnaryOp::Erf,
+            UnaryOp::Exp,
+            UnaryOp::Log,
+            UnaryOp::Sqrt,
+            UnaryOp::Neg,
+            UnaryOp::Abs,
+            UnaryOp::Reciprocal,
+            UnaryOp::Floor,
+            UnaryOp::Ceil,
+            UnaryOp::Round,
+            UnaryOp::Identity,
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for shape in [&[1usize][..], &[7], &[3, 13], &[1, 3, 7, 17], &[2, 1, 5]] {
+            let x = rng.arr(shape, 8.0);
+            let want = |op| x.mapv(|v| scalar_unary(op, v));
+            for op in ops {
+                let w = want(op);
+                assert_close(&unary(op, &x), &w, 1e-6);
+                assert_close(&unary(op, &fortran(&x)), &w, 1e-6);
+                // transposed input and transposed output
+                let xt = x.t();
+                let mut yt = ArrayD::zeros(xt.shape());
+                run_unary(op, &xt, &mut yt.view_mut()).unwrap();
+                assert_close(&yt, &w.t().to_owned(), 1e-6);
+                let mut yf = fortran(&ArrayD::zeros(x.shape()));
+                run_unary(op, &x.view(), &mut yf.view_mut()).unwrap();
+                assert_close(&yf, &w, 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn broadcast_shapes() {
+        assert_eq!(
+            broadcast_shape(&[&[2, 3, 4], &[3, 1]]).unwrap(),
+            vec![2, 3, 4]
+        );
+        assert_eq!(broadcast_shape(&[&[1], &[]]).unwrap(), vec![1]);
+        assert_eq!(broadcast_shape(&[&[], &[]]).unwrap(), Vec::<usize>::new());
+        assert_eq!(broadcast_shape(&[&[0], &[1]]).unwrap(), vec![0]);
+        assert_eq!(
+            broadcast_shape(&[&[1, 5], &[4, 1], &[3, 1, 1]]).unwrap(),
+            vec![3, 4, 5]
+        );
+        assert!(broadcast_shape(&[&[2], &[3]]).is_err());
+        assert!(broadcast_shape(&[&[0], &[2]]).is_err());
+        let e = broadcast_shape(&[&[2, 3], &[4, 3]])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[2, 3]") && e.contains("[4, 3]"), "{e}");
+    }
+
+    #[test]
+    fn binary_by_hand() {
+        let a = ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let b = ArrayD::from_shape_vec(IxDyn(&[2]), vec![10.0, 0.0]).unwrap();
+        let v = |x: ArrayD<f32>| x.iter().copied().collect::<Vec<_>>();
+        assert_eq!(
+            v(binary(BinaryOp::Add, &a.view(), &b.view())),
+            vec![11.0, 2.0, 13.0, 4.0]
+        );
+        assert_eq!(
+            v(binary(BinaryOp::Sub, &b.view(), &a.view())),
+            vec![9.0, -2.0, 7.0, -4.0]
+        );
+        assert_eq!(
+            v(binary(BinaryOp::Div, &a.view(), &b.view())),
+            vec![0.1, f32::INFINITY, 0.3, f32::INFINITY]
+        );
+        assert_eq!(
+            v(binary(BinaryOp::Pow, &a.view(), &b.view())),
+            vec![1.0, 1.0, 59049.0, 1.0]
+        );
+        assert_eq!(
+            v(binary(BinaryOp::Max, &a.view(), &b.view())),
+            vec![10.0, 2.0, 10.0, 4.0]
+        );
+        assert_eq!(
+            v(binary(BinaryOp::Min, &a.view(), &b.view())),
+            vec![1.0, 0.0, 3.0, 0.0]
+        );
+        let col = ArrayD::from_shape_vec(IxDyn(&[2, 1]), vec![2.0, 3.0]).unwrap();
+        assert_eq!(
+            v(binary(BinaryOp::Mul, &col.view(), &b.view())),
+            vec![20.0, 0.0, 30.0, 0.0]
+        );
+        let s = ArrayD::from_elem(IxDyn(&[]), 2.0f32);
+        assert_eq!(
+            v(binary(BinaryOp::Sub, &s.view(), &a.view())),
+            vec![1.0, 0.0, -1.0, -2.0]
+        );
+        assert_eq!(
+            v(binary(BinaryOp::Div, &a.view(), &s.view())),
+            vec![0.5, 1.0, 1.5, 2.0]
+        );
+    }
+
+    fn naive_binary(op: BinaryOp, a: &ArrayViewD<f32>, b: &ArrayViewD<f32>) -> ArrayD<f32> {
+        let s = broadcast_shape(&[a.shape(), b.shape()]).unwrap();
+        let f = |p: f32, q: f32| match op {
+            BinaryOp::Add => p + q,
+            BinaryOp::Sub => p - q,
+            BinaryOp::Mul => p * q,
+            BinaryOp::Div => p / q,
+            BinaryOp::Pow => p.powf(q),
+            BinaryOp::Max => p.max(q),
+            BinaryOp::Min => p.min(q),
+        };
+        let pick = |x: &ArrayViewD<f32>, idx: &[usize]| {
+            let off = idx.len() - x.ndim();
+            let i: Vec<usize> = (0..x.ndim())
+                .map(|k| if x.shape()[k] == 1 { 0 } else { idx[off + k] })
+                .collect();
+            x[IxDyn(&i)]
+        };
+        ArrayD::from_shape_fn(IxDyn(&s), |idx| {
+            let idx = idx.slice().to_vec();
+            f(pick(a, &idx), pick(b, &idx))
+        })
+    }
+
+    #[test]
+    fn binary_random_broadcasts_and_layouts() {
+        let pairs: &[(&[usize], &[usize])] = &[
+            (&[3, 7, 13], &[3, 7, 13]),
+            (&[1], &[1]),
+            (&[2, 3, 7, 5], &[1, 3, 1, 1]),
+            (&[1, 13, 1, 1], &[3, 13, 7, 1]),
+            (&[2, 17, 13], &[13]),
+            (&[17], &[3, 7, 17]),
+            (&[3, 1, 7, 1], &[1, 13, 1, 5]),
+            (&[2, 3, 7], &[]),
+            (&[], &[7, 3]),
+            (&[1, 1, 1], &[3, 5, 7]),
+            (&[3, 7, 1], &[1, 5]),
+            (&[2, 3, 5, 7], &[3, 5, 1]),
+            (&[2, 3, 5, 7], &[2, 3, 1, 1]),
+            (&[4, 1, 6], &[4, 1, 6]),
+        ];
+        let ops = [
+            BinaryOp::Add,
+            BinaryOp::Sub,
+            BinaryOp::Mul,
+            BinaryOp::Div,
+            BinaryOp::Pow,
+            BinaryOp::Max,
+            BinaryOp::Min,
+        ];
+        let mut rng = Rng(12345);
+        for &(sa, sb) in pairs {
+            let a = rng.arr(sa, 3.0).mapv(|v| v.abs() + 0.1);
+            let b = rng.arr(sb, 3.0);
+            for op in ops {
+                let want = naive_binary(op, &a.view(), &b.view());
+                let (af, bf) = (fortran(&a), fortran(&b));
+                for (x, z) in [
+                    (a.view(), b.view()),
+                    (af.view(), b.view()),
+                    (a.view(), bf.view()),
+                    (af.view(), bf.view()),
+                ] {
+                    assert_close(&binary(op, &x, &z), &want, 1e-6);
+                    // output in column-major memory
+                    let mut yf = fortran(&ArrayD::zeros(want.shape()));
+                    run_binary(op, &x, &z, &mut yf.view_mut()).unwrap();
+                    assert_close(&yf, &want, 1e-6);
+                }
+                // reversed-stride views
+                let ar = a.slice_each_axis(|_| ndarray::Slice::new(0, None, -1));
+                let br = b.slice_each_axis(|_| ndarray::Slice::new(0, None, -1));
+                assert_close(&binary(op, &ar, &br), &naive_binary(op, &ar, &br), 1e-6);
+                // swapped operands
+                let want2 = naive_binary(op, &b.view(), &a.view());
+                assert_close(&binary(op, &b.view(), &a.view()), &want2, 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn block_patterns() {
+        assert_eq!(
+            block_pattern(&[1, 3, 1, 1], &[2, 3, 5, 7]),
+            Some((2, 3, 35))
+        );
+        assert_eq!(block_pattern(&[13], &[2, 17, 13]), Some((34, 13, 1)));
+        assert_eq!(block_pattern(&[], &[2, 3]), Some((1, 1, 6)));
+        assert_eq!(block_pattern(&[3, 5, 1], &[2, 3, 5, 7]), Some((2, 15, 7)));
+        assert_eq!(block_pattern(&[2, 1, 5], &[2, 3, 5]), None);
+    }
+
+    #[test]
+    fn shape_errors() {
+        let a = ArrayD::<f32>::zeros(IxDyn(&[2, 3]));
+        let b = ArrayD::<f32>::zeros(IxDyn(&[4, 3]));
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[2, 3]));
+        let e = run_binary(BinaryOp::Add, &a.view(), &b.view(), &mut y.view_mut()).unwrap_err();
+        assert!(matches!(e, OpError::Shape(_)));
+        assert!(e.to_string().contains("[4, 3]"), "{e}");
+        let mut wrong = ArrayD::<f32>::zeros(IxDyn(&[3, 2]));
+        assert!(run_binary(BinaryOp::Mul, &a.view(), &a.view(), &mut wrong.view_mut()).is_err());
+        assert!(run_unary(UnaryOp::Exp, &a.view(), &mut wrong.view_mut()).is_err());
+        let x3 = ArrayD::<f32>::zeros(IxDyn(&[2, 3, 4]));
+        let mut y3 = ArrayD::<f32>::zeros(IxDyn(&[2, 3, 4]));
+        assert!(run_head_channel_sum(&x3.view(), &mut y3.view_mut()).is_err());
+        let x4 = ArrayD::<f32>::zeros(IxDyn(&[1, 2, 3, 4]));
+        let mut y4 = ArrayD::<f32>::zeros(IxDyn(&[1, 2, 4, 3]));
+        assert!(run_head_channel_sum(&x4.view(), &mut y4.view_mut()).is_err());
+    }
+
+    #[test]
+    fn head_channel_sum() {
+        // [1, 2, 2, 3]: head 0 rows (1,2,3),(4,5,6); head 1 rows (1,1,1),(0,2,-1)
+        let x = ArrayD::from_shape_vec(
+            IxDyn(&[1, 2, 2, 3]),
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 1.0, 1.0, 1.0, 0.0, 2.0, -1.0],
+        )
+        .unwrap();
+        let mut y = ArrayD::from_elem(IxDyn(&[1, 2, 2, 3]), f32::NAN);
+        run_head_channel_sum(&x.view(), &mut y.view_mut()).unwrap();
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            vec![5.0, 7.0, 9.0, 5.0, 7.0, 9.0, 1.0, 3.0, 0.0, 1.0, 3.0, 0.0]
+        );
+        let mut rng = Rng(777);
+        for shape in [
+            [1usize, 1, 1, 1],
+            [2, 3, 7, 13],
+            [3, 1, 17, 5],
+            [1, 4, 3, 1],
+        ] {
+            let x = rng.arr(&shape, 1.0);
+            let want = ArrayD::from_shape_fn(IxDyn(&shape), |idx| {
+                (0..shape[2])
+                    .map(|j| x[[idx[0], idx[1], j, idx[3]]])
+                    .sum::<f32>()
+            });
+            for xv in [x.clone(), fortran(&x)] {
+                let mut y = ArrayD::zeros(IxDyn(&shape));
+                run_head_channel_sum(&xv.view(), &mut y.view_mut()).unwrap();
+                assert_close(&y, &want, 1e-5);
+                let mut yf = fortran(&ArrayD::zeros(IxDyn(&shape)));
+                run_head_channel_sum(&xv.view(), &mut yf.view_mut()).unwrap();
+                assert_close(&yf, &want, 1e-5);
+            }
+        }
+    }
 }

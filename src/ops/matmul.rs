@@ -208,3 +208,300 @@ pub fn run_gemm(g: &Gemm, inputs: &[ArrayViewD<f32>], y: &mut ArrayViewMutD<f32>
     general_mat_mul(g.alpha, &a, &b, beta, &mut y2);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, Dimension, IxDyn, ShapeBuilder};
+
+    /// xorshift64* PRNG.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn f(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        }
+        fn arr(&mut self, shape: &[usize]) -> ArrayD<f32> {
+            ArrayD::from_shape_fn(IxDyn(shape), |_| self.f())
+        }
+    }
+
+    fn fortran(a: &ArrayD<f32>) -> ArrayD<f32> {
+        let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
+        f.assign(a);
+        f
+    }
+
+    fn arr(shape: &[usize], v: &[f32]) -> ArrayD<f32> {
+        ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).unwrap()
+    }
+
+    fn assert_close(got: &ArrayD<f32>, want: &ArrayD<f32>, tol: f32) {
+        assert_eq!(got.shape(), want.shape());
+        for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "element {i}: got {g}, want {w}"
+            );
+        }
+    }
+
+    fn matmul(a: &ArrayViewD<f32>, b: &ArrayViewD<f32>) -> ArrayD<f32> {
+        let s = matmul_shape(a.shape(), b.shape()).unwrap();
+        let mut y = ArrayD::from_elem(IxDyn(&s), f32::NAN);
+        run_matmul(a, b, &mut y.view_mut()).unwrap();
+        y
+    }
+
+    /// numpy matmul written plainly: promote, broadcast, triple loop, demote.
+    fn naive_matmul(a: &ArrayD<f32>, b: &ArrayD<f32>) -> ArrayD<f32> {
+        let (a1, b1) = (a.ndim() == 1, b.ndim() == 1);
+        let a = if a.ndim() == 1 {
+            a.clone().insert_axis(Axis(0))
+        } else {
+            a.clone()
+        };
+        let b = if b.ndim() == 1 {
+            b.clone().insert_axis(Axis(1))
+        } else {
+            b.clone()
+        };
+        let (ra, rb) = (a.ndim(), b.ndim());
+        let (m, k, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 1]);
+        let batch = broadcast_shape(&[&a.shape()[..ra - 2], &b.shape()[..rb - 2]]).unwrap();
+        let mut full = batch.clone();
+        full.extend([m, n]);
+        let pick = |x: &ArrayD<f32>, bi: &[usize], r: usize, c: usize| {
+            let xb = x.ndim() - 2;
+            let off = bi.len() - xb;
+            let mut i: Vec<usize> = (0..xb)
+                .map(|j| if x.shape()[j] == 1 { 0 } else { bi[off + j] })
+                .collect();
+            i.extend([r, c]);
+            x[IxDyn(&i)]
+        };
+        let mut y = ArrayD::from_shape_fn(IxDyn(&full), |idx| {
+            let idx = idx.slice();
+            let (bi, r, c) = (&idx[..batch.len()], idx[batch.len()], idx[batch.len() + 1]);
+            let mut s = 0.0f64;
+            for q in 0..k {
+                s += pick(&a, bi, r, q) as f64 * pick(&b, bi, q, c) as f64;
+            }
+            s as f32
+        });
+        if b1 {
+            y = y.index_axis_move(Axis(batch.len() + 1), 0);
+        }
+        if a1 {
+            y = y.index_axis_move(Axis(batch.len()), 0);
+        }
+        y
+    }
+
+    #[test]
+    fn matmul_by_hand() {
+        let a = arr(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let b = arr(&[3, 2], &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
+        assert_eq!(
+            matmul(&a.view(), &b.view()),
+            arr(&[2, 2], &[58.0, 64.0, 139.0, 154.0])
+        );
+        let v = arr(&[3], &[1.0, 0.0, -1.0]);
+        assert_eq!(matmul(&a.view(), &v.view()), arr(&[2], &[-2.0, -2.0]));
+        assert_eq!(matmul(&v.view(), &b.view()), arr(&[2], &[-4.0, -4.0]));
+        assert_eq!(matmul(&v.view(), &v.view()), arr(&[], &[2.0]));
+        assert_eq!(
+            matmul_shape(&[2, 1, 3, 4], &[5, 4, 6]).unwrap(),
+            vec![2, 5, 3, 6]
+        );
+        assert_eq!(matmul_shape(&[4], &[2, 4, 6]).unwrap(), vec![2, 6]);
+        assert_eq!(matmul_shape(&[2, 3, 4], &[4]).unwrap(), vec![2, 3]);
+        // empty inner dimension gives zeros
+        let z = matmul(
+            &ArrayD::zeros(IxDyn(&[2, 0])).view(),
+            &ArrayD::zeros(IxDyn(&[0, 3])).view(),
+        );
+        assert_eq!(z, ArrayD::zeros(IxDyn(&[2, 3])));
+    }
+
+    #[test]
+    fn matmul_random() {
+        let cases: &[(&[usize], &[usize])] = &[
+            (&[1, 1], &[1, 1]),
+            (&[3, 7], &[7, 13]),
+            (&[17, 13], &[13, 1]),
+            (&[7], &[7, 3]),
+            (&[3, 7], &[7]),
+            (&[13], &[13]),
+            (&[2, 3, 7, 5], &[2, 3, 5, 13]),
+            (&[3, 1, 7, 5], &[1, 3, 5, 3]),
+            (&[7, 5], &[2, 3, 5, 3]),
+            (&[2, 3, 7, 5], &[5, 3]),
+            (&[3, 7, 5], &[5]),
+            (&[5], &[3, 5, 7]),
+            (&[1, 17, 13], &[3, 13, 17]),
+        ];
+        let mut rng = Rng(31);
+        for &(sa, sb) in cases {
+            let a = rng.arr(sa);
+            let b = rng.arr(sb);
+            let want = naive_matmul(&a, &b);
+            let (af, bf) = (fortran(&a), fortran(&b));
+            for (x, z) in [
+                (a.view(), b.view()),
+                (af.view(), b.view()),
+                (a.view(), bf.view()),
+                (af.view(), bf.view()),
+            ] {
+                assert_close(&matmul(&x, &z), &want, 1e-5);
+                let mut yf = fortran(&ArrayD::from_elem(IxDyn(want.shape()), f32::NAN));
+                run_matmul(&x, &z, &mut yf.view_mut()).unwrap();
+                assert_close(&yf, &want, 1e-5);
+            }
+            // reversed strides
+            let ar = a.slice_each_axis(|_| ndarray::Slice::new(0, None, -1));
+            let want_r = naive_matmul(&ar.to_owned(), &b);
+            assert_close(&matmul(&ar, &b.view()), &want_r, 1e-5);
+        }
+    }
+
+    #[test]
+    fn matmul_errors() {
+        assert!(matmul_shape(&[2, 3], &[4, 2]).is_err());
+        assert!(matmul_shape(&[], &[3]).is_err());
+        assert!(matmul_shape(&[2, 2, 3], &[3, 3, 2]).is_err());
+        let a = ArrayD::<f32>::zeros(IxDyn(&[2, 3]));
+        let b = ArrayD::<f32>::zeros(IxDyn(&[3, 4]));
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[2, 5]));
+        let e = run_matmul(&a.view(), &b.view(), &mut y.view_mut()).unwrap_err();
+        assert!(e.to_string().contains("[2, 5]"), "{e}");
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[2, 4]));
+        assert!(run_matmul(&b.view(), &a.view(), &mut y.view_mut()).is_err());
+    }
+
+    fn gemm(g: &Gemm, inputs: &[ArrayViewD<f32>]) -> ArrayD<f32> {
+        let shapes: Vec<&[usize]> = inputs.iter().map(|v| v.shape()).collect();
+        let s = gemm_shape(g, &shapes).unwrap();
+        let mut y = ArrayD::from_elem(IxDyn(&s), f32::NAN);
+        run_gemm(g, inputs, &mut y.view_mut()).unwrap();
+        y
+    }
+
+    #[test]
+    fn gemm_by_hand() {
+        let a = arr(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let b = arr(&[3, 2], &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
+        let c = arr(&[2], &[1.0, -1.0]);
+        let g = Gemm {
+            alpha: 2.0,
+            beta: 0.5,
+            trans_a: false,
+            trans_b: false,
+        };
+        assert_eq!(
+            gemm(&g, &[a.view(), b.view(), c.view()]),
+            arr(&[2, 2], &[116.5, 127.5, 278.5, 307.5])
+        );
+        let g = Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: true,
+            trans_b: true,
+        };
+        // A' = a.T [3,2] (needs B' [2,k]); use b.T.T: pass b.t() as B with transB
+        let y = gemm(&g, &[a.t(), b.t()]);
+        assert_eq!(y, arr(&[2, 2], &[58.0, 64.0, 139.0, 154.0]));
+        let g = Gemm {
+            alpha: 1.0,
+            beta: 0.0,
+            trans_a: false,
+            trans_b: false,
+        };
+        let cn = ArrayD::from_elem(IxDyn(&[2, 2]), f32::NAN);
+        assert_eq!(
+            gemm(&g, &[a.view(), b.view(), cn.view()]),
+            arr(&[2, 2], &[58.0, 64.0, 139.0, 154.0])
+        );
+    }
+
+    #[test]
+    fn gemm_random() {
+        let mut rng = Rng(32);
+        for &(m, k, n) in &[(1, 1, 1), (3, 7, 13), (17, 1, 3), (13, 17, 7)] {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    for cshape in [
+                        None,
+                        Some(vec![]),
+                        Some(vec![n]),
+                        Some(vec![m, 1]),
+                        Some(vec![1, n]),
+                        Some(vec![m, n]),
+                    ] {
+                        let a = rng.arr(&if ta { [k, m] } else { [m, k] });
+                        let b = rng.arr(&if tb { [n, k] } else { [k, n] });
+                        let c = cshape.as_ref().map(|s| rng.arr(s));
+                        let g = Gemm {
+                            alpha: 0.7,
+                            beta: -1.3,
+                            trans_a: ta,
+                            trans_b: tb,
+                        };
+                        let want = ArrayD::from_shape_fn(IxDyn(&[m, n]), |idx| {
+                            let (i, j) = (idx[0], idx[1]);
+                            let mut s = 0.0f64;
+                            for q in 0..k {
+                                let av = if ta { a[[q, i]] } else { a[[i, q]] };
+                                let bv = if tb { b[[j, q]] } else { b[[q, j]] };
+                                s += av as f64 * bv as f64;
+                            }
+                            let cv = c.as_ref().map_or(0.0, |c| {
+                                let cb = c.broadcast(IxDyn(&[m, n])).unwrap();
+                                cb[[i, j]]
+                            });
+                            (0.7 * s + -1.3 * cv as f64) as f32
+                        });
+                        let af = fortran(&a);
+                        let mut inputs = vec![af.view(), b.view()];
+                        if let Some(c) = &c {
+                            inputs.push(c.view());
+                        }
+                        assert_close(&gemm(&g, &inputs), &want, 1e-5);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_errors() {
+        let g = Gemm {
+            alpha: 1.0,
+            beta: 1.0,
+            trans_a: false,
+            trans_b: false,
+        };
+        assert!(gemm_shape(&g, &[&[2, 3], &[2, 3]]).is_err());
+        assert!(gemm_shape(&g, &[&[2, 3, 1], &[3, 3]]).is_err());
+        assert!(gemm_shape(&g, &[&[2, 3], &[3, 4], &[3]]).is_err());
+        assert!(gemm_shape(&g, &[&[2, 3], &[3, 4], &[3, 4]]).is_err());
+        assert!(gemm_shape(&g, &[&[2, 3]]).is_err());
+        let t = Gemm {
+            trans_b: true,
+            ..g.clone()
+        };
+        assert_eq!(
+            gemm_shape(&t, &[&[2, 3], &[4, 3], &[2, 1]]).unwrap(),
+            vec![2, 4]
+        );
+        let a = ArrayD::<f32>::zeros(IxDyn(&[2, 3]));
+        let b = ArrayD::<f32>::zeros(IxDyn(&[3, 4]));
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[4, 2]));
+        assert!(run_gemm(&g, &[a.view(), b.view()], &mut y.view_mut()).is_err());
+    }
+}

@@ -160,3 +160,233 @@ pub fn run_batch_norm(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, Dimension, IxDyn, ShapeBuilder};
+
+    /// xorshift64* PRNG.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn f(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn arr(&mut self, shape: &[usize], scale: f32, shift: f32) -> ArrayD<f32> {
+            ArrayD::from_shape_fn(IxDyn(shape), |_| self.f() * scale + shift)
+        }
+    }
+
+    fn fortran(a: &ArrayD<f32>) -> ArrayD<f32> {
+        let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
+        f.assign(a);
+        f
+    }
+
+    fn assert_close(got: &ArrayD<f32>, want: &ArrayD<f32>, tol: f32) {
+        assert_eq!(got.shape(), want.shape());
+        for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "element {i}: got {g}, want {w}"
+            );
+        }
+    }
+
+    fn arr(shape: &[usize], v: &[f32]) -> ArrayD<f32> {
+        ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn layer_norm_by_hand() {
+        // rows (1,2,3) and (2,2,2): mean 2 / var 2/3, mean 2 / var 0
+        let x = arr(&[2, 3], &[1.0, 2.0, 3.0, 2.0, 2.0, 2.0]);
+        let scale = arr(&[3], &[1.0, 2.0, 3.0]);
+        let bias = arr(&[3], &[0.5, 0.0, -0.5]);
+        let mut y = ArrayD::from_elem(IxDyn(&[2, 3]), f32::NAN);
+        run_layer_norm(
+            1,
+            1e-9,
+            &[x.view(), scale.view(), bias.view()],
+            &mut y.view_mut(),
+        )
+        .unwrap();
+        let k = 1.0 / (2.0f32 / 3.0).sqrt();
+        assert_close(
+            &y,
+            &arr(&[2, 3], &[-k + 0.5, 0.0, 3.0 * k - 0.5, 0.5, 0.0, -0.5]),
+            1e-6,
+        );
+        // epsilon matters for a constant row; no bias input
+        let mut y = ArrayD::from_elem(IxDyn(&[2, 3]), f32::NAN);
+        run_layer_norm(
+            0,
+            1.0,
+            &[x.view(), arr(&[1], &[2.0]).view()],
+            &mut y.view_mut(),
+        )
+        .unwrap();
+        let m = 2.0f32;
+        let var = (1.0 + 0.0 + 1.0 + 0.0 + 0.0 + 0.0) / 6.0;
+        let want = x.mapv(|v| (v - m) / (var + 1.0f32).sqrt() * 2.0);
+        assert_close(&y, &want, 1e-6);
+    }
+
+    fn naive_layer_norm(
+        axis: usize,
+        eps: f32,
+        x: &ArrayD<f32>,
+        s: &ArrayD<f32>,
+        b: &ArrayD<f32>,
+    ) -> ArrayD<f32> {
+        let n: usize = x.shape()[axis..].iter().product();
+        let outer: usize = x.shape()[..axis].iter().product();
+        let flat: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let sb = s.broadcast(&x.shape()[axis..]).unwrap();
+        let bb = b.broadcast(&x.shape()[axis..]).unwrap();
+        let sv: Vec<f64> = sb.iter().map(|&v| v as f64).collect();
+        let bv: Vec<f64> = bb.iter().map(|&v| v as f64).collect();
+        let mut out = Vec::new();
+        for o in 0..outer {
+            let row = &flat[o * n..(o + 1) * n];
+            let mean = row.iter().sum::<f64>() / n as f64;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
+            for j in 0..n {
+                out.push(((row[j] - mean) / (var + eps as f64).sqrt() * sv[j] + bv[j]) as f32);
+            }
+        }
+        ArrayD::from_shape_vec(IxDyn(x.shape()), out).unwrap()
+    }
+
+    #[test]
+    fn layer_norm_random() {
+        let mut rng = Rng(21);
+        const SIZES: [usize; 5] = [1, 3, 7, 13, 17];
+        for _ in 0..60 {
+            let rank = 1 + rng.below(4);
+            let shape: Vec<usize> = (0..rank).map(|_| SIZES[rng.below(5)]).collect();
+            let axis = rng.below(rank);
+            let x = rng.arr(&shape, 2.0, 5.0);
+            // parameters of full shape, or with leading dims dropped / set to 1
+            let mut pshape = shape[axis..].to_vec();
+            match rng.below(3) {
+                0 => {}
+                1 => {
+                    pshape.remove(0);
+                }
+                _ => pshape[0] = 1,
+            }
+            let s = rng.arr(&pshape, 1.0, 0.0);
+            let b = rng.arr(&pshape, 1.0, 0.0);
+            let want = naive_layer_norm(axis, 1e-5, &x, &s, &b);
+            for xv in [x.clone(), fortran(&x)] {
+                let mut y = ArrayD::from_elem(IxDyn(&shape), f32::NAN);
+                run_layer_norm(
+                    axis,
+                    1e-5,
+                    &[xv.view(), s.view(), fortran(&b).view()],
+                    &mut y.view_mut(),
+                )
+                .unwrap();
+                assert_close(&y, &want, 1e-4);
+                let mut yf = fortran(&ArrayD::zeros(IxDyn(&shape)));
+                run_layer_norm(
+                    axis,
+                    1e-5,
+                    &[xv.view(), s.view(), b.view()],
+                    &mut yf.view_mut(),
+                )
+                .unwrap();
+                assert_close(&yf, &want, 1e-4);
+            }
+            // reversed strides
+            let xr = x.slice_each_axis(|_| ndarray::Slice::new(0, None, -1));
+            let want_r = naive_layer_norm(axis, 1e-5, &xr.to_owned(), &s, &b);
+            let mut y = ArrayD::from_elem(IxDyn(&shape), f32::NAN);
+            run_layer_norm(axis, 1e-5, &[xr, s.view(), b.view()], &mut y.view_mut()).unwrap();
+            assert_close(&y, &want_r, 1e-4);
+        }
+    }
+
+    #[test]
+    fn layer_norm_errors() {
+        let x = ArrayD::<f32>::zeros(IxDyn(&[2, 3]));
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[2, 3]));
+        let s4 = ArrayD::<f32>::zeros(IxDyn(&[4]));
+        let e = run_layer_norm(1, 1e-5, &[x.view(), s4.view()], &mut y.view_mut()).unwrap_err();
+        assert!(e.to_string().contains("[4]"), "{e}");
+        let s3 = ArrayD::<f32>::zeros(IxDyn(&[3]));
+        assert!(run_layer_norm(2, 1e-5, &[x.view(), s3.view()], &mut y.view_mut()).is_err());
+        assert!(run_layer_norm(1, 1e-5, &[x.view()], &mut y.view_mut()).is_err());
+        assert!(layer_norm_shape(1, &[&[2, 3], &[2, 3]]).is_err());
+        let mut y2 = ArrayD::<f32>::zeros(IxDyn(&[3, 2]));
+        assert!(run_layer_norm(1, 1e-5, &[x.view(), s3.view()], &mut y2.view_mut()).is_err());
+    }
+
+    #[test]
+    fn batch_norm() {
+        let x = arr(&[1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+        let p = |v: [f32; 2]| arr(&[2], &v);
+        let (s, b, m, v) = (p([2.0, 1.0]), p([0.0, 1.0]), p([1.0, 3.0]), p([4.0, 0.25]));
+        let mut y = ArrayD::from_elem(IxDyn(&[1, 2, 2]), f32::NAN);
+        run_batch_norm(
+            0.0,
+            &[x.view(), s.view(), b.view(), m.view(), v.view()],
+            &mut y.view_mut(),
+        )
+        .unwrap();
+        assert_close(&y, &arr(&[1, 2, 2], &[0.0, 1.0, 1.0, 3.0]), 1e-6);
+
+        let mut rng = Rng(22);
+        for shape in [
+            vec![1, 1],
+            vec![2, 3, 7, 13],
+            vec![3, 17, 5],
+            vec![1, 7, 3, 3, 2],
+        ] {
+            let c = shape[1];
+            let x = rng.arr(&shape, 3.0, 1.0);
+            let s = rng.arr(&[c], 1.0, 0.0);
+            let b = rng.arr(&[c], 1.0, 0.0);
+            let m = rng.arr(&[c], 1.0, 0.0);
+            let v = rng.arr(&[c], 0.5, 1.0);
+            let want = ArrayD::from_shape_fn(IxDyn(&shape), |idx| {
+                let ch = idx[1];
+                let xv = x[idx.slice()] as f64;
+                ((xv - m[[ch]] as f64) / (v[[ch]] as f64 + 1e-3).sqrt() * s[[ch]] as f64
+                    + b[[ch]] as f64) as f32
+            });
+            for xv in [x.clone(), fortran(&x)] {
+                let mut y = fortran(&ArrayD::zeros(IxDyn(&shape)));
+                run_batch_norm(
+                    1e-3,
+                    &[xv.view(), s.view(), b.view(), m.view(), v.view()],
+                    &mut y.view_mut(),
+                )
+                .unwrap();
+                assert_close(&y, &want, 1e-5);
+            }
+        }
+        let x = ArrayD::<f32>::zeros(IxDyn(&[1, 3, 2]));
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[1, 3, 2]));
+        let c2 = ArrayD::<f32>::zeros(IxDyn(&[2]));
+        let e = run_batch_norm(
+            1e-5,
+            &[x.view(), c2.view(), c2.view(), c2.view(), c2.view()],
+            &mut y.view_mut(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("[2]"), "{e}");
+        assert!(run_batch_norm(1e-5, &[x.view()], &mut y.view_mut()).is_err());
+        assert!(batch_norm_shape(&[&[3], &[3], &[3], &[3], &[3]]).is_err());
+    }
+}

@@ -233,3 +233,221 @@ pub fn run_softmax(axis: usize, x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32>)
         });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, Dimension, IxDyn, ShapeBuilder};
+
+    /// xorshift64* PRNG.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn f(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn arr(&mut self, shape: &[usize], scale: f32) -> ArrayD<f32> {
+            ArrayD::from_shape_fn(IxDyn(shape), |_| self.f() * scale)
+        }
+    }
+
+    fn fortran(a: &ArrayD<f32>) -> ArrayD<f32> {
+        let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
+        f.assign(a);
+        f
+    }
+
+    fn assert_close(got: &ArrayD<f32>, want: &ArrayD<f32>, tol: f32) {
+        assert_eq!(got.shape(), want.shape());
+        for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+            let ok = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= tol * (1.0 + w.abs());
+            assert!(ok, "element {i}: got {g}, want {w}");
+        }
+    }
+
+    fn reduce(kind: ReduceKind, axes: &[usize], keep: bool, x: &ArrayViewD<f32>) -> ArrayD<f32> {
+        let s = reduce_shape(axes, keep, x.shape()).unwrap();
+        let mut y = ArrayD::from_elem(IxDyn(&s), f32::NAN);
+        run_reduce(kind, axes, keep, x, &mut y.view_mut()).unwrap();
+        y
+    }
+
+    #[test]
+    fn reduce_by_hand() {
+        let x =
+            ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![1.0, -2.0, 3.0, 4.0, 5.0, -6.0]).unwrap();
+        let v = |a: ArrayD<f32>| a.iter().copied().collect::<Vec<_>>();
+        use ReduceKind::*;
+        assert_eq!(v(reduce(Sum, &[1], false, &x.view())), vec![2.0, 3.0]);
+        assert_eq!(
+            v(reduce(Mean, &[0], false, &x.view())),
+            vec![2.5, 1.5, -1.5]
+        );
+        assert_eq!(v(reduce(Max, &[0, 1], false, &x.view())), vec![5.0]);
+        assert_eq!(v(reduce(Min, &[1], true, &x.view())), vec![-2.0, -6.0]);
+        assert_eq!(v(reduce(Prod, &[1], false, &x.view())), vec![-6.0, -120.0]);
+        assert_eq!(
+            v(reduce(SumSquare, &[1], false, &x.view())),
+            vec![14.0, 77.0]
+        );
+        assert_eq!(
+            v(reduce(L2, &[0], false, &x.view())),
+            vec![17f32.sqrt(), 29f32.sqrt(), 45f32.sqrt()]
+        );
+        assert_eq!(reduce_shape(&[1], true, &[2, 3, 4]).unwrap(), vec![2, 1, 4]);
+        assert_eq!(reduce_shape(&[0, 2], false, &[2, 3, 4]).unwrap(), vec![3]);
+        assert_eq!(
+            reduce_shape(&[0, 1, 2], false, &[2, 3, 4]).unwrap(),
+            Vec::<usize>::new()
+        );
+        // all axes without keepdims gives a scalar
+        let s = reduce(Sum, &[0, 1], false, &x.view());
+        assert_eq!(s.shape(), &[] as &[usize]);
+        assert_eq!(v(s), vec![5.0]);
+        // NaN propagates through Max
+        let n = ArrayD::from_shape_vec(IxDyn(&[3]), vec![1.0, f32::NAN, 2.0]).unwrap();
+        assert!(reduce(Max, &[0], false, &n.view())[[]].is_nan());
+    }
+
+    fn naive_reduce(kind: ReduceKind, axes: &[usize], keep: bool, x: &ArrayD<f32>) -> ArrayD<f32> {
+        let out = reduce_shape(axes, keep, x.shape()).unwrap();
+        let kshape: Vec<usize> = x
+            .shape()
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
+            .collect();
+        let mut vals: Vec<Vec<f64>> = vec![Vec::new(); kshape.iter().product()];
+        for (idx, &v) in x.indexed_iter() {
+            let flat = idx.slice().iter().enumerate().fold(0, |f, (i, &k)| {
+                f * kshape[i] + if axes.contains(&i) { 0 } else { k }
+            });
+            vals[flat].push(v as f64);
+        }
+        let r: Vec<f32> = vals
+            .iter()
+            .map(|v| {
+                let n = v.len() as f64;
+                (match kind {
+                    ReduceKind::Mean => v.iter().sum::<f64>() / n,
+                    ReduceKind::Sum => v.iter().sum::<f64>(),
+                    ReduceKind::Max => v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    ReduceKind::Min => v.iter().copied().fold(f64::INFINITY, f64::min),
+                    ReduceKind::Prod => v.iter().product::<f64>(),
+                    ReduceKind::SumSquare => v.iter().map(|a| a * a).sum::<f64>(),
+                    ReduceKind::L2 => v.iter().map(|a| a * a).sum::<f64>().sqrt(),
+                }) as f32
+            })
+            .collect();
+        ArrayD::from_shape_vec(IxDyn(&out), r).unwrap()
+    }
+
+    #[test]
+    fn reduce_random() {
+        use ReduceKind::*;
+        let mut rng = Rng(11);
+        const SIZES: [usize; 5] = [1, 3, 7, 13, 17];
+        for _ in 0..120 {
+            let rank = 1 + rng.below(4);
+            let shape: Vec<usize> = (0..rank).map(|_| SIZES[rng.below(5)]).collect();
+            let axes: Vec<usize> = (0..rank).filter(|_| rng.below(2) == 0).collect();
+            if axes.is_empty() {
+                continue;
+            }
+            let keep = rng.below(2) == 0;
+            let x = rng.arr(&shape, 1.5);
+            for kind in [Mean, Sum, Max, Min, Prod, SumSquare, L2] {
+                let want = naive_reduce(kind, &axes, keep, &x);
+                assert_close(&reduce(kind, &axes, keep, &x.view()), &want, 1e-4);
+                assert_close(&reduce(kind, &axes, keep, &fortran(&x).view()), &want, 1e-4);
+                let xt = x.t();
+                let tax: Vec<usize> = axes.iter().map(|&a| rank - 1 - a).rev().collect();
+                let want_t = naive_reduce(kind, &tax, keep, &xt.to_owned());
+                assert_close(&reduce(kind, &tax, keep, &xt), &want_t, 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn reduce_errors() {
+        let x = ArrayD::<f32>::zeros(IxDyn(&[2, 3]));
+        assert!(reduce_shape(&[2], false, &[2, 3]).is_err());
+        assert!(reduce_shape(&[1, 1], false, &[2, 3]).is_err());
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[3]));
+        let e = run_reduce(ReduceKind::Sum, &[1], false, &x.view(), &mut y.view_mut()).unwrap_err();
+        assert!(e.to_string().contains("[2, 3]"), "{e}");
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[2, 1]));
+        assert!(run_reduce(ReduceKind::Sum, &[1], false, &x.view(), &mut y.view_mut()).is_err());
+        assert!(run_reduce(ReduceKind::Sum, &[1], true, &x.view(), &mut y.view_mut()).is_ok());
+    }
+
+    fn naive_softmax(axis: usize, x: &ArrayD<f32>) -> ArrayD<f32> {
+        let mut y = x.clone();
+        for mut lane in y.lanes_mut(Axis(axis)) {
+            let m = lane.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let s: f64 = lane.iter().map(|&v| (v as f64 - m).exp()).sum();
+            lane.mapv_inplace(|v| ((v as f64 - m).exp() / s) as f32);
+        }
+        y
+    }
+
+    #[test]
+    fn softmax_by_hand() {
+        let x = ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![0.0, 0.0, 1000.0, 0.0]).unwrap();
+        let mut y = ArrayD::zeros(IxDyn(&[2, 2]));
+        run_softmax(1, &x.view(), &mut y.view_mut()).unwrap();
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            vec![0.5, 0.5, 1.0, 0.0]
+        );
+        run_softmax(0, &x.view(), &mut y.view_mut()).unwrap();
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            vec![0.0, 0.5, 1.0, 0.5]
+        );
+        let x = ArrayD::from_shape_vec(IxDyn(&[3]), vec![1.0, 2.0, 3.0]).unwrap();
+        let mut y = ArrayD::zeros(IxDyn(&[3]));
+        run_softmax(0, &x.view(), &mut y.view_mut()).unwrap();
+        let e: Vec<f32> = [-2.0f32, -1.0, 0.0]
+            .iter()
+            .map(|v| v.exp() / (1.0 + (-1f32).exp() + (-2f32).exp()))
+            .collect();
+        for (g, w) in y.iter().zip(&e) {
+            assert!((g - w).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn softmax_random() {
+        let mut rng = Rng(12);
+        const SIZES: [usize; 5] = [1, 3, 7, 13, 17];
+        for _ in 0..60 {
+            let rank = 1 + rng.below(4);
+            let shape: Vec<usize> = (0..rank).map(|_| SIZES[rng.below(5)]).collect();
+            let axis = rng.below(rank);
+            let x = rng.arr(&shape, 20.0);
+            let want = naive_softmax(axis, &x);
+            for xv in [x.clone(), fortran(&x)] {
+                let mut y = ArrayD::from_elem(IxDyn(&shape), f32::NAN);
+                run_softmax(axis, &xv.view(), &mut y.view_mut()).unwrap();
+                assert_close(&y, &want, 1e-5);
+                let mut yf = fortran(&ArrayD::zeros(IxDyn(&shape)));
+                run_softmax(axis, &xv.view(), &mut yf.view_mut()).unwrap();
+                assert_close(&yf, &want, 1e-5);
+            }
+        }
+        let x = ArrayD::<f32>::zeros(IxDyn(&[2, 3]));
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[2, 3]));
+        assert!(run_softmax(2, &x.view(), &mut y.view_mut()).is_err());
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[3, 2]));
+        assert!(run_softmax(1, &x.view(), &mut y.view_mut()).is_err());
+    }
+}

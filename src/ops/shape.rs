@@ -438,3 +438,485 @@ pub fn run_pad(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, Dimension, IxDyn, ShapeBuilder};
+
+    /// xorshift64* PRNG.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn f(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn arr(&mut self, shape: &[usize]) -> ArrayD<f32> {
+            ArrayD::from_shape_fn(IxDyn(shape), |_| self.f())
+        }
+        fn shape(&mut self, rank: usize) -> Vec<usize> {
+            const SIZES: [usize; 5] = [1, 3, 7, 13, 17];
+            (0..rank).map(|_| SIZES[self.below(4)]).collect()
+        }
+    }
+
+    fn fortran(a: &ArrayD<f32>) -> ArrayD<f32> {
+        let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
+        f.assign(a);
+        f
+    }
+
+    fn vals(a: &ArrayD<f32>) -> Vec<f32> {
+        a.iter().copied().collect()
+    }
+
+    fn arange(shape: &[usize]) -> ArrayD<f32> {
+        let n = shape.iter().product::<usize>();
+        ArrayD::from_shape_vec(IxDyn(shape), (0..n).map(|v| v as f32).collect()).unwrap()
+    }
+
+    fn nan(shape: &[usize]) -> ArrayD<f32> {
+        ArrayD::from_elem(IxDyn(shape), f32::NAN)
+    }
+
+    #[test]
+    fn concat() {
+        let a = arange(&[2, 1]);
+        let b = arange(&[2, 2]);
+        let mut y = nan(&[2, 3]);
+        run_concat(1, &[a.view(), b.view()], &mut y.view_mut()).unwrap();
+        assert_eq!(vals(&y), vec![0.0, 0.0, 1.0, 1.0, 2.0, 3.0]);
+        let mut rng = Rng(1);
+        for rank in 1..=4 {
+            for axis in 0..rank {
+                let base = rng.shape(rank);
+                let xs: Vec<ArrayD<f32>> = (0..3)
+                    .map(|i| {
+                        let mut s = base.clone();
+                        s[axis] = [1, 3, 7][i];
+                        let x = rng.arr(&s);
+                        if i == 1 {
+                            fortran(&x)
+                        } else {
+                            x
+                        }
+                    })
+                    .collect();
+                let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
+                let shapes: Vec<&[usize]> = xs.iter().map(|x| x.shape()).collect();
+                let out = concat_shape(axis, &shapes).unwrap();
+                let mut y = nan(&out);
+                run_concat(axis, &views, &mut y.view_mut()).unwrap();
+                let want = ArrayD::from_shape_fn(IxDyn(&out), |idx| {
+                    let mut i = idx.slice().to_vec();
+                    for x in &xs {
+                        if i[axis] < x.shape()[axis] {
+                            return x[IxDyn(&i)];
+                        }
+                        i[axis] -= x.shape()[axis];
+                    }
+                    unreachable!()
+                });
+                assert_eq!(y, want);
+            }
+        }
+        assert!(concat_shape(0, &[]).is_err());
+        assert!(concat_shape(2, &[&[1, 2]]).is_err());
+        assert!(concat_shape(1, &[&[1, 2], &[2, 2]]).is_err());
+        assert!(concat_shape(0, &[&[1, 2], &[2, 2, 1]]).is_err());
+        let mut bad = nan(&[2, 4]);
+        let e = run_concat(1, &[a.view(), b.view()], &mut bad.view_mut()).unwrap_err();
+        assert!(e.to_string().contains("[2, 4]"), "{e}");
+    }
+
+    fn sa(axis: usize, start: i64, end: i64, step: i64) -> SliceAxis {
+        SliceAxis {
+            axis,
+            start,
+            end,
+            step,
+        }
+    }
+
+    /// Indices taken by a slice, written the obvious way.
+    fn naive_indices(s: &SliceAxis) -> Vec<usize> {
+        let mut v = Vec::new();
+        let mut i = s.start;
+        while (s.step > 0 && i < s.end) || (s.step < 0 && i > s.end) {
+            v.push(i as usize);
+            i += s.step;
+        }
+        v
+    }
+
+    #[test]
+    fn slice() {
+        let x = arange(&[10]);
+        let run = |s: SliceAxis| {
+            let s = Slice { axes: vec![s] };
+            let mut y = nan(&slice_shape(&s, &[10]).unwrap());
+            run_slice(&s, &x.view(), &mut y.view_mut()).unwrap();
+            vals(&y)
+        };
+        assert_eq!(run(sa(0, 1, 8, 3)), vec![1.0, 4.0, 7.0]);
+        assert_eq!(run(sa(0, 9, -1, -4)), vec![9.0, 5.0, 1.0]);
+        assert_eq!(run(sa(0, 8, 2, -2)), vec![8.0, 6.0, 4.0]);
+        assert_eq!(
+            run(sa(0, 9, -1, -1)),
+            (0..10).rev().map(|v| v as f32).collect::<Vec<_>>()
+        );
+        assert_eq!(run(sa(0, 5, 5, 1)), Vec::<f32>::new());
+        assert_eq!(run(sa(0, 2, 7, -1)), Vec::<f32>::new());
+        assert_eq!(run(sa(0, 10, 10, 1)), Vec::<f32>::new());
+
+        let mut rng = Rng(2);
+        for _ in 0..200 {
+            let rank = 1 + rng.below(4);
+            let shape = rng.shape(rank);
+            let x = rng.arr(&shape);
+            let mut axes = Vec::new();
+            for (axis, &d) in shape.iter().enumerate() {
+                if rng.below(3) == 0 {
+                    continue;
+                }
+                let d = d as i64;
+                let step = [1i64, 2, 3, -1, -2, -5][rng.below(6)];
+                let (start, end) = if step > 0 {
+                    (
+                        rng.below(d as usize + 1) as i64,
+                        rng.below(d as usize + 1) as i64,
+                    )
+                } else {
+                    (
+                        rng.below(d as usize) as i64,
+                        rng.below(d as usize + 1) as i64 - 1,
+                    )
+                };
+                axes.push(sa(axis, start, end, step));
+            }
+            let s = Slice { axes };
+            let out = slice_shape(&s, &shape).unwrap();
+            let picks: Vec<Vec<usize>> = (0..rank)
+                .map(|a| match s.axes.iter().find(|q| q.axis == a) {
+                    Some(q) => naive_indices(q),
+                    None => (0..shape[a]).collect(),
+                })
+                .collect();
+            assert_eq!(out, picks.iter().map(|p| p.len()).collect::<Vec<_>>());
+            let want = ArrayD::from_shape_fn(IxDyn(&out), |idx| {
+                let i: Vec<usize> = idx
+                    .slice()
+                    .iter()
+                    .enumerate()
+                    .map(|(a, &k)| picks[a][k])
+                    .collect();
+                x[IxDyn(&i)]
+            });
+            for xv in [x.clone(), fortran(&x)] {
+                let mut y = nan(&out);
+                run_slice(&s, &xv.view(), &mut y.view_mut()).unwrap();
+                assert_eq!(y, want);
+            }
+        }
+        let bad = |s: SliceAxis| slice_shape(&Slice { axes: vec![s] }, &[10]).is_err();
+        assert!(bad(sa(0, 0, 5, 0)));
+        assert!(bad(sa(0, 0, 11, 1)));
+        assert!(bad(sa(0, -1, 5, 1)));
+        assert!(bad(sa(0, 10, 0, -1)));
+        assert!(bad(sa(1, 0, 5, 1)));
+        let mut y = nan(&[3]);
+        let s = Slice {
+            axes: vec![sa(0, 0, 10, 2)],
+        };
+        assert!(run_slice(&s, &x.view(), &mut y.view_mut()).is_err());
+    }
+
+    #[test]
+    fn split() {
+        let x = arange(&[2, 3]);
+        let shapes = split_shapes(1, &[1, 2], &[2, 3]).unwrap();
+        assert_eq!(shapes, vec![vec![2, 1], vec![2, 2]]);
+        let mut ys: Vec<ArrayD<f32>> = shapes.iter().map(|s| nan(s)).collect();
+        let mut views: Vec<_> = ys.iter_mut().map(|y| y.view_mut()).collect();
+        run_split(1, &x.view(), &mut views).unwrap();
+        assert_eq!(vals(&ys[0]), vec![0.0, 3.0]);
+        assert_eq!(vals(&ys[1]), vec![1.0, 2.0, 4.0, 5.0]);
+
+        let mut rng = Rng(3);
+        for _ in 0..30 {
+            let rank = 1 + rng.below(4);
+            let mut shape = rng.shape(rank);
+            let axis = rng.below(rank);
+            let sizes = vec![rng.below(4), 1 + rng.below(7), rng.below(3)];
+            shape[axis] = sizes.iter().sum();
+            let x = fortran(&rng.arr(&shape));
+            let shapes = split_shapes(axis, &sizes, &shape).unwrap();
+            let mut ys: Vec<ArrayD<f32>> = shapes.iter().map(|s| nan(s)).collect();
+            let mut views: Vec<_> = ys.iter_mut().map(|y| y.view_mut()).collect();
+            run_split(axis, &x.view(), &mut views).unwrap();
+            let mut off = 0;
+            for y in &ys {
+                for (idx, &v) in y.indexed_iter() {
+                    let mut i = idx.slice().to_vec();
+                    i[axis] += off;
+                    assert_eq!(v, x[IxDyn(&i)]);
+                }
+                off += y.shape()[axis];
+            }
+        }
+        assert!(split_shapes(1, &[1, 1], &[2, 3]).is_err());
+        assert!(split_shapes(2, &[3], &[2, 3]).is_err());
+        let mut a = nan(&[2, 1]);
+        let mut b = nan(&[2, 1]);
+        assert!(run_split(1, &x.view(), &mut [a.view_mut(), b.view_mut()]).is_err());
+        let mut c = nan(&[1, 3]);
+        assert!(run_split(1, &x.view(), &mut [a.view_mut(), c.view_mut()]).is_err());
+    }
+
+    #[test]
+    fn transpose() {
+        let x = arange(&[2, 3]);
+        let mut y = nan(&[3, 2]);
+        run_transpose(&[1, 0], &x.view(), &mut y.view_mut()).unwrap();
+        assert_eq!(vals(&y), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        let mut rng = Rng(4);
+        for _ in 0..40 {
+            let rank = 1 + rng.below(5);
+            let shape = rng.shape(rank);
+            let mut perm: Vec<usize> = (0..rank).collect();
+            for i in (1..rank).rev() {
+                perm.swap(i, rng.below(i + 1));
+            }
+            let x = rng.arr(&shape);
+            let out = transpose_shape(&perm, &shape).unwrap();
+            let want = ArrayD::from_shape_fn(IxDyn(&out), |idx| {
+                let mut i = vec![0; rank];
+                for (k, &p) in perm.iter().enumerate() {
+                    i[p] = idx[k];
+                }
+                x[IxDyn(&i)]
+            });
+            for xv in [x.clone(), fortran(&x)] {
+                let mut y = nan(&out);
+                run_transpose(&perm, &xv.view(), &mut y.view_mut()).unwrap();
+                assert_eq!(y, want);
+            }
+        }
+        assert!(transpose_shape(&[0, 0], &[2, 2]).is_err());
+        assert!(transpose_shape(&[0, 2], &[2, 2]).is_err());
+        assert!(transpose_shape(&[0], &[2, 2]).is_err());
+        assert!(run_transpose(&[0, 1], &x.view(), &mut y.view_mut()).is_err());
+    }
+
+    #[test]
+    fn reshape_and_copy() {
+        assert_eq!(reshape_shape(&[3, 2], &[2, 3]).unwrap(), vec![3, 2]);
+        assert_eq!(reshape_shape(&[], &[1, 1]).unwrap(), Vec::<usize>::new());
+        assert!(reshape_shape(&[4], &[2, 3]).is_err());
+        let mut rng = Rng(5);
+        let x = rng.arr(&[3, 7, 13]);
+        let want: Vec<f32> = x.iter().copied().collect();
+        for xv in [x.clone(), fortran(&x)] {
+            let mut y = nan(&[21, 13]);
+            run_copy(&xv.view(), &mut y.view_mut()).unwrap();
+            assert_eq!(vals(&y), want);
+            let mut yf = fortran(&nan(&[13, 21]));
+            run_copy(&xv.view(), &mut yf.view_mut()).unwrap();
+            assert_eq!(vals(&yf), want);
+        }
+        let mut small = nan(&[5]);
+        assert!(run_copy(&x.view(), &mut small.view_mut()).is_err());
+    }
+
+    #[test]
+    fn expand() {
+        let x = arange(&[3, 1]);
+        let mut y = nan(&[2, 3, 2]);
+        run_expand(&x.view(), &mut y.view_mut()).unwrap();
+        assert_eq!(
+            vals(&y),
+            vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+        );
+        let xf = fortran(&arange(&[1, 3, 1, 7]));
+        let mut y = nan(&[13, 3, 17, 7]);
+        run_expand(&xf.view(), &mut y.view_mut()).unwrap();
+        for (idx, &v) in y.indexed_iter() {
+            assert_eq!(v, xf[[0, idx[1], 0, idx[3]]]);
+        }
+        let mut bad = nan(&[4]);
+        assert!(run_expand(&arange(&[3]).view(), &mut bad.view_mut()).is_err());
+    }
+
+    #[test]
+    fn gather() {
+        let x = arange(&[3, 2]);
+        let mut y = nan(&[2, 2]);
+        run_gather(0, &[2, 0], &x.view(), &mut y.view_mut()).unwrap();
+        assert_eq!(vals(&y), vec![4.0, 5.0, 0.0, 1.0]);
+        // scalar index removes the axis
+        assert_eq!(gather_shape(1, &[], &[3, 2]).unwrap(), vec![3]);
+        let mut y = nan(&[3]);
+        run_gather(1, &[1], &x.view(), &mut y.view_mut()).unwrap();
+        assert_eq!(vals(&y), vec![1.0, 3.0, 5.0]);
+        // 2-D indices
+        assert_eq!(gather_shape(1, &[2, 2], &[3, 2]).unwrap(), vec![3, 2, 2]);
+        let mut y = nan(&[3, 2, 2]);
+        run_gather(1, &[1, 0, 0, 1], &x.view(), &mut y.view_mut()).unwrap();
+        assert_eq!(
+            vals(&y),
+            vec![1.0, 0.0, 0.0, 1.0, 3.0, 2.0, 2.0, 3.0, 5.0, 4.0, 4.0, 5.0]
+        );
+
+        let mut rng = Rng(6);
+        for _ in 0..40 {
+            let rank = 1 + rng.below(4);
+            let shape = rng.shape(rank);
+            let axis = rng.below(rank);
+            let ishape: Vec<usize> = (0..rng.below(3)).map(|_| 1 + rng.below(3)).collect();
+            let n: usize = ishape.iter().product();
+            let indices: Vec<usize> = (0..n).map(|_| rng.below(shape[axis])).collect();
+            let x = fortran(&rng.arr(&shape));
+            let out = gather_shape(axis, &ishape, &shape).unwrap();
+            let k = ishape.len();
+            let want = ArrayD::from_shape_fn(IxDyn(&out), |idx| {
+                let idx = idx.slice();
+                let flat = idx[axis..axis + k]
+                    .iter()
+                    .zip(&ishape)
+                    .fold(0, |f, (&i, &d)| f * d + i);
+                let mut i = idx[..axis].to_vec();
+                i.push(indices[flat]);
+                i.extend_from_slice(&idx[axis + k..]);
+                x[IxDyn(&i)]
+            });
+            let mut y = nan(&out);
+            run_gather(axis, &indices, &x.view(), &mut y.view_mut()).unwrap();
+            assert_eq!(y, want);
+        }
+        assert!(gather_shape(2, &[1], &[3, 2]).is_err());
+        let mut y = nan(&[2, 2]);
+        assert!(run_gather(0, &[3, 0], &x.view(), &mut y.view_mut()).is_err());
+        assert!(run_gather(0, &[1], &x.view(), &mut y.view_mut()).is_err());
+        let mut y = nan(&[2, 3]);
+        assert!(run_gather(0, &[1, 0], &x.view(), &mut y.view_mut()).is_err());
+        let mut y0 = nan(&[]);
+        assert!(run_gather(0, &[0], &arange(&[2, 2]).view(), &mut y0.view_mut()).is_err());
+    }
+
+    fn naive_source(mode: PadMode, o: usize, before: usize, n: usize) -> Option<usize> {
+        let mut i = o as i64 - before as i64;
+        let n = n as i64;
+        match mode {
+            PadMode::Constant(_) => (0..n).contains(&i).then_some(i as usize),
+            PadMode::Edge => Some(i.clamp(0, n - 1) as usize),
+            PadMode::Reflect => {
+                if n == 1 {
+                    return Some(0);
+                }
+                while !(0..n).contains(&i) {
+                    if i < 0 {
+                        i = -i;
+                    }
+                    if i >= n {
+                        i = 2 * (n - 1) - i;
+                    }
+                }
+                Some(i as usize)
+            }
+        }
+    }
+
+    #[test]
+    fn pad() {
+        let x = arange(&[3]);
+        let run = |pads: (usize, usize), mode| {
+            let mut y = nan(&pad_shape(&[pads], &[3]).unwrap());
+            run_pad(&[pads], mode, &x.view(), &mut y.view_mut()).unwrap();
+            vals(&y)
+        };
+        assert_eq!(
+            run((2, 2), PadMode::Reflect),
+            vec![2.0, 1.0, 0.0, 1.0, 2.0, 1.0, 0.0]
+        );
+        assert_eq!(
+            run((2, 1), PadMode::Edge),
+            vec![0.0, 0.0, 0.0, 1.0, 2.0, 2.0]
+        );
+        assert_eq!(
+            run((1, 2), PadMode::Constant(-1.0)),
+            vec![-1.0, 0.0, 1.0, 2.0, -1.0, -1.0]
+        );
+        let x2 = arange(&[2, 2]);
+        let mut y = nan(&[3, 4]);
+        run_pad(
+            &[(1, 0), (1, 1)],
+            PadMode::Constant(9.0),
+            &x2.view(),
+            &mut y.view_mut(),
+        )
+        .unwrap();
+        assert_eq!(
+            vals(&y),
+            vec![9.0, 9.0, 9.0, 9.0, 9.0, 0.0, 1.0, 9.0, 9.0, 2.0, 3.0, 9.0]
+        );
+
+        let mut rng = Rng(7);
+        for _ in 0..60 {
+            let rank = 1 + rng.below(4);
+            let shape = rng.shape(rank);
+            let pads: Vec<(usize, usize)> =
+                (0..rank).map(|_| (rng.below(4), rng.below(4))).collect();
+            let mode = [PadMode::Constant(0.5), PadMode::Edge, PadMode::Reflect][rng.below(3)];
+            let x = rng.arr(&shape);
+            let out = pad_shape(&pads, &shape).unwrap();
+            let want = ArrayD::from_shape_fn(IxDyn(&out), |idx| {
+                let mut i = Vec::new();
+                for (a, &o) in idx.slice().iter().enumerate() {
+                    match naive_source(mode, o, pads[a].0, shape[a]) {
+                        Some(s) => i.push(s),
+                        None => return 0.5,
+                    }
+                }
+                x[IxDyn(&i)]
+            });
+            for xv in [x.clone(), fortran(&x)] {
+                let mut y = nan(&out);
+                run_pad(&pads, mode, &xv.view(), &mut y.view_mut()).unwrap();
+                assert_eq!(y, want, "{mode:?} {pads:?} {shape:?}");
+                let mut yf = fortran(&nan(&out));
+                run_pad(&pads, mode, &xv.view(), &mut yf.view_mut()).unwrap();
+                assert_eq!(yf, want);
+            }
+        }
+        assert!(pad_shape(&[(1, 1)], &[2, 2]).is_err());
+        let mut y = nan(&[4]);
+        assert!(run_pad(
+            &[(1, 1)],
+            PadMode::Edge,
+            &arange(&[3]).view(),
+            &mut y.view_mut()
+        )
+        .is_err());
+        let mut y = nan(&[2]);
+        assert!(run_pad(
+            &[(1, 1)],
+            PadMode::Reflect,
+            &arange(&[0]).view(),
+            &mut y.view_mut()
+        )
+        .is_err());
+        // rank 0
+        let s = ArrayD::from_elem(IxDyn(&[]), 3.0f32);
+        let mut y = nan(&[]);
+        run_pad(&[], PadMode::Edge, &s.view(), &mut y.view_mut()).unwrap();
+        assert_eq!(vals(&y), vec![3.0]);
+    }
+}
