@@ -309,6 +309,15 @@ impl Op {
         matches!(self, Op::Reshape { .. } | Op::Unary(UnaryOp::Identity))
     }
 
+    /// The fewest inputs the op reads.
+    pub fn min_inputs(&self) -> usize {
+        match self {
+            Op::BatchNorm { .. } => 5,
+            Op::Conv(_) | Op::Binary(_) | Op::MatMul | Op::Gemm(_) | Op::GridSample(_) | Op::LayerNorm { .. } => 2,
+            _ => 1,
+        }
+    }
+
     /// Output shapes for the given input shapes.
     pub fn output_shapes(&self, inputs: &[&[usize]]) -> OpResult<Vec<Vec<usize>>> {
         let one = |s: Vec<usize>| Ok(vec![s]);
@@ -368,6 +377,9 @@ impl Op {
             }
             Ok(())
         };
+        if inputs.len() < self.min_inputs() {
+            return Err(OpError::Arity { expected: self.min_inputs(), got: inputs.len() });
+        }
         if !matches!(self, Op::Split { .. }) {
             out(outputs)?;
         }
