@@ -221,6 +221,17 @@ impl Engine {
 
     /// Run on f32 inputs (one per model input, in order); returns one tensor per output.
     pub fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RunError> {
+        self.run_observed(inputs, None)
+    }
+
+    /// Like [`Engine::run`], calling `observer(value_name, tensor)` for every value a step
+    /// writes, in execution order (calibration and debugging). With `optimize: false` every
+    /// non-constant ONNX tensor is observed under its ONNX name.
+    pub fn run_observed(
+        &mut self,
+        inputs: &[Tensor],
+        mut observer: Option<&mut (dyn FnMut(&str, ndarray::ArrayViewD<f32>) + Send)>,
+    ) -> Result<Vec<Tensor>, RunError> {
         let expected = self.input_slots.len();
         if inputs.len() != expected {
             return Err(RunError::InputCount { expected, got: inputs.len() });
@@ -241,7 +252,7 @@ impl Engine {
                 None => dst.iter_mut().zip(a.iter()).for_each(|(d, s)| *d = *s),
             }
         }
-        let Engine { steps, arena, scratch, pool, profile, .. } = self;
+        let Engine { steps, arena, scratch, pool, profile, graph, .. } = self;
         let mut body = || -> Result<(), RunError> {
             let base = arena.as_mut_ptr();
             for (i, s) in steps.iter().enumerate() {
@@ -255,6 +266,16 @@ impl Engine {
                 })?;
                 if let (Some(p), Some(t0)) = (profile.as_mut(), t0) {
                     p[i] += t0.elapsed();
+                }
+                if let Some(obs) = observer.as_mut() {
+                    for (slot, &v) in s.outputs.iter().zip(&graph.nodes[i].outputs) {
+                        if let super::step::Slot::Arena { offset, shape } = slot {
+                            let n: usize = shape.iter().product();
+                            let view = ndarray::ArrayViewD::from_shape(shape.as_slice(), &arena[*offset..*offset + n])
+                                .expect("slot shape matches its length");
+                            obs(&graph.values[v].name, view);
+                        }
+                    }
                 }
             }
             Ok(())
