@@ -40,6 +40,7 @@ def main(argv=None):
     ap.add_argument("--val-limit", type=int, default=50)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", type=int, nargs="*", help="indices of variants to run")
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
@@ -51,9 +52,9 @@ def main(argv=None):
             continue
         run = os.path.join(a.out, f"v{i}")
         train_main(["--config", "cpu-small", "--data", a.data, "--out", run, "--minutes", str(a.minutes),
-                    "--upsampler", ups, "--lga", lga, "--batch", str(a.batch), "--lr", str(a.lr), "--resume"])
+                    "--upsampler", ups, "--lga", lga, "--batch", str(a.batch), "--lr", str(a.lr), "--threads", str(a.threads), "--resume"])
         model, cfg = load_model(os.path.join(run, "last.pt"))
-        torch.set_num_threads(cfg["threads"])
+        torch.set_num_threads(a.threads)
         m, _ = evaluate(torch_runner(model), items, cfg["input_size"], model.stride)
         prof = profile(build_model(cfg["model"]), cfg["input_size"])
         ck = torch.load(os.path.join(run, "last.pt"), map_location="cpu", weights_only=False)

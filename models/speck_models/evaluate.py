@@ -185,11 +185,13 @@ def main(argv=None):
     ap.add_argument("--ckpt")
     ap.add_argument("--data", required=True, help="dir with annotations.json and images/")
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first N images")
     ap.add_argument("--thresh", type=float, default=0.05)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the metrics here")
     a = ap.parse_args(argv)
     items = load_coco(os.path.join(a.data, "annotations.json"))
+    items = items[a.skip:]
     if a.limit:
         items = items[:a.limit]
     if a.onnx:

@@ -51,12 +51,13 @@ def main(argv=None):
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
     torch.manual_seed(0)
-    todo = [("mnv3l_224", torchvision.models.mobilenet_v3_large, (1, 3, 224, 224)),
-            ("mnv3s_224", torchvision.models.mobilenet_v3_small, (1, 3, 224, 224))]
-    if a.with_fpn:
-        todo.append(("mnv3l_fpn_640", FPNDet, (1, 3, 640, 640)))
-    for name, ctor, shape in todo:
-        m = ctor()
+    # all three are constructed before any is calibrated, as in make_models.py (RNG order)
+    todo = [("mnv3l_224", torchvision.models.mobilenet_v3_large(), (1, 3, 224, 224)),
+            ("mnv3s_224", torchvision.models.mobilenet_v3_small(), (1, 3, 224, 224)),
+            ("mnv3l_fpn_640", FPNDet(), (1, 3, 640, 640))]
+    if not a.with_fpn:
+        todo = todo[:2]
+    for name, m, shape in todo:
         calibrate_bn(m, (2,) + shape[1:])
         torch.onnx.export(m, torch.randn(*shape), os.path.join(a.out, f"{name}.onnx"), opset_version=17,
                           input_names=["input"], output_names=["output"], dynamo=False)

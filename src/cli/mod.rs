@@ -69,12 +69,14 @@ pub fn main() -> std::process::ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_timestamp(None)
         .init();
-    let result = match cli.command {
+    quiet_panics();
+    let result = std::panic::catch_unwind(|| match cli.command {
         Command::Detect(a) => detect::run(a),
         Command::Infer(a) => infer::run(a),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
-    };
+    })
+    .unwrap_or_else(|p| Err(anyhow::anyhow!("internal error: {}", panic_text(&*p))));
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -82,6 +84,22 @@ pub fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Panics that the library contains (third-party code asserting on malformed models) must
+/// not print; uncontained ones become an `error:` line in `main`. `RUST_BACKTRACE` restores
+/// the default report for debugging.
+fn quiet_panics() {
+    if std::env::var_os("RUST_BACKTRACE").is_none() {
+        std::panic::set_hook(Box::new(|info| log::debug!("panic: {info}")));
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// An error chain on one line, control characters (from corrupt files) escaped.

@@ -7,6 +7,10 @@ use crate::tensor::Tensor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Largest activation arena the engine allocates (16 GiB); a model asking for more is
+/// taken as corrupt rather than allowed to abort the process on allocation.
+const MAX_ARENA_F32: usize = 4 << 30;
+
 /// Engine settings.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
@@ -93,6 +97,13 @@ impl Engine {
         let pass_log = if opts.optimize { crate::passes::optimize(&mut graph) } else { vec![] };
         let is_view: Vec<bool> = graph.nodes.iter().map(|n| n.op.is_view()).collect();
         let memory = memory::plan(&graph, &is_view);
+        if memory.arena_len > MAX_ARENA_F32 {
+            return Err(RunError::Plan(format!(
+                "activations need {:.1} GiB, more than the {} GiB limit (corrupt shapes?)",
+                memory.arena_len as f64 * 4.0 / (1u64 << 30) as f64,
+                MAX_ARENA_F32 * 4 >> 30
+            )));
+        }
         let slot = |v: usize| -> Slot {
             let val = &graph.values[v];
             match &val.constant {

@@ -100,6 +100,26 @@ pub fn import_proto(
         .as_ref()
         .ok_or_else(|| ImportError::Analysis("the model has no graph".into()))?;
     check_ops_known(graph_proto)?;
+    // tract asserts on some malformed graphs instead of returning errors: contain that here.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| analyse(onnx, proto, dir, opts, graph_proto)))
+        .unwrap_or_else(|p| Err(ImportError::Analysis(format!("malformed graph ({})", panic_message(&*p)))))
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn analyse(
+    onnx: &tract_onnx::Onnx,
+    proto: &pb::ModelProto,
+    dir: Option<&str>,
+    opts: &ImportOptions,
+    graph_proto: &pb::GraphProto,
+) -> Result<Graph, ImportError> {
     let parsed = onnx.parse(proto, dir).map_err(|e| ImportError::Analysis(format!("{e:#}")))?;
     let mut model = parsed.model;
     let input_names = runtime_inputs(graph_proto);
@@ -170,9 +190,28 @@ fn runtime_inputs(g: &pb::GraphProto) -> Vec<String> {
     g.input.iter().filter(|i| !inits.contains(i.name.as_str())).map(|i| i.name.clone()).collect()
 }
 
-/// Fail early, naming the node, on ops speck cannot run (before tract's own errors).
+/// Ranks above this are not real models; axis attributes beyond it are corruption (tract's
+/// LayerNormalization rule would loop over a corrupted axis for a very long time).
+const MAX_RANK: i64 = 16;
+
+/// Fail early, naming the node, on ops speck cannot run and on absurd axis attributes
+/// (before tract sees them).
 fn check_ops_known(g: &pb::GraphProto) -> Result<(), ImportError> {
     for n in &g.node {
+        for a in &n.attribute {
+            let bad = match a.name.as_str() {
+                "axis" => a.i.abs() > MAX_RANK,
+                "axes" | "perm" => a.ints.iter().any(|v| v.abs() > MAX_RANK),
+                _ => false,
+            };
+            if bad {
+                return Err(ImportError::Invalid {
+                    node: n.name.clone(),
+                    op_type: n.op_type.clone(),
+                    msg: format!("attribute {} out of range", a.name),
+                });
+            }
+        }
         let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
         if !default_domain || !lower::is_known(&n.op_type) {
             let op_type = if default_domain { n.op_type.clone() } else { format!("{}::{}", n.domain, n.op_type) };
