@@ -6,14 +6,15 @@ pub mod ops;
 pub mod tensor;
 
 pub use tensor::{DType, Tensor};
+pub mod exec;
 pub mod model;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod passes;
-pub mod exec;
 
 pub use exec::{Engine, EngineOptions};
 pub mod detect;
 
 pub use detect::{Detection, Detector, DetectorOptions};
 pub mod draw;
+pub mod eval;

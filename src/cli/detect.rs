@@ -1,9 +1,11 @@
 //! `speck detect`: boxes on images.
 
+use super::tile_args::TileArgs;
 use super::{model_path, EngineArgs};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use speck::detect::{RgbFrame, TileOptions};
 use speck::draw::{draw_detections, FrameCanvas};
 use speck::{Detection, Detector};
 use std::path::{Path, PathBuf};
@@ -34,6 +36,8 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    tiles: TileArgs,
+    #[command(flatten)]
     engine: EngineArgs,
 }
 
@@ -48,7 +52,7 @@ struct ImageResult<'a> {
 const IMAGE_EXTS: &[&str] = &["jpg", "jpeg", "png", "bmp"];
 
 /// Expand folders into their image files (sorted); files are taken as given.
-fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub(super) fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = vec![];
     for p in inputs {
         if p.is_dir() {
@@ -63,7 +67,11 @@ fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .collect();
             v.sort();
             if v.is_empty() {
-                anyhow::bail!("folder {} holds no images ({})", p.display(), IMAGE_EXTS.join(", "));
+                anyhow::bail!(
+                    "folder {} holds no images ({})",
+                    p.display(),
+                    IMAGE_EXTS.join(", ")
+                );
             }
             out.extend(v);
         } else if p.exists() {
@@ -75,7 +83,7 @@ fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn load_rgb(path: &Path) -> Result<image::RgbImage> {
+pub(super) fn load_rgb(path: &Path) -> Result<image::RgbImage> {
     let img = image::ImageReader::open(path)
         .with_context(|| format!("{}: cannot open", path.display()))?
         .with_guessed_format()
@@ -86,6 +94,7 @@ fn load_rgb(path: &Path) -> Result<image::RgbImage> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    let tiles = a.tiles.options()?;
     let images = collect_images(&a.inputs)?;
     let model = model_path::resolve(a.model.clone())?;
     let mut det = Detector::load(&model, &a.engine.options())?;
@@ -94,12 +103,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(o) = &a.out {
         std::fs::create_dir_all(o).with_context(|| format!("creating {}", o.display()))?;
     }
-    let bar = if a.json || images.len() < 2 { ProgressBar::hidden() } else { ProgressBar::new(images.len() as u64) };
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"));
+    let bar = if a.json || images.len() < 2 {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(images.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"),
+    );
     let mut failures = 0;
     for path in &images {
         bar.set_message(path.display().to_string());
-        match detect_one(&mut det, path, &a) {
+        match detect_one(&mut det, path, &a, tiles.as_ref()) {
             Ok(()) => {}
             Err(e) => {
                 failures += 1;
@@ -109,14 +124,28 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(if failures > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failures > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-fn detect_one(det: &mut Detector, path: &Path, a: &Args) -> Result<()> {
+fn detect_one(
+    det: &mut Detector,
+    path: &Path,
+    a: &Args,
+    tiles: Option<&TileOptions>,
+) -> Result<()> {
     let mut img = load_rgb(path)?;
-    let dets = det.detect_image(&img).with_context(|| path.display().to_string())?;
+    let dets = detect_maybe_tiled(det, &img, tiles).with_context(|| path.display().to_string())?;
     if a.json {
-        let r = ImageResult { image: path.display().to_string(), width: img.width(), height: img.height(), detections: &dets };
+        let r = ImageResult {
+            image: path.display().to_string(),
+            width: img.width(),
+            height: img.height(),
+            detections: &dets,
+        };
         println!("{}", serde_json::to_string(&r)?);
     } else {
         let mut counts = std::collections::BTreeMap::new();
@@ -124,13 +153,44 @@ fn detect_one(det: &mut Detector, path: &Path, a: &Args) -> Result<()> {
             *counts.entry(d.label.as_str()).or_insert(0) += 1;
         }
         let summary: Vec<String> = counts.iter().map(|(l, n)| format!("{n} {l}")).collect();
-        println!("{}: {}", path.display(), if summary.is_empty() { "nothing found".into() } else { summary.join(", ") });
+        println!(
+            "{}: {}",
+            path.display(),
+            if summary.is_empty() {
+                "nothing found".into()
+            } else {
+                summary.join(", ")
+            }
+        );
     }
     if let Some(dir) = &a.out {
         draw_detections(&mut FrameCanvas::from_image(&mut img), &dets);
-        let name = path.file_name().map(|n| n.to_owned()).unwrap_or_else(|| "image.jpg".into());
+        let name = path
+            .file_name()
+            .map(|n| n.to_owned())
+            .unwrap_or_else(|| "image.jpg".into());
         let dst = dir.join(name);
-        img.save(&dst).with_context(|| format!("writing {}", dst.display()))?;
+        img.save(&dst)
+            .with_context(|| format!("writing {}", dst.display()))?;
     }
     Ok(())
+}
+
+/// Whole-frame detection, or tiled with `tiles`.
+pub(super) fn detect_maybe_tiled(
+    det: &mut Detector,
+    img: &image::RgbImage,
+    tiles: Option<&TileOptions>,
+) -> Result<Vec<Detection>> {
+    match tiles {
+        None => det.detect_image(img),
+        Some(t) => {
+            let frame = RgbFrame {
+                data: img.as_raw(),
+                width: img.width() as usize,
+                height: img.height() as usize,
+            };
+            det.detect_tiled(frame, t)
+        }
+    }
 }

@@ -2,9 +2,11 @@
 
 mod bench;
 mod detect;
+mod eval;
 mod infer;
 mod info;
 mod model_path;
+mod tile_args;
 
 use clap::{Parser, Subcommand};
 
@@ -24,7 +26,9 @@ const EXAMPLES: &str = "Examples:
   speck detect frame.jpg --json --conf 0.4              # one JSON object per image
   speck info models/speck-tiny.onnx                     # ops, parameters, MACs, memory
   speck bench --threads 2 --runs 50                     # latency of the default model
-  speck infer model.onnx input.npy --out outs/          # raw tensors for parity checks";
+  speck infer model.onnx input.npy --out outs/          # raw tensors for parity checks
+  speck detect examples/data/images --tile 512x512      # sliced inference for tiny objects
+  speck eval --gt examples/data/annotations.json --images examples/data/images --tile 512x512";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -36,6 +40,8 @@ enum Command {
     Info(info::Args),
     /// Measure inference latency.
     Bench(bench::Args),
+    /// Score detections against COCO / TinyPerson ground truth (AP, AP50, miss rate).
+    Eval(eval::Args),
 }
 
 /// Shared engine flags.
@@ -54,7 +60,11 @@ pub struct EngineArgs {
 
 impl EngineArgs {
     fn options(&self) -> speck::EngineOptions {
-        speck::EngineOptions { threads: self.threads.max(1), optimize: !self.no_optimize, reference_only: self.reference }
+        speck::EngineOptions {
+            threads: self.threads.max(1),
+            optimize: !self.no_optimize,
+            reference_only: self.reference,
+        }
     }
 }
 
@@ -75,6 +85,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Infer(a) => infer::run(a),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Eval(a) => eval::run(a),
     })
     .unwrap_or_else(|p| Err(anyhow::anyhow!("internal error: {}", panic_text(&*p))));
     match result {

@@ -5,12 +5,14 @@ mod decode_yolov8;
 mod detector;
 mod nms;
 mod preprocess;
+mod tiling;
 
 pub use decode_centernet::decode_centernet;
 pub use decode_yolov8::decode_yolov8;
 pub use detector::{Detector, DetectorOptions};
 pub use nms::{nms, MergeKind};
-pub use preprocess::{preprocess, Letterbox, RgbFrame};
+pub use preprocess::{preprocess, preprocess_region, Letterbox, RgbFrame};
+pub use tiling::{tile_grid, Tile, TileOptions, TilingError};
 
 use serde::Serialize;
 

@@ -42,9 +42,22 @@ impl Letterbox {
 
 /// Fill `out` (`3 * in_h * in_w`, CHW) from the frame; returns the coordinate mapping.
 pub fn preprocess(frame: RgbFrame, meta: &Metadata, out: &mut [f32]) -> Letterbox {
+    preprocess_region(frame, [0, 0, frame.width, frame.height], meta, out)
+}
+
+/// As [`preprocess`], for the region `[x, y, w, h]` of the frame (a tile), read in place.
+/// The returned mapping is relative to the region's top-left corner.
+pub fn preprocess_region(
+    frame: RgbFrame,
+    region: [usize; 4],
+    meta: &Metadata,
+    out: &mut [f32],
+) -> Letterbox {
     let (iw, ih) = meta.input_size;
     debug_assert_eq!(out.len(), 3 * iw * ih);
-    let (fw, fh) = (frame.width.max(1) as f32, frame.height.max(1) as f32);
+    let [rx, ry, rw, rh] = region;
+    debug_assert!(rx + rw <= frame.width && ry + rh <= frame.height);
+    let (fw, fh) = (rw.max(1) as f32, rh.max(1) as f32);
     let (sx, sy) = match meta.resize {
         ResizeKind::Stretch => (iw as f32 / fw, ih as f32 / fh),
         ResizeKind::Letterbox => {
@@ -55,7 +68,12 @@ pub fn preprocess(frame: RgbFrame, meta: &Metadata, out: &mut [f32]) -> Letterbo
     let (nw, nh) = ((fw * sx).round() as usize, (fh * sy).round() as usize);
     let pad_x = ((iw - nw.min(iw)) / 2) as f32;
     let pad_y = ((ih - nh.min(ih)) / 2) as f32;
-    let lb = Letterbox { scale_x: sx, scale_y: sy, pad_x, pad_y };
+    let lb = Letterbox {
+        scale_x: sx,
+        scale_y: sy,
+        pad_x,
+        pad_y,
+    };
     let mul: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * meta.std[c]));
     let add: [f32; 3] = std::array::from_fn(|c| -meta.mean[c] / meta.std[c]);
     let pad: [f32; 3] = std::array::from_fn(|c| 114.0 * mul[c] + add[c]);
@@ -65,7 +83,7 @@ pub fn preprocess(frame: RgbFrame, meta: &Metadata, out: &mut [f32]) -> Letterbo
         .map(|x| {
             let src = ((x as f32 - pad_x + 0.5) / sx - 0.5).clamp(0.0, fw - 1.0);
             let x0 = src.floor() as usize;
-            (x0, (x0 + 1).min(frame.width - 1), src - x0 as f32)
+            (rx + x0, rx + (x0 + 1).min(rw - 1), src - x0 as f32)
         })
         .collect();
     let (x_lo, x_hi) = (pad_x as usize, pad_x as usize + nw.min(iw));
@@ -81,8 +99,9 @@ pub fn preprocess(frame: RgbFrame, meta: &Metadata, out: &mut [f32]) -> Letterbo
         }
         let src = ((y as f32 - pad_y + 0.5) / sy - 0.5).clamp(0.0, fh - 1.0);
         let y0 = src.floor() as usize;
-        let y1 = (y0 + 1).min(frame.height - 1);
+        let y1 = ry + (y0 + 1).min(rh - 1);
         let fy = src - y0 as f32;
+        let y0 = ry + y0;
         let (r0, r1) = (&frame.data[y0 * stride..], &frame.data[y1 * stride..]);
         for x in 0..iw {
             if x < x_lo || x >= x_hi {
@@ -122,13 +141,23 @@ mod tests {
     #[test]
     fn letterbox_pads_and_maps_back() {
         let data = vec![255u8; 200 * 100 * 3];
-        let frame = RgbFrame { data: &data, width: 200, height: 100 };
+        let frame = RgbFrame {
+            data: &data,
+            width: 200,
+            height: 100,
+        };
         let mut out = vec![0.0; 3 * 64 * 64];
         let lb = preprocess(frame, &meta(64, 64), &mut out);
         assert_eq!(lb.scale_x, 0.32);
         assert_eq!(lb.pad_y, 16.0);
-        assert!((out[0] - 114.0 / 255.0).abs() < 1e-6, "top rows are padding");
-        assert!((out[32 * 64 + 32] - 1.0).abs() < 1e-6, "middle is the white frame");
+        assert!(
+            (out[0] - 114.0 / 255.0).abs() < 1e-6,
+            "top rows are padding"
+        );
+        assert!(
+            (out[32 * 64 + 32] - 1.0).abs() < 1e-6,
+            "middle is the white frame"
+        );
         let b = lb.to_frame([0.0, 16.0, 64.0, 48.0], 200, 100);
         assert_eq!(b, [0.0, 0.0, 200.0, 100.0]);
     }
@@ -136,7 +165,11 @@ mod tests {
     #[test]
     fn identity_size_copies_pixels() {
         let data: Vec<u8> = (0..4 * 4 * 3).map(|i| i as u8).collect();
-        let frame = RgbFrame { data: &data, width: 4, height: 4 };
+        let frame = RgbFrame {
+            data: &data,
+            width: 4,
+            height: 4,
+        };
         let mut out = vec![0.0; 3 * 16];
         preprocess(frame, &meta(4, 4), &mut out);
         for y in 0..4 {
