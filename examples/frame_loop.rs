@@ -27,11 +27,21 @@ fn main() -> Result<()> {
             }
         }
         let t = Instant::now();
-        let dets = detector.detect(RgbFrame { data: &frame, width: w, height: h })?;
+        let dets = detector.detect(RgbFrame {
+            data: &frame,
+            width: w,
+            height: h,
+        })?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         let mut canvas = FrameCanvas::new(&mut frame, w, h).expect("buffer fits");
         draw_detections(&mut canvas, &dets);
-        draw_text_block(&mut canvas, &[format!("frame {i}"), format!("{ms:.1} ms, {} boxes", dets.len())]);
+        draw_text_block(
+            &mut canvas,
+            &[
+                format!("frame {i}"),
+                format!("{ms:.1} ms, {} boxes", dets.len()),
+            ],
+        );
         println!("frame {i}: {} detections in {ms:.1} ms", dets.len());
     }
     Ok(())

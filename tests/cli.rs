@@ -8,7 +8,11 @@ fn root() -> PathBuf {
 }
 
 fn speck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_speck")).args(args).current_dir(root()).output().expect("run speck")
+    Command::new(env!("CARGO_BIN_EXE_speck"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run speck")
 }
 
 fn stderr(o: &Output) -> String {
@@ -48,7 +52,10 @@ fn info_reports_size_and_memory() {
     assert!((50_000_000..65_000_000).contains(&macs), "{macs}");
     let peak = v["peak_activation_bytes"].as_u64().unwrap();
     let unshared = v["unshared_activation_bytes"].as_u64().unwrap();
-    assert!(peak > 0 && peak * 3 < unshared, "buffer reuse: {peak} vs {unshared}");
+    assert!(
+        peak > 0 && peak * 3 < unshared,
+        "buffer reuse: {peak} vs {unshared}"
+    );
     assert_eq!(v["inputs"][0]["shape"], serde_json::json!([1, 3, 224, 224]));
 }
 
@@ -67,15 +74,24 @@ fn bench_json_has_the_contract_keys() {
 fn detect_json_on_the_shipped_sample() {
     let o = speck(&["detect", "examples/data/images", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(!lines.is_empty());
     let mut total = 0;
     for v in &lines {
         let (w, h) = (v["width"].as_f64().unwrap(), v["height"].as_f64().unwrap());
         for d in v["detections"].as_array().unwrap() {
-            let b: Vec<f64> = d["bbox"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-            assert!(b[0] >= 0.0 && b[1] >= 0.0 && b[2] <= w && b[3] <= h && b[0] < b[2] && b[1] < b[3]);
+            let b: Vec<f64> = d["bbox"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert!(
+                b[0] >= 0.0 && b[1] >= 0.0 && b[2] <= w && b[3] <= h && b[0] < b[2] && b[1] < b[3]
+            );
             assert_eq!(d["label"], "person");
             assert_eq!(d["class_id"], 0);
             let s = d["score"].as_f64().unwrap();
@@ -90,7 +106,12 @@ fn detect_json_on_the_shipped_sample() {
 fn detect_writes_annotated_images() {
     let dir = tempfile::tempdir().unwrap();
     let img = first_sample_image();
-    let o = speck(&["detect", img.to_str().unwrap(), "--out", dir.path().to_str().unwrap()]);
+    let o = speck(&[
+        "detect",
+        img.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let written = dir.path().join(img.file_name().unwrap());
     let a = image::open(&img).unwrap().to_rgb8();
@@ -100,19 +121,27 @@ fn detect_writes_annotated_images() {
 }
 
 fn first_sample_image() -> PathBuf {
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir(root().join("examples/data/images")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("examples/data/images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     v.sort();
     v.remove(0)
 }
 
 #[test]
 fn missing_and_corrupt_models_fail_cleanly() {
-    assert_clean_failure(&speck(&["info", "no/such/model.onnx"]), "no/such/model.onnx");
+    assert_clean_failure(
+        &speck(&["info", "no/such/model.onnx"]),
+        "no/such/model.onnx",
+    );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.onnx");
     std::fs::write(&bad, b"this is not a protobuf at all").unwrap();
-    assert_clean_failure(&speck(&["info", bad.to_str().unwrap()]), "not a valid ONNX model");
+    assert_clean_failure(
+        &speck(&["info", bad.to_str().unwrap()]),
+        "not a valid ONNX model",
+    );
     let bytes = std::fs::read(root().join(MNV3S)).unwrap();
     let cut = dir.path().join("cut.onnx");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
@@ -126,10 +155,19 @@ fn detect_rejects_bad_images_and_keeps_going() {
     let bad = dir.path().join("broken.jpg");
     std::fs::write(&bad, b"\xff\xd8\xff not really a jpeg").unwrap();
     let good = first_sample_image();
-    let o = speck(&["detect", bad.to_str().unwrap(), good.to_str().unwrap(), "--json"]);
+    let o = speck(&[
+        "detect",
+        bad.to_str().unwrap(),
+        good.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("broken.jpg"), "{}", stderr(&o));
-    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1, "the good image still ran");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        1,
+        "the good image still ran"
+    );
     assert_clean_failure(&speck(&["detect", "no_such.jpg"]), "no_such.jpg");
 }
 
@@ -139,7 +177,12 @@ fn infer_checks_input_shapes() {
     let x = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[1, 3, 100, 100]));
     let p = dir.path().join("x.npy");
     ndarray_npy::write_npy(&p, &x).unwrap();
-    let o = speck(&["infer", MNV3S, p.to_str().unwrap(), "--out", dir.path().to_str().unwrap()]);
+    let o = speck(&[
+        "infer",
+        MNV3S,
+        p.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_clean_failure(&o, "[1, 3, 224, 224]");
 }
-

@@ -30,8 +30,13 @@ fn random_input(e: &Engine, seed: u32) -> Vec<Tensor> {
 fn max_rel_err(a: &Tensor, b: &Tensor) -> f32 {
     let (a, b) = (a.as_f32().unwrap(), b.as_f32().unwrap());
     assert_eq!(a.shape(), b.shape());
-    let range = a.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v)) - a.iter().fold(f32::INFINITY, |m, v| m.min(*v));
-    let err = a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    let range = a.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v))
+        - a.iter().fold(f32::INFINITY, |m, v| m.min(*v));
+    let err = a
+        .iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
     err / range.max(1.0)
 }
 
@@ -44,7 +49,14 @@ fn run(model: &str, opts: EngineOptions) -> Vec<Tensor> {
 #[test]
 fn optimised_engine_matches_reference_path() {
     for m in MODELS {
-        let reference = run(m, EngineOptions { optimize: false, reference_only: true, threads: 1 });
+        let reference = run(
+            m,
+            EngineOptions {
+                optimize: false,
+                reference_only: true,
+                threads: 1,
+            },
+        );
         let fast = run(m, EngineOptions::default());
         for (r, f) in reference.iter().zip(&fast) {
             let e = max_rel_err(r, f);
@@ -56,8 +68,20 @@ fn optimised_engine_matches_reference_path() {
 #[test]
 fn thread_counts_agree() {
     for m in MODELS {
-        let one = run(m, EngineOptions { threads: 1, ..Default::default() });
-        let two = run(m, EngineOptions { threads: 2, ..Default::default() });
+        let one = run(
+            m,
+            EngineOptions {
+                threads: 1,
+                ..Default::default()
+            },
+        );
+        let two = run(
+            m,
+            EngineOptions {
+                threads: 2,
+                ..Default::default()
+            },
+        );
         for (a, b) in one.iter().zip(&two) {
             assert!(max_rel_err(a, b) <= 1e-5, "{m}");
         }
@@ -68,9 +92,18 @@ fn thread_counts_agree() {
 fn default_model_uses_the_lga_rewrite_and_fusions() {
     let e = Engine::load(path("models/speck-tiny.onnx"), &EngineOptions::default()).unwrap();
     let ops = e.graph().op_histogram();
-    assert!(ops.contains_key("HeadChannelSum"), "LGA rewrite applied: {ops:?}");
-    assert!(!ops.contains_key("BatchNormalization"), "BN folded: {ops:?}");
-    assert!(ops.contains_key("GridSample"), "LDA-AQU sampling present: {ops:?}");
+    assert!(
+        ops.contains_key("HeadChannelSum"),
+        "LGA rewrite applied: {ops:?}"
+    );
+    assert!(
+        !ops.contains_key("BatchNormalization"),
+        "BN folded: {ops:?}"
+    );
+    assert!(
+        ops.contains_key("GridSample"),
+        "LDA-AQU sampling present: {ops:?}"
+    );
     assert!(e.pass_log.iter().any(|l| l.contains("activation fused")));
 }
 

@@ -4,7 +4,11 @@
 use speck::{Engine, EngineOptions, Tensor};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-const SEEDS: &[&str] = &["block_mbv3_bneck.onnx", "block_lga.onnx", "block_lda_aqu.onnx"];
+const SEEDS: &[&str] = &[
+    "block_mbv3_bneck.onnx",
+    "block_lga.onnx",
+    "block_lda_aqu.onnx",
+];
 
 struct Rng(u64);
 impl Rng {
@@ -23,7 +27,9 @@ impl Rng {
 fn exercise(bytes: &[u8], dir: &std::path::Path) -> bool {
     let p = dir.join("m.onnx");
     std::fs::write(&p, bytes).unwrap();
-    let Ok(mut e) = Engine::load(&p, &EngineOptions::default()) else { return false };
+    let Ok(mut e) = Engine::load(&p, &EngineOptions::default()) else {
+        return false;
+    };
     let inputs: Vec<Vec<usize>> = e.inputs().map(|(_, s)| s.to_vec()).collect();
     for fill in [0.5f32, f32::NAN] {
         let xs: Vec<Tensor> = inputs
@@ -67,7 +73,8 @@ fn mutated_models_never_panic() {
     let mut loaded = 0;
     let mut total = 0;
     for seed in SEEDS {
-        let base = std::fs::read(format!("{}/tests/data/{seed}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let base =
+            std::fs::read(format!("{}/tests/data/{seed}", env!("CARGO_MANIFEST_DIR"))).unwrap();
         assert!(exercise(&base, dir.path()), "{seed} loads unmutated");
         for i in 0..120 {
             let m = mutate(&base, &mut rng);

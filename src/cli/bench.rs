@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 /// Arguments of `speck bench`.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  speck bench --threads 2\n  speck bench model.onnx --runs 100 --profile\n  speck bench --json")]
+#[command(
+    after_help = "Examples:\n  speck bench --threads 2\n  speck bench model.onnx --runs 100 --profile\n  speck bench --json"
+)]
 pub struct Args {
     /// ONNX model (default: the shipped speck-tiny.onnx).
     model: Option<PathBuf>,
@@ -78,7 +80,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if let Some(p) = &profile {
             v["profile"] = p
                 .iter()
-                .map(|s| json!({"node": s.node, "op": s.op, "ms": ms(s.total) / times.len() as f64}))
+                .map(
+                    |s| json!({"node": s.node, "op": s.op, "ms": ms(s.total) / times.len() as f64}),
+                )
                 .collect();
         }
         println!("{}", serde_json::to_string_pretty(&v)?);

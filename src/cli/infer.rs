@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 /// Arguments of `speck infer`.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example:\n  speck infer model.onnx input.npy --out outs/   # writes outs/<output>.npy")]
+#[command(
+    after_help = "Example:\n  speck infer model.onnx input.npy --out outs/   # writes outs/<output>.npy"
+)]
 pub struct Args {
     /// ONNX model.
     model: PathBuf,
@@ -24,7 +26,15 @@ pub struct Args {
 
 /// File-system-safe version of an output name.
 fn file_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -38,7 +48,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let n = engine.inputs().count();
     if tensors.len() != n {
         let names: Vec<&str> = engine.inputs().map(|(n, _)| n).collect();
-        bail!("the model takes {n} input(s) ({}), got {} file(s)", names.join(", "), tensors.len());
+        bail!(
+            "the model takes {n} input(s) ({}), got {} file(s)",
+            names.join(", "),
+            tensors.len()
+        );
     }
     let names: Vec<String> = engine.outputs().map(|(n, _)| n.to_string()).collect();
     let outs = engine.run(&tensors)?;
@@ -46,7 +60,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     for (name, t) in names.iter().zip(outs) {
         let path = a.out.join(format!("{}.npy", file_name(name)));
         let arr = t.as_f32().context("non-f32 output")?;
-        ndarray_npy::write_npy(&path, arr).with_context(|| format!("writing {}", path.display()))?;
+        ndarray_npy::write_npy(&path, arr)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

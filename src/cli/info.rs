@@ -30,8 +30,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let params = g.parameter_count();
     let macs = g.macs();
     let ops = g.op_histogram();
-    let inputs: Vec<_> = engine.inputs().map(|(n, s)| json!({"name": n, "shape": s})).collect();
-    let outputs: Vec<_> = engine.outputs().map(|(n, s)| json!({"name": n, "shape": s})).collect();
+    let inputs: Vec<_> = engine
+        .inputs()
+        .map(|(n, s)| json!({"name": n, "shape": s}))
+        .collect();
+    let outputs: Vec<_> = engine
+        .outputs()
+        .map(|(n, s)| json!({"name": n, "shape": s}))
+        .collect();
     if a.json {
         let v = json!({
             "model": path.display().to_string(),

@@ -15,16 +15,26 @@ pub fn resolve(model: Option<PathBuf>) -> Result<PathBuf> {
         return Ok(PathBuf::from(m));
     }
     let mut candidates = vec![PathBuf::from("models").join(DEFAULT_MODEL)];
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(|p| p.to_path_buf())) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|p| p.to_path_buf()))
+    {
         candidates.push(dir.join(DEFAULT_MODEL));
         candidates.push(dir.join("../share/speck").join(DEFAULT_MODEL));
     }
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models").join(DEFAULT_MODEL));
+    candidates.push(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join(DEFAULT_MODEL),
+    );
     for c in &candidates {
         if c.is_file() {
             return Ok(c.clone());
         }
     }
     let tried: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
-    bail!("no --model given and no default model found (tried $SPECK_MODEL, {})", tried.join(", "))
+    bail!(
+        "no --model given and no default model found (tried $SPECK_MODEL, {})",
+        tried.join(", ")
+    )
 }

@@ -15,7 +15,13 @@ pub fn decode_centernet(
 ) -> Result<Vec<RawDet>, String> {
     let hs = heatmap.shape();
     let bs = boxes.shape();
-    if hs.len() != 4 || bs.len() != 4 || bs[1] != 4 || hs[0] != 1 || bs[0] != 1 || hs[2..] != bs[2..] {
+    if hs.len() != 4
+        || bs.len() != 4
+        || bs[1] != 4
+        || hs[0] != 1
+        || bs[0] != 1
+        || hs[2..] != bs[2..]
+    {
         return Err(format!("speck_centernet outputs must be heatmap [1,nc,H,W] and box [1,4,H,W], got {hs:?} and {bs:?}"));
     }
     let (nc, h, w) = (hs[1], hs[2], hs[3]);
@@ -28,8 +34,9 @@ pub fn decode_centernet(
                 if !(s >= conf) {
                     continue;
                 }
-                let is_peak = (y.saturating_sub(1)..(y + 2).min(h))
-                    .all(|yy| (x.saturating_sub(1)..(x + 2).min(w)).all(|xx| heatmap[[0, c, yy, xx]] <= s));
+                let is_peak = (y.saturating_sub(1)..(y + 2).min(h)).all(|yy| {
+                    (x.saturating_sub(1)..(x + 2).min(w)).all(|xx| heatmap[[0, c, yy, xx]] <= s)
+                });
                 if !is_peak {
                     continue;
                 }
@@ -40,7 +47,11 @@ pub fn decode_centernet(
                 if !(cx.is_finite() && cy.is_finite() && bw.is_finite() && bh.is_finite()) {
                     continue;
                 }
-                out.push(([cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0], s, c));
+                out.push((
+                    [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0],
+                    s,
+                    c,
+                ));
             }
         }
     }

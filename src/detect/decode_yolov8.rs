@@ -23,11 +23,20 @@ pub fn decode_yolov8(out: ArrayViewD<f32>, conf: f32) -> Result<Vec<RawDet>, Str
         if !(best >= conf) {
             continue;
         }
-        let (cx, cy, w, h) = (out[[0, 0, i]], out[[0, 1, i]], out[[0, 2, i]], out[[0, 3, i]]);
+        let (cx, cy, w, h) = (
+            out[[0, 0, i]],
+            out[[0, 1, i]],
+            out[[0, 2, i]],
+            out[[0, 3, i]],
+        );
         if !(cx.is_finite() && cy.is_finite() && w.is_finite() && h.is_finite()) {
             continue;
         }
-        dets.push(([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0], best, cls));
+        dets.push((
+            [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0],
+            best,
+            cls,
+        ));
     }
     Ok(dets)
 }

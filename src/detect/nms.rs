@@ -52,7 +52,12 @@ mod tests {
     use super::*;
 
     fn d(b: [f32; 4], s: f32, c: usize) -> Detection {
-        Detection { bbox: b, score: s, label: String::new(), class_id: c }
+        Detection {
+            bbox: b,
+            score: s,
+            label: String::new(),
+            class_id: c,
+        }
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub fn draw_detections(canvas: &mut FrameCanvas, dets: &[Detection]) {
         let _ = Rectangle::new(Point::new(x, ty), Size::new(tw, 11))
             .into_styled(PrimitiveStyle::with_fill(color))
             .draw(canvas);
-        let _ = Text::with_baseline(&tag, Point::new(x + 1, ty + 1), font, Baseline::Top).draw(canvas);
+        let _ =
+            Text::with_baseline(&tag, Point::new(x + 1, ty + 1), font, Baseline::Top).draw(canvas);
     }
 }
 
@@ -60,6 +61,7 @@ pub fn draw_text_block(canvas: &mut FrameCanvas, lines: &[String]) {
         .into_styled(PrimitiveStyle::with_fill(Rgb888::new(20, 20, 20)))
         .draw(canvas);
     for (i, l) in lines.iter().enumerate() {
-        let _ = Text::with_baseline(l, Point::new(3, 2 + 11 * i as i32), font, Baseline::Top).draw(canvas);
+        let _ = Text::with_baseline(l, Point::new(3, 2 + 11 * i as i32), font, Baseline::Top)
+            .draw(canvas);
     }
 }

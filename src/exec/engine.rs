@@ -24,7 +24,11 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { threads: 1, optimize: true, reference_only: false }
+        EngineOptions {
+            threads: 1,
+            optimize: true,
+            reference_only: false,
+        }
     }
 }
 
@@ -94,7 +98,11 @@ pub struct Engine {
 impl Engine {
     /// Plan a graph.
     pub fn new(mut graph: Graph, opts: &EngineOptions) -> Result<Engine, RunError> {
-        let pass_log = if opts.optimize { crate::passes::optimize(&mut graph) } else { vec![] };
+        let pass_log = if opts.optimize {
+            crate::passes::optimize(&mut graph)
+        } else {
+            vec![]
+        };
         let is_view: Vec<bool> = graph.nodes.iter().map(|n| n.op.is_view()).collect();
         let memory = memory::plan(&graph, &is_view);
         if memory.arena_len > MAX_ARENA_F32 {
@@ -108,7 +116,10 @@ impl Engine {
             let val = &graph.values[v];
             match &val.constant {
                 Some(c) => Slot::Const(c.clone()),
-                None => Slot::Arena { offset: memory.offsets[v], shape: val.shape.clone() },
+                None => Slot::Arena {
+                    offset: memory.offsets[v],
+                    shape: val.shape.clone(),
+                },
             }
         };
         for n in &graph.nodes {
@@ -140,13 +151,28 @@ impl Engine {
         let input_slots = graph
             .inputs
             .iter()
-            .map(|&v| (graph.values[v].name.clone(), graph.values[v].shape.clone(), memory.offsets[v]))
+            .map(|&v| {
+                (
+                    graph.values[v].name.clone(),
+                    graph.values[v].shape.clone(),
+                    memory.offsets[v],
+                )
+            })
             .collect();
         let output_slots = graph
             .outputs
             .iter()
             .enumerate()
-            .map(|(i, &v)| (graph.output_names.get(i).unwrap_or(&graph.values[v].name).clone(), slot(v)))
+            .map(|(i, &v)| {
+                (
+                    graph
+                        .output_names
+                        .get(i)
+                        .unwrap_or(&graph.values[v].name)
+                        .clone(),
+                    slot(v),
+                )
+            })
             .collect();
         let threads = opts.threads.max(1);
         let pool = if threads > 1 {
@@ -190,12 +216,16 @@ impl Engine {
 
     /// Input names and shapes.
     pub fn inputs(&self) -> impl Iterator<Item = (&str, &[usize])> {
-        self.input_slots.iter().map(|(n, s, _)| (n.as_str(), s.as_slice()))
+        self.input_slots
+            .iter()
+            .map(|(n, s, _)| (n.as_str(), s.as_slice()))
     }
 
     /// Output names and shapes.
     pub fn outputs(&self) -> impl Iterator<Item = (&str, &[usize])> {
-        self.output_slots.iter().map(|(n, s)| (n.as_str(), s.shape()))
+        self.output_slots
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.shape()))
     }
 
     /// Bytes of activation memory (arena plus kernel scratch).
@@ -225,7 +255,11 @@ impl Engine {
             self.steps
                 .iter()
                 .zip(p)
-                .map(|(s, t)| StepProfile { node: s.name.clone(), op: s.op_name.clone(), total: *t })
+                .map(|(s, t)| StepProfile {
+                    node: s.name.clone(),
+                    op: s.op_name.clone(),
+                    total: *t,
+                })
                 .collect(),
         )
     }
@@ -245,7 +279,10 @@ impl Engine {
     ) -> Result<Vec<Tensor>, RunError> {
         let expected = self.input_slots.len();
         if inputs.len() != expected {
-            return Err(RunError::InputCount { expected, got: inputs.len() });
+            return Err(RunError::InputCount {
+                expected,
+                got: inputs.len(),
+            });
         }
         for (t, (name, shape, offset)) in inputs.iter().zip(&self.input_slots) {
             let ok = t.dtype() == crate::DType::F32 && t.shape() == shape.as_slice();
@@ -263,7 +300,15 @@ impl Engine {
                 None => dst.iter_mut().zip(a.iter()).for_each(|(d, s)| *d = *s),
             }
         }
-        let Engine { steps, arena, scratch, pool, profile, graph, .. } = self;
+        let Engine {
+            steps,
+            arena,
+            scratch,
+            pool,
+            profile,
+            graph,
+            ..
+        } = self;
         let mut body = || -> Result<(), RunError> {
             let base = arena.as_mut_ptr();
             for (i, s) in steps.iter().enumerate() {
@@ -282,8 +327,11 @@ impl Engine {
                     for (slot, &v) in s.outputs.iter().zip(&graph.nodes[i].outputs) {
                         if let super::step::Slot::Arena { offset, shape } = slot {
                             let n: usize = shape.iter().product();
-                            let view = ndarray::ArrayViewD::from_shape(shape.as_slice(), &arena[*offset..*offset + n])
-                                .expect("slot shape matches its length");
+                            let view = ndarray::ArrayViewD::from_shape(
+                                shape.as_slice(),
+                                &arena[*offset..*offset + n],
+                            )
+                            .expect("slot shape matches its length");
                             obs(&graph.values[v].name, view);
                         }
                     }
@@ -302,7 +350,8 @@ impl Engine {
                 Slot::Const(c) => (**c).clone(),
                 Slot::Arena { offset, shape } => {
                     let n: usize = shape.iter().product();
-                    Tensor::from_f32(shape, self.arena[*offset..*offset + n].to_vec()).expect("shape matches")
+                    Tensor::from_f32(shape, self.arena[*offset..*offset + n].to_vec())
+                        .expect("shape matches")
                 }
             })
             .collect())

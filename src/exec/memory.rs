@@ -52,7 +52,9 @@ pub fn plan(g: &Graph, is_view: &[bool]) -> MemoryPlan {
         }
     }
     let size = |v: usize| g.values[v].len().div_ceil(ALIGN) * ALIGN;
-    let mut roots: Vec<usize> = (0..nv).filter(|&v| root[v] == v && first[v] != usize::MAX).collect();
+    let mut roots: Vec<usize> = (0..nv)
+        .filter(|&v| root[v] == v && first[v] != usize::MAX)
+        .collect();
     roots.sort_by_key(|&v| (std::cmp::Reverse(size(v)), first[v]));
     let mut placed: Vec<(usize, usize, usize, usize)> = vec![]; // (offset, len, first, last)
     let mut offsets = vec![usize::MAX; nv];
@@ -83,5 +85,9 @@ pub fn plan(g: &Graph, is_view: &[bool]) -> MemoryPlan {
             offsets[v] = offsets[root[v]];
         }
     }
-    MemoryPlan { offsets, arena_len, unshared_len }
+    MemoryPlan {
+        offsets,
+        arena_len,
+        unshared_len,
+    }
 }

@@ -57,14 +57,23 @@ pub struct Step {
 
 impl Step {
     /// Choose a kernel for a node.
-    pub fn new(g: &Graph, node: &Node, slot: &dyn Fn(usize) -> Slot, reference_only: bool) -> OpResult<Step> {
+    pub fn new(
+        g: &Graph,
+        node: &Node,
+        slot: &dyn Fn(usize) -> Slot,
+        reference_only: bool,
+    ) -> OpResult<Step> {
         let inputs: Vec<Slot> = node.inputs.iter().map(|v| slot(*v)).collect();
         let outputs: Vec<Slot> = node.outputs.iter().map(|v| slot(*v)).collect();
         let kernel = match &node.op {
             op if op.is_view() => Kernel::View,
             Op::Conv(c) if !reference_only => {
                 let w = g.constant(node.inputs[1]).and_then(Tensor::as_f32);
-                let b = node.inputs.get(2).and_then(|b| g.constant(*b)).and_then(Tensor::as_f32);
+                let b = node
+                    .inputs
+                    .get(2)
+                    .and_then(|b| g.constant(*b))
+                    .and_then(Tensor::as_f32);
                 match w {
                     Some(w) => Kernel::Conv(Box::new(crate::kernels::conv_f32::ConvF32::new(
                         c,
@@ -81,7 +90,13 @@ impl Step {
             Kernel::Conv(k) => format!("{} [{}]", node.op.name(), k.algorithm()),
             _ => node.op.name(),
         };
-        Ok(Step { name: node.name.clone(), op_name, kernel, inputs, outputs })
+        Ok(Step {
+            name: node.name.clone(),
+            op_name,
+            kernel,
+            inputs,
+            outputs,
+        })
     }
 
     /// Scratch memory (f32) the step needs.

@@ -64,14 +64,22 @@ pub struct Graph {
 impl Graph {
     /// Add a runtime value.
     pub fn add_value(&mut self, name: impl Into<String>, shape: Vec<usize>) -> ValueId {
-        self.values.push(Value { name: name.into(), shape, constant: None });
+        self.values.push(Value {
+            name: name.into(),
+            shape,
+            constant: None,
+        });
         self.values.len() - 1
     }
 
     /// Add a constant value.
     pub fn add_const(&mut self, name: impl Into<String>, t: Tensor) -> ValueId {
         let shape = t.shape().to_vec();
-        self.values.push(Value { name: name.into(), shape, constant: Some(Arc::new(t)) });
+        self.values.push(Value {
+            name: name.into(),
+            shape,
+            constant: Some(Arc::new(t)),
+        });
         self.values.len() - 1
     }
 
@@ -111,7 +119,9 @@ impl Graph {
             let before = self.nodes.len();
             let outputs = self.outputs.clone();
             self.nodes.retain(|n| {
-                n.outputs.iter().any(|v| !consumers[*v].is_empty() || outputs.contains(v))
+                n.outputs
+                    .iter()
+                    .any(|v| !consumers[*v].is_empty() || outputs.contains(v))
             });
             if self.nodes.len() == before {
                 break;
@@ -151,9 +161,15 @@ impl Graph {
     /// Replace every read of `from` by `to` (nodes and graph outputs).
     pub fn replace_uses(&mut self, from: ValueId, to: ValueId) {
         for n in &mut self.nodes {
-            n.inputs.iter_mut().filter(|v| **v == from).for_each(|v| *v = to);
+            n.inputs
+                .iter_mut()
+                .filter(|v| **v == from)
+                .for_each(|v| *v = to);
         }
-        self.outputs.iter_mut().filter(|v| **v == from).for_each(|v| *v = to);
+        self.outputs
+            .iter_mut()
+            .filter(|v| **v == from)
+            .for_each(|v| *v = to);
     }
 
     /// Parameter count: elements of all constants read by nodes.

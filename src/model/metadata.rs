@@ -18,7 +18,9 @@ impl std::str::FromStr for OutputFormat {
         match s {
             "speck_centernet" => Ok(OutputFormat::SpeckCenternet),
             "yolov8" | "yolo" => Ok(OutputFormat::Yolov8),
-            _ => Err(format!("unknown output format '{s}' (expected speck_centernet or yolov8)")),
+            _ => Err(format!(
+                "unknown output format '{s}' (expected speck_centernet or yolov8)"
+            )),
         }
     }
 }
@@ -58,7 +60,8 @@ fn floats3(s: &str, key: &str) -> Result<[f32; 3], String> {
         .map(|x| x.trim().parse::<f32>())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("metadata '{key}' = '{s}': {e}"))?;
-    v.try_into().map_err(|_| format!("metadata '{key}' = '{s}': expected 3 numbers"))
+    v.try_into()
+        .map_err(|_| format!("metadata '{key}' = '{s}': expected 3 numbers"))
 }
 
 /// Parse Ultralytics' `names` (a Python dict literal such as `{0: 'person', 1: 'car'}`).
@@ -79,10 +82,17 @@ fn parse_ultralytics_names(s: &str) -> Vec<String> {
 
 impl Metadata {
     /// Read metadata, using the model input shape `[1,3,H,W]` where the metadata is silent.
-    pub fn from_props(props: &BTreeMap<String, String>, input_shape: &[usize]) -> Result<Metadata, String> {
+    pub fn from_props(
+        props: &BTreeMap<String, String>,
+        input_shape: &[usize],
+    ) -> Result<Metadata, String> {
         let (h, w) = match input_shape {
             [_, _, h, w] => (*h, *w),
-            _ => return Err(format!("model input must be [N,3,H,W], got {input_shape:?}")),
+            _ => {
+                return Err(format!(
+                    "model input must be [N,3,H,W], got {input_shape:?}"
+                ))
+            }
         };
         let yolo = props.contains_key("names") && props.contains_key("stride");
         let output_format = match props.get("output_format") {
@@ -114,7 +124,8 @@ impl Metadata {
             Some(o) => return Err(format!("unknown resize mode '{o}'")),
         };
         let class_names = if let Some(s) = props.get("class_names") {
-            serde_json::from_str::<Vec<String>>(s).map_err(|e| format!("metadata class_names: {e}"))?
+            serde_json::from_str::<Vec<String>>(s)
+                .map_err(|e| format!("metadata class_names: {e}"))?
         } else if let Some(s) = props.get("names") {
             parse_ultralytics_names(s)
         } else {
@@ -130,12 +141,23 @@ impl Metadata {
                     .collect()
             })
             .unwrap_or_else(|| vec![4]);
-        Ok(Metadata { input_size, mean, std, resize, class_names, output_format, strides })
+        Ok(Metadata {
+            input_size,
+            mean,
+            std,
+            resize,
+            class_names,
+            output_format,
+            strides,
+        })
     }
 
     /// The name of a class id (the id itself when the model has no names).
     pub fn class_name(&self, id: usize) -> String {
-        self.class_names.get(id).cloned().unwrap_or_else(|| format!("class{id}"))
+        self.class_names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| format!("class{id}"))
     }
 }
 

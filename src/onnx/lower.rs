@@ -13,17 +13,90 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 /// ONNX op types the importer lowers (others are rejected up front, naming the node).
 const KNOWN: &[&str] = &[
-    "Conv", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "HardSwish", "HardSigmoid",
-    "Sigmoid", "Tanh", "Erf", "Gelu", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor",
-    "Ceil", "Round", "Identity", "Dropout", "Cast", "Add", "Sub", "Mul", "Div", "Pow", "Max",
-    "Min", "Concat", "Slice", "Split", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
-    "Expand", "Gather", "Pad", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
-    "ReduceSumSquare", "ReduceL2", "GlobalAveragePool", "GlobalMaxPool", "MaxPool", "AveragePool",
-    "Resize", "Upsample", "Softmax", "LayerNormalization", "MatMul", "Gemm", "Einsum", "GridSample",
+    "Conv",
+    "BatchNormalization",
+    "Relu",
+    "LeakyRelu",
+    "Clip",
+    "HardSwish",
+    "HardSigmoid",
+    "Sigmoid",
+    "Tanh",
+    "Erf",
+    "Gelu",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Neg",
+    "Abs",
+    "Reciprocal",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Identity",
+    "Dropout",
+    "Cast",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Max",
+    "Min",
+    "Concat",
+    "Slice",
+    "Split",
+    "Transpose",
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Expand",
+    "Gather",
+    "Pad",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSumSquare",
+    "ReduceL2",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "MaxPool",
+    "AveragePool",
+    "Resize",
+    "Upsample",
+    "Softmax",
+    "LayerNormalization",
+    "MatMul",
+    "Gemm",
+    "Einsum",
+    "GridSample",
     // Shape arithmetic: fine as long as tract folds it to constants.
-    "Shape", "Size", "Constant", "ConstantOfShape", "Range", "Equal", "Where", "Not", "Less",
-    "Greater", "And", "Or", "ReduceL1", "ArgMax", "ArgMin", "Sign", "Mod", "Tile", "CumSum",
-    "ScatterND", "NonZero", "TopK", "Trilu",
+    "Shape",
+    "Size",
+    "Constant",
+    "ConstantOfShape",
+    "Range",
+    "Equal",
+    "Where",
+    "Not",
+    "Less",
+    "Greater",
+    "And",
+    "Or",
+    "ReduceL1",
+    "ArgMax",
+    "ArgMin",
+    "Sign",
+    "Mod",
+    "Tile",
+    "CumSum",
+    "ScatterND",
+    "NonZero",
+    "TopK",
+    "Trilu",
 ];
 
 /// True when the importer knows the op type (it may still need constant inputs).
@@ -49,7 +122,9 @@ pub(super) struct Cx<'a> {
 
 impl Cx<'_> {
     fn fact(&self, name: &str) -> Option<&InferenceFact> {
-        self.outlets.get(name).and_then(|o| self.model.outlet_fact(*o).ok())
+        self.outlets
+            .get(name)
+            .and_then(|o| self.model.outlet_fact(*o).ok())
     }
 
     /// The value of a tensor that tract determined to be constant.
@@ -63,14 +138,21 @@ impl Cx<'_> {
         if let Some(v) = self.by_name.get(name) {
             return Ok(*v);
         }
-        let t = self.fact_const(name).ok_or_else(|| format!("tensor '{name}' is not available"))?;
+        let t = self
+            .fact_const(name)
+            .ok_or_else(|| format!("tensor '{name}' is not available"))?;
         let v = self.g.add_const(name, t);
         self.by_name.insert(name.to_string(), v);
         Ok(v)
     }
 
     fn tract_shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.fact(name)?.shape.as_concrete_finite().ok().flatten().map(|s| s.to_vec())
+        self.fact(name)?
+            .shape
+            .as_concrete_finite()
+            .ok()
+            .flatten()
+            .map(|s| s.to_vec())
     }
 
     /// The constant data of input `i` of a node, if present and constant.
@@ -114,8 +196,13 @@ impl Cx<'_> {
             }
             Lowered::Op(op, inputs) => (op, inputs),
         };
-        let in_shapes: Vec<&[usize]> = inputs.iter().map(|v| self.g.values[*v].shape.as_slice()).collect();
-        let out_shapes = op.output_shapes(&in_shapes).map_err(|e| invalid(e.to_string()))?;
+        let in_shapes: Vec<&[usize]> = inputs
+            .iter()
+            .map(|v| self.g.values[*v].shape.as_slice())
+            .collect();
+        let out_shapes = op
+            .output_shapes(&in_shapes)
+            .map_err(|e| invalid(e.to_string()))?;
         if out_shapes.len() > node.output.len() {
             return Err(invalid(format!("expected {} outputs", out_shapes.len())));
         }
@@ -132,15 +219,20 @@ impl Cx<'_> {
                     return Err(ImportError::Unsupported {
                         op_type: node.op_type.clone(),
                         node: node.name.clone(),
-                        detail: format!(": output '{name}' is {dt:?} at run time; only f32 tensors run"),
+                        detail: format!(
+                            ": output '{name}' is {dt:?} at run time; only f32 tensors run"
+                        ),
                     });
                 }
             }
         }
         // Inputs that are all constant: fold now with the reference implementation.
-        let all_const = inputs.iter().all(|v| matches!(self.g.constant(*v), Some(Tensor::F32(_))));
+        let all_const = inputs
+            .iter()
+            .all(|v| matches!(self.g.constant(*v), Some(Tensor::F32(_))));
         if all_const {
-            let outputs = fold(&self.g, &op, &inputs, &out_shapes).map_err(|e| invalid(e.to_string()))?;
+            let outputs =
+                fold(&self.g, &op, &inputs, &out_shapes).map_err(|e| invalid(e.to_string()))?;
             for (name, t) in node.output.iter().zip(outputs) {
                 let v = self.g.add_const(name.clone(), t);
                 self.by_name.insert(name.clone(), v);
@@ -159,8 +251,17 @@ impl Cx<'_> {
                 v
             })
             .collect();
-        let name = if node.name.is_empty() { format!("{}_{}", node.op_type, self.g.nodes.len()) } else { node.name.clone() };
-        self.g.nodes.push(crate::model::Node { name, op, inputs, outputs });
+        let name = if node.name.is_empty() {
+            format!("{}_{}", node.op_type, self.g.nodes.len())
+        } else {
+            node.name.clone()
+        };
+        self.g.nodes.push(crate::model::Node {
+            name,
+            op,
+            inputs,
+            outputs,
+        });
         Ok(())
     }
 
@@ -188,7 +289,12 @@ impl Cx<'_> {
     }
 
     /// Input `i`, which must be constant.
-    pub fn required_const(&mut self, node: &NodeProto, i: usize, what: &str) -> Result<Tensor, LowerError> {
+    pub fn required_const(
+        &mut self,
+        node: &NodeProto,
+        i: usize,
+        what: &str,
+    ) -> Result<Tensor, LowerError> {
         self.const_input(node, i)
             .ok_or_else(|| LowerError::Unsupported(format!("{what} (input {i}) must be constant")))
     }
@@ -206,7 +312,12 @@ pub(super) enum LowerError {
 }
 
 /// Evaluate an op on constant f32 inputs.
-fn fold(g: &Graph, op: &Op, inputs: &[ValueId], out_shapes: &[Vec<usize>]) -> Result<Vec<Tensor>, crate::ops::OpError> {
+fn fold(
+    g: &Graph,
+    op: &Op,
+    inputs: &[ValueId],
+    out_shapes: &[Vec<usize>],
+) -> Result<Vec<Tensor>, crate::ops::OpError> {
     let ins: Vec<ArrayViewD<f32>> = inputs
         .iter()
         .map(|v| match g.constant(*v) {
@@ -214,7 +325,10 @@ fn fold(g: &Graph, op: &Op, inputs: &[ValueId], out_shapes: &[Vec<usize>]) -> Re
             _ => unreachable!("fold is only called on f32 constants"),
         })
         .collect();
-    let mut outs: Vec<ndarray::ArrayD<f32>> = out_shapes.iter().map(|s| ndarray::ArrayD::zeros(IxDyn(s))).collect();
+    let mut outs: Vec<ndarray::ArrayD<f32>> = out_shapes
+        .iter()
+        .map(|s| ndarray::ArrayD::zeros(IxDyn(s)))
+        .collect();
     {
         let mut views: Vec<ArrayViewMutD<f32>> = outs.iter_mut().map(|o| o.view_mut()).collect();
         op.run_reference(&ins, &mut views)?;
@@ -227,7 +341,9 @@ pub(super) fn axis(a: i64, rank: usize) -> Result<usize, LowerError> {
     let r = rank as i64;
     let v = if a < 0 { a + r } else { a };
     if v < 0 || v >= r.max(1) {
-        return Err(LowerError::Invalid(format!("axis {a} out of range for rank {rank}")));
+        return Err(LowerError::Invalid(format!(
+            "axis {a} out of range for rank {rank}"
+        )));
     }
     Ok(v as usize)
 }

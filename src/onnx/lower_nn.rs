@@ -21,7 +21,9 @@ fn resolve_pads(
         "NOTSET" => {
             let p = a.ints("pads").unwrap_or_else(|| vec![0; 4]);
             if p.len() != 4 || p.iter().any(|v| *v < 0) {
-                return Err(LowerError::Invalid(format!("pads {p:?}: expected 4 non-negative values")));
+                return Err(LowerError::Invalid(format!(
+                    "pads {p:?}: expected 4 non-negative values"
+                )));
             }
             Ok([p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize])
         }
@@ -33,7 +35,11 @@ fn resolve_pads(
                 let need = (o - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1;
                 let total = need.saturating_sub(input_hw[i]);
                 let small = total / 2;
-                let (begin, end) = if auto == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                let (begin, end) = if auto == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                };
                 out[i] = begin;
                 out[i + 2] = end;
             }
@@ -47,13 +53,18 @@ fn pair(a: &Attrs, name: &str, default: usize) -> Result<[usize; 2], LowerError>
     match a.ints(name) {
         None => Ok([default; 2]),
         Some(v) if v.len() == 2 && v.iter().all(|x| *x >= 1) => Ok([v[0] as usize, v[1] as usize]),
-        Some(v) => Err(LowerError::Unsupported(format!("{name} {v:?}: only 2-D (NCHW) is supported"))),
+        Some(v) => Err(LowerError::Unsupported(format!(
+            "{name} {v:?}: only 2-D (NCHW) is supported"
+        ))),
     }
 }
 
 fn spatial(shape: &[usize], what: &str) -> Result<[usize; 2], LowerError> {
     if shape.len() != 4 {
-        return Err(LowerError::Unsupported(format!("{what} on a rank-{} tensor; only 2-D NCHW", shape.len())));
+        return Err(LowerError::Unsupported(format!(
+            "{what} on a rank-{} tensor; only 2-D NCHW",
+            shape.len()
+        )));
     }
     Ok([shape[2], shape[3]])
 }
@@ -88,15 +99,28 @@ impl Cx<'_> {
                     }
                     inputs.push(b);
                 }
-                let c = Conv { group: group as usize, strides, pads, dilations, activation: None };
+                let c = Conv {
+                    group: group as usize,
+                    strides,
+                    pads,
+                    dilations,
+                    activation: None,
+                };
                 Lowered::Op(Op::Conv(c), inputs)
             }
             "BatchNormalization" => {
                 if a.int("training_mode", 0) != 0 {
                     return Err(LowerError::Unsupported("training_mode=1".into()));
                 }
-                let inputs = (0..5).map(|i| self.input(node, i)).collect::<Result<Vec<_>, _>>()?;
-                Lowered::Op(Op::BatchNorm { epsilon: a.float("epsilon", 1e-5) }, inputs)
+                let inputs = (0..5)
+                    .map(|i| self.input(node, i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Lowered::Op(
+                    Op::BatchNorm {
+                        epsilon: a.float("epsilon", 1e-5),
+                    },
+                    inputs,
+                )
             }
             "GlobalAveragePool" => Lowered::Op(Op::GlobalAveragePool, vec![self.input(node, 0)?]),
             "GlobalMaxPool" => Lowered::Op(Op::GlobalMaxPool, vec![self.input(node, 0)?]),
@@ -110,7 +134,11 @@ impl Cx<'_> {
                 let strides = pair(a, "strides", 1)?;
                 let dilations = pair(a, "dilations", 1)?;
                 let pads = resolve_pads(a, hw, kernel, strides, dilations)?;
-                let kind = if op == "MaxPool" { PoolKind::Max } else { PoolKind::Average };
+                let kind = if op == "MaxPool" {
+                    PoolKind::Max
+                } else {
+                    PoolKind::Average
+                };
                 let p = Pool {
                     kind,
                     kernel,
@@ -135,8 +163,15 @@ impl Cx<'_> {
                     "reflection" => GridPadding::Reflection,
                     m => return Err(LowerError::Unsupported(format!("padding_mode {m}"))),
                 };
-                let g = GridSample { mode, padding, align_corners: a.int("align_corners", 0) != 0 };
-                Lowered::Op(Op::GridSample(g), vec![self.input(node, 0)?, self.input(node, 1)?])
+                let g = GridSample {
+                    mode,
+                    padding,
+                    align_corners: a.int("align_corners", 0) != 0,
+                };
+                Lowered::Op(
+                    Op::GridSample(g),
+                    vec![self.input(node, 0)?, self.input(node, 1)?],
+                )
             }
             "LayerNormalization" => {
                 for extra in node.output.iter().skip(1) {
@@ -151,7 +186,13 @@ impl Cx<'_> {
                     inputs.push(self.input(node, 2)?);
                 }
                 let ax = axis(a.int("axis", -1), rank)?;
-                Lowered::Op(Op::LayerNorm { axis: ax, epsilon: a.float("epsilon", 1e-5) }, inputs)
+                Lowered::Op(
+                    Op::LayerNorm {
+                        axis: ax,
+                        epsilon: a.float("epsilon", 1e-5),
+                    },
+                    inputs,
+                )
             }
             "Softmax" => {
                 let x = self.input(node, 0)?;
@@ -159,7 +200,9 @@ impl Cx<'_> {
                 let default = if self.opset >= 13 { -1 } else { 1 };
                 let ax = axis(a.int("axis", default), rank)?;
                 if self.opset < 13 && ax != rank - 1 {
-                    return Err(LowerError::Unsupported("opset < 13 Softmax over a non-last axis".into()));
+                    return Err(LowerError::Unsupported(
+                        "opset < 13 Softmax over a non-last axis".into(),
+                    ));
                 }
                 Lowered::Op(Op::Softmax { axis: ax }, vec![x])
             }
@@ -178,15 +221,26 @@ impl Cx<'_> {
                 Lowered::Op(Op::Gemm(g), inputs)
             }
             "Einsum" => {
-                let equation: String = a.string("equation", "").chars().filter(|c| !c.is_whitespace()).collect();
-                let inputs = (0..node.input.len()).map(|i| self.input(node, i)).collect::<Result<Vec<_>, _>>()?;
+                let equation: String = a
+                    .string("equation", "")
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect();
+                let inputs = (0..node.input.len())
+                    .map(|i| self.input(node, i))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Lowered::Op(Op::Einsum { equation }, inputs)
             }
             _ => return Ok(None),
         }))
     }
 
-    fn lower_resize(&mut self, op: &str, node: &NodeProto, a: &Attrs) -> Result<Lowered, LowerError> {
+    fn lower_resize(
+        &mut self,
+        op: &str,
+        node: &NodeProto,
+        a: &Attrs,
+    ) -> Result<Lowered, LowerError> {
         let x = self.input(node, 0)?;
         let in_shape = self.g.values[x].shape.clone();
         let rank = in_shape.len();
@@ -195,12 +249,14 @@ impl Cx<'_> {
         let scales_t = if old && a.has("scales") {
             Some(a.floats("scales"))
         } else if self.has_input(node, scales_ix) {
-            Some(self.required_const(node, scales_ix, "scales")?.to_f32_vec()).filter(|v| !v.is_empty())
+            Some(self.required_const(node, scales_ix, "scales")?.to_f32_vec())
+                .filter(|v| !v.is_empty())
         } else {
             None
         };
         let sizes_t = if sizes_ix != usize::MAX && self.has_input(node, sizes_ix) {
-            Some(self.required_const(node, sizes_ix, "sizes")?.to_i64_vec()).filter(|v| !v.is_empty())
+            Some(self.required_const(node, sizes_ix, "sizes")?.to_i64_vec())
+                .filter(|v| !v.is_empty())
         } else {
             None
         };
@@ -213,30 +269,51 @@ impl Cx<'_> {
         let (out_shape, scales) = match (sizes_t, scales_t) {
             (Some(sz), _) => {
                 if sz.len() != rank || sz.iter().any(|v| *v <= 0) {
-                    return Err(LowerError::Invalid(format!("sizes {sz:?} for input {in_shape:?}")));
+                    return Err(LowerError::Invalid(format!(
+                        "sizes {sz:?} for input {in_shape:?}"
+                    )));
                 }
                 let out: Vec<usize> = sz.iter().map(|v| *v as usize).collect();
-                let sc = out.iter().zip(&in_shape).map(|(o, i)| *o as f32 / *i as f32).collect();
+                let sc = out
+                    .iter()
+                    .zip(&in_shape)
+                    .map(|(o, i)| *o as f32 / *i as f32)
+                    .collect();
                 (out, sc)
             }
             (None, Some(sc)) => {
                 if sc.len() != rank || sc.iter().any(|v| !(*v > 0.0)) {
-                    return Err(LowerError::Invalid(format!("scales {sc:?} for input {in_shape:?}")));
+                    return Err(LowerError::Invalid(format!(
+                        "scales {sc:?} for input {in_shape:?}"
+                    )));
                 }
-                let out = in_shape.iter().zip(&sc).map(|(i, s)| (*i as f32 * s).floor() as usize).collect();
+                let out = in_shape
+                    .iter()
+                    .zip(&sc)
+                    .map(|(i, s)| (*i as f32 * s).floor() as usize)
+                    .collect();
                 (out, sc)
             }
-            (None, None) => return Err(LowerError::Invalid("neither scales nor sizes given".into())),
+            (None, None) => {
+                return Err(LowerError::Invalid("neither scales nor sizes given".into()))
+            }
         };
         let transform = if old {
             CoordTransform::Asymmetric
         } else {
-            match a.string("coordinate_transformation_mode", "half_pixel").as_str() {
+            match a
+                .string("coordinate_transformation_mode", "half_pixel")
+                .as_str()
+            {
                 "half_pixel" => CoordTransform::HalfPixel,
                 "pytorch_half_pixel" => CoordTransform::PytorchHalfPixel,
                 "align_corners" => CoordTransform::AlignCorners,
                 "asymmetric" => CoordTransform::Asymmetric,
-                m => return Err(LowerError::Unsupported(format!("coordinate_transformation_mode {m}"))),
+                m => {
+                    return Err(LowerError::Unsupported(format!(
+                        "coordinate_transformation_mode {m}"
+                    )))
+                }
             }
         };
         let mode = match a.string("mode", "nearest").as_str() {
@@ -260,6 +337,14 @@ impl Cx<'_> {
             }
             m => return Err(LowerError::Unsupported(format!("mode {m}"))),
         };
-        Ok(Lowered::Op(Op::Resize(Resize { mode, transform, out_shape, scales }), vec![x]))
+        Ok(Lowered::Op(
+            Op::Resize(Resize {
+                mode,
+                transform,
+                out_shape,
+                scales,
+            }),
+            vec![x],
+        ))
     }
 }

@@ -20,7 +20,13 @@ impl Cx<'_> {
     }
 
     /// Constant input `i` as i64 values, or the attribute of the same name for old opsets.
-    fn ints_input_or_attr(&mut self, node: &NodeProto, a: &Attrs, i: usize, name: &str) -> Result<Option<Vec<i64>>, LowerError> {
+    fn ints_input_or_attr(
+        &mut self,
+        node: &NodeProto,
+        a: &Attrs,
+        i: usize,
+        name: &str,
+    ) -> Result<Option<Vec<i64>>, LowerError> {
         if self.has_input(node, i) {
             return Ok(Some(self.required_const(node, i, name)?.to_i64_vec()));
         }
@@ -31,11 +37,16 @@ impl Cx<'_> {
         use Activation as Act;
         Ok(Some(match op {
             "Relu" => self.unary(node, UnaryOp::Act(Act::Relu))?,
-            "LeakyRelu" => self.unary(node, UnaryOp::Act(Act::LeakyRelu(a.float("alpha", 0.01))))?,
+            "LeakyRelu" => {
+                self.unary(node, UnaryOp::Act(Act::LeakyRelu(a.float("alpha", 0.01))))?
+            }
             "HardSwish" => self.unary(node, UnaryOp::Act(Act::HardSwish))?,
             "HardSigmoid" => self.unary(
                 node,
-                UnaryOp::Act(Act::HardSigmoid { alpha: a.float("alpha", 0.2), beta: a.float("beta", 0.5) }),
+                UnaryOp::Act(Act::HardSigmoid {
+                    alpha: a.float("alpha", 0.2),
+                    beta: a.float("beta", 0.5),
+                }),
             )?,
             "Sigmoid" => self.unary(node, UnaryOp::Act(Act::Sigmoid))?,
             "Tanh" => self.unary(node, UnaryOp::Act(Act::Tanh))?,
@@ -47,13 +58,31 @@ impl Cx<'_> {
             }
             "Clip" => {
                 let (lo, hi) = if self.opset >= 11 {
-                    let lo = if self.has_input(node, 1) { self.required_const(node, 1, "min")?.to_f32_vec() } else { vec![] };
-                    let hi = if self.has_input(node, 2) { self.required_const(node, 2, "max")?.to_f32_vec() } else { vec![] };
-                    (lo.first().copied().unwrap_or(f32::NEG_INFINITY), hi.first().copied().unwrap_or(f32::INFINITY))
+                    let lo = if self.has_input(node, 1) {
+                        self.required_const(node, 1, "min")?.to_f32_vec()
+                    } else {
+                        vec![]
+                    };
+                    let hi = if self.has_input(node, 2) {
+                        self.required_const(node, 2, "max")?.to_f32_vec()
+                    } else {
+                        vec![]
+                    };
+                    (
+                        lo.first().copied().unwrap_or(f32::NEG_INFINITY),
+                        hi.first().copied().unwrap_or(f32::INFINITY),
+                    )
                 } else {
-                    (a.float("min", f32::NEG_INFINITY), a.float("max", f32::INFINITY))
+                    (
+                        a.float("min", f32::NEG_INFINITY),
+                        a.float("max", f32::INFINITY),
+                    )
                 };
-                let act = if lo == 0.0 && hi == f32::INFINITY { Act::Relu } else { Act::Clip(lo, hi) };
+                let act = if lo == 0.0 && hi == f32::INFINITY {
+                    Act::Relu
+                } else {
+                    Act::Clip(lo, hi)
+                };
                 self.unary(node, UnaryOp::Act(act))?
             }
             "Erf" => self.unary(node, UnaryOp::Erf)?,
@@ -74,13 +103,18 @@ impl Cx<'_> {
             }
             "Cast" => {
                 if a.int("to", 1) != 1 {
-                    return Err(LowerError::Unsupported("cast to a non-float type at run time".into()));
+                    return Err(LowerError::Unsupported(
+                        "cast to a non-float type at run time".into(),
+                    ));
                 }
                 Lowered::Alias(self.input(node, 0)?)
             }
             "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" => {
                 if node.input.len() != 2 {
-                    return Err(LowerError::Unsupported(format!("{} inputs (only 2)", node.input.len())));
+                    return Err(LowerError::Unsupported(format!(
+                        "{} inputs (only 2)",
+                        node.input.len()
+                    )));
                 }
                 let b = match op {
                     "Add" => BinaryOp::Add,
@@ -91,14 +125,27 @@ impl Cx<'_> {
                     "Max" => BinaryOp::Max,
                     _ => BinaryOp::Min,
                 };
-                Lowered::Op(Op::Binary(b), vec![self.input(node, 0)?, self.input(node, 1)?])
+                Lowered::Op(
+                    Op::Binary(b),
+                    vec![self.input(node, 0)?, self.input(node, 1)?],
+                )
             }
             "Concat" => {
-                let inputs = (0..node.input.len()).map(|i| self.input(node, i)).collect::<Result<Vec<_>, _>>()?;
+                let inputs = (0..node.input.len())
+                    .map(|i| self.input(node, i))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let rank = self.g.values[inputs[0]].shape.len();
                 // Zero-sized inputs add nothing; ONNX allows them.
-                let inputs: Vec<_> = inputs.into_iter().filter(|v| !self.g.values[*v].is_empty()).collect();
-                Lowered::Op(Op::Concat { axis: axis(a.int("axis", 0), rank)? }, inputs)
+                let inputs: Vec<_> = inputs
+                    .into_iter()
+                    .filter(|v| !self.g.values[*v].is_empty())
+                    .collect();
+                Lowered::Op(
+                    Op::Concat {
+                        axis: axis(a.int("axis", 0), rank)?,
+                    },
+                    inputs,
+                )
             }
             "Slice" => {
                 let x = self.input(node, 0)?;
@@ -110,12 +157,22 @@ impl Cx<'_> {
                     let steps = self.ints_input_or_attr(node, a, 4, "steps")?;
                     (starts, ends, axes, steps)
                 } else {
-                    (a.ints("starts").unwrap_or_default(), a.ints("ends").unwrap_or_default(), a.ints("axes"), None)
+                    (
+                        a.ints("starts").unwrap_or_default(),
+                        a.ints("ends").unwrap_or_default(),
+                        a.ints("axes"),
+                        None,
+                    )
                 };
                 let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
                 let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
-                if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
-                    return Err(LowerError::Invalid("starts/ends/axes/steps lengths differ".into()));
+                if ends.len() != starts.len()
+                    || axes.len() != starts.len()
+                    || steps.len() != starts.len()
+                {
+                    return Err(LowerError::Invalid(
+                        "starts/ends/axes/steps lengths differ".into(),
+                    ));
                 }
                 let mut sl = vec![];
                 for i in 0..starts.len() {
@@ -129,9 +186,17 @@ impl Cx<'_> {
                     let (start, end) = if step > 0 {
                         (norm(starts[i]).clamp(0, d), norm(ends[i]).clamp(0, d))
                     } else {
-                        (norm(starts[i]).clamp(0, d - 1), norm(ends[i]).clamp(-1, d - 1))
+                        (
+                            norm(starts[i]).clamp(0, d - 1),
+                            norm(ends[i]).clamp(-1, d - 1),
+                        )
                     };
-                    sl.push(SliceAxis { axis: ax, start, end, step });
+                    sl.push(SliceAxis {
+                        axis: ax,
+                        start,
+                        end,
+                        step,
+                    });
                 }
                 Lowered::Op(Op::Slice(Slice { axes: sl }), vec![x])
             }
@@ -140,7 +205,11 @@ impl Cx<'_> {
                 let shape = self.g.values[x].shape.clone();
                 let ax = axis(a.int("axis", 0), shape.len())?;
                 let given = if self.opset >= 13 {
-                    if self.has_input(node, 1) { Some(self.required_const(node, 1, "split")?.to_i64_vec()) } else { None }
+                    if self.has_input(node, 1) {
+                        Some(self.required_const(node, 1, "split")?.to_i64_vec())
+                    } else {
+                        None
+                    }
                 } else {
                     a.ints("split")
                 };
@@ -150,7 +219,9 @@ impl Cx<'_> {
                     None => {
                         let d = shape[ax];
                         let chunk = d.div_ceil(n.max(1));
-                        (0..n).map(|i| chunk.min(d.saturating_sub(i * chunk))).collect()
+                        (0..n)
+                            .map(|i| chunk.min(d.saturating_sub(i * chunk)))
+                            .collect()
                     }
                 };
                 Lowered::Op(Op::Split { axis: ax, sizes }, vec![x])
@@ -159,18 +230,31 @@ impl Cx<'_> {
                 let x = self.input(node, 0)?;
                 let rank = self.g.values[x].shape.len();
                 let perm = match a.ints("perm") {
-                    Some(p) => p.into_iter().map(|v| axis(v, rank)).collect::<Result<Vec<_>, _>>()?,
+                    Some(p) => p
+                        .into_iter()
+                        .map(|v| axis(v, rank))
+                        .collect::<Result<Vec<_>, _>>()?,
                     None => (0..rank).rev().collect(),
                 };
                 Lowered::Op(Op::Transpose { perm }, vec![x])
             }
             "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
                 let x = self.input(node, 0)?;
-                Lowered::Op(Op::Reshape { shape: self.inferred_shape(node, 0)? }, vec![x])
+                Lowered::Op(
+                    Op::Reshape {
+                        shape: self.inferred_shape(node, 0)?,
+                    },
+                    vec![x],
+                )
             }
             "Expand" => {
                 let x = self.input(node, 0)?;
-                Lowered::Op(Op::Expand { shape: self.inferred_shape(node, 0)? }, vec![x])
+                Lowered::Op(
+                    Op::Expand {
+                        shape: self.inferred_shape(node, 0)?,
+                    },
+                    vec![x],
+                )
             }
             "Gather" => {
                 let x = self.input(node, 0)?;
@@ -184,13 +268,22 @@ impl Cx<'_> {
                     .map(|i| {
                         let j = if i < 0 { i + d } else { i };
                         if j < 0 || j >= d {
-                            Err(LowerError::Invalid(format!("gather index {i} out of range for axis of size {d}")))
+                            Err(LowerError::Invalid(format!(
+                                "gather index {i} out of range for axis of size {d}"
+                            )))
                         } else {
                             Ok(j as usize)
                         }
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                Lowered::Op(Op::Gather { axis: ax, indices, indices_shape: idx.shape().to_vec() }, vec![x])
+                Lowered::Op(
+                    Op::Gather {
+                        axis: ax,
+                        indices,
+                        indices_shape: idx.shape().to_vec(),
+                    },
+                    vec![x],
+                )
             }
             "Pad" => {
                 let x = self.input(node, 0)?;
@@ -198,7 +291,11 @@ impl Cx<'_> {
                 let (p, value) = if self.opset >= 11 {
                     let p = self.required_const(node, 1, "pads")?.to_i64_vec();
                     let v = if self.has_input(node, 2) {
-                        self.required_const(node, 2, "constant_value")?.to_f32_vec().first().copied().unwrap_or(0.0)
+                        self.required_const(node, 2, "constant_value")?
+                            .to_f32_vec()
+                            .first()
+                            .copied()
+                            .unwrap_or(0.0)
                     } else {
                         0.0
                     };
@@ -210,9 +307,13 @@ impl Cx<'_> {
                     (a.ints("pads").unwrap_or_default(), a.float("value", 0.0))
                 };
                 if p.len() != 2 * rank || p.iter().any(|v| *v < 0) {
-                    return Err(LowerError::Unsupported(format!("pads {p:?} (negative pads or wrong length)")));
+                    return Err(LowerError::Unsupported(format!(
+                        "pads {p:?} (negative pads or wrong length)"
+                    )));
                 }
-                let pads = (0..rank).map(|i| (p[i] as usize, p[i + rank] as usize)).collect();
+                let pads = (0..rank)
+                    .map(|i| (p[i] as usize, p[i + rank] as usize))
+                    .collect();
                 let mode = match a.string("mode", "constant").as_str() {
                     "constant" => PadMode::Constant(value),
                     "reflect" => PadMode::Reflect,
@@ -221,7 +322,8 @@ impl Cx<'_> {
                 };
                 Lowered::Op(Op::Pad { pads, mode }, vec![x])
             }
-            "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceSumSquare" | "ReduceL2" => {
+            "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd"
+            | "ReduceSumSquare" | "ReduceL2" => {
                 let kind = match op {
                     "ReduceMean" => ReduceKind::Mean,
                     "ReduceSum" => ReduceKind::Sum,
@@ -233,18 +335,30 @@ impl Cx<'_> {
                 };
                 let x = self.input(node, 0)?;
                 let rank = self.g.values[x].shape.len();
-                let axes_in = self.ints_input_or_attr(node, a, 1, "axes")?.unwrap_or_default();
+                let axes_in = self
+                    .ints_input_or_attr(node, a, 1, "axes")?
+                    .unwrap_or_default();
                 let mut axes = if axes_in.is_empty() {
                     if a.int("noop_with_empty_axes", 0) != 0 {
                         return Ok(Some(Lowered::Alias(x)));
                     }
                     (0..rank).collect()
                 } else {
-                    axes_in.into_iter().map(|v| axis(v, rank)).collect::<Result<Vec<_>, _>>()?
+                    axes_in
+                        .into_iter()
+                        .map(|v| axis(v, rank))
+                        .collect::<Result<Vec<_>, _>>()?
                 };
                 axes.sort_unstable();
                 axes.dedup();
-                Lowered::Op(Op::Reduce { kind, axes, keepdims: a.int("keepdims", 1) != 0 }, vec![x])
+                Lowered::Op(
+                    Op::Reduce {
+                        kind,
+                        axes,
+                        keepdims: a.int("keepdims", 1) != 0,
+                    },
+                    vec![x],
+                )
             }
             _ => return Ok(None),
         }))

@@ -77,13 +77,17 @@ pub struct ImportOptions {
 /// Import an ONNX file into a speck graph.
 pub fn load(path: impl AsRef<Path>, opts: &ImportOptions) -> Result<Graph, ImportError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path)
-        .map_err(|source| ImportError::Io { path: path.display().to_string(), source })?;
-    let onnx = tract_onnx::onnx();
-    let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(|e| ImportError::NotOnnx {
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
         path: path.display().to_string(),
-        reason: e.root_cause().to_string(),
+        source,
     })?;
+    let onnx = tract_onnx::onnx();
+    let proto = onnx
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(|e| ImportError::NotOnnx {
+            path: path.display().to_string(),
+            reason: e.root_cause().to_string(),
+        })?;
     let dir = path.parent().and_then(|p| p.to_str());
     import_proto(&onnx, &proto, dir, opts)
 }
@@ -101,8 +105,15 @@ pub fn import_proto(
         .ok_or_else(|| ImportError::Analysis("the model has no graph".into()))?;
     check_ops_known(graph_proto)?;
     // tract asserts on some malformed graphs instead of returning errors: contain that here.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| analyse(onnx, proto, dir, opts, graph_proto)))
-        .unwrap_or_else(|p| Err(ImportError::Analysis(format!("malformed graph ({})", panic_message(&*p)))))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        analyse(onnx, proto, dir, opts, graph_proto)
+    }))
+    .unwrap_or_else(|p| {
+        Err(ImportError::Analysis(format!(
+            "malformed graph ({})",
+            panic_message(&*p)
+        )))
+    })
 }
 
 /// The text of a caught panic.
@@ -120,12 +131,17 @@ fn analyse(
     opts: &ImportOptions,
     graph_proto: &pb::GraphProto,
 ) -> Result<Graph, ImportError> {
-    let parsed = onnx.parse(proto, dir).map_err(|e| ImportError::Analysis(format!("{e:#}")))?;
+    let parsed = onnx
+        .parse(proto, dir)
+        .map_err(|e| ImportError::Analysis(format!("{e:#}")))?;
     let mut model = parsed.model;
     let input_names = runtime_inputs(graph_proto);
     let mut input_shapes = vec![];
     for (ix, name) in input_names.iter().enumerate() {
-        let fact = model.input_fact(ix).map_err(|e| ImportError::Analysis(e.to_string()))?.clone();
+        let fact = model
+            .input_fact(ix)
+            .map_err(|e| ImportError::Analysis(e.to_string()))?
+            .clone();
         let shape = match opts.input_shapes.as_ref().and_then(|s| s.get(ix)) {
             Some(s) => s.clone(),
             None => static_input_shape(name, &fact)?,
@@ -143,7 +159,9 @@ fn analyse(
             .map_err(|e| ImportError::Analysis(e.to_string()))?;
         input_shapes.push(shape);
     }
-    model.analyse(false).map_err(|e| ImportError::Analysis(format!("{e:#}")))?;
+    model
+        .analyse(false)
+        .map_err(|e| ImportError::Analysis(format!("{e:#}")))?;
 
     let opset = proto
         .opset_import
@@ -167,10 +185,12 @@ fn analyse(
         cx.lower_node(node)?;
     }
     for out in &graph_proto.output {
-        let v = cx.value(&out.name).map_err(|_| ImportError::Analysis(format!(
-            "graph output '{}' is not produced by any node",
-            out.name
-        )))?;
+        let v = cx.value(&out.name).map_err(|_| {
+            ImportError::Analysis(format!(
+                "graph output '{}' is not produced by any node",
+                out.name
+            ))
+        })?;
         cx.g.outputs.push(v);
         cx.g.output_names.push(out.name.clone());
     }
@@ -186,8 +206,13 @@ fn analyse(
 
 /// Graph inputs that are not initializers.
 fn runtime_inputs(g: &pb::GraphProto) -> Vec<String> {
-    let inits: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
-    g.input.iter().filter(|i| !inits.contains(i.name.as_str())).map(|i| i.name.clone()).collect()
+    let inits: std::collections::HashSet<&str> =
+        g.initializer.iter().map(|t| t.name.as_str()).collect();
+    g.input
+        .iter()
+        .filter(|i| !inits.contains(i.name.as_str()))
+        .map(|i| i.name.clone())
+        .collect()
 }
 
 /// Ranks above this are not real models; axis attributes beyond it are corruption (tract's
@@ -214,8 +239,16 @@ fn check_ops_known(g: &pb::GraphProto) -> Result<(), ImportError> {
         }
         let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
         if !default_domain || !lower::is_known(&n.op_type) {
-            let op_type = if default_domain { n.op_type.clone() } else { format!("{}::{}", n.domain, n.op_type) };
-            return Err(ImportError::Unsupported { op_type, node: n.name.clone(), detail: String::new() });
+            let op_type = if default_domain {
+                n.op_type.clone()
+            } else {
+                format!("{}::{}", n.domain, n.op_type)
+            };
+            return Err(ImportError::Unsupported {
+                op_type,
+                node: n.name.clone(),
+                detail: String::new(),
+            });
         }
     }
     Ok(())
@@ -224,16 +257,25 @@ fn check_ops_known(g: &pb::GraphProto) -> Result<(), ImportError> {
 /// The declared input shape, with a symbolic batch dimension taken as 1.
 fn static_input_shape(name: &str, fact: &InferenceFact) -> Result<Vec<usize>, ImportError> {
     let dims: Vec<_> = fact.shape.dims().cloned().collect();
-    let err = || ImportError::DynamicInput { name: name.to_string(), shape: format!("{:?}", fact.shape) };
+    let err = || ImportError::DynamicInput {
+        name: name.to_string(),
+        shape: format!("{:?}", fact.shape),
+    };
     if fact.shape.is_open() {
         return Err(err());
     }
     dims.iter()
         .enumerate()
-        .map(|(i, d)| match d.concretize().and_then(|d| d.to_i64().ok()).map(|d| d as usize) {
-            Some(v) => Ok(v),
-            None if i == 0 => Ok(1),
-            None => Err(err()),
+        .map(|(i, d)| {
+            match d
+                .concretize()
+                .and_then(|d| d.to_i64().ok())
+                .map(|d| d as usize)
+            {
+                Some(v) => Ok(v),
+                None if i == 0 => Ok(1),
+                None => Err(err()),
+            }
         })
         .collect()
 }
@@ -264,5 +306,3 @@ pub(crate) fn from_tract(t: &tract_onnx::prelude::Tensor) -> Option<Tensor> {
         return None;
     })
 }
-
-

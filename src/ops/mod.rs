@@ -313,7 +313,12 @@ impl Op {
     pub fn min_inputs(&self) -> usize {
         match self {
             Op::BatchNorm { .. } => 5,
-            Op::Conv(_) | Op::Binary(_) | Op::MatMul | Op::Gemm(_) | Op::GridSample(_) | Op::LayerNorm { .. } => 2,
+            Op::Conv(_)
+            | Op::Binary(_)
+            | Op::MatMul
+            | Op::Gemm(_)
+            | Op::GridSample(_)
+            | Op::LayerNorm { .. } => 2,
             _ => 1,
         }
     }
@@ -331,9 +336,11 @@ impl Op {
             Op::Transpose { perm } => one(transpose_shape(perm, arity(inputs, 1)?[0])?),
             Op::Reshape { shape } => one(reshape_shape(shape, arity(inputs, 1)?[0])?),
             Op::Expand { shape } => one(broadcast_shape(&[arity(inputs, 1)?[0], shape])?),
-            Op::Gather { axis, indices_shape, .. } => {
-                one(gather_shape(*axis, indices_shape, arity(inputs, 1)?[0])?)
-            }
+            Op::Gather {
+                axis,
+                indices_shape,
+                ..
+            } => one(gather_shape(*axis, indices_shape, arity(inputs, 1)?[0])?),
             Op::Pad { pads, .. } => one(pad_shape(pads, arity(inputs, 1)?[0])?),
             Op::Reduce { axes, keepdims, .. } => {
                 one(reduce_shape(axes, *keepdims, arity(inputs, 1)?[0])?)
@@ -357,7 +364,9 @@ impl Op {
             Op::HeadChannelSum => {
                 let s = arity(inputs, 1)?[0];
                 if s.len() != 4 {
-                    return Err(OpError::Shape(format!("HeadChannelSum expects rank 4, got {s:?}")));
+                    return Err(OpError::Shape(format!(
+                        "HeadChannelSum expects rank 4, got {s:?}"
+                    )));
                 }
                 one(s.to_vec())
             }
@@ -373,12 +382,18 @@ impl Op {
     ) -> OpResult<()> {
         let out = |outputs: &mut [ArrayViewMutD<f32>]| -> OpResult<()> {
             if outputs.len() != 1 {
-                return Err(OpError::Arity { expected: 1, got: outputs.len() });
+                return Err(OpError::Arity {
+                    expected: 1,
+                    got: outputs.len(),
+                });
             }
             Ok(())
         };
         if inputs.len() < self.min_inputs() {
-            return Err(OpError::Arity { expected: self.min_inputs(), got: inputs.len() });
+            return Err(OpError::Arity {
+                expected: self.min_inputs(),
+                got: inputs.len(),
+            });
         }
         if !matches!(self, Op::Split { .. }) {
             out(outputs)?;
@@ -393,17 +408,23 @@ impl Op {
             Op::Transpose { perm } => run_transpose(perm, &inputs[0], &mut outputs[0]),
             Op::Reshape { .. } => run_copy(&inputs[0], &mut outputs[0]),
             Op::Expand { .. } => run_expand(&inputs[0], &mut outputs[0]),
-            Op::Gather { axis, indices, .. } => run_gather(*axis, indices, &inputs[0], &mut outputs[0]),
-            Op::Pad { pads, mode } => run_pad(pads, *mode, &inputs[0], &mut outputs[0]),
-            Op::Reduce { kind, axes, keepdims } => {
-                run_reduce(*kind, axes, *keepdims, &inputs[0], &mut outputs[0])
+            Op::Gather { axis, indices, .. } => {
+                run_gather(*axis, indices, &inputs[0], &mut outputs[0])
             }
+            Op::Pad { pads, mode } => run_pad(pads, *mode, &inputs[0], &mut outputs[0]),
+            Op::Reduce {
+                kind,
+                axes,
+                keepdims,
+            } => run_reduce(*kind, axes, *keepdims, &inputs[0], &mut outputs[0]),
             Op::GlobalAveragePool => run_global_pool(false, &inputs[0], &mut outputs[0]),
             Op::GlobalMaxPool => run_global_pool(true, &inputs[0], &mut outputs[0]),
             Op::Pool(p) => run_pool(p, &inputs[0], &mut outputs[0]),
             Op::Resize(r) => run_resize(r, &inputs[0], &mut outputs[0]),
             Op::Softmax { axis } => run_softmax(*axis, &inputs[0], &mut outputs[0]),
-            Op::LayerNorm { axis, epsilon } => run_layer_norm(*axis, *epsilon, inputs, &mut outputs[0]),
+            Op::LayerNorm { axis, epsilon } => {
+                run_layer_norm(*axis, *epsilon, inputs, &mut outputs[0])
+            }
             Op::BatchNorm { epsilon } => run_batch_norm(*epsilon, inputs, &mut outputs[0]),
             Op::MatMul => run_matmul(&inputs[0], &inputs[1], &mut outputs[0]),
             Op::Gemm(g) => run_gemm(g, inputs, &mut outputs[0]),
@@ -417,7 +438,10 @@ impl Op {
 /// Check the input count and return the shapes.
 pub fn arity<'a, 'b>(inputs: &'a [&'b [usize]], n: usize) -> OpResult<&'a [&'b [usize]]> {
     if inputs.len() < n {
-        return Err(OpError::Arity { expected: n, got: inputs.len() });
+        return Err(OpError::Arity {
+            expected: n,
+            got: inputs.len(),
+        });
     }
     Ok(inputs)
 }
@@ -425,7 +449,9 @@ pub fn arity<'a, 'b>(inputs: &'a [&'b [usize]], n: usize) -> OpResult<&'a [&'b [
 /// Check that `axis` is inside `shape`'s rank.
 pub fn check_axis(axis: usize, shape: &[usize]) -> OpResult<()> {
     if axis >= shape.len() {
-        return Err(OpError::Shape(format!("axis {axis} out of range for shape {shape:?}")));
+        return Err(OpError::Shape(format!(
+            "axis {axis} out of range for shape {shape:?}"
+        )));
     }
     Ok(())
 }

@@ -59,8 +59,14 @@ pub fn fold_batchnorm(g: &mut Graph) -> usize {
             bd[o] = (bias[o] - mean[o]) * k + shift[o];
         }
         let name = conv.name.clone();
-        let wv = g.add_const(format!("{name}.w_bn"), Tensor::from_f32(w.shape(), wd).expect("same shape"));
-        let bv = g.add_const(format!("{name}.b_bn"), Tensor::from_f32(&[m], bd).expect("len m"));
+        let wv = g.add_const(
+            format!("{name}.w_bn"),
+            Tensor::from_f32(w.shape(), wd).expect("same shape"),
+        );
+        let bv = g.add_const(
+            format!("{name}.b_bn"),
+            Tensor::from_f32(&[m], bd).expect("len m"),
+        );
         let conv = &mut g.nodes[i];
         conv.inputs.truncate(1);
         conv.inputs.extend([wv, bv]);

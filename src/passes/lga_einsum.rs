@@ -16,7 +16,9 @@ fn terms(eq: &str) -> Option<([char; 4], [char; 4], [char; 4])> {
 
 /// True for `bhqk,bhvd->bhqd` with `k` and `v` distinct letters summed out.
 fn is_degenerate_pair(eq: &str) -> bool {
-    let Some((a, b, o)) = terms(eq) else { return false };
+    let Some((a, b, o)) = terms(eq) else {
+        return false;
+    };
     let distinct = |t: &[char; 4]| (0..4).all(|i| (i + 1..4).all(|j| t[i] != t[j]));
     distinct(&a)
         && distinct(&b)
@@ -33,7 +35,9 @@ pub fn rewrite_lga_einsum(g: &mut Graph) -> usize {
     let producers = g.producers();
     let mut n = 0;
     for i in 0..g.nodes.len() {
-        let Op::Einsum { equation } = &g.nodes[i].op else { continue };
+        let Op::Einsum { equation } = &g.nodes[i].op else {
+            continue;
+        };
         if g.nodes[i].inputs.len() != 2 || !is_degenerate_pair(equation) {
             continue;
         }

@@ -21,7 +21,10 @@ pub fn optimize(g: &mut Graph) -> Vec<String> {
     };
     run("batchnorm folded into conv", fold_batchnorm(g));
     run("activation fused into conv", fuse_conv_activation(g));
-    run("LGA einsum pair rewritten to head channel sum", rewrite_lga_einsum(g));
+    run(
+        "LGA einsum pair rewritten to head channel sum",
+        rewrite_lga_einsum(g),
+    );
     g.remove_dead();
     log
 }

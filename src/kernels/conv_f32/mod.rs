@@ -160,15 +160,13 @@ impl ConvF32 {
         match self.activation {
             None => self.run_with(x, y, scratch, &|v: f32| v),
             // Constant activations let the compiler fold the match out of the inner loop.
-            Some(Activation::Relu) => {
-                self.run_with(x, y, scratch, &|v: f32| apply_activation(Activation::Relu, v))
-            }
+            Some(Activation::Relu) => self.run_with(x, y, scratch, &|v: f32| {
+                apply_activation(Activation::Relu, v)
+            }),
             Some(Activation::Clip(lo, hi)) => self.run_with(x, y, scratch, &move |v: f32| {
                 apply_activation(Activation::Clip(lo, hi), v)
             }),
-            Some(a) => self.run_with(x, y, scratch, &move |v: f32| {
-                apply_activation(a, v)
-            }),
+            Some(a) => self.run_with(x, y, scratch, &move |v: f32| apply_activation(a, v)),
         }
     }
 
