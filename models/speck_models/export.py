@@ -35,6 +35,9 @@ def metadata(cfg, size):
         "backbone": m["backbone"],
         "lga": str(m["lga"] or "none"),
         "upsampler": m["upsampler"],
+        # Trained on native-scale crops of full frames: the runtime cuts frames into tiles of
+        # the input size instead of shrinking them (people would shrink below what it saw).
+        "tile": f"{size}x{size}",
     }
 
 

@@ -94,10 +94,11 @@ pub(super) fn load_rgb(path: &Path) -> Result<image::RgbImage> {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let tiles = a.tiles.options()?;
+    a.tiles.options(None)?; // flag errors before the model loads
     let images = collect_images(&a.inputs)?;
     let model = model_path::resolve(a.model.clone())?;
     let mut det = Detector::load(&model, &a.engine.options())?;
+    let tiles = a.tiles.options(det.metadata().tile)?;
     det.options.conf = a.conf;
     det.options.iou = a.iou;
     if let Some(o) = &a.out {

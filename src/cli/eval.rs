@@ -58,11 +58,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let tiles = a.tiles.options()?;
+    a.tiles.options(None)?; // flag errors before anything loads
     let gt = GroundTruth::load(&a.gt)?;
     let (dets, fps) = match &a.detections {
         Some(p) => {
-            if tiles.is_some() {
+            if a.tiles.explicit() {
                 bail!("--tile applies when a model runs; it cannot be used with --detections");
             }
             (eval::load_detections(p, &gt)?, None)
@@ -71,7 +71,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             let Some(dir) = &a.images else {
                 bail!("give --images DIR (to run a model) or --detections DETS.json");
             };
-            let (dets, fps) = run_model(&a, &gt, dir, tiles.as_ref())?;
+            let (dets, fps) = run_model(&a, &gt, dir)?;
             if let Some(out) = &a.detections_out {
                 let text = serde_json::to_string(&detections_to_json(&dets))?;
                 std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
@@ -119,12 +119,7 @@ fn category_map(det: &Detector, gt: &GroundTruth) -> Vec<Option<i64>> {
         .collect()
 }
 
-fn run_model(
-    a: &Args,
-    gt: &GroundTruth,
-    dir: &Path,
-    tiles: Option<&speck::detect::TileOptions>,
-) -> Result<(Vec<DetBox>, f64)> {
+fn run_model(a: &Args, gt: &GroundTruth, dir: &Path) -> Result<(Vec<DetBox>, f64)> {
     if !dir.is_dir() {
         bail!("--images {}: no such folder", dir.display());
     }
@@ -142,6 +137,8 @@ fn run_model(
     }
     let model = model_path::resolve(a.model.clone())?;
     let mut det = Detector::load(&model, &a.engine.options())?;
+    let tiles = a.tiles.options(det.metadata().tile)?;
+    let tiles = tiles.as_ref();
     det.options.conf = a.conf;
     det.options.iou = a.iou;
     let cats = category_map(&det, gt);

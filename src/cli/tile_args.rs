@@ -16,9 +16,13 @@ pub enum Merge {
 /// Tiling flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TileArgs {
-    /// Sliced inference: tile size in frame pixels, e.g. 512x512 (default: whole frame).
-    #[arg(long, value_name = "WxH")]
+    /// Sliced inference: tile size in frame pixels, e.g. 512x512 (default: the model's `tile`
+    /// metadata if it has one, else the whole frame).
+    #[arg(long, value_name = "WxH", conflicts_with = "no_tile")]
     tile: Option<String>,
+    /// Run on whole frames even when the model asks for tiles.
+    #[arg(long)]
+    no_tile: bool,
     /// Fraction of a tile shared with its neighbour (with --tile).
     #[arg(long, default_value_t = 0.2, value_name = "R")]
     overlap: f32,
@@ -34,9 +38,20 @@ pub struct TileArgs {
 }
 
 impl TileArgs {
-    /// The tiling settings, or `None` without `--tile`.
-    pub fn options(&self) -> Result<Option<TileOptions>> {
-        let Some(t) = &self.tile else {
+    /// True when the user asked for tiling or for none explicitly.
+    pub fn explicit(&self) -> bool {
+        self.tile.is_some() || self.no_tile
+    }
+
+    /// The tiling settings: `--tile` if given, none with `--no-tile`, else the model's
+    /// preferred tile (`model_tile`), else none.
+    pub fn options(&self, model_tile: Option<(usize, usize)>) -> Result<Option<TileOptions>> {
+        let given = self.tile.clone().or_else(|| {
+            (!self.no_tile)
+                .then(|| model_tile.map(|(w, h)| format!("{w}x{h}")))
+                .flatten()
+        });
+        let Some(t) = &given else {
             if self.full_frame {
                 bail!("--full-frame needs --tile");
             }

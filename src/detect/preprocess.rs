@@ -135,6 +135,7 @@ mod tests {
             class_names: vec![],
             output_format: OutputFormat::SpeckCenternet,
             strides: vec![4],
+            tile: None,
         }
     }
 

@@ -227,6 +227,7 @@ mod tests {
             class_names: vec!["person".into()],
             output_format: OutputFormat::SpeckCenternet,
             strides: vec![4],
+            tile: None,
         }
     }
 

@@ -51,6 +51,9 @@ pub struct Metadata {
     pub output_format: OutputFormat,
     /// Output strides (speck format).
     pub strides: Vec<usize>,
+    /// Tile size (W, H) in frame pixels the model expects frames to be cut into (`tile`
+    /// key, e.g. `384x384`): set for models trained on native-scale crops.
+    pub tile: Option<(usize, usize)>,
 }
 
 fn floats3(s: &str, key: &str) -> Result<[f32; 3], String> {
@@ -141,6 +144,15 @@ impl Metadata {
                     .collect()
             })
             .unwrap_or_else(|| vec![4]);
+        let tile = match props.get("tile") {
+            None => None,
+            Some(t) => Some(
+                t.split_once(['x', 'X'])
+                    .and_then(|(w, h)| Some((w.trim().parse().ok()?, h.trim().parse().ok()?)))
+                    .filter(|&(w, h): &(usize, usize)| w > 0 && h > 0)
+                    .ok_or_else(|| format!("metadata tile = '{t}': expected WxH"))?,
+            ),
+        };
         Ok(Metadata {
             input_size,
             mean,
@@ -149,6 +161,7 @@ impl Metadata {
             class_names,
             output_format,
             strides,
+            tile,
         })
     }
 
