@@ -1,7 +1,7 @@
 //! Depthwise f32 convolution (group == C == M, dilation 1), one channel plane at a time.
 //!
-//! Each output row is split into a left border, a branch-free interior (every tap in bounds)
-//! and a right border; rows whose window leaves the image are computed with bounds checks.
+//! Padded planes are copied into a zero-bordered buffer first, so every output row runs a
+//! branch-free row kernel with every tap in bounds.
 //! Interior row kernels: `dwconv_f32_<k>x<k>s<s>_<isa>` and `dwconv_f32_generic_scalar`.
 
 /// Geometry of one depthwise plane.
@@ -101,45 +101,11 @@ impl DwRow {
     }
 }
 
-/// Outputs `[lo, hi)` along one axis whose whole window lies inside the input.
-pub(crate) fn interior(
-    out_len: usize,
-    in_len: usize,
-    k: usize,
-    s: usize,
-    pad: usize,
-) -> (usize, usize) {
-    let lo = pad.div_ceil(s).min(out_len);
-    let hi = if in_len + pad >= k {
-        ((in_len + pad - k) / s + 1).min(out_len)
-    } else {
-        0
-    };
-    (lo, hi.max(lo))
-}
-
-/// One output with bounds checks (border pixels).
-#[inline]
-fn dw_point(x: &[f32], g: &DwGeom, wts: &[f32], bias: f32, oy: usize, ox: usize) -> f32 {
-    let mut acc = bias;
-    for ky in 0..g.kh {
-        let iy = (oy * g.sh + ky) as isize - g.pt as isize;
-        if iy < 0 || iy >= g.h as isize {
-            continue;
-        }
-        let row = &x[iy as usize * g.w..(iy as usize + 1) * g.w];
-        for kx in 0..g.kw {
-            let ix = (ox * g.sw + kx) as isize - g.pl as isize;
-            if ix < 0 || ix >= g.w as isize {
-                continue;
-            }
-            acc += wts[ky * g.kw + kx] * row[ix as usize];
-        }
-    }
-    acc
-}
-
 /// Depthwise convolution of one plane `x [h*w] -> y [oh*ow]`, bias and activation fused.
+///
+/// A padded conv first copies the plane into a zero-bordered buffer (as ncnn does), so every
+/// output row runs the branch-free interior kernel: on small maps (7x7 with a 5x5 kernel)
+/// most outputs are border outputs, and a per-tap bounds check there would dominate.
 pub(crate) fn dwconv_f32_plane<F: Fn(f32) -> f32>(
     x: &[f32],
     y: &mut [f32],
@@ -149,24 +115,50 @@ pub(crate) fn dwconv_f32_plane<F: Fn(f32) -> f32>(
     row: DwRow,
     act: &F,
 ) {
-    let (oy0, oy1) = interior(g.oh, g.h, g.kh, g.sh, g.pt);
-    let (ox0, ox1) = interior(g.ow, g.w, g.kw, g.sw, g.pl);
-    for (oy, yr) in y.chunks_exact_mut(g.ow).enumerate().take(g.oh) {
-        if oy >= oy0 && oy < oy1 && ox1 > ox0 {
-            for (ox, v) in yr[..ox0].iter_mut().enumerate() {
-                *v = dw_point(x, g, wts, bias, oy, ox);
-            }
-            let iy0 = oy * g.sh - g.pt;
-            let ix0 = ox0 * g.sw - g.pl;
-            row.run(x, g, iy0, ix0, wts, bias, &mut yr[ox0..ox1]);
-            for (ox, v) in yr.iter_mut().enumerate().skip(ox1) {
-                *v = dw_point(x, g, wts, bias, oy, ox);
-            }
-        } else {
-            for (ox, v) in yr.iter_mut().enumerate() {
-                *v = dw_point(x, g, wts, bias, oy, ox);
-            }
+    let (hp, wp) = ((g.oh - 1) * g.sh + g.kh, (g.ow - 1) * g.sw + g.kw);
+    let padded = g.pt > 0 || g.pl > 0 || hp > g.h || wp > g.w;
+    if !padded {
+        dw_rows(x, y, wts, bias, g, row, act);
+        return;
+    }
+    PAD.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        buf.resize(hp * wp, 0.0);
+        // Input rows/columns past the last window are never read: copy only what fits.
+        for iy in 0..g.h.min(hp.saturating_sub(g.pt)) {
+            let n = g.w.min(wp.saturating_sub(g.pl));
+            let dst = (iy + g.pt) * wp + g.pl;
+            buf[dst..dst + n].copy_from_slice(&x[iy * g.w..iy * g.w + n]);
         }
+        let gp = DwGeom {
+            h: hp,
+            w: wp,
+            pt: 0,
+            pl: 0,
+            ..*g
+        };
+        dw_rows(&buf, y, wts, bias, &gp, row, act);
+    });
+}
+
+thread_local! {
+    /// Per-thread padded-plane buffer, reused across planes and runs.
+    static PAD: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// All output rows of an unpadded plane whose windows all lie inside `x`.
+fn dw_rows<F: Fn(f32) -> f32>(
+    x: &[f32],
+    y: &mut [f32],
+    wts: &[f32],
+    bias: f32,
+    g: &DwGeom,
+    row: DwRow,
+    act: &F,
+) {
+    for (oy, yr) in y.chunks_exact_mut(g.ow).enumerate().take(g.oh) {
+        row.run(x, g, oy * g.sh, 0, wts, bias, yr);
         for v in yr.iter_mut() {
             *v = act(*v);
         }
