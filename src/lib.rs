@@ -17,3 +17,5 @@ pub mod detect;
 
 pub use detect::{Detection, Detector, DetectorOptions};
 pub mod draw;
+#[cfg(feature = "onnx")]
+pub mod quantize;

@@ -5,6 +5,7 @@ mod detect;
 mod infer;
 mod info;
 mod model_path;
+mod quantize;
 
 use clap::{Parser, Subcommand};
 
@@ -24,7 +25,8 @@ const EXAMPLES: &str = "Examples:
   speck detect frame.jpg --json --conf 0.4              # one JSON object per image
   speck info models/speck-tiny.onnx                     # ops, parameters, MACs, memory
   speck bench --threads 2 --runs 50                     # latency of the default model
-  speck infer model.onnx input.npy --out outs/          # raw tensors for parity checks";
+  speck infer model.onnx input.npy --out outs/          # raw tensors for parity checks
+  speck quantize m.onnx --calib frames/ -o m-int8.onnx  # int8 QDQ model from calibration frames";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -36,6 +38,8 @@ enum Command {
     Info(info::Args),
     /// Measure inference latency.
     Bench(bench::Args),
+    /// Quantize a float model to an int8 QDQ ONNX model, calibrated on image frames.
+    Quantize(quantize::Args),
 }
 
 /// Shared engine flags.
@@ -74,6 +78,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Infer(a) => infer::run(a),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Quantize(a) => quantize::run(a),
     };
     match result {
         Ok(code) => code,

@@ -20,7 +20,7 @@ pub fn decode_yolov8(out: ArrayViewD<f32>, conf: f32) -> Result<Vec<RawDet>, Str
                 cls = c;
             }
         }
-        if !(best >= conf) {
+        if matches!(best.partial_cmp(&conf), None | Some(std::cmp::Ordering::Less)) {
             continue;
         }
         let (cx, cy, w, h) = (out[[0, 0, i]], out[[0, 1, i]], out[[0, 2, i]], out[[0, 3, i]]);

@@ -61,6 +61,7 @@ fn spatial(shape: &[usize], what: &str) -> Result<[usize; 2], LowerError> {
 impl Cx<'_> {
     pub(super) fn lower_nn(&mut self, op: &str, node: &NodeProto, a: &Attrs) -> R {
         Ok(Some(match op {
+            "QuantizeLinear" | "DequantizeLinear" => return self.lower_quant(op, node, a).map(Some),
             "Conv" => {
                 let x = self.input(node, 0)?;
                 let xs = self.g.values[x].shape.clone();
@@ -220,7 +221,7 @@ impl Cx<'_> {
                 (out, sc)
             }
             (None, Some(sc)) => {
-                if sc.len() != rank || sc.iter().any(|v| !(*v > 0.0)) {
+                if sc.len() != rank || sc.iter().any(|v| v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)) {
                     return Err(LowerError::Invalid(format!("scales {sc:?} for input {in_shape:?}")));
                 }
                 let out = in_shape.iter().zip(&sc).map(|(i, s)| (*i as f32 * s).floor() as usize).collect();

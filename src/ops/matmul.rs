@@ -326,7 +326,7 @@ mod tests {
             &ArrayD::zeros(IxDyn(&[2, 0])).view(),
             &ArrayD::zeros(IxDyn(&[0, 3])).view(),
         );
-        assert_eq!(z, ArrayD::zeros(IxDyn(&[2, 3])));
+        assert_eq!(z, ArrayD::<f32>::zeros(IxDyn(&[2, 3])));
     }
 
     #[test]
