@@ -138,7 +138,10 @@ fn quantize(m: &pb::ModelProto, per_channel: bool, xs: &[Tensor]) -> pb::ModelPr
     let mut e = engine_for(m, 1).unwrap();
     let cal = calibrate(&mut e, xs, &HashSet::new(), &mut || {}).unwrap();
     let input = e.inputs().next().unwrap().0.to_string();
-    assert!(cal.histograms.contains_key(&input), "graph input {input} is calibrated too");
+    assert!(
+        cal.histograms.contains_key(&input),
+        "graph input {input} is calibrated too"
+    );
     let ranges: HashMap<String, (f32, f32)> = cal
         .histograms
         .iter()
@@ -148,6 +151,7 @@ fn quantize(m: &pb::ModelProto, per_channel: bool, xs: &[Tensor]) -> pb::ModelPr
         per_channel,
         act_signed: false,
         keep_float: default_float_nodes(m),
+        ..Default::default()
     };
     quantize_model(m, &ranges, &opts).unwrap().model
 }

@@ -57,7 +57,11 @@ impl Histogram {
     fn grow_to(&mut self, absmax: f32) {
         if self.half_range == 0.0 {
             // A little headroom, so that the extreme value does not sit on the upper edge.
-            self.half_range = if absmax > 0.0 { absmax * (1.0 + 1.0 / 1024.0) } else { 1e-6 };
+            self.half_range = if absmax > 0.0 {
+                absmax * (1.0 + 1.0 / 1024.0)
+            } else {
+                1e-6
+            };
         }
         while self.half_range <= absmax {
             let mut merged = vec![0u64; BINS];
@@ -399,7 +403,9 @@ mod tests {
     fn mse_never_loses_to_minmax_and_wins_on_heavy_tails() {
         let err = |x: &[f32], (lo, hi): (f32, f32)| {
             let q = QParams::from_range(lo, hi, false);
-            x.iter().map(|&v| ((v - q.fake(v)) as f64).powi(2)).sum::<f64>()
+            x.iter()
+                .map(|&v| ((v - q.fake(v)) as f64).powi(2))
+                .sum::<f64>()
         };
         // Gaussian with two far outliers: clipping them costs more than it gains here.
         let mut x = normal(100_000, 4);

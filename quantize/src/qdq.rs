@@ -69,6 +69,9 @@ pub struct QdqOptions {
     pub act_signed: bool,
     /// node name -> why it stays float
     pub keep_float: BTreeMap<String, String>,
+    /// kept-float nodes whose outputs stay float too (their readers take float inputs);
+    /// other kept-float nodes still have their outputs quantized for int8 readers
+    pub float_outputs: HashSet<String>,
 }
 
 /// A node that stays float, and why.
@@ -123,7 +126,6 @@ pub fn default_float_nodes(model: &pb::ModelProto) -> BTreeMap<String, String> {
     let Some(g) = model.graph.as_ref() else {
         return out;
     };
-    let prod = proto::producers(g);
     let cons = proto::consumers(g);
     for n in &g.node {
         if DEFAULT_FLOAT_OPS.contains(&n.op_type.as_str()) {
@@ -133,33 +135,50 @@ pub fn default_float_nodes(model: &pb::ModelProto) -> BTreeMap<String, String> {
             );
         }
     }
-    for gs in g.node.iter().filter(|n| n.op_type == "GridSample") {
+    // Backward closure from the grids: a node belongs to the grid branch when everything it
+    // writes is read only by branch nodes or as a GridSample's grid (input 1).
+    let outputs: HashSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    let mut branch: HashSet<usize> = HashSet::new();
+    let mut serves: HashMap<usize, String> = HashMap::new();
+    loop {
+        let mut changed = false;
+        for (p, n) in g.node.iter().enumerate() {
+            if branch.contains(&p) || n.op_type == "GridSample" {
+                continue;
+            }
+            let mut readers = 0;
+            let mut gs_name = None;
+            let only_grid = n.output.iter().filter(|t| !t.is_empty()).all(|t| {
+                !outputs.contains(t.as_str())
+                    && cons.get(t).is_none_or(|rs| {
+                        rs.iter().all(|(r, j)| {
+                            readers += 1;
+                            let is_grid = g.node[*r].op_type == "GridSample" && *j == 1;
+                            if is_grid {
+                                gs_name = Some(g.node[*r].name.clone());
+                            } else if let Some(s) = serves.get(r) {
+                                gs_name = Some(s.clone());
+                            }
+                            is_grid || branch.contains(r)
+                        })
+                    })
+            });
+            if only_grid && readers > 0 {
+                branch.insert(p);
+                serves.insert(p, gs_name.unwrap_or_default());
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for p in branch {
         let reason = format!(
             "LDA-AQU offsets/coordinates: computes the grid of GridSample '{}'",
-            gs.name
+            serves[&p]
         );
-        let mut float_nodes: HashSet<usize> = HashSet::new();
-        let mut stack: Vec<String> = gs.input.get(1).cloned().into_iter().collect();
-        while let Some(t) = stack.pop() {
-            let Some(&p) = prod.get(&t) else { continue };
-            if float_nodes.contains(&p) {
-                continue;
-            }
-            // The grid tensor itself always belongs to the branch; further up, a tensor does
-            // only when every reader is already in the branch (or is the GridSample).
-            let readers_in_branch = cons.get(&t).is_none_or(|rs| {
-                rs.iter().all(|(r, j)| {
-                    float_nodes.contains(r) || (g.node[*r].name == gs.name && *j == 1)
-                })
-            });
-            if !readers_in_branch {
-                continue;
-            }
-            float_nodes.insert(p);
-            out.entry(g.node[p].name.clone())
-                .or_insert_with(|| reason.clone());
-            stack.extend(g.node[p].input.iter().filter(|s| !s.is_empty()).cloned());
-        }
+        out.entry(g.node[p].name.clone()).or_insert(reason);
     }
     out
 }
@@ -256,13 +275,19 @@ pub fn quantize_model(
         }
     }
 
-    // Tensors that get a Q/DQ pair.
+    // Tensors that get a Q/DQ pair (not the outputs of nodes kept float with their outputs).
+    let float_tensors: HashSet<&str> = g
+        .node
+        .iter()
+        .filter(|n| opts.float_outputs.contains(&n.name))
+        .flat_map(|n| n.output.iter().map(String::as_str))
+        .collect();
     let mut qdq_tensors: HashSet<String> = HashSet::new();
     for (i, n) in g.node.iter().enumerate() {
         if quantized_nodes[i] {
             for j in data_inputs(n, &is_init) {
                 let t = &n.input[j];
-                if ranges.contains_key(t) && !is_init(t) {
+                if ranges.contains_key(t) && !is_init(t) && !float_tensors.contains(t.as_str()) {
                     qdq_tensors.insert(t.clone());
                 }
             }

@@ -119,6 +119,7 @@ fn rewrite_structure_and_rules() {
             per_channel: true,
             act_signed: false,
             keep_float: keep,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -238,6 +239,7 @@ fn per_tensor_weights_and_keep_float() {
             per_channel: false,
             act_signed: true,
             keep_float: keep,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -47,9 +47,9 @@ pub struct Args {
     /// Nodes (by ONNX node name) to keep in float.
     #[arg(long, num_args = 1..)]
     keep_float: Vec<String>,
-    /// Keep a node float when int8 costs more than this many dB of SQNR across it
-    /// (0 turns the sensitivity pass off).
-    #[arg(long, default_value_t = 0.0)]
+    /// Sensitivity pass: keep a node (and its output) float when int8 costs more than this
+    /// many dB of SQNR across it, measured on the calibration set (0 turns the pass off).
+    #[arg(long, default_value_t = 6.0)]
     sensitivity_db: f64,
     /// Use at most this many calibration images.
     #[arg(long)]
@@ -226,8 +226,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
 
     let mut keep = qdq::default_float_nodes(&model);
+    let mut float_outputs = HashSet::new();
     for n in &a.keep_float {
         keep.insert(n.clone(), "user: --keep-float".into());
+        float_outputs.insert(n.clone());
     }
     let kept: HashSet<String> = keep.keys().cloned().collect();
     let skip = |n: &pb::NodeProto| kept.contains(&n.name);
@@ -269,12 +271,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         per_channel,
         act_signed: signed,
         keep_float: keep,
+        float_outputs,
     };
     let mut res = qdq::quantize_model(&model, &ranges, &opts)?;
     let (mut measured, per_tensor) = measure(&float_model, &res, &frames, threads)?;
     if a.sensitivity_db > 0.0 {
         let extra = sensitive_nodes(&model, &res, &per_tensor, a.sensitivity_db);
         if !extra.is_empty() {
+            opts.float_outputs.extend(extra.keys().cloned());
             opts.keep_float.extend(extra);
             res = qdq::quantize_model(&model, &ranges, &opts)?;
             measured = measure(&float_model, &res, &frames, threads)?.0;
