@@ -48,7 +48,8 @@ pub struct Args {
     #[arg(long, num_args = 1..)]
     keep_float: Vec<String>,
     /// Sensitivity pass: keep a node (and its output) float when int8 costs more than this
-    /// many dB of SQNR across it, measured on the calibration set (0 turns the pass off).
+    /// many dB of SQNR across it and leaves it below 30 dB, measured on the calibration set
+    /// (0 turns the pass off).
     #[arg(long, default_value_t = 6.0)]
     sensitivity_db: f64,
     /// Use at most this many calibration images.
@@ -162,7 +163,13 @@ fn measure(
     Ok((Measured { layers, outputs }, per_tensor))
 }
 
-/// Nodes whose int8 form loses more than `limit` dB between their noisiest input and output.
+/// A node is only kept float by the sensitivity pass when its int8 output is also below this
+/// SQNR: a node reading exact (float) inputs always "loses" its own quantization noise, which is
+/// harmless at 8-bit levels (~40 dB).
+const SENSITIVE_BELOW_DB: f64 = 30.0;
+
+/// Nodes whose int8 form loses more than `limit` dB between their noisiest input and output,
+/// and whose output ends below [`SENSITIVE_BELOW_DB`].
 fn sensitive_nodes(
     model: &pb::ModelProto,
     res: &QdqResult,
@@ -190,7 +197,7 @@ fn sensitive_nodes(
             .map(Sqnr::db)
             .next();
         if let (Some(o), Some(i)) = (out_db, ins.iter().copied().reduce(f64::min)) {
-            if i - o > limit {
+            if i - o > limit && o < SENSITIVE_BELOW_DB {
                 out.insert(
                     n.name.clone(),
                     format!(
