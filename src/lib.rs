@@ -18,3 +18,5 @@ pub mod detect;
 pub use detect::{Detection, Detector, DetectorOptions};
 pub mod draw;
 pub mod eval;
+#[cfg(feature = "onnx")]
+pub mod quantize;

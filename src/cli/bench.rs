@@ -110,7 +110,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             println!("{t:9.3}  {:5.1}%  {n:5}  {op}", 100.0 * t / total.max(1e-9));
         }
         let mut nodes: Vec<_> = p.iter().collect();
-        nodes.sort_by(|a, b| b.total.cmp(&a.total));
+        nodes.sort_by_key(|n| std::cmp::Reverse(n.total));
         println!("\nslowest nodes");
         for s in nodes.iter().take(10) {
             println!("{:9.3}  {}  {}", ms(s.total) / runs, s.op, s.node);

@@ -6,6 +6,7 @@ mod eval;
 mod infer;
 mod info;
 mod model_path;
+mod quantize;
 mod tile_args;
 
 use clap::{Parser, Subcommand};
@@ -28,7 +29,8 @@ const EXAMPLES: &str = "Examples:
   speck bench --threads 2 --runs 50                     # latency of the default model
   speck infer model.onnx input.npy --out outs/          # raw tensors for parity checks
   speck detect examples/data/images --tile 512x512      # sliced inference for tiny objects
-  speck eval --gt examples/data/annotations.json --images examples/data/images --tile 512x512";
+  speck eval --gt examples/data/annotations.json --images examples/data/images --tile 512x512
+  speck quantize m.onnx --calib frames/ -o m-int8.onnx  # int8 QDQ model from calibration frames";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -42,6 +44,8 @@ enum Command {
     Bench(bench::Args),
     /// Score detections against COCO / TinyPerson ground truth (AP, AP50, miss rate).
     Eval(eval::Args),
+    /// Quantize a float model to an int8 QDQ ONNX model, calibrated on image frames.
+    Quantize(quantize::Args),
 }
 
 /// Shared engine flags.
@@ -86,6 +90,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Quantize(a) => quantize::run(a),
     })
     .unwrap_or_else(|p| Err(anyhow::anyhow!("internal error: {}", panic_text(&*p))));
     match result {

@@ -31,7 +31,7 @@ pub fn decode_centernet(
             for x in 0..w {
                 let s = heatmap[[0, c, y, x]];
                 // `!(s >= conf)` also rejects NaN.
-                if !(s >= conf) {
+                if matches!(s.partial_cmp(&conf), None | Some(std::cmp::Ordering::Less)) {
                     continue;
                 }
                 let is_peak = (y.saturating_sub(1)..(y + 2).min(h)).all(|yy| {

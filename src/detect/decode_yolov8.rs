@@ -20,7 +20,10 @@ pub fn decode_yolov8(out: ArrayViewD<f32>, conf: f32) -> Result<Vec<RawDet>, Str
                 cls = c;
             }
         }
-        if !(best >= conf) {
+        if matches!(
+            best.partial_cmp(&conf),
+            None | Some(std::cmp::Ordering::Less)
+        ) {
             continue;
         }
         let (cx, cy, w, h) = (

@@ -76,7 +76,8 @@ mod tests {
 
     #[test]
     fn nmm_merges_contained_boxes() {
-        let v = vec![d([0., 0., 10., 10.], 0.9, 0), d([6., 0., 12., 10.], 0.5, 0)];
+        // intersection over the smaller box: 30 / 50 = 0.6 > 0.5
+        let v = vec![d([0., 0., 10., 10.], 0.9, 0), d([7., 0., 12., 10.], 0.5, 0)];
         let k = nms(v, 0.5, MergeKind::NmmIos);
         assert_eq!(k.len(), 1);
         assert_eq!(k[0].bbox, [0., 0., 12., 10.]);

@@ -272,6 +272,7 @@ impl Engine {
     /// Like [`Engine::run`], calling `observer(value_name, tensor)` for every value a step
     /// writes, in execution order (calibration and debugging). With `optimize: false` every
     /// non-constant ONNX tensor is observed under its ONNX name.
+    #[allow(clippy::type_complexity)]
     pub fn run_observed(
         &mut self,
         inputs: &[Tensor],

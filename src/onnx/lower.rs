@@ -97,6 +97,9 @@ const KNOWN: &[&str] = &[
     "NonZero",
     "TopK",
     "Trilu",
+    // QDQ models run in float (fake quantization).
+    "QuantizeLinear",
+    "DequantizeLinear",
 ];
 
 /// True when the importer knows the op type (it may still need constant inputs).
@@ -215,7 +218,8 @@ impl Cx<'_> {
                 }
             }
             if let Some(dt) = self.fact(name).and_then(|f| f.datum_type.concretize()) {
-                if dt != f32::datum_type() && !name.is_empty() {
+                // QuantizeLinear's integers are held as f32 (see ops/quant.rs).
+                if dt != f32::datum_type() && !name.is_empty() && node.op_type != "QuantizeLinear" {
                     return Err(ImportError::Unsupported {
                         op_type: node.op_type.clone(),
                         node: node.name.clone(),

@@ -72,6 +72,9 @@ fn spatial(shape: &[usize], what: &str) -> Result<[usize; 2], LowerError> {
 impl Cx<'_> {
     pub(super) fn lower_nn(&mut self, op: &str, node: &NodeProto, a: &Attrs) -> R {
         Ok(Some(match op {
+            "QuantizeLinear" | "DequantizeLinear" => {
+                return self.lower_quant(op, node, a).map(Some)
+            }
             "Conv" => {
                 let x = self.input(node, 0)?;
                 let xs = self.g.values[x].shape.clone();
@@ -282,7 +285,11 @@ impl Cx<'_> {
                 (out, sc)
             }
             (None, Some(sc)) => {
-                if sc.len() != rank || sc.iter().any(|v| !(*v > 0.0)) {
+                if sc.len() != rank
+                    || sc
+                        .iter()
+                        .any(|v| v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater))
+                {
                     return Err(LowerError::Invalid(format!(
                         "scales {sc:?} for input {in_shape:?}"
                     )));

@@ -5,6 +5,7 @@
 mod attrs;
 mod lower;
 mod lower_nn;
+mod lower_quant;
 mod lower_tensor;
 
 use crate::model::Graph;
@@ -289,7 +290,7 @@ pub(crate) fn from_tract(t: &tract_onnx::prelude::Tensor) -> Option<Tensor> {
     Some(if dt == f32::datum_type() {
         Tensor::F32(arr::<f32>(t)?)
     } else if dt == f64::datum_type() || dt == f16::datum_type() {
-        Tensor::F32(arr::<f32>(&t.cast_to::<f32>().ok()?.into_owned())?)
+        Tensor::F32(arr::<f32>(&*t.cast_to::<f32>().ok()?)?)
     } else if dt == i64::datum_type() {
         Tensor::I64(arr::<i64>(t)?)
     } else if dt == i32::datum_type() {
@@ -301,7 +302,7 @@ pub(crate) fn from_tract(t: &tract_onnx::prelude::Tensor) -> Option<Tensor> {
     } else if dt == bool::datum_type() {
         Tensor::Bool(arr::<bool>(t)?)
     } else if dt.is_integer() || dt == TDim::datum_type() {
-        Tensor::I64(arr::<i64>(&t.cast_to::<i64>().ok()?.into_owned())?)
+        Tensor::I64(arr::<i64>(&*t.cast_to::<i64>().ok()?)?)
     } else {
         return None;
     })

@@ -14,6 +14,7 @@ mod grid_sample;
 mod matmul;
 mod norm;
 mod pool;
+mod quant;
 mod reduce;
 mod resize;
 mod shape;
@@ -25,6 +26,7 @@ pub use grid_sample::*;
 pub use matmul::*;
 pub use norm::*;
 pub use pool::*;
+pub use quant::*;
 pub use reduce::*;
 pub use resize::*;
 pub use shape::*;
@@ -267,6 +269,10 @@ pub enum Op {
     /// LGA's degenerate einsum pair rewritten: input `[B, h, d, n]`, output `[B, h, d, n]`
     /// where every channel of a head holds the sum of that head's `d` channels.
     HeadChannelSum,
+    /// ONNX QuantizeLinear: the integers, held as f32 (see `quant.rs`).
+    QuantizeLinear(QuantParams),
+    /// ONNX DequantizeLinear of a runtime tensor (constant weights are folded at import).
+    DequantizeLinear(QuantParams),
 }
 
 impl Op {
@@ -301,6 +307,8 @@ impl Op {
             Op::Einsum { .. } => "Einsum".into(),
             Op::GridSample(_) => "GridSample".into(),
             Op::HeadChannelSum => "HeadChannelSum".into(),
+            Op::QuantizeLinear(_) => "QuantizeLinear".into(),
+            Op::DequantizeLinear(_) => "DequantizeLinear".into(),
         }
     }
 
@@ -361,6 +369,7 @@ impl Op {
             Op::Gemm(g) => one(gemm_shape(g, inputs)?),
             Op::Einsum { equation } => one(einsum_shape(equation, inputs)?),
             Op::GridSample(_) => one(grid_sample_shape(arity(inputs, 2)?[0], inputs[1])?),
+            Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => one(arity(inputs, 1)?[0].to_vec()),
             Op::HeadChannelSum => {
                 let s = arity(inputs, 1)?[0];
                 if s.len() != 4 {
@@ -431,6 +440,8 @@ impl Op {
             Op::Einsum { equation } => run_einsum(equation, inputs, &mut outputs[0]),
             Op::GridSample(g) => run_grid_sample(g, &inputs[0], &inputs[1], &mut outputs[0]),
             Op::HeadChannelSum => run_head_channel_sum(&inputs[0], &mut outputs[0]),
+            Op::QuantizeLinear(p) => run_quantize(p, &inputs[0], &mut outputs[0]),
+            Op::DequantizeLinear(p) => run_dequantize(p, &inputs[0], &mut outputs[0]),
         }
     }
 }

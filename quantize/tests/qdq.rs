@@ -1,0 +1,290 @@
+//! The QDQ rewrite on small hand-built graphs.
+
+use speck_quantize::calib::QParams;
+use speck_quantize::pb::{self, tensor_proto::DataType};
+use speck_quantize::proto::{f32_tensor, node};
+use speck_quantize::qdq::{default_float_nodes, quantize_model, QdqOptions};
+use speck_quantize::QuantizeError;
+use std::collections::{BTreeMap, HashMap};
+
+fn vi(name: &str, shape: &[i64]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension::Value, Dimension};
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: DataType::Float as i32,
+                shape: Some(pb::TensorShapeProto {
+                    dim: shape
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(Value::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn seq(n: usize, k: f32) -> Vec<f32> {
+    (0..n).map(|i| ((i as f32 * 0.37).sin()) * k).collect()
+}
+
+/// x -> Conv(w1,b1) -> HardSigmoid -> Mul(with conv out) -> Concat(with x) -> MaxPool -> GridSample(grid from Conv->Tanh)
+fn model() -> pb::ModelProto {
+    let g = pb::GraphProto {
+        node: vec![
+            node("Conv", "conv1", &["x", "w1", "b1"], &["c1"], vec![]),
+            node("HardSigmoid", "hsig", &["c1"], &["gate"], vec![]),
+            node("Mul", "se_mul", &["c1", "gate"], &["m"], vec![]),
+            node(
+                "Concat",
+                "cat",
+                &["m", "x"],
+                &["cat_out"],
+                vec![speck_quantize::proto::int_attr("axis", 1)],
+            ),
+            node("MaxPool", "pool", &["cat_out"], &["p"], vec![]),
+            node("Conv", "offset_conv", &["p", "w2"], &["off"], vec![]),
+            node("Tanh", "tanh", &["off"], &["grid"], vec![]),
+            node("GridSample", "gs", &["p", "grid"], &["y"], vec![]),
+        ],
+        initializer: vec![
+            f32_tensor("w1", &[4, 2, 1, 1], &seq(8, 1.0)),
+            f32_tensor("b1", &[4], &[0.1, -0.2, 0.3, 0.0]),
+            f32_tensor("w2", &[2, 6, 1, 1], &seq(12, 0.5)),
+        ],
+        input: vec![vi("x", &[1, 2, 4, 4])],
+        output: vec![vi("y", &[1, 6, 4, 4])],
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(g),
+        ..Default::default()
+    }
+}
+
+fn ranges() -> HashMap<String, (f32, f32)> {
+    [
+        ("x", (-1.0, 1.0)),
+        ("c1", (-2.0, 3.0)),
+        ("gate", (0.2, 0.9)),
+        ("m", (-1.5, 2.5)),
+        ("cat_out", (-1.5, 2.5)),
+        ("p", (-1.0, 2.5)),
+        ("off", (-0.5, 0.5)),
+        ("grid", (-0.4, 0.4)),
+        ("y", (-1.0, 2.0)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn producer<'a>(g: &'a pb::GraphProto, t: &str) -> Option<&'a pb::NodeProto> {
+    g.node.iter().find(|n| n.output.iter().any(|o| o == t))
+}
+
+fn scale_of(g: &pb::GraphProto, name: &str) -> f32 {
+    let t = g.initializer.iter().find(|t| t.name == name).unwrap();
+    f32::from_le_bytes(t.raw_data[..4].try_into().unwrap())
+}
+
+#[test]
+fn rewrite_structure_and_rules() {
+    let m = model();
+    let keep = default_float_nodes(&m);
+    assert!(keep.contains_key("gs") && keep.contains_key("tanh"));
+    assert!(
+        keep.contains_key("offset_conv"),
+        "the grid branch stays float: {keep:?}"
+    );
+    assert!(
+        !keep.contains_key("pool"),
+        "the trunk feeding GridSample's data input is not part of the grid branch"
+    );
+    let res = quantize_model(
+        &m,
+        &ranges(),
+        &QdqOptions {
+            per_channel: true,
+            act_signed: false,
+            keep_float: keep,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let g = res.model.graph.as_ref().unwrap();
+
+    // Conv weight: int8 initializer + DequantizeLinear with axis 0 and 4 scales.
+    let conv = g.node.iter().find(|n| n.name == "conv1").unwrap();
+    let wdq = producer(g, &conv.input[1]).unwrap();
+    assert_eq!(wdq.op_type, "DequantizeLinear");
+    assert_eq!(
+        wdq.attribute.iter().find(|a| a.name == "axis").unwrap().i,
+        0
+    );
+    let wq = g
+        .initializer
+        .iter()
+        .find(|t| t.name == wdq.input[0])
+        .unwrap();
+    assert_eq!(wq.data_type, DataType::Int8 as i32);
+    let ws = g
+        .initializer
+        .iter()
+        .find(|t| t.name == wdq.input[1])
+        .unwrap();
+    assert_eq!(ws.dims, vec![4]);
+    // Bias: int32 with scale s_x * s_w.
+    let bdq = producer(g, &conv.input[2]).unwrap();
+    let bq = g
+        .initializer
+        .iter()
+        .find(|t| t.name == bdq.input[0])
+        .unwrap();
+    assert_eq!(bq.data_type, DataType::Int32 as i32);
+    let x_scale = res.activations["x"].scale;
+    let bs = g
+        .initializer
+        .iter()
+        .find(|t| t.name == bdq.input[1])
+        .unwrap();
+    let w_s0 = f32::from_le_bytes(ws.raw_data[..4].try_into().unwrap());
+    let b_s0 = f32::from_le_bytes(bs.raw_data[..4].try_into().unwrap());
+    assert!((b_s0 - x_scale * w_s0).abs() <= 1e-9);
+    // Float weights that nothing reads are gone; the offset conv (float) keeps its float w2.
+    assert!(!g.initializer.iter().any(|t| t.name == "w1"));
+    assert!(g
+        .initializer
+        .iter()
+        .any(|t| t.name == "w2" && t.data_type == DataType::Float as i32));
+    // The conv reads x through a Q/DQ pair.
+    let xdq = producer(g, &conv.input[0]).unwrap();
+    assert_eq!(xdq.op_type, "DequantizeLinear");
+    assert_eq!(
+        producer(g, &xdq.input[0]).unwrap().op_type,
+        "QuantizeLinear"
+    );
+
+    // Hard-sigmoid output spans exactly [0, 1].
+    assert_eq!(
+        res.activations["gate"],
+        QParams::from_range(0.0, 1.0, false)
+    );
+    assert_eq!(res.activations["gate"].zero_point, 0);
+    // SE Mul: both activation inputs quantized, each with its own scale.
+    let mul = g.node.iter().find(|n| n.name == "se_mul").unwrap();
+    assert!(mul
+        .input
+        .iter()
+        .all(|i| producer(g, i).unwrap().op_type == "DequantizeLinear"));
+    // Concat inputs share one scale (the union of ranges), and MaxPool passes it through.
+    let (sm, sx, sc) = (
+        res.activations["m"],
+        res.activations["x"],
+        res.activations["cat_out"],
+    );
+    assert_eq!(sm, sx);
+    assert_eq!(sm, sc);
+    assert_eq!(sc, QParams::from_range(-1.5, 2.5, false));
+    // GridSample stays float: it reads the float p and grid, not dequantized ones.
+    let gs = g.node.iter().find(|n| n.name == "gs").unwrap();
+    assert_eq!(gs.input, vec!["p".to_string(), "grid".to_string()]);
+    assert!(res.kept_float.iter().any(|k| k.node == "gs"));
+    assert!(res
+        .kept_float
+        .iter()
+        .any(|k| k.node == "offset_conv" && k.reason.contains("GridSample")));
+    // Scales are stored as scalars for activations.
+    let qx = producer(g, &xdq.input[0]).unwrap();
+    assert!(scale_of(g, &qx.input[1]) > 0.0);
+    // Topological order: every node input exists before it is read.
+    let mut known: std::collections::HashSet<String> = g
+        .initializer
+        .iter()
+        .map(|t| t.name.clone())
+        .chain(g.input.iter().map(|i| i.name.clone()))
+        .collect();
+    for n in &g.node {
+        for i in n.input.iter().filter(|i| !i.is_empty()) {
+            assert!(
+                known.contains(i),
+                "node {} reads {i} before it is written",
+                n.name
+            );
+        }
+        known.extend(n.output.iter().cloned());
+    }
+}
+
+#[test]
+fn per_tensor_weights_and_keep_float() {
+    let m = model();
+    let mut keep: BTreeMap<String, String> = default_float_nodes(&m);
+    keep.insert("se_mul".into(), "user".into());
+    let res = quantize_model(
+        &m,
+        &ranges(),
+        &QdqOptions {
+            per_channel: false,
+            act_signed: true,
+            keep_float: keep,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let g = res.model.graph.as_ref().unwrap();
+    let conv = g.node.iter().find(|n| n.name == "conv1").unwrap();
+    let wdq = producer(g, &conv.input[1]).unwrap();
+    assert!(wdq.attribute.iter().all(|a| a.name != "axis"));
+    let ws = g
+        .initializer
+        .iter()
+        .find(|t| t.name == wdq.input[1])
+        .unwrap();
+    assert!(ws.dims.is_empty());
+    // The kept Mul reads float tensors; the gate (only read by the Mul) gets no Q/DQ.
+    let mul = g.node.iter().find(|n| n.name == "se_mul").unwrap();
+    assert_eq!(mul.input, vec!["c1".to_string(), "gate".to_string()]);
+    assert!(!res.activations.contains_key("gate"));
+    assert!(res.activations.values().all(|q| q.signed));
+}
+
+#[test]
+fn errors() {
+    let m = model();
+    let res = quantize_model(&m, &ranges(), &QdqOptions::default()).unwrap();
+    match quantize_model(&res.model, &ranges(), &QdqOptions::default()) {
+        Err(QuantizeError::AlreadyQuantized { op_type, .. }) => assert!(op_type.contains("Linear")),
+        other => panic!("expected AlreadyQuantized, got {other:?}"),
+    }
+    let mut keep = BTreeMap::new();
+    keep.insert("nope".to_string(), "user".to_string());
+    assert!(matches!(
+        quantize_model(
+            &m,
+            &ranges(),
+            &QdqOptions {
+                keep_float: keep,
+                ..Default::default()
+            }
+        ),
+        Err(QuantizeError::UnknownNode(_))
+    ));
+    let mut old = model();
+    old.opset_import[0].version = 11;
+    assert!(matches!(
+        quantize_model(&old, &ranges(), &QdqOptions::default()),
+        Err(QuantizeError::OldOpset(11))
+    ));
+}

@@ -1,0 +1,369 @@
+//! `speck quantize`: float ONNX model + calibration frames -> int8 QDQ ONNX model.
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use speck::quantize as glue;
+use speck_quantize::calib::{Method, QParams};
+use speck_quantize::pb;
+use speck_quantize::qdq::{self, QdqOptions, QdqResult};
+use speck_quantize::report::{LayerSqnr, Report, Sqnr};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `speck quantize`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  speck quantize models/speck-tiny.onnx --calib examples/data/images -o speck-tiny-int8.onnx
+  speck quantize m.onnx --calib frames/ -o m-int8.onnx --method entropy --cle --bias-correction --report r.json")]
+pub struct Args {
+    /// Float ONNX model.
+    model: PathBuf,
+    /// Folder of calibration images (JPEG, PNG), preprocessed as at inference.
+    #[arg(long)]
+    calib: PathBuf,
+    /// Output QDQ ONNX model.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// How activation ranges are chosen.
+    #[arg(long, default_value = "minmax", value_parser = ["minmax", "percentile", "entropy", "mse"])]
+    method: String,
+    /// Percentile for --method percentile.
+    #[arg(long, default_value_t = 99.99)]
+    percentile: f64,
+    /// One weight scale per tensor instead of per output channel.
+    #[arg(long)]
+    per_tensor: bool,
+    /// int8 activations instead of uint8.
+    #[arg(long)]
+    int8_activations: bool,
+    /// Cross-layer equalization of conv -> relu -> conv pairs before calibration.
+    #[arg(long)]
+    cle: bool,
+    /// Correct conv biases for the mean shift caused by weight quantization.
+    #[arg(long)]
+    bias_correction: bool,
+    /// Nodes (by ONNX node name) to keep in float.
+    #[arg(long, num_args = 1..)]
+    keep_float: Vec<String>,
+    /// Sensitivity pass: keep a node (and its output) float when int8 costs more than this
+    /// many dB of SQNR across it and leaves it below 30 dB, measured on the calibration set
+    /// (0 turns the pass off).
+    #[arg(long, default_value_t = 6.0)]
+    sensitivity_db: f64,
+    /// Use at most this many calibration images.
+    #[arg(long)]
+    max_images: Option<usize>,
+    /// Write a JSON report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Worker threads for the float engine.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+fn bar(n: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(n as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} frames {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Write `bytes` next to `path` under a temporary name, then rename into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .context("output path has no file name")?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.with_context(|| format!("writing {}", path.display()))
+}
+
+struct Measured {
+    layers: Vec<LayerSqnr>,
+    outputs: Vec<LayerSqnr>,
+}
+
+/// SQNR per node output (the dequantized tensor where the output is quantized).
+fn measure(
+    float_model: &pb::ModelProto,
+    res: &QdqResult,
+    frames: &[speck::Tensor],
+    threads: usize,
+) -> Result<(Measured, HashMap<String, Sqnr>)> {
+    let mut fe = glue::engine_for(float_model, threads)?;
+    let mut qe = glue::engine_for(&res.model, threads).context("running the QDQ model in speck")?;
+    let alias = glue::dequantized_aliases(&res.model);
+    let by_src: HashMap<&str, &str> = alias
+        .iter()
+        .map(|(dq, src)| (src.as_str(), dq.as_str()))
+        .collect();
+    let pb = bar(frames.len(), "measuring");
+    let cmp = glue::compare(&mut fe, &mut qe, frames, &alias, &mut || pb.inc(1))?;
+    pb.finish_and_clear();
+    // Key every measurement by the float tensor name, preferring the dequantized version.
+    let mut per_tensor: HashMap<String, Sqnr> = HashMap::new();
+    for (name, s) in &cmp.tensors {
+        if !alias.contains_key(name) && !by_src.contains_key(name.as_str()) {
+            per_tensor.insert(name.clone(), *s);
+        }
+    }
+    for (dq, src) in &alias {
+        if let Some(s) = cmp.tensors.get(dq) {
+            per_tensor.insert(src.clone(), *s);
+        }
+    }
+    let quantized: HashSet<&str> = res.quantized.iter().map(String::as_str).collect();
+    let g = float_model.graph.as_ref().expect("checked");
+    let mut layers = vec![];
+    for n in &g.node {
+        if let Some((t, s)) = n
+            .output
+            .iter()
+            .find_map(|o| per_tensor.get(o).map(|s| (o, s)))
+        {
+            layers.push(LayerSqnr {
+                node: n.name.clone(),
+                op_type: n.op_type.clone(),
+                tensor: t.clone(),
+                sqnr_db: s.db(),
+                quantized: quantized.contains(n.name.as_str()),
+            });
+        }
+    }
+    let outputs = cmp
+        .outputs
+        .iter()
+        .map(|(name, s)| LayerSqnr {
+            node: String::new(),
+            op_type: "output".into(),
+            tensor: name.clone(),
+            sqnr_db: s.db(),
+            quantized: true,
+        })
+        .collect();
+    Ok((Measured { layers, outputs }, per_tensor))
+}
+
+/// A node is only kept float by the sensitivity pass when its int8 output is also below this
+/// SQNR: a node reading exact (float) inputs always "loses" its own quantization noise, which is
+/// harmless at 8-bit levels (~40 dB).
+const SENSITIVE_BELOW_DB: f64 = 30.0;
+
+/// Nodes whose int8 form loses more than `limit` dB between their noisiest input and output,
+/// and whose output ends below [`SENSITIVE_BELOW_DB`].
+fn sensitive_nodes(
+    model: &pb::ModelProto,
+    res: &QdqResult,
+    per_tensor: &HashMap<String, Sqnr>,
+    limit: f64,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let g = model.graph.as_ref().expect("checked");
+    let quantized: HashSet<&str> = res.quantized.iter().map(String::as_str).collect();
+    for n in g
+        .node
+        .iter()
+        .filter(|n| quantized.contains(n.name.as_str()))
+    {
+        let ins: Vec<f64> = n
+            .input
+            .iter()
+            .filter_map(|t| per_tensor.get(t))
+            .map(Sqnr::db)
+            .collect();
+        let out_db = n
+            .output
+            .iter()
+            .filter_map(|t| per_tensor.get(t))
+            .map(Sqnr::db)
+            .next();
+        if let (Some(o), Some(i)) = (out_db, ins.iter().copied().reduce(f64::min)) {
+            if i - o > limit && o < SENSITIVE_BELOW_DB {
+                out.insert(
+                    n.name.clone(),
+                    format!(
+                        "sensitivity: int8 costs {:.1} dB across it ({:.1} dB in, {:.1} dB out)",
+                        i - o,
+                        i,
+                        o
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let threads = a.threads.max(1);
+    let mut model = glue::read_model(&a.model)?;
+    speck_quantize::proto::check_float_model(&model)?;
+    let mut paths = glue::calibration_images(&a.calib)?;
+    if let Some(m) = a.max_images {
+        paths.truncate(m.max(1));
+    }
+    qdq::name_nodes(&mut model);
+    let float_model = model.clone();
+    let mut fe = glue::engine_for(&model, threads)?;
+    let frames = glue::load_frames(&fe, &paths)?;
+    let signed = a.int8_activations;
+    let per_channel = !a.per_tensor;
+    let method = match a.method.as_str() {
+        "percentile" => Method::Percentile(a.percentile),
+        m => m.parse::<Method>().map_err(anyhow::Error::msg)?,
+    };
+
+    let mut keep = qdq::default_float_nodes(&model);
+    let mut float_outputs = HashSet::new();
+    for n in &a.keep_float {
+        keep.insert(n.clone(), "user: --keep-float".into());
+        float_outputs.insert(n.clone());
+    }
+    let kept: HashSet<String> = keep.keys().cloned().collect();
+    let skip = |n: &pb::NodeProto| kept.contains(&n.name);
+
+    let cle = if a.cle {
+        let pairs = speck_quantize::cle::equalize(&mut model, 4, &skip)?;
+        fe = glue::engine_for(&model, threads)?;
+        pairs
+    } else {
+        vec![]
+    };
+
+    let g = model.graph.as_ref().context("the model has no graph")?;
+    let conv_inputs: HashSet<String> = g
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Conv")
+        .filter_map(|n| n.input.first().cloned())
+        .collect();
+    let pb = bar(frames.len(), "calibrating");
+    let cal = glue::calibrate(&mut fe, &frames, &conv_inputs, &mut || pb.inc(1))?;
+    pb.finish_and_clear();
+    let ranges: HashMap<String, (f32, f32)> = cal
+        .histograms
+        .iter()
+        .map(|(k, h)| (k.clone(), method.range(h, signed)))
+        .collect();
+
+    let bias_corrected = if a.bias_correction {
+        speck_quantize::bias::correct_biases(&mut model, &cal.channel_means, per_channel, &skip)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    } else {
+        vec![]
+    };
+
+    let mut opts = QdqOptions {
+        per_channel,
+        act_signed: signed,
+        keep_float: keep,
+        float_outputs,
+    };
+    let mut res = qdq::quantize_model(&model, &ranges, &opts)?;
+    let (mut measured, per_tensor) = measure(&float_model, &res, &frames, threads)?;
+    if a.sensitivity_db > 0.0 {
+        let extra = sensitive_nodes(&model, &res, &per_tensor, a.sensitivity_db);
+        if !extra.is_empty() {
+            opts.float_outputs.extend(extra.keys().cloned());
+            opts.keep_float.extend(extra);
+            res = qdq::quantize_model(&model, &ranges, &opts)?;
+            measured = measure(&float_model, &res, &frames, threads)?.0;
+        }
+    }
+
+    let bytes = prost::Message::encode_to_vec(&res.model);
+    write_atomic(&a.output, &bytes)?;
+    let report = Report {
+        model: a.model.display().to_string(),
+        output: a.output.display().to_string(),
+        method: method.name().into(),
+        per_channel,
+        activation_type: if signed { "int8" } else { "uint8" }.into(),
+        cle,
+        bias_corrected,
+        calibration_frames: cal.frames,
+        float_bytes: speck_quantize::proto::encoded_len(&float_model),
+        quantized_bytes: bytes.len(),
+        quantized_nodes: res.quantized.len(),
+        int8_weights: res.int8_weights,
+        kept_float: res.kept_float.clone(),
+        layers: measured.layers,
+        outputs: measured.outputs,
+    };
+    if let Some(p) = &a.report {
+        write_atomic(p, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    print_summary(&report, &res.activations);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(r: &Report, _acts: &BTreeMap<String, QParams>) {
+    println!(
+        "quantized {} -> {} ({} method, {} weights, {} activations, {} calibration frames)",
+        r.model,
+        r.output,
+        r.method,
+        if r.per_channel {
+            "per-channel"
+        } else {
+            "per-tensor"
+        },
+        r.activation_type,
+        r.calibration_frames
+    );
+    println!(
+        "size: {:.2} MB float -> {:.2} MB int8 ({} int8 weight tensors, {} int8 nodes)",
+        r.float_bytes as f64 / 1e6,
+        r.quantized_bytes as f64 / 1e6,
+        r.int8_weights,
+        r.quantized_nodes
+    );
+    if !r.cle.is_empty() {
+        println!("cross-layer equalization: {} conv pairs", r.cle.len());
+    }
+    if !r.bias_corrected.is_empty() {
+        println!("bias correction: {} convs", r.bias_corrected.len());
+    }
+    for o in &r.outputs {
+        println!("output {}: SQNR {:.1} dB", o.tensor, o.sqnr_db);
+    }
+    let mut worst: Vec<&LayerSqnr> = r.layers.iter().filter(|l| l.quantized).collect();
+    worst.sort_by(|a, b| a.sqnr_db.total_cmp(&b.sqnr_db));
+    if !worst.is_empty() {
+        let w: Vec<String> = worst
+            .iter()
+            .take(5)
+            .map(|l| format!("{} ({}) {:.1} dB", l.node, l.op_type, l.sqnr_db))
+            .collect();
+        println!("lowest layer SQNR: {}", w.join(", "));
+    }
+    if r.kept_float.is_empty() {
+        println!("kept float: none");
+    } else {
+        println!("kept float ({}):", r.kept_float.len());
+        for k in &r.kept_float {
+            println!("  {} ({}): {}", k.node, k.op_type, k.reason);
+        }
+    }
+}
