@@ -109,7 +109,7 @@ impl Engine {
             return Err(RunError::Plan(format!(
                 "activations need {:.1} GiB, more than the {} GiB limit (corrupt shapes?)",
                 memory.arena_len as f64 * 4.0 / (1u64 << 30) as f64,
-                MAX_ARENA_F32 * 4 >> 30
+                (MAX_ARENA_F32 * 4) >> 30
             )));
         }
         let slot = |v: usize| -> Slot {
