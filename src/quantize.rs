@@ -3,7 +3,7 @@
 //! [`Engine::run_observed`], and SQNR of a QDQ model (run in float, fake-quantized) against
 //! the float model.
 
-use crate::detect::{preprocess, RgbFrame};
+use crate::detect::{preprocess_region, tile_grid, RgbFrame};
 use crate::model::Metadata;
 use crate::{Engine, EngineOptions, Tensor};
 use anyhow::{bail, Context, Result};
@@ -66,27 +66,52 @@ pub fn calibration_images(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// The model's single input, preprocessed from an image as `speck detect` does.
-pub fn load_frame(path: &Path, meta: &Metadata, shape: &[usize]) -> Result<Tensor> {
+/// How calibration images become model inputs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FrameCut {
+    /// The whole image, letterboxed to the input (as `speck detect --no-tile`).
+    Whole,
+    /// Tiles of this many frame pixels with this overlap, each letterboxed to the input, as
+    /// tiled inference sees them.
+    Tiles((usize, usize), f32),
+}
+
+/// The model inputs `speck detect` would run for the image at `path`: one per tile, or one for
+/// the whole frame.
+pub fn load_frame(
+    path: &Path,
+    meta: &Metadata,
+    shape: &[usize],
+    cut: FrameCut,
+) -> Result<Vec<Tensor>> {
     let img = image::open(path)
         .with_context(|| format!("cannot read image {}", path.display()))?
         .to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut data = vec![0.0f32; shape.iter().product()];
-    preprocess(
-        RgbFrame {
-            data: img.as_raw(),
-            width: w,
-            height: h,
-        },
-        meta,
-        &mut data,
-    );
-    Ok(Tensor::from_f32(shape, data)?)
+    let frame = RgbFrame {
+        data: img.as_raw(),
+        width: w,
+        height: h,
+    };
+    let regions: Vec<[usize; 4]> = match cut {
+        FrameCut::Whole => vec![[0, 0, w, h]],
+        FrameCut::Tiles(tile, overlap) => tile_grid(w, h, tile, overlap)?
+            .into_iter()
+            .map(|t| [t.x, t.y, t.w, t.h])
+            .collect(),
+    };
+    regions
+        .into_iter()
+        .map(|r| {
+            let mut data = vec![0.0f32; shape.iter().product()];
+            preprocess_region(frame, r, meta, &mut data);
+            Ok(Tensor::from_f32(shape, data)?)
+        })
+        .collect()
 }
 
-/// Load and preprocess every calibration image for `engine`'s input.
-pub fn load_frames(engine: &Engine, paths: &[PathBuf]) -> Result<Vec<Tensor>> {
+/// The model's metadata (input size, normalisation, preferred tile) for its single input.
+pub fn input_metadata(engine: &Engine) -> Result<(Metadata, Vec<usize>)> {
     let inputs: Vec<(String, Vec<usize>)> = engine
         .inputs()
         .map(|(n, s)| (n.to_string(), s.to_vec()))
@@ -97,9 +122,20 @@ pub fn load_frames(engine: &Engine, paths: &[PathBuf]) -> Result<Vec<Tensor>> {
             inputs.len()
         );
     }
-    let shape = &inputs[0].1;
-    let meta = Metadata::from_props(&engine.graph().metadata, shape).map_err(anyhow::Error::msg)?;
-    paths.iter().map(|p| load_frame(p, &meta, shape)).collect()
+    let shape = inputs[0].1.clone();
+    let meta =
+        Metadata::from_props(&engine.graph().metadata, &shape).map_err(anyhow::Error::msg)?;
+    Ok((meta, shape))
+}
+
+/// Load and preprocess every calibration image for `engine`'s input, cut as `cut` says.
+pub fn load_frames(engine: &Engine, paths: &[PathBuf], cut: FrameCut) -> Result<Vec<Tensor>> {
+    let (meta, shape) = input_metadata(engine)?;
+    let mut out = vec![];
+    for p in paths {
+        out.extend(load_frame(p, &meta, &shape, cut)?);
+    }
+    Ok(out)
 }
 
 /// Statistics gathered over the calibration frames.

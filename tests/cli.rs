@@ -203,6 +203,23 @@ fn quantize_source() -> &'static str {
 fn quantize_writes_qdq_model_and_report() {
     let dir = tempfile::tempdir().unwrap();
     let (out, rep) = (dir.path().join("q.onnx"), dir.path().join("r.json"));
+    // A one-image labelled set for --val: the first image of the shipped annotations.
+    let mut gt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("examples/data/annotations.json").unwrap())
+            .unwrap();
+    let first = gt["images"][0].clone();
+    gt["images"] = serde_json::json!([first]);
+    let anns: Vec<serde_json::Value> = gt["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["image_id"] == first["id"])
+        .cloned()
+        .collect();
+    gt["annotations"] = serde_json::Value::Array(anns);
+    let gt_path = dir.path().join("gt.json");
+    std::fs::write(&gt_path, gt.to_string()).unwrap();
+    let gt = gt_path;
     let o = speck(&[
         "quantize",
         quantize_source(),
@@ -214,16 +231,34 @@ fn quantize_writes_qdq_model_and_report() {
         rep.to_str().unwrap(),
         "--max-images",
         "3",
+        "--max-frames",
+        "24",
+        "--val",
+        gt.to_str().unwrap(),
+        "--images",
+        "examples/data/images",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
-        stdout.contains("SQNR") && stdout.contains("kept float"),
+        stdout.contains("SQNR") && stdout.contains("kept float") && stdout.contains("accuracy on"),
         "{stdout}"
     );
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&rep).unwrap()).unwrap();
-    assert_eq!(r["calibration_frames"], 3);
+    if quantize_source() == DEFAULT_MODEL {
+        // Tiled like inference: 12 tiles of 384 per 1280x720 image, two images fit 24 frames.
+        assert_eq!(r["calibration_tiled"], true);
+        assert_eq!(r["calibration_frames"], 24);
+    } else {
+        assert_eq!(r["calibration_frames"], 3);
+    }
+    let acc = &r["accuracy"];
+    assert_eq!(acc["images"], 1);
+    for m in ["float", "int8"] {
+        let ap = acc[m]["coco_ap50"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&ap), "{m} AP50 {ap}");
+    }
     assert!(r["quantized_bytes"].as_u64().unwrap() < r["float_bytes"].as_u64().unwrap());
     // The QDQ model runs through `speck infer` (fake quantization in the float engine).
     let x = dir.path().join("x.npy");

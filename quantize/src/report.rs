@@ -87,4 +87,36 @@ pub struct Report {
     pub layers: Vec<LayerSqnr>,
     /// SQNR of each model output
     pub outputs: Vec<LayerSqnr>,
+    /// calibration inputs were cut into the model's tiles, as at inference
+    pub calibration_tiled: bool,
+    /// float versus int8 accuracy on a labelled set (`--val`), when given
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<Accuracy>,
+}
+
+/// Detection accuracy of the float and the int8 model on the same labelled images.
+#[derive(Clone, Debug, Serialize)]
+pub struct Accuracy {
+    /// ground-truth file
+    pub gt: String,
+    /// images scored
+    pub images: usize,
+    /// the float model's metrics
+    pub float: AccuracyMetrics,
+    /// the int8 (QDQ) model's metrics, run fake-quantized in speck's float engine
+    pub int8: AccuracyMetrics,
+}
+
+/// The metrics the accuracy comparison reports (fractions in [0, 1]; None where the range has
+/// no ground truth).
+#[derive(Clone, Debug, Serialize)]
+pub struct AccuracyMetrics {
+    /// COCO AP at IoU 0.5
+    pub coco_ap50: Option<f64>,
+    /// COCO AP at IoU 0.5:0.95
+    pub coco_ap: Option<f64>,
+    /// TinyPerson AP50 on the tiny range (1-20 px)
+    pub tiny_ap50: Option<f64>,
+    /// TinyPerson log-average miss rate at IoU 0.5, tiny range
+    pub tiny_mr50: Option<f64>,
 }

@@ -120,35 +120,52 @@ fn category_map(det: &Detector, gt: &GroundTruth) -> Vec<Option<i64>> {
 }
 
 fn run_model(a: &Args, gt: &GroundTruth, dir: &Path) -> Result<(Vec<DetBox>, f64)> {
+    check_images(&a.gt, gt, dir)?;
+    let model = model_path::resolve(a.model.clone())?;
+    let mut det = Detector::load(&model, &a.engine.options())?;
+    let tiles = a.tiles.options(det.metadata().tile)?;
+    det.options.conf = a.conf;
+    det.options.iou = a.iou;
+    let bar = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(gt.images.len() as u64)
+    };
+    detect_all(&mut det, gt, dir, tiles.as_ref(), &bar)
+}
+
+/// Every GT image must be in `dir` before a model runs.
+pub(super) fn check_images(gt_path: &Path, gt: &GroundTruth, dir: &Path) -> Result<()> {
     if !dir.is_dir() {
         bail!("--images {}: no such folder", dir.display());
     }
-    // Every GT image must be there before the model runs.
     for (i, im) in gt.images.iter().enumerate() {
         if !dir.join(&im.file_name).is_file() {
             bail!(
                 "{}: images[{i}] (id {}): file '{}' not found in {}",
-                a.gt.display(),
+                gt_path.display(),
                 im.id,
                 im.file_name,
                 dir.display()
             );
         }
     }
-    let model = model_path::resolve(a.model.clone())?;
-    let mut det = Detector::load(&model, &a.engine.options())?;
-    let tiles = a.tiles.options(det.metadata().tile)?;
-    let tiles = tiles.as_ref();
-    det.options.conf = a.conf;
-    det.options.iou = a.iou;
-    let cats = category_map(&det, gt);
+    Ok(())
+}
+
+/// Run `det` over every GT image in `dir` (tiled when `tiles` is given); returns the
+/// detections as COCO boxes and the detection-only frame rate.
+pub(super) fn detect_all(
+    det: &mut Detector,
+    gt: &GroundTruth,
+    dir: &Path,
+    tiles: Option<&speck::detect::TileOptions>,
+    bar: &ProgressBar,
+) -> Result<(Vec<DetBox>, f64)> {
+    let cats = category_map(det, gt);
     let mut images = gt.images.clone();
     images.sort_by_key(|i| i.id);
-    let bar = if a.json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(images.len() as u64)
-    };
+    bar.set_length(images.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"),
     );
@@ -173,8 +190,8 @@ fn run_model(a: &Args, gt: &GroundTruth, dir: &Path) -> Result<(Vec<DetBox>, f64
             }
         }
         let t0 = Instant::now();
-        let dets = detect_maybe_tiled(&mut det, &img, tiles)
-            .with_context(|| path.display().to_string())?;
+        let dets =
+            detect_maybe_tiled(det, &img, tiles).with_context(|| path.display().to_string())?;
         busy += t0.elapsed().as_secs_f64();
         for d in dets {
             let Some(Some(category_id)) = cats.get(d.class_id) else {

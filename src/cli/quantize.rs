@@ -6,8 +6,8 @@ use speck::quantize as glue;
 use speck_quantize::calib::{Method, QParams};
 use speck_quantize::pb;
 use speck_quantize::qdq::{self, QdqOptions, QdqResult};
-use speck_quantize::report::{LayerSqnr, Report, Sqnr};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use speck_quantize::report::{Accuracy, AccuracyMetrics, LayerSqnr, Report, Sqnr};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,7 +16,12 @@ use std::process::ExitCode;
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
   speck quantize models/speck-tiny.onnx --calib examples/data/images -o speck-tiny-int8.onnx
-  speck quantize m.onnx --calib frames/ -o m-int8.onnx --method entropy --cle --bias-correction --report r.json")]
+  speck quantize m.onnx --calib frames/ -o m-int8.onnx --method entropy --cle --bias-correction --report r.json
+  speck quantize models/speck-tiny.onnx --calib frames/ -o int8.onnx --val val/annotations.json --images val/images
+
+Calibration images are cut into the model's tiles (metadata `tile`) as at inference, unless
+--no-tile. With --val, the float and the int8 model are both run over the labelled images (tiled
+as `speck eval` does) and their AP is reported.")]
 pub struct Args {
     /// Float ONNX model.
     model: PathBuf,
@@ -27,7 +32,7 @@ pub struct Args {
     #[arg(short, long)]
     output: PathBuf,
     /// How activation ranges are chosen.
-    #[arg(long, default_value = "minmax", value_parser = ["minmax", "percentile", "entropy", "mse"])]
+    #[arg(long, default_value = "percentile", value_parser = ["minmax", "percentile", "entropy", "mse"])]
     method: String,
     /// Percentile for --method percentile.
     #[arg(long, default_value_t = 99.99)]
@@ -52,9 +57,26 @@ pub struct Args {
     /// (0 turns the pass off).
     #[arg(long, default_value_t = 6.0)]
     sensitivity_db: f64,
+    /// Rounds of the sensitivity pass (each one measures the whole calibration set again).
+    #[arg(long, default_value_t = 2)]
+    sensitivity_rounds: usize,
     /// Use at most this many calibration images.
     #[arg(long)]
     max_images: Option<usize>,
+    /// Calibrate on whole frames even when the model runs on tiles (by default calibration
+    /// frames are cut into the model's tiles, as inference sees them).
+    #[arg(long)]
+    no_tile: bool,
+    /// At most this many model inputs (tiles) for calibration; images are sampled evenly to
+    /// fit.
+    #[arg(long, default_value_t = 256)]
+    max_frames: usize,
+    /// Labelled validation set (COCO JSON): report float versus int8 AP on it (needs --images).
+    #[arg(long, value_name = "GT.json", requires = "images")]
+    val: Option<PathBuf>,
+    /// Folder of the --val images.
+    #[arg(long, value_name = "DIR", requires = "val")]
+    images: Option<PathBuf>,
     /// Write a JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -168,17 +190,35 @@ fn measure(
 /// harmless at 8-bit levels (~40 dB).
 const SENSITIVE_BELOW_DB: f64 = 30.0;
 
-/// Nodes whose int8 form loses more than `limit` dB between their noisiest input and output,
-/// and whose output ends below [`SENSITIVE_BELOW_DB`].
+/// What the sensitivity pass keeps float.
+#[derive(Default)]
+struct Sensitive {
+    /// nodes computed in float, with the reason
+    nodes: BTreeMap<String, String>,
+    /// nodes whose outputs stay float (the noise amplifiers' producers, and the nodes above)
+    float_outputs: BTreeSet<String>,
+}
+
+/// Quantized nodes that lose more than `limit` dB between their noisiest input and their
+/// output, and whose output ends below [`SENSITIVE_BELOW_DB`]. Such a node either quantizes its
+/// weights badly or amplifies the quantization noise of its input (a depthwise filter whose taps
+/// nearly cancel, as in the first blocks of the default model): in both cases it is computed in
+/// float, and its inputs stay float too (their producers still compute in int8 but do not
+/// requantize their outputs), since keeping only the node float would leave the noise in.
 fn sensitive_nodes(
     model: &pb::ModelProto,
     res: &QdqResult,
     per_tensor: &HashMap<String, Sqnr>,
     limit: f64,
-) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+) -> Sensitive {
+    let mut out = Sensitive::default();
     let g = model.graph.as_ref().expect("checked");
     let quantized: HashSet<&str> = res.quantized.iter().map(String::as_str).collect();
+    let producer: HashMap<&str, &str> = g
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n.name.as_str())))
+        .collect();
     for n in g
         .node
         .iter()
@@ -198,15 +238,21 @@ fn sensitive_nodes(
             .next();
         if let (Some(o), Some(i)) = (out_db, ins.iter().copied().reduce(f64::min)) {
             if i - o > limit && o < SENSITIVE_BELOW_DB {
-                out.insert(
+                out.nodes.insert(
                     n.name.clone(),
                     format!(
-                        "sensitivity: int8 costs {:.1} dB across it ({:.1} dB in, {:.1} dB out)",
+                        "sensitivity: int8 costs {:.1} dB across it ({:.1} dB in, {:.1} dB out); its inputs stay float",
                         i - o,
                         i,
                         o
                     ),
                 );
+                out.float_outputs.insert(n.name.clone());
+                for t in &n.input {
+                    if let Some(p) = producer.get(t.as_str()) {
+                        out.float_outputs.insert(p.to_string());
+                    }
+                }
             }
         }
     }
@@ -221,10 +267,35 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(m) = a.max_images {
         paths.truncate(m.max(1));
     }
+    let val = match (&a.val, &a.images) {
+        (Some(gt_path), Some(dir)) => {
+            let gt = speck::eval::GroundTruth::load(gt_path)?;
+            super::eval::check_images(gt_path, &gt, dir)?;
+            Some((gt_path.clone(), gt, dir.clone()))
+        }
+        _ => None,
+    };
     qdq::name_nodes(&mut model);
     let float_model = model.clone();
     let mut fe = glue::engine_for(&model, threads)?;
-    let frames = glue::load_frames(&fe, &paths)?;
+    let (meta, shape) = glue::input_metadata(&fe)?;
+    let cut = match meta.tile {
+        Some(t) if !a.no_tile => glue::FrameCut::Tiles(t, 0.2),
+        _ => glue::FrameCut::Whole,
+    };
+    let per_image = glue::load_frame(&paths[0], &meta, &shape, cut)?
+        .len()
+        .max(1);
+    if paths.len() * per_image > a.max_frames.max(1) {
+        let keep = (a.max_frames.max(1) / per_image).max(1);
+        let n = paths.len();
+        paths = (0..keep).map(|i| paths[i * n / keep].clone()).collect();
+        log::info!(
+            "calibrating on {keep} of {n} images ({per_image} inputs each, --max-frames {})",
+            a.max_frames
+        );
+    }
+    let frames = glue::load_frames(&fe, &paths, cut)?;
     let signed = a.int8_activations;
     let per_channel = !a.per_tensor;
     let method = match a.method.as_str() {
@@ -281,15 +352,25 @@ pub fn run(a: Args) -> Result<ExitCode> {
         float_outputs,
     };
     let mut res = qdq::quantize_model(&model, &ranges, &opts)?;
-    let (mut measured, per_tensor) = measure(&float_model, &res, &frames, threads)?;
-    if a.sensitivity_db > 0.0 {
+    let (mut measured, mut per_tensor) = measure(&float_model, &res, &frames, threads)?;
+    // Each round keeps the worst offenders float and measures again: once the first noise
+    // amplifiers read float inputs, the next ones downstream show up.
+    for _ in 0..if a.sensitivity_db > 0.0 {
+        a.sensitivity_rounds
+    } else {
+        0
+    } {
         let extra = sensitive_nodes(&model, &res, &per_tensor, a.sensitivity_db);
-        if !extra.is_empty() {
-            opts.float_outputs.extend(extra.keys().cloned());
-            opts.keep_float.extend(extra);
-            res = qdq::quantize_model(&model, &ranges, &opts)?;
-            measured = measure(&float_model, &res, &frames, threads)?.0;
+        let before = (opts.keep_float.len(), opts.float_outputs.len());
+        opts.float_outputs.extend(extra.float_outputs);
+        for (k, v) in extra.nodes {
+            opts.keep_float.entry(k).or_insert(v);
         }
+        if (opts.keep_float.len(), opts.float_outputs.len()) == before {
+            break;
+        }
+        res = qdq::quantize_model(&model, &ranges, &opts)?;
+        (measured, per_tensor) = measure(&float_model, &res, &frames, threads)?;
     }
 
     let bytes = prost::Message::encode_to_vec(&res.model);
@@ -310,12 +391,68 @@ pub fn run(a: Args) -> Result<ExitCode> {
         kept_float: res.kept_float.clone(),
         layers: measured.layers,
         outputs: measured.outputs,
+        calibration_tiled: matches!(cut, glue::FrameCut::Tiles(..)),
+        accuracy: match &val {
+            Some((gt_path, gt, dir)) => Some(accuracy(&a, gt_path, gt, dir)?),
+            None => None,
+        },
     };
     if let Some(p) = &a.report {
         write_atomic(p, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     print_summary(&report, &res.activations);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Float versus int8 detection metrics on the labelled set, both run by speck (the int8
+/// model fake-quantized in the float engine), tiled as `speck eval` runs them.
+fn accuracy(
+    a: &Args,
+    gt_path: &Path,
+    gt: &speck::eval::GroundTruth,
+    dir: &Path,
+) -> Result<Accuracy> {
+    let mut metrics = vec![];
+    for (what, path) in [("float", &a.model), ("int8", &a.output)] {
+        let opts = speck::EngineOptions {
+            threads: a.threads.max(1),
+            ..Default::default()
+        };
+        let mut det = speck::Detector::load(path, &opts)
+            .with_context(|| format!("loading the {what} model for --val"))?;
+        det.options.conf = 0.05;
+        let tiles = det.metadata().tile.map(|t| speck::detect::TileOptions {
+            tile: t,
+            ..Default::default()
+        });
+        let pb = bar(gt.images.len(), &format!("val {what}"));
+        let (dets, _) = super::eval::detect_all(&mut det, gt, dir, tiles.as_ref(), &pb)?;
+        let r = speck::eval::evaluate(gt, &dets);
+        let tiny = r
+            .tiny
+            .ranges
+            .iter()
+            .find(|(n, _)| n == "tiny")
+            .map(|(_, m)| m);
+        metrics.push(AccuracyMetrics {
+            coco_ap50: r.coco.ap50,
+            coco_ap: r.coco.ap,
+            tiny_ap50: tiny.and_then(|m| m.ap50),
+            tiny_mr50: tiny.and_then(|m| m.mr50),
+        });
+    }
+    let int8 = metrics.pop().expect("two runs");
+    let float = metrics.pop().expect("two runs");
+    Ok(Accuracy {
+        gt: gt_path.display().to_string(),
+        images: gt.images.len(),
+        float,
+        int8,
+    })
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{:.1}", v * 100.0))
 }
 
 fn print_summary(r: &Report, _acts: &BTreeMap<String, QParams>) {
@@ -357,6 +494,19 @@ fn print_summary(r: &Report, _acts: &BTreeMap<String, QParams>) {
             .map(|l| format!("{} ({}) {:.1} dB", l.node, l.op_type, l.sqnr_db))
             .collect();
         println!("lowest layer SQNR: {}", w.join(", "));
+    }
+    if let Some(acc) = &r.accuracy {
+        println!(
+            "accuracy on {} ({} images): AP50 {} float -> {} int8; AP50-tiny {} -> {}; MR50-tiny {} -> {}",
+            acc.gt,
+            acc.images,
+            pct(acc.float.coco_ap50),
+            pct(acc.int8.coco_ap50),
+            pct(acc.float.tiny_ap50),
+            pct(acc.int8.tiny_ap50),
+            pct(acc.float.tiny_mr50),
+            pct(acc.int8.tiny_mr50),
+        );
     }
     if r.kept_float.is_empty() {
         println!("kept float: none");
