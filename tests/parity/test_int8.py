@@ -1,0 +1,126 @@
+"""speck's int8 engine against ONNX Runtime on the same QDQ models.
+
+QDQ models come from ONNX Runtime's `quantize_static(QuantFormat.QDQ, per_channel=True)` and
+from `speck quantize` (uint8 activations, and `--int8-activations`), on
+`models/reference/mnv3s_224.onnx` and the default detector `models/speck-tiny.onnx`, fed a
+real preprocessed frame. ONNX Runtime runs the QDQ model with its own int8 kernels (its QDQ
+fusions make QLinearConv etc.); speck runs it with its int8 lowering. Both requantize with
+round-half-to-even, so outputs may differ by a rounding flip here and there: at least 99.9% of
+output values must be within one quantization step (the scale of the DequantizeLinear that
+produces the output, or of the nearest one upstream when a float tail follows).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parity_util import ROOT, assert_no_panic, describe, graph_io, ort_run, run_speck, speck_infer
+
+CALIB = ROOT / "examples" / "data" / "images"
+MODELS = {
+    "mnv3s": ROOT / "models" / "reference" / "mnv3s_224.onnx",
+    "speck-tiny": ROOT / "models" / "speck-tiny.onnx",
+}
+
+
+def frame(shape, index: int = 1) -> np.ndarray:
+    """A crop of a sample frame, normalised as the models expect (ImageNet mean/std)."""
+    from PIL import Image
+
+    _, _, h, w = shape
+    img = Image.open(sorted(CALIB.glob("*.jpg"))[index]).convert("RGB").resize((max(w, 640), max(h, 360)))
+    a = np.asarray(img, dtype=np.float32)[:h, :w] / 255.0
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+    return ((a - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def ort_quantize(src: Path, dst: Path, activation: str) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    (name, shape), = graph_io(src)[0]
+
+    class Frames(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{name: frame(shape, i)} for i in range(4)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    act = QuantType.QUInt8 if activation == "u8" else QuantType.QInt8
+    quantize_static(str(src), str(dst), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=act, weight_type=QuantType.QInt8)
+
+
+def speck_quantize(src: Path, dst: Path, activation: str) -> None:
+    args = ["quantize", src, "--calib", CALIB, "-o", dst, "--max-images", "3"]
+    if activation == "i8":
+        args.append("--int8-activations")
+    proc = run_speck(args, timeout=900)
+    assert_no_panic(proc)
+    assert proc.returncode == 0, describe(proc)
+
+
+def output_steps(model_path: Path) -> dict:
+    """Per graph output, the scale of the nearest DequantizeLinear at or above it."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(model_path))
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    steps = {}
+    for out in m.graph.output:
+        frontier, seen, scale = [out.name], set(), None
+        while frontier and scale is None:
+            nxt = []
+            for v in frontier:
+                n = producer.get(v)
+                if n is None or v in seen:
+                    continue
+                seen.add(v)
+                if n.op_type == "DequantizeLinear" and n.input[0] not in inits:
+                    scale = float(np.max(inits[n.input[1]]))
+                    break
+                nxt.extend(n.input)
+            frontier = nxt
+        steps[out.name] = scale
+    return steps
+
+
+CASES = [(model, quantizer, act) for model in MODELS for quantizer in ("ort", "speck") for act in ("u8", "i8")]
+
+
+@pytest.fixture(scope="module")
+def qdq_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("int8")
+
+
+@pytest.mark.parametrize("model,quantizer,act", CASES, ids=["-".join(c) for c in CASES])
+def test_int8_engine_matches_onnxruntime(model, quantizer, act, qdq_dir, tmp_path):
+    src = MODELS[model]
+    if not src.is_file():
+        pytest.fail(f"{src} missing")
+    qdq = qdq_dir / f"{model}-{quantizer}-{act}.onnx"
+    (ort_quantize if quantizer == "ort" else speck_quantize)(src, qdq, act)
+    (name, shape), = graph_io(qdq)[0]
+    x = frame(shape)
+    ref = ort_run(qdq, [x])
+    proc, outdir = speck_infer(qdq, [x], tmp_path, extra=["-v"], timeout=300)
+    assert_no_panic(proc)
+    assert proc.returncode == 0, describe(proc)
+    log = proc.stderr.decode(errors="replace")
+    assert "QDQ lowered to int8 ops" in log, "the int8 lowering did not run\n" + describe(proc)
+    steps = output_steps(qdq)
+    for k, r in ref.items():
+        got = np.load(outdir / f"{k}.npy")
+        assert got.shape == r.shape
+        step = steps[k]
+        assert step is not None, f"{k}: no DequantizeLinear upstream"
+        err = np.abs(got.astype(np.float64) - r.astype(np.float64))
+        within = float(np.mean(err <= step * 1.0001 + 1e-6))
+        print(f"{model} {quantizer} {act} {k}: step {step:.4g}, within 1 step {within * 100:.3f}%, "
+              f"max err {err.max() / step:.2f} steps")
+        assert within >= 0.999, (k, within, float(err.max() / step))
