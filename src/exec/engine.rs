@@ -112,6 +112,9 @@ impl Engine {
         if opts.optimize {
             pass_log.extend(crate::passes::optimize(&mut graph));
         }
+        for line in &pass_log {
+            log::info!("{line}");
+        }
         let is_view: Vec<bool> = graph.nodes.iter().map(|n| n.op.is_view()).collect();
         let memory = memory::plan(&graph, &is_view);
         if memory.arena_len > MAX_ARENA_F32 {

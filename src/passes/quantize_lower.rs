@@ -211,12 +211,26 @@ impl Cx<'_> {
             Op::Pool(p) if p.kind == PoolKind::Max && self.g.values[y].shape.len() == 4 => {
                 let (xq, qi) = self.dq(n.inputs[0])?;
                 let op = Box::new(n.op.clone());
-                Some((QOp::Float { op, input: qi, out: qo }, vec![xq]))
+                Some((
+                    QOp::Float {
+                        op,
+                        input: qi,
+                        out: qo,
+                    },
+                    vec![xq],
+                ))
             }
             Op::Resize(_) if self.g.values[y].shape.len() == 4 => {
                 let (xq, qi) = self.dq(n.inputs[0])?;
                 let op = Box::new(n.op.clone());
-                Some((QOp::Float { op, input: qi, out: qo }, vec![xq]))
+                Some((
+                    QOp::Float {
+                        op,
+                        input: qi,
+                        out: qo,
+                    },
+                    vec![xq],
+                ))
             }
             _ => None,
         }
@@ -265,7 +279,11 @@ pub fn lower_int8(g: &mut Graph) -> usize {
             Op::DequantizeLinear(p) => {
                 if let (Some(src), Some(q)) = (cx.int8.get(&n.inputs[0]), QType::from_params(p)) {
                     if src.signed == q.signed {
-                        replaced.push((i, int8(QOp::Dequantize { input: q }, shape()), n.inputs.clone()));
+                        replaced.push((
+                            i,
+                            int8(QOp::Dequantize { input: q }, shape()),
+                            n.inputs.clone(),
+                        ));
                     }
                 }
             }

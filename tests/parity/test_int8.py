@@ -3,11 +3,18 @@
 QDQ models come from ONNX Runtime's `quantize_static(QuantFormat.QDQ, per_channel=True)` and
 from `speck quantize` (uint8 activations, and `--int8-activations`), on
 `models/reference/mnv3s_224.onnx` and the default detector `models/speck-tiny.onnx`, fed a
-real preprocessed frame. ONNX Runtime runs the QDQ model with its own int8 kernels (its QDQ
-fusions make QLinearConv etc.); speck runs it with its int8 lowering. Both requantize with
-round-half-to-even, so outputs may differ by a rounding flip here and there: at least 99.9% of
-output values must be within one quantization step (the scale of the DequantizeLinear that
-produces the output, or of the nearest one upstream when a float tail follows).
+real preprocessed frame. speck runs the model with its int8 lowering (the log must say so).
+
+Two ONNX Runtime references:
+- graph optimizations off: ONNX Runtime executes QuantizeLinear / DequantizeLinear and the
+  float ops between them as the ONNX spec defines the QDQ model. speck must match it: at least
+  99.9% of output values within one quantization step (the scale of the DequantizeLinear
+  that produces the output, or of the nearest one upstream when a float tail follows);
+- default optimizations: ONNX Runtime's own int8 kernels (QLinearConv etc. from its QDQ
+  fusions). On MobileNetV3 speck must match it the same way. On speck-tiny ONNX Runtime's
+  fused run itself departs from its unfused run (about 96% of heatmap values within a step
+  here, up to 10 steps off), so there the comparison is printed, and the check is that speck
+  is no further from it than ONNX Runtime's own unfused run is.
 """
 from __future__ import annotations
 
@@ -63,6 +70,16 @@ def speck_quantize(src: Path, dst: Path, activation: str) -> None:
     assert proc.returncode == 0, describe(proc)
 
 
+def ort_reference_semantics(model_path: Path, x: np.ndarray) -> dict:
+    """ONNX Runtime with graph optimizations off: Q, DQ and float ops as the QDQ model says."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    s = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in s.get_outputs()], s.run(None, {s.get_inputs()[0].name: x})))
+
+
 def output_steps(model_path: Path) -> dict:
     """Per graph output, the scale of the nearest DequantizeLinear at or above it."""
     import onnx
@@ -108,19 +125,31 @@ def test_int8_engine_matches_onnxruntime(model, quantizer, act, qdq_dir, tmp_pat
     (name, shape), = graph_io(qdq)[0]
     x = frame(shape)
     ref = ort_run(qdq, [x])
+    ref_spec = ort_reference_semantics(qdq, x)
     proc, outdir = speck_infer(qdq, [x], tmp_path, extra=["-v"], timeout=300)
     assert_no_panic(proc)
     assert proc.returncode == 0, describe(proc)
     log = proc.stderr.decode(errors="replace")
     assert "QDQ lowered to int8 ops" in log, "the int8 lowering did not run\n" + describe(proc)
     steps = output_steps(qdq)
+
+    def within(a, b, step):
+        err = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        return float(np.mean(err <= step * 1.0001 + 1e-6)), float(err.max() / step)
+
     for k, r in ref.items():
         got = np.load(outdir / f"{k}.npy")
         assert got.shape == r.shape
         step = steps[k]
         assert step is not None, f"{k}: no DequantizeLinear upstream"
-        err = np.abs(got.astype(np.float64) - r.astype(np.float64))
-        within = float(np.mean(err <= step * 1.0001 + 1e-6))
-        print(f"{model} {quantizer} {act} {k}: step {step:.4g}, within 1 step {within * 100:.3f}%, "
-              f"max err {err.max() / step:.2f} steps")
-        assert within >= 0.999, (k, within, float(err.max() / step))
+        w_spec, m_spec = within(got, ref_spec[k], step)
+        w_ort, m_ort = within(got, r, step)
+        w_ort_self, _ = within(ref_spec[k], r, step)
+        print(f"{model} {quantizer} {act} {k}: step {step:.4g}; vs ORT unfused {w_spec * 100:.3f}% within "
+              f"1 step (max {m_spec:.1f}); vs ORT fused {w_ort * 100:.3f}% (max {m_ort:.1f}); "
+              f"ORT unfused vs fused {w_ort_self * 100:.3f}%")
+        assert w_spec >= 0.999, (k, w_spec, m_spec)
+        if model == "mnv3s":
+            assert w_ort >= 0.999, (k, w_ort, m_ort)
+        else:
+            assert w_ort >= w_ort_self - 0.002, (k, w_ort, w_ort_self)

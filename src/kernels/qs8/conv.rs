@@ -61,8 +61,22 @@ impl ConvQs8 {
         }
         let (n, c, h, w) = (in_shape[0], in_shape[1], in_shape[2], in_shape[3]);
         let c2 = &q.conv;
-        let oh = out_len(h, kh, c2.strides[0], c2.dilations[0], c2.pads[0], c2.pads[2])?;
-        let ow = out_len(w, kw, c2.strides[1], c2.dilations[1], c2.pads[1], c2.pads[3])?;
+        let oh = out_len(
+            h,
+            kh,
+            c2.strides[0],
+            c2.dilations[0],
+            c2.pads[0],
+            c2.pads[2],
+        )?;
+        let ow = out_len(
+            w,
+            kw,
+            c2.strides[1],
+            c2.dilations[1],
+            c2.pads[1],
+            c2.pads[3],
+        )?;
         let mp = m.div_ceil(NR) * NR;
         let zx = q.input.zero_point;
         let (mode, activation) = match q.out {
@@ -101,7 +115,11 @@ impl ConvQs8 {
                 d: c2.dilations,
             };
             let dk = dwconv::select(level);
-            (Algo::Depthwise(dk, dwconv::pack_weights(&q.weights, &g)), None, 0)
+            (
+                Algo::Depthwise(dk, dwconv::pack_weights(&q.weights, &g)),
+                None,
+                0,
+            )
         } else if q.conv.group == 1 {
             // Weights reordered to [m][ky][kx][c] to match NHWC rows.
             let kk = kh * kw * c;
@@ -119,11 +137,7 @@ impl ConvQs8 {
             }
             let p = PackedB::new(&wr, m, kk);
             let k4 = p.k4;
-            (
-                if one { Algo::Gemm1x1 } else { Algo::Im2col },
-                Some(p),
-                k4,
-            )
+            (if one { Algo::Gemm1x1 } else { Algo::Im2col }, Some(p), k4)
         } else {
             (Algo::Direct, None, 0)
         };
@@ -247,7 +261,15 @@ impl ConvQs8 {
                 Algo::Direct => {
                     let xs = std::slice::from_raw_parts(xb, h * w * c);
                     let ys = std::slice::from_raw_parts_mut(yb, oh * ow * m * self.out_elem());
-                    conv_direct(&self.q, &self.bias, &self.scale, self.mode, [h, w, c], xs, ys);
+                    conv_direct(
+                        &self.q,
+                        &self.bias,
+                        &self.scale,
+                        self.mode,
+                        [h, w, c],
+                        xs,
+                        ys,
+                    );
                 }
             }
         }
@@ -281,7 +303,8 @@ impl ConvQs8 {
             for ox in 0..ow {
                 let row = cols.add((oy * ow + ox) * stride);
                 for ky in 0..kh {
-                    let iy = (oy * cv.strides[0] + ky * cv.dilations[0]) as isize - cv.pads[0] as isize;
+                    let iy =
+                        (oy * cv.strides[0] + ky * cv.dilations[0]) as isize - cv.pads[0] as isize;
                     for kx in 0..kw {
                         let ix = (ox * cv.strides[1] + kx * cv.dilations[1]) as isize
                             - cv.pads[1] as isize;

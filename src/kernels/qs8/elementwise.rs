@@ -40,7 +40,9 @@ pub fn dequantize(q: QType, shape: &[usize], x: &[u8], y: &mut [f32]) {
 
 /// A 256-entry table `Q_out(f(DQ_in(v)))`.
 pub fn lut_table(input: QType, out: QType, f: impl Fn(f32) -> f32) -> Vec<u8> {
-    (0..=255u8).map(|v| out.quantize(f(input.dequantize(v)))).collect()
+    (0..=255u8)
+        .map(|v| out.quantize(f(input.dequantize(v))))
+        .collect()
 }
 
 /// `y = table[x]`.
@@ -71,12 +73,19 @@ pub fn binary(
         QBinaryKind::Mul => x * z,
     };
     if per_channel {
-        // a is NHWC with c channels per pixel, b holds N*c values.
-        let hw = a.len() / (b.len() / c.max(1)).max(1) / c.max(1);
-        for (i, (o, &va)) in y.iter_mut().zip(a).enumerate() {
-            let img = i / (hw * c);
-            let vb = b[img * c + i % c];
-            *o = qo.quantize(f(ta[va as usize], tb[vb as usize]));
+        // a is NHWC with c channels per pixel; b holds one value per (image, channel).
+        let c = c.max(1);
+        let per_image = a.len() / (b.len() / c).max(1);
+        for (img, (ya, aa)) in y.chunks_mut(per_image).zip(a.chunks(per_image)).enumerate() {
+            let bt: Vec<f32> = b[img * c..(img + 1) * c]
+                .iter()
+                .map(|&v| tb[v as usize])
+                .collect();
+            for (yp, ap) in ya.chunks_mut(c).zip(aa.chunks(c)) {
+                for ((o, &va), &vb) in yp.iter_mut().zip(ap).zip(&bt) {
+                    *o = qo.quantize(f(ta[va as usize], vb));
+                }
+            }
         }
     } else {
         for ((o, &va), &vb) in y.iter_mut().zip(a).zip(b) {
@@ -104,7 +113,14 @@ pub fn stored_shape(shape: &[usize]) -> Vec<usize> {
 }
 
 /// Concatenate stored tensors along ONNX `axis`, requantizing each input to `qo`.
-pub fn concat(axis: usize, shapes: &[Vec<usize>], qs: &[QType], qo: QType, xs: &[&[u8]], y: &mut [u8]) {
+pub fn concat(
+    axis: usize,
+    shapes: &[Vec<usize>],
+    qs: &[QType],
+    qo: QType,
+    xs: &[&[u8]],
+    y: &mut [u8],
+) {
     let rank = shapes[0].len();
     let ax = stored_axis(rank, axis);
     let st: Vec<Vec<usize>> = shapes.iter().map(|s| stored_shape(s)).collect();
@@ -126,7 +142,15 @@ pub fn concat(axis: usize, shapes: &[Vec<usize>], qs: &[QType], qo: QType, xs: &
 }
 
 /// Global average pool of an NHWC tensor: the f32 mean of the dequantized values, quantized.
-pub fn global_average_pool(qi: QType, qo: QType, n: usize, hw: usize, c: usize, x: &[u8], y: &mut [u8]) {
+pub fn global_average_pool(
+    qi: QType,
+    qo: QType,
+    n: usize,
+    hw: usize,
+    c: usize,
+    x: &[u8],
+    y: &mut [u8],
+) {
     let mut sum = vec![0i64; c];
     for b in 0..n {
         sum.iter_mut().for_each(|s| *s = 0);
@@ -137,8 +161,8 @@ pub fn global_average_pool(qi: QType, qo: QType, n: usize, hw: usize, c: usize, 
             }
         }
         for ch in 0..c {
-            let mean = (sum[ch] - qi.zero_point as i64 * hw as i64) as f64 * qi.scale as f64
-                / hw as f64;
+            let mean =
+                (sum[ch] - qi.zero_point as i64 * hw as i64) as f64 * qi.scale as f64 / hw as f64;
             y[b * c + ch] = qo.quantize(mean as f32);
         }
     }

@@ -57,7 +57,8 @@ impl Int8Kernel {
         match (&self.conv, &self.op.op) {
             (Some(c), _) => c.scratch_len(),
             (None, QOp::Float { .. }) => {
-                self.in_shapes[0].iter().product::<usize>() + self.op.out_shape.iter().product::<usize>()
+                self.in_shapes[0].iter().product::<usize>()
+                    + self.op.out_shape.iter().product::<usize>()
             }
             _ => 0,
         }
@@ -82,7 +83,10 @@ impl Int8Kernel {
                 ew::dequantize(*input, &self.op.out_shape, in0(), y);
             }
             QOp::Conv(_) => {
-                self.conv.as_ref().expect("planned").run(ins[0], out, scratch);
+                self.conv
+                    .as_ref()
+                    .expect("planned")
+                    .run(ins[0], out, scratch);
             }
             QOp::Lut { table } => ew::lut(table, in0(), out_u8()),
             QOp::Binary {
@@ -93,7 +97,11 @@ impl Int8Kernel {
                 b_per_channel,
             } => {
                 let bl = len(&self.in_shapes[1]);
-                let c = if self.in_shapes[0].len() == 4 { self.in_shapes[0][1] } else { 1 };
+                let c = if self.in_shapes[0].len() == 4 {
+                    self.in_shapes[0][1]
+                } else {
+                    1
+                };
                 ew::binary(
                     *kind,
                     *a,
@@ -106,7 +114,11 @@ impl Int8Kernel {
                     out_u8(),
                 );
             }
-            QOp::Concat { axis, inputs, out: qo } => {
+            QOp::Concat {
+                axis,
+                inputs,
+                out: qo,
+            } => {
                 let xs: Vec<&[u8]> = ins
                     .iter()
                     .zip(&self.in_shapes)

@@ -23,15 +23,39 @@ impl Rng {
     }
 }
 
-fn qconv(rng: &mut Rng, m: usize, c: usize, group: usize, k: usize, s: usize, pad: usize, out: QConvOut, zx: i32) -> QConv {
+fn qconv(
+    rng: &mut Rng,
+    m: usize,
+    c: usize,
+    group: usize,
+    k: usize,
+    s: usize,
+    pad: usize,
+    out: QConvOut,
+    zx: i32,
+) -> QConv {
     let cg = c / group;
     QConv {
-        conv: Conv { group, strides: [s, s], pads: [pad; 4], dilations: [1, 1], activation: None },
-        weights: rng.bytes(m * cg * k * k).into_iter().map(|v| v as i8).collect(),
+        conv: Conv {
+            group,
+            strides: [s, s],
+            pads: [pad; 4],
+            dilations: [1, 1],
+            activation: None,
+        },
+        weights: rng
+            .bytes(m * cg * k * k)
+            .into_iter()
+            .map(|v| v as i8)
+            .collect(),
         w_shape: [m, cg, k, k],
         w_scale: (0..m).map(|i| 0.001 + i as f32 * 1e-4).collect(),
         bias: (0..m).map(|_| rng.next() as i32 % 4000).collect(),
-        input: QType { scale: 0.02, zero_point: zx, signed: false },
+        input: QType {
+            scale: 0.02,
+            zero_point: zx,
+            signed: false,
+        },
         out,
     }
 }
@@ -42,19 +66,35 @@ fn planned_convs_match_the_direct_reference() {
     let levels = [Level::Scalar, Level::Avx2, Level::Avx512Vnni];
     // (m, c, group, k, stride, pad, h, w)
     let cases = [
-        (17, 13, 1, 1, 1, 0, 5, 7),   // 1x1 gemm
-        (16, 63, 1, 1, 1, 0, 3, 3),   // 1x1, K 63
-        (5, 3, 1, 3, 2, 1, 9, 11),    // im2col (first conv)
-        (8, 6, 1, 3, 1, 1, 4, 5),     // im2col padded
-        (20, 20, 20, 3, 1, 1, 7, 9),  // depthwise 3x3
-        (17, 17, 17, 5, 2, 2, 9, 8),  // depthwise 5x5 s2
-        (12, 12, 4, 3, 1, 1, 5, 5),   // grouped: direct
+        (17, 13, 1, 1, 1, 0, 5, 7),  // 1x1 gemm
+        (16, 63, 1, 1, 1, 0, 3, 3),  // 1x1, K 63
+        (5, 3, 1, 3, 2, 1, 9, 11),   // im2col (first conv)
+        (8, 6, 1, 3, 1, 1, 4, 5),    // im2col padded
+        (20, 20, 20, 3, 1, 1, 7, 9), // depthwise 3x3
+        (17, 17, 17, 5, 2, 2, 9, 8), // depthwise 5x5 s2
+        (12, 12, 4, 3, 1, 1, 5, 5),  // grouped: direct
     ];
     for &(m, c, group, k, s, pad, h, w) in &cases {
         for &zx in &[0, 128, 255] {
             let outs = [
-                QConvOut::Quant { q: QType { scale: 0.05, zero_point: 3, signed: false }, lo: 0, hi: 255 },
-                QConvOut::Quant { q: QType { scale: 0.1, zero_point: 128, signed: true }, lo: 128, hi: 255 },
+                QConvOut::Quant {
+                    q: QType {
+                        scale: 0.05,
+                        zero_point: 3,
+                        signed: false,
+                    },
+                    lo: 0,
+                    hi: 255,
+                },
+                QConvOut::Quant {
+                    q: QType {
+                        scale: 0.1,
+                        zero_point: 128,
+                        signed: true,
+                    },
+                    lo: 128,
+                    hi: 255,
+                },
                 QConvOut::Float { activation: None },
             ];
             for out in outs {
@@ -65,17 +105,30 @@ fn planned_convs_match_the_direct_reference() {
                 let float = matches!(out, QConvOut::Float { .. });
                 let (mode, scale): (EpiMode, Vec<f32>) = match out {
                     QConvOut::Quant { q: o, lo, hi } => (
-                        EpiMode::Quant { zp: o.zero_point, lo: lo as i32, hi: hi as i32 },
-                        q.w_scale.iter().map(|&sw| q.input.scale * sw / o.scale).collect(),
+                        EpiMode::Quant {
+                            zp: o.zero_point,
+                            lo: lo as i32,
+                            hi: hi as i32,
+                        },
+                        q.w_scale
+                            .iter()
+                            .map(|&sw| q.input.scale * sw / o.scale)
+                            .collect(),
                     ),
-                    QConvOut::Float { .. } => (EpiMode::Float, q.w_scale.iter().map(|&sw| q.input.scale * sw).collect()),
+                    QConvOut::Float { .. } => (
+                        EpiMode::Float,
+                        q.w_scale.iter().map(|&sw| q.input.scale * sw).collect(),
+                    ),
                 };
                 let elem = if float { 4 } else { 1 };
                 let mut want = vec![0u8; oh * ow * m * elem];
                 conv_direct(&q, &q.bias, &scale, mode, [h, w, c], &x, &mut want);
                 if float {
                     // the planned conv writes NCHW f32
-                    let nhwc: Vec<f32> = want.chunks(4).map(|b| f32::from_ne_bytes(b.try_into().unwrap())).collect();
+                    let nhwc: Vec<f32> = want
+                        .chunks(4)
+                        .map(|b| f32::from_ne_bytes(b.try_into().unwrap()))
+                        .collect();
                     let mut nchw = vec![0f32; nhwc.len()];
                     for p in 0..oh * ow {
                         for mm in 0..m {
@@ -93,7 +146,14 @@ fn planned_convs_match_the_direct_reference() {
                     let mut scratch = vec![0f32; plan.scratch_len()];
                     let mut got = vec![0u8; want.len()];
                     unsafe { plan.run(x.as_ptr(), got.as_mut_ptr(), &mut scratch) };
-                    assert_eq!(got, want, "{} {:?} case {:?} zx {zx}", plan.algorithm(), level, (m, c, group, k, s, pad, h, w));
+                    assert_eq!(
+                        got,
+                        want,
+                        "{} {:?} case {:?} zx {zx}",
+                        plan.algorithm(),
+                        level,
+                        (m, c, group, k, s, pad, h, w)
+                    );
                 }
             }
         }
@@ -103,9 +163,21 @@ fn planned_convs_match_the_direct_reference() {
 #[test]
 fn elementwise_kernels_follow_their_definitions() {
     use super::elementwise::*;
-    let qa = QType { scale: 0.03, zero_point: 10, signed: false };
-    let qb = QType { scale: 0.07, zero_point: 128, signed: true };
-    let qo = QType { scale: 0.05, zero_point: 100, signed: false };
+    let qa = QType {
+        scale: 0.03,
+        zero_point: 10,
+        signed: false,
+    };
+    let qb = QType {
+        scale: 0.07,
+        zero_point: 128,
+        signed: true,
+    };
+    let qo = QType {
+        scale: 0.05,
+        zero_point: 100,
+        signed: false,
+    };
     let mut rng = Rng(5);
     // [1, 3, 2, 2] NCHW -> NHWC round trip
     let x: Vec<f32> = (0..12).map(|i| i as f32 * 0.1 - 0.5).collect();
@@ -121,9 +193,22 @@ fn elementwise_kernels_follow_their_definitions() {
     let a = rng.bytes(12);
     let b = rng.bytes(3);
     let mut y = vec![0u8; 12];
-    binary(crate::ops::QBinaryKind::Mul, qa, qb, qo, 3, true, &a, &b, &mut y);
+    binary(
+        crate::ops::QBinaryKind::Mul,
+        qa,
+        qb,
+        qo,
+        3,
+        true,
+        &a,
+        &b,
+        &mut y,
+    );
     for i in 0..12 {
-        assert_eq!(y[i], qo.quantize(qa.dequantize(a[i]) * qb.dequantize(b[i % 3])));
+        assert_eq!(
+            y[i],
+            qo.quantize(qa.dequantize(a[i]) * qb.dequantize(b[i % 3]))
+        );
     }
     // global average pool
     let mut g = vec![0u8; 3];
@@ -136,7 +221,14 @@ fn elementwise_kernels_follow_their_definitions() {
     let x1 = rng.bytes(4);
     let x2 = rng.bytes(2);
     let mut y = vec![0u8; 6];
-    concat(1, &[vec![1, 2, 1, 2], vec![1, 1, 1, 2]], &[qo, qa], qo, &[&x1, &x2], &mut y);
+    concat(
+        1,
+        &[vec![1, 2, 1, 2], vec![1, 1, 1, 2]],
+        &[qo, qa],
+        qo,
+        &[&x1, &x2],
+        &mut y,
+    );
     assert_eq!(&y[0..2], &x1[0..2]);
     assert_eq!(y[2], qo.quantize(qa.dequantize(x2[0])));
     assert_eq!(&y[3..5], &x1[2..4]);

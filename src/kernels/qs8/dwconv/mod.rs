@@ -16,9 +16,9 @@
 //! Kernels: `dwconv_qs8_kxk_scalar` (reference), `dwconv_qs8_kxk_16c_avx2`. NEON (`SMLAL` on
 //! 8 channels) slots in as a sibling with the same packing.
 
-mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod scalar;
 
 use super::gemm::EpiMode;
 use super::Level;

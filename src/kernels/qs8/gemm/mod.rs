@@ -21,11 +21,11 @@
 //! `gemm_qs8_8x16c4_avx512vnni` (`vpdpbusd`). An aarch64 `neondot` kernel (`SDOT` on the same c4
 //! layout) and a `neon` one (`SMLAL` after widening) slot in as siblings.
 
-mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512vnni;
+mod scalar;
 
 use super::Level;
 

@@ -15,7 +15,9 @@ fn run_case(k: &GemmKernel, m: usize, n: usize, kk: usize, mode: EpiMode, rng: &
     let b = PackedB::new(&w, n, kk);
     let np = n.div_ceil(NR) * NR;
     let bias: Vec<i32> = (0..np).map(|_| rng.next() as i32 % 5000).collect();
-    let scale: Vec<f32> = (0..np).map(|_| 1e-4 + (rng.next() % 1000) as f32 * 1e-5).collect();
+    let scale: Vec<f32> = (0..np)
+        .map(|_| 1e-4 + (rng.next() % 1000) as f32 * 1e-5)
+        .collect();
     let epi = Epilogue {
         bias: &bias,
         scale: &scale,
@@ -28,7 +30,16 @@ fn run_case(k: &GemmKernel, m: usize, n: usize, kk: usize, mode: EpiMode, rng: &
     let reference = select(Level::Scalar);
     unsafe {
         gemm(k, m, a.as_ptr(), lda, &b, &epi, got.as_mut_ptr(), ldc);
-        gemm(&reference, m, a.as_ptr(), lda, &b, &epi, want.as_mut_ptr(), ldc);
+        gemm(
+            &reference,
+            m,
+            a.as_ptr(),
+            lda,
+            &b,
+            &epi,
+            want.as_mut_ptr(),
+            ldc,
+        );
     }
     assert_eq!(got, want, "{} m={m} n={n} k={kk} {mode:?}", k.name);
     // The reference against naive arithmetic.
@@ -62,9 +73,21 @@ fn every_gemm_kernel_matches_the_reference() {
             for &n in &[1, 15, 16, 17, 35] {
                 for &kk in &[1, 4, 17, 63] {
                     for mode in [
-                        EpiMode::Quant { zp: 0, lo: 0, hi: 255 },
-                        EpiMode::Quant { zp: 255, lo: 10, hi: 255 },
-                        EpiMode::Quant { zp: 128, lo: 0, hi: 200 },
+                        EpiMode::Quant {
+                            zp: 0,
+                            lo: 0,
+                            hi: 255,
+                        },
+                        EpiMode::Quant {
+                            zp: 255,
+                            lo: 10,
+                            hi: 255,
+                        },
+                        EpiMode::Quant {
+                            zp: 128,
+                            lo: 0,
+                            hi: 200,
+                        },
                         EpiMode::Float,
                     ] {
                         run_case(&k, m, n, kk, mode, &mut rng);
@@ -80,7 +103,23 @@ fn gemm_threads_agree() {
     let mut rng = Rng(7);
     let k = select(Level::Avx512Vnni);
     for threads in [1, 2, 4] {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| run_case(&k, 77, 40, 33, EpiMode::Quant { zp: 3, lo: 0, hi: 255 }, &mut rng));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            run_case(
+                &k,
+                77,
+                40,
+                33,
+                EpiMode::Quant {
+                    zp: 3,
+                    lo: 0,
+                    hi: 255,
+                },
+                &mut rng,
+            )
+        });
     }
 }
