@@ -5,6 +5,7 @@
 //! `cargo bench --bench int8_peak` (prints GMAC/s; an ISA the host lacks is reported, not run).
 
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::incompatible_msrv)] // x86 only: AVX-512 intrinsics are stable since 1.89
 mod x86 {
     use std::arch::x86_64::*;
     use std::time::Instant;

@@ -23,6 +23,7 @@ impl Rng {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn qconv(
     rng: &mut Rng,
     m: usize,

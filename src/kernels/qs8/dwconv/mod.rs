@@ -72,6 +72,7 @@ pub struct DwKernel {
 }
 
 /// Every depthwise kernel in this build, best first.
+#[allow(clippy::vec_init_then_push)] // pushes are per-architecture
 pub fn registry() -> Vec<DwKernel> {
     #[allow(unused_mut)]
     let mut v = vec![];

@@ -2,6 +2,9 @@
 //! packed weight block (16 channels x 4 k, 64 bytes) is one zmm, the row's 4 activation bytes
 //! are broadcast to every lane.
 
+// x86-only module: AVX-512 intrinsics are stable since 1.89, above the crate's Arm MSRV.
+#![allow(clippy::incompatible_msrv)]
+
 use super::{EpiMode, NR};
 use std::arch::x86_64::*;
 

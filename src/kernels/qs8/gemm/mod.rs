@@ -125,6 +125,7 @@ pub struct GemmKernel {
 }
 
 /// Every GEMM kernel this build has, best first (the host may not run all of them).
+#[allow(clippy::vec_init_then_push)] // pushes are per-architecture
 pub fn registry() -> Vec<GemmKernel> {
     #[allow(unused_mut)]
     let mut v = vec![];
@@ -166,6 +167,13 @@ struct SendPtr(*const u8, *mut u8);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+impl SendPtr {
+    /// Taken through a method so closures capture the whole (Send) struct.
+    fn get(self) -> (*const u8, *mut u8) {
+        (self.0, self.1)
+    }
+}
+
 /// `C = A * B'` for `m` rows, with the epilogue; `out_elem` is 1 (u8) or 4 (f32) bytes. Rows
 /// are split over the current rayon pool in tiles of the kernel's MR.
 ///
@@ -191,7 +199,7 @@ pub unsafe fn gemm(
     let p = SendPtr(a, c);
     let blocks = b.n.div_ceil(NR);
     let run_tiles = |t0: usize, t1: usize| {
-        let p = p;
+        let (pa, pc) = p.get();
         for t in t0..t1 {
             let r0 = t * k.mr;
             let mr = k.mr.min(m - r0);
@@ -202,13 +210,13 @@ pub unsafe fn gemm(
                     mr,
                     nc,
                     b.k4,
-                    p.0.add(r0 * lda),
+                    pa.add(r0 * lda),
                     lda,
                     b.data.as_ptr().add(blk * b.k4 * NR * 4),
                     epi.bias.as_ptr().add(n0),
                     epi.scale.as_ptr().add(n0),
                     epi.mode,
-                    p.1.add((r0 * ldc + n0) * out_elem),
+                    pc.add((r0 * ldc + n0) * out_elem),
                     ldc,
                 );
             }
