@@ -107,7 +107,10 @@ def output_steps(model_path: Path) -> dict:
     return steps
 
 
-CASES = [(model, quantizer, act) for model in MODELS for quantizer in ("ort", "speck") for act in ("u8", "i8")]
+# speck's quantizer on speck-tiny takes about a minute in a debug build: its int8-activation
+# form (the same lowering path as on mnv3s) is left out to keep CI short.
+CASES = [(model, quantizer, act) for model in MODELS for quantizer in ("ort", "speck") for act in ("u8", "i8")
+         if not (model == "speck-tiny" and quantizer == "speck" and act == "i8")]
 
 
 @pytest.fixture(scope="module")

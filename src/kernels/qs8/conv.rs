@@ -1,10 +1,10 @@
 //! A quantized convolution planned for one input shape: algorithm choice, packed weights,
 //! folded bias and the requantization multipliers.
 //!
-//! Algorithms: `1x1 gemm` (1x1, stride 1, no padding: the NHWC input is A as it is),
-//! `depthwise` (group == C == M), `im2col gemm` (other group-1 convs: rows of
-//! `kh * kw * C` bytes, padding filled with the input zero point), `direct` (grouped
-//! non-depthwise: the scalar reference loop).
+//! Algorithms: `1x1 gemm` (1x1, stride 1, no padding, one group: the NHWC input is A as it
+//! is), `depthwise` (group == C == M), `im2col gemm` (everything else, one GEMM per group: rows
+//! of `kh * kw * C/group` bytes, padding filled with the input zero point). [`conv_direct`] is
+//! the reference loop the tests hold them to.
 
 use super::dwconv::{self, DwGeom, DwKernel};
 use super::gemm::{self, EpiMode, Epilogue, GemmKernel, PackedB, NR};
@@ -16,7 +16,14 @@ enum Algo {
     Gemm1x1,
     Im2col,
     Depthwise(DwKernel, Vec<i16>),
-    Direct,
+}
+
+/// One group's packed weights and epilogue (padded to whole blocks).
+#[derive(Clone, Debug)]
+struct GroupGemm {
+    packed: PackedB,
+    bias: Vec<i32>,
+    scale: Vec<f32>,
 }
 
 /// A planned quantized convolution.
@@ -24,7 +31,7 @@ enum Algo {
 pub struct ConvQs8 {
     algo: Algo,
     gemm: GemmKernel,
-    packed: Option<PackedB>,
+    groups: Vec<GroupGemm>,
     q: QConv,
     /// N, H, W, C of the input
     nhwc: [usize; 4],
@@ -102,7 +109,9 @@ impl ConvQs8 {
         let depthwise = q.conv.group == c && m == c && cg == 1;
         let one = kh == 1 && kw == 1 && c2.strides == [1, 1] && c2.pads == [0; 4];
         let gemm = gemm::select(level);
-        let (algo, packed, k4) = if depthwise {
+        let group = q.conv.group;
+        let mut groups = vec![];
+        let (algo, k4) = if depthwise {
             let g = DwGeom {
                 h,
                 w,
@@ -115,36 +124,49 @@ impl ConvQs8 {
                 d: c2.dilations,
             };
             let dk = dwconv::select(level);
-            (
-                Algo::Depthwise(dk, dwconv::pack_weights(&q.weights, &g)),
-                None,
-                0,
-            )
-        } else if q.conv.group == 1 {
-            // Weights reordered to [m][ky][kx][c] to match NHWC rows.
-            let kk = kh * kw * c;
-            let mut wr = vec![0i8; m * kk];
-            for mm in 0..m {
-                for ci in 0..c {
-                    for t in 0..kh * kw {
-                        wr[mm * kk + t * c + ci] = q.weights[(mm * c + ci) * kh * kw + t];
+            (Algo::Depthwise(dk, dwconv::pack_weights(&q.weights, &g)), 0)
+        } else {
+            // Per group, weights reordered to [m][ky][kx][c] to match NHWC rows.
+            let mg = m / group;
+            let kk = kh * kw * cg;
+            let mgp = mg.div_ceil(NR) * NR;
+            for g in 0..group {
+                let mut wr = vec![0i8; mg * kk];
+                for j in 0..mg {
+                    for ci in 0..cg {
+                        for t in 0..kh * kw {
+                            wr[j * kk + t * cg + ci] =
+                                q.weights[((g * mg + j) * cg + ci) * kh * kw + t];
+                        }
                     }
                 }
+                let sums = PackedB::row_sums(&wr, mg, kk);
+                let mut gb = vec![0i32; mgp];
+                let mut gs = vec![0f32; mgp];
+                for j in 0..mg {
+                    gb[j] = bias[g * mg + j] - zx * sums[j];
+                    gs[j] = scale[g * mg + j];
+                }
+                groups.push(GroupGemm {
+                    packed: PackedB::new(&wr, mg, kk),
+                    bias: gb,
+                    scale: gs,
+                });
             }
-            let sums = PackedB::row_sums(&wr, m, kk);
-            for mm in 0..m {
-                bias[mm] -= zx * sums[mm];
-            }
-            let p = PackedB::new(&wr, m, kk);
-            let k4 = p.k4;
-            (if one { Algo::Gemm1x1 } else { Algo::Im2col }, Some(p), k4)
-        } else {
-            (Algo::Direct, None, 0)
+            let k4 = kk.div_ceil(4);
+            (
+                if one && group == 1 {
+                    Algo::Gemm1x1
+                } else {
+                    Algo::Im2col
+                },
+                k4,
+            )
         };
         Ok(ConvQs8 {
             algo,
             gemm,
-            packed,
+            groups,
             q: q.clone(),
             nhwc: [n, h, w, c],
             out: [m, oh, ow],
@@ -162,7 +184,6 @@ impl ConvQs8 {
             Algo::Gemm1x1 => format!("1x1 {}", self.gemm.name),
             Algo::Im2col => format!("im2col {}", self.gemm.name),
             Algo::Depthwise(k, _) => k.name.to_string(),
-            Algo::Direct => "conv_qs8_direct_scalar".into(),
         }
     }
 
@@ -205,24 +226,42 @@ impl ConvQs8 {
         } else {
             y
         };
-        let epi = Epilogue {
-            bias: &self.bias,
-            scale: &self.scale,
-            mode: self.mode,
-        };
+        let oe = self.out_elem();
         for b in 0..n {
             let xb = x.add(b * h * w * c);
-            let yb = dst_all.add(b * oh * ow * m * self.out_elem());
+            let yb = dst_all.add(b * oh * ow * m * oe);
             match &self.algo {
                 Algo::Gemm1x1 => {
-                    let p = self.packed.as_ref().expect("packed");
-                    gemm::gemm(&self.gemm, oh * ow, xb, c, p, &epi, yb, m);
+                    let gg = &self.groups[0];
+                    let epi = Epilogue {
+                        bias: &gg.bias,
+                        scale: &gg.scale,
+                        mode: self.mode,
+                    };
+                    gemm::gemm(&self.gemm, oh * ow, xb, c, &gg.packed, &epi, yb, m);
                 }
                 Algo::Im2col => {
-                    let p = self.packed.as_ref().expect("packed");
                     let colp = cols.as_mut_ptr() as *mut u8;
-                    self.im2col(xb, colp);
-                    gemm::gemm(&self.gemm, oh * ow, colp, self.k4 * 4, p, &epi, yb, m);
+                    let mg = m / self.groups.len();
+                    for (g, gg) in self.groups.iter().enumerate() {
+                        self.im2col(xb, colp, g);
+                        let epi = Epilogue {
+                            bias: &gg.bias,
+                            scale: &gg.scale,
+                            mode: self.mode,
+                        };
+                        let yg = yb.add(g * mg * oe);
+                        gemm::gemm(
+                            &self.gemm,
+                            oh * ow,
+                            colp,
+                            self.k4 * 4,
+                            &gg.packed,
+                            &epi,
+                            yg,
+                            m,
+                        );
+                    }
                 }
                 Algo::Depthwise(k, wts) => {
                     let g = DwGeom {
@@ -258,19 +297,6 @@ impl ConvQs8 {
                         (0..oh).for_each(one_row);
                     }
                 }
-                Algo::Direct => {
-                    let xs = std::slice::from_raw_parts(xb, h * w * c);
-                    let ys = std::slice::from_raw_parts_mut(yb, oh * ow * m * self.out_elem());
-                    conv_direct(
-                        &self.q,
-                        &self.bias,
-                        &self.scale,
-                        self.mode,
-                        [h, w, c],
-                        xs,
-                        ys,
-                    );
-                }
             }
         }
         if float_out {
@@ -292,8 +318,10 @@ impl ConvQs8 {
         }
     }
 
-    unsafe fn im2col(&self, x: *const u8, cols: *mut u8) {
+    /// Rows of group `g`'s `kh * kw * C/group` input bytes, one per output pixel.
+    unsafe fn im2col(&self, x: *const u8, cols: *mut u8, g: usize) {
         let [_, h, w, c] = self.nhwc;
+        let cg = self.q.w_shape[1];
         let [_, oh, ow] = self.out;
         let [_, _, kh, kw] = self.q.w_shape;
         let cv = &self.q.conv;
@@ -308,19 +336,19 @@ impl ConvQs8 {
                     for kx in 0..kw {
                         let ix = (ox * cv.strides[1] + kx * cv.dilations[1]) as isize
                             - cv.pads[1] as isize;
-                        let d = row.add((ky * kw + kx) * c);
+                        let d = row.add((ky * kw + kx) * cg);
                         if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                            std::ptr::write_bytes(d, zx, c);
+                            std::ptr::write_bytes(d, zx, cg);
                         } else {
                             std::ptr::copy_nonoverlapping(
-                                x.add((iy as usize * w + ix as usize) * c),
+                                x.add((iy as usize * w + ix as usize) * c + g * cg),
                                 d,
-                                c,
+                                cg,
                             );
                         }
                     }
                 }
-                std::ptr::write_bytes(row.add(kh * kw * c), 0, stride - kh * kw * c);
+                std::ptr::write_bytes(row.add(kh * kw * cg), 0, stride - kh * kw * cg);
             }
         }
     }
