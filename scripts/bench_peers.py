@@ -6,6 +6,9 @@ Needs the peers venv (see ../shared/peers/README.md): run it with that venv's py
 For each model and thread count (1, 2) it runs `speck bench --json` and the peers harness
 (`../shared/peers/peers.py`: ONNX Runtime, OpenVINO, tract, fp32 and int8 QDQ), then prints
 one markdown table with median latencies and speck's ratio to each peer (below 1 = faster).
+speck also runs the int8 QDQ copy the harness makes (MODEL.qdq.onnx, ONNX Runtime's
+quantize_static) on its int8 engine; int8 peers are compared with speck int8, fp32 peers
+with speck fp32.
 """
 import argparse, json, os, re, subprocess, sys
 
@@ -16,14 +19,18 @@ ap.add_argument("--speck", default="target/release/speck")
 ap.add_argument("--peers", default=os.path.join(os.path.dirname(__file__), "../../shared/peers/peers.py"))
 a = ap.parse_args()
 
+def speck_bench(model, threads):
+    s = subprocess.run([a.speck, "bench", model, "--threads", str(threads), "--runs", str(a.runs), "--json"],
+                       capture_output=True, text=True)
+    if s.returncode != 0:
+        sys.exit(f"speck bench failed on {model}: {s.stderr.strip()}")
+    return json.loads(s.stdout)["median_ms"]
+
+
 rows = []
 for model in a.models:
     for threads in (1, 2):
-        s = subprocess.run([a.speck, "bench", model, "--threads", str(threads), "--runs", str(a.runs), "--json"],
-                           capture_output=True, text=True)
-        if s.returncode != 0:
-            sys.exit(f"speck bench failed on {model}: {s.stderr.strip()}")
-        speck_ms = json.loads(s.stdout)["median_ms"]
+        speck_ms = speck_bench(model, threads)
         p = subprocess.run([sys.executable, a.peers, model, "--threads", str(threads), "--runs", str(a.runs)],
                            capture_output=True, text=True)
         peers = {}
@@ -33,14 +40,18 @@ for model in a.models:
                 peers[m.group(1).strip()] = float(m.group(2))
             elif line.strip():
                 peers[line.split("  ")[0].strip()] = None
-        rows.append((os.path.basename(model), threads, speck_ms, peers))
+        qpath = model[:-5] + ".qdq.onnx"
+        speck_int8 = speck_bench(qpath, threads) if os.path.exists(qpath) else None
+        rows.append((os.path.basename(model), threads, speck_ms, speck_int8, peers))
 
-names = sorted({k for r in rows for k in r[3]})
-print("| model | threads | speck fp32 ms | " + " | ".join(f"{n} ms (speck ratio)" for n in names) + " |")
-print("|---|---|---|" + "---|" * len(names))
-for model, threads, sm, peers in rows:
+names = sorted({k for r in rows for k in r[4]})
+print("| model | threads | speck fp32 ms | speck int8 ms | " + " | ".join(f"{n} ms (speck ratio)" for n in names) + " |")
+print("|---|---|---|---|" + "---|" * len(names))
+for model, threads, sm, si, peers in rows:
     cells = []
     for n in names:
         v = peers.get(n)
-        cells.append("failed" if v is None else f"{v:.2f} ({sm / v:.2f})")
-    print(f"| {model} | {threads} | {sm:.2f} | " + " | ".join(cells) + " |")
+        mine = si if "int8" in n and si is not None else sm
+        cells.append("failed" if v is None else f"{v:.2f} ({mine / v:.2f})")
+    int8_cell = "-" if si is None else f"{si:.2f}"
+    print(f"| {model} | {threads} | {sm:.2f} | {int8_cell} | " + " | ".join(cells) + " |")

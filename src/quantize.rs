@@ -38,6 +38,7 @@ pub fn engine_for(model: &pb::ModelProto, threads: usize) -> Result<Engine> {
             threads,
             optimize: false,
             reference_only: false,
+            int8: false,
         },
     )?)
 }

@@ -55,6 +55,7 @@ fn optimised_engine_matches_reference_path() {
                 optimize: false,
                 reference_only: true,
                 threads: 1,
+                int8: false,
             },
         );
         let fast = run(m, EngineOptions::default());

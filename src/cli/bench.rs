@@ -71,11 +71,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     times.sort();
     let (median, min, max) = (times[times.len() / 2], times[0], times[times.len() - 1]);
     let profile = engine.profile();
+    // Achieved rate over the planned graph's MACs (int8 convs included).
+    let gmacs = engine.graph().macs() as f64 / median.as_secs_f64() / 1e9;
     if a.json {
         let mut v = json!({
             "model": path.display().to_string(),
             "median_ms": ms(median), "min_ms": ms(min), "max_ms": ms(max),
-            "threads": engine.threads(), "runs": times.len(),
+            "threads": engine.threads(), "runs": times.len(), "gmac_per_s": gmacs,
         });
         if let Some(p) = &profile {
             v["profile"] = p
@@ -94,6 +96,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     println!("median   {:.3} ms", ms(median));
     println!("min      {:.3} ms", ms(min));
     println!("max      {:.3} ms", ms(max));
+    println!("GMAC/s   {gmacs:.1}");
     if let Some(p) = profile {
         let runs = times.len() as f64;
         let total: f64 = p.iter().map(|s| ms(s.total)).sum::<f64>() / runs;

@@ -56,7 +56,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let pass_log = if a.no_optimize {
         vec![]
     } else {
-        speck::passes::optimize(&mut g)
+        // As Engine::new does: QDQ patterns become int8 ops first (they need the integer
+        // form of folded constants, which the file does not keep), then the float passes.
+        let mut log = vec![];
+        if speck::passes::int8_enabled_by_env() {
+            let n = speck::passes::lower_int8(&mut g);
+            if n > 0 {
+                log.push(format!("int8 lowering: {n} ops"));
+            }
+        }
+        log.extend(speck::passes::optimize(&mut g));
+        log
     };
     compiled::check_graph(&g).context("the optimised graph is not valid")?;
     // Plan it once, so a graph the engine cannot run fails here and not on the device.

@@ -76,6 +76,10 @@ pub struct EngineArgs {
     /// Skip graph optimisations (fusion, folding, rewrites).
     #[arg(long)]
     no_optimize: bool,
+    /// Run QDQ (quantized) models as float fake quantization instead of int8 kernels
+    /// (also env SPECK_INT8=0).
+    #[arg(long)]
+    no_int8: bool,
 }
 
 impl EngineArgs {
@@ -84,6 +88,7 @@ impl EngineArgs {
             threads: self.threads.max(1),
             optimize: !self.no_optimize,
             reference_only: self.reference,
+            int8: !self.no_int8,
         }
     }
 }

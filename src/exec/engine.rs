@@ -20,6 +20,9 @@ pub struct EngineOptions {
     pub optimize: bool,
     /// Use only the portable reference kernels.
     pub reference_only: bool,
+    /// Run QDQ models on int8 kernels (with `optimize`; env `SPECK_INT8=0` also turns it off).
+    /// Off: QuantizeLinear / DequantizeLinear run as float fake quantization.
+    pub int8: bool,
 }
 
 impl Default for EngineOptions {
@@ -28,6 +31,7 @@ impl Default for EngineOptions {
             threads: 1,
             optimize: true,
             reference_only: false,
+            int8: true,
         }
     }
 }
@@ -98,11 +102,19 @@ pub struct Engine {
 impl Engine {
     /// Plan a graph.
     pub fn new(mut graph: Graph, opts: &EngineOptions) -> Result<Engine, RunError> {
-        let pass_log = if opts.optimize {
-            crate::passes::optimize(&mut graph)
-        } else {
-            vec![]
-        };
+        let mut pass_log = vec![];
+        if opts.optimize && opts.int8 && crate::passes::int8_enabled_by_env() {
+            let n = crate::passes::lower_int8(&mut graph);
+            if n > 0 {
+                pass_log.push(format!("QDQ lowered to int8 ops: {n}"));
+            }
+        }
+        if opts.optimize {
+            pass_log.extend(crate::passes::optimize(&mut graph));
+        }
+        for line in &pass_log {
+            log::info!("{line}");
+        }
         let is_view: Vec<bool> = graph.nodes.iter().map(|n| n.op.is_view()).collect();
         let memory = memory::plan(&graph, &is_view);
         if memory.arena_len > MAX_ARENA_F32 {
@@ -360,6 +372,10 @@ impl Engine {
                     p[i] += t0.elapsed();
                 }
                 if let Some(obs) = observer.as_mut() {
+                    if matches!(&graph.nodes[i].op, crate::ops::Op::Int8(q) if q.output_is_int8()) {
+                        // byte tensors are not observable as f32
+                        continue;
+                    }
                     for (slot, &v) in s.outputs.iter().zip(&graph.nodes[i].outputs) {
                         if let super::step::Slot::Arena { offset, shape } = slot {
                             let n: usize = shape.iter().product();

@@ -51,7 +51,19 @@ pub fn plan(g: &Graph, is_view: &[bool]) -> MemoryPlan {
             touch(v, end, &mut first, &mut last);
         }
     }
-    let size = |v: usize| g.values[v].len().div_ceil(ALIGN) * ALIGN;
+    // int8 tensors are bytes: a quarter of the f32 units.
+    let producers = g.producers();
+    let int8: Vec<bool> = (0..nv)
+        .map(|v| crate::passes::is_int8_value(g, &producers, v))
+        .collect();
+    let size = |v: usize| {
+        let units = if int8[v] {
+            g.values[v].len().div_ceil(4)
+        } else {
+            g.values[v].len()
+        };
+        units.div_ceil(ALIGN) * ALIGN
+    };
     let mut roots: Vec<usize> = (0..nv)
         .filter(|&v| root[v] == v && first[v] != usize::MAX)
         .collect();
@@ -84,6 +96,10 @@ pub fn plan(g: &Graph, is_view: &[bool]) -> MemoryPlan {
         if root[v] != v {
             offsets[v] = offsets[root[v]];
         }
+    }
+    // int8 kernels may read up to 16 bytes past a tensor (see kernels::qs8): keep slack.
+    if int8.iter().any(|&b| b) {
+        arena_len += ALIGN;
     }
     MemoryPlan {
         offsets,

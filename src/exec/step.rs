@@ -39,6 +39,8 @@ pub enum Kernel {
     Reference(Op),
     /// Prepacked optimised convolution.
     Conv(Box<crate::kernels::conv_f32::ConvF32>),
+    /// An int8 op on byte tensors.
+    Int8(Box<crate::kernels::qs8::Int8Kernel>),
 }
 
 /// A planned node.
@@ -66,6 +68,22 @@ impl Step {
         let inputs: Vec<Slot> = node.inputs.iter().map(|v| slot(*v)).collect();
         let outputs: Vec<Slot> = node.outputs.iter().map(|v| slot(*v)).collect();
         let kernel = match &node.op {
+            Op::Int8(q) => {
+                if inputs.iter().any(|s| matches!(s, Slot::Const(_))) {
+                    return Err(crate::ops::OpError::Unsupported(
+                        "int8 op with a constant input".into(),
+                    ));
+                }
+                let shapes: Vec<&[usize]> = inputs.iter().map(Slot::shape).collect();
+                let level = crate::kernels::qs8::Level::from_isa(if reference_only {
+                    crate::kernels::Isa::Scalar
+                } else {
+                    crate::kernels::isa()
+                });
+                Kernel::Int8(Box::new(crate::kernels::qs8::Int8Kernel::new(
+                    q, &shapes, level,
+                )?))
+            }
             op if op.is_view() => Kernel::View,
             Op::Conv(c) if !reference_only => {
                 let w = g.constant(node.inputs[1]).and_then(Tensor::as_f32);
@@ -88,6 +106,7 @@ impl Step {
         };
         let op_name = match &kernel {
             Kernel::Conv(k) => format!("{} [{}]", node.op.name(), k.algorithm()),
+            Kernel::Int8(k) => k.name(),
             _ => node.op.name(),
         };
         Ok(Step {
@@ -103,6 +122,7 @@ impl Step {
     pub fn scratch_len(&self) -> usize {
         match &self.kernel {
             Kernel::Conv(k) => k.scratch_len(),
+            Kernel::Int8(k) => k.scratch_len(),
             _ => 0,
         }
     }
@@ -113,6 +133,14 @@ impl Step {
     /// Output slots must not overlap input slots or each other (the memory planner
     /// guarantees it), and the arena must be long enough for every slot.
     pub unsafe fn run(&self, arena: *mut f32, scratch: &mut Vec<f32>) -> OpResult<()> {
+        if let Kernel::Int8(k) = &self.kernel {
+            let ptr = |s: &Slot| match s {
+                Slot::Arena { offset, .. } => unsafe { arena.add(*offset) as *mut u8 },
+                Slot::Const(_) => unreachable!("checked at plan time"),
+            };
+            let ins: Vec<*const u8> = self.inputs.iter().map(|s| ptr(s) as *const u8).collect();
+            return k.run(&ins, ptr(&self.outputs[0]), scratch);
+        }
         fn view<'a>(arena: *mut f32, s: &'a Slot) -> ArrayViewD<'a, f32> {
             match s {
                 Slot::Arena { offset, shape } => unsafe {
@@ -142,6 +170,7 @@ impl Step {
                 k.run(ins[0].view(), outs[0].view_mut(), scratch);
                 Ok(())
             }
+            Kernel::Int8(_) => unreachable!("handled above"),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Kernel names follow ncnn / XNNPACK: `<op>_<dtype>_<tile>_<isa>`, e.g. `dwconv_f32_3x3s1_avx2`.
 
 pub mod conv_f32;
+pub mod qs8;
 
 /// Instruction-set level a kernel is written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

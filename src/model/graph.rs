@@ -17,6 +17,18 @@ pub struct Value {
     pub shape: Vec<usize>,
     /// Constant data, for weights and folded values.
     pub constant: Option<Arc<Tensor>>,
+    /// For a constant folded from a DequantizeLinear (int8 weights, int32 biases): the
+    /// integers and their parameters, so that the int8 lowering can use them directly.
+    pub dequantized: Option<Arc<QuantizedConst>>,
+}
+
+/// The integer form of a constant that was folded from a DequantizeLinear.
+#[derive(Clone, Debug)]
+pub struct QuantizedConst {
+    /// the integers (same shape as the folded constant)
+    pub values: Vec<i32>,
+    /// scales and zero points (per tensor or along `params.axis`)
+    pub params: crate::ops::QuantParams,
 }
 
 impl Value {
@@ -68,6 +80,7 @@ impl Graph {
             name: name.into(),
             shape,
             constant: None,
+            dequantized: None,
         });
         self.values.len() - 1
     }
@@ -79,6 +92,7 @@ impl Graph {
             name: name.into(),
             shape,
             constant: Some(Arc::new(t)),
+            dequantized: None,
         });
         self.values.len() - 1
     }
@@ -237,6 +251,12 @@ pub fn node_macs(g: &Graph, n: &Node) -> u64 {
             sizes.values().product()
         }
         Op::GridSample(_) => numel(shape(n.outputs[0])) * 4,
+        Op::Int8(q) => match &q.op {
+            crate::ops::QOp::Conv(c) => {
+                numel(shape(n.outputs[0])) * c.w_shape[1..].iter().product::<usize>() as u64
+            }
+            _ => 0,
+        },
         Op::HeadChannelSum => numel(shape(n.inputs[0])),
         _ => 0,
     }

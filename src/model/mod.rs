@@ -5,5 +5,5 @@ mod graph;
 mod metadata;
 
 pub use compiled::{CompiledError, CompiledModel, Target};
-pub use graph::{Graph, Node, Value, ValueId};
+pub use graph::{Graph, Node, QuantizedConst, Value, ValueId};
 pub use metadata::{Metadata, OutputFormat, ResizeKind};

@@ -173,7 +173,12 @@ impl Cx<'_> {
     pub fn lower_node(&mut self, node: &NodeProto) -> Result<(), ImportError> {
         let outs: Vec<&String> = node.output.iter().filter(|o| !o.is_empty()).collect();
         // Nodes tract folded to constants need no lowering; their outputs materialise on use.
-        if !outs.is_empty() && outs.iter().all(|o| self.fact_const(o).is_some()) {
+        // (A DequantizeLinear of constant integers is still lowered: it folds itself and keeps
+        // the integers for the int8 lowering.)
+        if !outs.is_empty()
+            && node.op_type != "DequantizeLinear"
+            && outs.iter().all(|o| self.fact_const(o).is_some())
+        {
             return Ok(());
         }
         let invalid = |msg: String| ImportError::Invalid {

@@ -84,6 +84,17 @@ impl Cx<'_> {
                     .map_err(|e| LowerError::Invalid(e.to_string()))?;
                 let name = node.output.first().cloned().unwrap_or_default();
                 let v = self.g.add_const(name, t);
+                self.g.values[v].dequantized =
+                    Some(std::sync::Arc::new(crate::model::QuantizedConst {
+                        values: q.iter().map(|&x| x as i32).collect(),
+                        params: QuantParams {
+                            scale: scale.clone(),
+                            zero_point: zero_point.iter().map(|&z| z as f32).collect(),
+                            axis: ax,
+                            qmin,
+                            qmax,
+                        },
+                    }));
                 return Ok(Lowered::Alias(v));
             }
         }

@@ -11,6 +11,7 @@ mod conv;
 mod einsum;
 mod elementwise;
 mod grid_sample;
+mod int8;
 mod matmul;
 mod norm;
 mod pool;
@@ -23,6 +24,7 @@ pub use conv::*;
 pub use einsum::*;
 pub use elementwise::*;
 pub use grid_sample::*;
+pub use int8::*;
 pub use matmul::*;
 pub use norm::*;
 pub use pool::*;
@@ -273,6 +275,8 @@ pub enum Op {
     QuantizeLinear(QuantParams),
     /// ONNX DequantizeLinear of a runtime tensor (constant weights are folded at import).
     DequantizeLinear(QuantParams),
+    /// An int8 op on byte tensors (made by the int8 lowering; runs on `kernels::qs8` only).
+    Int8(Box<Int8Op>),
 }
 
 impl Op {
@@ -309,6 +313,7 @@ impl Op {
             Op::HeadChannelSum => "HeadChannelSum".into(),
             Op::QuantizeLinear(_) => "QuantizeLinear".into(),
             Op::DequantizeLinear(_) => "DequantizeLinear".into(),
+            Op::Int8(q) => q.name(),
         }
     }
 
@@ -370,6 +375,7 @@ impl Op {
             Op::Einsum { equation } => one(einsum_shape(equation, inputs)?),
             Op::GridSample(_) => one(grid_sample_shape(arity(inputs, 2)?[0], inputs[1])?),
             Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => one(arity(inputs, 1)?[0].to_vec()),
+            Op::Int8(q) => one(q.out_shape.clone()),
             Op::HeadChannelSum => {
                 let s = arity(inputs, 1)?[0];
                 if s.len() != 4 {
@@ -442,6 +448,10 @@ impl Op {
             Op::HeadChannelSum => run_head_channel_sum(&inputs[0], &mut outputs[0]),
             Op::QuantizeLinear(p) => run_quantize(p, &inputs[0], &mut outputs[0]),
             Op::DequantizeLinear(p) => run_dequantize(p, &inputs[0], &mut outputs[0]),
+            Op::Int8(q) => Err(OpError::Unsupported(format!(
+                "{} runs on int8 byte tensors, not through the f32 reference",
+                q.name()
+            ))),
         }
     }
 }

@@ -4,10 +4,12 @@
 mod fold_batchnorm;
 mod fuse_activation;
 mod lga_einsum;
+mod quantize_lower;
 
 pub use fold_batchnorm::fold_batchnorm;
 pub use fuse_activation::fuse_conv_activation;
 pub use lga_einsum::rewrite_lga_einsum;
+pub use quantize_lower::{int8_enabled_by_env, is_int8_value, lower_int8};
 
 use crate::model::Graph;
 

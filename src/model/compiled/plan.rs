@@ -175,6 +175,7 @@ pub fn to_graph(plan: Plan, weights: &[u8]) -> Result<Graph, CompiledError> {
             name: v.name,
             shape: v.shape,
             constant,
+            dequantized: None,
         });
     }
     Ok(Graph {

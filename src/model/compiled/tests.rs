@@ -42,6 +42,7 @@ fn sample_graph() -> Graph {
             name: format!("k{i}"),
             shape: vec![1],
             constant: Some(shared.clone()),
+            dequantized: None,
         });
         let z = g.add_value(format!("z{i}"), vec![1, 4, 5, 7]);
         g.nodes.push(Node {
@@ -469,6 +470,19 @@ fn op_samples() -> Vec<(Op, &'static str)> {
             Op::DequantizeLinear(q),
             "19010000003f01000080bf01000000c30000fe42",
         ),
+        (
+            Op::Int8(Box::new(crate::ops::Int8Op {
+                op: crate::ops::QOp::Quantize {
+                    out: crate::ops::QType {
+                        scale: 0.5,
+                        zero_point: 3,
+                        signed: true,
+                    },
+                },
+                out_shape: vec![1, 2],
+            })),
+            "1a000000003f0601020102",
+        ),
     ]
 }
 
@@ -501,6 +515,7 @@ fn variant_index(op: &Op) -> u8 {
         Op::HeadChannelSum => 23,
         Op::QuantizeLinear(_) => 24,
         Op::DequantizeLinear(_) => 25,
+        Op::Int8(_) => 26,
     }
 }
 

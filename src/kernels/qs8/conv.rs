@@ -1,0 +1,405 @@
+//! A quantized convolution planned for one input shape: algorithm choice, packed weights,
+//! folded bias and the requantization multipliers.
+//!
+//! Algorithms: `1x1 gemm` (1x1, stride 1, no padding, one group: the NHWC input is A as it
+//! is), `depthwise` (group == C == M), `im2col gemm` (everything else, one GEMM per group: rows
+//! of `kh * kw * C/group` bytes, padding filled with the input zero point). [`conv_direct`] is
+//! the reference loop the tests hold them to.
+
+use super::dwconv::{self, DwGeom, DwKernel};
+use super::gemm::{self, EpiMode, Epilogue, GemmKernel, PackedB, NR};
+use super::Level;
+use crate::ops::{apply_activation, Activation, OpError, OpResult, QConv, QConvOut};
+
+#[derive(Clone, Debug)]
+enum Algo {
+    Gemm1x1,
+    Im2col,
+    Depthwise(DwKernel, Vec<i16>),
+}
+
+/// One group's packed weights and epilogue (padded to whole blocks).
+#[derive(Clone, Debug)]
+struct GroupGemm {
+    packed: PackedB,
+    bias: Vec<i32>,
+    scale: Vec<f32>,
+}
+
+/// A planned quantized convolution.
+#[derive(Clone, Debug)]
+pub struct ConvQs8 {
+    algo: Algo,
+    gemm: GemmKernel,
+    groups: Vec<GroupGemm>,
+    q: QConv,
+    /// N, H, W, C of the input
+    nhwc: [usize; 4],
+    /// M, OH, OW
+    out: [usize; 3],
+    /// per channel, padded to whole blocks: bias (folded for GEMM algorithms) and multipliers
+    bias: Vec<i32>,
+    scale: Vec<f32>,
+    mode: EpiMode,
+    activation: Option<Activation>,
+    k4: usize,
+}
+
+/// Output spatial size of one axis.
+fn out_len(n: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize) -> OpResult<usize> {
+    let span = d * (k - 1) + 1;
+    if n + p0 + p1 < span || s == 0 {
+        return Err(OpError::Shape(format!(
+            "kernel {k} (dilation {d}) does not fit input {n} with pads {p0}+{p1}"
+        )));
+    }
+    Ok((n + p0 + p1 - span) / s + 1)
+}
+
+impl ConvQs8 {
+    /// Plan for input `[N,C,H,W]` at instruction-set `level`.
+    pub fn new(q: &QConv, in_shape: &[usize], level: Level) -> OpResult<ConvQs8> {
+        let [m, cg, kh, kw] = q.w_shape;
+        if in_shape.len() != 4 || in_shape[1] != cg * q.conv.group || m % q.conv.group != 0 {
+            return Err(OpError::Shape(format!(
+                "quantized conv: input {in_shape:?} does not fit weights {:?} in {} groups",
+                q.w_shape, q.conv.group
+            )));
+        }
+        let (n, c, h, w) = (in_shape[0], in_shape[1], in_shape[2], in_shape[3]);
+        let c2 = &q.conv;
+        let oh = out_len(
+            h,
+            kh,
+            c2.strides[0],
+            c2.dilations[0],
+            c2.pads[0],
+            c2.pads[2],
+        )?;
+        let ow = out_len(
+            w,
+            kw,
+            c2.strides[1],
+            c2.dilations[1],
+            c2.pads[1],
+            c2.pads[3],
+        )?;
+        let mp = m.div_ceil(NR) * NR;
+        let zx = q.input.zero_point;
+        let (mode, activation) = match q.out {
+            QConvOut::Quant { q: o, lo, hi } => (
+                EpiMode::Quant {
+                    zp: o.zero_point,
+                    lo: lo as i32,
+                    hi: hi as i32,
+                },
+                None,
+            ),
+            QConvOut::Float { activation } => (EpiMode::Float, activation),
+        };
+        let mut scale = vec![0f32; mp];
+        for (i, s) in scale.iter_mut().enumerate().take(m) {
+            *s = match q.out {
+                QConvOut::Quant { q: o, .. } => q.input.scale * q.w_scale[i] / o.scale,
+                QConvOut::Float { .. } => q.input.scale * q.w_scale[i],
+            };
+        }
+        let mut bias = vec![0i32; mp];
+        bias[..m].copy_from_slice(&q.bias);
+        let depthwise = q.conv.group == c && m == c && cg == 1;
+        let one = kh == 1 && kw == 1 && c2.strides == [1, 1] && c2.pads == [0; 4];
+        let gemm = gemm::select(level);
+        let group = q.conv.group;
+        let mut groups = vec![];
+        let (algo, k4) = if depthwise {
+            let g = DwGeom {
+                h,
+                w,
+                c,
+                oh,
+                ow,
+                k: [kh, kw],
+                s: c2.strides,
+                p: [c2.pads[0], c2.pads[1]],
+                d: c2.dilations,
+            };
+            let dk = dwconv::select(level);
+            (Algo::Depthwise(dk, dwconv::pack_weights(&q.weights, &g)), 0)
+        } else {
+            // Per group, weights reordered to [m][ky][kx][c] to match NHWC rows.
+            let mg = m / group;
+            let kk = kh * kw * cg;
+            let mgp = mg.div_ceil(NR) * NR;
+            for g in 0..group {
+                let mut wr = vec![0i8; mg * kk];
+                for j in 0..mg {
+                    for ci in 0..cg {
+                        for t in 0..kh * kw {
+                            wr[j * kk + t * cg + ci] =
+                                q.weights[((g * mg + j) * cg + ci) * kh * kw + t];
+                        }
+                    }
+                }
+                let sums = PackedB::row_sums(&wr, mg, kk);
+                let mut gb = vec![0i32; mgp];
+                let mut gs = vec![0f32; mgp];
+                for j in 0..mg {
+                    gb[j] = bias[g * mg + j] - zx * sums[j];
+                    gs[j] = scale[g * mg + j];
+                }
+                groups.push(GroupGemm {
+                    packed: PackedB::new(&wr, mg, kk),
+                    bias: gb,
+                    scale: gs,
+                });
+            }
+            let k4 = kk.div_ceil(4);
+            (
+                if one && group == 1 {
+                    Algo::Gemm1x1
+                } else {
+                    Algo::Im2col
+                },
+                k4,
+            )
+        };
+        Ok(ConvQs8 {
+            algo,
+            gemm,
+            groups,
+            q: q.clone(),
+            nhwc: [n, h, w, c],
+            out: [m, oh, ow],
+            bias,
+            scale,
+            mode,
+            activation,
+            k4,
+        })
+    }
+
+    /// Algorithm and kernel, for profiles.
+    pub fn algorithm(&self) -> String {
+        match &self.algo {
+            Algo::Gemm1x1 => format!("1x1 {}", self.gemm.name),
+            Algo::Im2col => format!("im2col {}", self.gemm.name),
+            Algo::Depthwise(k, _) => k.name.to_string(),
+        }
+    }
+
+    fn out_elem(&self) -> usize {
+        match self.mode {
+            EpiMode::Quant { .. } => 1,
+            EpiMode::Float => 4,
+        }
+    }
+
+    /// Scratch (in f32 units): im2col rows, and an NHWC f32 buffer for float outputs.
+    pub fn scratch_len(&self) -> usize {
+        let [m, oh, ow] = self.out;
+        let cols = match self.algo {
+            Algo::Im2col => (oh * ow * self.k4 * 4).div_ceil(4) + 16,
+            _ => 0,
+        };
+        let fl = match self.mode {
+            EpiMode::Float => self.nhwc[0] * oh * ow * m,
+            EpiMode::Quant { .. } => 0,
+        };
+        cols + fl
+    }
+
+    /// Run: `x` NHWC u8, `y` NHWC u8 or (float output) NCHW f32.
+    ///
+    /// # Safety
+    /// `x` and `y` must hold the planned shapes (plus the kernels' read slack on `x`).
+    pub unsafe fn run(&self, x: *const u8, y: *mut u8, scratch: &mut [f32]) {
+        let [n, h, w, c] = self.nhwc;
+        let [m, oh, ow] = self.out;
+        let cols_len = match self.algo {
+            Algo::Im2col => (oh * ow * self.k4 * 4).div_ceil(4) + 16,
+            _ => 0,
+        };
+        let (cols, rest) = scratch.split_at_mut(cols_len);
+        let float_out = matches!(self.mode, EpiMode::Float);
+        let dst_all: *mut u8 = if float_out {
+            rest.as_mut_ptr() as *mut u8
+        } else {
+            y
+        };
+        let oe = self.out_elem();
+        for b in 0..n {
+            let xb = x.add(b * h * w * c);
+            let yb = dst_all.add(b * oh * ow * m * oe);
+            match &self.algo {
+                Algo::Gemm1x1 => {
+                    let gg = &self.groups[0];
+                    let epi = Epilogue {
+                        bias: &gg.bias,
+                        scale: &gg.scale,
+                        mode: self.mode,
+                    };
+                    gemm::gemm(&self.gemm, oh * ow, xb, c, &gg.packed, &epi, yb, m);
+                }
+                Algo::Im2col => {
+                    let colp = cols.as_mut_ptr() as *mut u8;
+                    let mg = m / self.groups.len();
+                    for (g, gg) in self.groups.iter().enumerate() {
+                        self.im2col(xb, colp, g);
+                        let epi = Epilogue {
+                            bias: &gg.bias,
+                            scale: &gg.scale,
+                            mode: self.mode,
+                        };
+                        let yg = yb.add(g * mg * oe);
+                        gemm::gemm(
+                            &self.gemm,
+                            oh * ow,
+                            colp,
+                            self.k4 * 4,
+                            &gg.packed,
+                            &epi,
+                            yg,
+                            m,
+                        );
+                    }
+                }
+                Algo::Depthwise(k, wts) => {
+                    let g = DwGeom {
+                        h,
+                        w,
+                        c,
+                        oh,
+                        ow,
+                        k: [self.q.w_shape[2], self.q.w_shape[3]],
+                        s: self.q.conv.strides,
+                        p: [self.q.conv.pads[0], self.q.conv.pads[1]],
+                        d: self.q.conv.dilations,
+                    };
+                    let row_bytes = ow * m * self.out_elem();
+                    let ptrs = (xb as usize, yb as usize);
+                    let one_row = |oy: usize| {
+                        (k.run)(
+                            &g,
+                            oy,
+                            ptrs.0 as *const u8,
+                            self.q.input.zero_point,
+                            wts.as_ptr(),
+                            self.bias.as_ptr(),
+                            self.scale.as_ptr(),
+                            self.mode,
+                            (ptrs.1 as *mut u8).add(oy * row_bytes),
+                        )
+                    };
+                    if rayon::current_num_threads() > 1 && oh > 1 {
+                        use rayon::prelude::*;
+                        (0..oh).into_par_iter().for_each(one_row);
+                    } else {
+                        (0..oh).for_each(one_row);
+                    }
+                }
+            }
+        }
+        if float_out {
+            // NHWC f32 -> NCHW f32, with the float activation.
+            let src = std::slice::from_raw_parts(dst_all as *const f32, n * oh * ow * m);
+            let dst = std::slice::from_raw_parts_mut(y as *mut f32, n * oh * ow * m);
+            let hw = oh * ow;
+            for b in 0..n {
+                for p in 0..hw {
+                    for mm in 0..m {
+                        let v = src[(b * hw + p) * m + mm];
+                        dst[(b * m + mm) * hw + p] = match self.activation {
+                            Some(a) => apply_activation(a, v),
+                            None => v,
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rows of group `g`'s `kh * kw * C/group` input bytes, one per output pixel.
+    unsafe fn im2col(&self, x: *const u8, cols: *mut u8, g: usize) {
+        let [_, h, w, c] = self.nhwc;
+        let cg = self.q.w_shape[1];
+        let [_, oh, ow] = self.out;
+        let [_, _, kh, kw] = self.q.w_shape;
+        let cv = &self.q.conv;
+        let stride = self.k4 * 4;
+        let zx = self.q.input.zero_point as u8;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let row = cols.add((oy * ow + ox) * stride);
+                for ky in 0..kh {
+                    let iy =
+                        (oy * cv.strides[0] + ky * cv.dilations[0]) as isize - cv.pads[0] as isize;
+                    for kx in 0..kw {
+                        let ix = (ox * cv.strides[1] + kx * cv.dilations[1]) as isize
+                            - cv.pads[1] as isize;
+                        let d = row.add((ky * kw + kx) * cg);
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            std::ptr::write_bytes(d, zx, cg);
+                        } else {
+                            std::ptr::copy_nonoverlapping(
+                                x.add((iy as usize * w + ix as usize) * c + g * cg),
+                                d,
+                                cg,
+                            );
+                        }
+                    }
+                }
+                std::ptr::write_bytes(row.add(kh * kw * cg), 0, stride - kh * kw * cg);
+            }
+        }
+    }
+}
+
+/// The reference quantized convolution on one NHWC image (any group): `(x - zx) * w` summed
+/// over in-bounds taps plus `bias` (unfolded), then the shared epilogue. `out` is NHWC u8 or f32
+/// bytes by `mode`.
+pub fn conv_direct(
+    q: &QConv,
+    bias: &[i32],
+    scale: &[f32],
+    mode: EpiMode,
+    hwc: [usize; 3],
+    x: &[u8],
+    out: &mut [u8],
+) {
+    let [h, w, c] = hwc;
+    let [m, cg, kh, kw] = q.w_shape;
+    let cv = &q.conv;
+    let mg = m / cv.group;
+    let oh = (h + cv.pads[0] + cv.pads[2] - (cv.dilations[0] * (kh - 1) + 1)) / cv.strides[0] + 1;
+    let ow = (w + cv.pads[1] + cv.pads[3] - (cv.dilations[1] * (kw - 1) + 1)) / cv.strides[1] + 1;
+    let zx = q.input.zero_point;
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for mm in 0..m {
+                let g = mm / mg;
+                let mut acc = bias[mm];
+                for ci in 0..cg {
+                    for ky in 0..kh {
+                        let iy = (oy * cv.strides[0] + ky * cv.dilations[0]) as isize
+                            - cv.pads[0] as isize;
+                        for kx in 0..kw {
+                            let ix = (ox * cv.strides[1] + kx * cv.dilations[1]) as isize
+                                - cv.pads[1] as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let xv = x[(iy as usize * w + ix as usize) * c + g * cg + ci] as i32;
+                            let wv = q.weights[((mm * cg + ci) * kh + ky) * kw + kx] as i32;
+                            acc += (xv - zx) * wv;
+                        }
+                    }
+                }
+                let i = (oy * ow + ox) * m + mm;
+                match gemm::epilogue_one(acc, scale[mm], mode) {
+                    Ok(v) => out[i] = v,
+                    Err(f) => out[i * 4..i * 4 + 4].copy_from_slice(&f.to_ne_bytes()),
+                }
+            }
+        }
+    }
+}

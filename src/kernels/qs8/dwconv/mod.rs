@@ -1,0 +1,130 @@
+//! `dwconv_qs8`: depthwise convolution on NHWC u8 activations, one output row per call.
+//!
+//! # Microkernel contract
+//! - **Input**: one image `[H][W][C]` u8 with zero point `zx`; the kernel may read up to 15
+//!   bytes past a pixel's last channel (the engine's arena keeps that slack).
+//! - **Weights**: `[kh * kw][c_pad]` i16 (`c_pad = ceil(C / 16) * 16`, zero-padded), tap-major so
+//!   a vector of 16 channels of one tap is contiguous. Values are int8 (-128..127).
+//! - **Accumulation**: `acc[c] = bias[c] + sum over in-bounds taps (x - zx) * w` in int32;
+//!   out-of-bounds taps are skipped (they are `zx`, contributing 0). `(x - zx) * w` fits i16
+//!   (|x - zx| <= 255, |w| <= 128), so SIMD kernels multiply in i16 and widen.
+//! - **Epilogue**: the same as `gemm_qs8` ([`super::gemm::epilogue_one`]); bit-identical
+//!   across ISAs.
+//! - **Any kernel size, stride and dilation**; 3x3/5x5/7x7/11x11 at stride 1 and 2 all run
+//!   through the same loop (taps outside the image are skipped per output pixel).
+//!
+//! Kernels: `dwconv_qs8_kxk_scalar` (reference), `dwconv_qs8_kxk_16c_avx2`. NEON (`SMLAL` on
+//! 8 channels) slots in as a sibling with the same packing.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod scalar;
+
+use super::gemm::EpiMode;
+use super::Level;
+
+/// Channels per vector block (weight padding unit).
+pub const CB: usize = 16;
+
+/// Geometry of one depthwise conv.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DwGeom {
+    /// input height, width, channels
+    pub h: usize,
+    /// width
+    pub w: usize,
+    /// channels
+    pub c: usize,
+    /// output height
+    pub oh: usize,
+    /// output width
+    pub ow: usize,
+    /// kernel (kh, kw)
+    pub k: [usize; 2],
+    /// strides
+    pub s: [usize; 2],
+    /// pads (top, left)
+    pub p: [usize; 2],
+    /// dilations
+    pub d: [usize; 2],
+}
+
+impl DwGeom {
+    /// Channels padded to whole blocks.
+    pub fn c_pad(&self) -> usize {
+        self.c.div_ceil(CB) * CB
+    }
+}
+
+/// A depthwise microkernel: `(geom, oy, x, zx, w, bias, scale, mode, out_row)`.
+pub type DwUkernel =
+    unsafe fn(&DwGeom, usize, *const u8, i32, *const i16, *const i32, *const f32, EpiMode, *mut u8);
+
+/// A registered depthwise kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct DwKernel {
+    /// name
+    pub name: &'static str,
+    /// instruction-set level
+    pub level: Level,
+    /// the microkernel
+    pub run: DwUkernel,
+}
+
+/// Every depthwise kernel in this build, best first.
+#[allow(clippy::vec_init_then_push)] // pushes are per-architecture
+pub fn registry() -> Vec<DwKernel> {
+    #[allow(unused_mut)]
+    let mut v = vec![];
+    #[cfg(target_arch = "x86_64")]
+    v.push(DwKernel {
+        name: "dwconv_qs8_kxk_16c_avx2",
+        level: Level::Avx2,
+        run: avx2::dwconv_qs8_kxk_16c_avx2,
+    });
+    v.push(DwKernel {
+        name: "dwconv_qs8_kxk_scalar",
+        level: Level::Scalar,
+        run: scalar::dwconv_qs8_kxk_scalar,
+    });
+    v
+}
+
+/// The best kernel at or below `level` that the host runs.
+pub fn select(level: Level) -> DwKernel {
+    registry()
+        .into_iter()
+        .find(|k| k.level <= level && k.level.supported())
+        .expect("the scalar kernel is always there")
+}
+
+/// Pack `[C][kh][kw]` int8 weights into the tap-major i16 layout.
+pub fn pack_weights(w: &[i8], g: &DwGeom) -> Vec<i16> {
+    let taps = g.k[0] * g.k[1];
+    let cp = g.c_pad();
+    let mut out = vec![0i16; taps * cp];
+    for c in 0..g.c {
+        for t in 0..taps {
+            out[t * cp + c] = w[c * taps + t] as i16;
+        }
+    }
+    out
+}
+
+/// Range of kernel taps `t` along one axis with `0 <= o*s + t*d - p < n`.
+#[inline]
+pub fn tap_range(o: usize, s: usize, d: usize, p: usize, k: usize, n: usize) -> (usize, usize) {
+    let base = (o * s) as isize - p as isize;
+    let mut t0 = 0;
+    while t0 < k && base + ((t0 * d) as isize) < 0 {
+        t0 += 1;
+    }
+    let mut t1 = k;
+    while t1 > t0 && base + (((t1 - 1) * d) as isize) >= n as isize {
+        t1 -= 1;
+    }
+    (t0, t1)
+}
+
+#[cfg(test)]
+mod tests;

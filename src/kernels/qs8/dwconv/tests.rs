@@ -1,0 +1,96 @@
+//! Every depthwise kernel the host runs against the scalar reference, for 3x3, 5x5, 7x7 and
+//! 11x11 at stride 1 and 2, odd sizes and channel counts.
+
+use super::*;
+use crate::kernels::qs8::gemm::EpiMode;
+use crate::kernels::qs8::tests::Rng;
+
+#[test]
+fn every_dwconv_kernel_matches_the_reference() {
+    let mut rng = Rng(99);
+    let reference = select(Level::Scalar);
+    for k in registry() {
+        if !k.level.supported() {
+            eprintln!("skipped {}: host lacks {:?}", k.name, k.level);
+            continue;
+        }
+        for &ks in &[3, 5, 7, 11] {
+            for &s in &[1, 2] {
+                for &(h, w, c) in &[(1, 1, 1), (9, 7, 17), (13, 12, 16), (6, 11, 40)] {
+                    for &zx in &[0, 128, 255] {
+                        for mode in [
+                            EpiMode::Quant {
+                                zp: 7,
+                                lo: 0,
+                                hi: 255,
+                            },
+                            EpiMode::Float,
+                        ] {
+                            let p = ks / 2;
+                            let (oh, ow) = ((h + 2 * p - ks) / s + 1, (w + 2 * p - ks) / s + 1);
+                            let g = DwGeom {
+                                h,
+                                w,
+                                c,
+                                oh,
+                                ow,
+                                k: [ks, ks],
+                                s: [s, s],
+                                p: [p, p],
+                                d: [1, 1],
+                            };
+                            let x = rng.bytes(h * w * c + 64);
+                            let wt: Vec<i8> = rng
+                                .bytes(c * ks * ks)
+                                .into_iter()
+                                .map(|v| v as i8)
+                                .collect();
+                            let packed = pack_weights(&wt, &g);
+                            let cp = g.c_pad();
+                            let bias: Vec<i32> =
+                                (0..cp).map(|_| rng.next() as i32 % 3000).collect();
+                            let scale: Vec<f32> = (0..cp)
+                                .map(|_| 1e-3 + (rng.next() % 100) as f32 * 1e-4)
+                                .collect();
+                            let elem = if mode == EpiMode::Float { 4 } else { 1 };
+                            let mut got = vec![0u8; oh * ow * c * elem];
+                            let mut want = got.clone();
+                            for oy in 0..oh {
+                                let o = oy * ow * c * elem;
+                                unsafe {
+                                    (k.run)(
+                                        &g,
+                                        oy,
+                                        x.as_ptr(),
+                                        zx,
+                                        packed.as_ptr(),
+                                        bias.as_ptr(),
+                                        scale.as_ptr(),
+                                        mode,
+                                        got.as_mut_ptr().add(o),
+                                    );
+                                    (reference.run)(
+                                        &g,
+                                        oy,
+                                        x.as_ptr(),
+                                        zx,
+                                        packed.as_ptr(),
+                                        bias.as_ptr(),
+                                        scale.as_ptr(),
+                                        mode,
+                                        want.as_mut_ptr().add(o),
+                                    );
+                                }
+                            }
+                            assert_eq!(
+                                got, want,
+                                "{} k{ks} s{s} {h}x{w}x{c} zx {zx} {mode:?}",
+                                k.name
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

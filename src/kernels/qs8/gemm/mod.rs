@@ -1,0 +1,253 @@
+//! `gemm_qs8`: `C[m, n] = requant(sum_k A[m, k] * B[n, k] + bias[n])`, A u8 activations (one row
+//! per output pixel, NHWC), B int8 weights prepacked, C u8 or f32 rows (NHWC).
+//!
+//! # Microkernel contract (every ISA implements exactly this)
+//! - **Packing of B** ([`PackedB`]): output channels in blocks of [`NR`] = 16; each block holds
+//!   `k4 = ceil(K / 4)` groups of 64 bytes: `[16 channels][4 consecutive k]` int8 (the "c4"
+//!   layout `vpdpbusd` and `SDOT` consume directly). Channels >= N and k >= K are zero.
+//! - **A**: `mr` rows at `a + i * lda`; the kernel reads `4 * k4` bytes of each row (up to 3
+//!   past K: those bytes meet zero weights, so the caller only needs them readable).
+//! - **Epilogue** ([`Epilogue`]), per channel n: `acc + bias[n]` (the caller folds
+//!   `-zero_point_a * sum_k B[n, k]` into the bias), then either
+//!   `Quant`: `clamp(round_half_even(f32(acc) * scale[n]) + zp, lo, hi)` stored as u8, or
+//!   `Float`: `f32(acc) * scale[n]` stored as f32. `f32(acc)` rounds to nearest, the product is
+//!   one f32 multiply, and rounding is half to even (as ONNX Runtime's `MlasRequantizeOutput`),
+//!   so every ISA gives bit-identical results to the scalar reference.
+//! - **Tile**: a kernel computes up to `mr` rows (its `MR`) by up to 16 channels (`nc`) per
+//!   call; rows of C are `ldc` elements apart.
+//!
+//! Kernels: `gemm_qs8_4x16c4_scalar` (reference), `gemm_qs8_2x16c4_avx2` (widening to i16 and
+//! `vpmaddwd`: exact, unlike `vpmaddubsw` which saturates u8*i8 pair sums), and
+//! `gemm_qs8_8x16c4_avx512vnni` (`vpdpbusd`). An aarch64 `neondot` kernel (`SDOT` on the same c4
+//! layout) and a `neon` one (`SMLAL` after widening) slot in as siblings.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512vnni;
+mod scalar;
+
+use super::Level;
+
+/// Output channels per packed block.
+pub const NR: usize = 16;
+
+/// How the epilogue writes C.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum EpiMode {
+    /// requantize to u8 with this zero point and clamp
+    Quant {
+        /// output zero point (stored domain)
+        zp: i32,
+        /// lowest stored value
+        lo: i32,
+        /// highest stored value
+        hi: i32,
+    },
+    /// write `f32(acc) * scale` as f32
+    Float,
+}
+
+/// Per-channel epilogue parameters (slices padded to whole blocks of [`NR`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue<'a> {
+    /// int32 bias with the zero-point correction folded in
+    pub bias: &'a [i32],
+    /// requantization multiplier (Quant) or dequantization scale (Float)
+    pub scale: &'a [f32],
+    /// output form
+    pub mode: EpiMode,
+}
+
+/// B prepacked in the c4 layout described in the module doc.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackedB {
+    /// `ceil(n / 16) * k4 * 64` bytes
+    pub data: Vec<i8>,
+    /// output channels
+    pub n: usize,
+    /// reduction length
+    pub k: usize,
+    /// `ceil(k / 4)`
+    pub k4: usize,
+}
+
+impl PackedB {
+    /// Pack `w` (`[n][k]` row-major).
+    pub fn new(w: &[i8], n: usize, k: usize) -> PackedB {
+        assert_eq!(w.len(), n * k);
+        let k4 = k.div_ceil(4);
+        let blocks = n.div_ceil(NR);
+        let mut data = vec![0i8; blocks * k4 * NR * 4];
+        for nn in 0..n {
+            let (b, j) = (nn / NR, nn % NR);
+            for kk in 0..k {
+                data[((b * k4 + kk / 4) * NR + j) * 4 + kk % 4] = w[nn * k + kk];
+            }
+        }
+        PackedB { data, n, k, k4 }
+    }
+
+    /// Sum of each channel's weights (for the zero-point correction).
+    pub fn row_sums(w: &[i8], n: usize, k: usize) -> Vec<i32> {
+        (0..n)
+            .map(|i| w[i * k..(i + 1) * k].iter().map(|&v| v as i32).sum())
+            .collect()
+    }
+}
+
+/// A microkernel: `(mr, nc, k4, a, lda, b_block, bias, scale, mode, c, ldc)`; see the module doc.
+pub type GemmUkernel = unsafe fn(
+    usize,
+    usize,
+    usize,
+    *const u8,
+    usize,
+    *const i8,
+    *const i32,
+    *const f32,
+    EpiMode,
+    *mut u8,
+    usize,
+);
+
+/// A registered GEMM microkernel.
+#[derive(Clone, Copy, Debug)]
+pub struct GemmKernel {
+    /// `gemm_qs8_<MR>x16c4_<isa>`
+    pub name: &'static str,
+    /// rows per call
+    pub mr: usize,
+    /// instruction-set level
+    pub level: Level,
+    /// the microkernel
+    pub run: GemmUkernel,
+}
+
+/// Every GEMM kernel this build has, best first (the host may not run all of them).
+#[allow(clippy::vec_init_then_push)] // pushes are per-architecture
+pub fn registry() -> Vec<GemmKernel> {
+    #[allow(unused_mut)]
+    let mut v = vec![];
+    #[cfg(target_arch = "x86_64")]
+    {
+        v.push(GemmKernel {
+            name: "gemm_qs8_8x16c4_avx512vnni",
+            mr: 8,
+            level: Level::Avx512Vnni,
+            run: avx512vnni::gemm_qs8_8x16c4_avx512vnni,
+        });
+        v.push(GemmKernel {
+            name: "gemm_qs8_2x16c4_avx2",
+            mr: 2,
+            level: Level::Avx2,
+            run: avx2::gemm_qs8_2x16c4_avx2,
+        });
+    }
+    v.push(GemmKernel {
+        name: "gemm_qs8_4x16c4_scalar",
+        mr: 4,
+        level: Level::Scalar,
+        run: scalar::gemm_qs8_4x16c4_scalar,
+    });
+    v
+}
+
+/// The best kernel at or below `level` that the host runs.
+pub fn select(level: Level) -> GemmKernel {
+    registry()
+        .into_iter()
+        .find(|k| k.level <= level && k.level.supported())
+        .expect("the scalar kernel is always there")
+}
+
+/// Raw pointers that may cross into rayon workers (each worker writes disjoint rows).
+#[derive(Clone, Copy)]
+struct SendPtr(*const u8, *mut u8);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// Taken through a method so closures capture the whole (Send) struct.
+    fn get(self) -> (*const u8, *mut u8) {
+        (self.0, self.1)
+    }
+}
+
+/// `C = A * B'` for `m` rows, with the epilogue; `out_elem` is 1 (u8) or 4 (f32) bytes. Rows
+/// are split over the current rayon pool in tiles of the kernel's MR.
+///
+/// # Safety
+/// `a` must be readable for `m` rows of `lda` bytes plus `4 * k4` bytes of the last row, and
+/// `c` writable for `m` rows of `ldc` elements; `epi` slices cover `ceil(n / 16) * 16`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm(
+    k: &GemmKernel,
+    m: usize,
+    a: *const u8,
+    lda: usize,
+    b: &PackedB,
+    epi: &Epilogue,
+    c: *mut u8,
+    ldc: usize,
+) {
+    let out_elem = match epi.mode {
+        EpiMode::Quant { .. } => 1,
+        EpiMode::Float => 4,
+    };
+    let tiles = m.div_ceil(k.mr);
+    let p = SendPtr(a, c);
+    let blocks = b.n.div_ceil(NR);
+    let run_tiles = |t0: usize, t1: usize| {
+        let (pa, pc) = p.get();
+        for t in t0..t1 {
+            let r0 = t * k.mr;
+            let mr = k.mr.min(m - r0);
+            for blk in 0..blocks {
+                let n0 = blk * NR;
+                let nc = NR.min(b.n - n0);
+                (k.run)(
+                    mr,
+                    nc,
+                    b.k4,
+                    pa.add(r0 * lda),
+                    lda,
+                    b.data.as_ptr().add(blk * b.k4 * NR * 4),
+                    epi.bias.as_ptr().add(n0),
+                    epi.scale.as_ptr().add(n0),
+                    epi.mode,
+                    pc.add((r0 * ldc + n0) * out_elem),
+                    ldc,
+                );
+            }
+        }
+    };
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || tiles < 2 {
+        run_tiles(0, tiles);
+    } else {
+        let chunks = (threads * 4).min(tiles);
+        rayon::scope(|s| {
+            for ch in 0..chunks {
+                let (t0, t1) = (tiles * ch / chunks, tiles * (ch + 1) / chunks);
+                let f = &run_tiles;
+                s.spawn(move |_| f(t0, t1));
+            }
+        });
+    }
+}
+
+/// Shared epilogue for one value (the scalar definition every ISA matches bit for bit).
+#[inline]
+pub fn epilogue_one(acc: i32, scale: f32, mode: EpiMode) -> Result<u8, f32> {
+    match mode {
+        EpiMode::Quant { zp, lo, hi } => {
+            let v = (acc as f32 * scale).round_ties_even() as i32 + zp;
+            Ok(v.clamp(lo, hi) as u8)
+        }
+        EpiMode::Float => Err(acc as f32 * scale),
+    }
+}
+
+#[cfg(test)]
+mod tests;

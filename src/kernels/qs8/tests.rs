@@ -1,0 +1,244 @@
+//! Planned quantized convolutions (every algorithm, every level the host runs) against the
+//! direct reference loop, and the element-wise kernels against their definitions.
+
+use super::conv::{conv_direct, ConvQs8};
+use super::gemm::EpiMode;
+use super::*;
+use crate::ops::{Conv, QConv, QConvOut, QType};
+
+/// xorshift, fixed seeds.
+pub struct Rng(pub u32);
+
+impl Rng {
+    /// next value
+    pub fn next(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        self.0
+    }
+    /// random bytes
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn qconv(
+    rng: &mut Rng,
+    m: usize,
+    c: usize,
+    group: usize,
+    k: usize,
+    s: usize,
+    pad: usize,
+    out: QConvOut,
+    zx: i32,
+) -> QConv {
+    let cg = c / group;
+    QConv {
+        conv: Conv {
+            group,
+            strides: [s, s],
+            pads: [pad; 4],
+            dilations: [1, 1],
+            activation: None,
+        },
+        weights: rng
+            .bytes(m * cg * k * k)
+            .into_iter()
+            .map(|v| v as i8)
+            .collect(),
+        w_shape: [m, cg, k, k],
+        w_scale: (0..m).map(|i| 0.001 + i as f32 * 1e-4).collect(),
+        bias: (0..m).map(|_| rng.next() as i32 % 4000).collect(),
+        input: QType {
+            scale: 0.02,
+            zero_point: zx,
+            signed: false,
+        },
+        out,
+    }
+}
+
+#[test]
+fn planned_convs_match_the_direct_reference() {
+    let mut rng = Rng(4242);
+    let levels = [Level::Scalar, Level::Avx2, Level::Avx512Vnni];
+    // (m, c, group, k, stride, pad, h, w)
+    let cases = [
+        (17, 13, 1, 1, 1, 0, 5, 7),  // 1x1 gemm
+        (16, 63, 1, 1, 1, 0, 3, 3),  // 1x1, K 63
+        (5, 3, 1, 3, 2, 1, 9, 11),   // im2col (first conv)
+        (8, 6, 1, 3, 1, 1, 4, 5),    // im2col padded
+        (20, 20, 20, 3, 1, 1, 7, 9), // depthwise 3x3
+        (17, 17, 17, 5, 2, 2, 9, 8), // depthwise 5x5 s2
+        (12, 12, 4, 3, 1, 1, 5, 5),  // grouped: im2col per group
+    ];
+    for &(m, c, group, k, s, pad, h, w) in &cases {
+        for &zx in &[0, 128, 255] {
+            let outs = [
+                QConvOut::Quant {
+                    q: QType {
+                        scale: 0.05,
+                        zero_point: 3,
+                        signed: false,
+                    },
+                    lo: 0,
+                    hi: 255,
+                },
+                QConvOut::Quant {
+                    q: QType {
+                        scale: 0.1,
+                        zero_point: 128,
+                        signed: true,
+                    },
+                    lo: 128,
+                    hi: 255,
+                },
+                QConvOut::Float { activation: None },
+            ];
+            for out in outs {
+                let q = qconv(&mut rng, m, c, group, k, s, pad, out, zx);
+                let x = rng.bytes(h * w * c + 64);
+                let oh = (h + 2 * pad - k) / s + 1;
+                let ow = (w + 2 * pad - k) / s + 1;
+                let float = matches!(out, QConvOut::Float { .. });
+                let (mode, scale): (EpiMode, Vec<f32>) = match out {
+                    QConvOut::Quant { q: o, lo, hi } => (
+                        EpiMode::Quant {
+                            zp: o.zero_point,
+                            lo: lo as i32,
+                            hi: hi as i32,
+                        },
+                        q.w_scale
+                            .iter()
+                            .map(|&sw| q.input.scale * sw / o.scale)
+                            .collect(),
+                    ),
+                    QConvOut::Float { .. } => (
+                        EpiMode::Float,
+                        q.w_scale.iter().map(|&sw| q.input.scale * sw).collect(),
+                    ),
+                };
+                let elem = if float { 4 } else { 1 };
+                let mut want = vec![0u8; oh * ow * m * elem];
+                conv_direct(&q, &q.bias, &scale, mode, [h, w, c], &x, &mut want);
+                if float {
+                    // the planned conv writes NCHW f32
+                    let nhwc: Vec<f32> = want
+                        .chunks(4)
+                        .map(|b| f32::from_ne_bytes(b.try_into().unwrap()))
+                        .collect();
+                    let mut nchw = vec![0f32; nhwc.len()];
+                    for p in 0..oh * ow {
+                        for mm in 0..m {
+                            nchw[mm * oh * ow + p] = nhwc[p * m + mm];
+                        }
+                    }
+                    want = nchw.iter().flat_map(|v| v.to_ne_bytes()).collect();
+                }
+                for &level in &levels {
+                    if !level.supported() {
+                        eprintln!("skipped level {level:?}");
+                        continue;
+                    }
+                    let plan = ConvQs8::new(&q, &[1, c, h, w], level).unwrap();
+                    let mut scratch = vec![0f32; plan.scratch_len()];
+                    let mut got = vec![0u8; want.len()];
+                    // rayon over output tiles: 1, 2 and 4 threads give the same bytes
+                    let threads = [1, 2, 4][(m + zx as usize) % 3];
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    pool.install(|| unsafe {
+                        plan.run(x.as_ptr(), got.as_mut_ptr(), &mut scratch)
+                    });
+                    assert_eq!(
+                        got,
+                        want,
+                        "{} {:?} case {:?} zx {zx}",
+                        plan.algorithm(),
+                        level,
+                        (m, c, group, k, s, pad, h, w)
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn elementwise_kernels_follow_their_definitions() {
+    use super::elementwise::*;
+    let qa = QType {
+        scale: 0.03,
+        zero_point: 10,
+        signed: false,
+    };
+    let qb = QType {
+        scale: 0.07,
+        zero_point: 128,
+        signed: true,
+    };
+    let qo = QType {
+        scale: 0.05,
+        zero_point: 100,
+        signed: false,
+    };
+    let mut rng = Rng(5);
+    // [1, 3, 2, 2] NCHW -> NHWC round trip
+    let x: Vec<f32> = (0..12).map(|i| i as f32 * 0.1 - 0.5).collect();
+    let mut q = vec![0u8; 12];
+    quantize(qo, &[1, 3, 2, 2], &x, &mut q);
+    assert_eq!(q[1], qo.quantize(x[4])); // pixel 0, channel 1
+    let mut back = vec![0f32; 12];
+    dequantize(qo, &[1, 3, 2, 2], &q, &mut back);
+    for (a, b) in x.iter().zip(&back) {
+        assert!((a - b).abs() <= qo.scale / 2.0 + 1e-6);
+    }
+    // per-channel Mul: a [1,3,2,2] NHWC, b [1,3,1,1]
+    let a = rng.bytes(12);
+    let b = rng.bytes(3);
+    let mut y = vec![0u8; 12];
+    binary(
+        crate::ops::QBinaryKind::Mul,
+        qa,
+        qb,
+        qo,
+        3,
+        true,
+        &a,
+        &b,
+        &mut y,
+    );
+    for i in 0..12 {
+        assert_eq!(
+            y[i],
+            qo.quantize(qa.dequantize(a[i]) * qb.dequantize(b[i % 3]))
+        );
+    }
+    // global average pool
+    let mut g = vec![0u8; 3];
+    global_average_pool(qa, qo, 1, 4, 3, &a, &mut g);
+    for ch in 0..3 {
+        let mean: f32 = (0..4).map(|p| qa.dequantize(a[p * 3 + ch])).sum::<f32>() / 4.0;
+        assert!((qo.dequantize(g[ch]) - mean).abs() <= qo.scale * 0.51);
+    }
+    // concat on channels: [1,2,1,2] + [1,1,1,2] -> [1,3,1,2]
+    let x1 = rng.bytes(4);
+    let x2 = rng.bytes(2);
+    let mut y = vec![0u8; 6];
+    concat(
+        1,
+        &[vec![1, 2, 1, 2], vec![1, 1, 1, 2]],
+        &[qo, qa],
+        qo,
+        &[&x1, &x2],
+        &mut y,
+    );
+    assert_eq!(&y[0..2], &x1[0..2]);
+    assert_eq!(y[2], qo.quantize(qa.dequantize(x2[0])));
+    assert_eq!(&y[3..5], &x1[2..4]);
+}

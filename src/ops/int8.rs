@@ -1,0 +1,207 @@
+//! int8 ops: what the int8 lowering (`passes::quantize_lower`) turns QDQ patterns into.
+//!
+//! Storage: every runtime int8 tensor is held as **bytes, u8, asymmetric**: a signed (ONNX
+//! `int8`) tensor is stored as `q + 128` with its zero point shifted by 128, so kernels only
+//! ever see `u8` activations with a zero point (what `vpdpbusd` / `SDOT` on biased inputs
+//! want); the two forms are the same numbers. A rank-4 int8 tensor is laid out **NHWC**
+//! (channels innermost: depthwise and GEMM kernels vectorise over channels); other ranks keep
+//! the ONNX order. Float tensors stay NCHW f32; [`QOp::Quantize`] and [`QOp::Dequantize`]
+//! convert at the edges of float islands.
+//!
+//! The kernels are in `crate::kernels::qs8`; these structs are the op's parameters only.
+
+use super::{Activation, Conv, QuantParams};
+
+/// Per-tensor quantization of a runtime int8 tensor in speck's stored (u8) form.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QType {
+    /// scale
+    pub scale: f32,
+    /// zero point in the stored u8 domain (ONNX int8 zero point + 128 for signed tensors)
+    pub zero_point: i32,
+    /// the ONNX type is int8 (stored shifted by 128)
+    pub signed: bool,
+}
+
+impl QType {
+    /// From ONNX per-tensor parameters of an 8-bit QuantizeLinear / DequantizeLinear; `None`
+    /// for per-axis or non-8-bit parameters.
+    pub fn from_params(p: &QuantParams) -> Option<QType> {
+        if p.scale.len() != 1 || !(p.scale[0] > 0.0 && p.scale[0].is_finite()) {
+            return None;
+        }
+        let signed = match (p.qmin, p.qmax) {
+            (lo, hi) if lo == 0.0 && hi == 255.0 => false,
+            (lo, hi) if lo == -128.0 && hi == 127.0 => true,
+            _ => return None,
+        };
+        let zp = p.zero_point[0] as i32 + if signed { 128 } else { 0 };
+        Some(QType {
+            scale: p.scale[0],
+            zero_point: zp,
+            signed,
+        })
+    }
+
+    /// ONNX QuantizeLinear into the stored domain: `sat(round_half_even(x / s) + zp)`.
+    #[inline]
+    pub fn quantize(&self, x: f32) -> u8 {
+        let q = (x / self.scale).round_ties_even() + self.zero_point as f32;
+        q.clamp(0.0, 255.0) as u8
+    }
+
+    /// DequantizeLinear of a stored value.
+    #[inline]
+    pub fn dequantize(&self, q: u8) -> f32 {
+        (q as i32 - self.zero_point) as f32 * self.scale
+    }
+}
+
+/// What a quantized convolution writes.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum QConvOut {
+    /// Requantized to `q`, clamped to `[lo, hi]` in the stored domain (a fused Relu or Clip
+    /// before the QuantizeLinear becomes this clamp: Q is monotonic and Q(0) = zero point).
+    Quant {
+        /// output quantization
+        q: QType,
+        /// lowest stored value
+        lo: u8,
+        /// highest stored value
+        hi: u8,
+    },
+    /// Dequantized to f32 (NCHW), then `activation` (a float reader follows the conv).
+    Float {
+        /// activation applied in f32 after the bias
+        activation: Option<Activation>,
+    },
+}
+
+/// A convolution on int8 weights: `acc = sum (x - zx) * w + bias` in int32, then requantized.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QConv {
+    /// geometry (its `activation` is unused: see `out`)
+    pub conv: Conv,
+    /// weights `[M, C/group, kh, kw]` (ONNX order), symmetric int8
+    pub weights: Vec<i8>,
+    /// `[M, C/group, kh, kw]`
+    pub w_shape: [usize; 4],
+    /// weight scale per output channel
+    pub w_scale: Vec<f32>,
+    /// int32 bias per output channel at scale `x.scale * w_scale[m]`
+    pub bias: Vec<i32>,
+    /// input quantization
+    pub input: QType,
+    /// output
+    pub out: QConvOut,
+}
+
+/// Element-wise two-input ops with requantization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum QBinaryKind {
+    /// a + b
+    Add,
+    /// a * b
+    Mul,
+}
+
+/// An int8 op. Inputs and outputs are stored int8 tensors unless noted.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum QOp {
+    /// f32 input -> int8 output (ONNX QuantizeLinear).
+    Quantize {
+        /// output quantization
+        out: QType,
+    },
+    /// int8 input -> f32 output (ONNX DequantizeLinear).
+    Dequantize {
+        /// input quantization
+        input: QType,
+    },
+    /// Convolution (see [`QConv`]).
+    Conv(Box<QConv>),
+    /// `out = table[in]`: any element-wise function between a DQ and a Q (HardSwish,
+    /// HardSigmoid, Sigmoid, a requantization, ...), evaluated once per input value.
+    Lut {
+        /// 256 stored output values, indexed by the stored input value
+        table: Vec<u8>,
+    },
+    /// `Q(op(DQ(a), DQ(b)))` with b of a's shape, or b `[N,C,1,1]` against a `[N,C,H,W]`.
+    Binary {
+        /// add or multiply
+        kind: QBinaryKind,
+        /// first input
+        a: QType,
+        /// second input
+        b: QType,
+        /// output
+        out: QType,
+        /// b is `[N,C,1,1]`, broadcast over a's spatial positions
+        b_per_channel: bool,
+    },
+    /// Concatenation along ONNX `axis`, each input requantized to `out`.
+    Concat {
+        /// ONNX axis
+        axis: usize,
+        /// input quantizations
+        inputs: Vec<QType>,
+        /// output
+        out: QType,
+    },
+    /// Global average pool `[N,C,H,W] -> [N,C,1,1]`.
+    GlobalAveragePool {
+        /// input
+        input: QType,
+        /// output
+        out: QType,
+    },
+    /// A float op run on the dequantized input and quantized back, for data-movement ops
+    /// whose int8 form would be the same numbers (MaxPool, Resize).
+    Float {
+        /// MaxPool or Resize
+        op: Box<super::Op>,
+        /// input
+        input: QType,
+        /// output
+        out: QType,
+    },
+}
+
+/// An int8 op with its output shape (ONNX order, NCHW).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Int8Op {
+    /// the op
+    pub op: QOp,
+    /// output shape
+    pub out_shape: Vec<usize>,
+}
+
+impl Int8Op {
+    /// Short name for profiles.
+    pub fn name(&self) -> String {
+        match &self.op {
+            QOp::Quantize { .. } => "Quantize".into(),
+            QOp::Dequantize { .. } => "Dequantize".into(),
+            QOp::Conv(_) => "QConv".into(),
+            QOp::Lut { .. } => "QLut".into(),
+            QOp::Binary { kind, .. } => format!("Q{kind:?}"),
+            QOp::Concat { .. } => "QConcat".into(),
+            QOp::GlobalAveragePool { .. } => "QGlobalAveragePool".into(),
+            QOp::Float { op, .. } => format!("Q{}", op.name()),
+        }
+    }
+
+    /// Whether input `i` is an int8 tensor (else f32).
+    pub fn input_is_int8(&self, _i: usize) -> bool {
+        !matches!(self.op, QOp::Quantize { .. })
+    }
+
+    /// Whether the output is an int8 tensor (else f32).
+    pub fn output_is_int8(&self) -> bool {
+        match &self.op {
+            QOp::Dequantize { .. } => false,
+            QOp::Conv(c) => matches!(c.out, QConvOut::Quant { .. }),
+            _ => true,
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! int8 lowering: QDQ patterns (the fake-quantized float graph that QuantizeLinear /
+//! DequantizeLinear import to) become int8 ops on byte tensors (`crate::ops::QOp`).
+//!
+//! Every per-tensor 8-bit QuantizeLinear `Q` whose output is not a graph output makes its
+//! output an int8 tensor. What produces it depends on the float subgraph in front of `Q`,
+//! matched on inputs that are DequantizeLinear `DQ` of such int8 tensors:
+//! - `DQ(x), DQ(int8 W per-channel or per-tensor, zero point 0), [bias] -> Conv ->
+//!   [Relu | Clip] -> Q` becomes a [`QConv`] requantizing to `Q` (the Relu/Clip a clamp);
+//! - `DQ -> unary activation (HardSwish, HardSigmoid, Sigmoid, ...) -> Q` and `DQ -> Q`
+//!   become a 256-entry lookup table;
+//! - `DQ, DQ -> Add | Mul -> Q` (same shapes, or `[N,C,1,1]` against `[N,C,H,W]` as in
+//!   squeeze-excite) becomes a requantizing int8 Add / Mul;
+//! - `DQ... -> Concat -> Q`, `DQ -> GlobalAveragePool -> Q`, `DQ -> MaxPool | Resize -> Q`
+//!   become int8 Concat, pool, and requantizing data movement;
+//! - anything else in front of `Q` stays float and `Q` becomes a Quantize conversion.
+//!
+//! Then a Conv reading `DQ(x)` with int8 weights whose result goes to float readers becomes a
+//! [`QConv`] with f32 output, and every remaining `DQ` of an int8 tensor becomes a
+//! Dequantize conversion. Float nodes nobody reads any more are removed by `remove_dead`.
+//! A float node that still has float readers stays (computed both ways), so the graph's
+//! results are those of the QDQ model up to requantization rounding.
+
+use crate::model::{Graph, Node, ValueId};
+use crate::ops::{
+    Activation, Int8Op, Op, PoolKind, QBinaryKind, QConv, QConvOut, QOp, QType, UnaryOp,
+};
+use crate::tensor::Tensor;
+use std::collections::HashMap;
+
+/// Whether `SPECK_INT8` allows the lowering (`0`, `off`, `false` or `no` turn it off).
+pub fn int8_enabled_by_env() -> bool {
+    !matches!(
+        std::env::var("SPECK_INT8")
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+            .as_str(),
+        "0" | "off" | "false" | "no"
+    )
+}
+
+struct Cx<'a> {
+    g: &'a Graph,
+    producers: Vec<Option<usize>>,
+    /// int8 tensors: outputs of lowered QuantizeLinear nodes
+    int8: HashMap<ValueId, QType>,
+}
+
+impl Cx<'_> {
+    /// `v = DQ(xq)` with `xq` an int8 tensor: `(xq, interpretation)`.
+    fn dq(&self, v: ValueId) -> Option<(ValueId, QType)> {
+        let p = self.producers[v]?;
+        let n = &self.g.nodes[p];
+        let Op::DequantizeLinear(params) = &n.op else {
+            return None;
+        };
+        let src = *self.int8.get(&n.inputs[0])?;
+        let q = QType::from_params(params)?;
+        (q.signed == src.signed).then_some((n.inputs[0], q))
+    }
+
+    fn node(&self, v: ValueId) -> Option<&Node> {
+        self.producers[v].map(|p| &self.g.nodes[p])
+    }
+
+    /// `v = Conv(DQ(x), int8 W, [b])`: the int8 conv with output `out`.
+    fn conv(&self, v: ValueId, out: QConvOut) -> Option<(QConv, ValueId)> {
+        let n = self.node(v)?;
+        let Op::Conv(c) = &n.op else { return None };
+        if c.activation.is_some() {
+            return None;
+        }
+        let (xq, qx) = self.dq(n.inputs[0])?;
+        let wv = &self.g.values[n.inputs[1]];
+        let wq = wv.dequantized.as_ref()?;
+        if wv.shape.len() != 4 || wq.params.zero_point.iter().any(|&z| z != 0.0) {
+            return None;
+        }
+        if wq.params.qmin != -128.0 || wq.params.qmax != 127.0 {
+            return None;
+        }
+        let m = wv.shape[0];
+        let w_scale = match wq.params.scale.len() {
+            1 => vec![wq.params.scale[0]; m],
+            l if l == m && wq.params.axis == 0 => wq.params.scale.clone(),
+            _ => return None,
+        };
+        let weights: Vec<i8> = wq.values.iter().map(|&v| v as i8).collect();
+        // Bias as int32 at scale s_x * s_w: exact for a DequantizeLinear'd int32 bias with
+        // that scale (what quantizers write), rounded for a float bias.
+        let bias = match n.inputs.get(2) {
+            None => vec![0; m],
+            Some(&b) => {
+                let bf = self.g.constant(b).and_then(Tensor::as_f32)?;
+                if bf.len() != m {
+                    return None;
+                }
+                bf.iter()
+                    .zip(&w_scale)
+                    .map(|(&b, &sw)| {
+                        let q = (b as f64 / (qx.scale as f64 * sw as f64)).round_ties_even();
+                        q.clamp(i32::MIN as f64 / 2.0, i32::MAX as f64 / 2.0) as i32
+                    })
+                    .collect()
+            }
+        };
+        let w_shape = [wv.shape[0], wv.shape[1], wv.shape[2], wv.shape[3]];
+        Some((
+            QConv {
+                conv: c.clone(),
+                weights,
+                w_shape,
+                w_scale,
+                bias,
+                input: qx,
+                out,
+            },
+            xq,
+        ))
+    }
+
+    /// The int8 op producing `Q(y)` with output quantization `qo`, and its inputs.
+    fn pattern(&self, y: ValueId, qo: QType) -> Option<(QOp, Vec<ValueId>)> {
+        if let Some((xq, qi)) = self.dq(y) {
+            let table = super::super::kernels::qs8::elementwise::lut_table(qi, qo, |v| v);
+            return Some((QOp::Lut { table }, vec![xq]));
+        }
+        let n = self.node(y)?;
+        let quant = |lo: u8, hi: u8| QConvOut::Quant { q: qo, lo, hi };
+        match &n.op {
+            Op::Conv(_) => {
+                let (c, xq) = self.conv(y, quant(0, 255))?;
+                Some((QOp::Conv(Box::new(c)), vec![xq]))
+            }
+            Op::Unary(UnaryOp::Act(a)) => {
+                let clamp = match *a {
+                    Activation::Relu => Some((qo.quantize(0.0), 255)),
+                    Activation::Clip(lo, hi) => Some((qo.quantize(lo), qo.quantize(hi))),
+                    _ => None,
+                };
+                if let Some((lo, hi)) = clamp {
+                    if let Some((c, xq)) = self.conv(n.inputs[0], quant(lo, hi)) {
+                        return Some((QOp::Conv(Box::new(c)), vec![xq]));
+                    }
+                }
+                let (xq, qi) = self.dq(n.inputs[0])?;
+                let a = *a;
+                let table = crate::kernels::qs8::elementwise::lut_table(qi, qo, |v| {
+                    crate::ops::apply_activation(a, v)
+                });
+                Some((QOp::Lut { table }, vec![xq]))
+            }
+            Op::Binary(b @ (crate::ops::BinaryOp::Add | crate::ops::BinaryOp::Mul)) => {
+                let kind = if *b == crate::ops::BinaryOp::Add {
+                    QBinaryKind::Add
+                } else {
+                    QBinaryKind::Mul
+                };
+                let (mut a, mut qa) = self.dq(n.inputs[0])?;
+                let (mut bq, mut qb) = self.dq(n.inputs[1])?;
+                let out_shape = &self.g.values[y].shape;
+                let mut sa = self.g.values[a].shape.clone();
+                let mut sb = self.g.values[bq].shape.clone();
+                if sa != *out_shape {
+                    std::mem::swap(&mut a, &mut bq);
+                    std::mem::swap(&mut qa, &mut qb);
+                    std::mem::swap(&mut sa, &mut sb);
+                }
+                if sa != *out_shape {
+                    return None;
+                }
+                let per_channel = if sb == sa {
+                    false
+                } else if sa.len() == 4 && sb == [sa[0], sa[1], 1, 1] {
+                    true
+                } else {
+                    return None;
+                };
+                Some((
+                    QOp::Binary {
+                        kind,
+                        a: qa,
+                        b: qb,
+                        out: qo,
+                        b_per_channel: per_channel,
+                    },
+                    vec![a, bq],
+                ))
+            }
+            Op::Concat { axis } => {
+                let mut ins = vec![];
+                let mut qs = vec![];
+                for &v in &n.inputs {
+                    let (xq, q) = self.dq(v)?;
+                    ins.push(xq);
+                    qs.push(q);
+                }
+                Some((
+                    QOp::Concat {
+                        axis: *axis,
+                        inputs: qs,
+                        out: qo,
+                    },
+                    ins,
+                ))
+            }
+            Op::GlobalAveragePool if self.g.values[y].shape.len() == 4 => {
+                let (xq, qi) = self.dq(n.inputs[0])?;
+                Some((QOp::GlobalAveragePool { input: qi, out: qo }, vec![xq]))
+            }
+            Op::Pool(p) if p.kind == PoolKind::Max && self.g.values[y].shape.len() == 4 => {
+                let (xq, qi) = self.dq(n.inputs[0])?;
+                let op = Box::new(n.op.clone());
+                Some((
+                    QOp::Float {
+                        op,
+                        input: qi,
+                        out: qo,
+                    },
+                    vec![xq],
+                ))
+            }
+            Op::Resize(_) if self.g.values[y].shape.len() == 4 => {
+                let (xq, qi) = self.dq(n.inputs[0])?;
+                let op = Box::new(n.op.clone());
+                Some((
+                    QOp::Float {
+                        op,
+                        input: qi,
+                        out: qo,
+                    },
+                    vec![xq],
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn int8(op: QOp, out_shape: Vec<usize>) -> Op {
+    Op::Int8(Box::new(Int8Op { op, out_shape }))
+}
+
+/// Lower QDQ patterns to int8 ops; returns how many nodes became int8 ops.
+pub fn lower_int8(g: &mut Graph) -> usize {
+    let mut int8_vals = HashMap::new();
+    for n in &g.nodes {
+        if let Op::QuantizeLinear(p) = &n.op {
+            let x = n.inputs[0];
+            let y = n.outputs[0];
+            if let Some(q) = QType::from_params(p) {
+                if g.constant(x).is_none() && !g.outputs.contains(&y) {
+                    int8_vals.insert(y, q);
+                }
+            }
+        }
+    }
+    if int8_vals.is_empty() {
+        return 0;
+    }
+    let cx = Cx {
+        g,
+        producers: g.producers(),
+        int8: int8_vals,
+    };
+    let mut replaced: Vec<(usize, Op, Vec<ValueId>)> = vec![];
+    for (i, n) in g.nodes.iter().enumerate() {
+        let shape = || g.values[n.outputs[0]].shape.clone();
+        match &n.op {
+            Op::QuantizeLinear(_) => {
+                let Some(&qo) = cx.int8.get(&n.outputs[0]) else {
+                    continue;
+                };
+                let (op, ins) = cx
+                    .pattern(n.inputs[0], qo)
+                    .unwrap_or((QOp::Quantize { out: qo }, vec![n.inputs[0]]));
+                replaced.push((i, int8(op, shape()), ins));
+            }
+            Op::DequantizeLinear(p) => {
+                if let (Some(src), Some(q)) = (cx.int8.get(&n.inputs[0]), QType::from_params(p)) {
+                    if src.signed == q.signed {
+                        replaced.push((
+                            i,
+                            int8(QOp::Dequantize { input: q }, shape()),
+                            n.inputs.clone(),
+                        ));
+                    }
+                }
+            }
+            Op::Conv(_) => {
+                let out = QConvOut::Float { activation: None };
+                if let Some((c, xq)) = cx.conv(n.outputs[0], out) {
+                    replaced.push((i, int8(QOp::Conv(Box::new(c)), shape()), vec![xq]));
+                }
+            }
+            _ => {}
+        }
+    }
+    let count = replaced.len();
+    for (i, op, ins) in replaced {
+        g.nodes[i].op = op;
+        g.nodes[i].inputs = ins;
+    }
+    g.remove_dead();
+    count
+}
+
+/// Whether value `v` holds an int8 (byte) tensor: the output of an int8 op that writes one.
+pub fn is_int8_value(g: &Graph, producers: &[Option<usize>], v: ValueId) -> bool {
+    match producers[v].map(|p| &g.nodes[p].op) {
+        Some(Op::Int8(q)) => q.output_is_int8(),
+        _ => false,
+    }
+}
