@@ -18,13 +18,19 @@
 //!
 //! Kernels: `gemm_qs8_4x16c4_scalar` (reference), `gemm_qs8_2x16c4_avx2` (widening to i16 and
 //! `vpmaddwd`: exact, unlike `vpmaddubsw` which saturates u8*i8 pair sums), and
-//! `gemm_qs8_8x16c4_avx512vnni` (`vpdpbusd`). An aarch64 `neondot` kernel (`SDOT` on the same c4
-//! layout) and a `neon` one (`SMLAL` after widening) slot in as siblings.
+//! `gemm_qs8_8x16c4_avx512vnni` (`vpdpbusd`); on aarch64 `gemm_qs8_4x16c4_neondot` (`SDOT` by
+//! lane on the same c4 layout; A flipped to i8 with `a ^ 0x80` and `128 * sum_k B[n, k]`, from
+//! one more `SDOT` against ones, added back in the kernel, so the packing is unchanged) and
+//! `gemm_qs8_4x16c4_neon` (`LD4` de-interleave, widening to i16, `SMLAL` by lane).
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512vnni;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neondot;
 mod scalar;
 
 use super::Level;
@@ -142,6 +148,21 @@ pub fn registry() -> Vec<GemmKernel> {
             mr: 2,
             level: Level::Avx2,
             run: avx2::gemm_qs8_2x16c4_avx2,
+        });
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        v.push(GemmKernel {
+            name: "gemm_qs8_4x16c4_neondot",
+            mr: 4,
+            level: Level::NeonDot,
+            run: neondot::gemm_qs8_4x16c4_neondot,
+        });
+        v.push(GemmKernel {
+            name: "gemm_qs8_4x16c4_neon",
+            mr: 4,
+            level: Level::Neon,
+            run: neon::gemm_qs8_4x16c4_neon,
         });
     }
     v.push(GemmKernel {

@@ -1,0 +1,127 @@
+//! `gemm_qs8_4x16c4_neon`: 4 rows x 16 channels with baseline Advanced SIMD (Cortex-A72 and
+//! every other aarch64 core). `LD4` de-interleaves one c4 group of weights into four vectors
+//! (one per k, 16 channels each), `SXTL`/`SXTL2` widen them to i16, activations are
+//! zero-extended to i16 (u8 fits), and `SMLAL`/`SMLAL2` by lane accumulate `w[k] * a[row][k]`
+//! into i32: exact, 16 MACs per 4 multiply-accumulates. Also holds the NEON epilogue that the
+//! `neondot` kernel shares.
+
+use super::{EpiMode, NR};
+use std::arch::aarch64::*;
+
+/// Rows per call.
+const MR: usize = 4;
+
+/// `acc[j] += w16[j half] * a[LANE]` for the 16 channels of one k (`w` = channels 0-7, 8-15).
+#[inline(always)]
+unsafe fn mlal_k<const LANE: i32>(acc: &mut [int32x4_t; 4], w: [int16x8_t; 2], a: int16x4_t) {
+    acc[0] = vmlal_lane_s16::<LANE>(acc[0], vget_low_s16(w[0]), a);
+    acc[1] = vmlal_high_lane_s16::<LANE>(acc[1], w[0], a);
+    acc[2] = vmlal_lane_s16::<LANE>(acc[2], vget_low_s16(w[1]), a);
+    acc[3] = vmlal_high_lane_s16::<LANE>(acc[3], w[1], a);
+}
+
+/// Both halves of one de-interleaved k vector, widened to i16.
+#[inline(always)]
+unsafe fn widen(w: int8x16_t) -> [int16x8_t; 2] {
+    [vmovl_s8(vget_low_s8(w)), vmovl_high_s8(w)]
+}
+
+/// See the module doc of `gemm` for the contract.
+///
+/// # Safety
+/// Pointers as in the contract (aarch64 always has Advanced SIMD).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_qs8_4x16c4_neon(
+    mr: usize,
+    nc: usize,
+    k4: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const i8,
+    bias: *const i32,
+    scale: *const f32,
+    mode: EpiMode,
+    c: *mut u8,
+    ldc: usize,
+) {
+    // Rows past mr re-read row 0 (always readable); their results are not stored.
+    let rows: [*const u8; MR] = std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
+    let mut acc = [[vdupq_n_s32(0); 4]; MR];
+    for kk in 0..k4 {
+        let w = vld4q_s8(b.add(kk * NR * 4));
+        let w = [widen(w.0), widen(w.1), widen(w.2), widen(w.3)];
+        for (r, acc) in rows.iter().zip(acc.iter_mut()) {
+            let x4 = std::ptr::read_unaligned(r.add(kk * 4) as *const u32);
+            // [a0 a1 a2 a3] as i16 lanes
+            let x =
+                vreinterpret_s16_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(x4)))));
+            mlal_k::<0>(acc, w[0], x);
+            mlal_k::<1>(acc, w[1], x);
+            mlal_k::<2>(acc, w[2], x);
+            mlal_k::<3>(acc, w[3], x);
+        }
+    }
+    for (i, acc) in acc.iter().enumerate().take(mr) {
+        store_row(acc, nc, bias, scale, mode, c, ldc, i);
+    }
+}
+
+/// NEON epilogue for one row of 16 i32 sums: `+ bias`, `SCVTF` (nearest), one `FMUL`, then
+/// `FCVTNS` (nearest, ties to even) + zp and clamp, or f32 out; bit-identical to
+/// `epilogue_one`. Stores `nc` values into row `i` of C.
+///
+/// # Safety
+/// As the kernels' contract.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) unsafe fn store_row(
+    acc: &[int32x4_t; 4],
+    nc: usize,
+    bias: *const i32,
+    scale: *const f32,
+    mode: EpiMode,
+    c: *mut u8,
+    ldc: usize,
+    i: usize,
+) {
+    let f: [float32x4_t; 4] = std::array::from_fn(|j| {
+        let v = vaddq_s32(acc[j], vld1q_s32(bias.add(4 * j)));
+        vmulq_f32(vcvtq_f32_s32(v), vld1q_f32(scale.add(4 * j)))
+    });
+    match mode {
+        EpiMode::Quant { zp, lo, hi } => {
+            let (zp, lo, hi) = (vdupq_n_s32(zp), vdupq_n_s32(lo), vdupq_n_s32(hi));
+            let q: [uint16x4_t; 4] = std::array::from_fn(|j| {
+                let v = vaddq_s32(vcvtnq_s32_f32(f[j]), zp);
+                // lo..=hi lies within 0..=255, so the narrowing below is exact
+                vmovn_u32(vreinterpretq_u32_s32(vminq_s32(vmaxq_s32(v, lo), hi)))
+            });
+            let bytes = vcombine_u8(
+                vmovn_u16(vcombine_u16(q[0], q[1])),
+                vmovn_u16(vcombine_u16(q[2], q[3])),
+            );
+            let dst = c.add(i * ldc);
+            if nc == NR {
+                vst1q_u8(dst, bytes);
+            } else {
+                let mut t = [0u8; NR];
+                vst1q_u8(t.as_mut_ptr(), bytes);
+                std::ptr::copy_nonoverlapping(t.as_ptr(), dst, nc);
+            }
+        }
+        EpiMode::Float => {
+            let dst = (c as *mut f32).add(i * ldc);
+            if nc == NR {
+                for (j, v) in f.iter().enumerate() {
+                    vst1q_f32(dst.add(4 * j), *v);
+                }
+            } else {
+                let mut t = [0f32; NR];
+                for (j, v) in f.iter().enumerate() {
+                    vst1q_f32(t.as_mut_ptr().add(4 * j), *v);
+                }
+                std::ptr::copy_nonoverlapping(t.as_ptr(), dst, nc);
+            }
+        }
+    }
+}
