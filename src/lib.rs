@@ -18,5 +18,6 @@ pub mod detect;
 pub use detect::{Detection, Detector, DetectorOptions};
 pub mod draw;
 pub mod eval;
+pub mod io;
 #[cfg(feature = "onnx")]
 pub mod quantize;
