@@ -19,5 +19,6 @@ pub use detect::{Detection, Detector, DetectorOptions};
 pub mod draw;
 pub mod eval;
 pub mod io;
+pub mod pipeline;
 #[cfg(feature = "onnx")]
 pub mod quantize;

@@ -7,6 +7,7 @@ mod infer;
 mod info;
 mod model_path;
 mod quantize;
+mod run;
 mod tile_args;
 
 use clap::{Parser, Subcommand};
@@ -30,7 +31,8 @@ const EXAMPLES: &str = "Examples:
   speck infer model.onnx input.npy --out outs/          # raw tensors for parity checks
   speck detect examples/data/images --tile 512x512      # sliced inference for tiny objects
   speck eval --gt examples/data/annotations.json --images examples/data/images --tile 512x512
-  speck quantize m.onnx --calib frames/ -o m-int8.onnx  # int8 QDQ model from calibration frames";
+  speck quantize m.onnx --calib frames/ -o m-int8.onnx  # int8 QDQ model from calibration frames
+  speck run --source /dev/video0 --serve                # live: webcam in, http://127.0.0.1:8080/ out";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -46,6 +48,8 @@ enum Command {
     Eval(eval::Args),
     /// Quantize a float model to an int8 QDQ ONNX model, calibrated on image frames.
     Quantize(quantize::Args),
+    /// Live detection: camera, pipe, video file or folder in; HTTP, MQTT, recording out.
+    Run(run::Args),
 }
 
 /// Shared engine flags.
@@ -91,6 +95,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Run(a) => run::run(a),
     })
     .unwrap_or_else(|p| Err(anyhow::anyhow!("internal error: {}", panic_text(&*p))));
     match result {

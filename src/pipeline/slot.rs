@@ -59,13 +59,20 @@ impl<T> LatestSlot<T> {
 
     /// Store `item` once the slot is empty (or closed: then the item is discarded).
     pub fn put_wait(&self, item: T) {
+        self.wait_empty();
         let mut s = self.lock();
-        while s.item.is_some() && !s.closed {
-            s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
         if !s.closed {
             s.item = Some(item);
             self.changed.notify_all();
+        }
+    }
+
+    /// Wait until the reader took the item (or the slot is closed): a file source reads
+    /// its next frame only then, so latency does not include time spent queued.
+    pub fn wait_empty(&self) {
+        let mut s = self.lock();
+        while s.item.is_some() && !s.closed {
+            s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
         }
     }
 

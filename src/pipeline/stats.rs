@@ -207,7 +207,11 @@ impl Stats {
             source_errors: s.source_errors,
             reconnects: s.reconnects,
             seconds: secs,
-            fps: if secs > 0.0 { s.frames as f64 / secs } else { 0.0 },
+            fps: if secs > 0.0 {
+                s.frames as f64 / secs
+            } else {
+                0.0
+            },
             latency_ms: Percentiles::of(&self.latencies),
             mean,
             overhead_share: if frame_time > 0.0 {

@@ -9,8 +9,9 @@ use std::process::Command;
 
 /// Frames from stdin or a command.
 pub struct PipeSource {
-    reader: StreamReader<Box<dyn Read + Send>>,
+    // Declared first so the command is stopped before its pipe closes.
     process: Option<ProducerProcess>,
+    reader: StreamReader<Box<dyn Read + Send>>,
     name: String,
 }
 

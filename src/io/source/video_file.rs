@@ -9,8 +9,9 @@ use std::process::{ChildStdout, Command};
 
 /// Frames of a video file.
 pub struct VideoFileSource {
-    reader: StreamReader<ChildStdout>,
+    // Declared first so ffmpeg is stopped before its pipe closes (no "Broken pipe" noise).
     _process: ProducerProcess,
+    reader: StreamReader<ChildStdout>,
     name: String,
 }
 
