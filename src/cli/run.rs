@@ -5,6 +5,7 @@ use super::tile_args::TileArgs;
 use super::{model_path, EngineArgs};
 use anyhow::{Context, Result};
 use speck::io::pixfmt::PixelFormat;
+use speck::io::sink::http::HttpSink;
 use speck::io::source::{parse_size, SourceDefaults, SourceSpec};
 use speck::pipeline::{self, PipelineOptions, Sink};
 use speck::Detector;
@@ -64,6 +65,13 @@ pub struct Args {
     /// Print a stats line every S seconds (0: never).
     #[arg(long, default_value_t = 5.0, value_name = "S")]
     stats_every: f64,
+    /// Serve the live view and APIs over HTTP on ADDR (default 127.0.0.1:8080; a bare port
+    /// means loopback; other interfaces only when named, e.g. 0.0.0.0:8080).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
+    serve: Option<String>,
+    /// Require this bearer token on HTTP requests (header, or ?token= for browsers).
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
     /// Print the end-of-run summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -71,6 +79,16 @@ pub struct Args {
     tiles: TileArgs,
     #[command(flatten)]
     engine: EngineArgs,
+}
+
+/// `8080` or `:8080` mean loopback; anything else is taken as given.
+fn serve_addr(a: &str) -> String {
+    let port = a.strip_prefix(':').unwrap_or(a);
+    if port.parse::<u16>().is_ok() {
+        format!("127.0.0.1:{port}")
+    } else {
+        a.to_string()
+    }
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -93,6 +111,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     let mut sinks: Vec<Box<dyn Sink>> = vec![];
+    if let Some(addr) = &a.serve {
+        let addr = serve_addr(addr);
+        let http = HttpSink::start(&addr, a.token.clone())?;
+        let bound = http.local_addr();
+        if !bound.ip().is_loopback() && a.token.is_none() {
+            log::warn!("serving on {bound} to the network without --token");
+        }
+        // The address goes to stderr at once so scripts and tests can find a port-0 server.
+        eprintln!("serving on http://{bound}/");
+        sinks.push(Box::new(http));
+    }
     let opts = PipelineOptions {
         max_fps: a.max_fps,
         max_frames: a.max_frames,
