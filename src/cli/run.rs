@@ -6,6 +6,7 @@ use super::{model_path, EngineArgs};
 use anyhow::{Context, Result};
 use speck::io::pixfmt::PixelFormat;
 use speck::io::sink::http::HttpSink;
+use speck::io::sink::mqtt::{MqttSink, MqttTarget};
 use speck::io::source::{parse_size, SourceDefaults, SourceSpec};
 use speck::pipeline::{self, PipelineOptions, Sink};
 use speck::Detector;
@@ -72,6 +73,13 @@ pub struct Args {
     /// Require this bearer token on HTTP requests (header, or ?token= for browsers).
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
+    /// Publish object events (new/update/end, Frigate-style JSON, see docs/mqtt-events.md)
+    /// to mqtt://host[:port][/topic] (topic default speck/events).
+    #[arg(long, value_name = "URL")]
+    mqtt: Option<String>,
+    /// Camera name in MQTT events.
+    #[arg(long, default_value = "speck")]
+    camera: String,
     /// Print the end-of-run summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -128,6 +136,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         tiles,
         stats_every: (a.stats_every > 0.0).then(|| Duration::from_secs_f64(a.stats_every)),
     };
+    if let Some(url) = &a.mqtt {
+        let target = MqttTarget::parse(url)?;
+        sinks.push(Box::new(MqttSink::start(&target, &a.camera)));
+    }
     let summary = pipeline::run(&spec, &mut det, &mut sinks, &opts, stop)?;
     if a.json {
         println!("{}", serde_json::to_string(&summary)?);
