@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use speck::io::pixfmt::PixelFormat;
 use speck::io::sink::http::HttpSink;
 use speck::io::sink::mqtt::{MqttSink, MqttTarget};
+use speck::io::sink::record::RecordSink;
 use speck::io::source::{parse_size, SourceDefaults, SourceSpec};
 use speck::pipeline::{self, PipelineOptions, Sink};
 use speck::Detector;
@@ -80,6 +81,12 @@ pub struct Args {
     /// Camera name in MQTT events.
     #[arg(long, default_value = "speck")]
     camera: String,
+    /// Record the annotated video to FILE (through ffmpeg; codec from the extension).
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Frame rate written into the recording.
+    #[arg(long, default_value_t = 15.0, value_name = "N")]
+    record_fps: f64,
     /// Print the end-of-run summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -139,6 +146,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(url) = &a.mqtt {
         let target = MqttTarget::parse(url)?;
         sinks.push(Box::new(MqttSink::start(&target, &a.camera)));
+    }
+    if let Some(path) = &a.record {
+        if a.record_fps <= 0.0 {
+            anyhow::bail!("--record-fps must be positive");
+        }
+        sinks.push(Box::new(RecordSink::start(
+            path,
+            a.record_fps,
+            !spec.is_live(),
+        )?));
     }
     let summary = pipeline::run(&spec, &mut det, &mut sinks, &opts, stop)?;
     if a.json {

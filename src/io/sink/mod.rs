@@ -5,3 +5,4 @@
 pub mod broadcast;
 pub mod http;
 pub mod mqtt;
+pub mod record;
