@@ -18,5 +18,7 @@ pub mod detect;
 pub use detect::{Detection, Detector, DetectorOptions};
 pub mod draw;
 pub mod eval;
+pub mod io;
+pub mod pipeline;
 #[cfg(feature = "onnx")]
 pub mod quantize;

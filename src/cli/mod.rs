@@ -12,6 +12,7 @@ mod model_path;
 mod needs_onnx;
 #[cfg(feature = "onnx")]
 mod quantize;
+mod run;
 mod tile_args;
 
 use clap::{Parser, Subcommand};
@@ -36,7 +37,8 @@ const EXAMPLES: &str = "Examples:
   speck detect examples/data/images --tile 512x512      # sliced inference for tiny objects
   speck eval --gt examples/data/annotations.json --images examples/data/images --tile 512x512
   speck quantize m.onnx --calib frames/ -o m-int8.onnx  # int8 QDQ model from calibration frames
-  speck compile m.onnx --target rpi5 -o m.speck         # compiled model, loads without ONNX";
+  speck compile m.onnx --target rpi5 -o m.speck         # compiled model, loads without ONNX
+  speck run --source /dev/video0 --serve                # live: webcam in, http://127.0.0.1:8080/ out";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -62,6 +64,8 @@ enum Command {
     /// Compile a model (needs the ONNX importer, which this build leaves out).
     #[cfg(not(feature = "onnx"))]
     Compile(needs_onnx::Args),
+    /// Live detection: camera, pipe, video file or folder in; HTTP, MQTT, recording out.
+    Run(run::Args),
 }
 
 /// Shared engine flags.
@@ -119,6 +123,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Compile(a) => compile::run(a),
         #[cfg(not(feature = "onnx"))]
         Command::Compile(a) => needs_onnx::run("compile", a),
+        Command::Run(a) => run::run(a),
     })
     .unwrap_or_else(|p| Err(anyhow::anyhow!("internal error: {}", panic_text(&*p))));
     match result {

@@ -52,6 +52,16 @@ pub struct Detector {
     input: Vec<f32>,
     /// One input buffer per tile, reused across frames (see `tiling.rs`).
     pub(super) tile_inputs: Vec<Vec<f32>>,
+    pub(super) times: StageTimes,
+}
+
+/// Time spent per stage since the last [`Detector::take_stage_times`] (for live stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimes {
+    /// Letterbox, normalisation, layout (all tiles).
+    pub preprocess: std::time::Duration,
+    /// Engine runs (all tiles).
+    pub engine: std::time::Duration,
 }
 
 impl Detector {
@@ -81,6 +91,7 @@ impl Detector {
             meta,
             options: DetectorOptions::default(),
             tile_inputs: vec![],
+            times: StageTimes::default(),
         })
     }
 
@@ -93,6 +104,11 @@ impl Detector {
         let path = path.as_ref();
         let engine = Engine::load(path, opts)?;
         Detector::new(engine, None).with_context(|| format!("model {}", path.display()))
+    }
+
+    /// Stage times accumulated since the last call, then reset.
+    pub fn take_stage_times(&mut self) -> StageTimes {
+        std::mem::take(&mut self.times)
     }
 
     /// The model's metadata.
@@ -109,7 +125,9 @@ impl Detector {
     pub fn detect(&mut self, frame: RgbFrame) -> Result<Vec<Detection>> {
         check_frame(&frame)?;
         let mut input = std::mem::take(&mut self.input);
+        let t0 = std::time::Instant::now();
         let lb = preprocess(frame, &self.meta, &mut input);
+        self.times.preprocess += t0.elapsed();
         let raw = self.infer_raw(&mut input);
         self.input = input;
         let dets = self.to_detections(raw?, &lb, [0, 0, frame.width, frame.height]);
@@ -123,7 +141,9 @@ impl Detector {
     pub(super) fn infer_raw(&mut self, input: &mut Vec<f32>) -> Result<Vec<RawDet>> {
         let (w, h) = self.meta.input_size;
         let x = Tensor::from_f32(&[1, 3, h, w], std::mem::take(input))?;
+        let t0 = std::time::Instant::now();
         let result = self.engine.run(std::slice::from_ref(&x));
+        self.times.engine += t0.elapsed();
         *input = match x {
             Tensor::F32(a) => a.into_raw_vec_and_offset().0,
             _ => unreachable!(),

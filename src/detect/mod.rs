@@ -9,7 +9,7 @@ mod tiling;
 
 pub use decode_centernet::decode_centernet;
 pub use decode_yolov8::decode_yolov8;
-pub use detector::{Detector, DetectorOptions};
+pub use detector::{Detector, DetectorOptions, StageTimes};
 pub use nms::{nms, MergeKind};
 pub use preprocess::{preprocess, preprocess_region, Letterbox, RgbFrame};
 pub use tiling::{tile_grid, Tile, TileOptions, TilingError};

@@ -114,6 +114,7 @@ impl Detector {
         let mut bufs = std::mem::take(&mut self.tile_inputs);
         bufs.resize_with(tiles.len().max(bufs.len()), Vec::new);
         let meta = self.metadata().clone();
+        let t0 = std::time::Instant::now();
         let lbs: Vec<Letterbox> = bufs[..tiles.len()]
             .par_iter_mut()
             .zip(tiles.par_iter())
@@ -122,6 +123,7 @@ impl Detector {
                 preprocess_region(frame, [t.x, t.y, t.w, t.h], &meta, buf)
             })
             .collect();
+        self.times.preprocess += t0.elapsed();
         let mut all = vec![];
         let mut result = Ok(());
         for ((t, lb), buf) in tiles.iter().zip(&lbs).zip(bufs.iter_mut()) {

@@ -1,0 +1,57 @@
+//! Frames in and results out: camera/pipe/file sources, pixel formats, and the sinks of
+//! `speck run` (HTTP, MQTT, recording).
+
+pub mod pixfmt;
+pub mod sink;
+pub mod source;
+
+use crate::detect::RgbFrame;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// One captured frame, already converted to RGB8.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// `width * height * 3` bytes, RGB, rows packed.
+    pub rgb: Vec<u8>,
+    /// width in pixels
+    pub width: usize,
+    /// height in pixels
+    pub height: usize,
+    /// Capture counter (set by the pipeline; gaps are dropped frames).
+    pub seq: u64,
+    /// When the frame was read from the source (monotonic, for latency).
+    pub captured: Instant,
+    /// When the frame was read, seconds since the Unix epoch (for events).
+    pub unix_time: f64,
+}
+
+impl Frame {
+    /// Wrap an RGB buffer captured now.
+    pub fn new(rgb: Vec<u8>, width: usize, height: usize) -> Frame {
+        Frame {
+            rgb,
+            width,
+            height,
+            seq: 0,
+            captured: Instant::now(),
+            unix_time: unix_now(),
+        }
+    }
+
+    /// Borrow as the detector's frame type.
+    pub fn view(&self) -> RgbFrame<'_> {
+        RgbFrame {
+            data: &self.rgb,
+            width: self.width,
+            height: self.height,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
