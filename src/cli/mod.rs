@@ -1,6 +1,7 @@
 //! The `speck` command line: argument parsing and thin wrappers over the library.
 
 mod bench;
+mod bundle;
 mod detect;
 mod eval;
 mod infer;
@@ -30,7 +31,8 @@ const EXAMPLES: &str = "Examples:
   speck infer model.onnx input.npy --out outs/          # raw tensors for parity checks
   speck detect examples/data/images --tile 512x512      # sliced inference for tiny objects
   speck eval --gt examples/data/annotations.json --images examples/data/images --tile 512x512
-  speck quantize m.onnx --calib frames/ -o m-int8.onnx  # int8 QDQ model from calibration frames";
+  speck quantize m.onnx --calib frames/ -o m-int8.onnx  # int8 QDQ model from calibration frames
+  speck bundle --target rpi5 -o speck-rpi5.tar.gz       # binary, model, unit, scripts for a board";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -46,6 +48,8 @@ enum Command {
     Eval(eval::Args),
     /// Quantize a float model to an int8 QDQ ONNX model, calibrated on image frames.
     Quantize(quantize::Args),
+    /// Make a reproducible install bundle (.tar.gz) for a board.
+    Bundle(bundle::Args),
 }
 
 /// Shared engine flags.
@@ -91,6 +95,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Quantize(a) => quantize::run(a),
+        Command::Bundle(a) => bundle::run(a),
     })
     .unwrap_or_else(|p| Err(anyhow::anyhow!("internal error: {}", panic_text(&*p))));
     match result {
