@@ -1,3 +1,4 @@
+#![cfg(feature = "onnx")] // needs the ONNX importer and the quantizer
 //! Quantization glue: cross-layer equalization preserves the float function, QDQ models
 //! import and run in speck's float engine, and the end-to-end pipeline on a real model.
 

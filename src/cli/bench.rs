@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
     after_help = "Examples:\n  speck bench --threads 2\n  speck bench model.onnx --runs 100 --profile\n  speck bench --json"
 )]
 pub struct Args {
-    /// ONNX model (default: the shipped speck-tiny.onnx).
+    /// ONNX or compiled .speck model (default: the shipped speck-tiny).
     model: Option<PathBuf>,
     /// Timed runs.
     #[arg(long, default_value_t = 30)]

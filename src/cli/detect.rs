@@ -20,7 +20,7 @@ pub struct Args {
     /// Images (JPEG, PNG) or folders of images.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// ONNX model (default: the shipped speck-tiny.onnx).
+    /// ONNX or compiled .speck model (default: the shipped speck-tiny).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Minimum confidence.

@@ -33,7 +33,7 @@ pub struct Args {
     /// Folder of the GT's images (file_name is relative to it).
     #[arg(long, value_name = "DIR")]
     images: Option<PathBuf>,
-    /// ONNX model (default: the shipped speck-tiny.onnx).
+    /// ONNX or compiled .speck model (default: the shipped speck-tiny).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Minimum confidence of the detections scored (low, so the PR curve is complete).

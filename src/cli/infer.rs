@@ -12,7 +12,7 @@ use std::process::ExitCode;
     after_help = "Example:\n  speck infer model.onnx input.npy --out outs/   # writes outs/<output>.npy"
 )]
 pub struct Args {
-    /// ONNX model.
+    /// ONNX or compiled .speck model.
     model: PathBuf,
     /// One float32 .npy per model input, in the model's input order.
     #[arg(required = true)]

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  speck info\n  speck info model.onnx --json")]
 pub struct Args {
-    /// ONNX model (default: the shipped speck-tiny.onnx).
+    /// ONNX or compiled .speck model (default: the shipped speck-tiny).
     model: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]

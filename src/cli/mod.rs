@@ -2,11 +2,16 @@
 
 mod bench;
 mod bundle;
+#[cfg(feature = "onnx")]
+mod compile;
 mod detect;
 mod eval;
 mod infer;
 mod info;
 mod model_path;
+#[cfg(not(feature = "onnx"))]
+mod needs_onnx;
+#[cfg(feature = "onnx")]
 mod quantize;
 mod tile_args;
 
@@ -32,6 +37,7 @@ const EXAMPLES: &str = "Examples:
   speck detect examples/data/images --tile 512x512      # sliced inference for tiny objects
   speck eval --gt examples/data/annotations.json --images examples/data/images --tile 512x512
   speck quantize m.onnx --calib frames/ -o m-int8.onnx  # int8 QDQ model from calibration frames
+  speck compile m.onnx --target rpi5 -o m.speck         # compiled model, loads without ONNX
   speck bundle --target rpi5 -o speck-rpi5.tar.gz       # binary, model, unit, scripts for a board";
 
 #[derive(Subcommand, Debug)]
@@ -47,7 +53,17 @@ enum Command {
     /// Score detections against COCO / TinyPerson ground truth (AP, AP50, miss rate).
     Eval(eval::Args),
     /// Quantize a float model to an int8 QDQ ONNX model, calibrated on image frames.
+    #[cfg(feature = "onnx")]
     Quantize(quantize::Args),
+    /// Quantize (needs the ONNX importer, which this build leaves out).
+    #[cfg(not(feature = "onnx"))]
+    Quantize(needs_onnx::Args),
+    /// Compile an ONNX model to a .speck file that loads without the ONNX importer.
+    #[cfg(feature = "onnx")]
+    Compile(compile::Args),
+    /// Compile a model (needs the ONNX importer, which this build leaves out).
+    #[cfg(not(feature = "onnx"))]
+    Compile(needs_onnx::Args),
     /// Make a reproducible install bundle (.tar.gz) for a board.
     Bundle(bundle::Args),
 }
@@ -94,8 +110,15 @@ pub fn main() -> std::process::ExitCode {
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Eval(a) => eval::run(a),
+        #[cfg(feature = "onnx")]
         Command::Quantize(a) => quantize::run(a),
         Command::Bundle(a) => bundle::run(a),
+        #[cfg(not(feature = "onnx"))]
+        Command::Quantize(a) => needs_onnx::run("quantize", a),
+        #[cfg(feature = "onnx")]
+        Command::Compile(a) => compile::run(a),
+        #[cfg(not(feature = "onnx"))]
+        Command::Compile(a) => needs_onnx::run("compile", a),
     })
     .unwrap_or_else(|p| Err(anyhow::anyhow!("internal error: {}", panic_text(&*p))));
     match result {

@@ -3,8 +3,14 @@
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
-/// File name of the shipped default model.
+/// File name of the shipped default model (a build without the ONNX importer looks for the
+/// compiled one).
+#[cfg(feature = "onnx")]
 pub const DEFAULT_MODEL: &str = "speck-tiny.onnx";
+/// File name of the shipped default model (a build without the ONNX importer looks for the
+/// compiled one).
+#[cfg(not(feature = "onnx"))]
+pub const DEFAULT_MODEL: &str = "speck-tiny.speck";
 
 /// `--model` if given, else `$SPECK_MODEL`, else the first shipped copy found.
 pub fn resolve(model: Option<PathBuf>) -> Result<PathBuf> {

@@ -84,8 +84,8 @@ impl Detector {
         })
     }
 
-    /// Import and plan an ONNX model.
-    #[cfg(feature = "onnx")]
+    /// Load and plan a model file: a compiled `.speck` model or (with the `onnx` feature)
+    /// an ONNX model; see [`Engine::load`].
     pub fn load(
         path: impl AsRef<std::path::Path>,
         opts: &crate::EngineOptions,

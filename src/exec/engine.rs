@@ -200,13 +200,48 @@ impl Engine {
         })
     }
 
-    /// Import an ONNX model and plan it.
-    #[cfg(feature = "onnx")]
+    /// Load a model file and plan it: a compiled model (`.speck`, recognised by its magic
+    /// bytes whatever its name) is decoded directly; anything else is imported as ONNX when
+    /// the `onnx` feature is on.
     pub fn load(path: impl AsRef<std::path::Path>, opts: &EngineOptions) -> anyhow::Result<Engine> {
         use anyhow::Context;
         let path = path.as_ref();
-        let g = crate::onnx::load(path, &Default::default())?;
-        Engine::new(g, opts).with_context(|| format!("planning {}", path.display()))
+        if crate::model::compiled::is_compiled_file(path)? {
+            let m = crate::model::compiled::load(path)
+                .with_context(|| format!("loading {}", path.display()))?;
+            return Engine::from_compiled(m, opts)
+                .with_context(|| format!("planning {}", path.display()));
+        }
+        #[cfg(feature = "onnx")]
+        {
+            let g = crate::onnx::load(path, &Default::default())?;
+            Engine::new(g, opts).with_context(|| format!("planning {}", path.display()))
+        }
+        #[cfg(not(feature = "onnx"))]
+        anyhow::bail!(
+            "{} is not a compiled speck model, and this speck was built without the ONNX \
+             importer (cargo feature `onnx`); compile the model with `speck compile MODEL.onnx \
+             -o MODEL.speck` on a full build",
+            path.display()
+        )
+    }
+
+    /// Plan a compiled model. Its graph is used as stored: graph passes are decided when the
+    /// model is compiled (`speck compile --no-optimize`), so `opts.optimize` is not applied.
+    pub fn from_compiled(
+        m: crate::model::CompiledModel,
+        opts: &EngineOptions,
+    ) -> Result<Engine, RunError> {
+        if !opts.optimize && m.passes_applied {
+            log::warn!("graph passes were applied when this model was compiled; compile it with --no-optimize to run without them");
+        }
+        let opts = EngineOptions {
+            optimize: false,
+            ..opts.clone()
+        };
+        let mut e = Engine::new(m.graph, &opts)?;
+        e.pass_log = m.pass_log;
+        Ok(e)
     }
 
     /// The planned graph (after passes).

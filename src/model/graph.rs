@@ -32,7 +32,7 @@ impl Value {
 }
 
 /// One operation.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     /// Name (the ONNX node name, or a generated one).
     pub name: String,

@@ -4,7 +4,7 @@ use super::{Activation, OpError, OpResult};
 use ndarray::{ArrayViewD, ArrayViewMutD, Ix4};
 
 /// Attributes of a 2-D convolution. Kernel size comes from the weight tensor.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Conv {
     /// number of groups (C for depthwise)
     pub group: usize,

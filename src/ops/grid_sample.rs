@@ -4,7 +4,7 @@ use super::{OpError, OpResult};
 use ndarray::{ArrayViewD, ArrayViewMutD, Ix4};
 
 /// Interpolation of GridSample.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum GridMode {
     /// bilinear
     Bilinear,
@@ -13,7 +13,7 @@ pub enum GridMode {
 }
 
 /// Out-of-range handling of GridSample.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum GridPadding {
     /// zeros outside
     Zeros,
@@ -24,7 +24,7 @@ pub enum GridPadding {
 }
 
 /// Attributes of GridSample.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GridSample {
     /// interpolation
     pub mode: GridMode,

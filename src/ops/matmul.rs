@@ -5,7 +5,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Ix2};
 
 /// Attributes of Gemm.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Gemm {
     /// alpha
     pub alpha: f32,

@@ -56,7 +56,7 @@ pub enum OpError {
 pub type OpResult<T> = Result<T, OpError>;
 
 /// Element-wise activation, also fused into convolutions.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Activation {
     /// max(x, 0)
     Relu,
@@ -101,7 +101,7 @@ impl Activation {
 }
 
 /// One-input element-wise functions.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum UnaryOp {
     /// An activation.
     Act(Activation),
@@ -130,7 +130,7 @@ pub enum UnaryOp {
 }
 
 /// Two-input element-wise functions with numpy (ONNX multidirectional) broadcasting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BinaryOp {
     /// a + b
     Add,
@@ -149,7 +149,7 @@ pub enum BinaryOp {
 }
 
 /// Reductions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReduceKind {
     /// mean
     Mean,
@@ -168,7 +168,7 @@ pub enum ReduceKind {
 }
 
 /// An operator with all attributes resolved. Input order follows ONNX unless noted.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Op {
     /// 2-D convolution: inputs `x [N,C,H,W]`, `w [M, C/group, kh, kw]`, optional `b [M]`.
     Conv(Conv),

@@ -4,7 +4,7 @@ use super::{OpError, OpResult};
 use ndarray::{ArrayViewD, ArrayViewMutD, Ix4};
 
 /// Pooling kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PoolKind {
     /// maximum
     Max,
@@ -13,7 +13,7 @@ pub enum PoolKind {
 }
 
 /// Attributes of MaxPool / AveragePool over the two spatial axes.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pool {
     /// max or average
     pub kind: PoolKind,

@@ -10,7 +10,7 @@ use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Zip};
 
 /// Scales and zero points of a QuantizeLinear or DequantizeLinear, one per slice along `axis`
 /// (per-axis) or one for the tensor.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QuantParams {
     /// scale per slice (or one)
     pub scale: Vec<f32>,

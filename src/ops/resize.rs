@@ -4,7 +4,7 @@ use super::{OpError, OpResult};
 use ndarray::{ArrayViewD, ArrayViewMutD, Dimension};
 
 /// How output coordinates map to input coordinates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CoordTransform {
     /// (x + 0.5) / scale - 0.5
     HalfPixel,
@@ -17,7 +17,7 @@ pub enum CoordTransform {
 }
 
 /// Nearest-mode rounding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum NearestRounding {
     /// round half down
     RoundPreferFloor,
@@ -30,7 +30,7 @@ pub enum NearestRounding {
 }
 
 /// Interpolation mode.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ResizeMode {
     /// nearest neighbour with a rounding rule
     Nearest(NearestRounding),
@@ -41,7 +41,7 @@ pub enum ResizeMode {
 }
 
 /// Attributes of a resize, with the output shape resolved at import.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Resize {
     /// interpolation
     pub mode: ResizeMode,

@@ -4,7 +4,7 @@ use super::{OpError, OpResult};
 use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Slice as NdSlice};
 
 /// One sliced axis: `start..end` by `step` (step may be negative), already clamped to the axis.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SliceAxis {
     /// non-negative axis
     pub axis: usize,
@@ -17,14 +17,14 @@ pub struct SliceAxis {
 }
 
 /// Attributes of a slice.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Slice {
     /// sliced axes
     pub axes: Vec<SliceAxis>,
 }
 
 /// Pad mode.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum PadMode {
     /// fill with a value
     Constant(f32),
