@@ -1,6 +1,7 @@
 //! The `speck` command line: argument parsing and thin wrappers over the library.
 
 mod bench;
+mod bundle;
 #[cfg(feature = "onnx")]
 mod compile;
 mod detect;
@@ -38,7 +39,9 @@ const EXAMPLES: &str = "Examples:
   speck eval --gt examples/data/annotations.json --images examples/data/images --tile 512x512
   speck quantize m.onnx --calib frames/ -o m-int8.onnx  # int8 QDQ model from calibration frames
   speck compile m.onnx --target rpi5 -o m.speck         # compiled model, loads without ONNX
-  speck run --source /dev/video0 --serve                # live: webcam in, http://127.0.0.1:8080/ out";
+  speck run --source /dev/video0 --serve                # live: webcam in, http://127.0.0.1:8080/ out
+
+  speck bundle --target rpi5 -o speck-rpi5.tar.gz       # binary, model, unit, scripts for a board";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -66,6 +69,8 @@ enum Command {
     Compile(needs_onnx::Args),
     /// Live detection: camera, pipe, video file or folder in; HTTP, MQTT, recording out.
     Run(run::Args),
+    /// Make a reproducible install bundle (.tar.gz) for a board.
+    Bundle(bundle::Args),
 }
 
 /// Shared engine flags.
@@ -117,6 +122,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Eval(a) => eval::run(a),
         #[cfg(feature = "onnx")]
         Command::Quantize(a) => quantize::run(a),
+        Command::Bundle(a) => bundle::run(a),
         #[cfg(not(feature = "onnx"))]
         Command::Quantize(a) => needs_onnx::run("quantize", a),
         #[cfg(feature = "onnx")]

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Arm tests under qemu-user: cross-build speck's library tests for aarch64 and armv7 with
+# Debian's rustc (targets/build.sh's toolchain) and run them: aarch64 once on a CPU with dot
+# product (-cpu max) and once without (-cpu cortex-a72), armv7 once. Then a `speck detect`
+# smoke test: the aarch64 binary under qemu must find the same boxes as the x86 build.
+#
+# Env: CARGO_TARGET_DIR (default ./target; the Arm builds live in its <triple>/ folders),
+# SPECK_ARM_TESTS=lib (default, the whole library test set) or a test-name filter such as
+# `kernels::`. A missing toolchain skips with a reason, but fails when CI is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+export CARGO_TARGET_DIR="$target_dir"
+filter=${SPECK_ARM_TESTS:-lib}
+[ "$filter" = lib ] && filter=""
+
+a64=aarch64-unknown-linux-gnu
+a32=armv7-unknown-linux-gnueabihf
+missing=()
+for tool in /usr/bin/cargo /usr/bin/rustc qemu-aarch64 qemu-arm aarch64-linux-gnu-gcc arm-linux-gnueabihf-gcc; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
+for t in $a64 $a32; do
+    [ -d "/usr/lib/rustlib/$t/lib" ] || missing+=("Rust std for $t")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ -n "${CI:-}" ]; then
+        echo "test_arm.sh: FAIL: missing ${missing[*]} (see .ci/run's apt block)" >&2
+        exit 1
+    fi
+    echo "test_arm.sh: SKIP: missing ${missing[*]}" >&2
+    exit 0
+fi
+
+export RUSTC=/usr/bin/rustc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
+# qemu -L alone would pair the cross loader (libc6-*-cross) with the multiarch libc6:arm64 /
+# libc6:armhf when those are installed too (another Debian revision): pthread_create then
+# hangs (aarch64) or crashes (armhf). LD_LIBRARY_PATH keeps loader and libc from one package.
+qemu_a64() { echo "qemu-aarch64 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib -cpu $1"; }
+qemu_a32="qemu-arm -L /usr/arm-linux-gnueabihf -E LD_LIBRARY_PATH=/usr/arm-linux-gnueabihf/lib"
+# The device build: no ONNX importer (tract needs Rust 1.91; Debian's cross rustc is 1.85).
+cargo_arm=(/usr/bin/cargo test --locked -p speck --no-default-features --lib)
+
+step() { echo "== arm: $*"; }
+timed() {
+    local t0=$SECONDS
+    "$@"
+    echo "   ($((SECONDS - t0)) s)"
+}
+
+step "build aarch64 library tests"
+timed "${cargo_arm[@]}" --target $a64 --no-run
+for cpu in max cortex-a72; do
+    step "aarch64 library tests under qemu -cpu $cpu"
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$(qemu_a64 $cpu)" \
+        timed "${cargo_arm[@]}" --target $a64 -q -- --test-threads 2 $filter
+done
+step "build armv7 library tests"
+timed "${cargo_arm[@]}" --target $a32 --no-run
+step "armv7 library tests under qemu-arm"
+CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="$qemu_a32" \
+    timed "${cargo_arm[@]}" --target $a32 -q -- --test-threads 2 $filter
+
+# Smoke test: the aarch64 binary under qemu against the x86 build, on a sample image.
+host_bin="$target_dir/debug/speck"
+step "x86 speck (for the reference detections)"
+timed cargo build --locked --bin speck
+if ! "$host_bin" compile --help >/dev/null 2>&1; then
+    # The Arm binary carries no ONNX importer; it loads models compiled by `speck compile`.
+    echo "test_arm.sh: FAIL: this speck has no 'compile' subcommand, so the Arm binary has no model it can load" >&2
+    exit 1
+fi
+step "build the aarch64 binary"
+timed /usr/bin/cargo build --locked -p speck --no-default-features --bin speck --target $a64
+arm_bin="$target_dir/$a64/debug/speck"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+image=$(ls examples/data/images/*.jpg | head -1)
+step "speck --version and detect under qemu-aarch64 ($image)"
+$(qemu_a64 max) "$arm_bin" --version
+"$host_bin" compile models/speck-tiny.onnx --target generic -o "$tmp/m.speck" >/dev/null
+"$host_bin" detect "$image" --json --model models/speck-tiny.onnx >"$tmp/x86.json"
+timed $(qemu_a64 cortex-a72) "$arm_bin" detect "$image" --json --model "$tmp/m.speck" >"$tmp/arm.json"
+python3 scripts/compare_detections.py "$tmp/x86.json" "$tmp/arm.json"

@@ -1,0 +1,138 @@
+//! `speck bundle`: a reproducible install bundle for one board.
+
+use super::model_path;
+use anyhow::{bail, Context, Result};
+use speck::device::bundle::{check_binary, Bundle, BundleInputs};
+use speck::device::Target;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `speck bundle`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  speck bundle --target rpi5 -o speck-rpi5.tar.gz            # builds with targets/build.sh
+  speck bundle --target rpi4 -o b.tar.gz --binary target/aarch64-unknown-linux-gnu/release/speck
+  speck bundle --target my-board.toml -o b.tar.gz --binary ./speck --model m.onnx")]
+pub struct Args {
+    /// Board name (rpi4, rpi5, rpi-armv7, jetson-orin, x86_64) or a board .toml file.
+    #[arg(long)]
+    target: String,
+    /// Output file (.tar.gz).
+    #[arg(short, long)]
+    out: PathBuf,
+    /// speck binary for the board (default: the host binary for x86_64, else the output of
+    /// `targets/build.sh NAME`).
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// Model to ship (default: the shipped default model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let target = Target::load(&a.target)?;
+    let binary_path = match a.binary {
+        Some(b) => b,
+        None => default_binary(&target)?,
+    };
+    let binary = std::fs::read(&binary_path)
+        .with_context(|| format!("reading {}", binary_path.display()))?;
+    check_binary(&target, &binary).with_context(|| binary_path.display().to_string())?;
+    let model_path = model_path::resolve(a.model)?;
+    let model = std::fs::read(&model_path)
+        .with_context(|| format!("reading model {}", model_path.display()))?;
+    let model_name = model_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("model path has no file name")?
+        .to_string();
+    let bundle = Bundle::assemble(BundleInputs {
+        target: &target,
+        binary,
+        model: (model_name, model),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })?;
+    let mut bytes = Vec::new();
+    bundle.write_tar_gz(&mut bytes)?;
+    write_atomically(&a.out, &bytes)?;
+    let sha = speck::device::bundle::sha256_hex(&bytes);
+    if a.json {
+        let files: Vec<_> = bundle
+            .files
+            .iter()
+            .map(|f| serde_json::json!({"path": f.path, "mode": format!("{:o}", f.mode), "size": f.data.len()}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"bundle": a.out, "target": target.name, "release": bundle.release,
+                "sha256": sha, "size": bytes.len(), "files": files})
+        );
+    } else {
+        println!(
+            "{}: {} release {} ({:.1} MiB, sha256 {sha})",
+            a.out.display(),
+            target.name,
+            bundle.release,
+            bytes.len() as f64 / (1024.0 * 1024.0)
+        );
+        for f in &bundle.files {
+            println!("  {:o} {:>10}  {}", f.mode, f.data.len(), f.path);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The host binary when the board is the host; otherwise what `targets/build.sh` builds.
+fn default_binary(target: &Target) -> Result<PathBuf> {
+    let host = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    if target.build.triple == host {
+        return std::env::current_exe().context("locating the running speck binary");
+    }
+    let script = [
+        PathBuf::from("targets/build.sh"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("targets/build.sh"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file());
+    let Some(script) = script else {
+        bail!(
+            "no --binary given and targets/build.sh not found: build speck for {} and pass --binary",
+            target.name
+        );
+    };
+    log::info!(
+        "building speck for {} with {}",
+        target.name,
+        script.display()
+    );
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(&target.name)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{} {} failed", script.display(), target.name);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let path = text.lines().last().unwrap_or("").trim();
+    if path.is_empty() {
+        bail!("{} printed no binary path", script.display());
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Write via a temporary file beside `path`, so a failed run leaves no half bundle.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let tmp = path.with_extension("tmp-speck");
+    if let Some(d) = dir {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Putting speck on a board: device targets (`targets/*.toml`), reproducible install bundles,
+//! writing a bundle into an OS image, and deploying over ssh.
+
+pub mod bundle;
+pub mod script;
+pub mod target;
+
+pub use target::{Target, TargetError};
