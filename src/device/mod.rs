@@ -2,6 +2,8 @@
 //! writing a bundle into an OS image, and deploying over ssh.
 
 pub mod bundle;
+pub mod flash;
+pub mod partition;
 pub mod script;
 pub mod target;
 
