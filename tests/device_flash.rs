@@ -167,17 +167,27 @@ fn image_without_ext4_root_is_left_unchanged() {
     let img = make_image(dir.path(), "dos", 8, false);
     let before = sha256_hex(&std::fs::read(&img).unwrap());
     let target = Target::load("rpi4").unwrap();
-    let e = flash_image(&img, &target, &bundle(&target, 10), &FlashOptions::default())
-        .unwrap_err()
-        .to_string();
+    let e = flash_image(
+        &img,
+        &target,
+        &bundle(&target, 10),
+        &FlashOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("no ext4 root filesystem"), "{e}");
     assert_eq!(sha256_hex(&std::fs::read(&img).unwrap()), before);
 
     let not_disk = dir.path().join("zero.img");
     std::fs::write(&not_disk, vec![0u8; 65536]).unwrap();
-    let e = flash_image(&not_disk, &target, &bundle(&target, 10), &FlashOptions::default())
-        .unwrap_err()
-        .to_string();
+    let e = flash_image(
+        &not_disk,
+        &target,
+        &bundle(&target, 10),
+        &FlashOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("no partition table"), "{e}");
 }
 
@@ -213,4 +223,67 @@ fn bundle_for_another_board_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("bundle is for target 'rpi4', not 'rpi5'"), "{e}");
+}
+
+/// The CLI: `speck flash` installs a bundle file, prints JSON, and a bad image is one clear
+/// error line with a non-zero exit.
+#[test]
+fn flash_command_installs_a_bundle_file() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = make_image(dir.path(), "gpt", 16, true);
+    let target = Target::load("rpi4").unwrap();
+    let b = bundle(&target, 100_000);
+    let tgz = dir.path().join("b.tar.gz");
+    b.write_tar_gz(std::fs::File::create(&tgz).unwrap())
+        .unwrap();
+    let key = dir.path().join("id.pub");
+    std::fs::write(&key, "ssh-ed25519 AAAACLI cli@test\n").unwrap();
+    let speck = |img: &Path, target: &str| {
+        Command::new(env!("CARGO_BIN_EXE_speck"))
+            .args(["flash", "--json", "--target", target, "--bundle"])
+            .arg(&tgz)
+            .arg("--image")
+            .arg(img)
+            .arg("--ssh-key")
+            .arg(&key)
+            .output()
+            .unwrap()
+    };
+    let out = speck(&img, "rpi4");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["release"], b.release.as_str());
+    assert_eq!(v["target"], "rpi4");
+    let part = find_root(&mut std::fs::File::open(&img).unwrap()).unwrap();
+    let fs = dir.path().join("root.ext4");
+    extract_partition(&img, &part, &fs).unwrap();
+    assert_eq!(
+        read_file(&fs, "/root/.ssh/authorized_keys").unwrap(),
+        b"ssh-ed25519 AAAACLI cli@test\n"
+    );
+
+    // Wrong board and a non-disk file: one error line each, non-zero exit, no panic.
+    let out = speck(&img, "rpi5");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bundle is for target 'rpi4', not 'rpi5'"),
+        "{err}"
+    );
+    let junk = dir.path().join("junk.img");
+    std::fs::write(&junk, b"not a disk").unwrap();
+    let out = speck(&junk, "rpi4");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.starts_with("error: ") && !err.contains("panicked"),
+        "{err}"
+    );
 }

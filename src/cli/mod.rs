@@ -6,6 +6,7 @@ mod bundle;
 mod compile;
 mod detect;
 mod eval;
+mod flash;
 mod infer;
 mod info;
 mod model_path;
@@ -41,7 +42,8 @@ const EXAMPLES: &str = "Examples:
   speck compile m.onnx --target rpi5 -o m.speck         # compiled model, loads without ONNX
   speck run --source /dev/video0 --serve                # live: webcam in, http://127.0.0.1:8080/ out
 
-  speck bundle --target rpi5 -o speck-rpi5.tar.gz       # binary, model, unit, scripts for a board";
+  speck bundle --target rpi5 -o speck-rpi5.tar.gz       # binary, model, unit, scripts for a board
+  speck flash --target rpi5 --bundle speck-rpi5.tar.gz --image raspios.img";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -71,6 +73,8 @@ enum Command {
     Run(run::Args),
     /// Make a reproducible install bundle (.tar.gz) for a board.
     Bundle(bundle::Args),
+    /// Install a bundle into a board's OS disk image (SD card / eMMC image), offline.
+    Flash(flash::Args),
 }
 
 /// Shared engine flags.
@@ -123,6 +127,7 @@ pub fn main() -> std::process::ExitCode {
         #[cfg(feature = "onnx")]
         Command::Quantize(a) => quantize::run(a),
         Command::Bundle(a) => bundle::run(a),
+        Command::Flash(a) => flash::run(a),
         #[cfg(not(feature = "onnx"))]
         Command::Quantize(a) => needs_onnx::run("quantize", a),
         #[cfg(feature = "onnx")]

@@ -114,7 +114,9 @@ fn free_kib(fs: &Path) -> Result<u64, FlashError> {
 /// unless they hold spaces, which speck's paths never do).
 fn check_path(p: &str) -> Result<(), FlashError> {
     if p.chars().any(|c| c.is_whitespace() || c == '"') {
-        return Err(FlashError::Debugfs(format!("path with spaces or quotes: {p}")));
+        return Err(FlashError::Debugfs(format!(
+            "path with spaces or quotes: {p}"
+        )));
     }
     Ok(())
 }
@@ -122,28 +124,42 @@ fn check_path(p: &str) -> Result<(), FlashError> {
 struct Script {
     lines: Vec<String>,
     staged: PathBuf,
+    /// The filesystem being changed (read to find which folders exist already).
+    fs: PathBuf,
+    /// Folders known to exist (found, or created earlier in the script).
+    dirs: std::collections::HashSet<String>,
     n: usize,
     written: Vec<(String, Vec<u8>)>,
 }
 
 impl Script {
-    fn mkdir(&mut self, p: &str, mode: Option<u32>) {
-        self.lines.push(format!("mkdir {p}"));
-        if let Some(m) = mode {
-            self.lines.push(format!("sif {p} mode 0{:o}", 0o040000 | m));
+    /// Create folder `p` unless it exists. debugfs's `mkdir` of an existing name allocates the
+    /// inode before it finds the clash and leaves it orphaned, so existence is checked first.
+    fn mkdir(&mut self, p: &str, mode: u32) -> Result<(), FlashError> {
+        check_path(p)?;
+        if self.dirs.contains(p) {
+            return Ok(());
+        }
+        if !exists(&self.fs, p)? {
+            self.lines.push(format!("mkdir {p}"));
+            self.lines
+                .push(format!("sif {p} mode 0{:o}", 0o040000 | mode));
             self.lines.push(format!("sif {p} uid 0"));
             self.lines.push(format!("sif {p} gid 0"));
         }
+        self.dirs.insert(p.to_string());
+        Ok(())
     }
 
-    fn mkdir_all(&mut self, p: &str, mode: u32) {
+    /// `mkdir -p`: every missing folder on the way gets `mode`.
+    fn mkdir_all(&mut self, p: &str, mode: u32) -> Result<(), FlashError> {
         let mut cur = String::new();
         for part in p.split('/').filter(|s| !s.is_empty()) {
             cur.push('/');
             cur.push_str(part);
-            self.lines.push(format!("mkdir {cur}"));
+            self.mkdir(&cur.clone(), mode)?;
         }
-        self.mkdir(p, Some(mode));
+        Ok(())
     }
 
     fn write(&mut self, dest: &str, data: &[u8], mode: u32) -> Result<(), FlashError> {
@@ -153,7 +169,8 @@ impl Script {
         std::fs::write(&host, data).map_err(io(host.display().to_string()))?;
         self.lines.push(format!("rm {dest}"));
         self.lines.push(format!("write {} {dest}", host.display()));
-        self.lines.push(format!("sif {dest} mode 0{:o}", 0o100000 | mode));
+        self.lines
+            .push(format!("sif {dest} mode 0{:o}", 0o100000 | mode));
         self.lines.push(format!("sif {dest} uid 0"));
         self.lines.push(format!("sif {dest} gid 0"));
         self.written.push((dest.to_string(), data.to_vec()));
@@ -166,14 +183,21 @@ impl Script {
     }
 }
 
-/// debugfs prints these for `mkdir` of an existing folder and `rm` of a missing file, which
-/// the script does on purpose (it runs the same on a fresh image and on a re-flash).
+/// debugfs prints its banner, and an error for `rm` of a missing file, which the script does
+/// on purpose (it runs the same on a fresh image and on a re-flash).
 fn benign(line: &str) -> bool {
     line.starts_with("debugfs ")
         || line.trim().is_empty()
-        || line.contains("already exists")
         || (line.starts_with("rm:") && line.contains("not found"))
-        || (line.starts_with("rm:") && line.contains("File not found"))
+}
+
+/// Whether `path` exists in the filesystem in `fs` (`debugfs -R 'stat PATH'`).
+fn exists(fs: &Path, path: &str) -> Result<bool, FlashError> {
+    let out = run_tool(
+        "debugfs",
+        &["-R", &format!("stat {path}"), &fs.to_string_lossy()],
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).contains("Inode:"))
 }
 
 /// Read one file of the filesystem in `fs` with `debugfs -R 'cat PATH'`.
@@ -251,15 +275,17 @@ pub fn flash_image(
     let mut s = Script {
         lines: vec![],
         staged,
+        fs: fs.clone(),
+        dirs: Default::default(),
         n: 0,
         written: vec![],
     };
     let prefix = target.service.prefix.trim_end_matches('/').to_string();
     let rel_dir = format!("{prefix}/releases/{}", bundle.release);
-    s.mkdir_all(&format!("{prefix}/releases"), 0o755);
-    s.mkdir(&rel_dir, Some(0o755));
+    s.mkdir_all(&format!("{prefix}/releases"), 0o755)?;
+    s.mkdir(&rel_dir, 0o755)?;
     for d in bundle.dirs() {
-        s.mkdir(&format!("{rel_dir}/{d}"), Some(0o755));
+        s.mkdir(&format!("{rel_dir}/{d}"), 0o755)?;
     }
     for f in &bundle.files {
         s.write(&format!("{rel_dir}/{}", f.path), &f.data, f.mode)?;
@@ -273,7 +299,7 @@ pub fn flash_image(
         let unit = bundle
             .file(UNIT_PATH)
             .ok_or_else(|| FlashError::Verify("bundle has no systemd unit".into()))?;
-        s.mkdir_all("/etc/systemd/system/multi-user.target.wants", 0o755);
+        s.mkdir_all("/etc/systemd/system/multi-user.target.wants", 0o755)?;
         s.write("/etc/systemd/system/speck.service", &unit.data, 0o644)?;
         s.symlink(
             "/etc/systemd/system/multi-user.target.wants/speck.service",
@@ -288,10 +314,10 @@ pub fn flash_image(
         }
         keys.extend_from_slice(key.trim().as_bytes());
         keys.push(b'\n');
-        s.mkdir("/root", None);
-        s.mkdir("/root/.ssh", Some(0o700));
+        s.mkdir("/root", 0o700)?;
+        s.mkdir("/root/.ssh", 0o700)?;
         s.write("/root/.ssh/authorized_keys", &keys, 0o600)?;
-        s.mkdir_all("/etc/systemd/system/multi-user.target.wants", 0o755);
+        s.mkdir_all("/etc/systemd/system/multi-user.target.wants", 0o755)?;
         s.symlink(
             "/etc/systemd/system/multi-user.target.wants/ssh.service",
             "/lib/systemd/system/ssh.service",
@@ -347,7 +373,9 @@ pub fn flash_image(
     }
     let want = format!("releases/{}", bundle.release);
     if read_link(&fs, &format!("{prefix}/current"))? != want {
-        return Err(FlashError::Verify(format!("{prefix}/current is not {want}")));
+        return Err(FlashError::Verify(format!(
+            "{prefix}/current is not {want}"
+        )));
     }
 
     // Everything checked: write the partition back.

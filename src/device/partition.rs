@@ -16,7 +16,9 @@ pub enum PartitionError {
     #[error("protective MBR but no GPT header ('EFI PART') at LBA 1")]
     BadGpt,
     /// Partitions exist, none of them an ext filesystem.
-    #[error("no ext4 root filesystem: none of the Linux partitions ({0}) has an ext2/3/4 superblock")]
+    #[error(
+        "no ext4 root filesystem: none of the Linux partitions ({0}) has an ext2/3/4 superblock"
+    )]
     NoExtRoot(String),
 }
 
