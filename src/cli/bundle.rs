@@ -34,29 +34,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let target = Target::load(&a.target)?;
-    let binary_path = match a.binary {
-        Some(b) => b,
-        None => default_binary(&target)?,
-    };
-    let binary = std::fs::read(&binary_path)
-        .with_context(|| format!("reading {}", binary_path.display()))?;
-    check_binary(&target, &binary).with_context(|| binary_path.display().to_string())?;
-    let model_path = model_path::resolve(a.model)?;
-    let model = std::fs::read(&model_path)
-        .with_context(|| format!("reading model {}", model_path.display()))?;
-    let model_name = model_path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("model path has no file name")?
-        .to_string();
-    let bundle = Bundle::assemble(BundleInputs {
-        target: &target,
-        binary,
-        model: (model_name, model),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-    })?;
-    let mut bytes = Vec::new();
-    bundle.write_tar_gz(&mut bytes)?;
+    let (bundle, bytes) = build(&target, a.binary, a.model)?;
     write_atomically(&a.out, &bytes)?;
     let sha = speck::device::bundle::sha256_hex(&bytes);
     if a.json {
@@ -83,6 +61,39 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Assemble the bundle for `target` from a binary (default: built for it) and a model
+/// (default: the shipped one); returns it with its `.tar.gz` bytes.
+pub fn build(
+    target: &Target,
+    binary: Option<PathBuf>,
+    model: Option<PathBuf>,
+) -> Result<(Bundle, Vec<u8>)> {
+    let binary_path = match binary {
+        Some(b) => b,
+        None => default_binary(target)?,
+    };
+    let binary = std::fs::read(&binary_path)
+        .with_context(|| format!("reading {}", binary_path.display()))?;
+    check_binary(target, &binary).with_context(|| binary_path.display().to_string())?;
+    let model_path = model_path::resolve(model)?;
+    let model = std::fs::read(&model_path)
+        .with_context(|| format!("reading model {}", model_path.display()))?;
+    let model_name = model_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("model path has no file name")?
+        .to_string();
+    let bundle = Bundle::assemble(BundleInputs {
+        target,
+        binary,
+        model: (model_name, model),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })?;
+    let mut bytes = Vec::new();
+    bundle.write_tar_gz(&mut bytes)?;
+    Ok((bundle, bytes))
 }
 
 /// The host binary when the board is the host; otherwise what `targets/build.sh` builds.

@@ -4,6 +4,7 @@ mod bench;
 mod bundle;
 #[cfg(feature = "onnx")]
 mod compile;
+mod deploy;
 mod detect;
 mod eval;
 mod flash;
@@ -43,6 +44,7 @@ const EXAMPLES: &str = "Examples:
   speck run --source /dev/video0 --serve                # live: webcam in, http://127.0.0.1:8080/ out
 
   speck bundle --target rpi5 -o speck-rpi5.tar.gz       # binary, model, unit, scripts for a board
+  speck deploy --target rpi5 --host pi@cam1.local      # ssh install, health check, rollback
   speck flash --target rpi5 --bundle speck-rpi5.tar.gz --image raspios.img";
 
 #[derive(Subcommand, Debug)]
@@ -73,6 +75,8 @@ enum Command {
     Run(run::Args),
     /// Make a reproducible install bundle (.tar.gz) for a board.
     Bundle(bundle::Args),
+    /// Install on a running board over ssh; health-check, roll back on failure.
+    Deploy(deploy::Args),
     /// Install a bundle into a board's OS disk image (SD card / eMMC image), offline.
     Flash(flash::Args),
 }
@@ -127,6 +131,7 @@ pub fn main() -> std::process::ExitCode {
         #[cfg(feature = "onnx")]
         Command::Quantize(a) => quantize::run(a),
         Command::Bundle(a) => bundle::run(a),
+        Command::Deploy(a) => deploy::run(a),
         Command::Flash(a) => flash::run(a),
         #[cfg(not(feature = "onnx"))]
         Command::Quantize(a) => needs_onnx::run("quantize", a),

@@ -2,6 +2,7 @@
 //! writing a bundle into an OS image, and deploying over ssh.
 
 pub mod bundle;
+pub mod deploy;
 pub mod flash;
 pub mod partition;
 pub mod script;
