@@ -78,13 +78,7 @@ pub fn build(
         .with_context(|| format!("reading {}", binary_path.display()))?;
     check_binary(target, &binary).with_context(|| binary_path.display().to_string())?;
     let model_path = model_path::resolve(model)?;
-    let model = std::fs::read(&model_path)
-        .with_context(|| format!("reading model {}", model_path.display()))?;
-    let model_name = model_path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("model path has no file name")?
-        .to_string();
+    let (model_name, model) = board_model(target, &model_path)?;
     let bundle = Bundle::assemble(BundleInputs {
         target,
         binary,
@@ -94,6 +88,54 @@ pub fn build(
     let mut bytes = Vec::new();
     bundle.write_tar_gz(&mut bytes)?;
     Ok((bundle, bytes))
+}
+
+/// The model file for the board: as given, except an ONNX model for a board whose speck has
+/// no ONNX importer, which is compiled here for the board's CPU (`<stem>.speck`).
+fn board_model(target: &Target, path: &Path) -> Result<(String, Vec<u8>)> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("model path has no file name")?
+        .to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
+    if target.build.default_features || speck::model::compiled::has_magic(&bytes) {
+        return Ok((name, bytes));
+    }
+    compile_for_board(target, path)
+}
+
+#[cfg(feature = "onnx")]
+fn compile_for_board(target: &Target, path: &Path) -> Result<(String, Vec<u8>)> {
+    let cpu = speck::model::Target::parse(&target.name)
+        .or_else(|| speck::model::Target::parse(&target.kernels.isa))
+        .unwrap_or_else(speck::model::Target::generic);
+    log::info!(
+        "compiling {} for {} ({}): the board's speck loads compiled models only",
+        path.display(),
+        target.name,
+        cpu.name
+    );
+    let c = super::compile::compile(path, cpu, true)
+        .with_context(|| format!("compiling {} for {}", path.display(), target.name))?;
+    let stem = path
+        .file_stem()
+        .and_then(|n| n.to_str())
+        .context("model path has no file name")?;
+    Ok((format!("{stem}.speck"), c.bytes))
+}
+
+#[cfg(not(feature = "onnx"))]
+fn compile_for_board(target: &Target, path: &Path) -> Result<(String, Vec<u8>)> {
+    bail!(
+        "{} is an ONNX model and speck for {} loads compiled models only; this speck cannot \
+         compile (built without the ONNX importer): pass --model FILE.speck made by \
+         `speck compile {} --target {}`",
+        path.display(),
+        target.name,
+        path.display(),
+        target.name
+    )
 }
 
 /// The host binary when the board is the host; otherwise what `targets/build.sh` builds.

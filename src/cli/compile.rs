@@ -4,7 +4,7 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 use speck::model::compiled;
 use speck::model::Target;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -52,35 +52,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
         anyhow::bail!("the output {} would overwrite the model", out.display());
     }
     let t0 = Instant::now();
-    let mut g = speck::onnx::load(&a.model, &Default::default())?;
-    let pass_log = if a.no_optimize {
-        vec![]
-    } else {
-        // As Engine::new does: QDQ patterns become int8 ops first (they need the integer
-        // form of folded constants, which the file does not keep), then the float passes.
-        let mut log = vec![];
-        if speck::passes::int8_enabled_by_env() {
-            let n = speck::passes::lower_int8(&mut g);
-            if n > 0 {
-                log.push(format!("int8 lowering: {n} ops"));
-            }
-        }
-        log.extend(speck::passes::optimize(&mut g));
-        log
-    };
-    compiled::check_graph(&g).context("the optimised graph is not valid")?;
-    // Plan it once, so a graph the engine cannot run fails here and not on the device.
-    let opts = speck::EngineOptions {
-        optimize: false,
-        ..Default::default()
-    };
-    speck::Engine::new(g.clone(), &opts).context("planning the graph")?;
-    let source = a
-        .model
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let bytes = compiled::write(&out, &g, target, !a.no_optimize, &pass_log, &source)?;
+    let Compiled {
+        graph: g,
+        pass_log,
+        bytes,
+    } = compile(&a.model, target, !a.no_optimize)?;
+    std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    let bytes = bytes.len();
     let weights: usize = {
         let mut seen = std::collections::HashSet::new();
         g.values
@@ -120,4 +98,52 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     println!("took      {secs:.2} s");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A model compiled in memory.
+pub struct Compiled {
+    /// The graph as stored.
+    pub graph: speck::model::Graph,
+    /// What the passes did.
+    pub pass_log: Vec<String>,
+    /// The `.speck` file.
+    pub bytes: Vec<u8>,
+}
+
+/// Import, optimise (unless `optimize` is false), check that the engine can plan it, and
+/// encode as a `.speck` file for `target`.
+pub fn compile(model: &Path, target: Target, optimize: bool) -> Result<Compiled> {
+    let mut g = speck::onnx::load(model, &Default::default())?;
+    let pass_log = if !optimize {
+        vec![]
+    } else {
+        // As Engine::new does: QDQ patterns become int8 ops first (they need the integer
+        // form of folded constants, which the file does not keep), then the float passes.
+        let mut log = vec![];
+        if speck::passes::int8_enabled_by_env() {
+            let n = speck::passes::lower_int8(&mut g);
+            if n > 0 {
+                log.push(format!("int8 lowering: {n} ops"));
+            }
+        }
+        log.extend(speck::passes::optimize(&mut g));
+        log
+    };
+    compiled::check_graph(&g).context("the optimised graph is not valid")?;
+    // Plan it once, so a graph the engine cannot run fails here and not on the device.
+    let opts = speck::EngineOptions {
+        optimize: false,
+        ..Default::default()
+    };
+    speck::Engine::new(g.clone(), &opts).context("planning the graph")?;
+    let source = model
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bytes = compiled::to_bytes(&g, target, optimize, &pass_log, &source);
+    Ok(Compiled {
+        graph: g,
+        pass_log,
+        bytes,
+    })
 }
