@@ -295,4 +295,18 @@ fn device_build_runs_compiled_model() {
     assert_clean_failure(&o, "`speck compile` reads ONNX models");
     let o = speck_at(&bin, &["quantize", DEFAULT_MODEL]);
     assert_clean_failure(&o, "`speck quantize` reads ONNX models");
+    // Built without the v4l2 feature too (as the 32-bit Arm build is): cameras point to ffmpeg.
+    let o = speck_at(
+        &bin,
+        &[
+            "run",
+            "--source",
+            "/dev/video0",
+            "--model",
+            p,
+            "--max-frames",
+            "1",
+        ],
+    );
+    assert_clean_failure(&o, "built without V4L2 capture");
 }

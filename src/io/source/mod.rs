@@ -6,6 +6,7 @@ mod image_folder;
 mod pipe;
 mod stream_reader;
 mod uri;
+#[cfg(feature = "v4l2")]
 mod v4l;
 mod video_file;
 
@@ -50,6 +51,34 @@ pub trait FrameSource: Send {
     fn describe(&self) -> String;
 }
 
+#[cfg(feature = "v4l2")]
+fn open_v4l(
+    device: &std::path::Path,
+    format: Option<crate::io::pixfmt::PixelFormat>,
+    size: Option<(usize, usize)>,
+    fps: Option<u32>,
+) -> Result<Box<dyn FrameSource>, SourceError> {
+    Ok(Box::new(v4l::V4lSource::open(device, format, size, fps)?))
+}
+
+#[cfg(not(feature = "v4l2"))]
+fn open_v4l(
+    device: &std::path::Path,
+    _format: Option<crate::io::pixfmt::PixelFormat>,
+    _size: Option<(usize, usize)>,
+    _fps: Option<u32>,
+) -> Result<Box<dyn FrameSource>, SourceError> {
+    Err(SourceError::Open {
+        what: device.display().to_string(),
+        why: format!(
+            "this speck was built without V4L2 capture (cargo feature v4l2); read the camera \
+             through ffmpeg instead: --source 'pipe:ffmpeg -loglevel error -f v4l2 -i {} \
+             -f rawvideo -pix_fmt rgb24 -' --pipe-format rgb24 --pipe-size WxH",
+            device.display()
+        ),
+    })
+}
+
 impl SourceSpec {
     /// Open the source.
     pub fn open(&self) -> Result<Box<dyn FrameSource>, SourceError> {
@@ -59,7 +88,7 @@ impl SourceSpec {
                 format,
                 size,
                 fps,
-            } => Box::new(v4l::V4lSource::open(device, *format, *size, *fps)?),
+            } => open_v4l(device, *format, *size, *fps)?,
             SourceSpec::Pipe {
                 command,
                 format,

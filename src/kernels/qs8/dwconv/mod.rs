@@ -13,11 +13,13 @@
 //! - **Any kernel size, stride and dilation**; 3x3/5x5/7x7/11x11 at stride 1 and 2 all run
 //!   through the same loop (taps outside the image are skipped per output pixel).
 //!
-//! Kernels: `dwconv_qs8_kxk_scalar` (reference), `dwconv_qs8_kxk_16c_avx2`. NEON (`SMLAL` on
-//! 8 channels) slots in as a sibling with the same packing.
+//! Kernels: `dwconv_qs8_kxk_scalar` (reference), `dwconv_qs8_kxk_16c_avx2`,
+//! `dwconv_qs8_kxk_16c_neon` (aarch64, `SMLAL`/`SMLAL2`), all on the same packing.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod scalar;
 
 use super::gemm::EpiMode;
@@ -81,6 +83,12 @@ pub fn registry() -> Vec<DwKernel> {
         name: "dwconv_qs8_kxk_16c_avx2",
         level: Level::Avx2,
         run: avx2::dwconv_qs8_kxk_16c_avx2,
+    });
+    #[cfg(target_arch = "aarch64")]
+    v.push(DwKernel {
+        name: "dwconv_qs8_kxk_16c_neon",
+        level: Level::Neon,
+        run: neon::dwconv_qs8_kxk_16c_neon,
     });
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_scalar",

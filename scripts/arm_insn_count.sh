@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Executed Arm instructions per inference under qemu-user (RESEARCH.md section 9), next to
+# ncnn's counts on the same CPU models. No Arm board can be timed here; instruction counts on
+# the same work are the first comparison. Prints a markdown table.
+#
+#   scripts/arm_insn_count.sh                 # MobileNetV3-Large 224, fp32 and int8, A72 and A76
+#
+# Per inference = (count for 3 runs - count for 1 run) / 2, so loading and planning cancel out.
+# The rpi4 build (cortex-a72 model, NEON, no dotprod) and the rpi5 build (cortex-a76, dotprod)
+# come from targets/build.sh; models are compiled for each board by the host speck.
+# Env: CARGO_TARGET_DIR; SPECK_INSN_PLUGIN (the counting plugin's C source, default
+# ../shared/tools/qemu_insn_count.c).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+plugin_src=${SPECK_INSN_PLUGIN:-$root/../shared/tools/qemu_insn_count.c}
+[ -f "$plugin_src" ] || { echo "arm_insn_count.sh: plugin source $plugin_src not found" >&2; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+gcc -O2 -shared -fPIC -o "$tmp/libinsncount.so" "$plugin_src"
+
+echo "== host speck (compiles and quantizes the models)" >&2
+cargo build --release --locked --bin speck >&2
+host="${CARGO_TARGET_DIR:-$root/target}/release/speck"
+fp32=models/reference/mnv3l_224.onnx
+macs=$("$host" info "$fp32" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["macs"])')
+echo "== int8 QDQ model (speck quantize, plain QDQ: every conv int8)" >&2
+"$host" quantize "$fp32" --calib examples/data/images --no-tile --sensitivity-db 0 \
+    -o "$tmp/mnv3l-int8.onnx" >&2
+
+count() { # qemu-cpu binary model runs
+    local out
+    out=$(qemu-aarch64 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib \
+        -cpu "$1" -plugin "$tmp/libinsncount.so" "$2" bench "$3" --runs "$4" --warmup 0 \
+        --threads 1 2>&1 >/dev/null)
+    grep -o 'guest instructions: [0-9]*' <<<"$out" | grep -o '[0-9]*$'
+}
+
+# ncnn, 1 thread, per inference (RESEARCH.md section 9): fp32 rows; A76 runs fp16 arithmetic.
+declare -A ncnn=([cortex-a72]=88.7 [cortex-a76]=45.2)
+echo "| model | CPU model (board build) | speck M instr / inference | MACs / instr | ncnn M instr | speck / ncnn |"
+echo "|---|---|---:|---:|---:|---:|"
+for pair in rpi4:cortex-a72 rpi5:cortex-a76; do
+    board=${pair%%:*} cpu=${pair#*:}
+    echo "== targets/build.sh $board" >&2
+    bin=$(targets/build.sh "$board" | tail -1)
+    for kind in fp32 int8; do
+        src=$fp32
+        [ "$kind" = int8 ] && src="$tmp/mnv3l-int8.onnx"
+        "$host" compile "$src" --target "$board" -o "$tmp/m.speck" >&2
+        c1=$(count "$cpu" "$bin" "$tmp/m.speck" 1)
+        c3=$(count "$cpu" "$bin" "$tmp/m.speck" 3)
+        python3 - "$kind" "$cpu" "$board" "$c1" "$c3" "$macs" "${ncnn[$cpu]}" <<'PY'
+import sys
+kind, cpu, board, c1, c3, macs, ncnn = sys.argv[1:]
+per = (int(c3) - int(c1)) / 2
+print(f"| MobileNetV3-L 224 {kind} | {cpu} ({board}) | {per / 1e6:.1f} | {int(macs) / per:.2f} "
+      f"| {ncnn} | {per / 1e6 / float(ncnn):.2f} |")
+PY
+    done
+done
