@@ -5,31 +5,18 @@
 //! wrong board). Needs openssh-server and openssh-client: skips with a reason when missing,
 //! fails when CI is set.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn tools_present() -> bool {
-    let missing: Vec<&str> = ["/usr/sbin/sshd", "ssh", "ssh-keygen", "setsid"]
-        .into_iter()
-        .filter(|t| {
-            Command::new(t)
-                .arg("-V")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_err()
-        })
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("missing tools {missing:?} (install openssh-server, openssh-client)");
-    }
-    eprintln!("SKIP: missing tools {missing:?}");
-    false
+    common::have_tools(
+        &["sshd", "ssh", "ssh-keygen", "setsid"],
+        "install openssh-server, openssh-client",
+    )
 }
 
 fn free_port() -> u16 {

@@ -3,6 +3,8 @@
 //! no ext4 root, a full filesystem; the image must stay byte-for-byte unchanged.
 //! Needs e2fsprogs and fdisk: skips with a reason when missing, fails when CI is set.
 
+mod common;
+
 use speck::device::bundle::{sha256_hex, Bundle, BundleInputs};
 use speck::device::flash::{extract_partition, flash_image, read_file, read_link, FlashOptions};
 use speck::device::partition::find_root;
@@ -11,25 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 fn tools_present() -> bool {
-    let missing: Vec<&str> = ["sfdisk", "mke2fs", "debugfs", "e2fsck", "dumpe2fs"]
-        .into_iter()
-        .filter(|t| {
-            Command::new(t)
-                .arg("-V")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_err()
-        })
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("missing tools {missing:?} (install e2fsprogs, fdisk)");
-    }
-    eprintln!("SKIP: missing tools {missing:?}");
-    false
+    common::have_tools(
+        &["sfdisk", "mke2fs", "debugfs", "e2fsck", "dumpe2fs"],
+        "install e2fsprogs, fdisk",
+    )
 }
 
 /// A disk image with a FAT-typed (unformatted) boot partition and a Linux root of `root_mib`.

@@ -3,6 +3,8 @@
 //! Chromium. Sources are synthetic (ffmpeg's lavfi or `head -c`), the model is the tiny
 //! red-patch detector in tests/data (milliseconds per frame in debug builds).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -26,25 +28,7 @@ fn speck() -> Command {
 
 /// Tools a test needs: missing ones skip it, except under CI where they must be there.
 fn have(tools: &[&str]) -> bool {
-    let missing: Vec<&&str> = tools
-        .iter()
-        .filter(|t| {
-            Command::new("sh")
-                .arg("-c")
-                .arg(format!("command -v {t}"))
-                .output()
-                .map(|o| !o.status.success())
-                .unwrap_or(true)
-        })
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("CI must install {missing:?}");
-    }
-    eprintln!("skipped: {missing:?} not installed");
-    false
+    common::have_tools(tools, "see .ci/run's apt block")
 }
 
 /// Wait for a child with a deadline (a hang is a failure, not a stuck test run).

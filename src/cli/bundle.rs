@@ -63,6 +63,35 @@ pub fn run(a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where `deploy` and `flash` get their bundle: a file, or built as `speck bundle` does.
+#[derive(clap::Args, Debug)]
+pub struct BundleSource {
+    /// Bundle made by `speck bundle` for the same board (default: build one, as `speck bundle`
+    /// does).
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// speck binary for the board when building the bundle.
+    #[arg(long, conflicts_with = "bundle")]
+    binary: Option<PathBuf>,
+    /// Model to ship when building the bundle.
+    #[arg(long, conflicts_with = "bundle")]
+    model: Option<PathBuf>,
+}
+
+impl BundleSource {
+    /// The bundle and its `.tar.gz` bytes.
+    pub fn load(&self, target: &Target) -> Result<(Bundle, Vec<u8>)> {
+        match &self.bundle {
+            Some(p) => {
+                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                let b = Bundle::read_tar_gz(&bytes[..]).with_context(|| p.display().to_string())?;
+                Ok((b, bytes))
+            }
+            None => build(target, self.binary.clone(), self.model.clone()),
+        }
+    }
+}
+
 /// Assemble the bundle for `target` from a binary (default: built for it) and a model
 /// (default: the shipped one); returns it with its `.tar.gz` bytes.
 pub fn build(

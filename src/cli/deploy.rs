@@ -2,7 +2,6 @@
 //! when the check fails.
 
 use anyhow::{Context, Result};
-use speck::device::bundle::Bundle;
 use speck::device::deploy::{deploy, DeployOptions, SshHost};
 use speck::device::Target;
 use std::path::PathBuf;
@@ -37,15 +36,8 @@ pub struct Args {
     /// Extra ssh option (-o), repeatable, e.g. `--ssh-option StrictHostKeyChecking=accept-new`.
     #[arg(long = "ssh-option")]
     ssh_options: Vec<String>,
-    /// Bundle from `speck bundle` (default: build one, as `speck bundle` does).
-    #[arg(long)]
-    bundle: Option<PathBuf>,
-    /// speck binary for the board when building the bundle.
-    #[arg(long, conflicts_with = "bundle")]
-    binary: Option<PathBuf>,
-    /// Model to ship when building the bundle.
-    #[arg(long, conflicts_with = "bundle")]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    source: super::bundle::BundleSource,
     /// Health URL (default http://HOST:PORT/health with the board's service port).
     #[arg(long)]
     health_url: Option<String>,
@@ -62,14 +54,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let target = Target::load(&a.target)?;
-    let (bundle, archive) = match &a.bundle {
-        Some(p) => {
-            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            let b = Bundle::read_tar_gz(&bytes[..]).with_context(|| p.display().to_string())?;
-            (b, bytes)
-        }
-        None => super::bundle::build(&target, a.binary, a.model)?,
-    };
+    let (bundle, archive) = a.source.load(&target)?;
     let host = SshHost {
         destination: a.host.clone(),
         port: a.port,

@@ -3,7 +3,6 @@
 
 use anyhow::bail;
 use anyhow::{Context, Result};
-use speck::device::bundle::Bundle;
 use speck::device::flash::{flash_image, FlashOptions};
 use speck::device::Target;
 use std::io::{BufRead, Write};
@@ -23,16 +22,8 @@ pub struct Args {
     /// Board name (rpi4, rpi5, rpi-armv7, jetson-orin, x86_64) or a board .toml file.
     #[arg(long)]
     target: String,
-    /// Bundle made by `speck bundle` for the same board (default: build one, as `speck bundle`
-    /// does).
-    #[arg(long)]
-    bundle: Option<PathBuf>,
-    /// speck binary for the board when building the bundle.
-    #[arg(long, conflicts_with = "bundle")]
-    binary: Option<PathBuf>,
-    /// Model to ship when building the bundle.
-    #[arg(long, conflicts_with = "bundle")]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    source: super::bundle::BundleSource,
     /// Raw disk image (MBR or GPT) with an ext4 root partition, changed in place.
     #[arg(long)]
     image: PathBuf,
@@ -59,10 +50,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if let Some(d) = &a.device {
         check_block_device(d)?;
     }
-    let bundle = match &a.bundle {
-        Some(p) => Bundle::open(p).with_context(|| p.display().to_string())?,
-        None => super::bundle::build(&target, a.binary.clone(), a.model.clone())?.0,
-    };
+    let (bundle, _) = a.source.load(&target)?;
     let ssh_key = match &a.ssh_key {
         Some(p) => {
             Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
