@@ -2,7 +2,7 @@
 # Arm tests under qemu-user: cross-build speck's library tests for aarch64 and armv7 with
 # Debian's rustc (targets/build.sh's toolchain) and run them: aarch64 on CPUs with dot product
 # (-cpu max, cortex-a76) and without (cortex-a72), armv7 once. Then a `speck detect`
-# smoke test: the aarch64 binary under qemu must find the same boxes as the x86 build.
+# smoke test: the aarch64 and armv7 binaries under qemu must find the same boxes as x86.
 #
 # Env: CARGO_TARGET_DIR (default ./target; the Arm builds live in its <triple>/ folders),
 # SPECK_ARM_TESTS=lib (default, the whole library test set) or a test-name filter such as
@@ -92,7 +92,8 @@ step "armv7 library tests under qemu-arm"
 CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="$(qemu_a32)" \
     timed "${cargo_arm[@]}" --target $a32 -q -- --test-threads 2 $filter
 
-# Smoke test: the aarch64 binary under qemu against the x86 build, on a sample image.
+# Smoke test: the aarch64 and armv7 binaries under qemu against the x86 build, on a sample
+# image.
 # SPECK_HOST_BIN: an x86 speck built already (CI passes its own); else build one here.
 host_bin="${SPECK_HOST_BIN:-$target_dir/debug/speck}"
 if [ -z "${SPECK_HOST_BIN:-}" ]; then
@@ -104,13 +105,16 @@ if ! "$host_bin" compile --help >/dev/null 2>&1; then
     echo "test_arm.sh: FAIL: this speck has no 'compile' subcommand, so the Arm binary has no model it can load" >&2
     exit 1
 fi
-step "build the aarch64 binary"
-timed /usr/bin/cargo build --locked -p speck --no-default-features --bin speck --target $a64
-arm_bin="$target_dir/$a64/debug/speck"
 image=$(ls examples/data/images/*.jpg | head -1)
-step "speck --version and detect under qemu-aarch64 ($image)"
-$(qemu_a64 max) "$arm_bin" --version
 "$host_bin" compile models/speck-tiny.onnx --target generic -o "$tmp/m.speck" >/dev/null
 "$host_bin" detect "$image" --json --model models/speck-tiny.onnx >"$tmp/x86.json"
-timed $(qemu_a64 cortex-a72) "$arm_bin" detect "$image" --json --model "$tmp/m.speck" >"$tmp/arm.json"
-python3 scripts/compare_detections.py "$tmp/x86.json" "$tmp/arm.json"
+for pair in "$a64:$(qemu_a64 cortex-a72)" "$a32:$(qemu_a32)"; do
+    triple=${pair%%:*} runner=${pair#*:}
+    step "build the $triple binary"
+    timed /usr/bin/cargo build --locked -p speck --no-default-features --bin speck --target "$triple"
+    bin="$target_dir/$triple/debug/speck"
+    step "speck --version and detect under ${runner%% -L*} ($image)"
+    $runner "$bin" --version
+    timed $runner "$bin" detect "$image" --json --model "$tmp/m.speck" >"$tmp/arm.json"
+    python3 scripts/compare_detections.py "$tmp/x86.json" "$tmp/arm.json"
+done
