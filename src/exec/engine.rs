@@ -7,9 +7,10 @@ use crate::tensor::Tensor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Largest activation arena the engine allocates (16 GiB); a model asking for more is
-/// taken as corrupt rather than allowed to abort the process on allocation.
-const MAX_ARENA_F32: usize = 4 << 30;
+/// Largest activation arena the engine allocates (16 GiB; 1 GiB in a 32-bit address space); a
+/// model asking for more is taken as corrupt rather than allowed to abort the process on
+/// allocation.
+const MAX_ARENA_BYTES: u64 = if usize::BITS >= 64 { 16 << 30 } else { 1 << 30 };
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -117,11 +118,12 @@ impl Engine {
         }
         let is_view: Vec<bool> = graph.nodes.iter().map(|n| n.op.is_view()).collect();
         let memory = memory::plan(&graph, &is_view);
-        if memory.arena_len > MAX_ARENA_F32 {
+        let arena_bytes = (memory.arena_len as u64).saturating_mul(4);
+        if arena_bytes > MAX_ARENA_BYTES {
             return Err(RunError::Plan(format!(
                 "activations need {:.1} GiB, more than the {} GiB limit (corrupt shapes?)",
-                memory.arena_len as f64 * 4.0 / (1u64 << 30) as f64,
-                (MAX_ARENA_F32 * 4) >> 30
+                arena_bytes as f64 / (1u64 << 30) as f64,
+                MAX_ARENA_BYTES >> 30
             )));
         }
         let slot = |v: usize| -> Slot {
