@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -17,14 +16,6 @@ fn tools_present() -> bool {
         &["sshd", "ssh", "ssh-keygen", "setsid"],
         "install openssh-server, openssh-client",
     )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn keygen(path: &Path) {
@@ -62,8 +53,8 @@ impl Board {
         keygen(&d.join("client"));
         keygen(&d.join("stranger"));
         std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).unwrap();
-        let ssh_port = free_port();
-        let http_port = free_port();
+        let ssh_port = common::free_port();
+        let http_port = common::free_port();
         std::fs::write(
             d.join("sshd_config"),
             format!(
@@ -304,7 +295,7 @@ fn deploy_bad_inputs_are_clear_errors_and_change_nothing() {
     assert!(board.current().is_none());
 
     // Nobody listening.
-    let closed = free_port();
+    let closed = common::free_port();
     let out = Command::new(env!("CARGO_BIN_EXE_speck"))
         .args(["deploy", "--target"])
         .arg(board.path("loopback.toml"))

@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -330,20 +330,12 @@ fn http_endpoints_answer_while_a_client_stalls_the_stream() {
     drop(slow);
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn mqtt_events_arrive_at_a_real_broker() {
     if !have(&["ffmpeg", "mosquitto", "mosquitto_sub"]) {
         return;
     }
-    let port = free_port();
+    let port = common::free_port();
     let mut broker = Command::new("mosquitto")
         .args(["-p", &port.to_string()])
         .stdout(Stdio::null())

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests (each test file includes this with `mod common;`).
 
+use std::net::TcpListener;
 use std::process::Command;
 
 /// Whether every program in `tools` is installed (found by `command -v`, so `/usr/sbin` ones
@@ -26,4 +27,14 @@ pub fn have_tools(tools: &[&str], hint: &str) -> bool {
     }
     eprintln!("skipped: {missing:?} not installed ({hint})");
     false
+}
+
+/// A loopback TCP port that was free a moment ago.
+#[allow(dead_code)] // not every test file that includes this module needs it
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

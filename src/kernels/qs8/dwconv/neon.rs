@@ -1,9 +1,9 @@
 //! `dwconv_qs8_kxk_16c_neon`: 16 channels per step: `(x - zx)` widened to i16 (`USHLL`, `SUB`),
 //! multiplied by the i16 weights and accumulated into four i32x4 (`SMLAL`, `SMLAL2`), which is
-//! exact for the contract's ranges. The epilogue is `gemm_qs8`'s: scale in f32, round to
-//! nearest even (`FCVTNS`), add the zero point, clamp, narrow.
+//! exact for the contract's ranges. The epilogue is the NEON `gemm_qs8` one (`store16`).
 
 use super::{tap_range, DwGeom, CB};
+use crate::kernels::qs8::gemm::neon::store16;
 use crate::kernels::qs8::gemm::EpiMode;
 use std::arch::aarch64::*;
 
@@ -58,40 +58,7 @@ pub unsafe fn dwconv_qs8_kxk_16c_neon(
             let f: [float32x4_t; 4] = std::array::from_fn(|j| {
                 vmulq_f32(vcvtq_f32_s32(acc[j]), vld1q_f32(scale.add(c0 + 4 * j)))
             });
-            let n = CB.min(g.c - c0);
-            match mode {
-                EpiMode::Quant { zp, lo, hi } => {
-                    let (zp, lo, hi) = (vdupq_n_s32(zp), vdupq_n_s32(lo), vdupq_n_s32(hi));
-                    // lo..=hi lies within 0..=255, so the narrowing below is exact
-                    let q: [uint16x4_t; 4] = std::array::from_fn(|j| {
-                        let v = vaddq_s32(vcvtnq_s32_f32(f[j]), zp);
-                        vmovn_u32(vreinterpretq_u32_s32(vminq_s32(vmaxq_s32(v, lo), hi)))
-                    });
-                    let b = vcombine_u8(
-                        vmovn_u16(vcombine_u16(q[0], q[1])),
-                        vmovn_u16(vcombine_u16(q[2], q[3])),
-                    );
-                    let dst = out.add(ox * g.c + c0);
-                    if n == CB {
-                        vst1q_u8(dst, b);
-                    } else {
-                        let mut tmp = [0u8; CB];
-                        vst1q_u8(tmp.as_mut_ptr(), b);
-                        std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, n);
-                    }
-                }
-                EpiMode::Float => {
-                    let mut tmp = [0f32; CB];
-                    for (j, v) in f.iter().enumerate() {
-                        vst1q_f32(tmp.as_mut_ptr().add(4 * j), *v);
-                    }
-                    std::ptr::copy_nonoverlapping(
-                        tmp.as_ptr(),
-                        (out as *mut f32).add(ox * g.c + c0),
-                        n,
-                    );
-                }
-            }
+            store16(&f, CB.min(g.c - c0), mode, out, ox * g.c + c0);
             c0 += CB;
         }
     }

@@ -28,7 +28,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512vnni;
 #[cfg(target_arch = "aarch64")]
-mod neon;
+pub(super) mod neon;
 #[cfg(target_arch = "aarch64")]
 mod neondot;
 mod scalar;

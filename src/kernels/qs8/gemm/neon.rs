@@ -88,6 +88,23 @@ pub(super) unsafe fn store_row(
         let v = vaddq_s32(acc[j], vld1q_s32(bias.add(4 * j)));
         vmulq_f32(vcvtq_f32_s32(v), vld1q_f32(scale.add(4 * j)))
     });
+    store16(&f, nc, mode, c, i * ldc);
+}
+
+/// The shared epilogue of the NEON qs8 kernels: the first `n` (at most 16) scaled values in
+/// `f` go to element `at` of `out`, requantized to u8 (round to nearest even, zero point,
+/// clamp) or as f32, by `mode`.
+///
+/// # Safety
+/// `out` must hold `n` elements (bytes or f32 by `mode`) from element `at`.
+#[inline(always)]
+pub(in crate::kernels::qs8) unsafe fn store16(
+    f: &[float32x4_t; 4],
+    n: usize,
+    mode: EpiMode,
+    out: *mut u8,
+    at: usize,
+) {
     match mode {
         EpiMode::Quant { zp, lo, hi } => {
             let (zp, lo, hi) = (vdupq_n_s32(zp), vdupq_n_s32(lo), vdupq_n_s32(hi));
@@ -100,18 +117,18 @@ pub(super) unsafe fn store_row(
                 vmovn_u16(vcombine_u16(q[0], q[1])),
                 vmovn_u16(vcombine_u16(q[2], q[3])),
             );
-            let dst = c.add(i * ldc);
-            if nc == NR {
+            let dst = out.add(at);
+            if n == NR {
                 vst1q_u8(dst, bytes);
             } else {
                 let mut t = [0u8; NR];
                 vst1q_u8(t.as_mut_ptr(), bytes);
-                std::ptr::copy_nonoverlapping(t.as_ptr(), dst, nc);
+                std::ptr::copy_nonoverlapping(t.as_ptr(), dst, n);
             }
         }
         EpiMode::Float => {
-            let dst = (c as *mut f32).add(i * ldc);
-            if nc == NR {
+            let dst = (out as *mut f32).add(at);
+            if n == NR {
                 for (j, v) in f.iter().enumerate() {
                     vst1q_f32(dst.add(4 * j), *v);
                 }
@@ -120,7 +137,7 @@ pub(super) unsafe fn store_row(
                 for (j, v) in f.iter().enumerate() {
                     vst1q_f32(t.as_mut_ptr().add(4 * j), *v);
                 }
-                std::ptr::copy_nonoverlapping(t.as_ptr(), dst, nc);
+                std::ptr::copy_nonoverlapping(t.as_ptr(), dst, n);
             }
         }
     }
