@@ -6,6 +6,7 @@
 //! matched on inputs that are DequantizeLinear `DQ` of such int8 tensors:
 //! - `DQ(x), DQ(int8 W per-channel or per-tensor, zero point 0), [bias] -> Conv ->
 //!   [Relu | Clip] -> Q` becomes a [`QConv`] requantizing to `Q` (the Relu/Clip a clamp);
+//!   a `Gemm` (alpha = beta = 1, no transA) on a 2-D `DQ(x)` becomes a 1x1 [`QConv`] too;
 //! - `DQ -> unary activation (HardSwish, HardSigmoid, Sigmoid, ...) -> Q` and `DQ -> Q`
 //!   become a 256-entry lookup table;
 //! - `DQ, DQ -> Add | Mul -> Q` (same shapes, or `[N,C,1,1]` against `[N,C,H,W]` as in
@@ -14,7 +15,7 @@
 //!   become int8 Concat, pool, and requantizing data movement;
 //! - anything else in front of `Q` stays float and `Q` becomes a Quantize conversion.
 //!
-//! Then a Conv reading `DQ(x)` with int8 weights whose result goes to float readers becomes a
+//! Then a Conv or Gemm reading `DQ(x)` with int8 weights whose result goes to float readers becomes a
 //! [`QConv`] with f32 output, and every remaining `DQ` of an int8 tensor becomes a
 //! Dequantize conversion. Float nodes nobody reads any more are removed by `remove_dead`.
 //! A float node that still has float readers stays (computed both ways), so the graph's
@@ -63,29 +64,60 @@ impl Cx<'_> {
         self.producers[v].map(|p| &self.g.nodes[p])
     }
 
-    /// `v = Conv(DQ(x), int8 W, [b])`: the int8 conv with output `out`.
+    /// `v = Conv(DQ(x), int8 W, [b])`, or `v = Gemm(DQ(x), int8 W, [b])` on a 2-D `x` (as a
+    /// 1x1 conv over `[rows, K, 1, 1]`: a row-major `[rows, K]` int8 tensor has the same bytes
+    /// as that NHWC tensor): the int8 conv with output `out`.
     fn conv(&self, v: ValueId, out: QConvOut) -> Option<(QConv, ValueId)> {
         let n = self.node(v)?;
-        let Op::Conv(c) = &n.op else { return None };
-        if c.activation.is_some() {
-            return None;
-        }
+        let (conv, transposed) = match &n.op {
+            Op::Conv(c) if c.activation.is_none() => (c.clone(), false),
+            Op::Gemm(gm) if gm.alpha == 1.0 && gm.beta == 1.0 && !gm.trans_a => {
+                if self.g.values[n.inputs[0]].shape.len() != 2 {
+                    return None;
+                }
+                let conv = crate::ops::Conv {
+                    group: 1,
+                    strides: [1, 1],
+                    pads: [0; 4],
+                    dilations: [1, 1],
+                    activation: None,
+                };
+                (conv, !gm.trans_b)
+            }
+            _ => return None,
+        };
         let (xq, qx) = self.dq(n.inputs[0])?;
         let wv = &self.g.values[n.inputs[1]];
         let wq = wv.dequantized.as_ref()?;
-        if wv.shape.len() != 4 || wq.params.zero_point.iter().any(|&z| z != 0.0) {
+        let rank = if matches!(n.op, Op::Conv(_)) { 4 } else { 2 };
+        if wv.shape.len() != rank || wq.params.zero_point.iter().any(|&z| z != 0.0) {
             return None;
         }
         if wq.params.qmin != -128.0 || wq.params.qmax != 127.0 {
             return None;
         }
-        let m = wv.shape[0];
+        // Output channels are axis 0 of a Conv's or a transB Gemm's weights, axis 1 of a plain
+        // Gemm's `[K, N]` (transposed here to `[N, K]`).
+        let (m, out_axis) = if transposed {
+            (wv.shape[1], 1)
+        } else {
+            (wv.shape[0], 0)
+        };
         let w_scale = match wq.params.scale.len() {
             1 => vec![wq.params.scale[0]; m],
-            l if l == m && wq.params.axis == 0 => wq.params.scale.clone(),
+            l if l == m && wq.params.axis == out_axis => wq.params.scale.clone(),
             _ => return None,
         };
-        let weights: Vec<i8> = wq.values.iter().map(|&v| v as i8).collect();
+        let mut weights: Vec<i8> = wq.values.iter().map(|&v| v as i8).collect();
+        let w_shape = if rank == 4 {
+            [wv.shape[0], wv.shape[1], wv.shape[2], wv.shape[3]]
+        } else {
+            let k = wv.shape[1 - out_axis];
+            if transposed {
+                weights = (0..m * k).map(|i| weights[(i % k) * m + i / k]).collect();
+            }
+            [m, k, 1, 1]
+        };
         // Bias as int32 at scale s_x * s_w: exact for a DequantizeLinear'd int32 bias with
         // that scale (what quantizers write), rounded for a float bias.
         let bias = match n.inputs.get(2) {
@@ -104,10 +136,9 @@ impl Cx<'_> {
                     .collect()
             }
         };
-        let w_shape = [wv.shape[0], wv.shape[1], wv.shape[2], wv.shape[3]];
         Some((
             QConv {
-                conv: c.clone(),
+                conv,
                 weights,
                 w_shape,
                 w_scale,
@@ -128,7 +159,7 @@ impl Cx<'_> {
         let n = self.node(y)?;
         let quant = |lo: u8, hi: u8| QConvOut::Quant { q: qo, lo, hi };
         match &n.op {
-            Op::Conv(_) => {
+            Op::Conv(_) | Op::Gemm(_) => {
                 let (c, xq) = self.conv(y, quant(0, 255))?;
                 Some((QOp::Conv(Box::new(c)), vec![xq]))
             }
@@ -287,7 +318,7 @@ pub fn lower_int8(g: &mut Graph) -> usize {
                     }
                 }
             }
-            Op::Conv(_) => {
+            Op::Conv(_) | Op::Gemm(_) => {
                 let out = QConvOut::Float { activation: None };
                 if let Some((c, xq)) = cx.conv(n.outputs[0], out) {
                     replaced.push((i, int8(QOp::Conv(Box::new(c)), shape()), vec![xq]));

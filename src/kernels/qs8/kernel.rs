@@ -12,6 +12,7 @@ pub struct Int8Kernel {
     op: Int8Op,
     in_shapes: Vec<Vec<usize>>,
     conv: Option<Box<ConvQs8>>,
+    level: Level,
 }
 
 impl Int8Kernel {
@@ -29,6 +30,11 @@ impl Int8Kernel {
             });
         }
         let conv = match &op.op {
+            // A Gemm lowered to a 1x1 conv: `[rows, K]` is NHWC `[rows, 1, 1, K]`.
+            QOp::Conv(c) if in_shapes[0].len() == 2 => {
+                let s = [in_shapes[0][0], in_shapes[0][1], 1, 1];
+                Some(Box::new(ConvQs8::new(c, &s, level)?))
+            }
             QOp::Conv(c) => Some(Box::new(ConvQs8::new(c, in_shapes[0], level)?)),
             _ => None,
         };
@@ -41,12 +47,14 @@ impl Int8Kernel {
             op: op.clone(),
             in_shapes: in_shapes.iter().map(|s| s.to_vec()).collect(),
             conv,
+            level,
         })
     }
 
     /// Op and algorithm name.
     pub fn name(&self) -> String {
         match &self.conv {
+            Some(c) if self.in_shapes[0].len() == 2 => format!("QGemm [{}]", c.algorithm()),
             Some(c) => format!("{} [{}]", self.op.name(), c.algorithm()),
             None => self.op.name(),
         }
@@ -76,7 +84,7 @@ impl Int8Kernel {
         match &self.op.op {
             QOp::Quantize { out: q } => {
                 let x = std::slice::from_raw_parts(ins[0] as *const f32, out_len);
-                ew::quantize(*q, &self.op.out_shape, x, out_u8());
+                ew::quantize(self.level, *q, &self.op.out_shape, x, out_u8());
             }
             QOp::Dequantize { input } => {
                 let y = std::slice::from_raw_parts_mut(out as *mut f32, out_len);
@@ -103,6 +111,7 @@ impl Int8Kernel {
                     1
                 };
                 ew::binary(
+                    self.level,
                     *kind,
                     *a,
                     *b,
@@ -142,7 +151,7 @@ impl Int8Kernel {
                         .map_err(|e| OpError::Shape(e.to_string()))?;
                     op.run_reference(&[xv], &mut [yv])?;
                 }
-                ew::quantize(*qo, &self.op.out_shape, yf, out_u8());
+                ew::quantize(self.level, *qo, &self.op.out_shape, yf, out_u8());
             }
         }
         Ok(())

@@ -191,7 +191,7 @@ fn elementwise_kernels_follow_their_definitions() {
     // [1, 3, 2, 2] NCHW -> NHWC round trip
     let x: Vec<f32> = (0..12).map(|i| i as f32 * 0.1 - 0.5).collect();
     let mut q = vec![0u8; 12];
-    quantize(qo, &[1, 3, 2, 2], &x, &mut q);
+    quantize(Level::Scalar, qo, &[1, 3, 2, 2], &x, &mut q);
     assert_eq!(q[1], qo.quantize(x[4])); // pixel 0, channel 1
     let mut back = vec![0f32; 12];
     dequantize(qo, &[1, 3, 2, 2], &q, &mut back);
@@ -203,6 +203,7 @@ fn elementwise_kernels_follow_their_definitions() {
     let b = rng.bytes(3);
     let mut y = vec![0u8; 12];
     binary(
+        Level::Scalar,
         crate::ops::QBinaryKind::Mul,
         qa,
         qb,
@@ -241,4 +242,81 @@ fn elementwise_kernels_follow_their_definitions() {
     assert_eq!(&y[0..2], &x1[0..2]);
     assert_eq!(y[2], qo.quantize(qa.dequantize(x2[0])));
     assert_eq!(&y[3..5], &x1[2..4]);
+}
+
+/// ONNX QuantizeLinear written the slow, obvious way (libm rounding, NaN -> 0 as `as u8` does).
+fn onnx_quantize(q: QType, x: f32) -> u8 {
+    ((x / q.scale).round_ties_even() + q.zero_point as f32).clamp(0.0, 255.0) as u8
+}
+
+#[test]
+fn elementwise_rows_match_the_onnx_definition_on_every_level() {
+    use super::elementwise::*;
+    let qs = [
+        QType {
+            scale: 0.03,
+            zero_point: 10,
+            signed: false,
+        },
+        QType {
+            scale: 0.5,
+            zero_point: 128,
+            signed: true,
+        },
+        QType {
+            scale: 1.0 / 255.0,
+            zero_point: 0,
+            signed: false,
+        },
+    ];
+    let mut rng = Rng(11);
+    for level in [Level::Scalar, Level::Avx2, Level::Avx512Vnni] {
+        if !level.supported() {
+            eprintln!("skipping {level:?}: the host does not run it");
+            continue;
+        }
+        for len in [1usize, 7, 16, 33, 257] {
+            for (i, &qo) in qs.iter().enumerate() {
+                let (qa, qb) = (qs[(i + 1) % 3], qs[(i + 2) % 3]);
+                // Exact ties (k + 0.5 steps), out-of-range values, infinities and NaN.
+                let x: Vec<f32> = (0..len)
+                    .map(|j| match rng.next() % 8 {
+                        0 => ((rng.next() % 600) as f32 - 300.0 + 0.5) * qo.scale,
+                        1 => f32::NAN,
+                        2 => f32::INFINITY * if j % 2 == 0 { 1.0 } else { -1.0 },
+                        3 => (rng.next() as f32 / u32::MAX as f32 - 0.5) * 1e9,
+                        _ => (rng.next() as f32 / u32::MAX as f32 - 0.5) * 300.0 * qo.scale,
+                    })
+                    .collect();
+                let mut y = vec![0u8; len];
+                quantize_row(level, qo, &x, &mut y);
+                for (j, (&v, &o)) in x.iter().zip(&y).enumerate() {
+                    assert_eq!(o, onnx_quantize(qo, v), "{level:?} quantize x[{j}] = {v}");
+                }
+                let (a, b) = (rng.bytes(len), rng.bytes(len));
+                add_row(level, qa, qb, qo, &a, &b, &mut y);
+                for j in 0..len {
+                    let want = onnx_quantize(qo, qa.dequantize(a[j]) + qb.dequantize(b[j]));
+                    assert_eq!(y[j], want, "{level:?} add at {j}, len {len}");
+                }
+                mul_row(level, qa, qb, qo, &a, &b, &mut y);
+                for j in 0..len {
+                    let want = onnx_quantize(qo, qa.dequantize(a[j]) * qb.dequantize(b[j]));
+                    assert_eq!(y[j], want, "{level:?} mul at {j}, len {len}");
+                }
+                // Per-channel: len pixels of 5 channels.
+                let bt: Vec<f32> = rng.bytes(5).iter().map(|&v| qb.dequantize(v)).collect();
+                let a = rng.bytes(len * 5);
+                let mut y = vec![0u8; len * 5];
+                for mul in [false, true] {
+                    binary_channels_rows(level, mul, qa, qo, &bt, &a, &mut y);
+                    for j in 0..len * 5 {
+                        let (x, z) = (qa.dequantize(a[j]), bt[j % 5]);
+                        let want = onnx_quantize(qo, if mul { x * z } else { x + z });
+                        assert_eq!(y[j], want, "{level:?} channels mul={mul} at {j}");
+                    }
+                }
+            }
+        }
+    }
 }
