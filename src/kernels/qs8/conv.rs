@@ -123,8 +123,8 @@ impl ConvQs8 {
                 p: [c2.pads[0], c2.pads[1]],
                 d: c2.dilations,
             };
-            let dk = dwconv::select(level);
-            (Algo::Depthwise(dk, dwconv::pack_weights(&q.weights, &g)), 0)
+            let dk = dwconv::select_for(level, c);
+            (Algo::Depthwise(dk, (dk.pack)(&q.weights, &g)), 0)
         } else {
             // Per group, weights reordered to [m][ky][kx][c] to match NHWC rows.
             let mg = m / group;

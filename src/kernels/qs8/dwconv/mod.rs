@@ -3,8 +3,10 @@
 //! # Microkernel contract
 //! - **Input**: one image `[H][W][C]` u8 with zero point `zx`; the kernel may read up to 15
 //!   bytes past a pixel's last channel (the engine's arena keeps that slack).
-//! - **Weights**: `[kh * kw][c_pad]` i16 (`c_pad = ceil(C / 16) * 16`, zero-padded), tap-major so
-//!   a vector of 16 channels of one tap is contiguous. Values are int8 (-128..127).
+//! - **Weights**: packed by the kernel's own `pack`. The shared layout ([`pack_weights`]) is
+//!   `[kh * kw][c_pad]` i16 (`c_pad = ceil(C / 16) * 16`, zero-padded), tap-major so a vector
+//!   of 16 channels of one tap is contiguous; values are int8 (-128..127). The AVX-512 kernel
+//!   keeps its own byte layout in the same i16 buffer (see its module doc).
 //! - **Accumulation**: `acc[c] = bias[c] + sum over in-bounds taps (x - zx) * w` in int32;
 //!   out-of-bounds taps are skipped (they are `zx`, contributing 0). `(x - zx) * w` fits i16
 //!   (|x - zx| <= 255, |w| <= 128), so SIMD kernels multiply in i16 and widen.
@@ -13,11 +15,14 @@
 //! - **Any kernel size, stride and dilation**; 3x3/5x5/7x7/11x11 at stride 1 and 2 all run
 //!   through the same loop (taps outside the image are skipped per output pixel).
 //!
-//! Kernels: `dwconv_qs8_kxk_scalar` (reference), `dwconv_qs8_kxk_16c_avx2`,
+//! Kernels: `dwconv_qs8_kxk_scalar` (reference), `dwconv_qs8_kxk_64c_avx512vnni` (`vpdpbusd`
+//! on u8 input, zero point folded into the bias), `dwconv_qs8_kxk_16c_avx2`,
 //! `dwconv_qs8_kxk_16c_neon` (aarch64, `SMLAL`/`SMLAL2`), all on the same packing.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512vnni;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod scalar;
@@ -71,6 +76,10 @@ pub struct DwKernel {
     pub level: Level,
     /// the microkernel
     pub run: DwUkernel,
+    /// weight packing for `run`
+    pub pack: fn(&[i8], &DwGeom) -> Vec<i16>,
+    /// channels per vector step (a conv with far fewer wastes most of the vector)
+    pub channels: usize,
 }
 
 /// Every depthwise kernel in this build, best first.
@@ -80,20 +89,34 @@ pub fn registry() -> Vec<DwKernel> {
     let mut v = vec![];
     #[cfg(target_arch = "x86_64")]
     v.push(DwKernel {
+        name: "dwconv_qs8_kxk_64c_avx512vnni",
+        level: Level::Avx512Vnni,
+        run: avx512vnni::dwconv_qs8_kxk_64c_avx512vnni,
+        pack: avx512vnni::pack,
+        channels: 64,
+    });
+    #[cfg(target_arch = "x86_64")]
+    v.push(DwKernel {
         name: "dwconv_qs8_kxk_16c_avx2",
         level: Level::Avx2,
         run: avx2::dwconv_qs8_kxk_16c_avx2,
+        pack: pack_weights,
+        channels: 16,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_16c_neon",
         level: Level::Neon,
         run: neon::dwconv_qs8_kxk_16c_neon,
+        pack: pack_weights,
+        channels: 16,
     });
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_scalar",
         level: Level::Scalar,
         run: scalar::dwconv_qs8_kxk_scalar,
+        pack: pack_weights,
+        channels: 16,
     });
     v
 }
@@ -103,6 +126,18 @@ pub fn select(level: Level) -> DwKernel {
     registry()
         .into_iter()
         .find(|k| k.level <= level && k.level.supported())
+        .expect("the scalar kernel is always there")
+}
+
+/// The best kernel for a conv of `c` channels: as [`select`], but skipping kernels whose
+/// vector step would leave more than half of its lanes idle (64-wide on 16 channels).
+pub fn select_for(level: Level, c: usize) -> DwKernel {
+    registry()
+        .into_iter()
+        .find(|k| {
+            let used = c as f64 / (c.div_ceil(k.channels) * k.channels) as f64;
+            k.level <= level && k.level.supported() && (k.channels <= 16 || used >= 0.5)
+        })
         .expect("the scalar kernel is always there")
 }
 

@@ -16,7 +16,13 @@ fn every_dwconv_kernel_matches_the_reference() {
         }
         for &ks in &[3, 5, 7, 11] {
             for &s in &[1, 2] {
-                for &(h, w, c) in &[(1, 1, 1), (9, 7, 17), (13, 12, 16), (6, 11, 40)] {
+                for &(h, w, c) in &[
+                    (1, 1, 1),
+                    (9, 7, 17),
+                    (13, 12, 16),
+                    (6, 11, 40),
+                    (5, 6, 131),
+                ] {
                     for &zx in &[0, 128, 255] {
                         for mode in [
                             EpiMode::Quant {
@@ -45,7 +51,8 @@ fn every_dwconv_kernel_matches_the_reference() {
                                 .into_iter()
                                 .map(|v| v as i8)
                                 .collect();
-                            let packed = pack_weights(&wt, &g);
+                            let packed = (k.pack)(&wt, &g);
+                            let ref_packed = pack_weights(&wt, &g);
                             let cp = g.c_pad();
                             let bias: Vec<i32> =
                                 (0..cp).map(|_| rng.next() as i32 % 3000).collect();
@@ -74,7 +81,7 @@ fn every_dwconv_kernel_matches_the_reference() {
                                         oy,
                                         x.as_ptr(),
                                         zx,
-                                        packed.as_ptr(),
+                                        ref_packed.as_ptr(),
                                         bias.as_ptr(),
                                         scale.as_ptr(),
                                         mode,

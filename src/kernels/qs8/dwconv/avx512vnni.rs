@@ -1,0 +1,221 @@
+//! `dwconv_qs8_kxk_64c_avx512vnni`: 64 channels per step on `vpdpbusd`, u8 activations
+//! straight from memory (no widening).
+//!
+//! A zmm of 64 input bytes holds channels `c0..c0+64`; `vpdpbusd` sums the 4 bytes of each
+//! dword lane, so it would mix 4 channels. Instead each tap has 4 weight vectors `W_r`
+//! (r = 0..3) in which only byte `4j + r` of lane j is non-zero (`w[c0 + 4j + r]`): 4
+//! `vpdpbusd` per tap give 4 accumulators with `acc_r[j]` = channel `4j + r`, exact (one
+//! non-zero product per lane). After requantization `v0 | v1 << 8 | v2 << 16 | v3 << 24` puts
+//! the bytes back in channel order for one 64-byte store.
+//!
+//! The zero point is folded: `sum (x - zx) w = sum x w - zx sum w` over all taps, with
+//! out-of-image taps reading `zx` (they then contribute 0, as the contract requires).
+//!
+//! Packing ([`pack`]): per block of 64 channels, per tap, the 4 `W_r` (256 bytes), then the
+//! block's `sum w` per (r, j) as 64 i32; stored in the `i16` buffer the engine keeps for
+//! depthwise weights (opaque bytes here).
+
+// x86-only module: AVX-512 intrinsics are stable since 1.89, above the crate's Arm MSRV.
+#![allow(clippy::incompatible_msrv)]
+
+use super::DwGeom;
+use crate::kernels::qs8::gemm::EpiMode;
+use std::arch::x86_64::*;
+
+/// Channels per block.
+const CB: usize = 64;
+
+/// Interior output pixels computed together.
+const PX: usize = 4;
+
+/// Bytes per block: `taps * 4 * 64` weight bytes + 64 i32 weight sums.
+fn block_bytes(taps: usize) -> usize {
+    taps * 4 * CB + CB * 4
+}
+
+/// Pack `[C][kh][kw]` int8 weights (see the module doc).
+pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
+    let taps = g.k[0] * g.k[1];
+    let blocks = g.c.div_ceil(CB);
+    let bb = block_bytes(taps);
+    let mut bytes = vec![0u8; blocks * bb];
+    for c in 0..g.c {
+        let (b, cc) = (c / CB, c % CB);
+        let (j, r) = (cc / 4, cc % 4);
+        let blk = &mut bytes[b * bb..(b + 1) * bb];
+        let mut sum = 0i32;
+        for t in 0..taps {
+            let v = w[c * taps + t];
+            blk[(t * 4 + r) * CB + cc] = v as u8;
+            sum += v as i32;
+        }
+        let at = taps * 4 * CB + (r * 16 + j) * 4;
+        blk[at..at + 4].copy_from_slice(&sum.to_le_bytes());
+    }
+    bytes
+        .chunks(2)
+        .map(|p| i16::from_le_bytes([p[0], *p.get(1).unwrap_or(&0)]))
+        .collect()
+}
+
+/// One output row; see the module doc of `dwconv` for the contract (weights packed by
+/// [`pack`]).
+///
+/// # Safety
+/// Pointers as in the contract; the host must have AVX-512 F/BW and VNNI.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
+    g: &DwGeom,
+    oy: usize,
+    x: *const u8,
+    zx: i32,
+    w: *const i16,
+    bias: *const i32,
+    scale: *const f32,
+    mode: EpiMode,
+    out: *mut u8,
+) {
+    let taps = g.k[0] * g.k[1];
+    let bb = block_bytes(taps);
+    let w = w as *const u8;
+    let vzx = _mm512_set1_epi8(zx as u8 as i8);
+    let vzx32 = _mm512_set1_epi32(zx);
+    let float_out = matches!(mode, EpiMode::Float);
+    let (zp, lo, hi) = match mode {
+        EpiMode::Quant { zp, lo, hi } => (zp, lo, hi),
+        EpiMode::Float => (0, 0, 0),
+    };
+    let (vzp, vlo, vhi) = (
+        _mm512_set1_epi32(zp),
+        _mm512_set1_epi32(lo),
+        _mm512_set1_epi32(hi),
+    );
+    for b in 0..g.c.div_ceil(CB) {
+        let c0 = b * CB;
+        let n = CB.min(g.c - c0);
+        let in_mask: __mmask64 = if n == CB { !0 } else { (1u64 << n) - 1 };
+        let wb = w.add(b * bb);
+        // Bias minus zx * sum(w) and the scales, in the accumulators' (r, j) order.
+        let sums = wb.add(taps * 4 * CB) as *const i32;
+        let mut init = [_mm512_setzero_si512(); 4];
+        let mut vs = [_mm512_setzero_ps(); 4];
+        let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        for r in 0..4 {
+            // Lane j of accumulator r is channel 4j + r: gather bias and scale in that order.
+            let idx = _mm512_add_epi32(_mm512_slli_epi32(lane, 2), _mm512_set1_epi32(r as i32));
+            let valid = _mm512_cmplt_epi32_mask(idx, _mm512_set1_epi32(n as i32));
+            let zero = _mm512_setzero_si512();
+            let bi = _mm512_mask_i32gather_epi32::<4>(zero, valid, idx, bias.add(c0));
+            let sc = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), valid, idx, scale.add(c0));
+            let s = _mm512_loadu_si512(sums.add(r * 16) as *const _);
+            init[r] = _mm512_sub_epi32(bi, _mm512_mullo_epi32(s, vzx32));
+            vs[r] = sc;
+        }
+        // Output columns whose taps all lie inside the image (no bounds checks there).
+        let (ky0, ky1) = super::tap_range(oy, g.s[0], g.d[0], g.p[0], g.k[0], g.h);
+        let rows_full = ky0 == 0 && ky1 == g.k[0];
+        let store = |ox: usize, acc: &[__m512i; 4]| {
+            let f: [__m512; 4] =
+                std::array::from_fn(|r| _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r]), vs[r]));
+            if float_out {
+                let mut tmp = [[0f32; 16]; 4];
+                for r in 0..4 {
+                    _mm512_storeu_ps(tmp[r].as_mut_ptr(), f[r]);
+                }
+                let dst = (out as *mut f32).add(ox * g.c + c0);
+                for c in 0..n {
+                    *dst.add(c) = tmp[c % 4][c / 4];
+                }
+            } else {
+                let q = |f: __m512| {
+                    let v = _mm512_add_epi32(_mm512_cvtps_epi32(f), vzp);
+                    _mm512_min_epi32(_mm512_max_epi32(v, vlo), vhi)
+                };
+                let v = _mm512_or_si512(
+                    _mm512_or_si512(q(f[0]), _mm512_slli_epi32(q(f[1]), 8)),
+                    _mm512_or_si512(
+                        _mm512_slli_epi32(q(f[2]), 16),
+                        _mm512_slli_epi32(q(f[3]), 24),
+                    ),
+                );
+                _mm512_mask_storeu_epi8(out.add(ox * g.c + c0) as *mut i8, in_mask, v);
+            }
+        };
+        let full = |ox: usize| {
+            let (kx0, kx1) = super::tap_range(ox, g.s[1], g.d[1], g.p[1], g.k[1], g.w);
+            rows_full && kx0 == 0 && kx1 == g.k[1]
+        };
+        let xstep = g.s[1] * g.c;
+        let mut ox = 0;
+        while ox < g.ow {
+            if ox + PX <= g.ow && full(ox) && full(ox + PX - 1) {
+                // PX interior pixels at once: each weight vector is loaded once for all of
+                // them, and 4 * PX independent accumulator chains hide vpdpbusd's latency.
+                let mut acc = [init; PX];
+                let base = x.add(((oy * g.s[0] - g.p[0]) * g.w + ox * g.s[1] - g.p[1]) * g.c + c0);
+                let mut wt = wb;
+                for ky in 0..g.k[0] {
+                    let row = base.add(ky * g.d[0] * g.w * g.c);
+                    for kx in 0..g.k[1] {
+                        let tap = row.add(kx * g.d[1] * g.c);
+                        let wr: [__m512i; 4] =
+                            std::array::from_fn(|r| _mm512_loadu_si512(wt.add(r * CB) as *const _));
+                        for (px, a) in acc.iter_mut().enumerate() {
+                            let xv =
+                                _mm512_maskz_loadu_epi8(in_mask, tap.add(px * xstep) as *const i8);
+                            for r in 0..4 {
+                                a[r] = _mm512_dpbusd_epi32(a[r], xv, wr[r]);
+                            }
+                        }
+                        wt = wt.add(4 * CB);
+                    }
+                }
+                for (px, a) in acc.iter().enumerate() {
+                    store(ox + px, a);
+                }
+                ox += PX;
+                continue;
+            }
+            let mut acc = init;
+            let (kx0, kx1) = super::tap_range(ox, g.s[1], g.d[1], g.p[1], g.k[1], g.w);
+            if rows_full && kx0 == 0 && kx1 == g.k[1] {
+                let base = x.add(((oy * g.s[0] - g.p[0]) * g.w + ox * g.s[1] - g.p[1]) * g.c + c0);
+                let mut wt = wb;
+                for ky in 0..g.k[0] {
+                    let row = base.add(ky * g.d[0] * g.w * g.c);
+                    for kx in 0..g.k[1] {
+                        let p = row.add(kx * g.d[1] * g.c);
+                        let xv = _mm512_maskz_loadu_epi8(in_mask, p as *const i8);
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            let wr = _mm512_loadu_si512(wt.add(r * CB) as *const _);
+                            *a = _mm512_dpbusd_epi32(*a, xv, wr);
+                        }
+                        wt = wt.add(4 * CB);
+                    }
+                }
+            } else {
+                for ky in 0..g.k[0] {
+                    let iy = (oy * g.s[0] + ky * g.d[0]) as isize - g.p[0] as isize;
+                    let row_ok = iy >= 0 && (iy as usize) < g.h;
+                    for kx in 0..g.k[1] {
+                        let ix = (ox * g.s[1] + kx * g.d[1]) as isize - g.p[1] as isize;
+                        let xv = if row_ok && ix >= 0 && (ix as usize) < g.w {
+                            let p = x.add((iy as usize * g.w + ix as usize) * g.c + c0);
+                            _mm512_maskz_loadu_epi8(in_mask, p as *const i8)
+                        } else {
+                            vzx
+                        };
+                        let wt = wb.add((ky * g.k[1] + kx) * 4 * CB);
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            let wr = _mm512_loadu_si512(wt.add(r * CB) as *const _);
+                            *a = _mm512_dpbusd_epi32(*a, xv, wr);
+                        }
+                    }
+                }
+            }
+            store(ox, &acc);
+            ox += 1;
+        }
+    }
+}
