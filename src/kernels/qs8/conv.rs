@@ -327,30 +327,65 @@ impl ConvQs8 {
         let cv = &self.q.conv;
         let stride = self.k4 * 4;
         let zx = self.q.input.zero_point as u8;
+        // Rows of kw taps are one contiguous run of the input when the conv has one group
+        // and no horizontal dilation: copy them at once where they lie inside the image.
+        let run = (cg == c && cv.dilations[1] == 1).then_some(kw * c);
         for oy in 0..oh {
             for ox in 0..ow {
                 let row = cols.add((oy * ow + ox) * stride);
+                let ix0 = (ox * cv.strides[1]) as isize - cv.pads[1] as isize;
+                let cols_inside = ix0 >= 0 && ix0 + kw as isize <= w as isize;
                 for ky in 0..kh {
                     let iy =
                         (oy * cv.strides[0] + ky * cv.dilations[0]) as isize - cv.pads[0] as isize;
+                    let row_inside = iy >= 0 && iy < h as isize;
+                    if let (Some(len), true, true) = (run, row_inside, cols_inside) {
+                        let src = x.add((iy as usize * w + ix0 as usize) * c);
+                        copy_small(src, row.add(ky * kw * cg), len);
+                        continue;
+                    }
                     for kx in 0..kw {
                         let ix = (ox * cv.strides[1] + kx * cv.dilations[1]) as isize
                             - cv.pads[1] as isize;
                         let d = row.add((ky * kw + kx) * cg);
-                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                        if !row_inside || ix < 0 || ix >= w as isize {
                             std::ptr::write_bytes(d, zx, cg);
                         } else {
-                            std::ptr::copy_nonoverlapping(
-                                x.add((iy as usize * w + ix as usize) * c + g * cg),
-                                d,
-                                cg,
-                            );
+                            copy_small(x.add((iy as usize * w + ix as usize) * c + g * cg), d, cg);
                         }
                     }
                 }
                 std::ptr::write_bytes(row.add(kh * kw * cg), 0, stride - kh * kw * cg);
             }
         }
+    }
+}
+
+/// `copy_nonoverlapping` for the few-byte runs of im2col (a stem conv copies 3 or 9 bytes at a
+/// time; a `memcpy` call per run costs more than the copy).
+#[inline(always)]
+unsafe fn copy_small(src: *const u8, dst: *mut u8, len: usize) {
+    // Two overlapping unaligned words cover any length in [w, 2w]; a byte loop would be turned
+    // back into a `memcpy` call by LLVM.
+    use std::ptr::{read_unaligned as rd, write_unaligned as wr};
+    if (8..=16).contains(&len) {
+        wr(dst as *mut u64, rd(src as *const u64));
+        wr(
+            dst.add(len - 8) as *mut u64,
+            rd(src.add(len - 8) as *const u64),
+        );
+    } else if (4..8).contains(&len) {
+        wr(dst as *mut u32, rd(src as *const u32));
+        wr(
+            dst.add(len - 4) as *mut u32,
+            rd(src.add(len - 4) as *const u32),
+        );
+    } else if len < 4 {
+        for i in 0..len {
+            *dst.add(i) = *src.add(i);
+        }
+    } else {
+        std::ptr::copy_nonoverlapping(src, dst, len);
     }
 }
 

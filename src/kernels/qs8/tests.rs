@@ -67,13 +67,15 @@ fn planned_convs_match_the_direct_reference() {
     let levels = [Level::Scalar, Level::Avx2, Level::Avx512Vnni];
     // (m, c, group, k, stride, pad, h, w)
     let cases = [
-        (17, 13, 1, 1, 1, 0, 5, 7),  // 1x1 gemm
-        (16, 63, 1, 1, 1, 0, 3, 3),  // 1x1, K 63
-        (5, 3, 1, 3, 2, 1, 9, 11),   // im2col (first conv)
-        (8, 6, 1, 3, 1, 1, 4, 5),    // im2col padded
-        (20, 20, 20, 3, 1, 1, 7, 9), // depthwise 3x3
-        (17, 17, 17, 5, 2, 2, 9, 8), // depthwise 5x5 s2
-        (12, 12, 4, 3, 1, 1, 5, 5),  // grouped: im2col per group
+        (17, 13, 1, 1, 1, 0, 5, 7),     // 1x1 gemm
+        (16, 63, 1, 1, 1, 0, 3, 3),     // 1x1, K 63
+        (5, 3, 1, 3, 2, 1, 9, 11),      // im2col (first conv)
+        (8, 6, 1, 3, 1, 1, 4, 5),       // im2col padded
+        (20, 20, 20, 3, 1, 1, 7, 9),    // depthwise 3x3
+        (17, 17, 17, 5, 2, 2, 9, 8),    // depthwise 5x5 s2
+        (12, 12, 4, 3, 1, 1, 5, 5),     // grouped: im2col per group
+        (7, 2, 1, 3, 1, 1, 6, 7),       // im2col, 6-byte tap rows
+        (131, 131, 131, 3, 1, 1, 6, 9), // depthwise wide enough for 64-lane kernels
     ];
     for &(m, c, group, k, s, pad, h, w) in &cases {
         for &zx in &[0, 128, 255] {
