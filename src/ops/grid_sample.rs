@@ -82,8 +82,126 @@ fn reflect(x: f32, lo: f32, hi: f32) -> f32 {
     }
 }
 
-/// Reference GridSample.
+/// GridSample: the per-plane fast path for bilinear sampling with zeros or border padding
+/// (LDA-AQU's case), else the reference.
 pub fn run_grid_sample(
+    g: &GridSample,
+    x: &ArrayViewD<f32>,
+    grid: &ArrayViewD<f32>,
+    y: &mut ArrayViewMutD<f32>,
+) -> OpResult<()> {
+    let fast = g.mode == GridMode::Bilinear && g.padding != GridPadding::Reflection;
+    let out = grid_sample_shape(x.shape(), grid.shape())?;
+    if fast && y.shape() == out.as_slice() && x.shape()[2] * x.shape()[3] > 0 {
+        if let (Some(xs), Some(gs)) = (x.as_slice(), grid.as_slice()) {
+            let dims = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
+            if let Some(ys) = y.as_slice_mut() {
+                bilinear_planes(g, dims, xs, gs, [out[2], out[3]], ys);
+                return Ok(());
+            }
+        }
+    }
+    run_grid_sample_reference(g, x, grid, y)
+}
+
+/// One output pixel's bilinear taps: plane indices, validity, and weights.
+#[derive(Clone, Copy, Default)]
+struct Taps {
+    idx: [u32; 4],
+    valid: [bool; 4],
+    /// `[dx2, dx1, dy2, dy1]`
+    w: [f32; 4],
+    /// non-finite coordinate: the output is `fill`
+    fill: Option<f32>,
+}
+
+/// `floor` without a libm call (baseline x86-64 has no `roundps`): exact for |v| < 2^31.
+#[inline]
+fn floor_i64(v: f32) -> i64 {
+    let t = v as i64;
+    if (t as f32) > v {
+        t - 1
+    } else {
+        t
+    }
+}
+
+/// Bilinear GridSample with zeros or border padding, planes contiguous: the taps of each
+/// output pixel are computed once and reused by every channel; the arithmetic is the
+/// reference's, term for term.
+fn bilinear_planes(
+    g: &GridSample,
+    [n, c, h, w]: [usize; 4],
+    x: &[f32],
+    grid: &[f32],
+    [ho, wo]: [usize; 2],
+    y: &mut [f32],
+) {
+    let (x_min, x_max, y_min, y_max) = if g.align_corners {
+        (0.0, w as f32 - 1.0, 0.0, h as f32 - 1.0)
+    } else {
+        (-0.5, w as f32 - 0.5, -0.5, h as f32 - 0.5)
+    };
+    let border = g.padding == GridPadding::Border;
+    let plane_out = ho * wo;
+    let mut taps = vec![Taps::default(); plane_out];
+    for ni in 0..n {
+        for (p, t) in taps.iter_mut().enumerate() {
+            let gi = (ni * plane_out + p) * 2;
+            let mut sx = denormalize(grid[gi], w, g.align_corners);
+            let mut sy = denormalize(grid[gi + 1], h, g.align_corners);
+            if border && (sx < x_min || sx > x_max || sy < y_min || sy > y_max) {
+                sx = sx.clamp(0.0, w as f32 - 1.0);
+                sy = sy.clamp(0.0, h as f32 - 1.0);
+            }
+            if !sx.is_finite() || !sy.is_finite() {
+                t.fill = Some(if border { f32::NAN } else { 0.0 });
+                continue;
+            }
+            t.fill = None;
+            // Far outside (zeros padding) every tap is invalid whatever the weights: keep the
+            // integer parts small.
+            let sx = sx.clamp(-4.0, w as f32 + 4.0);
+            let sy = sy.clamp(-4.0, h as f32 + 4.0);
+            let (x1, y1) = (floor_i64(sx), floor_i64(sy));
+            let (x2, y2) = (x1 + 1, y1 + 1);
+            t.w = [
+                x2 as f32 - sx,
+                sx - x1 as f32,
+                y2 as f32 - sy,
+                sy - y1 as f32,
+            ];
+            for (k, &(r, col)) in [(y1, x1), (y1, x2), (y2, x1), (y2, x2)].iter().enumerate() {
+                let inside = r >= 0 && r < h as i64 && col >= 0 && col < w as i64;
+                let (r, col) = (r.clamp(0, h as i64 - 1), col.clamp(0, w as i64 - 1));
+                t.valid[k] = inside || border;
+                t.idx[k] = (r as usize * w + col as usize) as u32;
+            }
+        }
+        for ci in 0..c {
+            let plane = &x[(ni * c + ci) * h * w..(ni * c + ci + 1) * h * w];
+            let dst = &mut y[(ni * c + ci) * plane_out..(ni * c + ci + 1) * plane_out];
+            for (o, t) in dst.iter_mut().zip(&taps) {
+                if let Some(f) = t.fill {
+                    *o = f;
+                    continue;
+                }
+                let v = |k: usize| {
+                    if t.valid[k] {
+                        plane[t.idx[k] as usize]
+                    } else {
+                        0.0
+                    }
+                };
+                let [dx2, dx1, dy2, dy1] = t.w;
+                *o = dy2 * (dx2 * v(0) + dx1 * v(1)) + dy1 * (dx2 * v(2) + dx1 * v(3));
+            }
+        }
+    }
+}
+
+/// Reference GridSample (every mode and padding).
+pub fn run_grid_sample_reference(
     g: &GridSample,
     x: &ArrayViewD<f32>,
     grid: &ArrayViewD<f32>,
@@ -354,5 +472,47 @@ mod tests {
             ),
             &[7.0],
         );
+    }
+
+    #[test]
+    fn bilinear_fast_path_equals_the_reference() {
+        let mut seed = 7u32;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed as f32 / u32::MAX as f32
+        };
+        for &(n, c, h, w, ho, wo) in &[(1, 3, 5, 7, 4, 9), (2, 2, 1, 6, 3, 1), (1, 5, 8, 8, 16, 16)]
+        {
+            let x = ArrayD::from_shape_fn(IxDyn(&[n, c, h, w]), |_| rnd() * 4.0 - 2.0);
+            let grid = ArrayD::from_shape_fn(IxDyn(&[n, ho, wo, 2]), |i| match i[1] % 4 {
+                // exact pixel centres and edges, far outside, and random points
+                0 => (i[2] % 5) as f32 * 0.5 - 1.0,
+                1 => rnd() * 6.0 - 3.0,
+                2 if i[2] == 0 => f32::NAN,
+                _ => rnd() * 2.4 - 1.2,
+            });
+            for padding in [GridPadding::Zeros, GridPadding::Border] {
+                for align_corners in [false, true] {
+                    let g = GridSample {
+                        mode: GridMode::Bilinear,
+                        padding,
+                        align_corners,
+                    };
+                    let mut fast = ArrayD::zeros(IxDyn(&[n, c, ho, wo]));
+                    let mut want = fast.clone();
+                    run_grid_sample(&g, &x.view(), &grid.view(), &mut fast.view_mut()).unwrap();
+                    run_grid_sample_reference(&g, &x.view(), &grid.view(), &mut want.view_mut())
+                        .unwrap();
+                    for (a, b) in fast.iter().zip(want.iter()) {
+                        assert!(
+                            a == b || (a.is_nan() && b.is_nan()),
+                            "{padding:?} {align_corners}: {a} != {b}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
