@@ -180,6 +180,67 @@ fn axis_taps(r: &Resize, axis: usize, in_len: usize) -> Vec<Vec<(usize, f32)>> {
 }
 
 /// Reference resize.
+/// Highest rank of the allocation-free path.
+const MAX_RANK: usize = 8;
+
+/// [`run_resize`] on contiguous tensors without per-element allocation: the same sums in the
+/// same order (taps odometer with the last axis fastest, weights multiplied in axis order),
+/// so the results are identical.
+fn resize_contiguous(
+    taps: &[Vec<Vec<(usize, f32)>>],
+    in_shape: &[usize],
+    x: &[f32],
+    out_shape: &[usize],
+    y: &mut [f32],
+) {
+    let rank = in_shape.len();
+    let mut stride = [0usize; MAX_RANK];
+    let mut st = 1;
+    for a in (0..rank).rev() {
+        stride[a] = st;
+        st *= in_shape[a];
+    }
+    let mut oi = [0usize; MAX_RANK];
+    for v in y.iter_mut() {
+        let tl: [&[(usize, f32)]; MAX_RANK] =
+            std::array::from_fn(|a| if a < rank { &taps[a][oi[a]][..] } else { &[] });
+        let mut k = [0usize; MAX_RANK];
+        let mut acc = 0.0f32;
+        'outer: loop {
+            let mut wgt = 1.0f32;
+            let mut off = 0;
+            for a in 0..rank {
+                let (i, w) = tl[a][k[a]];
+                off += i * stride[a];
+                wgt *= w;
+            }
+            acc += wgt * x[off];
+            let mut a = rank;
+            loop {
+                if a == 0 {
+                    break 'outer;
+                }
+                a -= 1;
+                k[a] += 1;
+                if k[a] < tl[a].len() {
+                    break;
+                }
+                k[a] = 0;
+            }
+        }
+        *v = acc;
+        // next output index (row-major)
+        for a in (0..rank).rev() {
+            oi[a] += 1;
+            if oi[a] < out_shape[a] {
+                break;
+            }
+            oi[a] = 0;
+        }
+    }
+}
+
+/// Resize (the reference: any rank, mode and coordinate transformation).
 pub fn run_resize(r: &Resize, x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32>) -> OpResult<()> {
     let out = resize_shape(r, x.shape())?;
     if y.shape() != out.as_slice() {
@@ -195,6 +256,12 @@ pub fn run_resize(r: &Resize, x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32>) -
     let rank = x.ndim();
     let taps: Vec<Vec<Vec<(usize, f32)>>> =
         (0..rank).map(|a| axis_taps(r, a, x.shape()[a])).collect();
+    if rank <= MAX_RANK {
+        if let (Some(xs), Some(ys)) = (x.as_slice(), y.as_slice_mut()) {
+            resize_contiguous(&taps, x.shape(), xs, &out, ys);
+            return Ok(());
+        }
+    }
     let mut src = vec![0usize; rank];
     for (idx, v) in y.indexed_iter_mut() {
         let oi = idx.slice();
@@ -487,5 +554,37 @@ mod tests {
         };
         let mut bad = ArrayD::zeros(IxDyn(&[1, 1, 8, 7]));
         assert!(run_resize(&r, &x.view(), &mut bad.view_mut()).is_err());
+    }
+
+    #[test]
+    fn contiguous_path_equals_the_strided_reference() {
+        use ndarray::s;
+        // Every other row of a taller tensor: not contiguous, so `run_resize` takes the
+        // general path there and the allocation-free one on the contiguous copy.
+        let big = ArrayD::from_shape_fn(IxDyn(&[1, 3, 10, 7]), |i| {
+            ((i[1] * 70 + i[2] * 7 + i[3]) as f32 * 0.37).sin()
+        });
+        let strided = big.slice(s![.., .., ..;2, ..]).into_dyn();
+        assert!(strided.as_slice().is_none());
+        let contiguous = strided.to_owned();
+        for mode in [
+            ResizeMode::Nearest(NearestRounding::Floor),
+            ResizeMode::Linear,
+            ResizeMode::Cubic(-0.75),
+        ] {
+            for transform in [CoordTransform::AlignCorners, CoordTransform::HalfPixel] {
+                let r = Resize {
+                    mode,
+                    transform,
+                    out_shape: vec![1, 3, 9, 13],
+                    scales: vec![1.0, 1.0, 9.0 / 5.0, 13.0 / 7.0],
+                };
+                let mut a = ArrayD::zeros(IxDyn(&[1, 3, 9, 13]));
+                let mut b = a.clone();
+                run_resize(&r, &strided.view(), &mut a.view_mut()).unwrap();
+                run_resize(&r, &contiguous.view(), &mut b.view_mut()).unwrap();
+                assert_eq!(a, b, "{mode:?} {transform:?}");
+            }
+        }
     }
 }
