@@ -23,3 +23,12 @@ pub mod io;
 pub mod pipeline;
 #[cfg(feature = "onnx")]
 pub mod quantize;
+
+/// The text of a caught panic (`std::panic::catch_unwind`'s payload): speck contains panics
+/// from third-party code on malformed input and reports them as errors.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

@@ -141,7 +141,12 @@ pub fn main() -> std::process::ExitCode {
         Command::Compile(a) => needs_onnx::run("compile", a),
         Command::Run(a) => run::run(a),
     })
-    .unwrap_or_else(|p| Err(anyhow::anyhow!("internal error: {}", panic_text(&*p))));
+    .unwrap_or_else(|p| {
+        Err(anyhow::anyhow!(
+            "internal error: {}",
+            speck::panic_message(&*p)
+        ))
+    });
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -158,13 +163,6 @@ fn quiet_panics() {
     if std::env::var_os("RUST_BACKTRACE").is_none() {
         std::panic::set_hook(Box::new(|info| log::debug!("panic: {info}")));
     }
-}
-
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// An error chain on one line, control characters (from corrupt files) escaped.

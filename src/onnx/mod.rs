@@ -112,17 +112,9 @@ pub fn import_proto(
     .unwrap_or_else(|p| {
         Err(ImportError::Analysis(format!(
             "malformed graph ({})",
-            panic_message(&*p)
+            crate::panic_message(&*p)
         )))
     })
-}
-
-/// The text of a caught panic.
-pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 fn analyse(

@@ -442,45 +442,9 @@ fn contract_pair(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{ArrayD, ShapeBuilder};
+    use crate::ops::test_util::*;
+    use ndarray::ArrayD;
     use std::collections::HashMap;
-
-    /// xorshift64* PRNG.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn f(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        }
-        fn arr(&mut self, shape: &[usize]) -> ArrayD<f32> {
-            ArrayD::from_shape_fn(IxDyn(shape), |_| self.f())
-        }
-    }
-
-    fn fortran(a: &ArrayD<f32>) -> ArrayD<f32> {
-        let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
-        f.assign(a);
-        f
-    }
-
-    fn arr(shape: &[usize], v: &[f32]) -> ArrayD<f32> {
-        ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).unwrap()
-    }
-
-    fn assert_close(got: &ArrayD<f32>, want: &ArrayD<f32>, tol: f32) {
-        assert_eq!(got.shape(), want.shape());
-        for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
-            assert!(
-                (g - w).abs() <= tol * (1.0 + w.abs()),
-                "element {i}: got {g}, want {w}"
-            );
-        }
-    }
 
     fn einsum(eq: &str, xs: &[ArrayViewD<f32>]) -> ArrayD<f32> {
         let shapes: Vec<&[usize]> = xs.iter().map(|x| x.shape()).collect();

@@ -19,6 +19,8 @@ mod quant;
 mod reduce;
 mod resize;
 mod shape;
+#[cfg(test)]
+mod test_util;
 
 pub use conv::*;
 pub use einsum::*;

@@ -164,47 +164,8 @@ pub fn run_batch_norm(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{ArrayD, Dimension, IxDyn, ShapeBuilder};
-
-    /// xorshift64* PRNG.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn f(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn arr(&mut self, shape: &[usize], scale: f32, shift: f32) -> ArrayD<f32> {
-            ArrayD::from_shape_fn(IxDyn(shape), |_| self.f() * scale + shift)
-        }
-    }
-
-    fn fortran(a: &ArrayD<f32>) -> ArrayD<f32> {
-        let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
-        f.assign(a);
-        f
-    }
-
-    fn assert_close(got: &ArrayD<f32>, want: &ArrayD<f32>, tol: f32) {
-        assert_eq!(got.shape(), want.shape());
-        for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
-            assert!(
-                (g - w).abs() <= tol * (1.0 + w.abs()),
-                "element {i}: got {g}, want {w}"
-            );
-        }
-    }
-
-    fn arr(shape: &[usize], v: &[f32]) -> ArrayD<f32> {
-        ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).unwrap()
-    }
+    use crate::ops::test_util::*;
+    use ndarray::{ArrayD, Dimension, IxDyn};
 
     #[test]
     fn layer_norm_by_hand() {
@@ -275,7 +236,7 @@ mod tests {
             let rank = 1 + rng.below(4);
             let shape: Vec<usize> = (0..rank).map(|_| SIZES[rng.below(5)]).collect();
             let axis = rng.below(rank);
-            let x = rng.arr(&shape, 2.0, 5.0);
+            let x = rng.arr_affine(&shape, 2.0, 5.0);
             // parameters of full shape, or with leading dims dropped / set to 1
             let mut pshape = shape[axis..].to_vec();
             match rng.below(3) {
@@ -285,8 +246,8 @@ mod tests {
                 }
                 _ => pshape[0] = 1,
             }
-            let s = rng.arr(&pshape, 1.0, 0.0);
-            let b = rng.arr(&pshape, 1.0, 0.0);
+            let s = rng.arr(&pshape);
+            let b = rng.arr(&pshape);
             let want = naive_layer_norm(axis, 1e-5, &x, &s, &b);
             for xv in [x.clone(), fortran(&x)] {
                 let mut y = ArrayD::from_elem(IxDyn(&shape), f32::NAN);
@@ -354,11 +315,11 @@ mod tests {
             vec![1, 7, 3, 3, 2],
         ] {
             let c = shape[1];
-            let x = rng.arr(&shape, 3.0, 1.0);
-            let s = rng.arr(&[c], 1.0, 0.0);
-            let b = rng.arr(&[c], 1.0, 0.0);
-            let m = rng.arr(&[c], 1.0, 0.0);
-            let v = rng.arr(&[c], 0.5, 1.0);
+            let x = rng.arr_affine(&shape, 3.0, 1.0);
+            let s = rng.arr(&[c]);
+            let b = rng.arr(&[c]);
+            let m = rng.arr(&[c]);
+            let v = rng.arr_affine(&[c], 0.5, 1.0);
             let want = ArrayD::from_shape_fn(IxDyn(&shape), |idx| {
                 let ch = idx[1];
                 let xv = x[idx.slice()] as f64;

@@ -57,40 +57,53 @@ fn reduce_block(
     inner: usize,
     acc: &mut [f32],
 ) {
-    let init = match kind {
-        ReduceKind::Max => f32::NEG_INFINITY,
-        ReduceKind::Min => f32::INFINITY,
-        ReduceKind::Prod => 1.0,
-        _ => 0.0,
-    };
-    acc.iter_mut().for_each(|a| *a = init);
-    let step: fn(f32, f32) -> f32 = match kind {
-        ReduceKind::Mean | ReduceKind::Sum => |a, v| a + v,
-        ReduceKind::SumSquare | ReduceKind::L2 => |a, v| a + v * v,
-        ReduceKind::Max => |a, v| if v > a || v.is_nan() { v } else { a },
-        ReduceKind::Min => |a, v| if v < a || v.is_nan() { v } else { a },
-        ReduceKind::Prod => |a, v| a * v,
-    };
-    if acc.is_empty() {
-        return;
-    }
-    let plane = r * inner;
-    for o in 0..outer {
-        let xo = &xs[o * plane..(o + 1) * plane];
-        let ao = &mut acc[o * inner..(o + 1) * inner];
-        if inner == 1 {
-            ao[0] = match kind {
-                ReduceKind::Mean | ReduceKind::Sum => lane_sum(xo, |v| v),
-                ReduceKind::SumSquare | ReduceKind::L2 => lane_sum(xo, |v| v * v),
-                _ => xo.iter().fold(init, |a, &v| step(a, v)),
-            };
-        } else {
-            for row in xo.chunks_exact(inner) {
-                for (a, &v) in ao.iter_mut().zip(row) {
-                    *a = step(*a, v);
-                }
-            }
+    // One monomorphised loop per kind: a function pointer in the inner loop costs a call per
+    // element and blocks vectorisation (LDA-AQU's 9-neighbour ReduceSum is a hot op).
+    match kind {
+        ReduceKind::Mean | ReduceKind::Sum => fold_block(
+            xs,
+            outer,
+            r,
+            inner,
+            acc,
+            0.0,
+            |a, v| a + v,
+            |xo| lane_sum(xo, |v| v),
+        ),
+        ReduceKind::SumSquare | ReduceKind::L2 => fold_block(
+            xs,
+            outer,
+            r,
+            inner,
+            acc,
+            0.0,
+            |a, v| a + v * v,
+            |xo| lane_sum(xo, |v| v * v),
+        ),
+        ReduceKind::Max => {
+            let step = |a: f32, v: f32| if v > a || v.is_nan() { v } else { a };
+            let init = f32::NEG_INFINITY;
+            fold_block(xs, outer, r, inner, acc, init, step, |xo| {
+                xo.iter().fold(init, |a, &v| step(a, v))
+            })
         }
+        ReduceKind::Min => {
+            let step = |a: f32, v: f32| if v < a || v.is_nan() { v } else { a };
+            let init = f32::INFINITY;
+            fold_block(xs, outer, r, inner, acc, init, step, |xo| {
+                xo.iter().fold(init, |a, &v| step(a, v))
+            })
+        }
+        ReduceKind::Prod => fold_block(
+            xs,
+            outer,
+            r,
+            inner,
+            acc,
+            1.0,
+            |a, v| a * v,
+            |xo| xo.iter().product(),
+        ),
     }
     match kind {
         ReduceKind::Mean => {
@@ -99,6 +112,42 @@ fn reduce_block(
         }
         ReduceKind::L2 => acc.iter_mut().for_each(|a| *a = a.sqrt()),
         _ => {}
+    }
+}
+
+/// `reduce_block` for one kind: `step` folds one value into an accumulator, `lane` reduces a
+/// whole contiguous lane (used when `inner == 1`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fold_block(
+    xs: &[f32],
+    outer: usize,
+    r: usize,
+    inner: usize,
+    acc: &mut [f32],
+    init: f32,
+    step: impl Fn(f32, f32) -> f32,
+    lane: impl Fn(&[f32]) -> f32,
+) {
+    acc.iter_mut().for_each(|a| *a = init);
+    if acc.is_empty() {
+        return;
+    }
+    let plane = r * inner;
+    for (xo, ao) in xs
+        .chunks_exact(plane.max(1))
+        .zip(acc.chunks_exact_mut(inner))
+        .take(outer)
+    {
+        if inner == 1 {
+            ao[0] = lane(xo);
+        } else {
+            for row in xo.chunks_exact(inner) {
+                for (a, &v) in ao.iter_mut().zip(row) {
+                    *a = step(*a, v);
+                }
+            }
+        }
     }
 }
 
@@ -237,41 +286,8 @@ pub fn run_softmax(axis: usize, x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{ArrayD, Dimension, IxDyn, ShapeBuilder};
-
-    /// xorshift64* PRNG.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn f(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn arr(&mut self, shape: &[usize], scale: f32) -> ArrayD<f32> {
-            ArrayD::from_shape_fn(IxDyn(shape), |_| self.f() * scale)
-        }
-    }
-
-    fn fortran(a: &ArrayD<f32>) -> ArrayD<f32> {
-        let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
-        f.assign(a);
-        f
-    }
-
-    fn assert_close(got: &ArrayD<f32>, want: &ArrayD<f32>, tol: f32) {
-        assert_eq!(got.shape(), want.shape());
-        for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
-            let ok = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= tol * (1.0 + w.abs());
-            assert!(ok, "element {i}: got {g}, want {w}");
-        }
-    }
+    use crate::ops::test_util::*;
+    use ndarray::{ArrayD, Dimension, IxDyn};
 
     fn reduce(kind: ReduceKind, axes: &[usize], keep: bool, x: &ArrayViewD<f32>) -> ArrayD<f32> {
         let s = reduce_shape(axes, keep, x.shape()).unwrap();
@@ -363,7 +379,7 @@ mod tests {
                 continue;
             }
             let keep = rng.below(2) == 0;
-            let x = rng.arr(&shape, 1.5);
+            let x = rng.arr_affine(&shape, 1.5, 0.0);
             for kind in [Mean, Sum, Max, Min, Prod, SumSquare, L2] {
                 let want = naive_reduce(kind, &axes, keep, &x);
                 assert_close(&reduce(kind, &axes, keep, &x.view()), &want, 1e-4);
@@ -433,7 +449,7 @@ mod tests {
             let rank = 1 + rng.below(4);
             let shape: Vec<usize> = (0..rank).map(|_| SIZES[rng.below(5)]).collect();
             let axis = rng.below(rank);
-            let x = rng.arr(&shape, 20.0);
+            let x = rng.arr_affine(&shape, 20.0, 0.0);
             let want = naive_softmax(axis, &x);
             for xv in [x.clone(), fortran(&x)] {
                 let mut y = ArrayD::from_elem(IxDyn(&shape), f32::NAN);

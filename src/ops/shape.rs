@@ -442,36 +442,13 @@ pub fn run_pad(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{ArrayD, Dimension, IxDyn, ShapeBuilder};
+    use crate::ops::test_util::*;
+    use ndarray::{ArrayD, Dimension, IxDyn};
 
-    /// xorshift64* PRNG.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn f(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn arr(&mut self, shape: &[usize]) -> ArrayD<f32> {
-            ArrayD::from_shape_fn(IxDyn(shape), |_| self.f())
-        }
-        fn shape(&mut self, rank: usize) -> Vec<usize> {
-            const SIZES: [usize; 5] = [1, 3, 7, 13, 17];
-            (0..rank).map(|_| SIZES[self.below(4)]).collect()
-        }
-    }
-
-    fn fortran(a: &ArrayD<f32>) -> ArrayD<f32> {
-        let mut f = ArrayD::zeros(IxDyn(a.shape()).f());
-        f.assign(a);
-        f
+    /// A random shape of `rank` dims from small odd sizes (1 included, for broadcasting).
+    fn rand_shape(rng: &mut Rng, rank: usize) -> Vec<usize> {
+        const SIZES: [usize; 5] = [1, 3, 7, 13, 17];
+        (0..rank).map(|_| SIZES[rng.below(4)]).collect()
     }
 
     fn vals(a: &ArrayD<f32>) -> Vec<f32> {
@@ -497,7 +474,7 @@ mod tests {
         let mut rng = Rng(1);
         for rank in 1..=4 {
             for axis in 0..rank {
-                let base = rng.shape(rank);
+                let base = rand_shape(&mut rng, rank);
                 let xs: Vec<ArrayD<f32>> = (0..3)
                     .map(|i| {
                         let mut s = base.clone();
@@ -580,7 +557,7 @@ mod tests {
         let mut rng = Rng(2);
         for _ in 0..200 {
             let rank = 1 + rng.below(4);
-            let shape = rng.shape(rank);
+            let shape = rand_shape(&mut rng, rank);
             let x = rng.arr(&shape);
             let mut axes = Vec::new();
             for (axis, &d) in shape.iter().enumerate() {
@@ -653,7 +630,7 @@ mod tests {
         let mut rng = Rng(3);
         for _ in 0..30 {
             let rank = 1 + rng.below(4);
-            let mut shape = rng.shape(rank);
+            let mut shape = rand_shape(&mut rng, rank);
             let axis = rng.below(rank);
             let sizes = vec![rng.below(4), 1 + rng.below(7), rng.below(3)];
             shape[axis] = sizes.iter().sum();
@@ -690,7 +667,7 @@ mod tests {
         let mut rng = Rng(4);
         for _ in 0..40 {
             let rank = 1 + rng.below(5);
-            let shape = rng.shape(rank);
+            let shape = rand_shape(&mut rng, rank);
             let mut perm: Vec<usize> = (0..rank).collect();
             for i in (1..rank).rev() {
                 perm.swap(i, rng.below(i + 1));
@@ -778,7 +755,7 @@ mod tests {
         let mut rng = Rng(6);
         for _ in 0..40 {
             let rank = 1 + rng.below(4);
-            let shape = rng.shape(rank);
+            let shape = rand_shape(&mut rng, rank);
             let axis = rng.below(rank);
             let ishape: Vec<usize> = (0..rng.below(3)).map(|_| 1 + rng.below(3)).collect();
             let n: usize = ishape.iter().product();
@@ -871,7 +848,7 @@ mod tests {
         let mut rng = Rng(7);
         for _ in 0..60 {
             let rank = 1 + rng.below(4);
-            let shape = rng.shape(rank);
+            let shape = rand_shape(&mut rng, rank);
             let pads: Vec<(usize, usize)> =
                 (0..rank).map(|_| (rng.below(4), rng.below(4))).collect();
             let mode = [PadMode::Constant(0.5), PadMode::Edge, PadMode::Reflect][rng.below(3)];

@@ -21,7 +21,13 @@ pub(crate) struct ColGeom {
 }
 
 /// Outputs `ox` in `[lo, hi)` with `0 <= ox*s + off - pad < in_len`.
-fn valid_range(out_len: usize, in_len: usize, off: usize, s: usize, pad: usize) -> (usize, usize) {
+pub(crate) fn valid_range(
+    out_len: usize,
+    in_len: usize,
+    off: usize,
+    s: usize,
+    pad: usize,
+) -> (usize, usize) {
     let lo = if off >= pad {
         0
     } else {

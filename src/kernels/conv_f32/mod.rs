@@ -1,17 +1,21 @@
 //! Optimised f32 2-D convolution (NCHW), planned once per conv.
 //!
 //! Algorithms, chosen in [`ConvF32::new`]:
-//! - `conv1x1_f32_gemm`: 1x1, stride 1, no padding: one GEMM `[M x C] * [C x HW]` per group;
 //! - `dwconv_f32_*`: depthwise (group == C == M, dilation 1): direct per-plane kernels, see
 //!   [`depthwise`];
-//! - `conv_f32_im2col_gemm`: everything else (grouped, strided, dilated, padded): im2col into the
-//!   scratch buffer, then one GEMM per group.
+//! - `conv_f32_tiled_8x32_<isa>`: every other conv where the ISA has a microkernel (AVX2,
+//!   AVX-512, NEON): packed im2col tiles of 32 pixels times 8-channel weight blocks, see
+//!   [`tiled`];
+//! - otherwise (portable builds: armv7, `SPECK_ISA=scalar`) the `gemm` crate:
+//!   `conv1x1_f32_gemm` (1x1, stride 1, no padding: one GEMM `[M x C] * [C x HW]` per group) and
+//!   `conv_f32_im2col_gemm` (im2col into the scratch buffer, then one GEMM per group).
 //!
 //! Bias and the fused activation are applied in each algorithm's epilogue.
 
 pub mod depthwise;
 mod gemm;
 mod im2col;
+mod tiled;
 
 use super::Isa;
 use crate::ops::{apply_activation, conv_shape, Activation, Conv, OpResult};
@@ -26,6 +30,8 @@ enum Algo {
     Gemm1x1,
     Depthwise(DwRow),
     Im2colGemm,
+    /// packed im2col tiles and an `MR x NR` microkernel ([`tiled`])
+    Tiled,
 }
 
 /// A convolution planned for one input shape: packed weights and the chosen algorithm.
@@ -48,6 +54,8 @@ pub struct ConvF32 {
     bias: Vec<f32>,
     activation: Option<Activation>,
     scratch_len: usize,
+    /// [`Algo::Tiled`]: per group, the weights packed by [`tiled::pack_weights`]
+    packed: Vec<f32>,
 }
 
 impl ConvF32 {
@@ -99,10 +107,21 @@ impl ConvF32 {
                 pl: c.pads[1],
             };
             Algo::Depthwise(DwRow::select(&g, isa))
+        } else if tiled::microkernel(isa).is_some() && cg * kh * kw > 0 {
+            Algo::Tiled
         } else if kh == 1 && kw == 1 && c.strides == [1, 1] && c.pads == [0; 4] {
             Algo::Gemm1x1
         } else {
             Algo::Im2colGemm
+        };
+        let packed = if algo == Algo::Tiled {
+            let (mg, kc) = (m / c.group, cg * kh * kw);
+            weights
+                .chunks_exact(mg * kc)
+                .flat_map(|wg| tiled::pack_weights(wg, mg, kc))
+                .collect()
+        } else {
+            vec![]
         };
         let scratch_len = if algo == Algo::Im2colGemm {
             cg * kh * kw * oh * ow
@@ -124,6 +143,7 @@ impl ConvF32 {
             bias,
             activation: c.activation,
             scratch_len,
+            packed,
         })
     }
 
@@ -133,6 +153,7 @@ impl ConvF32 {
             Algo::Gemm1x1 => "conv1x1_f32_gemm",
             Algo::Depthwise(r) => r.name(),
             Algo::Im2colGemm => "conv_f32_im2col_gemm",
+            Algo::Tiled => tiled::microkernel(self.isa).map_or("", |k| k.1),
         }
     }
 
@@ -223,7 +244,37 @@ impl ConvF32 {
         if ohw == 0 || self.m == 0 {
             return;
         }
+        let geom = ColGeom {
+            cg,
+            h,
+            w,
+            kh: self.k[0],
+            kw: self.k[1],
+            sh: self.strides[0],
+            sw: self.strides[1],
+            pt: self.pads[0],
+            pl: self.pads[1],
+            dh: self.dilations[0],
+            dw: self.dilations[1],
+            oh,
+            ow,
+        };
         match self.algo {
+            Algo::Tiled => {
+                let t = tiled::TiledConv {
+                    geom,
+                    group: self.group,
+                    m: self.m,
+                    packed: &self.packed,
+                    bias: &self.bias,
+                    kernel: tiled::microkernel(self.isa)
+                        .expect("planned with a microkernel")
+                        .0,
+                    direct: self.k == [1, 1] && self.strides == [1, 1] && self.pads == [0; 4],
+                };
+                // bias and activation are applied in the tiles' epilogue
+                return tiled::run_tiled(&t, n, x, y, act);
+            }
             Algo::Depthwise(row) => {
                 let g = DwGeom {
                     h,
@@ -265,21 +316,6 @@ impl ConvF32 {
                     scratch.resize(self.scratch_len, 0.0);
                 }
                 let col = &mut scratch[..self.scratch_len];
-                let geom = ColGeom {
-                    cg,
-                    h,
-                    w,
-                    kh: self.k[0],
-                    kw: self.k[1],
-                    sh: self.strides[0],
-                    sw: self.strides[1],
-                    pt: self.pads[0],
-                    pl: self.pads[1],
-                    dh: self.dilations[0],
-                    dw: self.dilations[1],
-                    oh,
-                    ow,
-                };
                 for ni in 0..n {
                     for gi in 0..self.group {
                         let xg = &x[(ni * c + gi * cg) * hw..(ni * c + (gi + 1) * cg) * hw];

@@ -41,6 +41,18 @@ fn host_isas() -> Vec<Isa> {
     v
 }
 
+/// The kernel a non-depthwise conv gets on `isa`: the tiled microkernel where the ISA has one,
+/// else the `gemm` crate (`one_by_one`: a 1x1 stride-1 unpadded conv).
+fn general_algo(isa: Isa, one_by_one: bool) -> &'static str {
+    match isa {
+        Isa::Avx512 => "conv_f32_tiled_8x32_avx512",
+        Isa::Avx2 => "conv_f32_tiled_8x32_avx2",
+        Isa::Neon => "conv_f32_tiled_8x32_neon",
+        Isa::Scalar if one_by_one => "conv1x1_f32_gemm",
+        Isa::Scalar => "conv_f32_im2col_gemm",
+    }
+}
+
 struct Case {
     n: usize,
     c: usize,
@@ -236,7 +248,7 @@ fn gemm_1x1_paths() {
                     if dw {
                         "dwconv_f32_generic_scalar"
                     } else {
-                        "conv1x1_f32_gemm"
+                        general_algo(isa, true)
                     }
                 );
             }
@@ -251,7 +263,10 @@ fn gemm_1x1_paths() {
                 conv: conv(4, 1, [0; 4], 1),
                 bias: true,
             };
-            assert_eq!(check(&mut rng, &case, isa, false), Some("conv1x1_f32_gemm"));
+            assert_eq!(
+                check(&mut rng, &case, isa, false),
+                Some(general_algo(isa, true))
+            );
         }
     }
 }
@@ -289,7 +304,7 @@ fn im2col_gemm_paths() {
                             if let Some(a) = check(&mut rng, &case, isa, false) {
                                 let dw = group == c && m == c && d == 1;
                                 assert_eq!(a.starts_with("dwconv"), dw, "{a}");
-                                assert!(dw || a == "conv_f32_im2col_gemm", "{a}");
+                                assert!(dw || a == general_algo(isa, false), "{a}");
                                 runs += 1;
                             }
                         }
@@ -312,7 +327,7 @@ fn im2col_gemm_paths() {
         };
         assert_eq!(
             check(&mut rng, &case, isa, false),
-            Some("conv_f32_im2col_gemm")
+            Some(general_algo(isa, false))
         );
         let mut c = conv(1, 1, [1, 2, 0, 1], 1);
         c.strides = [1, 2];
@@ -329,7 +344,7 @@ fn im2col_gemm_paths() {
         };
         assert_eq!(
             check(&mut rng, &case, isa, false),
-            Some("conv_f32_im2col_gemm")
+            Some(general_algo(isa, false))
         );
     }
     eprintln!("im2col: {runs} runs");
@@ -438,4 +453,69 @@ fn non_contiguous_views_and_bad_plans() {
     assert!(ConvF32::new(&conv(1, 1, [0; 4], 1), w.view(), None, &[1, 3, 2, 2]).is_err());
     assert!(ConvF32::new(&c, w.view(), Some(rng.array(&[3]).view()), &[1, 3, 8, 8]).is_err());
     assert!(ConvF32::new(&c, w.view(), None, &[3, 8, 8]).is_err());
+}
+
+/// Each host microkernel equals the portable one on random panels: every `kc` from 1 to 40
+/// plus 288 (a 3x3 conv of 32 channels), panels `NR` wide and strided (a 1x1 read from `x`).
+#[test]
+fn tiled_microkernels_match_scalar() {
+    use super::tiled::{gemm_f32_8x32_scalar, microkernel, MR, NR};
+    let mut rng = Rng(31337);
+    let kcs: Vec<usize> = (1..=40).chain([288]).collect();
+    for isa in host_isas() {
+        let Some((kern, name)) = microkernel(isa) else {
+            continue;
+        };
+        for &kc in &kcs {
+            for stride in [NR, NR + 13] {
+                let w: Vec<f32> = (0..kc * MR).map(|_| rng.next()).collect();
+                let panel: Vec<f32> = (0..kc * stride).map(|_| rng.next()).collect();
+                let mut want = [[0.0f32; NR]; MR];
+                let mut got = [[f32::NAN; NR]; MR];
+                // SAFETY: panel holds kc rows of `stride >= NR` floats; w holds kc * MR.
+                unsafe {
+                    gemm_f32_8x32_scalar(kc, &w, panel.as_ptr(), stride, &mut want);
+                    kern(kc, &w, panel.as_ptr(), stride, &mut got);
+                }
+                for (r, (gr, wr)) in got.iter().zip(&want).enumerate() {
+                    for (j, (g, e)) in gr.iter().zip(wr).enumerate() {
+                        assert!(
+                            (g - e).abs() <= 1e-5 * (1.0 + kc as f32),
+                            "{name} kc {kc} stride {stride} [{r}][{j}]: {g} vs {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Tiles that span several output rows, partial last tiles, batch > 1 and groups on the
+/// tiled path, at sizes where a 32-pixel tile covers rows of 1 to 40 pixels.
+#[test]
+fn tiled_tiles_across_rows_and_batches() {
+    let mut rng = Rng(2718);
+    for isa in host_isas() {
+        for (h, w) in [(3, 1), (4, 7), (6, 31), (2, 32), (5, 33), (3, 40), (17, 19)] {
+            for (k, s, group, c, m) in [
+                (3, 1, 1, 5, 9),
+                (3, 2, 1, 4, 18),
+                (1, 1, 1, 7, 17),
+                (1, 2, 1, 6, 8),
+                (3, 1, 2, 6, 10),
+            ] {
+                let case = Case {
+                    n: 2,
+                    c,
+                    h,
+                    w,
+                    m,
+                    k: [k, k],
+                    conv: conv(group, s, [k / 2; 4], 1),
+                    bias: true,
+                };
+                check(&mut rng, &case, isa, true).unwrap();
+            }
+        }
+    }
 }
