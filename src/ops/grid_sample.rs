@@ -2,6 +2,7 @@
 
 use super::{OpError, OpResult};
 use ndarray::{ArrayViewD, ArrayViewMutD, Ix4};
+use rayon::prelude::*;
 
 /// Interpolation of GridSample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,16 +105,19 @@ pub fn run_grid_sample(
     run_grid_sample_reference(g, x, grid, y)
 }
 
-/// One output pixel's bilinear taps: plane indices, validity, and weights.
+/// One output pixel's bilinear taps: plane indices (clamped into the plane), weights, and
+/// which taps read the image (the others read 0).
 #[derive(Clone, Copy, Default)]
 struct Taps {
     idx: [u32; 4],
-    valid: [bool; 4],
     /// `[dx2, dx1, dy2, dy1]`
     w: [f32; 4],
-    /// non-finite coordinate: the output is `fill`
-    fill: Option<f32>,
+    /// bit k: tap k is inside the image (or border padding)
+    valid: u8,
 }
+
+/// Output pixels per block: the block's taps stay in L1 while every channel uses them.
+const BLOCK: usize = 512;
 
 /// `floor` without a libm call (baseline x86-64 has no `roundps`): exact for |v| < 2^31.
 #[inline]
@@ -126,9 +130,9 @@ fn floor_i64(v: f32) -> i64 {
     }
 }
 
-/// Bilinear GridSample with zeros or border padding, planes contiguous: the taps of each
-/// output pixel are computed once and reused by every channel; the arithmetic is the
-/// reference's, term for term.
+/// Bilinear GridSample with zeros or border padding, planes contiguous: the taps of a block
+/// of output pixels are computed once and reused by every channel (blocks in parallel); the
+/// arithmetic is the reference's, term for term.
 fn bilinear_planes(
     g: &GridSample,
     [n, c, h, w]: [usize; 4],
@@ -137,66 +141,131 @@ fn bilinear_planes(
     [ho, wo]: [usize; 2],
     y: &mut [f32],
 ) {
+    let plane_out = ho * wo;
+    let blocks = plane_out.div_ceil(BLOCK);
+    let out = OutPtr(y.as_mut_ptr());
+    assert!(y.len() >= n * c * plane_out && x.len() >= n * c * h * w);
+    (0..n * blocks)
+        .into_par_iter()
+        .with_min_len((1 << 15) / (BLOCK * c).max(1) + 1)
+        .for_each_init(
+            || vec![Taps::default(); BLOCK.min(plane_out)],
+            |taps, job| {
+                let (ni, b) = (job / blocks, job % blocks);
+                let p0 = b * BLOCK;
+                let len = BLOCK.min(plane_out - p0);
+                let taps = &mut taps[..len];
+                let mut fills = vec![];
+                let gb = &grid[(ni * plane_out + p0) * 2..(ni * plane_out + p0 + len) * 2];
+                for (p, (t, gxy)) in taps.iter_mut().zip(gb.chunks_exact(2)).enumerate() {
+                    match bilinear_taps(g, h, w, gxy[0], gxy[1]) {
+                        Ok(tp) => *t = tp,
+                        Err(f) => {
+                            *t = Taps::default();
+                            fills.push((p, f));
+                        }
+                    }
+                }
+                for ci in 0..c {
+                    let plane = &x[(ni * c + ci) * h * w..(ni * c + ci + 1) * h * w];
+                    // SAFETY: channel ci of image ni, pixels p0..p0+len: this job's alone.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(out.at((ni * c + ci) * plane_out + p0), len)
+                    };
+                    sample_plane(plane, taps, dst);
+                    for &(p, f) in &fills {
+                        dst[p] = f;
+                    }
+                }
+            },
+        );
+}
+
+/// `dst[p]` = the bilinear sample of `plane` at `taps[p]`.
+fn sample_plane(plane: &[f32], taps: &[Taps], dst: &mut [f32]) {
+    assert!(taps
+        .iter()
+        .all(|t| t.idx.iter().all(|&i| (i as usize) < plane.len())));
+    // SAFETY: every index is inside `plane` (asserted above).
+    unsafe { sample_plane_body(plane, taps, dst) }
+}
+
+/// The loop of [`sample_plane`], without bounds checks (an AVX2 gather build was slower).
+///
+/// # Safety
+/// Every tap index must be inside `plane`.
+#[inline(always)]
+unsafe fn sample_plane_body(plane: &[f32], taps: &[Taps], dst: &mut [f32]) {
+    for (o, t) in dst.iter_mut().zip(taps) {
+        let v = |k: usize| {
+            let s = *plane.get_unchecked(t.idx[k] as usize);
+            if t.valid & (1 << k) != 0 {
+                s
+            } else {
+                0.0
+            }
+        };
+        let [dx2, dx1, dy2, dy1] = t.w;
+        *o = dy2 * (dx2 * v(0) + dx1 * v(1)) + dy1 * (dx2 * v(2) + dx1 * v(3));
+    }
+}
+
+/// The bilinear taps of grid point `(gx, gy)`, or `Err(fill)` when a coordinate is not finite
+/// (the output is then `fill`: NaN with border padding, 0 with zeros).
+#[inline]
+fn bilinear_taps(g: &GridSample, h: usize, w: usize, gx: f32, gy: f32) -> Result<Taps, f32> {
     let (x_min, x_max, y_min, y_max) = if g.align_corners {
         (0.0, w as f32 - 1.0, 0.0, h as f32 - 1.0)
     } else {
         (-0.5, w as f32 - 0.5, -0.5, h as f32 - 0.5)
     };
     let border = g.padding == GridPadding::Border;
-    let plane_out = ho * wo;
-    let mut taps = vec![Taps::default(); plane_out];
-    for ni in 0..n {
-        for (p, t) in taps.iter_mut().enumerate() {
-            let gi = (ni * plane_out + p) * 2;
-            let mut sx = denormalize(grid[gi], w, g.align_corners);
-            let mut sy = denormalize(grid[gi + 1], h, g.align_corners);
-            if border && (sx < x_min || sx > x_max || sy < y_min || sy > y_max) {
-                sx = sx.clamp(0.0, w as f32 - 1.0);
-                sy = sy.clamp(0.0, h as f32 - 1.0);
-            }
-            if !sx.is_finite() || !sy.is_finite() {
-                t.fill = Some(if border { f32::NAN } else { 0.0 });
-                continue;
-            }
-            t.fill = None;
-            // Far outside (zeros padding) every tap is invalid whatever the weights: keep the
-            // integer parts small.
-            let sx = sx.clamp(-4.0, w as f32 + 4.0);
-            let sy = sy.clamp(-4.0, h as f32 + 4.0);
-            let (x1, y1) = (floor_i64(sx), floor_i64(sy));
-            let (x2, y2) = (x1 + 1, y1 + 1);
-            t.w = [
-                x2 as f32 - sx,
-                sx - x1 as f32,
-                y2 as f32 - sy,
-                sy - y1 as f32,
-            ];
-            for (k, &(r, col)) in [(y1, x1), (y1, x2), (y2, x1), (y2, x2)].iter().enumerate() {
-                let inside = r >= 0 && r < h as i64 && col >= 0 && col < w as i64;
-                let (r, col) = (r.clamp(0, h as i64 - 1), col.clamp(0, w as i64 - 1));
-                t.valid[k] = inside || border;
-                t.idx[k] = (r as usize * w + col as usize) as u32;
-            }
+    let mut sx = denormalize(gx, w, g.align_corners);
+    let mut sy = denormalize(gy, h, g.align_corners);
+    if border && (sx < x_min || sx > x_max || sy < y_min || sy > y_max) {
+        sx = sx.clamp(0.0, w as f32 - 1.0);
+        sy = sy.clamp(0.0, h as f32 - 1.0);
+    }
+    if !sx.is_finite() || !sy.is_finite() {
+        return Err(if border { f32::NAN } else { 0.0 });
+    }
+    // Far outside (zeros padding) every tap is invalid whatever the weights: keep the integer
+    // parts small.
+    let sx = sx.clamp(-4.0, w as f32 + 4.0);
+    let sy = sy.clamp(-4.0, h as f32 + 4.0);
+    let (x1, y1) = (floor_i64(sx), floor_i64(sy));
+    let (x2, y2) = (x1 + 1, y1 + 1);
+    let mut t = Taps {
+        w: [
+            x2 as f32 - sx,
+            sx - x1 as f32,
+            y2 as f32 - sy,
+            sy - y1 as f32,
+        ],
+        ..Taps::default()
+    };
+    for (k, &(r, col)) in [(y1, x1), (y1, x2), (y2, x1), (y2, x2)].iter().enumerate() {
+        let inside = r >= 0 && r < h as i64 && col >= 0 && col < w as i64;
+        let (r, col) = (r.clamp(0, h as i64 - 1), col.clamp(0, w as i64 - 1));
+        if inside || border {
+            t.valid |= 1 << k;
         }
-        for ci in 0..c {
-            let plane = &x[(ni * c + ci) * h * w..(ni * c + ci + 1) * h * w];
-            let dst = &mut y[(ni * c + ci) * plane_out..(ni * c + ci + 1) * plane_out];
-            for (o, t) in dst.iter_mut().zip(&taps) {
-                if let Some(f) = t.fill {
-                    *o = f;
-                    continue;
-                }
-                let v = |k: usize| {
-                    if t.valid[k] {
-                        plane[t.idx[k] as usize]
-                    } else {
-                        0.0
-                    }
-                };
-                let [dx2, dx1, dy2, dy1] = t.w;
-                *o = dy2 * (dx2 * v(0) + dx1 * v(1)) + dy1 * (dx2 * v(2) + dx1 * v(3));
-            }
-        }
+        t.idx[k] = (r as usize * w + col as usize) as u32;
+    }
+    Ok(t)
+}
+
+/// A raw output pointer shared by jobs that write disjoint pixel ranges.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: each job writes only its own pixel block of every plane (see `bilinear_planes`).
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer `i` floats in (a method, so closures capture the Sync wrapper).
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
     }
 }
 
@@ -483,8 +552,13 @@ mod tests {
             seed ^= seed << 5;
             seed as f32 / u32::MAX as f32
         };
-        for &(n, c, h, w, ho, wo) in &[(1, 3, 5, 7, 4, 9), (2, 2, 1, 6, 3, 1), (1, 5, 8, 8, 16, 16)]
-        {
+        // the last case spans several pixel blocks (BLOCK = 512) with a partial last one
+        for &(n, c, h, w, ho, wo) in &[
+            (1, 3, 5, 7, 4, 9),
+            (2, 2, 1, 6, 3, 1),
+            (1, 5, 8, 8, 16, 16),
+            (2, 3, 6, 9, 37, 29),
+        ] {
             let x = ArrayD::from_shape_fn(IxDyn(&[n, c, h, w]), |_| rnd() * 4.0 - 2.0);
             let grid = ArrayD::from_shape_fn(IxDyn(&[n, ho, wo, 2]), |i| match i[1] % 4 {
                 // exact pixel centres and edges, far outside, and random points
