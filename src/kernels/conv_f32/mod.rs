@@ -4,8 +4,8 @@
 //! - `dwconv_f32_*`: depthwise (group == C == M, dilation 1): direct per-plane kernels, see
 //!   [`depthwise`];
 //! - `conv_f32_tiled_8x32_<isa>`: every other conv where the ISA has a microkernel (AVX2,
-//!   AVX-512, NEON): packed im2col tiles of 32 pixels times 8-channel weight blocks, see
-//!   [`tiled`];
+//!   AVX-512, NEON; on AVX2 not the 1x1s): packed im2col tiles of 32 pixels times 8-channel
+//!   weight blocks, see [`tiled`];
 //! - otherwise (portable builds: armv7, `SPECK_ISA=scalar`) the `gemm` crate:
 //!   `conv1x1_f32_gemm` (1x1, stride 1, no padding: one GEMM `[M x C] * [C x HW]` per group) and
 //!   `conv_f32_im2col_gemm` (im2col into the scratch buffer, then one GEMM per group).
@@ -93,6 +93,7 @@ impl ConvF32 {
             None => vec![0.0; m],
         };
         let (oh, ow) = (out[2], out[3]);
+        let is_1x1 = kh == 1 && kw == 1 && c.strides == [1, 1] && c.pads == [0; 4];
         let algo = if c.group == cin && m == cin && c.dilations == [1, 1] {
             let g = DwGeom {
                 h,
@@ -107,9 +108,13 @@ impl ConvF32 {
                 pl: c.pads[1],
             };
             Algo::Depthwise(DwRow::select(&g, isa))
-        } else if tiled::microkernel(isa).is_some() && cg * kh * kw > 0 {
+        } else if tiled::microkernel(isa).is_some()
+            && cg * kh * kw > 0
+            && !(is_1x1 && isa == Isa::Avx2)
+        {
+            // (AVX2 1x1: the `gemm` crate measured faster, 27 vs 18 GMAC/s, benches/conv_f32.rs)
             Algo::Tiled
-        } else if kh == 1 && kw == 1 && c.strides == [1, 1] && c.pads == [0; 4] {
+        } else if is_1x1 {
             Algo::Gemm1x1
         } else {
             Algo::Im2colGemm

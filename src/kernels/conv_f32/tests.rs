@@ -46,9 +46,9 @@ fn host_isas() -> Vec<Isa> {
 fn general_algo(isa: Isa, one_by_one: bool) -> &'static str {
     match isa {
         Isa::Avx512 => "conv_f32_tiled_8x32_avx512",
+        Isa::Avx2 | Isa::Scalar if one_by_one => "conv1x1_f32_gemm",
         Isa::Avx2 => "conv_f32_tiled_8x32_avx2",
         Isa::Neon => "conv_f32_tiled_8x32_neon",
-        Isa::Scalar if one_by_one => "conv1x1_f32_gemm",
         Isa::Scalar => "conv_f32_im2col_gemm",
     }
 }
