@@ -6,6 +6,21 @@
 pub mod conv_f32;
 pub mod qs8;
 
+/// A raw output pointer shared by parallel jobs that each write their own disjoint part of
+/// one buffer (conv tiles, GridSample pixel blocks).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub *mut f32);
+// SAFETY: users write only disjoint ranges through it (see each caller).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer `i` floats in (a method, so closures capture the Sync wrapper, not the field).
+    pub fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
 /// Instruction-set level a kernel is written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {

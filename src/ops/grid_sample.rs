@@ -1,6 +1,7 @@
 //! GridSample (ONNX opset 16+, 4-D): bilinear / nearest, zeros / border / reflection padding.
 
 use super::{OpError, OpResult};
+use crate::kernels::SharedOut;
 use ndarray::{ArrayViewD, ArrayViewMutD, Ix4};
 use rayon::prelude::*;
 
@@ -143,7 +144,7 @@ fn bilinear_planes(
 ) {
     let plane_out = ho * wo;
     let blocks = plane_out.div_ceil(BLOCK);
-    let out = OutPtr(y.as_mut_ptr());
+    let out = SharedOut(y.as_mut_ptr());
     assert!(y.len() >= n * c * plane_out && x.len() >= n * c * h * w);
     (0..n * blocks)
         .into_par_iter()
@@ -253,20 +254,6 @@ fn bilinear_taps(g: &GridSample, h: usize, w: usize, gx: f32, gy: f32) -> Result
         t.idx[k] = (r as usize * w + col as usize) as u32;
     }
     Ok(t)
-}
-
-/// A raw output pointer shared by jobs that write disjoint pixel ranges.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: each job writes only its own pixel block of every plane (see `bilinear_planes`).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer `i` floats in (a method, so closures capture the Sync wrapper).
-    fn at(self, i: usize) -> *mut f32 {
-        self.0.wrapping_add(i)
-    }
 }
 
 /// Reference GridSample (every mode and padding).

@@ -14,7 +14,7 @@
 //! `gemm_f32_8x32_neon`, each tested against the portable `gemm_f32_8x32_scalar`.
 
 use super::im2col::{valid_range, ColGeom};
-use crate::kernels::Isa;
+use crate::kernels::{Isa, SharedOut};
 use rayon::prelude::*;
 
 /// Output channels per microkernel call (weights are packed in blocks of `MR` rows).
@@ -265,20 +265,6 @@ pub(crate) unsafe fn gemm_f32_8x32_neon(
     }
 }
 
-/// A raw output pointer shared by tiles that write disjoint columns.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: each tile writes only its own pixel columns of `y` (see `run_tiled`).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer `i` floats in (a method, so closures capture the Sync wrapper, not the field).
-    fn at(self, i: usize) -> *mut f32 {
-        self.0.wrapping_add(i)
-    }
-}
-
 /// Everything [`run_tiled`] needs besides the data.
 pub(crate) struct TiledConv<'a> {
     pub geom: ColGeom,
@@ -311,7 +297,7 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
     let tiles = ohw.div_ceil(NR);
     let jobs = n * t.group * tiles;
     assert!(x.len() >= n * c * hw && y.len() >= n * t.m * ohw && t.packed.len() >= t.group * wlen);
-    let out = OutPtr(y.as_mut_ptr());
+    let out = SharedOut(y.as_mut_ptr());
     // enough multiply-adds per rayon task to pay for the split
     let per_tile = (mg * kc * NR).max(1);
     (0..jobs)
