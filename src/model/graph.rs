@@ -258,6 +258,12 @@ pub fn node_macs(g: &Graph, n: &Node) -> u64 {
             _ => 0,
         },
         Op::HeadChannelSum => numel(shape(n.inputs[0])),
+        // Per output pixel and tap: a bilinear sample (4) of every key and value channel.
+        Op::LdaAqu(a) => {
+            let (k, v) = (shape(n.inputs[0]), shape(n.inputs[1]));
+            let pixels = numel(shape(n.outputs[0])) / (v[1] * a.groups) as u64;
+            pixels * a.groups as u64 * (k[1] + v[1]) as u64 * a.taps as u64 * 4
+        }
         _ => 0,
     }
 }

@@ -109,12 +109,12 @@ pub fn run_grid_sample(
 /// One output pixel's bilinear taps: plane indices (clamped into the plane), weights, and
 /// which taps read the image (the others read 0).
 #[derive(Clone, Copy, Default)]
-struct Taps {
-    idx: [u32; 4],
+pub(super) struct Taps {
+    pub(super) idx: [u32; 4],
     /// `[dx2, dx1, dy2, dy1]`
-    w: [f32; 4],
+    pub(super) w: [f32; 4],
     /// bit k: tap k is inside the image (or border padding)
-    valid: u8,
+    pub(super) valid: u8,
 }
 
 /// Output pixels per block: the block's taps stay in L1 while every channel uses them.
@@ -198,23 +198,38 @@ fn sample_plane(plane: &[f32], taps: &[Taps], dst: &mut [f32]) {
 #[inline(always)]
 unsafe fn sample_plane_body(plane: &[f32], taps: &[Taps], dst: &mut [f32]) {
     for (o, t) in dst.iter_mut().zip(taps) {
-        let v = |k: usize| {
-            let s = *plane.get_unchecked(t.idx[k] as usize);
-            if t.valid & (1 << k) != 0 {
-                s
-            } else {
-                0.0
-            }
-        };
-        let [dx2, dx1, dy2, dy1] = t.w;
-        *o = dy2 * (dx2 * v(0) + dx1 * v(1)) + dy1 * (dx2 * v(2) + dx1 * v(3));
+        *o = bilinear_at(plane, t);
     }
+}
+
+/// The bilinear sample of `plane` at `t`, with the reference's arithmetic term for term.
+///
+/// # Safety
+/// Every index of `t` must be inside `plane`.
+#[inline(always)]
+pub(super) unsafe fn bilinear_at(plane: &[f32], t: &Taps) -> f32 {
+    let v = |k: usize| {
+        let s = *plane.get_unchecked(t.idx[k] as usize);
+        if t.valid & (1 << k) != 0 {
+            s
+        } else {
+            0.0
+        }
+    };
+    let [dx2, dx1, dy2, dy1] = t.w;
+    dy2 * (dx2 * v(0) + dx1 * v(1)) + dy1 * (dx2 * v(2) + dx1 * v(3))
 }
 
 /// The bilinear taps of grid point `(gx, gy)`, or `Err(fill)` when a coordinate is not finite
 /// (the output is then `fill`: NaN with border padding, 0 with zeros).
 #[inline]
-fn bilinear_taps(g: &GridSample, h: usize, w: usize, gx: f32, gy: f32) -> Result<Taps, f32> {
+pub(super) fn bilinear_taps(
+    g: &GridSample,
+    h: usize,
+    w: usize,
+    gx: f32,
+    gy: f32,
+) -> Result<Taps, f32> {
     let (x_min, x_max, y_min, y_max) = if g.align_corners {
         (0.0, w as f32 - 1.0, 0.0, h as f32 - 1.0)
     } else {

@@ -180,6 +180,15 @@ pub enum QOp {
         /// output
         out: QType,
     },
+    /// f32 -> f32 `DQ(Q(x))` in the float layout: a QuantizeLinear whose int8 result is only
+    /// read back by a DequantizeLinear into float ops (the edges of the float islands a QDQ
+    /// file leaves). Same numbers as Quantize then Dequantize, without two layout changes.
+    FakeQuant {
+        /// the QuantizeLinear's quantization
+        quant: QType,
+        /// the DequantizeLinear's interpretation of the integers
+        dequant: QType,
+    },
 }
 
 /// An int8 op with its output shape (ONNX order, NCHW).
@@ -203,18 +212,19 @@ impl Int8Op {
             QOp::Concat { .. } => "QConcat".into(),
             QOp::GlobalAveragePool { .. } => "QGlobalAveragePool".into(),
             QOp::Float { op, .. } => format!("Q{}", op.name()),
+            QOp::FakeQuant { .. } => "FakeQuant".into(),
         }
     }
 
     /// Whether input `i` is an int8 tensor (else f32).
     pub fn input_is_int8(&self, _i: usize) -> bool {
-        !matches!(self.op, QOp::Quantize { .. })
+        !matches!(self.op, QOp::Quantize { .. } | QOp::FakeQuant { .. })
     }
 
     /// Whether the output is an int8 tensor (else f32).
     pub fn output_is_int8(&self) -> bool {
         match &self.op {
-            QOp::Dequantize { .. } => false,
+            QOp::Dequantize { .. } | QOp::FakeQuant { .. } => false,
             QOp::Conv(c) => matches!(c.out, QConvOut::Quant { .. }),
             _ => true,
         }

@@ -12,6 +12,7 @@ mod einsum;
 mod elementwise;
 mod grid_sample;
 mod int8;
+mod lda_aqu;
 mod matmul;
 mod norm;
 mod pool;
@@ -27,6 +28,7 @@ pub use einsum::*;
 pub use elementwise::*;
 pub use grid_sample::*;
 pub use int8::*;
+pub use lda_aqu::*;
 pub use matmul::*;
 pub use norm::*;
 pub use pool::*;
@@ -279,6 +281,8 @@ pub enum Op {
     DequantizeLinear(QuantParams),
     /// An int8 op on byte tensors (made by the int8 lowering; runs on `kernels::qs8` only).
     Int8(Box<Int8Op>),
+    /// LDA-AQU's sampling, attention and weighted sum in one op (see [`LdaAqu`]).
+    LdaAqu(LdaAqu),
 }
 
 impl Op {
@@ -316,6 +320,7 @@ impl Op {
             Op::QuantizeLinear(_) => "QuantizeLinear".into(),
             Op::DequantizeLinear(_) => "DequantizeLinear".into(),
             Op::Int8(q) => q.name(),
+            Op::LdaAqu(_) => "LdaAqu".into(),
         }
     }
 
@@ -334,6 +339,7 @@ impl Op {
             | Op::Gemm(_)
             | Op::GridSample(_)
             | Op::LayerNorm { .. } => 2,
+            Op::LdaAqu(_) => 5,
             _ => 1,
         }
     }
@@ -378,6 +384,7 @@ impl Op {
             Op::GridSample(_) => one(grid_sample_shape(arity(inputs, 2)?[0], inputs[1])?),
             Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => one(arity(inputs, 1)?[0].to_vec()),
             Op::Int8(q) => one(q.out_shape.clone()),
+            Op::LdaAqu(a) => one(lda_aqu_shape(a, inputs)?),
             Op::HeadChannelSum => {
                 let s = arity(inputs, 1)?[0];
                 if s.len() != 4 {
@@ -450,6 +457,7 @@ impl Op {
             Op::HeadChannelSum => run_head_channel_sum(&inputs[0], &mut outputs[0]),
             Op::QuantizeLinear(p) => run_quantize(p, &inputs[0], &mut outputs[0]),
             Op::DequantizeLinear(p) => run_dequantize(p, &inputs[0], &mut outputs[0]),
+            Op::LdaAqu(a) => run_lda_aqu(a, inputs, &mut outputs[0]),
             Op::Int8(q) => Err(OpError::Unsupported(format!(
                 "{} runs on int8 byte tensors, not through the f32 reference",
                 q.name()

@@ -3,11 +3,13 @@
 
 mod fold_batchnorm;
 mod fuse_activation;
+mod fuse_lda_aqu;
 mod lga_einsum;
 mod quantize_lower;
 
 pub use fold_batchnorm::fold_batchnorm;
 pub use fuse_activation::fuse_conv_activation;
+pub use fuse_lda_aqu::fuse_lda_aqu;
 pub use lga_einsum::rewrite_lga_einsum;
 pub use quantize_lower::{int8_enabled_by_env, is_int8_value, lower_int8};
 
@@ -27,6 +29,7 @@ pub fn optimize(g: &mut Graph) -> Vec<String> {
         "LGA einsum pair rewritten to head channel sum",
         rewrite_lga_einsum(g),
     );
+    run("LDA-AQU sampling and attention fused", fuse_lda_aqu(g));
     g.remove_dead();
     log
 }

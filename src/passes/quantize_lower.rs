@@ -332,8 +332,37 @@ pub fn lower_int8(g: &mut Graph) -> usize {
         g.nodes[i].op = op;
         g.nodes[i].inputs = ins;
     }
+    fuse_fake_quant(g);
     g.remove_dead();
     count
+}
+
+/// `Dequantize(Quantize(x))` with float `x` becomes one f32 -> f32 [`QOp::FakeQuant`] on `x`:
+/// the same numbers without converting to the stored int8 layout and back. A Quantize left
+/// with no int8 readers is then dead.
+fn fuse_fake_quant(g: &mut Graph) {
+    let producers = g.producers();
+    for i in 0..g.nodes.len() {
+        let Op::Int8(dq) = &g.nodes[i].op else {
+            continue;
+        };
+        let QOp::Dequantize { input: dequant } = dq.op else {
+            continue;
+        };
+        let Some(p) = producers[g.nodes[i].inputs[0]] else {
+            continue;
+        };
+        let Op::Int8(q) = &g.nodes[p].op else {
+            continue;
+        };
+        let QOp::Quantize { out: quant } = q.op else {
+            continue;
+        };
+        let x = g.nodes[p].inputs[0];
+        let shape = dq.out_shape.clone();
+        g.nodes[i].op = int8(QOp::FakeQuant { quant, dequant }, shape);
+        g.nodes[i].inputs = vec![x];
+    }
 }
 
 /// Whether value `v` holds an int8 (byte) tensor: the output of an int8 op that writes one.

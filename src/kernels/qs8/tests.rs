@@ -246,6 +246,57 @@ fn elementwise_kernels_follow_their_definitions() {
     assert_eq!(&y[3..5], &x1[2..4]);
 }
 
+#[test]
+fn layout_conversions_match_the_per_element_definition_on_odd_shapes() {
+    use super::elementwise::{dequantize, quantize};
+    let q = QType {
+        scale: 0.07,
+        zero_point: 121,
+        signed: true,
+    };
+    let mut rng = Rng(17);
+    // Pixel counts below, at and across the 64-pixel block; 1 and many channels; batches.
+    for shape in [
+        [1, 1, 5, 7],
+        [2, 3, 1, 1],
+        [1, 5, 8, 8],
+        [2, 7, 9, 13],
+        [1, 33, 11, 17],
+    ] {
+        let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3]);
+        let len = n * c * hw;
+        let x: Vec<f32> = (0..len)
+            .map(|_| (rng.next() as f32 / u32::MAX as f32 - 0.5) * 300.0 * q.scale)
+            .collect();
+        for level in [Level::Scalar, Level::Avx2] {
+            if !level.supported() {
+                continue;
+            }
+            let mut y = vec![0u8; len];
+            quantize(level, q, &shape, &x, &mut y);
+            for b in 0..n {
+                for ch in 0..c {
+                    for p in 0..hw {
+                        let (i, o) = ((b * c + ch) * hw + p, (b * hw + p) * c + ch);
+                        assert_eq!(y[o], onnx_quantize(q, x[i]), "{shape:?} {level:?} {i}");
+                    }
+                }
+            }
+        }
+        let bytes = rng.bytes(len);
+        let mut back = vec![0f32; len];
+        dequantize(q, &shape, &bytes, &mut back);
+        for b in 0..n {
+            for ch in 0..c {
+                for p in 0..hw {
+                    let (i, o) = ((b * c + ch) * hw + p, (b * hw + p) * c + ch);
+                    assert_eq!(back[i], q.dequantize(bytes[o]), "{shape:?} {i}");
+                }
+            }
+        }
+    }
+}
+
 /// ONNX QuantizeLinear written the slow, obvious way (libm rounding, NaN -> 0 as `as u8` does).
 fn onnx_quantize(q: QType, x: f32) -> u8 {
     ((x / q.scale).round_ties_even() + q.zero_point as f32).clamp(0.0, 255.0) as u8

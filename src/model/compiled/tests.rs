@@ -483,6 +483,37 @@ fn op_samples() -> Vec<(Op, &'static str)> {
             })),
             "1a000000003f0601020102",
         ),
+        (
+            Op::Int8(Box::new(crate::ops::Int8Op {
+                op: crate::ops::QOp::FakeQuant {
+                    quant: crate::ops::QType {
+                        scale: 0.5,
+                        zero_point: 3,
+                        signed: true,
+                    },
+                    dequant: crate::ops::QType {
+                        scale: 0.25,
+                        zero_point: 3,
+                        signed: true,
+                    },
+                },
+                out_shape: vec![1, 2],
+            })),
+            "1a080000003f06010000803e0601020102",
+        ),
+        (
+            Op::LdaAqu(crate::ops::LdaAqu {
+                sample: GridSample {
+                    mode: GridMode::Bilinear,
+                    padding: GridPadding::Zeros,
+                    align_corners: true,
+                },
+                taps: 9,
+                heads: 1,
+                groups: 2,
+            }),
+            "1b000001090102",
+        ),
     ]
 }
 
@@ -516,6 +547,7 @@ fn variant_index(op: &Op) -> u8 {
         Op::QuantizeLinear(_) => 24,
         Op::DequantizeLinear(_) => 25,
         Op::Int8(_) => 26,
+        Op::LdaAqu(_) => 27,
     }
 }
 
