@@ -23,6 +23,23 @@ pub struct QType {
     pub signed: bool,
 }
 
+/// `x -> DQ(Q(x))`: a QuantizeLinear read back by a DequantizeLinear, on f32 values.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QRound {
+    /// the QuantizeLinear's quantization
+    pub quant: QType,
+    /// the DequantizeLinear's interpretation of the integers
+    pub dequant: QType,
+}
+
+impl QRound {
+    /// The rounded value.
+    #[inline(always)]
+    pub fn apply(&self, x: f32) -> f32 {
+        self.dequant.dequantize(self.quant.quantize(x))
+    }
+}
+
 impl QType {
     /// From ONNX per-tensor parameters of an 8-bit QuantizeLinear / DequantizeLinear; `None`
     /// for per-axis or non-8-bit parameters.

@@ -9,7 +9,7 @@
 //! sums, max-subtracted softmax), so the result matches it to rounding.
 
 use super::grid_sample::{bilinear_taps, Taps};
-use super::{GridMode, GridPadding, GridSample, OpError, OpResult};
+use super::{GridMode, GridPadding, GridSample, OpError, OpResult, QRound};
 use crate::kernels::{Isa, SharedOut};
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use rayon::prelude::*;
@@ -21,7 +21,11 @@ use rayon::prelude::*;
 /// (`B * G*ck * Ho * Wo` values, channel-major), and the bias (`G*ck * n` values, one per key
 /// channel and tap). Key channel `g*ck + c` is channel `h*d + j` of head `h`; value channels
 /// likewise. Output `[B, heads, G*cv/heads, Ho, Wo]`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+///
+/// In a QDQ model the exported graph rounds some intermediate tensors to int8 and back; the
+/// `round_*` fields apply the same roundings (in order) at the same points (sampled keys, keys plus bias,
+/// attention, sampled values), so the fused op equals the fake-quantized graph.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LdaAqu {
     /// how keys and values are sampled (bilinear, zeros padding)
     pub sample: GridSample,
@@ -31,6 +35,22 @@ pub struct LdaAqu {
     pub heads: usize,
     /// offset groups (`G`)
     pub groups: usize,
+    /// int8 roundings of the sampled keys
+    pub round_keys: Vec<QRound>,
+    /// int8 roundings of keys plus bias
+    pub round_biased: Vec<QRound>,
+    /// int8 roundings of the attention (softmax output)
+    pub round_attn: Vec<QRound>,
+    /// int8 roundings of the sampled values
+    pub round_values: Vec<QRound>,
+}
+
+/// Apply roundings to a row, in order.
+#[inline(always)]
+fn round_row(rounds: &[QRound], row: &mut [f32]) {
+    for r in rounds {
+        row.iter_mut().for_each(|v| *v = r.apply(*v));
+    }
 }
 
 /// Sizes of one call, checked.
@@ -346,10 +366,16 @@ unsafe fn block(
             let img = &ins.kt[(bi * g + gi) * d.hw * d.ck..][..d.hw * d.ck];
             for t in 0..n {
                 sample_row(img, d.ck, &sc.taps[gi * n + t], &sc.zeros, &mut sc.sampled);
-                for c in 0..d.ck {
+                let keys = &mut sc.sampled[..d.ck];
+                round_row(&a.round_keys, keys);
+                for (c, k) in keys.iter_mut().enumerate() {
+                    *k += ins.bias[(gi * d.ck + c) * n + t];
+                }
+                round_row(&a.round_biased, keys);
+                for (c, &k) in keys.iter().enumerate() {
                     let ch = gi * d.ck + c;
                     let qv = ins.q[(bi * kc + ch) * plane_out + p];
-                    sc.attn[(ch / dh) * n + t] += qv * (sc.sampled[c] + ins.bias[ch * n + t]);
+                    sc.attn[(ch / dh) * n + t] += qv * k;
                 }
             }
         }
@@ -363,6 +389,7 @@ unsafe fn block(
             }
             let inv = 1.0 / s;
             at.iter_mut().for_each(|v| *v *= inv);
+            round_row(&a.round_attn, at);
         }
         // Values: the attention-weighted sum of the sampled taps, taps in order.
         sc.acc.fill(0.0);
@@ -371,6 +398,7 @@ unsafe fn block(
             let acc = &mut sc.acc[gi * d.cv..(gi + 1) * d.cv];
             for t in 0..n {
                 sample_row(img, d.cv, &sc.taps[gi * n + t], &sc.zeros, &mut sc.sampled);
+                round_row(&a.round_values, &mut sc.sampled[..d.cv]);
                 // Runs of channels that share a head share the attention weight.
                 let mut c0 = 0;
                 while c0 < d.cv {
@@ -424,17 +452,25 @@ mod tests {
             y
         };
         let (dh, vh) = (g * ck / nh, g * cv / nh);
-        let ks = sample(k)
+        let round = |x: ArrayD<f32>, rounds: &[QRound]| {
+            rounds.iter().fold(x, |x, r| x.mapv(|v| r.apply(v)))
+        };
+        let ks = round(sample(k), &a.round_keys);
+        let vs = round(sample(v), &a.round_values);
+        let ks = ks
             .into_shape_with_order(IxDyn(&[b, nh, dh, n, ho, wo]))
             .unwrap();
-        let vs = sample(v)
+        let vs = vs
             .into_shape_with_order(IxDyn(&[b, nh, vh, n, ho, wo]))
             .unwrap();
         let qa = ArrayD::from_shape_vec(IxDyn(&[b, nh, dh, 1, ho, wo]), q.to_vec()).unwrap();
         let ba = ArrayD::from_shape_vec(IxDyn(&[1, nh, dh, n, 1, 1]), bias.to_vec()).unwrap();
-        let logits = ((&ks + &ba) * &qa).sum_axis(Axis(2)).insert_axis(Axis(2));
+        let logits = (round(&ks + &ba, &a.round_biased) * &qa)
+            .sum_axis(Axis(2))
+            .insert_axis(Axis(2));
         let mut attn = ArrayD::zeros(logits.raw_dim());
         run_softmax(3, &logits.view().into_dyn(), &mut attn.view_mut()).unwrap();
+        let attn = round(attn, &a.round_attn);
         (&attn * &vs).sum_axis(Axis(3))
     }
 
@@ -449,7 +485,33 @@ mod tests {
             (1, 3, 2, 2, 1, 1, 1, 3, 3, 2, true),
             (1, 2, 2, 4, 9, 9, 9, 1, 17, 19, true), // more than one pixel block
         ];
-        for (b, g, ck, cv, h, w, n, nh, ho, wo, ac) in cases {
+        let q8 = |scale: f32, zero_point: i32| {
+            let q = crate::ops::QType {
+                scale,
+                zero_point,
+                signed: false,
+            };
+            let wide = crate::ops::QType {
+                scale: scale * 1.5,
+                ..q
+            };
+            // A requantization after the first rounding, as a QDQ chain through reshapes has.
+            vec![
+                QRound {
+                    quant: q,
+                    dequant: q,
+                },
+                QRound {
+                    quant: wide,
+                    dequant: wide,
+                },
+            ]
+        };
+        let rounded = [false, true];
+        for ((b, g, ck, cv, h, w, n, nh, ho, wo, ac), int8) in
+            cases.into_iter().flat_map(|c| rounded.map(|r| (c, r)))
+        {
+            let r = |scale, zp| if int8 { q8(scale, zp) } else { vec![] };
             let a = LdaAqu {
                 sample: GridSample {
                     mode: GridMode::Bilinear,
@@ -459,6 +521,10 @@ mod tests {
                 taps: n,
                 heads: nh,
                 groups: g,
+                round_keys: r(0.02, 128),
+                round_biased: r(0.025, 120),
+                round_attn: r(1.0 / 255.0, 0),
+                round_values: r(0.03, 130),
             };
             let k = rng.arr(&[b * g, ck, h, w]);
             let v = rng.arr(&[b * g, cv, h, w]);
@@ -501,6 +567,10 @@ mod tests {
             taps: 9,
             heads: 1,
             groups: 2,
+            round_keys: vec![],
+            round_biased: vec![],
+            round_attn: vec![],
+            round_values: vec![],
         };
         let ok: [&[usize]; 5] = [
             &[2, 4, 6, 6],

@@ -10,11 +10,14 @@
 //!
 //! Both GridSamples must read the same grid with bilinear sampling and zeros padding, and the
 //! bias must be a constant that varies only over heads, channels and taps. Anything else is
-//! left alone. Nothing in between may be quantized (a QDQ model keeps its unfused ops).
+//! left alone. In a QDQ model, int8 round trips (`FakeQuant`, from Q -> DQ) on the sampled
+//! keys, keys plus bias, attention and sampled values are folded into the op; a quantized op
+//! anywhere else in the pattern (an int8 Mul, say) stops the match.
 
 use crate::model::{Graph, ValueId};
 use crate::ops::{
-    lda_aqu_shape, BinaryOp, GridMode, GridPadding, GridSample, LdaAqu, Op, ReduceKind, UnaryOp,
+    lda_aqu_shape, BinaryOp, GridMode, GridPadding, GridSample, LdaAqu, Op, QOp, QRound,
+    ReduceKind, UnaryOp,
 };
 use crate::tensor::Tensor;
 
@@ -47,11 +50,30 @@ impl Cx<'_> {
         v
     }
 
-    /// `v = view(GridSample(x, grid))`: `(x, grid, attributes)`.
-    fn sampled(&self, v: ValueId) -> Option<(ValueId, ValueId, &GridSample)> {
-        let s = self.through_views(v);
+    /// `v` behind views and int8 round trips (`FakeQuant`, the lowering's Q -> DQ): the value
+    /// they start from and the roundings in the order they apply.
+    fn rounded(&self, v: ValueId) -> (ValueId, Vec<QRound>) {
+        let mut rounds = vec![];
+        let mut v = self.through_views(v);
+        while let Some(Op::Int8(q)) = self.op(v) {
+            let QOp::FakeQuant { quant, dequant } = q.op else {
+                break;
+            };
+            rounds.push(QRound { quant, dequant });
+            v = self.through_views(self.inputs(v)[0]);
+        }
+        rounds.reverse();
+        // A round trip repeated with the same parameters (Q/DQ around a reshape) is exact
+        // idempotence: the integers read back are the ones written.
+        rounds.dedup_by(|b, a| b == a && a.quant == a.dequant);
+        (v, rounds)
+    }
+
+    /// `v = views and roundings of GridSample(x, grid)`: `(x, grid, attributes, roundings)`.
+    fn sampled(&self, v: ValueId) -> Option<(ValueId, ValueId, &GridSample, Vec<QRound>)> {
+        let (s, rounds) = self.rounded(v);
         match self.op(s)? {
-            Op::GridSample(gs) => Some((self.inputs(s)[0], self.inputs(s)[1], gs)),
+            Op::GridSample(gs) => Some((self.inputs(s)[0], self.inputs(s)[1], gs, rounds)),
             _ => None,
         }
     }
@@ -76,12 +98,14 @@ impl Cx<'_> {
         }
     }
 
-    /// `ks` as `(sampled key, bias per (head channel, tap))`, `shape6 = [B, nh, d, n, Ho, Wo]`.
-    fn keys(&self, ks: ValueId, shape6: &[usize]) -> Option<(ValueId, Vec<f32>)> {
+    /// `ks = round(sampled key + bias)` as `(sampled key, bias per (head channel, tap),
+    /// rounding after the bias)`, `shape6 = [B, nh, d, n, Ho, Wo]`.
+    fn keys(&self, ks: ValueId, shape6: &[usize]) -> Option<(ValueId, Vec<f32>, Vec<QRound>)> {
         let [nh, d, n] = [shape6[1], shape6[2], shape6[3]];
         if self.sampled(ks).is_some() {
-            return Some((ks, vec![0.0; nh * d * n]));
+            return Some((ks, vec![0.0; nh * d * n], vec![]));
         }
+        let (ks, round) = self.rounded(ks);
         let [a, b] = self.binary(ks, BinaryOp::Add)?;
         let (s, c) = if self.g.constant(b).is_some() {
             (a, b)
@@ -106,7 +130,7 @@ impl Cx<'_> {
         }
         let t6 = t.view().into_shape_with_order(cs).ok()?;
         let full = t6.broadcast(vec![1, nh, d, n, 1, 1])?;
-        Some((s, full.iter().copied().collect()))
+        Some((s, full.iter().copied().collect(), round))
     }
 
     /// The fused op replacing the ReduceSum producing `out`, with its inputs and bias.
@@ -117,11 +141,15 @@ impl Cx<'_> {
             return None;
         }
         let [x, y] = self.binary(weighted, BinaryOp::Mul)?;
-        let is_attn = |v: ValueId| matches!(self.op(v), Some(Op::Softmax { axis: 3 }));
+        let is_attn = |v: ValueId| {
+            let (s, _) = self.rounded(v);
+            matches!(self.op(s), Some(Op::Softmax { axis: 3 })) && self.shape(s).len() == 6
+        };
         let (attn, vs) = if is_attn(x) { (x, y) } else { (y, x) };
         if !is_attn(attn) {
             return None;
         }
+        let (attn, round_attn) = self.rounded(attn);
         let logits = self.reduce_sum(self.inputs(attn)[0], 2, true)?;
         let k6 = self.shape(logits).to_vec();
         let [a, b] = self.binary(logits, BinaryOp::Mul)?;
@@ -133,9 +161,9 @@ impl Cx<'_> {
         if !q6(q) || self.shape(ks) != k6.as_slice() {
             return None;
         }
-        let (ks, bias) = self.keys(ks, &k6)?;
-        let (k, grid, gk) = self.sampled(ks)?;
-        let (v, grid_v, gv) = self.sampled(vs)?;
+        let (ks, bias, round_biased) = self.keys(ks, &k6)?;
+        let (k, grid, gk, round_keys) = self.sampled(ks)?;
+        let (v, grid_v, gv, round_values) = self.sampled(vs)?;
         let bilinear_zeros =
             |s: &GridSample| s.mode == GridMode::Bilinear && s.padding == GridPadding::Zeros;
         if grid != grid_v || gk != gv || !bilinear_zeros(gk) || s6[3] != k6[3] {
@@ -155,6 +183,10 @@ impl Cx<'_> {
             taps,
             heads,
             groups: gshape[0] / batch,
+            round_keys,
+            round_biased,
+            round_attn,
+            round_values,
         };
         let bias_shape = [bias.len()];
         let shapes: [&[usize]; 5] = [

@@ -511,8 +511,23 @@ fn op_samples() -> Vec<(Op, &'static str)> {
                 taps: 9,
                 heads: 1,
                 groups: 2,
+                round_keys: vec![],
+                round_biased: vec![],
+                round_attn: vec![crate::ops::QRound {
+                    quant: crate::ops::QType {
+                        scale: 0.5,
+                        zero_point: 0,
+                        signed: false,
+                    },
+                    dequant: crate::ops::QType {
+                        scale: 0.5,
+                        zero_point: 0,
+                        signed: false,
+                    },
+                }],
+                round_values: vec![],
             }),
-            "1b000001090102",
+            "1b0000010901020000010000003f00000000003f000000",
         ),
     ]
 }
