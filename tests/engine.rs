@@ -101,11 +101,11 @@ fn default_model_uses_the_lga_rewrite_and_fusions() {
         !ops.contains_key("BatchNormalization"),
         "BN folded: {ops:?}"
     );
-    assert!(
-        ops.contains_key("GridSample"),
-        "LDA-AQU sampling present: {ops:?}"
-    );
+    // The three LDA-AQU upsamplers: sampling and attention fused, no GridSample left.
+    assert_eq!(ops.get("LdaAqu"), Some(&3), "LDA-AQU fused: {ops:?}");
+    assert!(!ops.contains_key("GridSample"), "{ops:?}");
     assert!(e.pass_log.iter().any(|l| l.contains("activation fused")));
+    assert!(e.pass_log.iter().any(|l| l.contains("LDA-AQU")));
 }
 
 #[test]
