@@ -123,3 +123,24 @@ fn nan_input_gives_nan_output_not_a_crash() {
     let out = e.run(&[x]).unwrap();
     assert!(out[0].as_f32().unwrap().iter().any(|v| v.is_nan()));
 }
+
+#[test]
+fn kernels_run_on_exactly_the_requested_threads() {
+    // Outside the engine's own pool, rayon loops would use every core whatever `--threads`.
+    for threads in [1, 2] {
+        let opts = EngineOptions {
+            threads,
+            ..EngineOptions::default()
+        };
+        let mut e = Engine::load(path(MODELS[0]), &opts).unwrap();
+        let x = Tensor::zeros_f32(&[1, 3, 224, 224]);
+        let mut seen = vec![];
+        let mut obs =
+            |_: &str, _: ndarray::ArrayViewD<f32>| seen.push(rayon::current_num_threads());
+        e.run_observed(&[x], Some(&mut obs)).unwrap();
+        assert!(
+            !seen.is_empty() && seen.iter().all(|&n| n == threads),
+            "{threads} threads: {seen:?}"
+        );
+    }
+}

@@ -93,7 +93,7 @@ pub struct Engine {
     scratch: Vec<f32>,
     input_slots: Vec<(String, Vec<usize>, usize)>,
     output_slots: Vec<(String, Slot)>,
-    pool: Option<rayon::ThreadPool>,
+    pool: rayon::ThreadPool,
     threads: usize,
     profile: Option<Vec<Duration>>,
     /// What the graph passes changed.
@@ -189,16 +189,12 @@ impl Engine {
             })
             .collect();
         let threads = opts.threads.max(1);
-        let pool = if threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .map_err(|e| RunError::Plan(format!("thread pool: {e}")))?,
-            )
-        } else {
-            None
-        };
+        // Always a pool of exactly `threads`, also for 1: outside a pool, the kernels' rayon
+        // loops would run on the global pool (every core) and `--threads 1` would not be one.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| RunError::Plan(format!("thread pool: {e}")))?;
         Ok(Engine {
             arena: vec![0.0; memory.arena_len],
             scratch: vec![0.0; scratch_len],
@@ -359,7 +355,7 @@ impl Engine {
             graph,
             ..
         } = self;
-        let mut body = || -> Result<(), RunError> {
+        let body = || -> Result<(), RunError> {
             let base = arena.as_mut_ptr();
             for (i, s) in steps.iter().enumerate() {
                 let t0 = profile.as_ref().map(|_| Instant::now());
@@ -393,10 +389,7 @@ impl Engine {
             }
             Ok(())
         };
-        match pool {
-            Some(p) => p.install(body)?,
-            None => body()?,
-        }
+        pool.install(body)?;
         Ok(self
             .output_slots
             .iter()
