@@ -200,12 +200,7 @@ pub enum QOp {
     /// f32 -> f32 `DQ(Q(x))` in the float layout: a QuantizeLinear whose int8 result is only
     /// read back by a DequantizeLinear into float ops (the edges of the float islands a QDQ
     /// file leaves). Same numbers as Quantize then Dequantize, without two layout changes.
-    FakeQuant {
-        /// the QuantizeLinear's quantization
-        quant: QType,
-        /// the DequantizeLinear's interpretation of the integers
-        dequant: QType,
-    },
+    FakeQuant(QRound),
 }
 
 /// An int8 op with its output shape (ONNX order, NCHW).
@@ -229,19 +224,19 @@ impl Int8Op {
             QOp::Concat { .. } => "QConcat".into(),
             QOp::GlobalAveragePool { .. } => "QGlobalAveragePool".into(),
             QOp::Float { op, .. } => format!("Q{}", op.name()),
-            QOp::FakeQuant { .. } => "FakeQuant".into(),
+            QOp::FakeQuant(_) => "FakeQuant".into(),
         }
     }
 
     /// Whether input `i` is an int8 tensor (else f32).
     pub fn input_is_int8(&self, _i: usize) -> bool {
-        !matches!(self.op, QOp::Quantize { .. } | QOp::FakeQuant { .. })
+        !matches!(self.op, QOp::Quantize { .. } | QOp::FakeQuant(_))
     }
 
     /// Whether the output is an int8 tensor (else f32).
     pub fn output_is_int8(&self) -> bool {
         match &self.op {
-            QOp::Dequantize { .. } | QOp::FakeQuant { .. } => false,
+            QOp::Dequantize { .. } | QOp::FakeQuant(_) => false,
             QOp::Conv(c) => matches!(c.out, QConvOut::Quant { .. }),
             _ => true,
         }

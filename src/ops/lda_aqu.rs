@@ -122,10 +122,22 @@ fn dims(a: &LdaAqu, inputs: &[&[usize]]) -> OpResult<Dims> {
     Ok(d)
 }
 
+impl Dims {
+    /// `[B, heads, G*cv/heads, Ho, Wo]`.
+    fn out_shape(&self, a: &LdaAqu) -> Vec<usize> {
+        vec![
+            self.b,
+            a.heads,
+            self.g * self.cv / a.heads,
+            self.ho,
+            self.wo,
+        ]
+    }
+}
+
 /// Output shape `[B, heads, G*cv/heads, Ho, Wo]`.
 pub fn lda_aqu_shape(a: &LdaAqu, inputs: &[&[usize]]) -> OpResult<Vec<usize>> {
-    let d = dims(a, inputs)?;
-    Ok(vec![d.b, a.heads, d.g * d.cv / a.heads, d.ho, d.wo])
+    Ok(dims(a, inputs)?.out_shape(a))
 }
 
 /// Output pixels per job (the job's output block, `G*cv * BLOCK` floats, stays in L1/L2).
@@ -149,8 +161,8 @@ pub(crate) fn run_lda_aqu_isa(
 ) -> OpResult<()> {
     let shapes: Vec<&[usize]> = inputs.iter().map(|x| x.shape()).collect();
     let d = dims(a, &shapes)?;
-    let out_shape = [d.b, a.heads, d.g * d.cv / a.heads, d.ho, d.wo];
-    if y.shape() != out_shape {
+    let out_shape = d.out_shape(a);
+    if y.shape() != out_shape.as_slice() {
         return Err(OpError::Shape(format!(
             "LdaAqu output {:?}, expected {out_shape:?}",
             y.shape()
@@ -268,34 +280,27 @@ unsafe fn block_isa(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn avx2(
-            a: &LdaAqu,
-            d: &Dims,
-            sc: &mut Scratch,
-            ins: &Inputs,
-            bi: usize,
-            p0: usize,
-            len: usize,
-            out: SharedOut,
-        ) {
-            block(a, d, sc, ins, bi, p0, len, out)
+        /// [`block`] compiled with `$features` enabled.
+        macro_rules! build {
+            ($name:ident, $features:literal) => {
+                #[target_feature(enable = $features)]
+                #[allow(clippy::too_many_arguments, clippy::incompatible_msrv)]
+                unsafe fn $name(
+                    a: &LdaAqu,
+                    d: &Dims,
+                    sc: &mut Scratch,
+                    ins: &Inputs,
+                    bi: usize,
+                    p0: usize,
+                    len: usize,
+                    out: SharedOut,
+                ) {
+                    block(a, d, sc, ins, bi, p0, len, out)
+                }
+            };
         }
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        #[allow(clippy::too_many_arguments, clippy::incompatible_msrv)]
-        unsafe fn avx512(
-            a: &LdaAqu,
-            d: &Dims,
-            sc: &mut Scratch,
-            ins: &Inputs,
-            bi: usize,
-            p0: usize,
-            len: usize,
-            out: SharedOut,
-        ) {
-            block(a, d, sc, ins, bi, p0, len, out)
-        }
+        build!(avx2, "avx2,fma");
+        build!(avx512, "avx512f,avx2,fma");
         match isa {
             Isa::Avx512 => return avx512(a, d, sc, ins, bi, p0, len, out),
             Isa::Avx2 => return avx2(a, d, sc, ins, bi, p0, len, out),

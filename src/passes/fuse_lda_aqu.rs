@@ -56,10 +56,10 @@ impl Cx<'_> {
         let mut rounds = vec![];
         let mut v = self.through_views(v);
         while let Some(Op::Int8(q)) = self.op(v) {
-            let QOp::FakeQuant { quant, dequant } = q.op else {
+            let QOp::FakeQuant(r) = q.op else {
                 break;
             };
-            rounds.push(QRound { quant, dequant });
+            rounds.push(r);
             v = self.through_views(self.inputs(v)[0]);
         }
         rounds.reverse();

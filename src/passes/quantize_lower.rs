@@ -23,7 +23,7 @@
 
 use crate::model::{Graph, Node, ValueId};
 use crate::ops::{
-    Activation, Int8Op, Op, PoolKind, QBinaryKind, QConv, QConvOut, QOp, QType, UnaryOp,
+    Activation, Int8Op, Op, PoolKind, QBinaryKind, QConv, QConvOut, QOp, QRound, QType, UnaryOp,
 };
 use crate::tensor::Tensor;
 use std::collections::HashMap;
@@ -360,7 +360,7 @@ fn fuse_fake_quant(g: &mut Graph) {
         };
         let x = g.nodes[p].inputs[0];
         let shape = dq.out_shape.clone();
-        g.nodes[i].op = int8(QOp::FakeQuant { quant, dequant }, shape);
+        g.nodes[i].op = int8(QOp::FakeQuant(QRound { quant, dequant }), shape);
         g.nodes[i].inputs = vec![x];
     }
 }

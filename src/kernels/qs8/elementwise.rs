@@ -9,7 +9,7 @@
 //! NEON is the baseline, so the portable build is already the vector one.
 
 use super::Level;
-use crate::ops::{QBinaryKind, QType};
+use crate::ops::{QBinaryKind, QRound, QType};
 
 /// Defines `$name(level, args)` dispatching to an AVX2 build of `$body` when `level` allows it
 /// and the host has AVX2, else to the portable build.
@@ -45,10 +45,10 @@ row_kernel! {
 }
 
 row_kernel! {
-    /// `y[i] = DQ(Q(x[i]))`, with `qd`'s interpretation of `qo`'s integers.
-    fn fake_quantize_row(qo: QType, qd: QType, x: &[f32], y: &mut [f32]) {
+    /// `y[i] = DQ(Q(x[i]))`.
+    fn fake_quantize_row(r: QRound, x: &[f32], y: &mut [f32]) {
         for (o, &v) in y.iter_mut().zip(x) {
-            *o = qd.dequantize(qo.quantize(v));
+            *o = r.apply(v);
         }
     }
 }

@@ -90,10 +90,10 @@ impl Int8Kernel {
                 let y = std::slice::from_raw_parts_mut(out as *mut f32, out_len);
                 ew::dequantize(*input, &self.op.out_shape, in0(), y);
             }
-            QOp::FakeQuant { quant, dequant } => {
+            QOp::FakeQuant(r) => {
                 let x = std::slice::from_raw_parts(ins[0] as *const f32, out_len);
                 let y = std::slice::from_raw_parts_mut(out as *mut f32, out_len);
-                ew::fake_quantize_row(self.level, *quant, *dequant, x, y);
+                ew::fake_quantize_row(self.level, *r, x, y);
             }
             QOp::Conv(_) => {
                 self.conv

@@ -485,7 +485,7 @@ fn op_samples() -> Vec<(Op, &'static str)> {
         ),
         (
             Op::Int8(Box::new(crate::ops::Int8Op {
-                op: crate::ops::QOp::FakeQuant {
+                op: crate::ops::QOp::FakeQuant(crate::ops::QRound {
                     quant: crate::ops::QType {
                         scale: 0.5,
                         zero_point: 3,
@@ -496,7 +496,7 @@ fn op_samples() -> Vec<(Op, &'static str)> {
                         zero_point: 3,
                         signed: true,
                     },
-                },
+                }),
                 out_shape: vec![1, 2],
             })),
             "1a080000003f06010000803e0601020102",
