@@ -47,7 +47,7 @@ pub fn grid_sample_shape(x: &[usize], grid: &[usize]) -> OpResult<Vec<usize>> {
 }
 
 /// Normalised [-1, 1] to pixel coordinate (ONNX Runtime's `GsDenormalize`).
-fn denormalize(n: f32, len: usize, align_corners: bool) -> f32 {
+pub(super) fn denormalize(n: f32, len: usize, align_corners: bool) -> f32 {
     if align_corners {
         (n + 1.0) / 2.0 * (len as f32 - 1.0)
     } else {

@@ -8,7 +8,6 @@
 //! unfused graph's, in the same order (GridSample's bilinear terms, sequential channel and tap
 //! sums, max-subtracted softmax), so the result matches it to rounding.
 
-use super::grid_sample::{bilinear_taps, Taps};
 use super::{GridMode, GridPadding, GridSample, OpError, OpResult, QRound};
 use crate::kernels::{Isa, SharedOut};
 use ndarray::{ArrayViewD, ArrayViewMutD};
@@ -171,6 +170,14 @@ pub(crate) fn run_lda_aqu_isa(
     let owned: Vec<_> = inputs.iter().map(|x| x.as_standard_layout()).collect();
     let s = |i: usize| owned[i].as_slice().expect("standard layout");
     let (grid, q, bias) = (s(2), s(3), s(4));
+    // [g*ck][taps] -> [g][taps][ck]: one contiguous row of biases per group and tap
+    let mut bias_t = vec![0.0; bias.len()];
+    for (ch, row) in bias.chunks_exact(a.taps).enumerate() {
+        let (gi, c) = (ch / d.ck, ch % d.ck);
+        for (t, &b) in row.iter().enumerate() {
+            bias_t[(gi * a.taps + t) * d.ck + c] = b;
+        }
+    }
     let Some(out) = y.as_slice_mut() else {
         return Err(OpError::Shape("LdaAqu output is not contiguous".into()));
     };
@@ -193,7 +200,7 @@ pub(crate) fn run_lda_aqu_isa(
         vt: &vt,
         grid,
         q,
-        bias,
+        bias_t: &bias_t,
     };
     (0..d.b * blocks).into_par_iter().for_each_init(
         || Scratch::new(a, &d),
@@ -209,10 +216,12 @@ pub(crate) fn run_lda_aqu_isa(
     Ok(())
 }
 
-/// `[N][C][HW]` -> `[N][HW][C]`.
+/// `[N][C][HW]` -> `[N][HW + 1][C]`: channels last, and after each image's pixels one row of
+/// zeros that corners outside the image read (zeros padding without a branch per corner).
 fn channels_last(x: &[f32], c: usize, hw: usize) -> Vec<f32> {
-    let mut t = vec![0.0; x.len()];
-    for (src, dst) in x.chunks_exact(c * hw).zip(t.chunks_exact_mut(c * hw)) {
+    let n = x.len() / (c * hw).max(1);
+    let mut t = vec![0.0; n * (hw + 1) * c];
+    for (src, dst) in x.chunks_exact(c * hw).zip(t.chunks_exact_mut((hw + 1) * c)) {
         for (ch, plane) in src.chunks_exact(hw).enumerate() {
             for (px, &v) in plane.iter().enumerate() {
                 dst[px * c + ch] = v;
@@ -223,41 +232,75 @@ fn channels_last(x: &[f32], c: usize, hw: usize) -> Vec<f32> {
 }
 
 struct Inputs<'a> {
-    /// keys, channels last
+    /// keys, channels last, a zero row after each image
     kt: &'a [f32],
-    /// values, channels last
+    /// values, channels last, a zero row after each image
     vt: &'a [f32],
     grid: &'a [f32],
     q: &'a [f32],
-    bias: &'a [f32],
+    /// the bias as `[g][tap][ck]` (one contiguous row per group and tap)
+    bias_t: &'a [f32],
 }
 
-/// Per-thread buffers.
+/// A run of one group's channels `c0..c1` that belong to one head.
+#[derive(Clone, Copy)]
+struct Segment {
+    c0: usize,
+    c1: usize,
+    head: usize,
+}
+
+/// Each group's channels split at head boundaries (`width` channels per group, `per_head`
+/// channels per head), groups in order.
+fn segments(groups: usize, width: usize, per_head: usize) -> Vec<Vec<Segment>> {
+    (0..groups)
+        .map(|gi| {
+            let mut s = vec![];
+            let mut c0 = 0;
+            while c0 < width {
+                let head = (gi * width + c0) / per_head;
+                let c1 = ((head + 1) * per_head - gi * width).min(width);
+                s.push(Segment { c0, c1, head });
+                c0 = c1;
+            }
+            s
+        })
+        .collect()
+}
+
+/// Per-thread buffers, structure of arrays over the block's pixels.
 struct Scratch {
-    /// one pixel's taps, `[g][t]`
-    taps: Vec<Taps>,
-    /// one pixel's logits, then attention, `[head][t]`
+    /// corner pixel indices `[g*taps][4][BLOCK]` (`hw`, the zero row, for corners outside)
+    idx: Vec<u32>,
+    /// bilinear weights `[g*taps][4][BLOCK]`: dx2, dx1, dy2, dy1
+    wts: Vec<f32>,
+    /// logits, then attention, `[head][tap][BLOCK]`
     attn: Vec<f32>,
-    /// one tap's sampled channels
-    sampled: Vec<f32>,
-    /// one pixel's output channels
-    acc: Vec<f32>,
+    /// softmax running max and sum, `[BLOCK]` each
+    mx: Vec<f32>,
+    sum: Vec<f32>,
+    /// one pixel's query channels
+    qv: Vec<f32>,
     /// the block's output, `[channel][BLOCK]`
     out: Vec<f32>,
-    /// a row of zeros standing in for taps outside the image
-    zeros: Vec<f32>,
+    /// key and value channels per group, split by head
+    key_segs: Vec<Vec<Segment>>,
+    val_segs: Vec<Vec<Segment>>,
 }
 
 impl Scratch {
     fn new(a: &LdaAqu, d: &Dims) -> Scratch {
-        let widest = d.ck.max(d.cv);
+        let gn = d.g * a.taps;
         Scratch {
-            taps: vec![Taps::default(); d.g * a.taps],
-            attn: vec![0.0; a.heads * a.taps],
-            sampled: vec![0.0; widest],
-            acc: vec![0.0; d.g * d.cv],
+            idx: vec![0; gn * 4 * BLOCK],
+            wts: vec![0.0; gn * 4 * BLOCK],
+            attn: vec![0.0; a.heads * a.taps * BLOCK],
+            mx: vec![0.0; BLOCK],
+            sum: vec![0.0; BLOCK],
+            qv: vec![0.0; d.g * d.ck],
             out: vec![0.0; d.g * d.cv * BLOCK],
-            zeros: vec![0.0; widest],
+            key_segs: segments(d.g, d.ck, d.g * d.ck / a.heads),
+            val_segs: segments(d.g, d.cv, d.g * d.cv / a.heads),
         }
     }
 }
@@ -311,27 +354,107 @@ unsafe fn block_isa(
     block(a, d, sc, ins, bi, p0, len, out)
 }
 
-/// `dst[c] = dy2 * (dx2 * r0[c] + dx1 * r1[c]) + dy1 * (dx2 * r2[c] + dx1 * r3[c])`, the
-/// corners' channel rows (GridSample's bilinear terms, vectorised over channels). Corners
-/// outside the image read `zeros`.
+/// `floor(v)` as an integer, branch-free (vectorises; baseline x86-64 has no `roundps`). NaN
+/// gives 0; callers zero the weights of non-finite points.
+#[inline(always)]
+fn floor_i32(v: f32) -> i32 {
+    let t = v as i32;
+    t - ((t as f32) > v) as i32
+}
+
+/// One group and tap's bilinear corners for `len` pixels: grid points `gxy` (x, y pairs) into
+/// corner indices `idx[k][i]` and weights `wts[k][i]` (`k` = top-left, top-right,
+/// bottom-left, bottom-right; weights dx2, dx1, dy2, dy1). Corners outside the `h` x `w` image
+/// index the zero row `h*w`; a non-finite point gets zero weights (it samples zeros padding).
+/// GridSample's arithmetic (`grid_sample::bilinear_taps`), written so the loop vectorises.
+#[inline(always)]
+fn corners(align_corners: bool, h: usize, w: usize, gxy: &[f32], idx: &mut [u32], wts: &mut [f32]) {
+    let len = gxy.len() / 2;
+    let (idx, wts) = (&mut idx[..4 * BLOCK], &mut wts[..4 * BLOCK]);
+    let (i0, rest) = idx.split_at_mut(BLOCK);
+    let (i1, rest) = rest.split_at_mut(BLOCK);
+    let (i2, i3) = rest.split_at_mut(BLOCK);
+    let (w0, rest) = wts.split_at_mut(BLOCK);
+    let (w1, rest) = rest.split_at_mut(BLOCK);
+    let (w2, w3) = rest.split_at_mut(BLOCK);
+    let (hi, wi) = (h as i32, w as i32);
+    let zero_row = (h * w) as u32;
+    let (fh, fw) = (h as f32, w as f32);
+    for (i, p) in gxy.chunks_exact(2).enumerate().take(len.min(BLOCK)) {
+        let sx = super::grid_sample::denormalize(p[0], w, align_corners);
+        let sy = super::grid_sample::denormalize(p[1], h, align_corners);
+        let finite = sx.is_finite() & sy.is_finite();
+        // Far outside every corner is invalid whatever the weights: keep the integers small.
+        let sx = sx.clamp(-4.0, fw + 4.0);
+        let sy = sy.clamp(-4.0, fh + 4.0);
+        let (x1, y1) = (floor_i32(sx), floor_i32(sy));
+        let (x2, y2) = (x1 + 1, y1 + 1);
+        let keep = |v: f32| if finite { v } else { 0.0 };
+        w0[i] = keep(x2 as f32 - sx);
+        w1[i] = keep(sx - x1 as f32);
+        w2[i] = keep(y2 as f32 - sy);
+        w3[i] = keep(sy - y1 as f32);
+        let at = |r: i32, c: i32| {
+            let inside = finite & (r >= 0) & (r < hi) & (c >= 0) & (c < wi);
+            if inside {
+                (r * wi + c) as u32
+            } else {
+                zero_row
+            }
+        };
+        i0[i] = at(y1, x1);
+        i1[i] = at(y1, x2);
+        i2[i] = at(y2, x1);
+        i3[i] = at(y2, x2);
+    }
+}
+
+/// `dst[c] = dy2 * (dx2 * r0[c] + dx1 * r1[c]) + dy1 * (dx2 * r2[c] + dx1 * r3[c])` for the
+/// `dst.len()` channels from `c0` of the corners' rows (`width` channels each): GridSample's
+/// bilinear terms, vectorised over channels.
 ///
 /// # Safety
-/// Every index of `t` must be a pixel of `img` (`img.len() / c` pixels), `zeros.len() >= c`.
+/// Every corner index must be a row of `img` (`img.len() / width` rows), `c0 + dst.len() <=
+/// width`.
 #[inline(always)]
-unsafe fn sample_row(img: &[f32], c: usize, t: &Taps, zeros: &[f32], dst: &mut [f32]) {
+unsafe fn sample_row(
+    img: &[f32],
+    width: usize,
+    c0: usize,
+    idx: [u32; 4],
+    wts: [f32; 4],
+    dst: &mut [f32],
+) {
+    let c = dst.len();
     let row = |k: usize| {
-        if t.valid & (1 << k) != 0 {
-            img.get_unchecked(t.idx[k] as usize * c..(t.idx[k] as usize + 1) * c)
-        } else {
-            &zeros[..c]
-        }
+        let at = idx[k] as usize * width + c0;
+        img.get_unchecked(at..at + c)
     };
     let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
-    let [dx2, dx1, dy2, dy1] = t.w;
-    let dst = &mut dst[..c];
+    let [dx2, dx1, dy2, dy1] = wts;
     for i in 0..c {
         dst[i] = dy2 * (dx2 * r0[i] + dx1 * r1[i]) + dy1 * (dx2 * r2[i] + dx1 * r3[i]);
     }
+}
+
+/// `e^x` to within 2 ulp, branch-free so softmax over a block of pixels vectorises (the
+/// unfused Softmax calls libm per value). NaN stays NaN.
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split so n * LN2_HI is exact for |n| < 2^8
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.3, 88.7);
+    let n = (x * LOG2E).round_ties_even();
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    // Cephes' expf polynomial on [-ln2/2, ln2/2]
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 5.000_000_1e-1;
+    let e = r * r * p + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// One block of `len` output pixels from `p0` of image `bi`.
@@ -350,80 +473,206 @@ unsafe fn block(
     len: usize,
     out: SharedOut,
 ) {
-    let (n, nh, g) = (a.taps, a.heads, d.g);
+    let (n, g) = (a.taps, d.g);
     let plane_out = d.ho * d.wo;
-    let (kc, vc) = (g * d.ck, g * d.cv);
-    let (dh, vh) = (kc / nh, vc / nh);
-    for i in 0..len {
-        let p = p0 + i;
-        for gi in 0..g {
-            let gimg = &ins.grid[(bi * g + gi) * n * plane_out * 2..];
-            for t in 0..n {
-                let at = (t * plane_out + p) * 2;
-                // A non-finite coordinate samples zeros padding: all four corners outside.
-                let tp = bilinear_taps(&a.sample, d.h, d.w, gimg[at], gimg[at + 1]);
-                sc.taps[gi * n + t] = tp.unwrap_or_default();
+    let vc = g * d.cv;
+    let ac = a.sample.align_corners;
+    // 1. Every group and tap's corners for the block's pixels.
+    for gi in 0..g {
+        let gimg = &ins.grid[(bi * g + gi) * n * plane_out * 2..];
+        for t in 0..n {
+            let at = (t * plane_out + p0) * 2;
+            let gt = (gi * n + t) * 4 * BLOCK;
+            corners(
+                ac,
+                d.h,
+                d.w,
+                &gimg[at..at + 2 * len],
+                &mut sc.idx[gt..],
+                &mut sc.wts[gt..],
+            );
+        }
+    }
+    // 2. Logits per head and tap, with the key width known at compile time where common.
+    match d.ck {
+        4 => logits::<4>(a, d, sc, ins, bi, p0, len),
+        8 => logits::<8>(a, d, sc, ins, bi, p0, len),
+        16 => logits::<16>(a, d, sc, ins, bi, p0, len),
+        _ => logits::<0>(a, d, sc, ins, bi, p0, len),
+    }
+    // 3. Softmax over the taps (as `run_softmax`: max-subtracted, times the reciprocal sum),
+    //    vectorised over the block's pixels.
+    for at in sc.attn.chunks_exact_mut(n * BLOCK) {
+        let (mx, sum) = (&mut sc.mx[..len], &mut sc.sum[..len]);
+        mx.fill(f32::NEG_INFINITY);
+        for row in at.chunks_exact(BLOCK) {
+            for (m, &v) in mx.iter_mut().zip(&row[..len]) {
+                *m = m.max(v);
             }
         }
-        // Logits per head and tap: query . (sampled key + bias), channels in order.
-        sc.attn.fill(0.0);
-        for gi in 0..g {
-            let img = &ins.kt[(bi * g + gi) * d.hw * d.ck..][..d.hw * d.ck];
-            for t in 0..n {
-                sample_row(img, d.ck, &sc.taps[gi * n + t], &sc.zeros, &mut sc.sampled);
-                let keys = &mut sc.sampled[..d.ck];
-                round_row(&a.round_keys, keys);
-                for (c, k) in keys.iter_mut().enumerate() {
-                    *k += ins.bias[(gi * d.ck + c) * n + t];
-                }
-                round_row(&a.round_biased, keys);
-                for (c, &k) in keys.iter().enumerate() {
-                    let ch = gi * d.ck + c;
-                    let qv = ins.q[(bi * kc + ch) * plane_out + p];
-                    sc.attn[(ch / dh) * n + t] += qv * k;
-                }
+        sum.fill(0.0);
+        for row in at.chunks_exact_mut(BLOCK) {
+            for ((v, &m), s) in row[..len].iter_mut().zip(mx.iter()).zip(sum.iter_mut()) {
+                *v = exp_f32(*v - m);
+                *s += *v;
             }
         }
-        // Softmax over the taps (as `run_softmax`: max-subtracted, times the reciprocal sum).
-        for at in sc.attn.chunks_exact_mut(n) {
-            let m = at.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let mut s = 0.0f32;
-            for v in at.iter_mut() {
-                *v = (*v - m).exp();
-                s += *v;
+        for s in sum.iter_mut() {
+            *s = 1.0 / *s;
+        }
+        for row in at.chunks_exact_mut(BLOCK) {
+            for (v, &inv) in row[..len].iter_mut().zip(sum.iter()) {
+                *v *= inv;
             }
-            let inv = 1.0 / s;
-            at.iter_mut().for_each(|v| *v *= inv);
-            round_row(&a.round_attn, at);
+            round_row(&a.round_attn, &mut row[..len]);
         }
-        // Values: the attention-weighted sum of the sampled taps, taps in order.
-        sc.acc.fill(0.0);
-        for gi in 0..g {
-            let img = &ins.vt[(bi * g + gi) * d.hw * d.cv..][..d.hw * d.cv];
-            let acc = &mut sc.acc[gi * d.cv..(gi + 1) * d.cv];
-            for t in 0..n {
-                sample_row(img, d.cv, &sc.taps[gi * n + t], &sc.zeros, &mut sc.sampled);
-                round_row(&a.round_values, &mut sc.sampled[..d.cv]);
-                // Runs of channels that share a head share the attention weight.
-                let mut c0 = 0;
-                while c0 < d.cv {
-                    let head = (gi * d.cv + c0) / vh;
-                    let c1 = ((head + 1) * vh - gi * d.cv).min(d.cv);
-                    let w = sc.attn[head * n + t];
-                    for (o, &v) in acc[c0..c1].iter_mut().zip(&sc.sampled[c0..c1]) {
-                        *o += w * v;
-                    }
-                    c0 = c1;
-                }
-            }
-        }
-        for (ch, &v) in sc.acc.iter().enumerate() {
-            sc.out[ch * BLOCK + i] = v;
-        }
+    }
+    // 4. Values, likewise specialised by width.
+    match d.cv {
+        8 => values::<8>(a, d, sc, ins, bi, len),
+        16 => values::<16>(a, d, sc, ins, bi, len),
+        32 => values::<32>(a, d, sc, ins, bi, len),
+        _ => values::<0>(a, d, sc, ins, bi, len),
     }
     for ch in 0..vc {
         let dst = std::slice::from_raw_parts_mut(out.at((bi * vc + ch) * plane_out + p0), len);
         dst.copy_from_slice(&sc.out[ch * BLOCK..ch * BLOCK + len]);
+    }
+}
+
+/// Channels sampled at once (stack buffers); wider maps go in chunks.
+const CHUNK: usize = 32;
+
+/// Pixel `i`'s corners for group-and-tap `gt`.
+#[inline(always)]
+fn taps_of(sc: &Scratch, gt: usize, i: usize) -> ([u32; 4], [f32; 4]) {
+    let at = |k: usize| (gt * 4 + k) * BLOCK + i;
+    (
+        [sc.idx[at(0)], sc.idx[at(1)], sc.idx[at(2)], sc.idx[at(3)]],
+        [sc.wts[at(0)], sc.wts[at(1)], sc.wts[at(2)], sc.wts[at(3)]],
+    )
+}
+
+/// Channel chunks `(first, width)` of `width` channels: one of width `C` when `C` is the
+/// width (a compile-time constant, so the loops over it unroll), else chunks of [`CHUNK`].
+#[inline(always)]
+fn chunks<const C: usize>(width: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..width)
+        .step_by(if C > 0 { C } else { CHUNK })
+        .map(move |c0| (c0, if C > 0 { C } else { CHUNK.min(width - c0) }))
+}
+
+/// Step 2: each pixel's logits, query . (sampled key + bias) summed over each head's
+/// channels in order, into `sc.attn[head][tap][pixel]`. `C` is the key width or 0 (any).
+///
+/// # Safety
+/// Every corner index in `sc` must be a row of its key image.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn logits<const C: usize>(
+    a: &LdaAqu,
+    d: &Dims,
+    sc: &mut Scratch,
+    ins: &Inputs,
+    bi: usize,
+    p0: usize,
+    len: usize,
+) {
+    let (n, g, ck) = (a.taps, d.g, d.ck);
+    let plane_out = d.ho * d.wo;
+    let kc = g * ck;
+    let rows = (d.hw + 1) * ck;
+    sc.attn.fill(0.0);
+    let mut keys = [0.0f32; CHUNK];
+    for i in 0..len {
+        for (ch, q) in sc.qv.iter_mut().enumerate() {
+            *q = ins.q[(bi * kc + ch) * plane_out + p0 + i];
+        }
+        for gi in 0..g {
+            let img = &ins.kt[(bi * g + gi) * rows..][..rows];
+            for t in 0..n {
+                let (idx, wts) = taps_of(sc, gi * n + t, i);
+                for (c0, cw) in chunks::<C>(ck) {
+                    let keys = &mut keys[..cw];
+                    sample_row(img, ck, c0, idx, wts, keys);
+                    round_row(&a.round_keys, keys);
+                    let bias = &ins.bias_t[(gi * n + t) * ck + c0..][..cw];
+                    for (k, &b) in keys.iter_mut().zip(bias) {
+                        *k += b;
+                    }
+                    round_row(&a.round_biased, keys);
+                    let q = &sc.qv[gi * ck + c0..][..cw];
+                    for s in &sc.key_segs[gi] {
+                        let (lo, hi) = (s.c0.max(c0), s.c1.min(c0 + cw));
+                        if lo >= hi {
+                            continue;
+                        }
+                        let at = (s.head * n + t) * BLOCK + i;
+                        let mut acc = sc.attn[at];
+                        for c in lo - c0..hi - c0 {
+                            acc += q[c] * keys[c];
+                        }
+                        sc.attn[at] = acc;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Step 4: each pixel's output channels, the attention-weighted sum of the sampled values,
+/// taps in order, into `sc.out[channel][pixel]`. `C` is the value width or 0 (any).
+///
+/// # Safety
+/// Every corner index in `sc` must be a row of its value image.
+#[inline(always)]
+unsafe fn values<const C: usize>(
+    a: &LdaAqu,
+    d: &Dims,
+    sc: &mut Scratch,
+    ins: &Inputs,
+    bi: usize,
+    len: usize,
+) {
+    let (n, g, cv) = (a.taps, d.g, d.cv);
+    let rows = (d.hw + 1) * cv;
+    let (mut vals, mut wv, mut acc) = ([0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f32; CHUNK]);
+    for i in 0..len {
+        for gi in 0..g {
+            let img = &ins.vt[(bi * g + gi) * rows..][..rows];
+            let segs = &sc.val_segs[gi];
+            for (c0, cw) in chunks::<C>(cv) {
+                let (vals, wv, acc) = (&mut vals[..cw], &mut wv[..cw], &mut acc[..cw]);
+                acc.fill(0.0);
+                for t in 0..n {
+                    let (idx, wts) = taps_of(sc, gi * n + t, i);
+                    sample_row(img, cv, c0, idx, wts, vals);
+                    round_row(&a.round_values, vals);
+                    // Channels of one head share its attention weight.
+                    if let [s] = segs[..] {
+                        // one head for the whole group: a broadcast (filling `wv` and reading it
+                        // back as a vector stalls store forwarding)
+                        let w = sc.attn[(s.head * n + t) * BLOCK + i];
+                        for c in 0..cw {
+                            acc[c] += w * vals[c];
+                        }
+                        continue;
+                    }
+                    for s in segs {
+                        let (lo, hi) = (s.c0.max(c0), s.c1.min(c0 + cw));
+                        if lo < hi {
+                            wv[lo - c0..hi - c0].fill(sc.attn[(s.head * n + t) * BLOCK + i]);
+                        }
+                    }
+                    for c in 0..cw {
+                        acc[c] += wv[c] * vals[c];
+                    }
+                }
+                for (c, &v) in acc.iter().enumerate() {
+                    sc.out[(gi * cv + c0 + c) * BLOCK + i] = v;
+                }
+            }
+        }
     }
 }
 
@@ -489,6 +738,9 @@ mod tests {
             (1, 1, 4, 6, 7, 5, 4, 2, 9, 11, false),
             (1, 3, 2, 2, 1, 1, 1, 3, 3, 2, true),
             (1, 2, 2, 4, 9, 9, 9, 1, 17, 19, true), // more than one pixel block
+            (1, 1, 35, 40, 5, 6, 4, 5, 7, 9, false), // channel chunks, heads across chunks
+            (1, 2, 8, 32, 4, 4, 9, 2, 8, 8, true),  // the other specialised widths
+            (1, 1, 16, 8, 3, 5, 9, 1, 6, 10, true),
         ];
         let q8 = |scale: f32, zero_point: i32| {
             let q = crate::ops::QType {
@@ -534,7 +786,12 @@ mod tests {
             let k = rng.arr(&[b * g, ck, h, w]);
             let v = rng.arr(&[b * g, cv, h, w]);
             // Coordinates a little beyond [-1, 1] so the zeros padding is exercised.
-            let grid = rng.arr(&[b * g, n * ho, wo, 2]).mapv(|x| x * 1.2);
+            let mut grid = rng.arr(&[b * g, n * ho, wo, 2]).mapv(|x| x * 1.2);
+            // and points that are not finite or far away (every corner outside)
+            let odd = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e9, -3.0];
+            for (i, x) in grid.iter_mut().enumerate().filter(|(i, _)| i % 7 == 3) {
+                *x = odd[i % odd.len()];
+            }
             let q: Vec<f32> = rng.arr(&[b * g * ck * ho * wo]).iter().copied().collect();
             let bias: Vec<f32> = rng.arr(&[g * ck * n]).iter().copied().collect();
             let want = unfused(&a, &k, &v, &grid, &q, &bias);
