@@ -22,8 +22,10 @@ use rayon::prelude::*;
 /// likewise. Output `[B, heads, G*cv/heads, Ho, Wo]`.
 ///
 /// In a QDQ model the exported graph rounds some intermediate tensors to int8 and back; the
-/// `round_*` fields apply the same roundings (in order) at the same points (sampled keys, keys plus bias,
-/// attention, sampled values), so the fused op equals the fake-quantized graph.
+/// `round_*` fields apply the same roundings (in order) at the same points (sampled keys, keys
+/// plus bias, query-key products, logits, attention, sampled values, weighted values), so the
+/// fused op equals the fake-quantized graph. speck's quantizer rounds at four of them; ONNX
+/// Runtime's `quantize_static` also quantizes the Muls and the first ReduceSum.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LdaAqu {
     /// how keys and values are sampled (bilinear, zeros padding)
@@ -42,6 +44,12 @@ pub struct LdaAqu {
     pub round_attn: Vec<QRound>,
     /// int8 roundings of the sampled values
     pub round_values: Vec<QRound>,
+    /// int8 roundings of each query x key product (before the sum over channels)
+    pub round_qk: Vec<QRound>,
+    /// int8 roundings of the logits (the sum over channels, before the softmax)
+    pub round_logits: Vec<QRound>,
+    /// int8 roundings of each attention x value product (before the sum over taps)
+    pub round_weighted: Vec<QRound>,
 }
 
 /// Apply roundings to a row, in order.
@@ -504,6 +512,11 @@ unsafe fn block(
     //    vectorised over the block's pixels.
     for at in sc.attn.chunks_exact_mut(n * BLOCK) {
         let (mx, sum) = (&mut sc.mx[..len], &mut sc.sum[..len]);
+        if !a.round_logits.is_empty() {
+            for row in at.chunks_exact_mut(BLOCK) {
+                round_row(&a.round_logits, &mut row[..len]);
+            }
+        }
         mx.fill(f32::NEG_INFINITY);
         for row in at.chunks_exact(BLOCK) {
             for (m, &v) in mx.iter_mut().zip(&row[..len]) {
@@ -583,7 +596,7 @@ unsafe fn logits<const C: usize>(
     let kc = g * ck;
     let rows = (d.hw + 1) * ck;
     sc.attn.fill(0.0);
-    let mut keys = [0.0f32; CHUNK];
+    let (mut keys, mut prods) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
     for i in 0..len {
         for (ch, q) in sc.qv.iter_mut().enumerate() {
             *q = ins.q[(bi * kc + ch) * plane_out + p0 + i];
@@ -602,6 +615,11 @@ unsafe fn logits<const C: usize>(
                     }
                     round_row(&a.round_biased, keys);
                     let q = &sc.qv[gi * ck + c0..][..cw];
+                    let prods = &mut prods[..cw];
+                    for ((p, &q), &k) in prods.iter_mut().zip(q).zip(keys.iter()) {
+                        *p = q * k;
+                    }
+                    round_row(&a.round_qk, prods);
                     for s in &sc.key_segs[gi] {
                         let (lo, hi) = (s.c0.max(c0), s.c1.min(c0 + cw));
                         if lo >= hi {
@@ -609,8 +627,8 @@ unsafe fn logits<const C: usize>(
                         }
                         let at = (s.head * n + t) * BLOCK + i;
                         let mut acc = sc.attn[at];
-                        for c in lo - c0..hi - c0 {
-                            acc += q[c] * keys[c];
+                        for &p in &prods[lo - c0..hi - c0] {
+                            acc += p;
                         }
                         sc.attn[at] = acc;
                     }
@@ -653,19 +671,21 @@ unsafe fn values<const C: usize>(
                         // one head for the whole group: a broadcast (filling `wv` and reading it
                         // back as a vector stalls store forwarding)
                         let w = sc.attn[(s.head * n + t) * BLOCK + i];
-                        for c in 0..cw {
-                            acc[c] += w * vals[c];
+                        vals.iter_mut().for_each(|v| *v *= w);
+                    } else {
+                        for s in segs {
+                            let (lo, hi) = (s.c0.max(c0), s.c1.min(c0 + cw));
+                            if lo < hi {
+                                wv[lo - c0..hi - c0].fill(sc.attn[(s.head * n + t) * BLOCK + i]);
+                            }
                         }
-                        continue;
-                    }
-                    for s in segs {
-                        let (lo, hi) = (s.c0.max(c0), s.c1.min(c0 + cw));
-                        if lo < hi {
-                            wv[lo - c0..hi - c0].fill(sc.attn[(s.head * n + t) * BLOCK + i]);
+                        for (v, &w) in vals.iter_mut().zip(wv.iter()) {
+                            *v *= w;
                         }
                     }
-                    for c in 0..cw {
-                        acc[c] += wv[c] * vals[c];
+                    round_row(&a.round_weighted, vals);
+                    for (o, &v) in acc.iter_mut().zip(vals.iter()) {
+                        *o += v;
                     }
                 }
                 for (c, &v) in acc.iter().enumerate() {
@@ -719,13 +739,12 @@ mod tests {
             .unwrap();
         let qa = ArrayD::from_shape_vec(IxDyn(&[b, nh, dh, 1, ho, wo]), q.to_vec()).unwrap();
         let ba = ArrayD::from_shape_vec(IxDyn(&[1, nh, dh, n, 1, 1]), bias.to_vec()).unwrap();
-        let logits = (round(&ks + &ba, &a.round_biased) * &qa)
-            .sum_axis(Axis(2))
-            .insert_axis(Axis(2));
+        let qk = round(round(&ks + &ba, &a.round_biased) * &qa, &a.round_qk);
+        let logits = round(qk.sum_axis(Axis(2)).insert_axis(Axis(2)), &a.round_logits);
         let mut attn = ArrayD::zeros(logits.raw_dim());
         run_softmax(3, &logits.view().into_dyn(), &mut attn.view_mut()).unwrap();
         let attn = round(attn, &a.round_attn);
-        (&attn * &vs).sum_axis(Axis(3))
+        round(&attn * &vs, &a.round_weighted).sum_axis(Axis(3))
     }
 
     #[test]
@@ -782,6 +801,9 @@ mod tests {
                 round_biased: r(0.025, 120),
                 round_attn: r(1.0 / 255.0, 0),
                 round_values: r(0.03, 130),
+                round_qk: r(0.01, 128),
+                round_logits: r(0.05, 128),
+                round_weighted: r(0.01, 128),
             };
             let k = rng.arr(&[b * g, ck, h, w]);
             let v = rng.arr(&[b * g, cv, h, w]);
@@ -833,6 +855,9 @@ mod tests {
             round_biased: vec![],
             round_attn: vec![],
             round_values: vec![],
+            round_qk: vec![],
+            round_logits: vec![],
+            round_weighted: vec![],
         };
         let ok: [&[usize]; 5] = [
             &[2, 4, 6, 6],

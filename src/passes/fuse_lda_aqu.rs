@@ -11,8 +11,10 @@
 //! Both GridSamples must read the same grid with bilinear sampling and zeros padding, and the
 //! bias must be a constant that varies only over heads, channels and taps. Anything else is
 //! left alone. In a QDQ model, int8 round trips (`FakeQuant`, from Q -> DQ) on the sampled
-//! keys, keys plus bias, attention and sampled values are folded into the op; a quantized op
-//! anywhere else in the pattern (an int8 Mul, say) stops the match.
+//! keys, keys plus bias, query-key products, logits, attention, sampled values and weighted
+//! values are folded into the op (speck's quantizer puts them on four of these, ONNX Runtime's
+//! on all seven); a quantized op anywhere else in the pattern (an int8 Mul, say) stops the
+//! match.
 
 use crate::model::{Graph, ValueId};
 use crate::ops::{
@@ -135,7 +137,7 @@ impl Cx<'_> {
 
     /// The fused op replacing the ReduceSum producing `out`, with its inputs and bias.
     fn matches(&self, out: ValueId) -> Option<(LdaAqu, [ValueId; 4], Vec<f32>)> {
-        let weighted = self.reduce_sum(out, 3, false)?;
+        let (weighted, round_weighted) = self.rounded(self.reduce_sum(out, 3, false)?);
         let s6 = self.shape(weighted).to_vec();
         if s6.len() != 6 {
             return None;
@@ -150,9 +152,10 @@ impl Cx<'_> {
             return None;
         }
         let (attn, round_attn) = self.rounded(attn);
-        let logits = self.reduce_sum(self.inputs(attn)[0], 2, true)?;
-        let k6 = self.shape(logits).to_vec();
-        let [a, b] = self.binary(logits, BinaryOp::Mul)?;
+        let (logits, round_logits) = self.rounded(self.inputs(attn)[0]);
+        let (qk, round_qk) = self.rounded(self.reduce_sum(logits, 2, true)?);
+        let k6 = self.shape(qk).to_vec();
+        let [a, b] = self.binary(qk, BinaryOp::Mul)?;
         let q6 = |v: ValueId| {
             let s = self.shape(v);
             s.len() == 6 && s[3] == 1 && s[..3] == k6[..3] && s[4..] == k6[4..]
@@ -187,6 +190,9 @@ impl Cx<'_> {
             round_biased,
             round_attn,
             round_values,
+            round_qk,
+            round_logits,
+            round_weighted,
         };
         let bias_shape = [bias.len()];
         let shapes: [&[usize]; 5] = [

@@ -526,8 +526,11 @@ fn op_samples() -> Vec<(Op, &'static str)> {
                     },
                 }],
                 round_values: vec![],
+                round_qk: vec![],
+                round_logits: vec![],
+                round_weighted: vec![],
             }),
-            "1b0000010901020000010000003f00000000003f000000",
+            "1b0000010901020000010000003f00000000003f000000000000",
         ),
     ]
 }
