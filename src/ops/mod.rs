@@ -282,7 +282,7 @@ pub enum Op {
     /// An int8 op on byte tensors (made by the int8 lowering; runs on `kernels::qs8` only).
     Int8(Box<Int8Op>),
     /// LDA-AQU's sampling, attention and weighted sum in one op (see [`LdaAqu`]).
-    LdaAqu(LdaAqu),
+    LdaAqu(Box<LdaAqu>),
 }
 
 impl Op {

@@ -228,7 +228,7 @@ pub fn fuse_lda_aqu(g: &mut Graph) -> usize {
         let len = bias.len();
         let t = Tensor::from_f32(&[len], bias).expect("1-D shape of its own length");
         let bias = g.add_const(name, t);
-        g.nodes[i].op = Op::LdaAqu(op);
+        g.nodes[i].op = Op::LdaAqu(Box::new(op));
         g.nodes[i].inputs = vec![k, v, grid, q, bias];
     }
     n

@@ -502,7 +502,7 @@ fn op_samples() -> Vec<(Op, &'static str)> {
             "1a080000003f06010000803e0601020102",
         ),
         (
-            Op::LdaAqu(crate::ops::LdaAqu {
+            Op::LdaAqu(Box::new(crate::ops::LdaAqu {
                 sample: GridSample {
                     mode: GridMode::Bilinear,
                     padding: GridPadding::Zeros,
@@ -529,7 +529,7 @@ fn op_samples() -> Vec<(Op, &'static str)> {
                 round_qk: vec![],
                 round_logits: vec![],
                 round_weighted: vec![],
-            }),
+            })),
             "1b0000010901020000010000003f00000000003f000000000000",
         ),
     ]
