@@ -240,6 +240,93 @@ fn resize_contiguous(
     }
 }
 
+/// A resize whose only resampled axes are two adjacent ones (H and W, as in NCHW or NHWC
+/// upsampling): the tensor seen as `[outer, H, W, inner]`.
+struct Planar {
+    ah: usize,
+    aw: usize,
+    h: usize,
+    w: usize,
+    inner: usize,
+}
+
+/// [`Planar`] dimensions when every axis but `ah` and `ah + 1` maps each index to itself.
+fn planar_dims(taps: &[Vec<Vec<(usize, f32)>>], in_shape: &[usize]) -> Option<Planar> {
+    let identity = |a: usize| {
+        taps[a].len() == in_shape[a]
+            && taps[a]
+                .iter()
+                .enumerate()
+                .all(|(o, t)| t.len() == 1 && t[0] == (o, 1.0))
+    };
+    let rank = in_shape.len();
+    let resized: Vec<usize> = (0..rank).filter(|&a| !identity(a)).collect();
+    let ah = match resized[..] {
+        [a, b] if b == a + 1 => a,
+        [a] if a + 1 < rank => a,
+        [a] if a > 0 => a - 1,
+        _ => return None,
+    };
+    let aw = ah + 1;
+    Some(Planar {
+        ah,
+        aw,
+        h: in_shape[ah],
+        w: in_shape[aw],
+        inner: in_shape[aw + 1..].iter().product(),
+    })
+}
+
+/// [`resize_contiguous`] for [`Planar`] resizes: per output pixel the same sums in the same
+/// order (H taps outer, W taps inner, weight `wh * ww`; identity axes weigh exactly 1), over
+/// `inner` contiguous values at once, output rows in parallel.
+fn resize_planar(
+    taps_h: &[Vec<(usize, f32)>],
+    taps_w: &[Vec<(usize, f32)>],
+    d: &Planar,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    use rayon::prelude::*;
+    let (oh, ow, inner) = (taps_h.len(), taps_w.len(), d.inner);
+    let row = ow * inner;
+    if row == 0 {
+        return;
+    }
+    y.par_chunks_mut(row)
+        .with_min_len((1 << 14) / row + 1)
+        .enumerate()
+        .for_each(|(r, out)| {
+            let (o, yh) = (r / oh, r % oh);
+            let plane = &x[o * d.h * d.w * inner..(o + 1) * d.h * d.w * inner];
+            if inner == 1 {
+                // NCHW: one value per pixel, summed in a register (not through `out`)
+                for (xw, dst) in out.iter_mut().enumerate() {
+                    let mut acc = 0.0f32;
+                    for &(ih, wh) in &taps_h[yh] {
+                        for &(iw, ww) in &taps_w[xw] {
+                            acc += (wh * ww) * plane[ih * d.w + iw];
+                        }
+                    }
+                    *dst = acc;
+                }
+                return;
+            }
+            for (xw, dst) in out.chunks_exact_mut(inner).enumerate() {
+                dst.fill(0.0);
+                for &(ih, wh) in &taps_h[yh] {
+                    for &(iw, ww) in &taps_w[xw] {
+                        let wgt = wh * ww;
+                        let src = &plane[(ih * d.w + iw) * inner..][..inner];
+                        for (v, &s) in dst.iter_mut().zip(src) {
+                            *v += wgt * s;
+                        }
+                    }
+                }
+            }
+        });
+}
+
 /// Resize (the reference: any rank, mode and coordinate transformation).
 pub fn run_resize(r: &Resize, x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32>) -> OpResult<()> {
     let out = resize_shape(r, x.shape())?;
@@ -258,7 +345,11 @@ pub fn run_resize(r: &Resize, x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32>) -
         (0..rank).map(|a| axis_taps(r, a, x.shape()[a])).collect();
     if rank <= MAX_RANK {
         if let (Some(xs), Some(ys)) = (x.as_slice(), y.as_slice_mut()) {
-            resize_contiguous(&taps, x.shape(), xs, &out, ys);
+            if let Some(dims) = planar_dims(&taps, x.shape()) {
+                resize_planar(&taps[dims.ah], &taps[dims.aw], &dims, xs, ys);
+            } else {
+                resize_contiguous(&taps, x.shape(), xs, &out, ys);
+            }
             return Ok(());
         }
     }
@@ -557,33 +648,47 @@ mod tests {
     }
 
     #[test]
-    fn contiguous_path_equals_the_strided_reference() {
+    fn contiguous_paths_equal_the_strided_reference() {
         use ndarray::s;
-        // Every other row of a taller tensor: not contiguous, so `run_resize` takes the
-        // general path there and the allocation-free one on the contiguous copy.
-        let big = ArrayD::from_shape_fn(IxDyn(&[1, 3, 10, 7]), |i| {
-            ((i[1] * 70 + i[2] * 7 + i[3]) as f32 * 0.37).sin()
-        });
-        let strided = big.slice(s![.., .., ..;2, ..]).into_dyn();
-        assert!(strided.as_slice().is_none());
-        let contiguous = strided.to_owned();
-        for mode in [
-            ResizeMode::Nearest(NearestRounding::Floor),
-            ResizeMode::Linear,
-            ResizeMode::Cubic(-0.75),
-        ] {
-            for transform in [CoordTransform::AlignCorners, CoordTransform::HalfPixel] {
-                let r = Resize {
-                    mode,
-                    transform,
-                    out_shape: vec![1, 3, 9, 13],
-                    scales: vec![1.0, 1.0, 9.0 / 5.0, 13.0 / 7.0],
-                };
-                let mut a = ArrayD::zeros(IxDyn(&[1, 3, 9, 13]));
-                let mut b = a.clone();
-                run_resize(&r, &strided.view(), &mut a.view_mut()).unwrap();
-                run_resize(&r, &contiguous.view(), &mut b.view_mut()).unwrap();
-                assert_eq!(a, b, "{mode:?} {transform:?}");
+        // (input shape, output shape): NCHW and NHWC upsampling and downsampling (the planar
+        // path), one resized axis, three resized axes (the general contiguous path).
+        let cases: [([usize; 4], [usize; 4]); 6] = [
+            ([1, 3, 5, 7], [1, 3, 9, 13]),
+            ([2, 5, 7, 3], [2, 9, 13, 3]),
+            ([1, 3, 5, 7], [1, 3, 5, 13]),
+            ([1, 3, 5, 7], [1, 3, 9, 7]),
+            ([1, 2, 9, 8], [1, 2, 4, 3]),
+            ([1, 3, 5, 7], [1, 6, 9, 13]),
+        ];
+        for (ins, outs) in cases {
+            // Every other element of the last axis of a wider tensor: not contiguous, so
+            // `run_resize` takes the general path there and a contiguous one on the copy.
+            let mut wide = ins;
+            wide[3] *= 2;
+            let big = ArrayD::from_shape_fn(IxDyn(&wide), |i| {
+                ((i[0] * 1000 + i[1] * 100 + i[2] * 10 + i[3]) as f32 * 0.37).sin()
+            });
+            let strided = big.slice(s![.., .., .., ..;2]).into_dyn();
+            assert!(strided.as_slice().is_none());
+            let contiguous = strided.to_owned();
+            for mode in [
+                ResizeMode::Nearest(NearestRounding::Floor),
+                ResizeMode::Linear,
+                ResizeMode::Cubic(-0.75),
+            ] {
+                for transform in [CoordTransform::AlignCorners, CoordTransform::HalfPixel] {
+                    let r = Resize {
+                        mode,
+                        transform,
+                        out_shape: outs.to_vec(),
+                        scales: (0..4).map(|a| outs[a] as f32 / ins[a] as f32).collect(),
+                    };
+                    let mut a = ArrayD::zeros(IxDyn(&outs));
+                    let mut b = a.clone();
+                    run_resize(&r, &strided.view(), &mut a.view_mut()).unwrap();
+                    run_resize(&r, &contiguous.view(), &mut b.view_mut()).unwrap();
+                    assert_eq!(a, b, "{ins:?} -> {outs:?} {mode:?} {transform:?}");
+                }
             }
         }
     }
