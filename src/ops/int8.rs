@@ -36,7 +36,12 @@ impl QRound {
     /// The rounded value.
     #[inline(always)]
     pub fn apply(&self, x: f32) -> f32 {
-        self.dequant.dequantize(self.quant.quantize(x))
+        // `dequant.dequantize(quant.quantize(x))` without leaving floats: the clamped integer
+        // and the zero points are small integers, exact in f32, so the result is identical.
+        let q = &self.quant;
+        let v = round_ties_even_small((x / q.scale).max(-512.0).min(512.0));
+        let v = (v + q.zero_point as f32).max(0.0).min(255.0);
+        (v - self.dequant.zero_point as f32) * self.dequant.scale
     }
 }
 
@@ -239,6 +244,60 @@ impl Int8Op {
             QOp::Dequantize { .. } | QOp::FakeQuant(_) => false,
             QOp::Conv(c) => matches!(c.out, QConvOut::Quant { .. }),
             _ => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_equals_quantize_then_dequantize() {
+        let types = [
+            (0.02, 128, false),
+            (0.5, 0, false),
+            (1.0 / 255.0, 3, true),
+            (0.0731, 200, false),
+        ];
+        let mut xs = vec![
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e30,
+            -1e30,
+            f32::MIN_POSITIVE,
+        ];
+        // half steps (ties), their neighbours, and a sweep
+        for i in -600..600 {
+            let h = (i as f32 + 0.5) * 0.02;
+            xs.extend([
+                h,
+                f32::from_bits(h.to_bits() + 1),
+                f32::from_bits(h.to_bits() - 1),
+            ]);
+            xs.push(i as f32 * 0.0137);
+        }
+        for &(scale, zero_point, signed) in &types {
+            for &(s2, z2) in &[(scale, zero_point), (scale * 1.5, zero_point / 2)] {
+                let quant = QType {
+                    scale,
+                    zero_point,
+                    signed,
+                };
+                let dequant = QType {
+                    scale: s2,
+                    zero_point: z2,
+                    signed,
+                };
+                let r = QRound { quant, dequant };
+                for &x in &xs {
+                    let want = dequant.dequantize(quant.quantize(x));
+                    assert_eq!(r.apply(x).to_bits(), want.to_bits(), "{x} {r:?}");
+                }
+            }
         }
     }
 }
