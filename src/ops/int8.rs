@@ -35,6 +35,7 @@ pub struct QRound {
 impl QRound {
     /// The rounded value.
     #[inline(always)]
+    #[allow(clippy::manual_clamp)] // max/min, not clamp: NaN lands on 0 as in `quantize`
     pub fn apply(&self, x: f32) -> f32 {
         // `dequant.dequantize(quant.quantize(x))` without leaving floats: the clamped integer
         // and the zero points are small integers, exact in f32, so the result is identical.
