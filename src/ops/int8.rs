@@ -132,6 +132,9 @@ pub struct QConv {
     pub input: QType,
     /// output
     pub out: QConvOut,
+    /// with a `Quant` output: the stored values mapped through this 256-entry table after
+    /// the clamp (a lookup-table activation, hard-swish say, fused into the conv's epilogue)
+    pub lut: Option<Vec<u8>>,
 }
 
 /// Element-wise two-input ops with requantization.

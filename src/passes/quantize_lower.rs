@@ -145,6 +145,7 @@ impl Cx<'_> {
                 bias,
                 input: qx,
                 out,
+                lut: None,
             },
             xq,
         ))
@@ -333,8 +334,51 @@ pub fn lower_int8(g: &mut Graph) -> usize {
         g.nodes[i].inputs = ins;
     }
     fuse_fake_quant(g);
+    // (the Dequantizes the int8 ops replaced still read the conv outputs until removed)
+    g.remove_dead();
+    fuse_conv_lut(g);
     g.remove_dead();
     count
+}
+
+/// A lookup table (`QOp::Lut`: hard-swish, sigmoid...) whose input is a stored int8 conv
+/// output read by nothing else goes into the conv's epilogue: the conv node is left dead and
+/// the table node becomes the conv, writing the table's output. Tables already fused compose.
+fn fuse_conv_lut(g: &mut Graph) {
+    let producers = g.producers();
+    let consumers = g.consumers();
+    for i in 0..g.nodes.len() {
+        let Op::Int8(l) = &g.nodes[i].op else {
+            continue;
+        };
+        let QOp::Lut { table } = &l.op else {
+            continue;
+        };
+        let v = g.nodes[i].inputs[0];
+        let Some(p) = producers[v] else {
+            continue;
+        };
+        if consumers[v].len() != 1 || g.outputs.contains(&v) {
+            continue;
+        }
+        let Op::Int8(c) = &g.nodes[p].op else {
+            continue;
+        };
+        let QOp::Conv(conv) = &c.op else {
+            continue;
+        };
+        if !matches!(conv.out, QConvOut::Quant { .. }) || table.len() != 256 {
+            continue;
+        }
+        let mut conv = conv.clone();
+        conv.lut = Some(match &conv.lut {
+            Some(first) => first.iter().map(|&x| table[x as usize]).collect(),
+            None => table.clone(),
+        });
+        let shape = l.out_shape.clone();
+        g.nodes[i].op = int8(QOp::Conv(conv), shape);
+        g.nodes[i].inputs = g.nodes[p].inputs.clone();
+    }
 }
 
 /// `Dequantize(Quantize(x))` with float `x` becomes one f32 -> f32 [`QOp::FakeQuant`] on `x`:

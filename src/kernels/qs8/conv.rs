@@ -66,6 +66,16 @@ impl ConvQs8 {
                 q.w_shape, q.conv.group
             )));
         }
+        if let Some(t) = &q.lut {
+            if t.len() != 256 || !matches!(q.out, QConvOut::Quant { .. }) {
+                return Err(OpError::Shape(format!(
+                    "quantized conv: a fused table must have 256 entries and a stored output \
+                     (got {} entries, output {:?})",
+                    t.len(),
+                    q.out
+                )));
+            }
+        }
         let (n, c, h, w) = (in_shape[0], in_shape[1], in_shape[2], in_shape[3]);
         let c2 = &q.conv;
         let oh = out_len(
@@ -187,6 +197,14 @@ impl ConvQs8 {
         }
     }
 
+    /// The fused lookup table, for stored (`Quant`) outputs.
+    fn lut(&self) -> Option<&[u8]> {
+        match self.mode {
+            EpiMode::Quant { .. } => self.q.lut.as_deref(),
+            EpiMode::Float => None,
+        }
+    }
+
     fn out_elem(&self) -> usize {
         match self.mode {
             EpiMode::Quant { .. } => 1,
@@ -237,6 +255,7 @@ impl ConvQs8 {
                         bias: &gg.bias,
                         scale: &gg.scale,
                         mode: self.mode,
+                        lut: self.lut(),
                     };
                     gemm::gemm(&self.gemm, oh * ow, xb, c, &gg.packed, &epi, yb, m);
                 }
@@ -249,6 +268,7 @@ impl ConvQs8 {
                             bias: &gg.bias,
                             scale: &gg.scale,
                             mode: self.mode,
+                            lut: self.lut(),
                         };
                         let yg = yb.add(g * mg * oe);
                         gemm::gemm(
@@ -277,7 +297,9 @@ impl ConvQs8 {
                     };
                     let row_bytes = ow * m * self.out_elem();
                     let ptrs = (xb as usize, yb as usize);
+                    let lut = self.lut();
                     let one_row = |oy: usize| {
+                        let row = (ptrs.1 as *mut u8).add(oy * row_bytes);
                         (k.run)(
                             &g,
                             oy,
@@ -287,8 +309,11 @@ impl ConvQs8 {
                             self.bias.as_ptr(),
                             self.scale.as_ptr(),
                             self.mode,
-                            (ptrs.1 as *mut u8).add(oy * row_bytes),
-                        )
+                            row,
+                        );
+                        if let Some(t) = lut {
+                            gemm::apply_lut(t, row, row_bytes);
+                        }
                     };
                     if rayon::current_num_threads() > 1 && oh > 1 {
                         use rayon::prelude::*;
@@ -431,7 +456,7 @@ pub fn conv_direct(
                 }
                 let i = (oy * ow + ox) * m + mm;
                 match gemm::epilogue_one(acc, scale[mm], mode) {
-                    Ok(v) => out[i] = v,
+                    Ok(v) => out[i] = q.lut.as_ref().map_or(v, |t| t[v as usize]),
                     Err(f) => out[i * 4..i * 4 + 4].copy_from_slice(&f.to_ne_bytes()),
                 }
             }

@@ -58,6 +58,7 @@ fn qconv(
             signed: false,
         },
         out,
+        lut: None,
     }
 }
 
@@ -101,7 +102,7 @@ fn planned_convs_match_the_direct_reference() {
                 QConvOut::Float { activation: None },
             ];
             for out in outs {
-                let q = qconv(&mut rng, m, c, group, k, s, pad, out, zx);
+                let mut q = qconv(&mut rng, m, c, group, k, s, pad, out, zx);
                 let x = rng.bytes(h * w * c + 64);
                 let oh = (h + 2 * pad - k) / s + 1;
                 let ow = (w + 2 * pad - k) / s + 1;
@@ -139,6 +140,11 @@ fn planned_convs_match_the_direct_reference() {
                         }
                     }
                     want = nchw.iter().flat_map(|v| v.to_ne_bytes()).collect();
+                } else if zx == 128 {
+                    // a lookup table fused into the epilogue: the same bytes mapped through it
+                    let table = rng.bytes(256);
+                    want.iter_mut().for_each(|v| *v = table[*v as usize]);
+                    q.lut = Some(table);
                 }
                 for &level in &levels {
                     if !level.supported() {
@@ -372,4 +378,25 @@ fn elementwise_rows_match_the_onnx_definition_on_every_level() {
             }
         }
     }
+}
+
+#[test]
+fn a_fused_table_must_have_256_entries_and_a_stored_output() {
+    let mut rng = Rng(7);
+    let quant = QConvOut::Quant {
+        q: QType {
+            scale: 0.05,
+            zero_point: 3,
+            signed: false,
+        },
+        lo: 0,
+        hi: 255,
+    };
+    let mut q = qconv(&mut rng, 4, 4, 1, 1, 1, 0, quant, 0);
+    q.lut = Some(vec![0; 255]);
+    assert!(ConvQs8::new(&q, &[1, 4, 3, 3], Level::Scalar).is_err());
+    q.lut = Some(vec![0; 256]);
+    assert!(ConvQs8::new(&q, &[1, 4, 3, 3], Level::Scalar).is_ok());
+    q.out = QConvOut::Float { activation: None };
+    assert!(ConvQs8::new(&q, &[1, 4, 3, 3], Level::Scalar).is_err());
 }

@@ -63,6 +63,20 @@ pub struct Epilogue<'a> {
     pub scale: &'a [f32],
     /// output form
     pub mode: EpiMode,
+    /// `Quant` outputs: 256-entry table the stored values go through last (fused activation)
+    pub lut: Option<&'a [u8]>,
+}
+
+/// `row[i] = table[row[i]]` for `len` bytes at `row`.
+///
+/// # Safety
+/// `row` must be valid for `len` bytes; `table` has 256 entries.
+#[inline]
+pub unsafe fn apply_lut(table: &[u8], row: *mut u8, len: usize) {
+    let table: &[u8; 256] = table.try_into().expect("256-entry table");
+    for v in std::slice::from_raw_parts_mut(row, len) {
+        *v = table[*v as usize];
+    }
 }
 
 /// B prepacked in the c4 layout described in the module doc.
@@ -240,6 +254,12 @@ pub unsafe fn gemm(
                     pc.add((r0 * ldc + n0) * out_elem),
                     ldc,
                 );
+                if let (Some(t), EpiMode::Quant { .. }) = (epi.lut, epi.mode) {
+                    // while the tile is in L1
+                    for r in 0..mr {
+                        apply_lut(t, pc.add((r0 + r) * ldc + n0), nc);
+                    }
+                }
             }
         }
     };

@@ -22,6 +22,7 @@ fn run_case(k: &GemmKernel, m: usize, n: usize, kk: usize, mode: EpiMode, rng: &
         bias: &bias,
         scale: &scale,
         mode,
+        lut: None,
     };
     let elem = if mode == EpiMode::Float { 4 } else { 1 };
     let ldc = n + 1;
