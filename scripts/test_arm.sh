@@ -5,8 +5,8 @@
 # smoke test: the aarch64 and armv7 binaries under qemu must find the same boxes as x86.
 #
 # Env: CARGO_TARGET_DIR (default ./target; the Arm builds live in its <triple>/ folders),
-# SPECK_ARM_TESTS=lib (default, the whole library test set) or a test-name filter such as
-# `kernels::`; SPECK_HOST_BIN (an x86 speck for the smoke test's reference, else built). A missing toolchain skips with a reason, but fails when CI is set.
+# SPECK_ARM_TESTS=lib (default, the whole library test set) or test-name filters such as
+# `kernels:: ops::lda_aqu` (a test runs when it matches any); SPECK_HOST_BIN (an x86 speck for the smoke test's reference, else built). A missing toolchain skips with a reason, but fails when CI is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
