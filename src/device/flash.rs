@@ -191,13 +191,18 @@ fn benign(line: &str) -> bool {
         || (line.starts_with("rm:") && line.contains("not found"))
 }
 
-/// Whether `path` exists in the filesystem in `fs` (`debugfs -R 'stat PATH'`).
-fn exists(fs: &Path, path: &str) -> Result<bool, FlashError> {
+/// What `debugfs -R 'stat PATH'` prints about `path` in the filesystem in `fs`.
+fn stat(fs: &Path, path: &str) -> Result<String, FlashError> {
     let out = run_tool(
         "debugfs",
         &["-R", &format!("stat {path}"), &fs.to_string_lossy()],
     )?;
-    Ok(String::from_utf8_lossy(&out.stdout).contains("Inode:"))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether `path` exists in the filesystem in `fs`.
+fn exists(fs: &Path, path: &str) -> Result<bool, FlashError> {
+    Ok(stat(fs, path)?.contains("Inode:"))
 }
 
 /// Read one file of the filesystem in `fs` with `debugfs -R 'cat PATH'`.
@@ -213,14 +218,10 @@ pub fn read_file(fs: &Path, path: &str) -> Result<Vec<u8>, FlashError> {
     Ok(out.stdout)
 }
 
-/// Target of a symlink inside the filesystem (`debugfs -R 'stat PATH'`).
+/// Target of a symlink inside the filesystem.
 pub fn read_link(fs: &Path, path: &str) -> Result<String, FlashError> {
-    let out = run_tool(
-        "debugfs",
-        &["-R", &format!("stat {path}"), &fs.to_string_lossy()],
-    )?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
+    stat(fs, path)?
+        .lines()
         .find_map(|l| l.trim().strip_prefix("Fast link dest: "))
         .map(|s| s.trim_matches('"').to_string())
         .ok_or_else(|| FlashError::Verify(format!("{path} is not a symlink")))
