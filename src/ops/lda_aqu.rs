@@ -287,12 +287,17 @@ struct Scratch {
     /// softmax running max and sum, `[BLOCK]` each
     mx: Vec<f32>,
     sum: Vec<f32>,
-    /// one pixel's query channels
-    qv: Vec<f32>,
+    /// one pixel's sampled key or value channels
+    row: Vec<f32>,
+    /// one tap's sampled keys `[channel][BLOCK]`, or values `[BLOCK][channel]`
+    planar: Vec<f32>,
+    /// the block's weighted value sum `[BLOCK][channel]` (one group at a time)
+    acc: Vec<f32>,
     /// the block's output, `[channel][BLOCK]`
     out: Vec<f32>,
-    /// key and value channels per group, split by head
-    key_segs: Vec<Vec<Segment>>,
+    /// the head of each key channel (`g*ck + c`)
+    key_head: Vec<usize>,
+    /// value channels per group, split by head
     val_segs: Vec<Vec<Segment>>,
 }
 
@@ -305,9 +310,13 @@ impl Scratch {
             attn: vec![0.0; a.heads * a.taps * BLOCK],
             mx: vec![0.0; BLOCK],
             sum: vec![0.0; BLOCK],
-            qv: vec![0.0; d.g * d.ck],
+            row: vec![0.0; d.ck.max(d.cv)],
+            planar: vec![0.0; d.ck.max(d.cv) * BLOCK],
+            acc: vec![0.0; d.cv * BLOCK],
             out: vec![0.0; d.g * d.cv * BLOCK],
-            key_segs: segments(d.g, d.ck, d.g * d.ck / a.heads),
+            key_head: (0..d.g * d.ck)
+                .map(|ch| ch / (d.g * d.ck / a.heads))
+                .collect(),
             val_segs: segments(d.g, d.cv, d.g * d.cv / a.heads),
         }
     }
@@ -553,30 +562,22 @@ unsafe fn block(
     }
 }
 
-/// Channels sampled at once (stack buffers); wider maps go in chunks.
-const CHUNK: usize = 32;
-
 /// Pixel `i`'s corners for group-and-tap `gt`.
 #[inline(always)]
-fn taps_of(sc: &Scratch, gt: usize, i: usize) -> ([u32; 4], [f32; 4]) {
+fn taps_of(idx: &[u32], wts: &[f32], gt: usize, i: usize) -> ([u32; 4], [f32; 4]) {
     let at = |k: usize| (gt * 4 + k) * BLOCK + i;
     (
-        [sc.idx[at(0)], sc.idx[at(1)], sc.idx[at(2)], sc.idx[at(3)]],
-        [sc.wts[at(0)], sc.wts[at(1)], sc.wts[at(2)], sc.wts[at(3)]],
+        [idx[at(0)], idx[at(1)], idx[at(2)], idx[at(3)]],
+        [wts[at(0)], wts[at(1)], wts[at(2)], wts[at(3)]],
     )
 }
 
-/// Channel chunks `(first, width)` of `width` channels: one of width `C` when `C` is the
-/// width (a compile-time constant, so the loops over it unroll), else chunks of [`CHUNK`].
-#[inline(always)]
-fn chunks<const C: usize>(width: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..width)
-        .step_by(if C > 0 { C } else { CHUNK })
-        .map(move |c0| (c0, if C > 0 { C } else { CHUNK.min(width - c0) }))
-}
-
-/// Step 2: each pixel's logits, query . (sampled key + bias) summed over each head's
-/// channels in order, into `sc.attn[head][tap][pixel]`. `C` is the key width or 0 (any).
+/// Step 2: the logits, query . (sampled key + bias) summed over each head's channels in
+/// order, into `sc.attn[head][tap][pixel]`. `C` is the key width, or 0 for any width.
+///
+/// Keys are sampled pixel by pixel but stored planar (`[channel][pixel]`), so the roundings,
+/// the bias, the query product and the channel sum each run over the block's pixels as one
+/// vector stream (per pixel they were four-channel chains bound by the division's latency).
 ///
 /// # Safety
 /// Every corner index in `sc` must be a row of its key image.
@@ -591,47 +592,48 @@ unsafe fn logits<const C: usize>(
     p0: usize,
     len: usize,
 ) {
-    let (n, g, ck) = (a.taps, d.g, d.ck);
+    let (n, g) = (a.taps, d.g);
+    let ck = if C > 0 { C } else { d.ck };
     let plane_out = d.ho * d.wo;
     let kc = g * ck;
     let rows = (d.hw + 1) * ck;
-    sc.attn.fill(0.0);
-    let (mut keys, mut prods) = ([0.0f32; CHUNK], [0.0f32; CHUNK]);
-    for i in 0..len {
-        for (ch, q) in sc.qv.iter_mut().enumerate() {
-            *q = ins.q[(bi * kc + ch) * plane_out + p0 + i];
-        }
-        for gi in 0..g {
-            let img = &ins.kt[(bi * g + gi) * rows..][..rows];
-            for t in 0..n {
-                let (idx, wts) = taps_of(sc, gi * n + t, i);
-                for (c0, cw) in chunks::<C>(ck) {
-                    let keys = &mut keys[..cw];
-                    sample_row(img, ck, c0, idx, wts, keys);
-                    round_row(&a.round_keys, keys);
-                    let bias = &ins.bias_t[(gi * n + t) * ck + c0..][..cw];
-                    for (k, &b) in keys.iter_mut().zip(bias) {
-                        *k += b;
-                    }
-                    round_row(&a.round_biased, keys);
-                    let q = &sc.qv[gi * ck + c0..][..cw];
-                    let prods = &mut prods[..cw];
-                    for ((p, &q), &k) in prods.iter_mut().zip(q).zip(keys.iter()) {
-                        *p = q * k;
-                    }
-                    round_row(&a.round_qk, prods);
-                    for s in &sc.key_segs[gi] {
-                        let (lo, hi) = (s.c0.max(c0), s.c1.min(c0 + cw));
-                        if lo >= hi {
-                            continue;
-                        }
-                        let at = (s.head * n + t) * BLOCK + i;
-                        let mut acc = sc.attn[at];
-                        for &p in &prods[lo - c0..hi - c0] {
-                            acc += p;
-                        }
-                        sc.attn[at] = acc;
-                    }
+    let Scratch {
+        idx,
+        wts,
+        attn,
+        row,
+        planar,
+        key_head,
+        ..
+    } = sc;
+    attn.fill(0.0);
+    let row = &mut row[..ck];
+    for gi in 0..g {
+        let img = &ins.kt[(bi * g + gi) * rows..][..rows];
+        for t in 0..n {
+            let gt = gi * n + t;
+            for i in 0..len {
+                let (idx, wts) = taps_of(idx, wts, gt, i);
+                sample_row(img, ck, 0, idx, wts, row);
+                for (c, &v) in row.iter().enumerate() {
+                    *planar.get_unchecked_mut(c * BLOCK + i) = v;
+                }
+            }
+            for c in 0..ck {
+                let k = &mut planar[c * BLOCK..][..len];
+                round_row(&a.round_keys, k);
+                let b = ins.bias_t[gt * ck + c];
+                k.iter_mut().for_each(|v| *v += b);
+                round_row(&a.round_biased, k);
+                let q = &ins.q[(bi * kc + gi * ck + c) * plane_out + p0..][..len];
+                for (v, &q) in k.iter_mut().zip(q) {
+                    *v *= q;
+                }
+                round_row(&a.round_qk, k);
+                let head = key_head[gi * ck + c];
+                let dst = &mut attn[(head * n + t) * BLOCK..][..len];
+                for (s, &v) in dst.iter_mut().zip(k.iter()) {
+                    *s += v;
                 }
             }
         }
@@ -639,7 +641,10 @@ unsafe fn logits<const C: usize>(
 }
 
 /// Step 4: each pixel's output channels, the attention-weighted sum of the sampled values,
-/// taps in order, into `sc.out[channel][pixel]`. `C` is the value width or 0 (any).
+/// taps in order, into `sc.out[channel][pixel]`. `C` is the value width, or 0 for any width.
+///
+/// Each tap's values for the whole block (`[pixel][channel]`) are sampled, rounded, weighted
+/// and rounded as a stream, then added to the block's sum; the sum is transposed once.
 ///
 /// # Safety
 /// Every corner index in `sc` must be a row of its value image.
@@ -652,45 +657,67 @@ unsafe fn values<const C: usize>(
     bi: usize,
     len: usize,
 ) {
-    let (n, g, cv) = (a.taps, d.g, d.cv);
+    let (n, g) = (a.taps, d.g);
+    let cv = if C > 0 { C } else { d.cv };
     let rows = (d.hw + 1) * cv;
-    let (mut vals, mut wv, mut acc) = ([0.0f32; CHUNK], [0.0f32; CHUNK], [0.0f32; CHUNK]);
-    for i in 0..len {
-        for gi in 0..g {
-            let img = &ins.vt[(bi * g + gi) * rows..][..rows];
-            let segs = &sc.val_segs[gi];
-            for (c0, cw) in chunks::<C>(cv) {
-                let (vals, wv, acc) = (&mut vals[..cw], &mut wv[..cw], &mut acc[..cw]);
-                acc.fill(0.0);
-                for t in 0..n {
-                    let (idx, wts) = taps_of(sc, gi * n + t, i);
-                    sample_row(img, cv, c0, idx, wts, vals);
-                    round_row(&a.round_values, vals);
-                    // Channels of one head share its attention weight.
-                    if let [s] = segs[..] {
-                        // one head for the whole group: a broadcast (filling `wv` and reading it
-                        // back as a vector stalls store forwarding)
-                        let w = sc.attn[(s.head * n + t) * BLOCK + i];
-                        vals.iter_mut().for_each(|v| *v *= w);
-                    } else {
-                        for s in segs {
-                            let (lo, hi) = (s.c0.max(c0), s.c1.min(c0 + cw));
-                            if lo < hi {
-                                wv[lo - c0..hi - c0].fill(sc.attn[(s.head * n + t) * BLOCK + i]);
-                            }
-                        }
-                        for (v, &w) in vals.iter_mut().zip(wv.iter()) {
-                            *v *= w;
-                        }
-                    }
-                    round_row(&a.round_weighted, vals);
-                    for (o, &v) in acc.iter_mut().zip(vals.iter()) {
-                        *o += v;
+    let Scratch {
+        idx,
+        wts,
+        attn,
+        planar,
+        acc,
+        out,
+        val_segs,
+        row,
+        ..
+    } = sc;
+    let (vals, acc, row) = (&mut planar[..len * cv], &mut acc[..len * cv], &mut row[..cv]);
+    let float = a.round_values.is_empty() && a.round_weighted.is_empty();
+    for gi in 0..g {
+        let img = &ins.vt[(bi * g + gi) * rows..][..rows];
+        let segs = &val_segs[gi];
+        acc.fill(0.0);
+        for t in 0..n {
+            let gt = gi * n + t;
+            if float && segs.len() == 1 {
+                // Nothing to round: sample, weight and add in one pass, no tap-sized buffer.
+                let w = &attn[(segs[0].head * n + t) * BLOCK..][..len];
+                for (i, (s, &w)) in acc.chunks_exact_mut(cv).zip(w).enumerate() {
+                    let (idx, wts) = taps_of(idx, wts, gt, i);
+                    sample_row(img, cv, 0, idx, wts, row);
+                    for (s, &v) in s.iter_mut().zip(row.iter()) {
+                        *s += v * w;
                     }
                 }
-                for (c, &v) in acc.iter().enumerate() {
-                    sc.out[(gi * cv + c0 + c) * BLOCK + i] = v;
+                continue;
+            }
+            for (i, v) in vals.chunks_exact_mut(cv).enumerate() {
+                let (idx, wts) = taps_of(idx, wts, gt, i);
+                sample_row(img, cv, 0, idx, wts, v);
+            }
+            round_row(&a.round_values, vals);
+            // Channels of one head share its attention weight (a broadcast per pixel).
+            if let [_] = segs[..] {
+                let w = &attn[(segs[0].head * n + t) * BLOCK..][..len];
+                for (v, &w) in vals.chunks_exact_mut(cv).zip(w) {
+                    v.iter_mut().for_each(|v| *v *= w);
                 }
+            } else {
+                for s in segs.iter() {
+                    let w = &attn[(s.head * n + t) * BLOCK..][..len];
+                    for (v, &w) in vals.chunks_exact_mut(cv).zip(w) {
+                        v[s.c0..s.c1].iter_mut().for_each(|v| *v *= w);
+                    }
+                }
+            }
+            round_row(&a.round_weighted, vals);
+            for (s, &v) in acc.iter_mut().zip(vals.iter()) {
+                *s += v;
+            }
+        }
+        for (i, px) in acc.chunks_exact(cv).enumerate() {
+            for (c, &v) in px.iter().enumerate() {
+                *out.get_unchecked_mut((gi * cv + c) * BLOCK + i) = v;
             }
         }
     }
