@@ -671,7 +671,11 @@ unsafe fn values<const C: usize>(
         row,
         ..
     } = sc;
-    let (vals, acc, row) = (&mut planar[..len * cv], &mut acc[..len * cv], &mut row[..cv]);
+    let (vals, acc, row) = (
+        &mut planar[..len * cv],
+        &mut acc[..len * cv],
+        &mut row[..cv],
+    );
     let float = a.round_values.is_empty() && a.round_weighted.is_empty();
     for gi in 0..g {
         let img = &ins.vt[(bi * g + gi) * rows..][..rows];

@@ -327,6 +327,49 @@ fn resize_planar(
         });
 }
 
+/// The H and W taps of a resize of an `[N,C,H,W]` tensor that maps every N and C index to
+/// itself (an upsampling), for kernels that run it on other layouts; `None` otherwise.
+#[allow(clippy::type_complexity)]
+pub fn hw_taps(
+    r: &Resize,
+    in_shape: &[usize],
+) -> Option<(Vec<Vec<(usize, f32)>>, Vec<Vec<(usize, f32)>>)> {
+    if in_shape.len() != 4 || resize_shape(r, in_shape).is_err() {
+        return None;
+    }
+    let mut taps: Vec<_> = (0..4).map(|a| axis_taps(r, a, in_shape[a])).collect();
+    let identity = |t: &Vec<Vec<(usize, f32)>>| {
+        t.iter()
+            .enumerate()
+            .all(|(o, t)| t.len() == 1 && t[0] == (o, 1.0))
+    };
+    if !(identity(&taps[0]) && identity(&taps[1])) {
+        return None;
+    }
+    let w = taps.pop()?;
+    let h = taps.pop()?;
+    Some((h, w))
+}
+
+/// The resize of [`hw_taps`] on an NHWC tensor (`x` is `[N,H,W,C]` for the NCHW `in_shape`,
+/// `y` likewise): per output value the same sums in the same order as [`run_resize`].
+pub fn resize_nhwc(
+    taps_h: &[Vec<(usize, f32)>],
+    taps_w: &[Vec<(usize, f32)>],
+    in_shape: &[usize],
+    x: &[f32],
+    y: &mut [f32],
+) {
+    let d = Planar {
+        ah: 1,
+        aw: 2,
+        h: in_shape[2],
+        w: in_shape[3],
+        inner: in_shape[1],
+    };
+    resize_planar(taps_h, taps_w, &d, x, y);
+}
+
 /// Resize (the reference: any rank, mode and coordinate transformation).
 pub fn run_resize(r: &Resize, x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32>) -> OpResult<()> {
     let out = resize_shape(r, x.shape())?;

@@ -124,11 +124,29 @@ pub fn quantize(level: Level, q: QType, shape: &[usize], x: &[f32], y: &mut [u8]
                 quantize_row(level, q, row, &mut plane[..pn]);
             }
             let out = &mut img[p0 * c..(p0 + pn) * c];
-            for (i, px) in out.chunks_exact_mut(c).enumerate() {
-                for (o, plane) in px.iter_mut().zip(planes.chunks_exact(BLOCK)) {
-                    *o = plane[i];
+            match c {
+                // an image's channels: known widths, so the interleave has no inner loop
+                3 => interleave::<3>(&planes, out),
+                4 => interleave::<4>(&planes, out),
+                _ => {
+                    for (i, px) in out.chunks_exact_mut(c).enumerate() {
+                        for (o, plane) in px.iter_mut().zip(planes.chunks_exact(BLOCK)) {
+                            *o = plane[i];
+                        }
+                    }
                 }
             }
+        }
+    }
+}
+
+/// `out[i][c] = planes[c][i]` for `C` planes of [`BLOCK`] bytes.
+#[inline(always)]
+fn interleave<const C: usize>(planes: &[u8], out: &mut [u8]) {
+    let planes: [&[u8]; C] = std::array::from_fn(|c| &planes[c * BLOCK..(c + 1) * BLOCK]);
+    for (i, px) in out.chunks_exact_mut(C).enumerate() {
+        for c in 0..C {
+            px[c] = planes[c][i];
         }
     }
 }
@@ -151,9 +169,55 @@ pub fn dequantize(q: QType, shape: &[usize], x: &[u8], y: &mut [f32]) {
             let pn = BLOCK.min(hw - p0);
             let block = &src[p0 * c..(p0 + pn) * c];
             for (ch, plane) in dst.chunks_exact_mut(hw).enumerate() {
-                let run = block.iter().skip(ch).step_by(c);
-                for (o, &v) in plane[p0..p0 + pn].iter_mut().zip(run) {
-                    *o = table[v as usize];
+                for (i, o) in plane[p0..p0 + pn].iter_mut().enumerate() {
+                    *o = table[block[i * c + ch] as usize];
+                }
+            }
+        }
+    }
+}
+
+/// DequantizeLinear of bytes into f32 in the same layout, through a 256-entry table.
+pub fn dequantize_row(q: QType, x: &[u8], y: &mut [f32]) {
+    let table: [f32; 256] = std::array::from_fn(|v| q.dequantize(v as u8));
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = table[v as usize];
+    }
+}
+
+/// Nearest-neighbour resize of NHWC bytes (`in_shape` NCHW; one tap per output row and
+/// column, from `resize::hw_taps`): each output pixel copies its source pixel's channels,
+/// requantized by table when the output's quantization differs (`Q_out(DQ_in(v))`, what
+/// dequantize, resize, quantize gives, since a nearest tap weighs exactly 1).
+#[allow(clippy::type_complexity)]
+pub fn resize_nearest_nhwc(
+    qi: QType,
+    qo: QType,
+    in_shape: &[usize],
+    taps_h: &[Vec<(usize, f32)>],
+    taps_w: &[Vec<(usize, f32)>],
+    x: &[u8],
+    y: &mut [u8],
+) {
+    let (c, h, w) = (in_shape[1], in_shape[2], in_shape[3]);
+    let (oh, ow) = (taps_h.len(), taps_w.len());
+    if c == 0 || oh * ow == 0 {
+        return;
+    }
+    let table = lut_table(qi, qo, |v| v);
+    let identity = table.iter().enumerate().all(|(i, &v)| i == v as usize);
+    for (img, out) in x
+        .chunks_exact(h * w * c)
+        .zip(y.chunks_exact_mut(oh * ow * c))
+    {
+        for (row, th) in out.chunks_exact_mut(ow * c).zip(taps_h) {
+            let src = &img[th[0].0 * w * c..][..w * c];
+            for (px, tw) in row.chunks_exact_mut(c).zip(taps_w) {
+                let s = &src[tw[0].0 * c..][..c];
+                if identity {
+                    px.copy_from_slice(s);
+                } else {
+                    lut(&table, s, px);
                 }
             }
         }
@@ -242,15 +306,46 @@ pub fn concat(
     let outer: usize = st[0][..ax].iter().product();
     let chunks: Vec<usize> = st.iter().map(|s| s[ax..].iter().product()).collect();
     let total: usize = chunks.iter().sum();
+    if let ([1, 1], [a, b], [qa, qb]) = (&chunks[..], xs, qs) {
+        // two planes interleaved (a stack of x and y coordinates)
+        let (ta, tb) = (lut_table(*qa, qo, |v| v), lut_table(*qb, qo, |v| v));
+        for ((d, &a), &b) in y.chunks_exact_mut(2).zip(a.iter()).zip(b.iter()) {
+            d[0] = ta[a as usize];
+            d[1] = tb[b as usize];
+        }
+        return;
+    }
     for (i, (x, q)) in xs.iter().zip(qs).enumerate() {
         let off: usize = chunks[..i].iter().sum();
         let table = (*q != qo).then(|| lut_table(*q, qo, |v| v));
-        for o in 0..outer {
-            let src = &x[o * chunks[i]..(o + 1) * chunks[i]];
-            let dst = &mut y[o * total + off..o * total + off + chunks[i]];
-            match &table {
-                None => dst.copy_from_slice(src),
-                Some(t) => lut(t, src, dst),
+        let rows = y
+            .chunks_exact_mut(total)
+            .zip(x.chunks_exact(chunks[i].max(1)));
+        match (&table, chunks[i]) {
+            (_, 0) => {}
+            (None, 1) => {
+                for (dst, &s) in y.chunks_exact_mut(total).zip(x.iter()).take(outer) {
+                    dst[off] = s;
+                }
+            }
+            // a few bytes per row (the last axis of a stack of coordinates): a byte loop, not
+            // a memcpy call per row
+            (None, 1..=16) => {
+                for (dst, src) in rows.take(outer) {
+                    for (d, &s) in dst[off..off + src.len()].iter_mut().zip(src) {
+                        *d = s;
+                    }
+                }
+            }
+            (None, _) => {
+                for (dst, src) in rows.take(outer) {
+                    dst[off..off + src.len()].copy_from_slice(src);
+                }
+            }
+            (Some(t), _) => {
+                for (dst, src) in rows.take(outer) {
+                    lut(t, src, &mut dst[off..off + src.len()]);
+                }
             }
         }
     }

@@ -146,6 +146,30 @@ impl Int8Kernel {
             }
             QOp::Float { op, input, out: qo } => {
                 let n_in = len(&self.in_shapes[0]);
+                if let crate::ops::Op::Resize(r) = &**op {
+                    // An upsampling runs in the stored NHWC layout: no transposes.
+                    if let Some((th, tw)) = crate::ops::hw_taps(r, &self.in_shapes[0]) {
+                        let (xs, y) = (in0(), out_u8());
+                        if matches!(r.mode, crate::ops::ResizeMode::Nearest(_)) {
+                            ew::resize_nearest_nhwc(
+                                *input,
+                                *qo,
+                                &self.in_shapes[0],
+                                &th,
+                                &tw,
+                                xs,
+                                y,
+                            );
+                        } else {
+                            let (xf, yf) = scratch.split_at_mut(n_in);
+                            ew::dequantize_row(*input, xs, xf);
+                            let yf = &mut yf[..out_len];
+                            crate::ops::resize_nhwc(&th, &tw, &self.in_shapes[0], xf, yf);
+                            ew::quantize_row(self.level, *qo, yf, y);
+                        }
+                        return Ok(());
+                    }
+                }
                 let (xf, yf) = scratch.split_at_mut(n_in);
                 ew::dequantize(*input, &self.in_shapes[0], in0(), xf);
                 let yf = &mut yf[..out_len];
