@@ -677,9 +677,8 @@ unsafe fn values<const C: usize>(
         &mut row[..cv],
     );
     let float = a.round_values.is_empty() && a.round_weighted.is_empty();
-    for gi in 0..g {
+    for (gi, segs) in val_segs.iter().enumerate() {
         let img = &ins.vt[(bi * g + gi) * rows..][..rows];
-        let segs = &val_segs[gi];
         acc.fill(0.0);
         for t in 0..n {
             let gt = gi * n + t;
