@@ -297,7 +297,7 @@ impl ConvQs8 {
                     };
                     let row_bytes = ow * m * self.out_elem();
                     let ptrs = (xb as usize, yb as usize);
-                    let lut = self.lut();
+                    let lut = self.lut().map(|t| (t, super::lut::select(self.gemm.level)));
                     let one_row = |oy: usize| {
                         let row = (ptrs.1 as *mut u8).add(oy * row_bytes);
                         (k.run)(
@@ -311,8 +311,8 @@ impl ConvQs8 {
                             self.mode,
                             row,
                         );
-                        if let Some(t) = lut {
-                            gemm::apply_lut(t, row, row_bytes);
+                        if let Some((t, lk)) = &lut {
+                            lk.apply(t, row, row_bytes);
                         }
                     };
                     if rayon::current_num_threads() > 1 && oh > 1 {

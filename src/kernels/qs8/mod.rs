@@ -5,6 +5,7 @@
 //! - [`gemm`]: `gemm_qs8_<MR>x16c4_<isa>` on prepacked c4 weights (1x1 and im2col convs);
 //! - [`dwconv`]: `dwconv_qs8_kxk_<isa>`, any kernel size / stride / dilation;
 //! - [`conv`]: per-conv planning (algorithm, packing, folded bias, multipliers);
+//! - [`lut`]: `lut_u8_<bytes>_<isa>`, byte table lookups (fused activations);
 //! - [`elementwise`]: Quantize / Dequantize, LUT activations, Add / Mul, Concat, global pool.
 //!
 //! **Requantization** is the float-multiplier form everywhere: `multiplier = s_x * s_w[c] /
@@ -23,6 +24,7 @@ pub mod dwconv;
 pub mod elementwise;
 pub mod gemm;
 mod kernel;
+pub mod lut;
 
 pub use kernel::Int8Kernel;
 

@@ -268,6 +268,8 @@ fn layout_conversions_match_the_per_element_definition_on_odd_shapes() {
         [1, 5, 8, 8],
         [2, 7, 9, 13],
         [1, 33, 11, 17],
+        [1, 3, 9, 10],
+        [2, 4, 7, 11],
     ] {
         let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3]);
         let len = n * c * hw;
@@ -399,4 +401,141 @@ fn a_fused_table_must_have_256_entries_and_a_stored_output() {
     assert!(ConvQs8::new(&q, &[1, 4, 3, 3], Level::Scalar).is_ok());
     q.out = QConvOut::Float { activation: None };
     assert!(ConvQs8::new(&q, &[1, 4, 3, 3], Level::Scalar).is_err());
+}
+
+/// NCHW index -> stored NHWC index.
+fn nhwc_index(shape: &[usize], i: usize) -> usize {
+    let (c, hw) = (shape[1], shape[2] * shape[3]);
+    let (b, ch, p) = (i / (c * hw), i / hw % c, i % hw);
+    (b * hw + p) * c + ch
+}
+
+#[test]
+fn int8_resize_in_the_stored_layout_matches_dequantize_resize_quantize() {
+    use crate::ops::{CoordTransform, Int8Op, NearestRounding, Op, QOp, Resize, ResizeMode};
+    use ndarray::{ArrayD, IxDyn};
+    let qi = QType {
+        scale: 0.05,
+        zero_point: 120,
+        signed: false,
+    };
+    let qo = QType {
+        scale: 0.07,
+        zero_point: 131,
+        signed: false,
+    };
+    let nearest = ResizeMode::Nearest(NearestRounding::Floor);
+    let mut rng = Rng(23);
+    // (mode, transform, input NCHW, output H, W)
+    let cases = [
+        (nearest, CoordTransform::Asymmetric, [2, 3, 5, 7], 10, 14),
+        (nearest, CoordTransform::Asymmetric, [1, 9, 3, 3], 12, 12),
+        (nearest, CoordTransform::Asymmetric, [1, 4, 6, 6], 6, 6),
+        (
+            ResizeMode::Linear,
+            CoordTransform::AlignCorners,
+            [1, 5, 4, 5],
+            8,
+            10,
+        ),
+        (
+            ResizeMode::Linear,
+            CoordTransform::HalfPixel,
+            [2, 8, 3, 6],
+            6,
+            12,
+        ),
+    ];
+    for (mode, transform, shape, oh, ow) in cases {
+        let out_shape = vec![shape[0], shape[1], oh, ow];
+        let r = Resize {
+            mode,
+            transform,
+            scales: vec![
+                1.0,
+                1.0,
+                oh as f32 / shape[2] as f32,
+                ow as f32 / shape[3] as f32,
+            ],
+            out_shape: out_shape.clone(),
+        };
+        let (n_in, n_out) = (shape.iter().product::<usize>(), out_shape.iter().product());
+        let nchw = rng.bytes(n_in);
+        // the definition, in NCHW floats
+        let xf = ArrayD::from_shape_vec(
+            IxDyn(&shape),
+            nchw.iter().map(|&v| qi.dequantize(v)).collect(),
+        )
+        .unwrap();
+        let mut yf = ArrayD::zeros(IxDyn(&out_shape));
+        Op::Resize(r.clone())
+            .run_reference(&[xf.view()], &mut [yf.view_mut()])
+            .unwrap();
+        let mut want = vec![0u8; n_out];
+        for (i, &v) in yf.iter().enumerate() {
+            want[nhwc_index(&out_shape, i)] = qo.quantize(v);
+        }
+        let mut stored = vec![0u8; n_in];
+        for (i, &v) in nchw.iter().enumerate() {
+            stored[nhwc_index(&shape, i)] = v;
+        }
+        for (q_out, level) in [
+            (qo, Level::Scalar),
+            (qo, Level::Avx512Vnni),
+            (qi, Level::Scalar),
+        ] {
+            if !level.supported() {
+                continue;
+            }
+            let op = Int8Op {
+                op: QOp::Float {
+                    op: Box::new(Op::Resize(r.clone())),
+                    input: qi,
+                    out: q_out,
+                },
+                out_shape: out_shape.clone(),
+            };
+            let k = Int8Kernel::new(&op, &[&shape], level).unwrap();
+            let mut scratch = vec![0f32; k.scratch_len()];
+            let mut got = vec![0u8; n_out];
+            unsafe { k.run(&[stored.as_ptr()], got.as_mut_ptr(), &mut scratch) }.unwrap();
+            if q_out == qo {
+                assert_eq!(got, want, "{mode:?} {transform:?} {shape:?} {level:?}");
+            } else if matches!(mode, ResizeMode::Nearest(_)) {
+                // same quantization: a nearest resize copies bytes
+                for (i, &v) in yf.iter().enumerate() {
+                    assert_eq!(got[nhwc_index(&out_shape, i)], qi.quantize(v));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn two_plane_concat_interleaves_and_requantizes() {
+    use super::elementwise::concat;
+    let (qa, qb) = (
+        QType {
+            scale: 0.1,
+            zero_point: 3,
+            signed: false,
+        },
+        QType {
+            scale: 0.03,
+            zero_point: 200,
+            signed: false,
+        },
+    );
+    let mut rng = Rng(29);
+    // the stack of x and y offsets: [2, 3, 5, 7, 1] twice -> [2, 3, 5, 7, 2]
+    let s = vec![2, 3, 5, 7, 1];
+    let (a, b) = (rng.bytes(210), rng.bytes(210));
+    for qo in [qa, qb] {
+        let mut y = vec![0u8; 420];
+        concat(4, &[s.clone(), s.clone()], &[qa, qb], qo, &[&a, &b], &mut y);
+        for i in 0..210 {
+            assert_eq!(y[2 * i], qo.quantize(qa.dequantize(a[i])));
+            assert_eq!(y[2 * i + 1], qo.quantize(qb.dequantize(b[i])));
+        }
+    }
 }

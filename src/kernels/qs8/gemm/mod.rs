@@ -67,18 +67,6 @@ pub struct Epilogue<'a> {
     pub lut: Option<&'a [u8]>,
 }
 
-/// `row[i] = table[row[i]]` for `len` bytes at `row`.
-///
-/// # Safety
-/// `row` must be valid for `len` bytes; `table` has 256 entries.
-#[inline]
-pub unsafe fn apply_lut(table: &[u8], row: *mut u8, len: usize) {
-    let table: &[u8; 256] = table.try_into().expect("256-entry table");
-    for v in std::slice::from_raw_parts_mut(row, len) {
-        *v = table[*v as usize];
-    }
-}
-
 /// B prepacked in the c4 layout described in the module doc.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackedB {
@@ -232,6 +220,7 @@ pub unsafe fn gemm(
     };
     let tiles = m.div_ceil(k.mr);
     let p = SendPtr(a, c);
+    let lut = epi.lut.map(|t| (t, super::lut::select(k.level)));
     let blocks = b.n.div_ceil(NR);
     let run_tiles = |t0: usize, t1: usize| {
         let (pa, pc) = p.get();
@@ -254,10 +243,10 @@ pub unsafe fn gemm(
                     pc.add((r0 * ldc + n0) * out_elem),
                     ldc,
                 );
-                if let (Some(t), EpiMode::Quant { .. }) = (epi.lut, epi.mode) {
+                if let (Some((t, lk)), EpiMode::Quant { .. }) = (&lut, epi.mode) {
                     // while the tile is in L1
                     for r in 0..mr {
-                        apply_lut(t, pc.add((r0 + r) * ldc + n0), nc);
+                        lk.apply(t, pc.add((r0 + r) * ldc + n0), nc);
                     }
                 }
             }
