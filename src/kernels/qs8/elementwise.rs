@@ -2,17 +2,17 @@
 //! vectorises). Every function computes exactly what the fake-quantized float graph computes
 //! (`Q(op(DQ(a), ...))`) on the same f32 arithmetic, so results match it bit for bit.
 //!
-//! The hot row loops (Quantize, Add, Mul) are written once and compiled twice on x86-64:
-//! portable (SSE2 baseline) and with AVX2 enabled (`*_avx2`), where LLVM vectorises them 8
-//! wide with `vroundps`-free rounding and `vcvttps2dq`. Both run the same IEEE operations in
+//! The hot row loops (Quantize, Add, Mul) are written once and compiled three times on
+//! x86-64: portable (SSE2 baseline), with AVX2 (`*_avx2`) and with AVX-512 (`*_avx512`), where
+//! LLVM vectorises them 8 or 16 wide with `vroundps`-free rounding and `vcvttps2dq`. Both run the same IEEE operations in
 //! the same order, so they are bit-identical; `tests.rs` checks it on random rows. On aarch64
 //! NEON is the baseline, so the portable build is already the vector one.
 
 use super::Level;
 use crate::ops::{QBinaryKind, QRound, QType};
 
-/// Defines `$name(level, args)` dispatching to an AVX2 build of `$body` when `level` allows it
-/// and the host has AVX2, else to the portable build.
+/// Defines `$name(level, args)` dispatching to an AVX-512 or AVX2 build of `$body` when
+/// `level` allows it and the host has it, else to the portable build.
 macro_rules! row_kernel {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
         $(#[$doc])*
@@ -23,6 +23,17 @@ macro_rules! row_kernel {
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2($($arg: $ty),*) {
                 body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+            #[allow(clippy::incompatible_msrv)]
+            unsafe fn avx512($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if level >= Level::Avx512Vnni && Level::Avx512Vnni.supported() {
+                // SAFETY: the host has AVX-512 F/BW/VL (checked above).
+                return unsafe { avx512($($arg),*) };
             }
             #[cfg(target_arch = "x86_64")]
             if level >= Level::Avx2 && Level::Avx2.supported() {
@@ -85,6 +96,21 @@ row_kernel! {
                 for ((o, &va), &vb) in yp.iter_mut().zip(ap).zip(bt) {
                     *o = qo.quantize(qa.dequantize(va) + vb);
                 }
+            }
+        }
+    }
+}
+
+row_kernel! {
+    /// `sum[c] += x[p * C + c]` over the pixels of `x` (`C = sum.len()` channels).
+    fn sum_pixels(x: &[u8], sum: &mut [u32]) {
+        let c = sum.len();
+        if c == 0 {
+            return;
+        }
+        for px in x.chunks_exact(c) {
+            for (s, &v) in sum.iter_mut().zip(px) {
+                *s += v as u32;
             }
         }
     }
@@ -353,6 +379,7 @@ pub fn concat(
 
 /// Global average pool of an NHWC tensor: the f32 mean of the dequantized values, quantized.
 pub fn global_average_pool(
+    level: Level,
     qi: QType,
     qo: QType,
     n: usize,
@@ -362,12 +389,17 @@ pub fn global_average_pool(
     y: &mut [u8],
 ) {
     let mut sum = vec![0i64; c];
+    let mut part = vec![0u32; c];
+    // u32 partial sums vectorise; 2^24 pixels of 255 still fit
+    const RUN: usize = 1 << 24;
     for b in 0..n {
         sum.iter_mut().for_each(|s| *s = 0);
-        for p in 0..hw {
-            let px = &x[(b * hw + p) * c..(b * hw + p + 1) * c];
-            for (s, &v) in sum.iter_mut().zip(px) {
-                *s += v as i64;
+        let img = &x[b * hw * c..(b + 1) * hw * c];
+        for run in img.chunks(RUN * c.max(1)) {
+            part.iter_mut().for_each(|s| *s = 0);
+            sum_pixels(level, run, &mut part);
+            for (s, &p) in sum.iter_mut().zip(&part) {
+                *s += p as i64;
             }
         }
         for ch in 0..c {

@@ -142,7 +142,16 @@ impl Int8Kernel {
             }
             QOp::GlobalAveragePool { input, out: qo } => {
                 let s = &self.in_shapes[0];
-                ew::global_average_pool(*input, *qo, s[0], s[2] * s[3], s[1], in0(), out_u8());
+                ew::global_average_pool(
+                    self.level,
+                    *input,
+                    *qo,
+                    s[0],
+                    s[2] * s[3],
+                    s[1],
+                    in0(),
+                    out_u8(),
+                );
             }
             QOp::Float { op, input, out: qo } => {
                 let n_in = len(&self.in_shapes[0]);

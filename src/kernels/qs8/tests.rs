@@ -230,10 +230,36 @@ fn elementwise_kernels_follow_their_definitions() {
     }
     // global average pool
     let mut g = vec![0u8; 3];
-    global_average_pool(qa, qo, 1, 4, 3, &a, &mut g);
+    global_average_pool(Level::Scalar, qa, qo, 1, 4, 3, &a, &mut g);
     for ch in 0..3 {
         let mean: f32 = (0..4).map(|p| qa.dequantize(a[p * 3 + ch])).sum::<f32>() / 4.0;
         assert!((qo.dequantize(g[ch]) - mean).abs() <= qo.scale * 0.51);
+    }
+    // every level: the integer sum's mean, on odd sizes and batches
+    for (n, hw, c) in [(2, 37, 19), (1, 49, 960), (1, 1, 5), (3, 200, 72)] {
+        let x = rng.bytes(n * hw * c);
+        let want: Vec<u8> = (0..n * c)
+            .map(|i| {
+                let (b, ch) = (i / c, i % c);
+                let s: i64 = (0..hw).map(|p| x[(b * hw + p) * c + ch] as i64).sum();
+                let mean =
+                    (s - qa.zero_point as i64 * hw as i64) as f64 * qa.scale as f64 / hw as f64;
+                qo.quantize(mean as f32)
+            })
+            .collect();
+        for level in [
+            Level::Scalar,
+            Level::Avx2,
+            Level::Avx512Vnni,
+            Level::NeonDot,
+        ] {
+            if !level.supported() {
+                continue;
+            }
+            let mut got = vec![0u8; n * c];
+            global_average_pool(level, qa, qo, n, hw, c, &x, &mut got);
+            assert_eq!(got, want, "{level:?} {n} {hw} {c}");
+        }
     }
     // concat on channels: [1,2,1,2] + [1,1,1,2] -> [1,3,1,2]
     let x1 = rng.bytes(4);
