@@ -378,6 +378,7 @@ pub fn concat(
 }
 
 /// Global average pool of an NHWC tensor: the f32 mean of the dequantized values, quantized.
+#[allow(clippy::too_many_arguments)]
 pub fn global_average_pool(
     level: Level,
     qi: QType,
