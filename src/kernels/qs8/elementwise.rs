@@ -396,7 +396,7 @@ pub fn global_average_pool(
     for b in 0..n {
         sum.iter_mut().for_each(|s| *s = 0);
         let img = &x[b * hw * c..(b + 1) * hw * c];
-        for run in img.chunks(RUN * c.max(1)) {
+        for run in img.chunks(RUN.saturating_mul(c.max(1))) {
             part.iter_mut().for_each(|s| *s = 0);
             sum_pixels(level, run, &mut part);
             for (s, &p) in sum.iter_mut().zip(&part) {
