@@ -295,8 +295,6 @@ struct Scratch {
     acc: Vec<f32>,
     /// the block's output, `[channel][BLOCK]`
     out: Vec<f32>,
-    /// the head of each key channel (`g*ck + c`)
-    key_head: Vec<usize>,
     /// value channels per group, split by head
     val_segs: Vec<Vec<Segment>>,
 }
@@ -314,9 +312,6 @@ impl Scratch {
             planar: vec![0.0; d.ck.max(d.cv) * BLOCK],
             acc: vec![0.0; d.cv * BLOCK],
             out: vec![0.0; d.g * d.cv * BLOCK],
-            key_head: (0..d.g * d.ck)
-                .map(|ch| ch / (d.g * d.ck / a.heads))
-                .collect(),
             val_segs: segments(d.g, d.cv, d.g * d.cv / a.heads),
         }
     }
@@ -427,24 +422,16 @@ fn corners(align_corners: bool, h: usize, w: usize, gxy: &[f32], idx: &mut [u32]
 }
 
 /// `dst[c] = dy2 * (dx2 * r0[c] + dx1 * r1[c]) + dy1 * (dx2 * r2[c] + dx1 * r3[c])` for the
-/// `dst.len()` channels from `c0` of the corners' rows (`width` channels each): GridSample's
-/// bilinear terms, vectorised over channels.
+/// `width` channels of the corners' rows (`dst.len() == width`): GridSample's bilinear terms,
+/// vectorised over channels.
 ///
 /// # Safety
-/// Every corner index must be a row of `img` (`img.len() / width` rows), `c0 + dst.len() <=
-/// width`.
+/// Every corner index must be a row of `img` (`img.len() / width` rows).
 #[inline(always)]
-unsafe fn sample_row(
-    img: &[f32],
-    width: usize,
-    c0: usize,
-    idx: [u32; 4],
-    wts: [f32; 4],
-    dst: &mut [f32],
-) {
+unsafe fn sample_row(img: &[f32], width: usize, idx: [u32; 4], wts: [f32; 4], dst: &mut [f32]) {
     let c = dst.len();
     let row = |k: usize| {
-        let at = idx[k] as usize * width + c0;
+        let at = idx[k] as usize * width;
         img.get_unchecked(at..at + c)
     };
     let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
@@ -603,9 +590,9 @@ unsafe fn logits<const C: usize>(
         attn,
         row,
         planar,
-        key_head,
         ..
     } = sc;
+    let per_head = kc / a.heads;
     attn.fill(0.0);
     let row = &mut row[..ck];
     for gi in 0..g {
@@ -614,7 +601,7 @@ unsafe fn logits<const C: usize>(
             let gt = gi * n + t;
             for i in 0..len {
                 let (idx, wts) = taps_of(idx, wts, gt, i);
-                sample_row(img, ck, 0, idx, wts, row);
+                sample_row(img, ck, idx, wts, row);
                 for (c, &v) in row.iter().enumerate() {
                     *planar.get_unchecked_mut(c * BLOCK + i) = v;
                 }
@@ -630,7 +617,7 @@ unsafe fn logits<const C: usize>(
                     *v *= q;
                 }
                 round_row(&a.round_qk, k);
-                let head = key_head[gi * ck + c];
+                let head = (gi * ck + c) / per_head;
                 let dst = &mut attn[(head * n + t) * BLOCK..][..len];
                 for (s, &v) in dst.iter_mut().zip(k.iter()) {
                     *s += v;
@@ -687,7 +674,7 @@ unsafe fn values<const C: usize>(
                 let w = &attn[(segs[0].head * n + t) * BLOCK..][..len];
                 for (i, (s, &w)) in acc.chunks_exact_mut(cv).zip(w).enumerate() {
                     let (idx, wts) = taps_of(idx, wts, gt, i);
-                    sample_row(img, cv, 0, idx, wts, row);
+                    sample_row(img, cv, idx, wts, row);
                     for (s, &v) in s.iter_mut().zip(row.iter()) {
                         *s += v * w;
                     }
@@ -696,12 +683,12 @@ unsafe fn values<const C: usize>(
             }
             for (i, v) in vals.chunks_exact_mut(cv).enumerate() {
                 let (idx, wts) = taps_of(idx, wts, gt, i);
-                sample_row(img, cv, 0, idx, wts, v);
+                sample_row(img, cv, idx, wts, v);
             }
             round_row(&a.round_values, vals);
             // Channels of one head share its attention weight (a broadcast per pixel).
-            if let [_] = segs[..] {
-                let w = &attn[(segs[0].head * n + t) * BLOCK..][..len];
+            if let [s] = segs[..] {
+                let w = &attn[(s.head * n + t) * BLOCK..][..len];
                 for (v, &w) in vals.chunks_exact_mut(cv).zip(w) {
                     v.iter_mut().for_each(|v| *v *= w);
                 }

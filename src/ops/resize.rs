@@ -240,6 +240,15 @@ fn resize_contiguous(
     }
 }
 
+/// Whether an axis's taps map each of its `len` indices to itself.
+fn is_identity(taps: &[Vec<(usize, f32)>], len: usize) -> bool {
+    taps.len() == len
+        && taps
+            .iter()
+            .enumerate()
+            .all(|(o, t)| t.len() == 1 && t[0] == (o, 1.0))
+}
+
 /// A resize whose only resampled axes are two adjacent ones (H and W, as in NCHW or NHWC
 /// upsampling): the tensor seen as `[outer, H, W, inner]`.
 struct Planar {
@@ -252,13 +261,7 @@ struct Planar {
 
 /// [`Planar`] dimensions when every axis but `ah` and `ah + 1` maps each index to itself.
 fn planar_dims(taps: &[Vec<Vec<(usize, f32)>>], in_shape: &[usize]) -> Option<Planar> {
-    let identity = |a: usize| {
-        taps[a].len() == in_shape[a]
-            && taps[a]
-                .iter()
-                .enumerate()
-                .all(|(o, t)| t.len() == 1 && t[0] == (o, 1.0))
-    };
+    let identity = |a: usize| is_identity(&taps[a], in_shape[a]);
     let rank = in_shape.len();
     let resized: Vec<usize> = (0..rank).filter(|&a| !identity(a)).collect();
     let ah = match resized[..] {
@@ -338,12 +341,7 @@ pub fn hw_taps(
         return None;
     }
     let mut taps: Vec<_> = (0..4).map(|a| axis_taps(r, a, in_shape[a])).collect();
-    let identity = |t: &Vec<Vec<(usize, f32)>>| {
-        t.iter()
-            .enumerate()
-            .all(|(o, t)| t.len() == 1 && t[0] == (o, 1.0))
-    };
-    if !(identity(&taps[0]) && identity(&taps[1])) {
+    if !(is_identity(&taps[0], in_shape[0]) && is_identity(&taps[1], in_shape[1])) {
         return None;
     }
     let w = taps.pop()?;

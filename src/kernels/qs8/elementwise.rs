@@ -183,9 +183,7 @@ pub fn dequantize(q: QType, shape: &[usize], x: &[u8], y: &mut [f32]) {
     let (n, c, hw) = nchw(shape);
     let table: [f32; 256] = std::array::from_fn(|v| q.dequantize(v as u8));
     if c == 1 {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = table[v as usize];
-        }
+        dequantize_row(q, x, y);
         return;
     }
     for b in 0..n {
@@ -349,11 +347,6 @@ pub fn concat(
             .zip(x.chunks_exact(chunks[i].max(1)));
         match (&table, chunks[i]) {
             (_, 0) => {}
-            (None, 1) => {
-                for (dst, &s) in y.chunks_exact_mut(total).zip(x.iter()).take(outer) {
-                    dst[off] = s;
-                }
-            }
             // a few bytes per row (the last axis of a stack of coordinates): a byte loop, not
             // a memcpy call per row
             (None, 1..=16) => {
