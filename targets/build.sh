@@ -9,7 +9,8 @@
 # standard library, linked by the gcc cross linker; when these are missing and we are root on
 # Debian, they are installed with apt. Cargo features, CPU and target features come from the
 # board file, so changing what a device build contains is an edit there.
-# Env: CARGO_TARGET_DIR (default: ./target), SPECK_NO_APT=1 to never run apt-get.
+# Env: CARGO_TARGET_DIR (default: ./target), SPECK_NO_APT=1 to never run apt-get,
+# SPECK_KEEP_SYMBOLS=1 to keep symbols (for scripts/arm_insn_profile.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 name=${1:-}
@@ -43,8 +44,10 @@ EOF
 
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 host_triple="$(uname -m)-unknown-linux-gnu"
+strip=true
+[ "${SPECK_KEEP_SYMBOLS:-0}" = 1 ] && strip=false
 args=(build --release --locked -p speck --bin speck --target "$triple"
-      --config "profile.release.strip=true")
+      --config "profile.release.strip=$strip")
 [ "$default_features" = 1 ] || args+=(--no-default-features)
 [ -z "$cargo_features" ] || args+=(--features "$cargo_features")
 rustflags="\"-C\", \"target-cpu=$cpu\""

@@ -8,6 +8,7 @@
 
 use super::dwconv::{self, DwGeom, DwKernel};
 use super::gemm::{self, EpiMode, Epilogue, GemmKernel, PackedB, NR};
+use super::lut::{self, LutKernel};
 use super::Level;
 use crate::ops::{apply_activation, Activation, OpError, OpResult, QConv, QConvOut};
 
@@ -31,6 +32,8 @@ struct GroupGemm {
 pub struct ConvQs8 {
     algo: Algo,
     gemm: GemmKernel,
+    /// applies the fused table (chosen once, at the plan's level)
+    lut_kernel: LutKernel,
     groups: Vec<GroupGemm>,
     q: QConv,
     /// N, H, W, C of the input
@@ -118,9 +121,9 @@ impl ConvQs8 {
         bias[..m].copy_from_slice(&q.bias);
         let depthwise = q.conv.group == c && m == c && cg == 1;
         let one = kh == 1 && kw == 1 && c2.strides == [1, 1] && c2.pads == [0; 4];
-        let gemm = gemm::select(level);
         let group = q.conv.group;
         let mut groups = vec![];
+        let mut gemm = gemm::select(level);
         let (algo, k4) = if depthwise {
             let g = DwGeom {
                 h,
@@ -133,7 +136,7 @@ impl ConvQs8 {
                 p: [c2.pads[0], c2.pads[1]],
                 d: c2.dilations,
             };
-            let dk = dwconv::select_for(level, c);
+            let dk = dwconv::select_for(level, c, q.weights.contains(&i8::MIN));
             (Algo::Depthwise(dk, (dk.pack)(&q.weights, &g)), 0)
         } else {
             // Per group, weights reordered to [m][ky][kx][c] to match NHWC rows.
@@ -164,6 +167,7 @@ impl ConvQs8 {
                 });
             }
             let k4 = kk.div_ceil(4);
+            gemm = gemm::select_for(level, groups.iter().any(|g| g.packed.has_min));
             (
                 if one && group == 1 {
                     Algo::Gemm1x1
@@ -176,6 +180,7 @@ impl ConvQs8 {
         Ok(ConvQs8 {
             algo,
             gemm,
+            lut_kernel: lut::select(level),
             groups,
             q: q.clone(),
             nhwc: [n, h, w, c],
@@ -197,10 +202,10 @@ impl ConvQs8 {
         }
     }
 
-    /// The fused lookup table, for stored (`Quant`) outputs.
-    fn lut(&self) -> Option<&[u8]> {
+    /// The fused lookup table and its kernel, for stored (`Quant`) outputs.
+    fn lut(&self) -> Option<(&[u8], LutKernel)> {
         match self.mode {
-            EpiMode::Quant { .. } => self.q.lut.as_deref(),
+            EpiMode::Quant { .. } => self.q.lut.as_deref().map(|t| (t, self.lut_kernel)),
             EpiMode::Float => None,
         }
     }
@@ -297,7 +302,7 @@ impl ConvQs8 {
                     };
                     let row_bytes = ow * m * self.out_elem();
                     let ptrs = (xb as usize, yb as usize);
-                    let lut = self.lut().map(|t| (t, super::lut::select(self.gemm.level)));
+                    let lut = self.lut();
                     let one_row = |oy: usize| {
                         let row = (ptrs.1 as *mut u8).add(oy * row_bytes);
                         (k.run)(

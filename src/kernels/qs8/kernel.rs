@@ -12,8 +12,13 @@ pub struct Int8Kernel {
     op: Int8Op,
     in_shapes: Vec<Vec<usize>>,
     conv: Option<Box<ConvQs8>>,
+    /// an int8 Resize's H and W taps (planned once; it runs in the stored NHWC layout)
+    resize_taps: Option<Box<ResizeTaps>>,
     level: Level,
 }
+
+/// Source indices and weights per output row and per output column.
+type ResizeTaps = (Vec<Vec<(usize, f32)>>, Vec<Vec<(usize, f32)>>);
 
 impl Int8Kernel {
     /// Plan `op` for inputs of `in_shapes` at `level`.
@@ -43,10 +48,18 @@ impl Int8Kernel {
                 return Err(OpError::Shape("int8 global pool needs rank 4".into()));
             }
         }
+        let resize_taps = match &op.op {
+            QOp::Float { op: f, .. } => match &**f {
+                crate::ops::Op::Resize(r) => crate::ops::hw_taps(r, in_shapes[0]).map(Box::new),
+                _ => None,
+            },
+            _ => None,
+        };
         Ok(Int8Kernel {
             op: op.clone(),
             in_shapes: in_shapes.iter().map(|s| s.to_vec()).collect(),
             conv,
+            resize_taps,
             level,
         })
     }
@@ -155,29 +168,20 @@ impl Int8Kernel {
             }
             QOp::Float { op, input, out: qo } => {
                 let n_in = len(&self.in_shapes[0]);
-                if let crate::ops::Op::Resize(r) = &**op {
+                if let (crate::ops::Op::Resize(r), Some(taps)) = (&**op, &self.resize_taps) {
                     // An upsampling runs in the stored NHWC layout: no transposes.
-                    if let Some((th, tw)) = crate::ops::hw_taps(r, &self.in_shapes[0]) {
-                        let (xs, y) = (in0(), out_u8());
-                        if matches!(r.mode, crate::ops::ResizeMode::Nearest(_)) {
-                            ew::resize_nearest_nhwc(
-                                *input,
-                                *qo,
-                                &self.in_shapes[0],
-                                &th,
-                                &tw,
-                                xs,
-                                y,
-                            );
-                        } else {
-                            let (xf, yf) = scratch.split_at_mut(n_in);
-                            ew::dequantize_row(*input, xs, xf);
-                            let yf = &mut yf[..out_len];
-                            crate::ops::resize_nhwc(&th, &tw, &self.in_shapes[0], xf, yf);
-                            ew::quantize_row(self.level, *qo, yf, y);
-                        }
-                        return Ok(());
+                    let (th, tw) = &**taps;
+                    let (xs, y) = (in0(), out_u8());
+                    if matches!(r.mode, crate::ops::ResizeMode::Nearest(_)) {
+                        ew::resize_nearest_nhwc(*input, *qo, &self.in_shapes[0], th, tw, xs, y);
+                    } else {
+                        let (xf, yf) = scratch.split_at_mut(n_in);
+                        ew::dequantize_row(*input, xs, xf);
+                        let yf = &mut yf[..out_len];
+                        crate::ops::resize_nhwc(th, tw, &self.in_shapes[0], xf, yf);
+                        ew::quantize_row(self.level, *qo, yf, y);
                     }
+                    return Ok(());
                 }
                 let (xf, yf) = scratch.split_at_mut(n_in);
                 ew::dequantize(*input, &self.in_shapes[0], in0(), xf);

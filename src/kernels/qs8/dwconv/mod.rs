@@ -17,7 +17,9 @@
 //!
 //! Kernels: `dwconv_qs8_kxk_scalar` (reference), `dwconv_qs8_kxk_64c_avx512vnni` (`vpdpbusd`
 //! on u8 input, zero point folded into the bias), `dwconv_qs8_kxk_16c_avx2`,
-//! `dwconv_qs8_kxk_16c_neon` (aarch64, `SMLAL`/`SMLAL2`), all on the same packing.
+//! `dwconv_qs8_kxk_16c_neonmull` (aarch64, `SMULL` + `SMLAL` of two taps in i16, zero
+//! points folded; weights in -127..=127, own packing) and `dwconv_qs8_kxk_16c_neon` (aarch64,
+//! `SMLAL`/`SMLAL2` on inputs widened to i16; any weights).
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -25,6 +27,8 @@ mod avx2;
 mod avx512vnni;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neonmull;
 mod scalar;
 
 use super::gemm::EpiMode;
@@ -80,6 +84,8 @@ pub struct DwKernel {
     pub pack: fn(&[i8], &DwGeom) -> Vec<i16>,
     /// channels per vector step (a conv with far fewer wastes most of the vector)
     pub channels: usize,
+    /// needs weights in -127..=127 (it adds two i8 x i8 products in i16)
+    pub no_min_weight: bool,
 }
 
 /// Every depthwise kernel in this build, best first.
@@ -94,6 +100,7 @@ pub fn registry() -> Vec<DwKernel> {
         run: avx512vnni::dwconv_qs8_kxk_64c_avx512vnni,
         pack: avx512vnni::pack,
         channels: 64,
+        no_min_weight: false,
     });
     #[cfg(target_arch = "x86_64")]
     v.push(DwKernel {
@@ -102,6 +109,16 @@ pub fn registry() -> Vec<DwKernel> {
         run: avx2::dwconv_qs8_kxk_16c_avx2,
         pack: pack_weights,
         channels: 16,
+        no_min_weight: false,
+    });
+    #[cfg(target_arch = "aarch64")]
+    v.push(DwKernel {
+        name: "dwconv_qs8_kxk_16c_neonmull",
+        level: Level::Neon,
+        run: neonmull::dwconv_qs8_kxk_16c_neonmull,
+        pack: neonmull::pack,
+        channels: 16,
+        no_min_weight: true,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {
@@ -110,6 +127,7 @@ pub fn registry() -> Vec<DwKernel> {
         run: neon::dwconv_qs8_kxk_16c_neon,
         pack: pack_weights,
         channels: 16,
+        no_min_weight: false,
     });
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_scalar",
@@ -117,26 +135,31 @@ pub fn registry() -> Vec<DwKernel> {
         run: scalar::dwconv_qs8_kxk_scalar,
         pack: pack_weights,
         channels: 16,
+        no_min_weight: false,
     });
     v
 }
 
-/// The best kernel at or below `level` that the host runs.
+/// The best kernel at or below `level` that the host runs (for any weights).
 pub fn select(level: Level) -> DwKernel {
     registry()
         .into_iter()
-        .find(|k| k.level <= level && k.level.supported())
+        .find(|k| k.level <= level && k.level.supported() && !k.no_min_weight)
         .expect("the scalar kernel is always there")
 }
 
 /// The best kernel for a conv of `c` channels: as [`select`], but skipping kernels whose
-/// vector step would leave more than half of its lanes idle (64-wide on 16 channels).
-pub fn select_for(level: Level, c: usize) -> DwKernel {
+/// vector step would leave more than half of its lanes idle (64-wide on 16 channels), and
+/// those that cannot take a -128 weight when `has_min`.
+pub fn select_for(level: Level, c: usize, has_min: bool) -> DwKernel {
     registry()
         .into_iter()
         .find(|k| {
             let used = c as f64 / (c.div_ceil(k.channels) * k.channels) as f64;
-            k.level <= level && k.level.supported() && (k.channels <= 16 || used >= 0.5)
+            k.level <= level
+                && k.level.supported()
+                && (k.channels <= 16 || used >= 0.5)
+                && !(has_min && k.no_min_weight)
         })
         .expect("the scalar kernel is always there")
 }

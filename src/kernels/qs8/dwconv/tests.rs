@@ -14,7 +14,7 @@ fn every_dwconv_kernel_matches_the_reference() {
             eprintln!("skipped {}: host lacks {:?}", k.name, k.level);
             continue;
         }
-        for &ks in &[3, 5, 7, 11] {
+        for &(ks, dl) in &[(3, 1), (3, 2), (5, 1), (7, 1), (11, 1)] {
             for &s in &[1, 2] {
                 for &(h, w, c) in &[
                     (1, 1, 1),
@@ -32,8 +32,8 @@ fn every_dwconv_kernel_matches_the_reference() {
                             },
                             EpiMode::Float,
                         ] {
-                            let p = ks / 2;
-                            let (oh, ow) = ((h + 2 * p - ks) / s + 1, (w + 2 * p - ks) / s + 1);
+                            let (p, span) = (ks / 2 * dl, (ks - 1) * dl + 1);
+                            let (oh, ow) = ((h + 2 * p - span) / s + 1, (w + 2 * p - span) / s + 1);
                             let g = DwGeom {
                                 h,
                                 w,
@@ -43,14 +43,17 @@ fn every_dwconv_kernel_matches_the_reference() {
                                 k: [ks, ks],
                                 s: [s, s],
                                 p: [p, p],
-                                d: [1, 1],
+                                d: [dl, dl],
                             };
                             let x = rng.bytes(h * w * c + 64);
-                            let wt: Vec<i8> = rng
+                            let wmin = if k.no_min_weight { -127 } else { -128 };
+                            let mut wt: Vec<i8> = rng
                                 .bytes(c * ks * ks)
                                 .into_iter()
-                                .map(|v| v as i8)
+                                .map(|v| (v as i8).max(wmin))
                                 .collect();
+                            wt[0] = wmin;
+                            *wt.last_mut().unwrap() = 127;
                             let packed = (k.pack)(&wt, &g);
                             let ref_packed = pack_weights(&wt, &g);
                             let cp = g.c_pad();
@@ -91,7 +94,7 @@ fn every_dwconv_kernel_matches_the_reference() {
                             }
                             assert_eq!(
                                 got, want,
-                                "{} k{ks} s{s} {h}x{w}x{c} zx {zx} {mode:?}",
+                                "{} k{ks} d{dl} s{s} {h}x{w}x{c} zx {zx} {mode:?}",
                                 k.name
                             );
                         }

@@ -4,7 +4,9 @@
 //! # Microkernel contract (every ISA implements exactly this)
 //! - **Packing of B** ([`PackedB`]): output channels in blocks of [`NR`] = 16; each block holds
 //!   `k4 = ceil(K / 4)` groups of 64 bytes: `[16 channels][4 consecutive k]` int8 (the "c4"
-//!   layout `vpdpbusd` and `SDOT` consume directly). Channels >= N and k >= K are zero.
+//!   layout `vpdpbusd` and `SDOT` consume directly), then the 16 channels' weight sums as i32
+//!   (64 bytes; kernels that flip A to signed with `a ^ 0x80` add `128 * sum` back from them).
+//!   Channels >= N and k >= K are zero.
 //! - **A**: `mr` rows at `a + i * lda`; the kernel reads `4 * k4` bytes of each row (up to 3
 //!   past K: those bytes meet zero weights, so the caller only needs them readable).
 //! - **Epilogue** ([`Epilogue`]), per channel n: `acc + bias[n]` (the caller folds
@@ -19,9 +21,10 @@
 //! Kernels: `gemm_qs8_4x16c4_scalar` (reference), `gemm_qs8_2x16c4_avx2` (widening to i16 and
 //! `vpmaddwd`: exact, unlike `vpmaddubsw` which saturates u8*i8 pair sums), and
 //! `gemm_qs8_8x16c4_avx512vnni` (`vpdpbusd`); on aarch64 `gemm_qs8_4x16c4_neondot` (`SDOT` by
-//! lane on the same c4 layout; A flipped to i8 with `a ^ 0x80` and `128 * sum_k B[n, k]`, from
-//! one more `SDOT` against ones, added back in the kernel, so the packing is unchanged) and
-//! `gemm_qs8_4x16c4_neon` (`LD4` de-interleave, widening to i16, `SMLAL` by lane).
+//! lane on the same c4 layout; A flipped to i8 with `a ^ 0x80` and `128 * sum_k B[n, k]` from
+//! the block's sums added back), `gemm_qs8_2x16c4_neonmull` (baseline NEON: `SMULL` + `SMLAL`
+//! of two c4 groups in i16, `SADALP` into i32; weights in -127..=127) and `gemm_qs8_4x16c4_neon` (`LD4` de-interleave,
+//! widening to i16, `SMLAL` by lane: any weights).
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -31,6 +34,8 @@ mod avx512vnni;
 pub(super) mod neon;
 #[cfg(target_arch = "aarch64")]
 mod neondot;
+#[cfg(target_arch = "aarch64")]
+mod neonmull;
 mod scalar;
 
 use super::Level;
@@ -63,14 +68,15 @@ pub struct Epilogue<'a> {
     pub scale: &'a [f32],
     /// output form
     pub mode: EpiMode,
-    /// `Quant` outputs: 256-entry table the stored values go through last (fused activation)
-    pub lut: Option<&'a [u8]>,
+    /// `Quant` outputs: 256-entry table the stored values go through last (fused activation),
+    /// and the kernel that applies it
+    pub lut: Option<(&'a [u8], super::lut::LutKernel)>,
 }
 
 /// B prepacked in the c4 layout described in the module doc.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackedB {
-    /// `ceil(n / 16) * k4 * 64` bytes
+    /// `ceil(n / 16)` blocks of [`PackedB::block_bytes`]
     pub data: Vec<i8>,
     /// output channels
     pub n: usize,
@@ -78,6 +84,8 @@ pub struct PackedB {
     pub k: usize,
     /// `ceil(k / 4)`
     pub k4: usize,
+    /// some weight is -128 (kernels that add two i8 x i8 products in i16 need -127..=127)
+    pub has_min: bool,
 }
 
 impl PackedB {
@@ -86,14 +94,32 @@ impl PackedB {
         assert_eq!(w.len(), n * k);
         let k4 = k.div_ceil(4);
         let blocks = n.div_ceil(NR);
-        let mut data = vec![0i8; blocks * k4 * NR * 4];
+        let bb = Self::block_len(k4);
+        let mut data = vec![0i8; blocks * bb];
+        let sums = Self::row_sums(w, n, k);
         for nn in 0..n {
             let (b, j) = (nn / NR, nn % NR);
             for kk in 0..k {
-                data[((b * k4 + kk / 4) * NR + j) * 4 + kk % 4] = w[nn * k + kk];
+                data[b * bb + (kk / 4 * NR + j) * 4 + kk % 4] = w[nn * k + kk];
+            }
+            let at = b * bb + k4 * NR * 4 + 4 * j;
+            for (d, s) in data[at..at + 4].iter_mut().zip(sums[nn].to_ne_bytes()) {
+                *d = s as i8;
             }
         }
-        PackedB { data, n, k, k4 }
+        let has_min = w.contains(&i8::MIN);
+        PackedB {
+            data,
+            n,
+            k,
+            k4,
+            has_min,
+        }
+    }
+
+    /// Bytes per block of 16 channels: the c4 groups and the sums.
+    pub fn block_len(k4: usize) -> usize {
+        (k4 + 1) * NR * 4
     }
 
     /// Sum of each channel's weights (for the zero-point correction).
@@ -130,6 +156,8 @@ pub struct GemmKernel {
     pub level: Level,
     /// the microkernel
     pub run: GemmUkernel,
+    /// needs weights in -127..=127 (it adds two i8 x i8 products in i16)
+    pub no_min_weight: bool,
 }
 
 /// Every GEMM kernel this build has, best first (the host may not run all of them).
@@ -144,12 +172,14 @@ pub fn registry() -> Vec<GemmKernel> {
             mr: 8,
             level: Level::Avx512Vnni,
             run: avx512vnni::gemm_qs8_8x16c4_avx512vnni,
+            no_min_weight: false,
         });
         v.push(GemmKernel {
             name: "gemm_qs8_2x16c4_avx2",
             mr: 2,
             level: Level::Avx2,
             run: avx2::gemm_qs8_2x16c4_avx2,
+            no_min_weight: false,
         });
     }
     #[cfg(target_arch = "aarch64")]
@@ -159,12 +189,21 @@ pub fn registry() -> Vec<GemmKernel> {
             mr: 4,
             level: Level::NeonDot,
             run: neondot::gemm_qs8_4x16c4_neondot,
+            no_min_weight: false,
+        });
+        v.push(GemmKernel {
+            name: "gemm_qs8_2x16c4_neonmull",
+            mr: 2,
+            level: Level::Neon,
+            run: neonmull::gemm_qs8_2x16c4_neonmull,
+            no_min_weight: true,
         });
         v.push(GemmKernel {
             name: "gemm_qs8_4x16c4_neon",
             mr: 4,
             level: Level::Neon,
             run: neon::gemm_qs8_4x16c4_neon,
+            no_min_weight: false,
         });
     }
     v.push(GemmKernel {
@@ -172,15 +211,21 @@ pub fn registry() -> Vec<GemmKernel> {
         mr: 4,
         level: Level::Scalar,
         run: scalar::gemm_qs8_4x16c4_scalar,
+        no_min_weight: false,
     });
     v
 }
 
-/// The best kernel at or below `level` that the host runs.
+/// The best kernel at or below `level` that the host runs (for any weights).
 pub fn select(level: Level) -> GemmKernel {
+    select_for(level, true)
+}
+
+/// As [`select`], for weights that hold -128 (`has_min`, see [`PackedB`]) or not.
+pub fn select_for(level: Level, has_min: bool) -> GemmKernel {
     registry()
         .into_iter()
-        .find(|k| k.level <= level && k.level.supported())
+        .find(|k| k.level <= level && k.level.supported() && !(has_min && k.no_min_weight))
         .expect("the scalar kernel is always there")
 }
 
@@ -220,7 +265,6 @@ pub unsafe fn gemm(
     };
     let tiles = m.div_ceil(k.mr);
     let p = SendPtr(a, c);
-    let lut = epi.lut.map(|t| (t, super::lut::select(k.level)));
     let blocks = b.n.div_ceil(NR);
     let run_tiles = |t0: usize, t1: usize| {
         let (pa, pc) = p.get();
@@ -236,18 +280,19 @@ pub unsafe fn gemm(
                     b.k4,
                     pa.add(r0 * lda),
                     lda,
-                    b.data.as_ptr().add(blk * b.k4 * NR * 4),
+                    b.data.as_ptr().add(blk * PackedB::block_len(b.k4)),
                     epi.bias.as_ptr().add(n0),
                     epi.scale.as_ptr().add(n0),
                     epi.mode,
                     pc.add((r0 * ldc + n0) * out_elem),
                     ldc,
                 );
-                if let (Some((t, lk)), EpiMode::Quant { .. }) = (&lut, epi.mode) {
-                    // while the tile is in L1
-                    for r in 0..mr {
-                        lk.apply(t, pc.add((r0 + r) * ldc + n0), nc);
-                    }
+            }
+            if let (Some((table, lk)), EpiMode::Quant { .. }) = (&epi.lut, epi.mode) {
+                // while the tile's rows are in L1, one call per row (the NEON kernel loads
+                // the 256-byte table into registers per call)
+                for r in 0..mr {
+                    lk.apply(table, pc.add((r0 + r) * ldc), b.n);
                 }
             }
         }

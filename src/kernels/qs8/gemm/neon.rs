@@ -46,7 +46,7 @@ pub unsafe fn gemm_qs8_4x16c4_neon(
 ) {
     // Rows past mr re-read row 0 (always readable); their results are not stored.
     let rows: [*const u8; MR] = std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
-    let mut acc = [[vdupq_n_s32(0); 4]; MR];
+    let mut acc = [load_bias(bias); MR];
     for kk in 0..k4 {
         let w = vld4q_s8(b.add(kk * NR * 4));
         let w = [widen(w.0), widen(w.1), widen(w.2), widen(w.3)];
@@ -62,12 +62,12 @@ pub unsafe fn gemm_qs8_4x16c4_neon(
         }
     }
     for (i, acc) in acc.iter().enumerate().take(mr) {
-        store_row(acc, nc, bias, scale, mode, c, ldc, i);
+        store_row(acc, nc, scale, mode, c, ldc, i);
     }
 }
 
-/// NEON epilogue for one row of 16 i32 sums: `+ bias`, `SCVTF` (nearest), one `FMUL`, then
-/// `FCVTNS` (nearest, ties to even) + zp and clamp, or f32 out; bit-identical to
+/// NEON epilogue for one row of 16 i32 sums that already include the bias: `SCVTF`
+/// (nearest), one `FMUL` by the multipliers, then [`store16`]; bit-identical to
 /// `epilogue_one`. Stores `nc` values into row `i` of C.
 ///
 /// # Safety
@@ -77,23 +77,30 @@ pub unsafe fn gemm_qs8_4x16c4_neon(
 pub(super) unsafe fn store_row(
     acc: &[int32x4_t; 4],
     nc: usize,
-    bias: *const i32,
     scale: *const f32,
     mode: EpiMode,
     c: *mut u8,
     ldc: usize,
     i: usize,
 ) {
-    let f: [float32x4_t; 4] = std::array::from_fn(|j| {
-        let v = vaddq_s32(acc[j], vld1q_s32(bias.add(4 * j)));
-        vmulq_f32(vcvtq_f32_s32(v), vld1q_f32(scale.add(4 * j)))
-    });
+    let f: [float32x4_t; 4] =
+        std::array::from_fn(|j| vmulq_f32(vcvtq_f32_s32(acc[j]), vld1q_f32(scale.add(4 * j))));
     store16(&f, nc, mode, c, i * ldc);
+}
+
+/// The bias of 16 channels as the accumulators' starting value.
+#[inline(always)]
+pub(super) unsafe fn load_bias(bias: *const i32) -> [int32x4_t; 4] {
+    std::array::from_fn(|j| vld1q_s32(bias.add(4 * j)))
 }
 
 /// The shared epilogue of the NEON qs8 kernels: the first `n` (at most 16) scaled values in
 /// `f` go to element `at` of `out`, requantized to u8 (round to nearest even, zero point,
 /// clamp) or as f32, by `mode`.
+///
+/// The u8 path narrows with saturation (`SQXTN`, `SQADD` of the zero point in i16, `SQXTUN`)
+/// and clamps bytes (`UMAX`/`UMIN`): the same result as `clamp(v + zp, lo, hi)` in i32, since
+/// a value saturated at either i16 end stays beyond `0..=255` after adding `zp <= 255`.
 ///
 /// # Safety
 /// `out` must hold `n` elements (bytes or f32 by `mode`) from element `at`.
@@ -107,16 +114,12 @@ pub(in crate::kernels::qs8) unsafe fn store16(
 ) {
     match mode {
         EpiMode::Quant { zp, lo, hi } => {
-            let (zp, lo, hi) = (vdupq_n_s32(zp), vdupq_n_s32(lo), vdupq_n_s32(hi));
-            let q: [uint16x4_t; 4] = std::array::from_fn(|j| {
-                let v = vaddq_s32(vcvtnq_s32_f32(f[j]), zp);
-                // lo..=hi lies within 0..=255, so the narrowing below is exact
-                vmovn_u32(vreinterpretq_u32_s32(vminq_s32(vmaxq_s32(v, lo), hi)))
-            });
-            let bytes = vcombine_u8(
-                vmovn_u16(vcombine_u16(q[0], q[1])),
-                vmovn_u16(vcombine_u16(q[2], q[3])),
-            );
+            let q: [int32x4_t; 4] = std::array::from_fn(|j| vcvtnq_s32_f32(f[j]));
+            let z = vdupq_n_s16(zp as i16);
+            let h0 = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(q[0]), q[1]), z);
+            let h1 = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(q[2]), q[3]), z);
+            let bytes = vqmovun_high_s16(vqmovun_s16(h0), h1);
+            let bytes = vminq_u8(vmaxq_u8(bytes, vdupq_n_u8(lo as u8)), vdupq_n_u8(hi as u8));
             let dst = out.add(at);
             if n == NR {
                 vst1q_u8(dst, bytes);

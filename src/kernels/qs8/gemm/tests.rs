@@ -5,14 +5,21 @@ use super::*;
 use crate::kernels::qs8::tests::Rng;
 
 fn run_case(k: &GemmKernel, m: usize, n: usize, kk: usize, mode: EpiMode, rng: &mut Rng) {
+    // Extreme weights at both ends; -127 rather than -128 for kernels that need it.
+    let wmin = if k.no_min_weight { -127 } else { -128 };
     let lda = kk + (m % 3); // odd strides too
     let mut a = rng.bytes(m * lda + 64);
     // force extreme activations somewhere
     a[0] = 255;
-    let mut w: Vec<i8> = rng.bytes(n * kk).into_iter().map(|v| v as i8).collect();
-    w[0] = -128;
+    let mut w: Vec<i8> = rng
+        .bytes(n * kk)
+        .into_iter()
+        .map(|v| (v as i8).max(wmin))
+        .collect();
     *w.last_mut().unwrap() = 127;
+    w[0] = wmin;
     let b = PackedB::new(&w, n, kk);
+    assert_eq!(b.has_min, wmin == -128);
     let np = n.div_ceil(NR) * NR;
     let bias: Vec<i32> = (0..np).map(|_| rng.next() as i32 % 5000).collect();
     let scale: Vec<f32> = (0..np)
@@ -122,5 +129,52 @@ fn gemm_threads_agree() {
                 &mut rng,
             )
         });
+    }
+}
+
+/// Every kernel at the ends of the ranges: the largest i16 pair sums a kernel that adds two
+/// products in i16 can meet (`a = 0` flips to -128, weights -127), and the other signs.
+#[test]
+fn every_gemm_kernel_at_extreme_values() {
+    for k in registry().into_iter().filter(|k| k.level.supported()) {
+        let wmin: i8 = if k.no_min_weight { -127 } else { -128 };
+        for (av, wv) in [(0u8, wmin), (0, 127), (255, 127), (255, wmin), (128, wmin)] {
+            let (m, n, kk) = (5, 17, 37);
+            let a = vec![av; m * kk + 64];
+            let w = vec![wv; n * kk];
+            let b = PackedB::new(&w, n, kk);
+            let np = n.div_ceil(NR) * NR;
+            let bias = vec![0i32; np];
+            let scale = vec![1.0f32; np];
+            let epi = Epilogue {
+                bias: &bias,
+                scale: &scale,
+                mode: EpiMode::Float,
+                lut: None,
+            };
+            let mut got = vec![0u8; m * n * 4];
+            unsafe { gemm(&k, m, a.as_ptr(), kk, &b, &epi, got.as_mut_ptr(), n) };
+            let want = (av as i32 * wv as i32 * kk as i32) as f32;
+            for v in got.chunks(4) {
+                let v = f32::from_ne_bytes(v.try_into().unwrap());
+                assert_eq!(v, want, "{} a={av} w={wv}", k.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn weights_with_min_pick_a_kernel_that_takes_them() {
+    let w = [-128i8, 3, 5, 7];
+    assert!(PackedB::new(&w, 1, 4).has_min);
+    assert!(!PackedB::new(&[-127i8, 3, 5, 7], 1, 4).has_min);
+    for level in [
+        Level::Scalar,
+        Level::Neon,
+        Level::NeonDot,
+        Level::Avx2,
+        Level::Avx512Vnni,
+    ] {
+        assert!(!select_for(level, true).no_min_weight);
     }
 }
