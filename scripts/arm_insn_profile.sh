@@ -7,7 +7,8 @@
 #   scripts/arm_insn_profile.sh rpi4 MODEL.speck 40      # a compiled model, top 40
 #
 # The board binary is built unstripped (targets/build.sh with SPECK_KEEP_SYMBOLS=1) in its own
-# target directory (default $HOME/.cache/speck-profile/target, env CARGO_TARGET_DIR overrides).
+# target directory (default $HOME/.cache/speck-profile/target, env CARGO_TARGET_DIR overrides);
+# the host speck that compiles an .onnx model is ./target/release/speck.
 # An .onnx model is compiled for the board by the host speck first. Kernels called through a
 # function pointer (every microkernel) keep their own row; inlined helpers count in their caller.
 set -euo pipefail
@@ -32,7 +33,7 @@ bin=$(SPECK_KEEP_SYMBOLS=1 "$root/targets/build.sh" "$board" | tail -1)
 case "$model" in
 *.onnx)
     echo "== host speck compiles $model for $board" >&2
-    (cd "$root" && cargo build --release --locked --bin speck >&2)
+    (cd "$root" && CARGO_TARGET_DIR="$root/target" cargo build --release --locked --bin speck >&2)
     "$root/target/release/speck" compile "$model" --target "$board" -o "$tmp/m.speck" >&2
     model="$tmp/m.speck"
     ;;

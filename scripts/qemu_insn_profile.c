@@ -64,7 +64,7 @@ static int by_vaddr(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static void on_exit(qemu_plugin_id_t id, void *unused) {
+static void at_exit(qemu_plugin_id_t id, void *unused) {
     (void)id; (void)unused;
     FILE *f = out_path[0] ? fopen(out_path, "w") : stderr;
     if (!f) { fprintf(stderr, "qemu_insn_profile: cannot write %s\n", out_path); return; }
@@ -85,6 +85,6 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
     for (int i = 0; i < argc; i++)
         if (strncmp(argv[i], "out=", 4) == 0) snprintf(out_path, sizeof out_path, "%s", argv[i] + 4);
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
-    qemu_plugin_register_atexit_cb(id, on_exit, NULL);
+    qemu_plugin_register_atexit_cb(id, at_exit, NULL);
     return 0;
 }

@@ -6,9 +6,10 @@
 //! per 11 for widening every input to i16 first.
 //!
 //! The zero points fold into the bias: `sum (x - zx) w = sum (x - 128) w + (128 - zx) sum w`
-//! when every tap lies inside the image. Output pixels whose taps leave the image (the
-//! borders) take the exact widening path instead, skipping the outside taps as the contract
-//! says. Packing ([`pack`]): `[kh * kw][c_pad]` i8 weights, tap-major, then `c_pad` i32 sums of
+//! over all taps, with taps outside the image reading a buffer of `zx` bytes (they then add
+//! exactly 0, as the contract's skipped taps). Interior pixels address their taps by fixed
+//! offsets; 3x3 and 5x5 are compiled with the tap count known, so the tap loop unrolls and a
+//! 3x3 block's weights stay in registers across the row. Packing ([`pack`]): `[kh * kw][c_pad]` i8 weights, tap-major, then `c_pad` i32 sums of
 //! each channel's taps, as opaque bytes in the engine's i16 weight buffer.
 
 use super::{tap_range, DwGeom, CB};
@@ -65,71 +66,155 @@ pub unsafe fn dwconv_qs8_kxk_16c_neonmull(
     mode: EpiMode,
     out: *mut u8,
 ) {
-    let w = w as *const i8;
-    let cp = g.c_pad();
-    let taps = g.k[0] * g.k[1];
-    let sums = w.add(taps * cp) as *const i32;
-    let (ky0, ky1) = tap_range(oy, g.s[0], g.d[0], g.p[0], g.k[0], g.h);
-    let (lo, hi) = if (ky0, ky1) == (0, g.k[0]) {
-        interior(g)
-    } else {
-        (g.ow, g.ow)
+    let r = Row {
+        g,
+        oy,
+        x,
+        zx,
+        w: w as *const i8,
+        bias,
+        scale,
+        mode,
+        out,
     };
-    for ox in (0..lo.min(g.ow)).chain(hi.max(lo)..g.ow) {
-        border_pixel(g, oy, ox, x, zx, w, bias, scale, mode, out);
+    match g.k[0] * g.k[1] {
+        9 => r.run::<9>(),
+        25 => r.run::<25>(),
+        _ => r.run::<0>(),
     }
-    if lo >= hi {
-        return;
-    }
-    // Interior: tap offsets from the window's top-left input byte.
-    let offs: Vec<usize> = (0..g.k[0])
-        .flat_map(|ky| (0..g.k[1]).map(move |kx| (ky * g.d[0] * g.w + kx * g.d[1]) * g.c))
-        .collect();
-    let iy0 = oy * g.s[0] - g.p[0];
-    let flip = vdupq_n_u8(0x80);
-    let fold = vdupq_n_s32(128 - zx);
-    let mut c0 = 0;
-    while c0 < g.c {
-        let start: [int32x4_t; 4] = std::array::from_fn(|j| {
-            vmlaq_s32(
-                vld1q_s32(bias.add(c0 + 4 * j)),
-                vld1q_s32(sums.add(c0 + 4 * j)),
-                fold,
-            )
-        });
-        let wb = w.add(c0);
-        let n = CB.min(g.c - c0);
-        for ox in lo..hi {
-            let win = x.add((iy0 * g.w + ox * g.s[1] - g.p[1]) * g.c + c0);
-            let tap = |t: usize| {
-                let xs = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(win.add(offs[t])), flip));
-                (xs, vld1q_s8(wb.add(t * cp)))
-            };
-            let mut acc = start;
-            let mut t = 0;
-            while t + 2 <= taps {
-                let ((x0, w0), (x1, w1)) = (tap(t), tap(t + 1));
-                let l = vmlal_s8(
-                    vmull_s8(vget_low_s8(x0), vget_low_s8(w0)),
-                    vget_low_s8(x1),
-                    vget_low_s8(w1),
-                );
-                let h = vmlal_high_s8(vmull_high_s8(x0, w0), x1, w1);
-                add_products(&mut acc, l, h);
-                t += 2;
-            }
-            if t < taps {
-                let (x0, w0) = tap(t);
-                let l = vmull_s8(vget_low_s8(x0), vget_low_s8(w0));
-                add_products(&mut acc, l, vmull_high_s8(x0, w0));
-            }
-            let f: [float32x4_t; 4] = std::array::from_fn(|j| {
-                vmulq_f32(vcvtq_f32_s32(acc[j]), vld1q_f32(scale.add(c0 + 4 * j)))
+}
+
+/// One output row's arguments.
+struct Row<'a> {
+    g: &'a DwGeom,
+    oy: usize,
+    x: *const u8,
+    zx: i32,
+    w: *const i8,
+    bias: *const i32,
+    scale: *const f32,
+    mode: EpiMode,
+    out: *mut u8,
+}
+
+impl Row<'_> {
+    /// The row with `T` taps known at compile time (`T = 0`: any count, from the geometry).
+    #[inline(always)]
+    unsafe fn run<const T: usize>(&self) {
+        let g = self.g;
+        let taps = if T == 0 { g.k[0] * g.k[1] } else { T };
+        let cp = g.c_pad();
+        let sums = self.w.add(taps * cp) as *const i32;
+        let (ky0, ky1) = tap_range(self.oy, g.s[0], g.d[0], g.p[0], g.k[0], g.h);
+        let (lo, hi) = if (ky0, ky1) == (0, g.k[0]) {
+            interior(g)
+        } else {
+            (0, 0)
+        };
+        // Taps outside the image read zx (a block reads up to 16 bytes from its channel).
+        let outside = vec![self.zx as u8; cp + CB];
+        let offs: Vec<usize> = (0..g.k[0])
+            .flat_map(|ky| (0..g.k[1]).map(move |kx| (ky * g.d[0] * g.w + kx * g.d[1]) * g.c))
+            .collect();
+        let mut ptrs = vec![outside.as_ptr(); taps];
+        let flip = vdupq_n_u8(0x80);
+        let fold = vdupq_n_s32(128 - self.zx);
+        let mut c0 = 0;
+        while c0 < g.c {
+            let start: [int32x4_t; 4] = std::array::from_fn(|j| {
+                let b = vld1q_s32(self.bias.add(c0 + 4 * j));
+                vmlaq_s32(b, vld1q_s32(sums.add(c0 + 4 * j)), fold)
             });
-            store16(&f, n, mode, out, ox * g.c + c0);
+            let scl: [float32x4_t; 4] =
+                std::array::from_fn(|j| vld1q_f32(self.scale.add(c0 + 4 * j)));
+            let wb = self.w.add(c0);
+            // With T known the weights sit in a local array (registers for 3x3), else on the
+            // heap.
+            let mut wa = [vdupq_n_s8(0); 25];
+            let wh: Vec<int8x16_t>;
+            let wv: &[int8x16_t] = if T != 0 {
+                for (t, v) in wa.iter_mut().enumerate().take(T) {
+                    *v = vld1q_s8(wb.add(t * cp));
+                }
+                &wa[..T]
+            } else {
+                wh = (0..taps).map(|t| vld1q_s8(wb.add(t * cp))).collect();
+                &wh
+            };
+            let n = CB.min(g.c - c0);
+            for ox in 0..g.ow {
+                let acc = if ox >= lo && ox < hi {
+                    let win = self
+                        .x
+                        .add(((self.oy * g.s[0] - g.p[0]) * g.w + ox * g.s[1] - g.p[1]) * g.c + c0);
+                    pixel::<T>(taps, |t| win.add(*offs.get_unchecked(t)), wv, start, flip)
+                } else {
+                    self.border_taps(ox, c0, &outside, &mut ptrs);
+                    pixel::<T>(taps, |t| *ptrs.get_unchecked(t), wv, start, flip)
+                };
+                let f: [float32x4_t; 4] =
+                    std::array::from_fn(|j| vmulq_f32(vcvtq_f32_s32(acc[j]), scl[j]));
+                store16(&f, n, self.mode, self.out, ox * g.c + c0);
+            }
+            c0 += CB;
         }
-        c0 += CB;
     }
+
+    /// Tap addresses of a border pixel: inside taps point into the image, outside ones into
+    /// the `zx` buffer.
+    #[inline(always)]
+    unsafe fn border_taps(&self, ox: usize, c0: usize, outside: &[u8], ptrs: &mut [*const u8]) {
+        let g = self.g;
+        let mut t = 0;
+        for ky in 0..g.k[0] {
+            let iy = (self.oy * g.s[0] + ky * g.d[0]) as isize - g.p[0] as isize;
+            for kx in 0..g.k[1] {
+                let ix = (ox * g.s[1] + kx * g.d[1]) as isize - g.p[1] as isize;
+                ptrs[t] = if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                    outside.as_ptr().add(c0)
+                } else {
+                    self.x.add((iy as usize * g.w + ix as usize) * g.c + c0)
+                };
+                t += 1;
+            }
+        }
+    }
+}
+
+/// One pixel's 16 channels: `start + sum_t (x_t - 128) * w_t`, two taps per i16 step.
+#[inline(always)]
+unsafe fn pixel<const T: usize>(
+    taps: usize,
+    tap: impl Fn(usize) -> *const u8,
+    wv: &[int8x16_t],
+    start: [int32x4_t; 4],
+    flip: uint8x16_t,
+) -> [int32x4_t; 4] {
+    let taps = if T == 0 { taps } else { T };
+    let xs = |t: usize| vreinterpretq_s8_u8(veorq_u8(vld1q_u8(tap(t)), flip));
+    let mut acc = start;
+    let mut t = 0;
+    while t + 2 <= taps {
+        let (x0, x1) = (xs(t), xs(t + 1));
+        let (w0, w1) = (*wv.get_unchecked(t), *wv.get_unchecked(t + 1));
+        let l = vmlal_s8(
+            vmull_s8(vget_low_s8(x0), vget_low_s8(w0)),
+            vget_low_s8(x1),
+            vget_low_s8(w1),
+        );
+        let h = vmlal_high_s8(vmull_high_s8(x0, w0), x1, w1);
+        add_products(&mut acc, l, h);
+        t += 2;
+    }
+    if t < taps {
+        let (x0, w0) = (xs(t), *wv.get_unchecked(t));
+        add_products(
+            &mut acc,
+            vmull_s8(vget_low_s8(x0), vget_low_s8(w0)),
+            vmull_high_s8(x0, w0),
+        );
+    }
+    acc
 }
 
 /// `acc += widen(l), widen(h)`: i16 products of channels 0-7 and 8-15 into i32.
@@ -139,50 +224,4 @@ unsafe fn add_products(acc: &mut [int32x4_t; 4], l: int16x8_t, h: int16x8_t) {
     acc[1] = vaddw_high_s16(acc[1], l);
     acc[2] = vaddw_s16(acc[2], vget_low_s16(h));
     acc[3] = vaddw_high_s16(acc[3], h);
-}
-
-/// One output pixel the exact way: in-image taps only, `(x - zx)` and the weights widened to
-/// i16, `SMLAL` into i32.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn border_pixel(
-    g: &DwGeom,
-    oy: usize,
-    ox: usize,
-    x: *const u8,
-    zx: i32,
-    w: *const i8,
-    bias: *const i32,
-    scale: *const f32,
-    mode: EpiMode,
-    out: *mut u8,
-) {
-    let cp = g.c_pad();
-    let vzx = vdupq_n_s16(zx as i16);
-    let (ky0, ky1) = tap_range(oy, g.s[0], g.d[0], g.p[0], g.k[0], g.h);
-    let (kx0, kx1) = tap_range(ox, g.s[1], g.d[1], g.p[1], g.k[1], g.w);
-    let mut c0 = 0;
-    while c0 < g.c {
-        let mut acc: [int32x4_t; 4] = std::array::from_fn(|j| vld1q_s32(bias.add(c0 + 4 * j)));
-        for ky in ky0..ky1 {
-            let iy = oy * g.s[0] + ky * g.d[0] - g.p[0];
-            for kx in kx0..kx1 {
-                let ix = ox * g.s[1] + kx * g.d[1] - g.p[1];
-                let xb = vld1q_u8(x.add((iy * g.w + ix) * g.c + c0));
-                let xl = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(xb))), vzx);
-                let xh = vsubq_s16(vreinterpretq_s16_u16(vmovl_high_u8(xb)), vzx);
-                let wb = vld1q_s8(w.add((ky * g.k[1] + kx) * cp + c0));
-                let (wl, wh) = (vmovl_s8(vget_low_s8(wb)), vmovl_high_s8(wb));
-                acc[0] = vmlal_s16(acc[0], vget_low_s16(xl), vget_low_s16(wl));
-                acc[1] = vmlal_high_s16(acc[1], xl, wl);
-                acc[2] = vmlal_s16(acc[2], vget_low_s16(xh), vget_low_s16(wh));
-                acc[3] = vmlal_high_s16(acc[3], xh, wh);
-            }
-        }
-        let f: [float32x4_t; 4] = std::array::from_fn(|j| {
-            vmulq_f32(vcvtq_f32_s32(acc[j]), vld1q_f32(scale.add(c0 + 4 * j)))
-        });
-        store16(&f, CB.min(g.c - c0), mode, out, ox * g.c + c0);
-        c0 += CB;
-    }
 }

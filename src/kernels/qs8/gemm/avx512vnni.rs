@@ -16,7 +16,7 @@ use std::arch::x86_64::*;
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn gemm_qs8_8x16c4_avx512vnni(
     mr: usize,
-    nc: usize,
+    n: usize,
     k4: usize,
     a: *const u8,
     lda: usize,
@@ -27,36 +27,41 @@ pub unsafe fn gemm_qs8_8x16c4_avx512vnni(
     c: *mut u8,
     ldc: usize,
 ) {
-    const MR: usize = 8;
-    // Rows past mr repeat the last one (computed, never stored), so the loop stays static.
-    let mut rows = [a; MR];
-    for (i, r) in rows.iter_mut().enumerate() {
-        *r = a.add(i.min(mr - 1) * lda);
-    }
-    let mut acc = [_mm512_setzero_si512(); MR];
-    for kk in 0..k4 {
-        let w = _mm512_loadu_si512(b.add(kk * NR * 4) as *const _);
-        for i in 0..MR {
-            let x = _mm512_set1_epi32(std::ptr::read_unaligned(rows[i].add(kk * 4) as *const i32));
-            acc[i] = _mm512_dpbusd_epi32(acc[i], x, w);
+    for blk in 0..n.div_ceil(NR) {
+        let nc = NR.min(n - blk * NR);
+        let (b, bias, scale, c) = super::block_args(blk, k4, b, bias, scale, mode, c);
+        const MR: usize = 8;
+        // Rows past mr repeat the last one (computed, never stored), so the loop stays static.
+        let mut rows = [a; MR];
+        for (i, r) in rows.iter_mut().enumerate() {
+            *r = a.add(i.min(mr - 1) * lda);
         }
-    }
-    let mask: __mmask16 = if nc >= 16 { 0xffff } else { (1u16 << nc) - 1 };
-    let vb = _mm512_loadu_si512(bias as *const _);
-    let vs = _mm512_loadu_ps(scale);
-    for (i, acc) in acc.iter().enumerate().take(mr) {
-        let f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(*acc, vb)), vs);
-        match mode {
-            EpiMode::Quant { zp, lo, hi } => {
-                let v = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(zp));
-                let v = _mm512_min_epi32(
-                    _mm512_max_epi32(v, _mm512_set1_epi32(lo)),
-                    _mm512_set1_epi32(hi),
-                );
-                _mm_mask_storeu_epi8(c.add(i * ldc) as *mut i8, mask, _mm512_cvtepi32_epi8(v));
+        let mut acc = [_mm512_setzero_si512(); MR];
+        for kk in 0..k4 {
+            let w = _mm512_loadu_si512(b.add(kk * NR * 4) as *const _);
+            for i in 0..MR {
+                let x =
+                    _mm512_set1_epi32(std::ptr::read_unaligned(rows[i].add(kk * 4) as *const i32));
+                acc[i] = _mm512_dpbusd_epi32(acc[i], x, w);
             }
-            EpiMode::Float => {
-                _mm512_mask_storeu_ps((c as *mut f32).add(i * ldc), mask, f);
+        }
+        let mask: __mmask16 = if nc >= 16 { 0xffff } else { (1u16 << nc) - 1 };
+        let vb = _mm512_loadu_si512(bias as *const _);
+        let vs = _mm512_loadu_ps(scale);
+        for (i, acc) in acc.iter().enumerate().take(mr) {
+            let f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(*acc, vb)), vs);
+            match mode {
+                EpiMode::Quant { zp, lo, hi } => {
+                    let v = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(zp));
+                    let v = _mm512_min_epi32(
+                        _mm512_max_epi32(v, _mm512_set1_epi32(lo)),
+                        _mm512_set1_epi32(hi),
+                    );
+                    _mm_mask_storeu_epi8(c.add(i * ldc) as *mut i8, mask, _mm512_cvtepi32_epi8(v));
+                }
+                EpiMode::Float => {
+                    _mm512_mask_storeu_ps((c as *mut f32).add(i * ldc), mask, f);
+                }
             }
         }
     }

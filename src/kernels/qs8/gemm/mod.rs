@@ -15,8 +15,10 @@
 //!   `Float`: `f32(acc) * scale[n]` stored as f32. `f32(acc)` rounds to nearest, the product is
 //!   one f32 multiply, and rounding is half to even (as ONNX Runtime's `MlasRequantizeOutput`),
 //!   so every ISA gives bit-identical results to the scalar reference.
-//! - **Tile**: a kernel computes up to `mr` rows (its `MR`) by up to 16 channels (`nc`) per
-//!   call; rows of C are `ldc` elements apart.
+//! - **Tile**: a kernel computes up to `mr` rows (its `MR`) by all `n` channels per call,
+//!   block after block of 16 (`b` is the whole packing; the rows of A stay in L1 across
+//!   blocks, and the call and the accumulator set-up are paid once per row tile); rows of C
+//!   are `ldc` elements apart.
 //!
 //! Kernels: `gemm_qs8_4x16c4_scalar` (reference), `gemm_qs8_2x16c4_avx2` (widening to i16 and
 //! `vpmaddwd`: exact, unlike `vpmaddubsw` which saturates u8*i8 pair sums), and
@@ -130,7 +132,7 @@ impl PackedB {
     }
 }
 
-/// A microkernel: `(mr, nc, k4, a, lda, b_block, bias, scale, mode, c, ldc)`; see the module doc.
+/// A microkernel: `(mr, n, k4, a, lda, b, bias, scale, mode, c, ldc)`; see the module doc.
 pub type GemmUkernel = unsafe fn(
     usize,
     usize,
@@ -265,29 +267,24 @@ pub unsafe fn gemm(
     };
     let tiles = m.div_ceil(k.mr);
     let p = SendPtr(a, c);
-    let blocks = b.n.div_ceil(NR);
     let run_tiles = |t0: usize, t1: usize| {
         let (pa, pc) = p.get();
         for t in t0..t1 {
             let r0 = t * k.mr;
             let mr = k.mr.min(m - r0);
-            for blk in 0..blocks {
-                let n0 = blk * NR;
-                let nc = NR.min(b.n - n0);
-                (k.run)(
-                    mr,
-                    nc,
-                    b.k4,
-                    pa.add(r0 * lda),
-                    lda,
-                    b.data.as_ptr().add(blk * PackedB::block_len(b.k4)),
-                    epi.bias.as_ptr().add(n0),
-                    epi.scale.as_ptr().add(n0),
-                    epi.mode,
-                    pc.add((r0 * ldc + n0) * out_elem),
-                    ldc,
-                );
-            }
+            (k.run)(
+                mr,
+                b.n,
+                b.k4,
+                pa.add(r0 * lda),
+                lda,
+                b.data.as_ptr(),
+                epi.bias.as_ptr(),
+                epi.scale.as_ptr(),
+                epi.mode,
+                pc.add(r0 * ldc * out_elem),
+                ldc,
+            );
             if let (Some((table, lk)), EpiMode::Quant { .. }) = (&epi.lut, epi.mode) {
                 // while the tile's rows are in L1, one call per row (the NEON kernel loads
                 // the 256-byte table into registers per call)
@@ -310,6 +307,31 @@ pub unsafe fn gemm(
             }
         });
     }
+}
+
+/// A kernel's pointers for block `blk` of 16 channels: weights, bias, multipliers, and the
+/// first output element of the block in row 0.
+#[inline(always)]
+fn block_args(
+    blk: usize,
+    k4: usize,
+    b: *const i8,
+    bias: *const i32,
+    scale: *const f32,
+    mode: EpiMode,
+    c: *mut u8,
+) -> (*const i8, *const i32, *const f32, *mut u8) {
+    let elem = match mode {
+        EpiMode::Quant { .. } => 1,
+        EpiMode::Float => 4,
+    };
+    let n0 = blk * NR;
+    (
+        b.wrapping_add(blk * PackedB::block_len(k4)),
+        bias.wrapping_add(n0),
+        scale.wrapping_add(n0),
+        c.wrapping_add(n0 * elem),
+    )
 }
 
 /// Shared epilogue for one value (the scalar definition every ISA matches bit for bit).

@@ -33,7 +33,7 @@ unsafe fn widen(w: int8x16_t) -> [int16x8_t; 2] {
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_qs8_4x16c4_neon(
     mr: usize,
-    nc: usize,
+    n: usize,
     k4: usize,
     a: *const u8,
     lda: usize,
@@ -44,25 +44,31 @@ pub unsafe fn gemm_qs8_4x16c4_neon(
     c: *mut u8,
     ldc: usize,
 ) {
-    // Rows past mr re-read row 0 (always readable); their results are not stored.
-    let rows: [*const u8; MR] = std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
-    let mut acc = [load_bias(bias); MR];
-    for kk in 0..k4 {
-        let w = vld4q_s8(b.add(kk * NR * 4));
-        let w = [widen(w.0), widen(w.1), widen(w.2), widen(w.3)];
-        for (r, acc) in rows.iter().zip(acc.iter_mut()) {
-            let x4 = std::ptr::read_unaligned(r.add(kk * 4) as *const u32);
-            // [a0 a1 a2 a3] as i16 lanes
-            let x =
-                vreinterpret_s16_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(x4)))));
-            mlal_k::<0>(acc, w[0], x);
-            mlal_k::<1>(acc, w[1], x);
-            mlal_k::<2>(acc, w[2], x);
-            mlal_k::<3>(acc, w[3], x);
+    for blk in 0..n.div_ceil(NR) {
+        let nc = NR.min(n - blk * NR);
+        let (b, bias, scale, c) = super::block_args(blk, k4, b, bias, scale, mode, c);
+        // Rows past mr re-read row 0 (always readable); their results are not stored.
+        let rows: [*const u8; MR] =
+            std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
+        let mut acc = [load_bias(bias); MR];
+        for kk in 0..k4 {
+            let w = vld4q_s8(b.add(kk * NR * 4));
+            let w = [widen(w.0), widen(w.1), widen(w.2), widen(w.3)];
+            for (r, acc) in rows.iter().zip(acc.iter_mut()) {
+                let x4 = std::ptr::read_unaligned(r.add(kk * 4) as *const u32);
+                // [a0 a1 a2 a3] as i16 lanes
+                let x = vreinterpret_s16_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(
+                    vdup_n_u32(x4),
+                ))));
+                mlal_k::<0>(acc, w[0], x);
+                mlal_k::<1>(acc, w[1], x);
+                mlal_k::<2>(acc, w[2], x);
+                mlal_k::<3>(acc, w[3], x);
+            }
         }
-    }
-    for (i, acc) in acc.iter().enumerate().take(mr) {
-        store_row(acc, nc, scale, mode, c, ldc, i);
+        for (i, acc) in acc.iter().enumerate().take(mr) {
+            store_row(acc, nc, scale, mode, c, ldc, i);
+        }
     }
 }
 

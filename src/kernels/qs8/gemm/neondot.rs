@@ -50,7 +50,7 @@ unsafe fn group<const LANE: i32>(acc: &mut [int32x4_t; 4], w: *const i8, a: int8
 #[target_feature(enable = "dotprod")]
 pub unsafe fn gemm_qs8_4x16c4_neondot(
     mr: usize,
-    nc: usize,
+    n: usize,
     k4: usize,
     a: *const u8,
     lda: usize,
@@ -61,36 +61,43 @@ pub unsafe fn gemm_qs8_4x16c4_neondot(
     c: *mut u8,
     ldc: usize,
 ) {
-    // Rows past mr re-read row 0 (always readable); their results are not stored.
-    let rows: [*const u8; MR] = std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
-    let flip = vdup_n_u8(0x80);
-    let sums = b.add(k4 * NR * 4) as *const i32;
-    let start: [int32x4_t; 4] = {
-        let bias = load_bias(bias);
-        std::array::from_fn(|j| vaddq_s32(bias[j], vshlq_n_s32::<7>(vld1q_s32(sums.add(4 * j)))))
-    };
-    let mut acc = [start; MR];
-    let signed = |p: *const u8| vreinterpret_s8_u8(veor_u8(vld1_u8(p), flip));
-    let mut kk = 0;
-    while kk + 2 <= k4 {
-        let w = b.add(kk * NR * 4);
-        for (r, acc) in rows.iter().zip(acc.iter_mut()) {
-            let x = signed(r.add(kk * 4));
-            group::<0>(acc, w, x);
-            group::<1>(acc, w.add(NR * 4), x);
+    for blk in 0..n.div_ceil(NR) {
+        let nc = NR.min(n - blk * NR);
+        let (b, bias, scale, c) = super::block_args(blk, k4, b, bias, scale, mode, c);
+        // Rows past mr re-read row 0 (always readable); their results are not stored.
+        let rows: [*const u8; MR] =
+            std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
+        let flip = vdup_n_u8(0x80);
+        let sums = b.add(k4 * NR * 4) as *const i32;
+        let start: [int32x4_t; 4] = {
+            let bias = load_bias(bias);
+            std::array::from_fn(|j| {
+                vaddq_s32(bias[j], vshlq_n_s32::<7>(vld1q_s32(sums.add(4 * j))))
+            })
+        };
+        let mut acc = [start; MR];
+        let signed = |p: *const u8| vreinterpret_s8_u8(veor_u8(vld1_u8(p), flip));
+        let mut kk = 0;
+        while kk + 2 <= k4 {
+            let w = b.add(kk * NR * 4);
+            for (r, acc) in rows.iter().zip(acc.iter_mut()) {
+                let x = signed(r.add(kk * 4));
+                group::<0>(acc, w, x);
+                group::<1>(acc, w.add(NR * 4), x);
+            }
+            kk += 2;
         }
-        kk += 2;
-    }
-    if kk < k4 {
-        // one c4 group left: 4 bytes per row
-        let w = b.add(kk * NR * 4);
-        for (r, acc) in rows.iter().zip(acc.iter_mut()) {
-            let x4 = std::ptr::read_unaligned(r.add(kk * 4) as *const u32);
-            let x = vreinterpret_s8_u8(veor_u8(vreinterpret_u8_u32(vdup_n_u32(x4)), flip));
-            group::<0>(acc, w, x);
+        if kk < k4 {
+            // one c4 group left: 4 bytes per row
+            let w = b.add(kk * NR * 4);
+            for (r, acc) in rows.iter().zip(acc.iter_mut()) {
+                let x4 = std::ptr::read_unaligned(r.add(kk * 4) as *const u32);
+                let x = vreinterpret_s8_u8(veor_u8(vreinterpret_u8_u32(vdup_n_u32(x4)), flip));
+                group::<0>(acc, w, x);
+            }
         }
-    }
-    for (i, acc) in acc.iter().enumerate().take(mr) {
-        store_row(acc, nc, scale, mode, c, ldc, i);
+        for (i, acc) in acc.iter().enumerate().take(mr) {
+            store_row(acc, nc, scale, mode, c, ldc, i);
+        }
     }
 }

@@ -62,7 +62,7 @@ unsafe fn load4(w: *const i8) -> [int8x16_t; 4] {
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_qs8_2x16c4_neonmull(
     mr: usize,
-    nc: usize,
+    n: usize,
     k4: usize,
     a: *const u8,
     lda: usize,
@@ -73,37 +73,44 @@ pub unsafe fn gemm_qs8_2x16c4_neonmull(
     c: *mut u8,
     ldc: usize,
 ) {
-    // Rows past mr re-read row 0 (always readable); their results are not stored.
-    let rows: [*const u8; MR] = std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
-    let flip = vdup_n_u8(0x80);
-    let mut acc = [[vdupq_n_s32(0); 8]; MR];
-    let mut kk = 0;
-    while kk + 2 <= k4 {
-        let w0 = load4(b.add(kk * NR * 4));
-        let w1 = load4(b.add((kk + 1) * NR * 4));
-        for (r, acc) in rows.iter().zip(acc.iter_mut()) {
-            let x = vreinterpret_s32_u8(veor_u8(vld1_u8(r.add(kk * 4)), flip));
-            let x0 = vreinterpretq_s8_s32(vdupq_lane_s32::<0>(x));
-            let x1 = vreinterpretq_s8_s32(vdupq_lane_s32::<1>(x));
-            two_groups(acc, &w0, &w1, x0, x1);
+    for blk in 0..n.div_ceil(NR) {
+        let nc = NR.min(n - blk * NR);
+        let (b, bias, scale, c) = super::block_args(blk, k4, b, bias, scale, mode, c);
+        // Rows past mr re-read row 0 (always readable); their results are not stored.
+        let rows: [*const u8; MR] =
+            std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
+        let flip = vdup_n_u8(0x80);
+        let mut acc = [[vdupq_n_s32(0); 8]; MR];
+        let mut kk = 0;
+        while kk + 2 <= k4 {
+            let w0 = load4(b.add(kk * NR * 4));
+            let w1 = load4(b.add((kk + 1) * NR * 4));
+            for (r, acc) in rows.iter().zip(acc.iter_mut()) {
+                let x = vreinterpret_s32_u8(veor_u8(vld1_u8(r.add(kk * 4)), flip));
+                let x0 = vreinterpretq_s8_s32(vdupq_lane_s32::<0>(x));
+                let x1 = vreinterpretq_s8_s32(vdupq_lane_s32::<1>(x));
+                two_groups(acc, &w0, &w1, x0, x1);
+            }
+            kk += 2;
         }
-        kk += 2;
-    }
-    if kk < k4 {
-        let w0 = load4(b.add(kk * NR * 4));
-        for (r, acc) in rows.iter().zip(acc.iter_mut()) {
-            let x4 = std::ptr::read_unaligned(r.add(kk * 4) as *const u32);
-            let x = veorq_u8(vreinterpretq_u8_u32(vdupq_n_u32(x4)), vdupq_n_u8(0x80));
-            one_group(acc, &w0, vreinterpretq_s8_u8(x));
+        if kk < k4 {
+            let w0 = load4(b.add(kk * NR * 4));
+            for (r, acc) in rows.iter().zip(acc.iter_mut()) {
+                let x4 = std::ptr::read_unaligned(r.add(kk * 4) as *const u32);
+                let x = veorq_u8(vreinterpretq_u8_u32(vdupq_n_u32(x4)), vdupq_n_u8(0x80));
+                one_group(acc, &w0, vreinterpretq_s8_u8(x));
+            }
         }
-    }
-    let sums = b.add(k4 * NR * 4) as *const i32;
-    let bias = load_bias(bias);
-    let start: [int32x4_t; 4] =
-        std::array::from_fn(|j| vaddq_s32(bias[j], vshlq_n_s32::<7>(vld1q_s32(sums.add(4 * j)))));
-    for (i, acc) in acc.iter().enumerate().take(mr) {
-        let sum: [int32x4_t; 4] =
-            std::array::from_fn(|j| vaddq_s32(start[j], vpaddq_s32(acc[2 * j], acc[2 * j + 1])));
-        store_row(&sum, nc, scale, mode, c, ldc, i);
+        let sums = b.add(k4 * NR * 4) as *const i32;
+        let bias = load_bias(bias);
+        let start: [int32x4_t; 4] = std::array::from_fn(|j| {
+            vaddq_s32(bias[j], vshlq_n_s32::<7>(vld1q_s32(sums.add(4 * j))))
+        });
+        for (i, acc) in acc.iter().enumerate().take(mr) {
+            let sum: [int32x4_t; 4] = std::array::from_fn(|j| {
+                vaddq_s32(start[j], vpaddq_s32(acc[2 * j], acc[2 * j + 1]))
+            });
+            store_row(&sum, nc, scale, mode, c, ldc, i);
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! `lut_u8_16_neon`: 16 bytes per step. `TBL` over four registers covers 64 table bytes
 //! (indices past them give 0); three `TBX` (which leave lanes past their 64 bytes alone) add
 //! the other quarters, with the index lowered by 64 each time (wrapping, so lower indices
-//! fall out of range).
+//! fall out of range). A ragged end (at least 16 bytes in all) re-reads the last 16 and
+//! blends in only the lanes not yet looked up.
 
 use std::arch::aarch64::*;
 
@@ -22,18 +23,29 @@ pub unsafe fn lut_u8_16_neon(table: &[u8; 256], row: *mut u8, len: usize) {
     };
     let (t0, t1, t2, t3) = (q(0), q(1), q(2), q(3));
     let step = vdupq_n_u8(64);
-    let mut i = 0;
-    while i + 16 <= len {
-        let v = vld1q_u8(row.add(i));
+    let look = |v: uint8x16_t| {
         let mut r = vqtbl4q_u8(t0, v);
         let v = vsubq_u8(v, step);
         r = vqtbx4q_u8(r, t1, v);
         let v = vsubq_u8(v, step);
         r = vqtbx4q_u8(r, t2, v);
         let v = vsubq_u8(v, step);
-        r = vqtbx4q_u8(r, t3, v);
-        vst1q_u8(row.add(i), r);
+        vqtbx4q_u8(r, t3, v)
+    };
+    let mut i = 0;
+    while i + 16 <= len {
+        vst1q_u8(row.add(i), look(vld1q_u8(row.add(i))));
         i += 16;
     }
-    super::lut_u8_scalar(table, row.add(i), len - i);
+    if i < len && len >= 16 {
+        // The last 16 bytes again, keeping the lanes already looked up (in place, so they
+        // must not go through the table twice).
+        let at = len - 16;
+        let v = vld1q_u8(row.add(at));
+        const LANES: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+        let fresh = vcgeq_u8(vld1q_u8(LANES.as_ptr()), vdupq_n_u8((i - at) as u8));
+        vst1q_u8(row.add(at), vbslq_u8(fresh, look(v), v));
+    } else {
+        super::lut_u8_scalar(table, row.add(i), len - i);
+    }
 }
