@@ -116,7 +116,11 @@ impl Row<'_> {
         let offs: Vec<usize> = (0..g.k[0])
             .flat_map(|ky| (0..g.k[1]).map(move |kx| (ky * g.d[0] * g.w + kx * g.d[1]) * g.c))
             .collect();
-        let mut ptrs = vec![outside.as_ptr(); taps];
+        // Border pixels' tap addresses (block 0), computed once for every channel block.
+        let mut ptrs = vec![outside.as_ptr(); taps * g.ow];
+        for ox in (0..g.ow).filter(|&ox| ox < lo || ox >= hi) {
+            self.border_taps(ox, &outside, &mut ptrs[ox * taps..(ox + 1) * taps]);
+        }
         let flip = vdupq_n_u8(0x80);
         let fold = vdupq_n_s32(128 - self.zx);
         let mut c0 = 0;
@@ -149,8 +153,8 @@ impl Row<'_> {
                         .add(((self.oy * g.s[0] - g.p[0]) * g.w + ox * g.s[1] - g.p[1]) * g.c + c0);
                     pixel::<T>(taps, |t| win.add(*offs.get_unchecked(t)), wv, start, flip)
                 } else {
-                    self.border_taps(ox, c0, &outside, &mut ptrs);
-                    pixel::<T>(taps, |t| *ptrs.get_unchecked(t), wv, start, flip)
+                    let px = ptrs.as_ptr().add(ox * taps);
+                    pixel::<T>(taps, |t| (*px.add(t)).add(c0), wv, start, flip)
                 };
                 let f: [float32x4_t; 4] =
                     std::array::from_fn(|j| vmulq_f32(vcvtq_f32_s32(acc[j]), scl[j]));
@@ -160,10 +164,10 @@ impl Row<'_> {
         }
     }
 
-    /// Tap addresses of a border pixel: inside taps point into the image, outside ones into
-    /// the `zx` buffer.
+    /// Tap addresses of a border pixel for channel 0: inside taps point into the image,
+    /// outside ones at the `zx` buffer.
     #[inline(always)]
-    unsafe fn border_taps(&self, ox: usize, c0: usize, outside: &[u8], ptrs: &mut [*const u8]) {
+    unsafe fn border_taps(&self, ox: usize, outside: &[u8], ptrs: &mut [*const u8]) {
         let g = self.g;
         let mut t = 0;
         for ky in 0..g.k[0] {
@@ -171,9 +175,9 @@ impl Row<'_> {
             for kx in 0..g.k[1] {
                 let ix = (ox * g.s[1] + kx * g.d[1]) as isize - g.p[1] as isize;
                 ptrs[t] = if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
-                    outside.as_ptr().add(c0)
+                    outside.as_ptr()
                 } else {
-                    self.x.add((iy as usize * g.w + ix as usize) * g.c + c0)
+                    self.x.add((iy as usize * g.w + ix as usize) * g.c)
                 };
                 t += 1;
             }
