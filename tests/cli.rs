@@ -1,33 +1,9 @@
 //! Integration tests that run the built `speck` binary, as a user would.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn speck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_speck"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run speck")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A clean failure: non-zero exit, one line starting with "error:", no panic.
-fn assert_clean_failure(o: &Output, needle: &str) {
-    let e = stderr(o);
-    assert!(!o.status.success(), "expected failure, stderr: {e}");
-    assert_ne!(o.status.code(), Some(101), "panicked: {e}");
-    assert!(!e.contains("panicked"), "panicked: {e}");
-    assert!(e.starts_with("error:"), "no error line: {e}");
-    assert!(e.contains(needle), "'{needle}' not in: {e}");
-}
+mod common;
+use common::{assert_clean_failure, root, speck, stderr};
 
 const MNV3S: &str = "models/reference/mnv3s_224.onnx";
 const DEFAULT_MODEL: &str = "models/speck-tiny.onnx";

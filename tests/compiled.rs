@@ -5,37 +5,9 @@
 use speck::model::compiled;
 use speck::{Engine, EngineOptions, Tensor};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn speck_at(bin: &Path, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run speck")
-}
-
-fn speck(args: &[&str]) -> Output {
-    speck_at(Path::new(env!("CARGO_BIN_EXE_speck")), args)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Non-zero exit, one `error:` line naming the problem, no panic.
-fn assert_clean_failure(o: &Output, needle: &str) {
-    let e = stderr(o);
-    assert!(!o.status.success(), "expected failure, stderr: {e}");
-    assert_ne!(o.status.code(), Some(101), "panicked: {e}");
-    assert!(!e.contains("panicked"), "panicked: {e}");
-    assert!(e.starts_with("error:"), "no error line: {e}");
-    assert!(e.contains(needle), "'{needle}' not in: {e}");
-}
+mod common;
+use common::{assert_clean_failure, root, speck, speck_at, stderr};
 
 const DEFAULT_MODEL: &str = "models/speck-tiny.onnx";
 const IMAGE: &str = "examples/data/images/0003_000000.jpg";

@@ -1,19 +1,7 @@
 //! `speck eval` on the shipped sample ground truth, without a model.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn speck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_speck"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run speck")
-}
+mod common;
+use common::{root, speck};
 
 const GT: &str = "examples/data/annotations.json";
 
