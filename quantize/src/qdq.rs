@@ -6,6 +6,8 @@
 //! - Conv / Gemm / MatMul weights become int8 initializers with a DequantizeLinear, symmetric,
 //!   per output channel (axis 0 for Conv, depthwise included) or per tensor.
 //! - Conv / Gemm biases become int32 with scale `s_x * s_w[c]`.
+//! - A Conv / Gemm read only by a Relu or Clip has no Q/DQ on its output (the activation is
+//!   fused; one rounding, on the activation's range).
 //! - Range rules: HardSigmoid and Sigmoid outputs use exactly [0, 1]; Concat inputs and output
 //!   share one scale; pass-through ops (MaxPool, Reshape, Resize, ...) share their input's scale.
 //!   Add and Mul inputs (residuals, squeeze-excite's feature x gate) keep their own scales.
@@ -294,6 +296,25 @@ pub fn quantize_model(
         }
     }
 
+    // A Conv / Gemm whose output only a Relu or Clip reads computes with the activation
+    // fused (as ONNX Runtime's QDQ fusion and speck's int8 lowering do): no Q/DQ between
+    // them, so the output is rounded once, on the activation's range, instead of first on
+    // the pre-activation range (whose negative half the Relu then throws away).
+    let prod = proto::producers(g);
+    let cons = proto::consumers(g);
+    let graph_outputs: HashSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    qdq_tensors.retain(|t| {
+        let fused = prod.get(t.as_str()).is_some_and(|&p| {
+            quantized_nodes[p] && matches!(g.node[p].op_type.as_str(), "Conv" | "Gemm")
+        }) && !graph_outputs.contains(t.as_str())
+            && cons.get(t.as_str()).is_some_and(|c| {
+                c.len() == 1
+                    && quantized_nodes[c[0].0]
+                    && matches!(g.node[c[0].0].op_type.as_str(), "Relu" | "Clip")
+            });
+        !fused
+    });
+
     // Shared scales.
     let mut uf = UnionFind(HashMap::new());
     for (i, n) in g.node.iter().enumerate() {
@@ -316,7 +337,6 @@ pub fn quantize_model(
             }
         }
     }
-    let prod = proto::producers(g);
     let fixed_unit = |t: &str| {
         prod.get(t)
             .is_some_and(|&p| matches!(g.node[p].op_type.as_str(), "HardSigmoid" | "Sigmoid"))

@@ -288,3 +288,67 @@ fn errors() {
         Err(QuantizeError::OldOpset(11))
     ));
 }
+
+/// x -> Conv a -> Relu -> Conv b -> Relu -> y, where Conv b's output is also a graph output:
+/// the first Conv + Relu is fused (no Q/DQ between them), the second is not (its output is
+/// read outside the pair).
+#[test]
+fn conv_relu_pairs_are_fused() {
+    let g = pb::GraphProto {
+        node: vec![
+            node("Conv", "ca", &["x", "wa"], &["a"], vec![]),
+            node("Relu", "ra", &["a"], &["ar"], vec![]),
+            node("Conv", "cb", &["ar", "wb"], &["b"], vec![]),
+            node("Relu", "rb", &["b"], &["y"], vec![]),
+        ],
+        initializer: vec![
+            f32_tensor("wa", &[3, 2, 1, 1], &seq(6, 1.0)),
+            f32_tensor("wb", &[3, 3, 1, 1], &seq(9, 0.7)),
+        ],
+        input: vec![vi("x", &[1, 2, 4, 4])],
+        output: vec![vi("y", &[1, 3, 4, 4]), vi("b", &[1, 3, 4, 4])],
+        ..Default::default()
+    };
+    let m = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(g),
+        ..Default::default()
+    };
+    let ranges: HashMap<String, (f32, f32)> = [
+        ("x", (-1.0, 1.0)),
+        ("a", (-2.0, 3.0)),
+        ("ar", (0.0, 3.0)),
+        ("b", (-1.0, 2.0)),
+        ("y", (0.0, 2.0)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let res = quantize_model(&m, &ranges, &QdqOptions::default()).unwrap();
+    let g = res.model.graph.as_ref().unwrap();
+    let ra = g.node.iter().find(|n| n.name == "ra").unwrap();
+    assert_eq!(
+        ra.input,
+        vec!["a".to_string()],
+        "Relu reads the conv directly"
+    );
+    assert!(!res.activations.contains_key("a"));
+    // The fused pair's output is quantized on the Relu's range for the next conv.
+    assert_eq!(res.activations["ar"], QParams::from_range(0.0, 3.0, false));
+    let cb = g.node.iter().find(|n| n.name == "cb").unwrap();
+    assert_eq!(
+        producer(g, &cb.input[0]).unwrap().op_type,
+        "DequantizeLinear"
+    );
+    // Conv b's output is a graph output: the Relu after it reads a Q/DQ pair.
+    let rb = g.node.iter().find(|n| n.name == "rb").unwrap();
+    assert_eq!(
+        producer(g, &rb.input[0]).unwrap().op_type,
+        "DequantizeLinear"
+    );
+    assert!(res.quantized.iter().any(|n| n == "ra"));
+}
