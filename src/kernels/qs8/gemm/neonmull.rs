@@ -19,26 +19,25 @@ use std::arch::aarch64::*;
 /// Rows per call.
 const MR: usize = 2;
 
-/// `acc[2q], acc[2q + 1] += pairwise sums of w0 * x0 + w1 * x1` (two c4 groups; `x1`, `w1`
-/// zero-weight for a lone last group) for the 4 vectors `q` of a block.
+/// `acc[2q], acc[2q + 1] += pairwise sums of w0 * x0 + w1 * x1` for weight vector `q` of a
+/// block (4 channels) over two c4 groups.
 #[inline(always)]
-unsafe fn two_groups(
+unsafe fn pair(
     acc: &mut [int32x4_t; 8],
-    w0: &[int8x16_t; 4],
-    w1: &[int8x16_t; 4],
+    q: usize,
+    w0: int8x16_t,
+    w1: int8x16_t,
     x0: int8x16_t,
     x1: int8x16_t,
 ) {
-    for q in 0..4 {
-        let lo = vmlal_s8(
-            vmull_s8(vget_low_s8(w0[q]), vget_low_s8(x0)),
-            vget_low_s8(w1[q]),
-            vget_low_s8(x1),
-        );
-        let hi = vmlal_high_s8(vmull_high_s8(w0[q], x0), w1[q], x1);
-        acc[2 * q] = vpadalq_s16(acc[2 * q], lo);
-        acc[2 * q + 1] = vpadalq_s16(acc[2 * q + 1], hi);
-    }
+    let lo = vmlal_s8(
+        vmull_s8(vget_low_s8(w0), vget_low_s8(x0)),
+        vget_low_s8(w1),
+        vget_low_s8(x1),
+    );
+    let hi = vmlal_high_s8(vmull_high_s8(w0, x0), w1, x1);
+    acc[2 * q] = vpadalq_s16(acc[2 * q], lo);
+    acc[2 * q + 1] = vpadalq_s16(acc[2 * q + 1], hi);
 }
 
 /// One c4 group alone (the odd last one).
@@ -83,13 +82,21 @@ pub unsafe fn gemm_qs8_2x16c4_neonmull(
         let mut acc = [[vdupq_n_s32(0); 8]; MR];
         let mut kk = 0;
         while kk + 2 <= k4 {
-            let w0 = load4(b.add(kk * NR * 4));
-            let w1 = load4(b.add((kk + 1) * NR * 4));
-            for (r, acc) in rows.iter().zip(acc.iter_mut()) {
-                let x = vreinterpret_s32_u8(veor_u8(vld1_u8(r.add(kk * 4)), flip));
-                let x0 = vreinterpretq_s8_s32(vdupq_lane_s32::<0>(x));
-                let x1 = vreinterpretq_s8_s32(vdupq_lane_s32::<1>(x));
-                two_groups(acc, &w0, &w1, x0, x1);
+            // Both rows' activations first, then one weight vector pair at a time for both
+            // rows: 16 accumulators + 4 activation + 2 weight registers, no spills.
+            let xs: [[int8x16_t; 2]; MR] = std::array::from_fn(|i| {
+                let x = vreinterpret_s32_u8(veor_u8(vld1_u8(rows[i].add(kk * 4)), flip));
+                [
+                    vreinterpretq_s8_s32(vdupq_lane_s32::<0>(x)),
+                    vreinterpretq_s8_s32(vdupq_lane_s32::<1>(x)),
+                ]
+            });
+            let (b0, b1) = (b.add(kk * NR * 4), b.add((kk + 1) * NR * 4));
+            for q in 0..4 {
+                let (w0, w1) = (vld1q_s8(b0.add(16 * q)), vld1q_s8(b1.add(16 * q)));
+                for (x, acc) in xs.iter().zip(acc.iter_mut()) {
+                    pair(acc, q, w0, w1, x[0], x[1]);
+                }
             }
             kk += 2;
         }
