@@ -4,20 +4,16 @@
 //! red-patch detector in tests/data (milliseconds per frame in debug builds).
 
 mod common;
+use common::root;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const MODEL: &str = "tests/data/red_detector.onnx";
 /// The colour `speck::draw::class_color(0)` gives class 0.
 const BOX_RGB: [u8; 3] = [255, 56, 56];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn speck() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_speck"));

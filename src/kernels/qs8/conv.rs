@@ -211,10 +211,7 @@ impl ConvQs8 {
     }
 
     fn out_elem(&self) -> usize {
-        match self.mode {
-            EpiMode::Quant { .. } => 1,
-            EpiMode::Float => 4,
-        }
+        self.mode.elem_bytes()
     }
 
     /// Scratch (in f32 units): im2col rows, and an NHWC f32 buffer for float outputs.

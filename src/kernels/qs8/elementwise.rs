@@ -181,11 +181,11 @@ fn interleave<const C: usize>(planes: &[u8], out: &mut [u8]) {
 /// `q.dequantize(v)` for every byte).
 pub fn dequantize(q: QType, shape: &[usize], x: &[u8], y: &mut [f32]) {
     let (n, c, hw) = nchw(shape);
-    let table: [f32; 256] = std::array::from_fn(|v| q.dequantize(v as u8));
     if c == 1 {
         dequantize_row(q, x, y);
         return;
     }
+    let table: [f32; 256] = std::array::from_fn(|v| q.dequantize(v as u8));
     for b in 0..n {
         let src = &x[b * hw * c..(b + 1) * hw * c];
         let dst = &mut y[b * c * hw..(b + 1) * c * hw];

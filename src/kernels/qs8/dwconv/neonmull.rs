@@ -16,6 +16,7 @@ use super::{tap_range, DwGeom, CB};
 use crate::kernels::qs8::gemm::neon::store16;
 use crate::kernels::qs8::gemm::EpiMode;
 use std::arch::aarch64::*;
+use std::cell::RefCell;
 
 /// Pack `[C][kh][kw]` int8 weights (see the module doc).
 pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
@@ -97,10 +98,30 @@ struct Row<'a> {
     out: *mut u8,
 }
 
+/// Buffers reused from row to row on each thread (the kernel runs once per output row, on the
+/// per-frame path): the `zx` bytes outside taps read, the interior tap offsets, the border
+/// pixels' tap addresses, and the weights of a kernel size not compiled in.
+#[derive(Default)]
+struct Scratch {
+    outside: Vec<u8>,
+    offs: Vec<usize>,
+    ptrs: Vec<*const u8>,
+    weights: Vec<int8x16_t>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
 impl Row<'_> {
     /// The row with `T` taps known at compile time (`T = 0`: any count, from the geometry).
     #[inline(always)]
     unsafe fn run<const T: usize>(&self) {
+        SCRATCH.with_borrow_mut(|s| self.run_in::<T>(s))
+    }
+
+    #[inline(always)]
+    unsafe fn run_in<const T: usize>(&self, s: &mut Scratch) {
         let g = self.g;
         let taps = if T == 0 { g.k[0] * g.k[1] } else { T };
         let cp = g.c_pad();
@@ -111,15 +132,25 @@ impl Row<'_> {
         } else {
             (0, 0)
         };
+        let Scratch {
+            outside,
+            offs,
+            ptrs,
+            weights,
+        } = s;
         // Taps outside the image read zx (a block reads up to 16 bytes from its channel).
-        let outside = vec![self.zx as u8; cp + CB];
-        let offs: Vec<usize> = (0..g.k[0])
-            .flat_map(|ky| (0..g.k[1]).map(move |kx| (ky * g.d[0] * g.w + kx * g.d[1]) * g.c))
-            .collect();
+        outside.clear();
+        outside.resize(cp + CB, self.zx as u8);
+        offs.clear();
+        offs.extend(
+            (0..g.k[0])
+                .flat_map(|ky| (0..g.k[1]).map(move |kx| (ky * g.d[0] * g.w + kx * g.d[1]) * g.c)),
+        );
         // Border pixels' tap addresses (block 0), computed once for every channel block.
-        let mut ptrs = vec![outside.as_ptr(); taps * g.ow];
+        ptrs.clear();
+        ptrs.resize(taps * g.ow, outside.as_ptr());
         for ox in (0..g.ow).filter(|&ox| ox < lo || ox >= hi) {
-            self.border_taps(ox, &outside, &mut ptrs[ox * taps..(ox + 1) * taps]);
+            self.border_taps(ox, outside, &mut ptrs[ox * taps..(ox + 1) * taps]);
         }
         let flip = vdupq_n_u8(0x80);
         let fold = vdupq_n_s32(128 - self.zx);
@@ -132,18 +163,18 @@ impl Row<'_> {
             let scl: [float32x4_t; 4] =
                 std::array::from_fn(|j| vld1q_f32(self.scale.add(c0 + 4 * j)));
             let wb = self.w.add(c0);
-            // With T known the weights sit in a local array (registers for 3x3), else on the
-            // heap.
+            // With T known the weights sit in a local array (registers for 3x3), else in the
+            // scratch.
             let mut wa = [vdupq_n_s8(0); 25];
-            let wh: Vec<int8x16_t>;
             let wv: &[int8x16_t] = if T != 0 {
                 for (t, v) in wa.iter_mut().enumerate().take(T) {
                     *v = vld1q_s8(wb.add(t * cp));
                 }
                 &wa[..T]
             } else {
-                wh = (0..taps).map(|t| vld1q_s8(wb.add(t * cp))).collect();
-                &wh
+                weights.clear();
+                weights.extend((0..taps).map(|t| vld1q_s8(wb.add(t * cp))));
+                weights
             };
             let n = CB.min(g.c - c0);
             for ox in 0..g.ow {

@@ -25,8 +25,8 @@
 //! `gemm_qs8_8x16c4_avx512vnni` (`vpdpbusd`); on aarch64 `gemm_qs8_4x16c4_neondot` (`SDOT` by
 //! lane on the same c4 layout; A flipped to i8 with `a ^ 0x80` and `128 * sum_k B[n, k]` from
 //! the block's sums added back), `gemm_qs8_2x16c4_neonmull` (baseline NEON: `SMULL` + `SMLAL`
-//! of two c4 groups in i16, `SADALP` into i32; weights in -127..=127) and `gemm_qs8_4x16c4_neon` (`LD4` de-interleave,
-//! widening to i16, `SMLAL` by lane: any weights).
+//! of two c4 groups in i16, `SADALP` into i32; weights in -127..=127) and
+//! `gemm_qs8_4x16c4_neon` (`LD4` de-interleave, widening to i16, `SMLAL` by lane: any weights).
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -61,6 +61,17 @@ pub enum EpiMode {
     Float,
 }
 
+impl EpiMode {
+    /// Bytes per output element: a stored byte or an f32.
+    #[inline(always)]
+    pub fn elem_bytes(self) -> usize {
+        match self {
+            EpiMode::Quant { .. } => 1,
+            EpiMode::Float => 4,
+        }
+    }
+}
+
 /// Per-channel epilogue parameters (slices padded to whole blocks of [`NR`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'a> {
@@ -78,7 +89,7 @@ pub struct Epilogue<'a> {
 /// B prepacked in the c4 layout described in the module doc.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackedB {
-    /// `ceil(n / 16)` blocks of [`PackedB::block_bytes`]
+    /// `ceil(n / 16)` blocks of [`PackedB::block_len`] bytes
     pub data: Vec<i8>,
     /// output channels
     pub n: usize,
@@ -261,10 +272,7 @@ pub unsafe fn gemm(
     c: *mut u8,
     ldc: usize,
 ) {
-    let out_elem = match epi.mode {
-        EpiMode::Quant { .. } => 1,
-        EpiMode::Float => 4,
-    };
+    let out_elem = epi.mode.elem_bytes();
     let tiles = m.div_ceil(k.mr);
     let p = SendPtr(a, c);
     let run_tiles = |t0: usize, t1: usize| {
@@ -321,16 +329,12 @@ fn block_args(
     mode: EpiMode,
     c: *mut u8,
 ) -> (*const i8, *const i32, *const f32, *mut u8) {
-    let elem = match mode {
-        EpiMode::Quant { .. } => 1,
-        EpiMode::Float => 4,
-    };
     let n0 = blk * NR;
     (
         b.wrapping_add(blk * PackedB::block_len(k4)),
         bias.wrapping_add(n0),
         scale.wrapping_add(n0),
-        c.wrapping_add(n0 * elem),
+        c.wrapping_add(n0 * mode.elem_bytes()),
     )
 }
 
