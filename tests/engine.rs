@@ -90,6 +90,63 @@ fn thread_counts_agree() {
 }
 
 #[test]
+fn batch_runs_equal_single_runs() {
+    let m = "models/speck-tiny.onnx";
+    let mut single = Engine::load(path(m), &EngineOptions::default()).unwrap();
+    let inputs: Vec<Vec<Tensor>> = (1..=5).map(|s| random_input(&single, s)).collect();
+    let expected: Vec<Vec<Tensor>> = inputs.iter().map(|x| single.run(x).unwrap()).collect();
+    for threads in [1, 2, 3] {
+        let mut e = Engine::load(
+            path(m),
+            &EngineOptions {
+                threads,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        e.enable_profiling();
+        // Batches smaller and larger than the worker count, twice (workspaces are reused).
+        for n in [1, 2, 5, 5] {
+            let got = e.run_batch(&inputs[..n]).unwrap();
+            assert_eq!(got.len(), n);
+            for (i, (g, x)) in got.iter().zip(&expected).enumerate() {
+                for (a, b) in g.iter().zip(x) {
+                    assert!(max_rel_err(b, a) <= 1e-5, "{threads} threads, input {i}");
+                }
+            }
+        }
+        assert!(e
+            .profile()
+            .unwrap()
+            .iter()
+            .any(|p| p.total > std::time::Duration::ZERO));
+        // The single-run workspace is intact after batches.
+        let again = e.run(&inputs[4]).unwrap();
+        assert!(max_rel_err(&expected[4][0], &again[0]) <= 1e-5);
+    }
+}
+
+#[test]
+fn a_bad_input_anywhere_in_a_batch_is_an_error() {
+    let mut e = Engine::load(
+        path(MODELS[0]),
+        &EngineOptions {
+            threads: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let good = random_input(&e, 3);
+    let bad = vec![Tensor::zeros_f32(&[1, 3, 32, 32])];
+    let err = e
+        .run_batch(&[good.clone(), bad, good])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[1, 3, 224, 224]"), "{err}");
+    assert!(e.run_batch(&[]).unwrap().is_empty());
+}
+
+#[test]
 fn default_model_uses_the_lga_rewrite_and_fusions() {
     let e = Engine::load(path("models/speck-tiny.onnx"), &EngineOptions::default()).unwrap();
     let ops = e.graph().op_histogram();
@@ -142,5 +199,49 @@ fn kernels_run_on_exactly_the_requested_threads() {
             !seen.is_empty() && seen.iter().all(|&n| n == threads),
             "{threads} threads: {seen:?}"
         );
+    }
+}
+
+#[test]
+fn tiled_detection_is_the_same_on_any_thread_count() {
+    use speck::detect::{RgbFrame, TileOptions};
+    use speck::Detector;
+    let img = image::open(path("examples/data/images/0003_000000.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let frame = RgbFrame {
+        data: img.as_raw(),
+        width: img.width() as usize,
+        height: img.height() as usize,
+    };
+    let opts = TileOptions {
+        tile: (384, 384),
+        ..Default::default()
+    };
+    let detect = |threads| {
+        let mut d = Detector::load(
+            path("models/speck-tiny.onnx"),
+            &EngineOptions {
+                threads,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        // Twice: the second frame reuses the tile buffers and workspaces.
+        d.detect_tiled(frame, &opts).unwrap();
+        d.detect_tiled(frame, &opts).unwrap()
+    };
+    let one = detect(1);
+    assert!(!one.is_empty(), "the sample frame has people");
+    for threads in [2, 3] {
+        let many = detect(threads);
+        assert_eq!(one.len(), many.len(), "{threads} threads");
+        for (a, b) in one.iter().zip(&many) {
+            assert_eq!(a.class_id, b.class_id);
+            assert!((a.score - b.score).abs() < 1e-4, "{a:?} vs {b:?}");
+            for k in 0..4 {
+                assert!((a.bbox[k] - b.bbox[k]).abs() < 1e-2, "{a:?} vs {b:?}");
+            }
+        }
     }
 }

@@ -152,6 +152,26 @@ impl Detector {
         self.decode(&outputs)
     }
 
+    /// [`Detector::infer_raw`] for many preprocessed inputs at once
+    /// ([`Engine::run_batch`]); the buffers are moved into tensors and handed back.
+    pub(super) fn infer_raw_batch(&mut self, inputs: &mut [Vec<f32>]) -> Result<Vec<Vec<RawDet>>> {
+        let (w, h) = self.meta.input_size;
+        let batch = inputs
+            .iter_mut()
+            .map(|b| Ok(vec![Tensor::from_f32(&[1, 3, h, w], std::mem::take(b))?]))
+            .collect::<Result<Vec<_>>>()?;
+        let t0 = std::time::Instant::now();
+        let result = self.engine.run_batch(&batch);
+        self.times.engine += t0.elapsed();
+        for (b, mut x) in inputs.iter_mut().zip(batch) {
+            *b = match x.pop() {
+                Some(Tensor::F32(a)) => a.into_raw_vec_and_offset().0,
+                _ => unreachable!(),
+            };
+        }
+        result?.iter().map(|outputs| self.decode(outputs)).collect()
+    }
+
     /// Map raw detections of the region `[x, y, w, h]` (preprocessed with `lb`) to frame
     /// coordinates; empty boxes are dropped.
     pub(super) fn to_detections(

@@ -4,10 +4,13 @@
 //! pass is added, and everything is merged by class-aware NMS (IoU) or greedy NMM
 //! (intersection over the smaller box).
 //!
-//! The engine plans a static `[1, 3, H, W]` input, so tiles cannot be batched: they run one
-//! after another. Their preprocessing is independent and runs on rayon's threads first, one
-//! buffer per tile (kept in the [`Detector`] and reused across frames), so no tile is
-//! preprocessed twice.
+//! Tiles are preprocessed on rayon's threads, one buffer per tile (kept in the [`Detector`]
+//! and reused across frames), then go through the engine together
+//! ([`crate::Engine::run_batch`]): each worker thread runs whole tiles in its own activation
+//! arena over the shared weights, which scales far better than splitting one small tile's
+//! kernels over threads. The engine's plan is for a static `[1, 3, H, W]` input (the shipped
+//! models export batch 1 with constant reshapes), so a batch is many runs at once rather
+//! than one run with a batch dimension.
 
 use super::detector::check_frame;
 use super::{nms, preprocess_region, Detection, Detector, Letterbox, MergeKind, RgbFrame};
@@ -124,22 +127,13 @@ impl Detector {
             })
             .collect();
         self.times.preprocess += t0.elapsed();
-        let mut all = vec![];
-        let mut result = Ok(());
-        for ((t, lb), buf) in tiles.iter().zip(&lbs).zip(bufs.iter_mut()) {
-            match self.infer_raw(buf) {
-                Ok(raw) => {
-                    let dets = self.to_detections(raw, lb, [t.x, t.y, t.w, t.h]);
-                    all.extend(nms(dets, self.options.iou, self.options.merge));
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
+        let raws = self.infer_raw_batch(&mut bufs[..tiles.len()]);
         self.tile_inputs = bufs;
-        result?;
+        let mut all = vec![];
+        for ((t, lb), raw) in tiles.iter().zip(&lbs).zip(raws?) {
+            let dets = self.to_detections(raw, lb, [t.x, t.y, t.w, t.h]);
+            all.extend(nms(dets, self.options.iou, self.options.merge));
+        }
         if opts.full_frame {
             all.extend(self.detect(frame)?);
         }

@@ -1,10 +1,16 @@
 //! The engine: a planned graph plus its arena, runnable many times.
+//!
+//! The plan (steps with their packed weights, memory offsets) is shared; what a run writes
+//! lives in a [`Workspace`] (activation arena and kernel scratch). One workspace serves
+//! [`Engine::run`]; [`Engine::run_batch`] runs independent inputs (a frame's tiles) at the
+//! same time, one workspace per worker thread, all reading the same weights.
 
 use super::memory::{self, MemoryPlan};
 use super::step::{Slot, Step};
 use crate::model::Graph;
 use crate::tensor::Tensor;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Largest activation arena the engine allocates (16 GiB; 1 GiB in a 32-bit address space); a
@@ -89,8 +95,9 @@ pub struct Engine {
     graph: Arc<Graph>,
     steps: Vec<Step>,
     memory: MemoryPlan,
-    arena: Vec<f32>,
-    scratch: Vec<f32>,
+    scratch_len: usize,
+    /// `work[0]` serves `run`; `run_batch` adds one per extra worker, on first use.
+    work: Vec<Workspace>,
     input_slots: Vec<(String, Vec<usize>, usize)>,
     output_slots: Vec<(String, Slot)>,
     pool: rayon::ThreadPool,
@@ -196,8 +203,8 @@ impl Engine {
             .build()
             .map_err(|e| RunError::Plan(format!("thread pool: {e}")))?;
         Ok(Engine {
-            arena: vec![0.0; memory.arena_len],
-            scratch: vec![0.0; scratch_len],
+            work: vec![Workspace::new(memory.arena_len, scratch_len)],
+            scratch_len,
             graph: Arc::new(graph),
             steps,
             memory,
@@ -275,7 +282,7 @@ impl Engine {
 
     /// Bytes of activation memory (arena plus kernel scratch).
     pub fn activation_bytes(&self) -> usize {
-        (self.memory.arena_len + self.scratch.len()) * 4
+        (self.memory.arena_len + self.scratch_len) * 4
     }
 
     /// Bytes the activations would take without buffer reuse.
@@ -321,8 +328,105 @@ impl Engine {
     pub fn run_observed(
         &mut self,
         inputs: &[Tensor],
-        mut observer: Option<&mut (dyn FnMut(&str, ndarray::ArrayViewD<f32>) + Send)>,
+        observer: Option<&mut (dyn FnMut(&str, ndarray::ArrayViewD<f32>) + Send)>,
     ) -> Result<Vec<Tensor>, RunError> {
+        self.check_inputs(inputs)?;
+        let Engine {
+            steps,
+            work,
+            pool,
+            profile,
+            graph,
+            input_slots,
+            output_slots,
+            ..
+        } = self;
+        let ws = &mut work[0];
+        ws.write_inputs(input_slots, inputs);
+        pool.install(|| ws.execute(steps, graph, profile.as_mut(), observer))?;
+        Ok(ws.read_outputs(output_slots))
+    }
+
+    /// Run several independent inputs (each one tensor per model input, as for
+    /// [`Engine::run`]) at once: each worker thread takes the next input and runs it in its
+    /// own workspace, so small models scale over threads where one run's kernels would not.
+    /// A kernel's own parallel loops still spread to threads that have run out of inputs.
+    /// Extra workspaces (one activation arena each) are allocated on first use and kept.
+    /// Results come back in input order; the first failure is returned.
+    pub fn run_batch(&mut self, batch: &[Vec<Tensor>]) -> Result<Vec<Vec<Tensor>>, RunError> {
+        for inputs in batch {
+            self.check_inputs(inputs)?;
+        }
+        let workers = self.threads.min(batch.len());
+        if workers <= 1 {
+            return batch.iter().map(|inputs| self.run(inputs)).collect();
+        }
+        while self.work.len() < workers {
+            self.work
+                .push(Workspace::new(self.memory.arena_len, self.scratch_len));
+        }
+        let Engine {
+            steps,
+            work,
+            pool,
+            profile,
+            graph,
+            input_slots,
+            output_slots,
+            ..
+        } = self;
+        let (steps, graph, input_slots, output_slots) =
+            (&*steps, &**graph, &*input_slots, &*output_slots);
+        let profiling = profile.is_some();
+        // One lock per worker, never contended: worker i only touches workspace i.
+        let slots: Vec<Mutex<Worker>> = work[..workers]
+            .iter_mut()
+            .map(|ws| {
+                Mutex::new(Worker {
+                    ws,
+                    profile: profiling.then(|| vec![Duration::ZERO; steps.len()]),
+                })
+            })
+            .collect();
+        let results: Vec<Mutex<Option<RunResult>>> =
+            batch.iter().map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        pool.broadcast(|ctx| {
+            let Some(slot) = slots.get(ctx.index()) else {
+                return;
+            };
+            let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+            let Worker { ws, profile: prof } = &mut *guard;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(inputs) = batch.get(i) else { break };
+                ws.write_inputs(input_slots, inputs);
+                let r = ws
+                    .execute(steps, graph, prof.as_mut(), None)
+                    .map(|()| ws.read_outputs(output_slots));
+                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            }
+        });
+        if let Some(total) = profile.as_mut() {
+            for slot in slots {
+                let w = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+                for (t, p) in total.iter_mut().zip(w.profile.into_iter().flatten()) {
+                    *t += p;
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .expect("every input is taken by a worker")
+            })
+            .collect()
+    }
+
+    /// Inputs must match the planned names' count, f32 type and shapes.
+    fn check_inputs(&self, inputs: &[Tensor]) -> Result<(), RunError> {
         let expected = self.input_slots.len();
         if inputs.len() != expected {
             return Err(RunError::InputCount {
@@ -330,15 +434,44 @@ impl Engine {
                 got: inputs.len(),
             });
         }
-        for (t, (name, shape, offset)) in inputs.iter().zip(&self.input_slots) {
-            let ok = t.dtype() == crate::DType::F32 && t.shape() == shape.as_slice();
-            if !ok {
+        for (t, (name, shape, _)) in inputs.iter().zip(&self.input_slots) {
+            if t.dtype() != crate::DType::F32 || t.shape() != shape.as_slice() {
                 return Err(RunError::InputShape {
                     name: name.clone(),
                     expected: shape.clone(),
                     got: format!("{} tensor of shape {:?}", t.dtype(), t.shape()),
                 });
             }
+        }
+        Ok(())
+    }
+}
+
+type RunResult = Result<Vec<Tensor>, RunError>;
+
+/// One `run_batch` worker's workspace and its step times.
+struct Worker<'a> {
+    ws: &'a mut Workspace,
+    profile: Option<Vec<Duration>>,
+}
+
+/// What one run writes: the activation arena and the kernels' scratch.
+struct Workspace {
+    arena: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl Workspace {
+    fn new(arena_len: usize, scratch_len: usize) -> Workspace {
+        Workspace {
+            arena: vec![0.0; arena_len],
+            scratch: vec![0.0; scratch_len],
+        }
+    }
+
+    /// Copy checked inputs (see `Engine::check_inputs`) into their arena slots.
+    fn write_inputs(&mut self, slots: &[(String, Vec<usize>, usize)], inputs: &[Tensor]) {
+        for (t, (_, _, offset)) in inputs.iter().zip(slots) {
             let a = t.as_f32().expect("checked f32");
             let dst = &mut self.arena[*offset..*offset + a.len()];
             match a.as_slice() {
@@ -346,52 +479,55 @@ impl Engine {
                 None => dst.iter_mut().zip(a.iter()).for_each(|(d, s)| *d = *s),
             }
         }
-        let Engine {
-            steps,
-            arena,
-            scratch,
-            pool,
-            profile,
-            graph,
-            ..
-        } = self;
-        let body = || -> Result<(), RunError> {
-            let base = arena.as_mut_ptr();
-            for (i, s) in steps.iter().enumerate() {
-                let t0 = profile.as_ref().map(|_| Instant::now());
-                // SAFETY: slots come from the memory plan, which keeps a step's outputs
-                // disjoint from its inputs and sizes the arena for every slot.
-                unsafe { s.run(base, scratch) }.map_err(|source| RunError::Op {
-                    node: s.name.clone(),
-                    op: s.op_name.clone(),
-                    source,
-                })?;
-                if let (Some(p), Some(t0)) = (profile.as_mut(), t0) {
-                    p[i] += t0.elapsed();
+    }
+
+    /// Run every step in order, timing them into `profile` and showing each written value to
+    /// `observer` when given.
+    #[allow(clippy::type_complexity)]
+    fn execute(
+        &mut self,
+        steps: &[Step],
+        graph: &Graph,
+        mut profile: Option<&mut Vec<Duration>>,
+        mut observer: Option<&mut (dyn FnMut(&str, ndarray::ArrayViewD<f32>) + Send)>,
+    ) -> Result<(), RunError> {
+        let base = self.arena.as_mut_ptr();
+        for (i, s) in steps.iter().enumerate() {
+            let t0 = profile.as_ref().map(|_| Instant::now());
+            // SAFETY: slots come from the memory plan, which keeps a step's outputs
+            // disjoint from its inputs and sizes the arena for every slot.
+            unsafe { s.run(base, &mut self.scratch) }.map_err(|source| RunError::Op {
+                node: s.name.clone(),
+                op: s.op_name.clone(),
+                source,
+            })?;
+            if let (Some(p), Some(t0)) = (profile.as_mut(), t0) {
+                p[i] += t0.elapsed();
+            }
+            if let Some(obs) = observer.as_mut() {
+                if matches!(&graph.nodes[i].op, crate::ops::Op::Int8(q) if q.output_is_int8()) {
+                    // byte tensors are not observable as f32
+                    continue;
                 }
-                if let Some(obs) = observer.as_mut() {
-                    if matches!(&graph.nodes[i].op, crate::ops::Op::Int8(q) if q.output_is_int8()) {
-                        // byte tensors are not observable as f32
-                        continue;
-                    }
-                    for (slot, &v) in s.outputs.iter().zip(&graph.nodes[i].outputs) {
-                        if let super::step::Slot::Arena { offset, shape } = slot {
-                            let n: usize = shape.iter().product();
-                            let view = ndarray::ArrayViewD::from_shape(
-                                shape.as_slice(),
-                                &arena[*offset..*offset + n],
-                            )
-                            .expect("slot shape matches its length");
-                            obs(&graph.values[v].name, view);
-                        }
+                for (slot, &v) in s.outputs.iter().zip(&graph.nodes[i].outputs) {
+                    if let Slot::Arena { offset, shape } = slot {
+                        let n: usize = shape.iter().product();
+                        let view = ndarray::ArrayViewD::from_shape(
+                            shape.as_slice(),
+                            &self.arena[*offset..*offset + n],
+                        )
+                        .expect("slot shape matches its length");
+                        obs(&graph.values[v].name, view);
                     }
                 }
             }
-            Ok(())
-        };
-        pool.install(body)?;
-        Ok(self
-            .output_slots
+        }
+        Ok(())
+    }
+
+    /// The output tensors, copied out of the arena.
+    fn read_outputs(&self, slots: &[(String, Slot)]) -> Vec<Tensor> {
+        slots
             .iter()
             .map(|(_, s)| match s {
                 Slot::Const(c) => (**c).clone(),
@@ -401,6 +537,6 @@ impl Engine {
                         .expect("shape matches")
                 }
             })
-            .collect())
+            .collect()
     }
 }
