@@ -2,7 +2,8 @@
 //!
 //! Padded planes are copied into a zero-bordered buffer first, so every output row runs a
 //! branch-free row kernel with every tap in bounds.
-//! Interior row kernels: `dwconv_f32_<k>x<k>s<s>_<isa>` and `dwconv_f32_generic_scalar`.
+//! Interior row kernels: `dwconv_f32_<k>x<k>s<s>_<isa>` (scalar for every 3x3 / 5x5 at stride
+//! 1 and 2; AVX2 at stride 1; NEON at both) and `dwconv_f32_generic_scalar`.
 
 /// Geometry of one depthwise plane.
 #[derive(Clone, Copy, Debug)]
@@ -29,6 +30,10 @@ pub(crate) enum DwRow {
     K5S2,
     K3S1Avx2,
     K5S1Avx2,
+    K3S1Neon,
+    K3S2Neon,
+    K5S1Neon,
+    K5S2Neon,
 }
 
 impl DwRow {
@@ -37,8 +42,18 @@ impl DwRow {
         use super::super::Isa;
         let simd = matches!(isa, Isa::Avx2 | Isa::Avx512)
             && cfg!(any(target_arch = "x86", target_arch = "x86_64"));
+        let neon = isa == Isa::Neon && cfg!(target_arch = "aarch64");
         if g.kh != g.kw || g.sh != g.sw {
             return DwRow::Generic;
+        }
+        if neon {
+            match (g.kh, g.sh) {
+                (3, 1) => return DwRow::K3S1Neon,
+                (3, 2) => return DwRow::K3S2Neon,
+                (5, 1) => return DwRow::K5S1Neon,
+                (5, 2) => return DwRow::K5S2Neon,
+                _ => {}
+            }
         }
         match (g.kh, g.sh, simd) {
             (3, 1, true) => DwRow::K3S1Avx2,
@@ -61,6 +76,10 @@ impl DwRow {
             DwRow::K5S2 => "dwconv_f32_5x5s2_scalar",
             DwRow::K3S1Avx2 => "dwconv_f32_3x3s1_avx2",
             DwRow::K5S1Avx2 => "dwconv_f32_5x5s1_avx2",
+            DwRow::K3S1Neon => "dwconv_f32_3x3s1_neon",
+            DwRow::K3S2Neon => "dwconv_f32_3x3s2_neon",
+            DwRow::K5S1Neon => "dwconv_f32_5x5s1_neon",
+            DwRow::K5S2Neon => "dwconv_f32_5x5s2_neon",
         }
     }
 
@@ -93,10 +112,18 @@ impl DwRow {
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
             // SAFETY: as above.
             DwRow::K5S1Avx2 => unsafe { dwconv_f32_5x5s1_avx2(x, w, iy0, ix0, wts, bias, out) },
-            #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
-            DwRow::K3S1Avx2 | DwRow::K5S1Avx2 => {
-                dwconv_f32_generic_scalar(x, w, iy0, ix0, g.kh, g.kw, g.sw, wts, bias, out)
-            }
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY (these four): NEON is part of aarch64.
+            DwRow::K3S1Neon => unsafe { dw_kxk_neon::<3, 1>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "aarch64")]
+            DwRow::K3S2Neon => unsafe { dw_kxk_neon::<3, 2>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "aarch64")]
+            DwRow::K5S1Neon => unsafe { dw_kxk_neon::<5, 1>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "aarch64")]
+            DwRow::K5S2Neon => unsafe { dw_kxk_neon::<5, 2>(x, w, iy0, ix0, wts, bias, out) },
+            // Selected only for their own architecture.
+            #[allow(unreachable_patterns)]
+            _ => dwconv_f32_generic_scalar(x, w, iy0, ix0, g.kh, g.kw, g.sw, wts, bias, out),
         }
     }
 }
@@ -395,4 +422,110 @@ pub unsafe fn dwconv_f32_5x5s1_avx2(
     out: &mut [f32],
 ) {
     dw_kxk_s1_avx2::<5>(x, w, iy0, ix0, wts, bias, out)
+}
+
+/// KxK stride S interior row, NEON (kernels `dwconv_f32_<K>x<K>s<S>_neon`): the K*K taps sit
+/// in the lanes of a few vectors (`FMLA` by element), stride 1 computes 8 outputs per step
+/// from unaligned loads, stride 2 computes 4 from `LD2` de-interleaved pairs (even and odd
+/// taps of a row in one load); the ragged end is scalar.
+///
+/// # Safety
+/// NEON (every aarch64 CPU).
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+unsafe fn dw_kxk_neon<const K: usize, const S: usize>(
+    x: &[f32],
+    w: usize,
+    iy0: usize,
+    ix0: usize,
+    wts: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
+    use std::arch::aarch64::*;
+    let n = out.len();
+    if n == 0 {
+        return;
+    }
+    // one bounds check for the whole row: the last tap of the last output is in `x`
+    let row0 = iy0 * w + ix0;
+    let last = row0 + (K - 1) * w + (n - 1) * S + K;
+    assert!(
+        last <= x.len() && wts.len() >= K * K,
+        "dwconv neon row out of bounds"
+    );
+    let base = x.as_ptr().add(row0);
+    let op = out.as_mut_ptr();
+    let mut wbuf = [0f32; 28];
+    wbuf[..K * K].copy_from_slice(&wts[..K * K]);
+    let wv: [float32x4_t; 7] = std::array::from_fn(|j| vld1q_f32(wbuf.as_ptr().add(4 * j)));
+    // `acc + x * tap t` by lane (the match folds away once the tap loops are unrolled)
+    let fma = |acc: float32x4_t, x: float32x4_t, t: usize| -> float32x4_t {
+        let v = wv[t / 4];
+        match t % 4 {
+            0 => vfmaq_laneq_f32::<0>(acc, x, v),
+            1 => vfmaq_laneq_f32::<1>(acc, x, v),
+            2 => vfmaq_laneq_f32::<2>(acc, x, v),
+            _ => vfmaq_laneq_f32::<3>(acc, x, v),
+        }
+    };
+    let vb = vdupq_n_f32(bias);
+    let mut i = 0;
+    if S == 1 {
+        while i + 8 <= n {
+            let (mut a0, mut a1) = (vb, vb);
+            for ky in 0..K {
+                let rp = base.add(ky * w + i);
+                for kx in 0..K {
+                    a0 = fma(a0, vld1q_f32(rp.add(kx)), ky * K + kx);
+                    a1 = fma(a1, vld1q_f32(rp.add(kx + 4)), ky * K + kx);
+                }
+            }
+            vst1q_f32(op.add(i), a0);
+            vst1q_f32(op.add(i + 4), a1);
+            i += 8;
+        }
+        while i + 4 <= n {
+            let mut a0 = vb;
+            for ky in 0..K {
+                let rp = base.add(ky * w + i);
+                for kx in 0..K {
+                    a0 = fma(a0, vld1q_f32(rp.add(kx)), ky * K + kx);
+                }
+            }
+            vst1q_f32(op.add(i), a0);
+            i += 4;
+        }
+    } else {
+        // `LD2` at tap kx reads 8 values, one past the window of the 4th output when kx is
+        // the last (odd K): run while that stays inside `x`.
+        while i + 4 <= n && row0 + (K - 1) * w + S * i + K + 6 < x.len() {
+            let mut a0 = vb;
+            for ky in 0..K {
+                let rp = base.add(ky * w + S * i);
+                let mut kx = 0;
+                while kx < K {
+                    let p = vld2q_f32(rp.add(kx));
+                    a0 = fma(a0, p.0, ky * K + kx);
+                    if kx + 1 < K {
+                        a0 = fma(a0, p.1, ky * K + kx + 1);
+                    }
+                    kx += 2;
+                }
+            }
+            vst1q_f32(op.add(i), a0);
+            i += 4;
+        }
+    }
+    while i < n {
+        let mut acc = bias;
+        for ky in 0..K {
+            let rp = base.add(ky * w + i * S);
+            for kx in 0..K {
+                acc += wts[ky * K + kx] * *rp.add(kx);
+            }
+        }
+        *op.add(i) = acc;
+        i += 1;
+    }
 }

@@ -221,6 +221,16 @@ fn depthwise_all_paths() {
     if Isa::Avx2.supported() {
         assert!(seen.contains("dwconv_f32_3x3s1_avx2") && seen.contains("dwconv_f32_5x5s1_avx2"));
     }
+    if Isa::Neon.supported() {
+        for name in [
+            "dwconv_f32_3x3s1_neon",
+            "dwconv_f32_3x3s2_neon",
+            "dwconv_f32_5x5s1_neon",
+            "dwconv_f32_5x5s2_neon",
+        ] {
+            assert!(seen.contains(name), "{name} never exercised");
+        }
+    }
 }
 
 #[test]

@@ -66,8 +66,9 @@ pub unsafe fn gemm_qs8_4x16c4_neon(
                 mlal_k::<3>(acc, w[3], x);
             }
         }
+        let sc = load_scale(scale);
         for (i, acc) in acc.iter().enumerate().take(mr) {
-            store_row(acc, nc, scale, mode, c, ldc, i);
+            store_row(acc, nc, &sc, mode, c, ldc, i);
         }
     }
 }
@@ -83,21 +84,28 @@ pub unsafe fn gemm_qs8_4x16c4_neon(
 pub(super) unsafe fn store_row(
     acc: &[int32x4_t; 4],
     nc: usize,
-    scale: *const f32,
+    scale: &[float32x4_t; 4],
     mode: EpiMode,
     c: *mut u8,
     ldc: usize,
     i: usize,
 ) {
-    let f: [float32x4_t; 4] =
-        std::array::from_fn(|j| vmulq_f32(vcvtq_f32_s32(acc[j]), vld1q_f32(scale.add(4 * j))));
+    let f: [float32x4_t; 4] = std::array::from_fn(|j| vmulq_f32(vcvtq_f32_s32(acc[j]), scale[j]));
     store16(&f, nc, mode, c, i * ldc);
+}
+
+/// The multipliers of 16 channels (one `LD1` of four registers), loaded once per block.
+#[inline(always)]
+pub(super) unsafe fn load_scale(scale: *const f32) -> [float32x4_t; 4] {
+    let s = vld1q_f32_x4(scale);
+    [s.0, s.1, s.2, s.3]
 }
 
 /// The bias of 16 channels as the accumulators' starting value.
 #[inline(always)]
 pub(super) unsafe fn load_bias(bias: *const i32) -> [int32x4_t; 4] {
-    std::array::from_fn(|j| vld1q_s32(bias.add(4 * j)))
+    let b = vld1q_s32_x4(bias);
+    [b.0, b.1, b.2, b.3]
 }
 
 /// The shared epilogue of the NEON qs8 kernels: the first `n` (at most 16) scaled values in

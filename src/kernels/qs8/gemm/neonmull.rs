@@ -12,7 +12,7 @@
 //! (`[c0 k01, c0 k23, c1 k01, c1 k23]`), folded by `ADDP` before the shared epilogue;
 //! `128 * sum_k w` from the packed block's sums and the bias start them.
 
-use super::neon::{load_bias, store_row};
+use super::neon::{load_bias, load_scale, store_row};
 use super::{EpiMode, NR};
 use std::arch::aarch64::*;
 
@@ -51,7 +51,8 @@ unsafe fn one_group(acc: &mut [int32x4_t; 8], w0: &[int8x16_t; 4], x0: int8x16_t
 
 #[inline(always)]
 unsafe fn load4(w: *const i8) -> [int8x16_t; 4] {
-    std::array::from_fn(|j| vld1q_s8(w.add(16 * j)))
+    let w = vld1q_s8_x4(w);
+    [w.0, w.1, w.2, w.3]
 }
 
 /// See the module doc of `gemm` for the contract.
@@ -82,8 +83,8 @@ pub unsafe fn gemm_qs8_2x16c4_neonmull(
         let mut acc = [[vdupq_n_s32(0); 8]; MR];
         let mut kk = 0;
         while kk + 2 <= k4 {
-            // Both rows' activations first, then one weight vector pair at a time for both
-            // rows: 16 accumulators + 4 activation + 2 weight registers, no spills.
+            // Both rows' activations, both groups' weights (one four-register `LD1` each),
+            // then the products: 16 accumulators + 4 activation + 8 weight registers.
             let xs: [[int8x16_t; 2]; MR] = std::array::from_fn(|i| {
                 let x = vreinterpret_s32_u8(veor_u8(vld1_u8(rows[i].add(kk * 4)), flip));
                 [
@@ -91,11 +92,10 @@ pub unsafe fn gemm_qs8_2x16c4_neonmull(
                     vreinterpretq_s8_s32(vdupq_lane_s32::<1>(x)),
                 ]
             });
-            let (b0, b1) = (b.add(kk * NR * 4), b.add((kk + 1) * NR * 4));
+            let (w0, w1) = (load4(b.add(kk * NR * 4)), load4(b.add((kk + 1) * NR * 4)));
             for q in 0..4 {
-                let (w0, w1) = (vld1q_s8(b0.add(16 * q)), vld1q_s8(b1.add(16 * q)));
                 for (x, acc) in xs.iter().zip(acc.iter_mut()) {
-                    pair(acc, q, w0, w1, x[0], x[1]);
+                    pair(acc, q, w0[q], w1[q], x[0], x[1]);
                 }
             }
             kk += 2;
@@ -113,11 +113,12 @@ pub unsafe fn gemm_qs8_2x16c4_neonmull(
         let start: [int32x4_t; 4] = std::array::from_fn(|j| {
             vaddq_s32(bias[j], vshlq_n_s32::<7>(vld1q_s32(sums.add(4 * j))))
         });
+        let sc = load_scale(scale);
         for (i, acc) in acc.iter().enumerate().take(mr) {
             let sum: [int32x4_t; 4] = std::array::from_fn(|j| {
                 vaddq_s32(start[j], vpaddq_s32(acc[2 * j], acc[2 * j + 1]))
             });
-            store_row(&sum, nc, scale, mode, c, ldc, i);
+            store_row(&sum, nc, &sc, mode, c, ldc, i);
         }
     }
 }
