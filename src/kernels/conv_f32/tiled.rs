@@ -219,7 +219,8 @@ pub(crate) unsafe fn gemm_f32_8x32_avx512(
 }
 
 /// NEON microkernel: four 8-row x 8-pixel passes (16 accumulators); each weight is used by
-/// lane (`fmla v.4s, v.4s, v.s[i]`), so a step loads 2 panel and 2 weight vectors for 16 FMAs.
+/// lane (`fmla v.4s, v.4s, v.s[i]`), so a step loads the 8 panel values and the 8 weights with
+/// one two-register `LD1` each for 16 FMAs; steps go two k at a time.
 ///
 /// # Safety
 /// As [`gemm_f32_8x32_scalar`]; NEON is part of aarch64.
@@ -234,33 +235,39 @@ pub(crate) unsafe fn gemm_f32_8x32_neon(
     use std::arch::aarch64::*;
     assert!(w.len() >= kc * MR, "packed weights too short");
     let wp = w.as_ptr();
+    #[inline(always)]
+    unsafe fn step(c: &mut [[float32x4_t; 2]; MR], p: *const f32, w: *const f32) {
+        let b = vld1q_f32_x2(p);
+        let wv = vld1q_f32_x2(w);
+        macro_rules! row {
+            ($r:expr, $w:expr, $lane:expr) => {
+                c[$r][0] = vfmaq_laneq_f32::<$lane>(c[$r][0], b.0, $w);
+                c[$r][1] = vfmaq_laneq_f32::<$lane>(c[$r][1], b.1, $w);
+            };
+        }
+        row!(0, wv.0, 0);
+        row!(1, wv.0, 1);
+        row!(2, wv.0, 2);
+        row!(3, wv.0, 3);
+        row!(4, wv.1, 0);
+        row!(5, wv.1, 1);
+        row!(6, wv.1, 2);
+        row!(7, wv.1, 3);
+    }
     for jc in 0..NR / 8 {
         let mut c = [[vdupq_n_f32(0.0); 2]; MR];
-        for kk in 0..kc {
-            let p = panel.add(kk * stride + jc * 8);
-            let b0 = vld1q_f32(p);
-            let b1 = vld1q_f32(p.add(4));
-            let w0 = vld1q_f32(wp.add(kk * MR));
-            let w1 = vld1q_f32(wp.add(kk * MR + 4));
-            macro_rules! row {
-                ($r:expr, $w:ident, $lane:expr) => {
-                    c[$r][0] = vfmaq_laneq_f32::<$lane>(c[$r][0], b0, $w);
-                    c[$r][1] = vfmaq_laneq_f32::<$lane>(c[$r][1], b1, $w);
-                };
-            }
-            row!(0, w0, 0);
-            row!(1, w0, 1);
-            row!(2, w0, 2);
-            row!(3, w0, 3);
-            row!(4, w1, 0);
-            row!(5, w1, 1);
-            row!(6, w1, 2);
-            row!(7, w1, 3);
+        let p = panel.add(jc * 8);
+        let mut kk = 0;
+        while kk + 2 <= kc {
+            step(&mut c, p.add(kk * stride), wp.add(kk * MR));
+            step(&mut c, p.add((kk + 1) * stride), wp.add((kk + 1) * MR));
+            kk += 2;
+        }
+        if kk < kc {
+            step(&mut c, p.add(kk * stride), wp.add(kk * MR));
         }
         for (r, cr) in c.iter().enumerate() {
-            let d = acc[r].as_mut_ptr().add(jc * 8);
-            vst1q_f32(d, cr[0]);
-            vst1q_f32(d.add(4), cr[1]);
+            vst1q_f32_x2(acc[r].as_mut_ptr().add(jc * 8), float32x4x2_t(cr[0], cr[1]));
         }
     }
 }
