@@ -9,7 +9,8 @@
 //! over all taps, with taps outside the image reading a buffer of `zx` bytes (they then add
 //! exactly 0, as the contract's skipped taps). Interior pixels address their taps by fixed
 //! offsets; 3x3 and 5x5 are compiled with the tap count known, so the tap loop unrolls and a
-//! 3x3 block's weights stay in registers across the row. Packing ([`pack`]): `[kh * kw][c_pad]` i8 weights, tap-major, then `c_pad` i32 sums of
+//! 3x3 block's weights stay in registers across the row; at column stride 1 or 2 their
+//! interior pixels go two at a time, sharing the loads of overlapping columns. Packing ([`pack`]): `[kh * kw][c_pad]` i8 weights, tap-major, then `c_pad` i32 sums of
 //! each channel's taps, as opaque bytes in the engine's i16 weight buffer.
 
 use super::{tap_range, DwGeom, CB};
@@ -78,10 +79,17 @@ pub unsafe fn dwconv_qs8_kxk_16c_neonmull(
         mode,
         out,
     };
-    match g.k[0] * g.k[1] {
-        9 => r.run::<9>(),
-        25 => r.run::<25>(),
-        _ => r.run::<0>(),
+    // Square 3x3 / 5x5 at column stride 1 or 2 also get the two-pixel interior path.
+    match (g.k, g.s[1], g.d[1]) {
+        ([3, 3], 1, 1) => r.run::<9, 3, 1>(),
+        ([3, 3], 2, 1) => r.run::<9, 3, 2>(),
+        ([5, 5], 1, 1) => r.run::<25, 5, 1>(),
+        ([5, 5], 2, 1) => r.run::<25, 5, 2>(),
+        _ => match g.k[0] * g.k[1] {
+            9 => r.run::<9, 0, 0>(),
+            25 => r.run::<25, 0, 0>(),
+            _ => r.run::<0, 0, 0>(),
+        },
     }
 }
 
@@ -114,14 +122,16 @@ thread_local! {
 }
 
 impl Row<'_> {
-    /// The row with `T` taps known at compile time (`T = 0`: any count, from the geometry).
+    /// The row with `T` taps known at compile time (`T = 0`: any count, from the geometry);
+    /// `K != 0`: a `K x K` kernel at column stride `S`, dilation 1, whose interior pixels go
+    /// two at a time ([`pixel_pair`]).
     #[inline(always)]
-    unsafe fn run<const T: usize>(&self) {
-        SCRATCH.with_borrow_mut(|s| self.run_in::<T>(s))
+    unsafe fn run<const T: usize, const K: usize, const S: usize>(&self) {
+        SCRATCH.with_borrow_mut(|s| self.run_in::<T, K, S>(s))
     }
 
     #[inline(always)]
-    unsafe fn run_in<const T: usize>(&self, s: &mut Scratch) {
+    unsafe fn run_in<const T: usize, const K: usize, const S: usize>(&self, s: &mut Scratch) {
         let g = self.g;
         let taps = if T == 0 { g.k[0] * g.k[1] } else { T };
         let cp = g.c_pad();
@@ -177,7 +187,21 @@ impl Row<'_> {
                 weights
             };
             let n = CB.min(g.c - c0);
-            for ox in 0..g.ow {
+            let mut ox = 0;
+            while ox < g.ow {
+                if K != 0 && ox >= lo && ox + 1 < hi {
+                    let win = self
+                        .x
+                        .add(((self.oy * g.s[0] - g.p[0]) * g.w + ox * S - g.p[1]) * g.c + c0);
+                    let accs = pixel_pair::<K, S>(win, g.c, g.d[0] * g.w * g.c, wv, start, flip);
+                    for (p, acc) in accs.iter().enumerate() {
+                        let f: [float32x4_t; 4] =
+                            std::array::from_fn(|j| vmulq_f32(vcvtq_f32_s32(acc[j]), scl[j]));
+                        store16(&f, n, self.mode, self.out, (ox + p) * g.c + c0);
+                    }
+                    ox += 2;
+                    continue;
+                }
                 let acc = if ox >= lo && ox < hi {
                     let win = self
                         .x
@@ -190,6 +214,7 @@ impl Row<'_> {
                 let f: [float32x4_t; 4] =
                     std::array::from_fn(|j| vmulq_f32(vcvtq_f32_s32(acc[j]), scl[j]));
                 store16(&f, n, self.mode, self.out, ox * g.c + c0);
+                ox += 1;
             }
             c0 += CB;
         }
@@ -248,6 +273,71 @@ unsafe fn pixel<const T: usize>(
             vmull_s8(vget_low_s8(x0), vget_low_s8(w0)),
             vmull_high_s8(x0, w0),
         );
+    }
+    acc
+}
+
+/// Two neighbouring interior pixels of a `K x K` kernel (odd `K`) at column stride `S`,
+/// dilation 1 along x: `win` is the first pixel's window (row `ky` at `win + ky * rs`,
+/// column `j` at `+ j * c`); the second's column `j` is the first's `j + S`, so the `K + S`
+/// input vectors of a window row are loaded and flipped once for both pixels (12 instead of
+/// 18 for 3x3 stride 1) and each weight is read once per pair. Taps pair up in i16 within a
+/// row, and a row's last column with the next row's.
+#[inline(always)]
+unsafe fn pixel_pair<const K: usize, const S: usize>(
+    win: *const u8,
+    c: usize,
+    rs: usize,
+    wv: &[int8x16_t],
+    start: [int32x4_t; 4],
+    flip: uint8x16_t,
+) -> [[int32x4_t; 4]; 2] {
+    let col = |ky: usize, j: usize| {
+        vreinterpretq_s8_u8(veorq_u8(vld1q_u8(win.add(ky * rs + j * c)), flip))
+    };
+    let w = |ky: usize, kx: usize| *wv.get_unchecked(ky * K + kx);
+    let mut acc = [start; 2];
+    // two taps (ky0, kx0) and (ky1, kx1) for both pixels
+    let two = |acc: &mut [[int32x4_t; 4]; 2], ky0: usize, kx0: usize, ky1: usize, kx1: usize| {
+        let (w0, w1) = (w(ky0, kx0), w(ky1, kx1));
+        for (p, acc) in acc.iter_mut().enumerate() {
+            let (x0, x1) = (col(ky0, kx0 + S * p), col(ky1, kx1 + S * p));
+            let l = vmlal_s8(
+                vmull_s8(vget_low_s8(x0), vget_low_s8(w0)),
+                vget_low_s8(x1),
+                vget_low_s8(w1),
+            );
+            add_products(acc, l, vmlal_high_s8(vmull_high_s8(x0, w0), x1, w1));
+        }
+    };
+    let mut ky = 0;
+    while ky < K {
+        let mut kx = 0;
+        while kx + 1 < K {
+            two(&mut acc, ky, kx, ky, kx + 1);
+            kx += 2;
+        }
+        if ky + 1 < K {
+            let mut kx = 0;
+            while kx + 1 < K {
+                two(&mut acc, ky + 1, kx, ky + 1, kx + 1);
+                kx += 2;
+            }
+            // the two rows' last columns
+            two(&mut acc, ky, kx, ky + 1, kx);
+            ky += 2;
+        } else {
+            let w0 = w(ky, kx);
+            for (p, acc) in acc.iter_mut().enumerate() {
+                let x0 = col(ky, kx + S * p);
+                add_products(
+                    acc,
+                    vmull_s8(vget_low_s8(x0), vget_low_s8(w0)),
+                    vmull_high_s8(x0, w0),
+                );
+            }
+            ky += 1;
+        }
     }
     acc
 }

@@ -22,6 +22,7 @@ fn every_dwconv_kernel_matches_the_reference() {
                     (13, 12, 16),
                     (6, 11, 40),
                     (5, 6, 131),
+                    (4, 29, 24),
                 ] {
                     for &zx in &[0, 128, 255] {
                         for mode in [
