@@ -186,9 +186,11 @@ fn dw_rows<F: Fn(f32) -> f32>(
 ) {
     for (oy, yr) in y.chunks_exact_mut(g.ow).enumerate().take(g.oh) {
         row.run(x, g, oy * g.sh, 0, wts, bias, yr);
-        for v in yr.iter_mut() {
-            *v = act(*v);
-        }
+    }
+    // The activation over the whole plane at once: one vectorised loop instead of a short
+    // one per row with a scalar remainder each (7- and 14-wide rows in MobileNetV3).
+    for v in y[..g.oh * g.ow].iter_mut() {
+        *v = act(*v);
     }
 }
 
@@ -427,7 +429,8 @@ pub unsafe fn dwconv_f32_5x5s1_avx2(
 /// KxK stride S interior row, NEON (kernels `dwconv_f32_<K>x<K>s<S>_neon`): the K*K taps sit
 /// in the lanes of a few vectors (`FMLA` by element), stride 1 computes 8 outputs per step
 /// from unaligned loads, stride 2 computes 4 from `LD2` de-interleaved pairs (even and odd
-/// taps of a row in one load); the ragged end is scalar.
+/// taps of a row in one load). A ragged end recomputes the row's last 4 outputs (7- and
+/// 14-wide rows are common); rows under 4 outputs are scalar.
 ///
 /// # Safety
 /// NEON (every aarch64 CPU).
@@ -496,10 +499,33 @@ unsafe fn dw_kxk_neon<const K: usize, const S: usize>(
             vst1q_f32(op.add(i), a0);
             i += 4;
         }
+        if i < n && n >= 4 {
+            // ragged end: the last 4 outputs again (those before `i` get the same values)
+            i = n - 4;
+            let mut a0 = vb;
+            for ky in 0..K {
+                let rp = base.add(ky * w + i);
+                for kx in 0..K {
+                    a0 = fma(a0, vld1q_f32(rp.add(kx)), ky * K + kx);
+                }
+            }
+            vst1q_f32(op.add(i), a0);
+            i = n;
+        }
     } else {
         // `LD2` at tap kx reads 8 values, one past the window of the 4th output when kx is
         // the last (odd K): run while that stays inside `x`.
-        while i + 4 <= n && row0 + (K - 1) * w + S * i + K + 6 < x.len() {
+        let fits = |i: usize| row0 + (K - 1) * w + S * i + K + 6 < x.len();
+        loop {
+            if i + 4 > n {
+                // ragged end: the last 4 outputs again (earlier ones get the same values)
+                if i == n || n < 4 || !fits(n - 4) {
+                    break;
+                }
+                i = n - 4;
+            } else if !fits(i) {
+                break;
+            }
             let mut a0 = vb;
             for ky in 0..K {
                 let rp = base.add(ky * w + S * i);
