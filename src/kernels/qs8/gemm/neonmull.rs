@@ -2,8 +2,7 @@
 //! multiplies, for cores without the dot product (Cortex-A72, A53). On the c4 layout, one
 //! weight vector holds 4 channels x 4 k; the row's 4 activation bytes (flipped to i8 with
 //! `EOR 0x80`) are repeated across the vector, so `SMULL`/`SMULL2` give the 16 products
-//! `w[ch][k] * a[k]` as i16 (the rows are expanded that way once per call, [`expand_row`]).
-//! Two c4 groups are added in i16 (`SMLAL`/`SMLAL2`) before
+//! `w[ch][k] * a[k]` as i16. Two c4 groups are added in i16 (`SMLAL`/`SMLAL2`) before
 //! `SADALP` folds neighbouring pairs into i32 lanes: 16 MACs per 3 instructions instead of
 //! 4 per `SMLAL` by lane.
 //!
@@ -16,7 +15,6 @@
 use super::neon::{load_bias, load_scale, store_row};
 use super::{EpiMode, NR};
 use std::arch::aarch64::*;
-use std::cell::RefCell;
 
 /// Rows per call.
 const MR: usize = 2;
@@ -75,77 +73,24 @@ pub unsafe fn gemm_qs8_2x16c4_neonmull(
     c: *mut u8,
     ldc: usize,
 ) {
-    EXPANDED.with_borrow_mut(|buf| {
-        // Rows past mr repeat row 0; their results are not stored.
-        buf.resize(MR * k4 * 16, 0);
-        for i in 0..MR {
-            let row = a.add(if i < mr { i * lda } else { 0 });
-            expand_row(row, k4, buf.as_mut_ptr().add(i * k4 * 16));
-        }
-        blocks(mr, n, k4, buf.as_ptr(), b, bias, scale, mode, c, ldc);
-    });
-}
-
-thread_local! {
-    /// Per-thread buffer of the expanded rows of A (see [`expand_row`]).
-    static EXPANDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Row `a` (`4 * k4` bytes) flipped to i8 (`EOR 0x80`) with each c4 group repeated across a
-/// vector, `16 * k4` bytes at `out`: the operand `SMULL` needs against a c4 weight vector,
-/// made once per row tile instead of once per block of 16 channels (it was an `EOR` and a
-/// `DUP` per group per block in the inner loop).
-#[inline(always)]
-unsafe fn expand_row(a: *const u8, k4: usize, out: *mut u8) {
-    let flip = vdupq_n_u8(0x80);
-    let mut g = 0;
-    while g + 4 <= k4 {
-        let v = vreinterpretq_u32_u8(veorq_u8(vld1q_u8(a.add(4 * g)), flip));
-        let rep = uint32x4x4_t(
-            vdupq_laneq_u32::<0>(v),
-            vdupq_laneq_u32::<1>(v),
-            vdupq_laneq_u32::<2>(v),
-            vdupq_laneq_u32::<3>(v),
-        );
-        vst1q_u32_x4(out.add(16 * g) as *mut u32, rep);
-        g += 4;
-    }
-    while g < k4 {
-        let x4 = std::ptr::read_unaligned(a.add(4 * g) as *const u32);
-        let v = veorq_u8(vreinterpretq_u8_u32(vdupq_n_u32(x4)), flip);
-        vst1q_u8(out.add(16 * g), v);
-        g += 1;
-    }
-}
-
-/// The kernel over all blocks of 16 channels, on the expanded rows `x` (`16 * k4` bytes each).
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn blocks(
-    mr: usize,
-    n: usize,
-    k4: usize,
-    x: *const u8,
-    b: *const i8,
-    bias: *const i32,
-    scale: *const f32,
-    mode: EpiMode,
-    c: *mut u8,
-    ldc: usize,
-) {
-    let rows: [*const i8; MR] = std::array::from_fn(|i| x.add(i * k4 * 16) as *const i8);
     for blk in 0..n.div_ceil(NR) {
         let nc = NR.min(n - blk * NR);
         let (b, bias, scale, c) = super::block_args(blk, k4, b, bias, scale, mode, c);
+        // Rows past mr re-read row 0 (always readable); their results are not stored.
+        let rows: [*const u8; MR] =
+            std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
+        let flip = vdup_n_u8(0x80);
         let mut acc = [[vdupq_n_s32(0); 8]; MR];
         let mut kk = 0;
         while kk + 2 <= k4 {
-            // Both rows' two expanded groups (one two-register `LD1` each), both groups'
-            // weights (one four-register `LD1` each), then the products: 16 accumulators +
-            // 4 activation + 8 weight registers.
+            // Both rows' activations, both groups' weights (one four-register `LD1` each),
+            // then the products: 16 accumulators + 4 activation + 8 weight registers.
             let xs: [[int8x16_t; 2]; MR] = std::array::from_fn(|i| {
-                let v = vld1q_s8_x2(rows[i].add(kk * 16));
-                [v.0, v.1]
+                let x = vreinterpret_s32_u8(veor_u8(vld1_u8(rows[i].add(kk * 4)), flip));
+                [
+                    vreinterpretq_s8_s32(vdupq_lane_s32::<0>(x)),
+                    vreinterpretq_s8_s32(vdupq_lane_s32::<1>(x)),
+                ]
             });
             let (w0, w1) = (load4(b.add(kk * NR * 4)), load4(b.add((kk + 1) * NR * 4)));
             for q in 0..4 {
@@ -158,7 +103,9 @@ unsafe fn blocks(
         if kk < k4 {
             let w0 = load4(b.add(kk * NR * 4));
             for (r, acc) in rows.iter().zip(acc.iter_mut()) {
-                one_group(acc, &w0, vld1q_s8(r.add(kk * 16)));
+                let x4 = std::ptr::read_unaligned(r.add(kk * 4) as *const u32);
+                let x = veorq_u8(vreinterpretq_u8_u32(vdupq_n_u32(x4)), vdupq_n_u8(0x80));
+                one_group(acc, &w0, vreinterpretq_s8_u8(x));
             }
         }
         let sums = b.add(k4 * NR * 4) as *const i32;
