@@ -30,6 +30,24 @@ fn vi(name: &str, shape: &[i64]) -> pb::ValueInfoProto {
     }
 }
 
+/// A model of graph `g` at opset 17.
+fn opset17(g: pb::GraphProto) -> pb::ModelProto {
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(g),
+        ..Default::default()
+    }
+}
+
+/// Calibration ranges by tensor name.
+fn range_map(r: &[(&str, (f32, f32))]) -> HashMap<String, (f32, f32)> {
+    r.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
 fn seq(n: usize, k: f32) -> Vec<f32> {
     (0..n).map(|i| ((i as f32 * 0.37).sin()) * k).collect()
 }
@@ -62,19 +80,11 @@ fn model() -> pb::ModelProto {
         output: vec![vi("y", &[1, 6, 4, 4])],
         ..Default::default()
     };
-    pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-        }],
-        graph: Some(g),
-        ..Default::default()
-    }
+    opset17(g)
 }
 
 fn ranges() -> HashMap<String, (f32, f32)> {
-    [
+    range_map(&[
         ("x", (-1.0, 1.0)),
         ("c1", (-2.0, 3.0)),
         ("gate", (0.2, 0.9)),
@@ -84,10 +94,7 @@ fn ranges() -> HashMap<String, (f32, f32)> {
         ("off", (-0.5, 0.5)),
         ("grid", (-0.4, 0.4)),
         ("y", (-1.0, 2.0)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    ])
 }
 
 fn producer<'a>(g: &'a pb::GraphProto, t: &str) -> Option<&'a pb::NodeProto> {
@@ -309,25 +316,14 @@ fn conv_relu_pairs_are_fused() {
         output: vec![vi("y", &[1, 3, 4, 4]), vi("b", &[1, 3, 4, 4])],
         ..Default::default()
     };
-    let m = pb::ModelProto {
-        ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-        }],
-        graph: Some(g),
-        ..Default::default()
-    };
-    let ranges: HashMap<String, (f32, f32)> = [
+    let m = opset17(g);
+    let ranges = range_map(&[
         ("x", (-1.0, 1.0)),
         ("a", (-2.0, 3.0)),
         ("ar", (0.0, 3.0)),
         ("b", (-1.0, 2.0)),
         ("y", (0.0, 2.0)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    ]);
     let res = quantize_model(&m, &ranges, &QdqOptions::default()).unwrap();
     let g = res.model.graph.as_ref().unwrap();
     let ra = g.node.iter().find(|n| n.name == "ra").unwrap();

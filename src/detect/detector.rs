@@ -139,21 +139,12 @@ impl Detector {
     /// Run the engine on a preprocessed input (`3 * H * W`, CHW) and decode the outputs;
     /// the buffer is moved into the input tensor and handed back, never copied.
     pub(super) fn infer_raw(&mut self, input: &mut Vec<f32>) -> Result<Vec<RawDet>> {
-        let (w, h) = self.meta.input_size;
-        let x = Tensor::from_f32(&[1, 3, h, w], std::mem::take(input))?;
-        let t0 = std::time::Instant::now();
-        let result = self.engine.run(std::slice::from_ref(&x));
-        self.times.engine += t0.elapsed();
-        *input = match x {
-            Tensor::F32(a) => a.into_raw_vec_and_offset().0,
-            _ => unreachable!(),
-        };
-        let outputs = result?;
-        self.decode(&outputs)
+        let mut raws = self.infer_raw_batch(std::slice::from_mut(input))?;
+        Ok(raws.pop().expect("one result per input"))
     }
 
-    /// [`Detector::infer_raw`] for many preprocessed inputs at once
-    /// ([`Engine::run_batch`]); the buffers are moved into tensors and handed back.
+    /// Run the engine on many preprocessed inputs at once ([`Engine::run_batch`]; one input
+    /// is a plain run) and decode each; the buffers are moved into tensors and handed back.
     pub(super) fn infer_raw_batch(&mut self, inputs: &mut [Vec<f32>]) -> Result<Vec<Vec<RawDet>>> {
         let (w, h) = self.meta.input_size;
         let batch = inputs

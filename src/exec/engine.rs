@@ -92,14 +92,11 @@ pub struct StepProfile {
 
 /// A graph ready to run.
 pub struct Engine {
-    graph: Arc<Graph>,
-    steps: Vec<Step>,
+    plan: Plan,
     memory: MemoryPlan,
     scratch_len: usize,
     /// `work[0]` serves `run`; `run_batch` adds one per extra worker, on first use.
     work: Vec<Workspace>,
-    input_slots: Vec<(String, Vec<usize>, usize)>,
-    output_slots: Vec<(String, Slot)>,
     pool: rayon::ThreadPool,
     threads: usize,
     profile: Option<Vec<Duration>>,
@@ -205,11 +202,13 @@ impl Engine {
         Ok(Engine {
             work: vec![Workspace::new(memory.arena_len, scratch_len)],
             scratch_len,
-            graph: Arc::new(graph),
-            steps,
+            plan: Plan {
+                graph: Arc::new(graph),
+                steps,
+                input_slots,
+                output_slots,
+            },
             memory,
-            input_slots,
-            output_slots,
             pool,
             threads,
             profile: None,
@@ -263,19 +262,21 @@ impl Engine {
 
     /// The planned graph (after passes).
     pub fn graph(&self) -> &Graph {
-        &self.graph
+        &self.plan.graph
     }
 
     /// Input names and shapes.
     pub fn inputs(&self) -> impl Iterator<Item = (&str, &[usize])> {
-        self.input_slots
+        self.plan
+            .input_slots
             .iter()
             .map(|(n, s, _)| (n.as_str(), s.as_slice()))
     }
 
     /// Output names and shapes.
     pub fn outputs(&self) -> impl Iterator<Item = (&str, &[usize])> {
-        self.output_slots
+        self.plan
+            .output_slots
             .iter()
             .map(|(n, s)| (n.as_str(), s.shape()))
     }
@@ -297,14 +298,15 @@ impl Engine {
 
     /// Start (or reset) per-step timing.
     pub fn enable_profiling(&mut self) {
-        self.profile = Some(vec![Duration::ZERO; self.steps.len()]);
+        self.profile = Some(vec![Duration::ZERO; self.plan.steps.len()]);
     }
 
     /// Per-step accumulated times, if profiling is on.
     pub fn profile(&self) -> Option<Vec<StepProfile>> {
         let p = self.profile.as_ref()?;
         Some(
-            self.steps
+            self.plan
+                .steps
                 .iter()
                 .zip(p)
                 .map(|(s, t)| StepProfile {
@@ -332,19 +334,14 @@ impl Engine {
     ) -> Result<Vec<Tensor>, RunError> {
         self.check_inputs(inputs)?;
         let Engine {
-            steps,
+            plan,
             work,
             pool,
             profile,
-            graph,
-            input_slots,
-            output_slots,
             ..
         } = self;
         let ws = &mut work[0];
-        ws.write_inputs(input_slots, inputs);
-        pool.install(|| ws.execute(steps, graph, profile.as_mut(), observer))?;
-        Ok(ws.read_outputs(output_slots))
+        pool.install(|| plan.run(ws, inputs, profile.as_mut(), observer))
     }
 
     /// Run several independent inputs (each one tensor per model input, as for
@@ -366,17 +363,14 @@ impl Engine {
                 .push(Workspace::new(self.memory.arena_len, self.scratch_len));
         }
         let Engine {
-            steps,
+            plan,
             work,
             pool,
             profile,
-            graph,
-            input_slots,
-            output_slots,
             ..
         } = self;
-        let (steps, graph, input_slots, output_slots) =
-            (&*steps, &**graph, &*input_slots, &*output_slots);
+        let plan = &*plan;
+        let n_steps = plan.steps.len();
         let profiling = profile.is_some();
         // One lock per worker, never contended: worker i only touches workspace i.
         let slots: Vec<Mutex<Worker>> = work[..workers]
@@ -384,7 +378,7 @@ impl Engine {
             .map(|ws| {
                 Mutex::new(Worker {
                     ws,
-                    profile: profiling.then(|| vec![Duration::ZERO; steps.len()]),
+                    profile: profiling.then(|| vec![Duration::ZERO; n_steps]),
                 })
             })
             .collect();
@@ -400,10 +394,7 @@ impl Engine {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(inputs) = batch.get(i) else { break };
-                ws.write_inputs(input_slots, inputs);
-                let r = ws
-                    .execute(steps, graph, prof.as_mut(), None)
-                    .map(|()| ws.read_outputs(output_slots));
+                let r = plan.run(ws, inputs, prof.as_mut(), None);
                 *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
             }
         });
@@ -427,14 +418,14 @@ impl Engine {
 
     /// Inputs must match the planned names' count, f32 type and shapes.
     fn check_inputs(&self, inputs: &[Tensor]) -> Result<(), RunError> {
-        let expected = self.input_slots.len();
+        let expected = self.plan.input_slots.len();
         if inputs.len() != expected {
             return Err(RunError::InputCount {
                 expected,
                 got: inputs.len(),
             });
         }
-        for (t, (name, shape, _)) in inputs.iter().zip(&self.input_slots) {
+        for (t, (name, shape, _)) in inputs.iter().zip(&self.plan.input_slots) {
             if t.dtype() != crate::DType::F32 || t.shape() != shape.as_slice() {
                 return Err(RunError::InputShape {
                     name: name.clone(),
@@ -468,35 +459,44 @@ impl Workspace {
             scratch: vec![0.0; scratch_len],
         }
     }
+}
 
-    /// Copy checked inputs (see `Engine::check_inputs`) into their arena slots.
-    fn write_inputs(&mut self, slots: &[(String, Vec<usize>, usize)], inputs: &[Tensor]) {
-        for (t, (_, _, offset)) in inputs.iter().zip(slots) {
+/// What every run shares: the planned graph, its steps (kernels with packed weights) and
+/// where inputs and outputs live in a workspace's arena.
+struct Plan {
+    graph: Arc<Graph>,
+    steps: Vec<Step>,
+    input_slots: Vec<(String, Vec<usize>, usize)>,
+    output_slots: Vec<(String, Slot)>,
+}
+
+impl Plan {
+    /// One run in `ws` on checked inputs (see `Engine::check_inputs`): inputs in, every step
+    /// in order (timed into `profile`, each written value shown to `observer` when given),
+    /// outputs copied out.
+    #[allow(clippy::type_complexity)]
+    fn run(
+        &self,
+        ws: &mut Workspace,
+        inputs: &[Tensor],
+        mut profile: Option<&mut Vec<Duration>>,
+        mut observer: Option<&mut (dyn FnMut(&str, ndarray::ArrayViewD<f32>) + Send)>,
+    ) -> Result<Vec<Tensor>, RunError> {
+        for (t, (_, _, offset)) in inputs.iter().zip(&self.input_slots) {
             let a = t.as_f32().expect("checked f32");
-            let dst = &mut self.arena[*offset..*offset + a.len()];
+            let dst = &mut ws.arena[*offset..*offset + a.len()];
             match a.as_slice() {
                 Some(s) => dst.copy_from_slice(s),
                 None => dst.iter_mut().zip(a.iter()).for_each(|(d, s)| *d = *s),
             }
         }
-    }
-
-    /// Run every step in order, timing them into `profile` and showing each written value to
-    /// `observer` when given.
-    #[allow(clippy::type_complexity)]
-    fn execute(
-        &mut self,
-        steps: &[Step],
-        graph: &Graph,
-        mut profile: Option<&mut Vec<Duration>>,
-        mut observer: Option<&mut (dyn FnMut(&str, ndarray::ArrayViewD<f32>) + Send)>,
-    ) -> Result<(), RunError> {
-        let base = self.arena.as_mut_ptr();
-        for (i, s) in steps.iter().enumerate() {
+        let graph = &self.graph;
+        let base = ws.arena.as_mut_ptr();
+        for (i, s) in self.steps.iter().enumerate() {
             let t0 = profile.as_ref().map(|_| Instant::now());
             // SAFETY: slots come from the memory plan, which keeps a step's outputs
             // disjoint from its inputs and sizes the arena for every slot.
-            unsafe { s.run(base, &mut self.scratch) }.map_err(|source| RunError::Op {
+            unsafe { s.run(base, &mut ws.scratch) }.map_err(|source| RunError::Op {
                 node: s.name.clone(),
                 op: s.op_name.clone(),
                 source,
@@ -514,7 +514,7 @@ impl Workspace {
                         let n: usize = shape.iter().product();
                         let view = ndarray::ArrayViewD::from_shape(
                             shape.as_slice(),
-                            &self.arena[*offset..*offset + n],
+                            &ws.arena[*offset..*offset + n],
                         )
                         .expect("slot shape matches its length");
                         obs(&graph.values[v].name, view);
@@ -522,21 +522,17 @@ impl Workspace {
                 }
             }
         }
-        Ok(())
-    }
-
-    /// The output tensors, copied out of the arena.
-    fn read_outputs(&self, slots: &[(String, Slot)]) -> Vec<Tensor> {
-        slots
+        Ok(self
+            .output_slots
             .iter()
             .map(|(_, s)| match s {
                 Slot::Const(c) => (**c).clone(),
                 Slot::Arena { offset, shape } => {
                     let n: usize = shape.iter().product();
-                    Tensor::from_f32(shape, self.arena[*offset..*offset + n].to_vec())
+                    Tensor::from_f32(shape, ws.arena[*offset..*offset + n].to_vec())
                         .expect("shape matches")
                 }
             })
-            .collect()
+            .collect())
     }
 }

@@ -494,7 +494,7 @@ unsafe fn dw_kxk_neon<const K: usize, const S: usize>(
             vst1q_f32(op.add(i + 4), a1);
             i += 8;
         }
-        while i + 4 <= n {
+        let four = |i: usize| {
             let mut a0 = vb;
             for ky in 0..K {
                 let rp = base.add(ky * w + i);
@@ -502,20 +502,15 @@ unsafe fn dw_kxk_neon<const K: usize, const S: usize>(
                     a0 = fma(a0, vld1q_f32(rp.add(kx)), ky * K + kx);
                 }
             }
-            vst1q_f32(op.add(i), a0);
+            a0
+        };
+        while i + 4 <= n {
+            vst1q_f32(op.add(i), four(i));
             i += 4;
         }
         if i < n && n >= 4 {
             // ragged end: the last 4 outputs again (those before `i` get the same values)
-            i = n - 4;
-            let mut a0 = vb;
-            for ky in 0..K {
-                let rp = base.add(ky * w + i);
-                for kx in 0..K {
-                    a0 = fma(a0, vld1q_f32(rp.add(kx)), ky * K + kx);
-                }
-            }
-            vst1q_f32(op.add(i), a0);
+            vst1q_f32(op.add(n - 4), four(n - 4));
             i = n;
         }
     } else {
@@ -549,15 +544,5 @@ unsafe fn dw_kxk_neon<const K: usize, const S: usize>(
             i += 4;
         }
     }
-    while i < n {
-        let mut acc = bias;
-        for ky in 0..K {
-            let rp = base.add(ky * w + i * S);
-            for kx in 0..K {
-                acc += wts[ky * K + kx] * *rp.add(kx);
-            }
-        }
-        *op.add(i) = acc;
-        i += 1;
-    }
+    dw_kxk_scalar::<K, S>(x, w, iy0, ix0 + i * S, wts, bias, &mut out[i..]);
 }

@@ -187,33 +187,34 @@ impl Row<'_> {
                 weights
             };
             let n = CB.min(g.c - c0);
+            // an interior pixel's window (block c0), and one pixel's requantized store
+            let window = |ox: usize| {
+                self.x
+                    .add(((self.oy * g.s[0] - g.p[0]) * g.w + ox * g.s[1] - g.p[1]) * g.c + c0)
+            };
+            let store = |acc: &[int32x4_t; 4], ox: usize| {
+                let f: [float32x4_t; 4] =
+                    std::array::from_fn(|j| vmulq_f32(vcvtq_f32_s32(acc[j]), scl[j]));
+                store16(&f, n, self.mode, self.out, ox * g.c + c0);
+            };
             let mut ox = 0;
             while ox < g.ow {
                 if K != 0 && ox >= lo && ox + 1 < hi {
-                    let win = self
-                        .x
-                        .add(((self.oy * g.s[0] - g.p[0]) * g.w + ox * S - g.p[1]) * g.c + c0);
-                    let accs = pixel_pair::<K, S>(win, g.c, g.d[0] * g.w * g.c, wv, start, flip);
-                    for (p, acc) in accs.iter().enumerate() {
-                        let f: [float32x4_t; 4] =
-                            std::array::from_fn(|j| vmulq_f32(vcvtq_f32_s32(acc[j]), scl[j]));
-                        store16(&f, n, self.mode, self.out, (ox + p) * g.c + c0);
-                    }
+                    let rs = g.d[0] * g.w * g.c;
+                    let accs = pixel_pair::<K, S>(window(ox), g.c, rs, wv, start, flip);
+                    store(&accs[0], ox);
+                    store(&accs[1], ox + 1);
                     ox += 2;
                     continue;
                 }
                 let acc = if ox >= lo && ox < hi {
-                    let win = self
-                        .x
-                        .add(((self.oy * g.s[0] - g.p[0]) * g.w + ox * g.s[1] - g.p[1]) * g.c + c0);
+                    let win = window(ox);
                     pixel::<T>(taps, |t| win.add(*offs.get_unchecked(t)), wv, start, flip)
                 } else {
                     let px = ptrs.as_ptr().add(ox * taps);
                     pixel::<T>(taps, |t| (*px.add(t)).add(c0), wv, start, flip)
                 };
-                let f: [float32x4_t; 4] =
-                    std::array::from_fn(|j| vmulq_f32(vcvtq_f32_s32(acc[j]), scl[j]));
-                store16(&f, n, self.mode, self.out, ox * g.c + c0);
+                store(&acc, ox);
                 ox += 1;
             }
             c0 += CB;
@@ -255,24 +256,12 @@ unsafe fn pixel<const T: usize>(
     let mut acc = start;
     let mut t = 0;
     while t + 2 <= taps {
-        let (x0, x1) = (xs(t), xs(t + 1));
         let (w0, w1) = (*wv.get_unchecked(t), *wv.get_unchecked(t + 1));
-        let l = vmlal_s8(
-            vmull_s8(vget_low_s8(x0), vget_low_s8(w0)),
-            vget_low_s8(x1),
-            vget_low_s8(w1),
-        );
-        let h = vmlal_high_s8(vmull_high_s8(x0, w0), x1, w1);
-        add_products(&mut acc, l, h);
+        mac2(&mut acc, xs(t), w0, xs(t + 1), w1);
         t += 2;
     }
     if t < taps {
-        let (x0, w0) = (xs(t), *wv.get_unchecked(t));
-        add_products(
-            &mut acc,
-            vmull_s8(vget_low_s8(x0), vget_low_s8(w0)),
-            vmull_high_s8(x0, w0),
-        );
+        mac1(&mut acc, xs(t), *wv.get_unchecked(t));
     }
     acc
 }
@@ -301,13 +290,7 @@ unsafe fn pixel_pair<const K: usize, const S: usize>(
     let two = |acc: &mut [[int32x4_t; 4]; 2], ky0: usize, kx0: usize, ky1: usize, kx1: usize| {
         let (w0, w1) = (w(ky0, kx0), w(ky1, kx1));
         for (p, acc) in acc.iter_mut().enumerate() {
-            let (x0, x1) = (col(ky0, kx0 + S * p), col(ky1, kx1 + S * p));
-            let l = vmlal_s8(
-                vmull_s8(vget_low_s8(x0), vget_low_s8(w0)),
-                vget_low_s8(x1),
-                vget_low_s8(w1),
-            );
-            add_products(acc, l, vmlal_high_s8(vmull_high_s8(x0, w0), x1, w1));
+            mac2(acc, col(ky0, kx0 + S * p), w0, col(ky1, kx1 + S * p), w1);
         }
     };
     let mut ky = 0;
@@ -329,17 +312,40 @@ unsafe fn pixel_pair<const K: usize, const S: usize>(
         } else {
             let w0 = w(ky, kx);
             for (p, acc) in acc.iter_mut().enumerate() {
-                let x0 = col(ky, kx + S * p);
-                add_products(
-                    acc,
-                    vmull_s8(vget_low_s8(x0), vget_low_s8(w0)),
-                    vmull_high_s8(x0, w0),
-                );
+                mac1(acc, col(ky, kx + S * p), w0);
             }
             ky += 1;
         }
     }
     acc
+}
+
+/// `acc += x0 * w0 + x1 * w1` per channel: both products summed in i16 (`SMULL` + `SMLAL`,
+/// low and high halves), then widened into the i32 accumulators.
+#[inline(always)]
+unsafe fn mac2(
+    acc: &mut [int32x4_t; 4],
+    x0: int8x16_t,
+    w0: int8x16_t,
+    x1: int8x16_t,
+    w1: int8x16_t,
+) {
+    let l = vmlal_s8(
+        vmull_s8(vget_low_s8(x0), vget_low_s8(w0)),
+        vget_low_s8(x1),
+        vget_low_s8(w1),
+    );
+    add_products(acc, l, vmlal_high_s8(vmull_high_s8(x0, w0), x1, w1));
+}
+
+/// `acc += x0 * w0` per channel (an odd last tap).
+#[inline(always)]
+unsafe fn mac1(acc: &mut [int32x4_t; 4], x0: int8x16_t, w0: int8x16_t) {
+    add_products(
+        acc,
+        vmull_s8(vget_low_s8(x0), vget_low_s8(w0)),
+        vmull_high_s8(x0, w0),
+    );
 }
 
 /// `acc += widen(l), widen(h)`: i16 products of channels 0-7 and 8-15 into i32.
