@@ -185,6 +185,90 @@ pub fn default_float_nodes(model: &pb::ModelProto) -> BTreeMap<String, String> {
     out
 }
 
+/// Ops that carry a model's multiply-accumulates: where an output's predictor starts.
+const MAC_OPS: &[&str] = &["Conv", "ConvTranspose", "Gemm", "MatMul"];
+
+/// How much of what serves the model's outputs stays float (see [`output_float_nodes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputHeads {
+    /// each output's own head branch stays float (the default)
+    Float,
+    /// only the predictor (last conv) and the decoding after it stay float
+    Int8,
+}
+
+/// The nodes that serve the model's outputs and stay float by default, each with its reason.
+///
+/// - The *predictor* of each output: the last Conv / Gemm / MatMul on its way to the output and
+///   everything after it (sigmoid, exp, slices, concat: the box decoding). Its output is read
+///   as the detection itself, so rounding it to 8 bits moves scores and box edges directly;
+///   and it costs almost nothing (a few output channels).
+/// - With [`OutputHeads::Float`] and two or more outputs (a detector's heatmap and box heads),
+///   each output's own *head branch*: the nodes whose results reach that output only, back to
+///   where the heads split from the shared trunk. On speck's tiny-person detector this is where
+///   int8 costs the most AP (`quantize/README.md`); the trunk stays int8.
+///
+/// Only nodes that would otherwise compute in int8 are listed.
+pub fn output_float_nodes(model: &pb::ModelProto, heads: OutputHeads) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(g) = model.graph.as_ref() else {
+        return out;
+    };
+    let cons = proto::consumers(g);
+    let graph_outputs: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    let quantizable = |n: &pb::NodeProto| {
+        COMPUTE_OPS.contains(&n.op_type.as_str()) || PASS_OPS.contains(&n.op_type.as_str())
+    };
+    for &o in &graph_outputs {
+        // One reverse pass over the (topologically sorted) nodes: a node joins a set when it
+        // writes the output, or when everything it writes is read only by members (readers come
+        // later in the order, so they have been decided).
+        let closure = |predictor_only: bool| {
+            let mut set = vec![false; g.node.len()];
+            for p in (0..g.node.len()).rev() {
+                let n = &g.node[p];
+                let writes_o = n.output.iter().any(|t| t == o);
+                let mut readers = 0;
+                let joins = n.output.iter().filter(|t| !t.is_empty()).all(|t| {
+                    (t == o || !graph_outputs.contains(&t.as_str()))
+                        && cons.get(t).is_none_or(|rs| {
+                            rs.iter().all(|&(r, _)| {
+                                readers += 1;
+                                set[r]
+                                    && !(predictor_only
+                                        && MAC_OPS.contains(&g.node[r].op_type.as_str()))
+                            })
+                        })
+                });
+                set[p] = writes_o || (joins && readers > 0);
+            }
+            set
+        };
+        let predictor = closure(true);
+        let branch = if heads == OutputHeads::Float && graph_outputs.len() >= 2 {
+            closure(false)
+        } else {
+            vec![false; g.node.len()]
+        };
+        for (p, n) in g.node.iter().enumerate() {
+            if !quantizable(n) {
+                continue;
+            }
+            let reason = if predictor[p] {
+                format!(
+                    "output '{o}': the predictor (last conv) and the decoding after it stay float"
+                )
+            } else if branch[p] {
+                format!("output '{o}': its own head branch stays float (--int8-heads quantizes it)")
+            } else {
+                continue;
+            };
+            out.entry(n.name.clone()).or_insert(reason);
+        }
+    }
+    out
+}
+
 struct UnionFind(HashMap<String, String>);
 
 impl UnionFind {

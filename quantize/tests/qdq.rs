@@ -3,7 +3,9 @@
 use speck_quantize::calib::QParams;
 use speck_quantize::pb::{self, tensor_proto::DataType};
 use speck_quantize::proto::{f32_tensor, node};
-use speck_quantize::qdq::{default_float_nodes, quantize_model, QdqOptions};
+use speck_quantize::qdq::{
+    default_float_nodes, output_float_nodes, quantize_model, OutputHeads, QdqOptions,
+};
 use speck_quantize::QuantizeError;
 use std::collections::{BTreeMap, HashMap};
 
@@ -347,4 +349,112 @@ fn conv_relu_pairs_are_fused() {
         "DequantizeLinear"
     );
     assert!(res.quantized.iter().any(|n| n == "ra"));
+}
+
+/// A two-output detector: trunk conv -> relu, then a heatmap head (conv -> relu -> conv ->
+/// sigmoid) and a box head (conv -> relu -> conv -> slice -> exp, concat with a slice).
+fn two_head_detector() -> pb::ModelProto {
+    let axis = |a| speck_quantize::proto::int_attr("axis", a);
+    let g = pb::GraphProto {
+        node: vec![
+            node("Conv", "trunk", &["x", "wt"], &["t"], vec![]),
+            node("Relu", "trunk_relu", &["t"], &["tr"], vec![]),
+            node("Conv", "hm0", &["tr", "w3"], &["h0"], vec![]),
+            node("Relu", "hm1", &["h0"], &["h1"], vec![]),
+            node("Conv", "hm2", &["h1", "w1"], &["h2"], vec![]),
+            node("Sigmoid", "hm_sig", &["h2"], &["heatmap"], vec![]),
+            node("Conv", "reg0", &["tr", "w3"], &["r0"], vec![]),
+            node("Relu", "reg1", &["r0"], &["r1"], vec![]),
+            node("Conv", "reg2", &["r1", "w2"], &["r2"], vec![]),
+            node(
+                "Slice",
+                "off_slice",
+                &["r2", "s0", "s1", "ax"],
+                &["o"],
+                vec![],
+            ),
+            node("Sigmoid", "off_sig", &["o"], &["os"], vec![]),
+            node(
+                "Slice",
+                "size_slice",
+                &["r2", "s1", "s2", "ax"],
+                &["sz"],
+                vec![],
+            ),
+            node("Exp", "size_exp", &["sz"], &["se"], vec![]),
+            node("Concat", "box_cat", &["os", "se"], &["box"], vec![axis(1)]),
+        ],
+        initializer: vec![
+            f32_tensor("wt", &[3, 2, 1, 1], &seq(6, 1.0)),
+            f32_tensor("w3", &[3, 3, 1, 1], &seq(9, 0.7)),
+            f32_tensor("w1", &[1, 3, 1, 1], &seq(3, 0.5)),
+            f32_tensor("w2", &[4, 3, 1, 1], &seq(12, 0.5)),
+            speck_quantize::proto::i32_tensor("s0", &[1], &[0]),
+            speck_quantize::proto::i32_tensor("s1", &[1], &[2]),
+            speck_quantize::proto::i32_tensor("s2", &[1], &[4]),
+            speck_quantize::proto::i32_tensor("ax", &[1], &[1]),
+        ],
+        input: vec![vi("x", &[1, 2, 4, 4])],
+        output: vec![vi("heatmap", &[1, 1, 4, 4]), vi("box", &[1, 4, 4, 4])],
+        ..Default::default()
+    };
+    opset17(g)
+}
+
+#[test]
+fn output_heads_stay_float_down_to_where_they_split_from_the_trunk() {
+    let m = two_head_detector();
+    let names = |h| {
+        output_float_nodes(&m, h)
+            .into_keys()
+            .collect::<Vec<String>>()
+            .join(" ")
+    };
+    // The predictors (last convs) and the box decoding, whatever --int8-heads says.
+    assert_eq!(
+        names(OutputHeads::Int8),
+        "box_cat hm2 hm_sig off_sig off_slice reg2 size_slice"
+    );
+    // Plus each head's own branch; the trunk both heads read stays int8 (and Exp, having no
+    // int8 form, is not listed).
+    assert_eq!(
+        names(OutputHeads::Float),
+        "box_cat hm0 hm1 hm2 hm_sig off_sig off_slice reg0 reg1 reg2 size_slice"
+    );
+
+    // In the rewrite, the trunk computes in int8 and hands the heads a float tensor: no Q/DQ
+    // on the trunk's output (only float readers), one on the input.
+    let mut r = range_map(&[("x", (-1.0, 1.0)), ("t", (-2.0, 2.0)), ("tr", (0.0, 2.0))]);
+    for t in ["h0", "h1", "h2", "r0", "r1", "r2", "o", "os", "sz", "se"] {
+        r.insert(t.into(), (-1.0, 1.0));
+    }
+    r.insert("heatmap".into(), (0.0, 1.0));
+    r.insert("box".into(), (-1.0, 3.0));
+    let res = quantize_model(
+        &m,
+        &r,
+        &QdqOptions {
+            per_channel: true,
+            keep_float: output_float_nodes(&m, OutputHeads::Float),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(res.quantized, vec!["trunk", "trunk_relu"]);
+    assert_eq!(
+        res.activations.keys().collect::<Vec<_>>(),
+        vec!["x"],
+        "only the trunk's input is quantized"
+    );
+
+    // A single-output model keeps only its last layer float: here the conv whose result
+    // reaches the output only through Tanh and GridSample's grid (the pooled trunk, read by
+    // GridSample's data input as well, stays int8).
+    let c = model();
+    assert_eq!(
+        output_float_nodes(&c, OutputHeads::Float)
+            .into_keys()
+            .collect::<Vec<_>>(),
+        vec!["offset_conv"]
+    );
 }
