@@ -331,14 +331,21 @@ impl ConvQs8 {
             let src = std::slice::from_raw_parts(dst_all as *const f32, n * oh * ow * m);
             let dst = std::slice::from_raw_parts_mut(y as *mut f32, n * oh * ow * m);
             let hw = oh * ow;
+            // Blocks of pixels small enough that the block's NHWC rows stay in L1 while each
+            // channel's run of the NCHW plane is written contiguously.
+            const PIX: usize = 64;
             for b in 0..n {
-                for p in 0..hw {
+                for p0 in (0..hw).step_by(PIX) {
+                    let pn = PIX.min(hw - p0);
+                    let rows = &src[(b * hw + p0) * m..(b * hw + p0 + pn) * m];
                     for mm in 0..m {
-                        let v = src[(b * hw + p) * m + mm];
-                        dst[(b * m + mm) * hw + p] = match self.activation {
-                            Some(a) => apply_activation(a, v),
-                            None => v,
-                        };
+                        let out = &mut dst[(b * m + mm) * hw + p0..][..pn];
+                        for (o, r) in out.iter_mut().zip(rows.chunks_exact(m)) {
+                            *o = r[mm];
+                        }
+                        if let Some(a) = self.activation {
+                            activate_run(a, out);
+                        }
                     }
                 }
             }
@@ -463,5 +470,14 @@ pub fn conv_direct(
                 }
             }
         }
+    }
+}
+
+/// The float activation over a run of values (`#[inline(never)]` so that `apply_activation`
+/// inlines into one loop the compiler can vectorise, rather than a call per value).
+#[inline(never)]
+fn activate_run(a: Activation, v: &mut [f32]) {
+    for x in v {
+        *x = apply_activation(a, *x);
     }
 }

@@ -4,7 +4,7 @@
 use super::conv::{conv_direct, ConvQs8};
 use super::gemm::EpiMode;
 use super::*;
-use crate::ops::{Conv, QConv, QConvOut, QType};
+use crate::ops::{apply_activation, Activation, Conv, QConv, QConvOut, QType};
 
 /// xorshift, fixed seeds.
 pub struct Rng(pub u32);
@@ -76,6 +76,7 @@ fn planned_convs_match_the_direct_reference() {
         (17, 17, 17, 5, 2, 2, 9, 8),    // depthwise 5x5 s2
         (12, 12, 4, 3, 1, 1, 5, 5),     // grouped: im2col per group
         (7, 2, 1, 3, 1, 1, 6, 7),       // im2col, 6-byte tap rows
+        (9, 8, 1, 3, 1, 1, 13, 12),     // 156 pixels: float outputs in several blocks
         (131, 131, 131, 3, 1, 1, 6, 9), // depthwise wide enough for 64-lane kernels
     ];
     for &(m, c, group, k, s, pad, h, w) in &cases {
@@ -100,6 +101,9 @@ fn planned_convs_match_the_direct_reference() {
                     hi: 255,
                 },
                 QConvOut::Float { activation: None },
+                QConvOut::Float {
+                    activation: Some(Activation::HardSwish),
+                },
             ];
             for out in outs {
                 let mut q = qconv(&mut rng, m, c, group, k, s, pad, out, zx);
@@ -134,9 +138,14 @@ fn planned_convs_match_the_direct_reference() {
                         .map(|b| f32::from_ne_bytes(b.try_into().unwrap()))
                         .collect();
                     let mut nchw = vec![0f32; nhwc.len()];
+                    let act = match out {
+                        QConvOut::Float { activation } => activation,
+                        _ => None,
+                    };
                     for p in 0..oh * ow {
                         for mm in 0..m {
-                            nchw[mm * oh * ow + p] = nhwc[p * m + mm];
+                            let v = nhwc[p * m + mm];
+                            nchw[mm * oh * ow + p] = act.map_or(v, |a| apply_activation(a, v));
                         }
                     }
                     want = nchw.iter().flat_map(|v| v.to_ne_bytes()).collect();
