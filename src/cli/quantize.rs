@@ -417,8 +417,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Float versus int8 detection metrics on the labelled set, both run by speck (the int8
-/// model fake-quantized in the float engine), tiled as `speck eval` runs them.
+/// Float versus int8 detection metrics on the labelled set, both run by speck as `speck eval`
+/// runs them (tiled; the QDQ model on the int8 kernels).
 fn accuracy(
     a: &Args,
     gt_path: &Path,
