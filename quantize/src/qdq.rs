@@ -59,6 +59,11 @@ pub const PASS_OPS: &[&str] = &[
     "Pad",
 ];
 
+/// Whether the rewrite can put an op in int8 (it computes in int8 or only moves values).
+fn has_int8_form(op: &str) -> bool {
+    COMPUTE_OPS.contains(&op) || PASS_OPS.contains(&op)
+}
+
 /// Ops kept float by default (precision-sensitive or coordinate math).
 pub const DEFAULT_FLOAT_OPS: &[&str] = &["Softmax", "LayerNormalization", "Tanh", "GridSample"];
 
@@ -216,9 +221,6 @@ pub fn output_float_nodes(model: &pb::ModelProto, heads: OutputHeads) -> BTreeMa
     };
     let cons = proto::consumers(g);
     let graph_outputs: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
-    let quantizable = |n: &pb::NodeProto| {
-        COMPUTE_OPS.contains(&n.op_type.as_str()) || PASS_OPS.contains(&n.op_type.as_str())
-    };
     for &o in &graph_outputs {
         // One reverse pass over the (topologically sorted) nodes: a node joins a set when it
         // writes the output, or when everything it writes is read only by members (readers come
@@ -251,7 +253,7 @@ pub fn output_float_nodes(model: &pb::ModelProto, heads: OutputHeads) -> BTreeMa
             vec![false; g.node.len()]
         };
         for (p, n) in g.node.iter().enumerate() {
-            if !quantizable(n) {
+            if !has_int8_form(&n.op_type) {
                 continue;
             }
             let reason = if predictor[p] {
@@ -342,7 +344,7 @@ pub fn quantize_model(
     let mut quantized_nodes: Vec<bool> = vec![false; g.node.len()];
     for (i, n) in g.node.iter().enumerate() {
         let op = n.op_type.as_str();
-        let known = COMPUTE_OPS.contains(&op) || PASS_OPS.contains(&op);
+        let known = has_int8_form(op);
         let reads_activation = n.input.iter().any(|t| ranges.contains_key(t));
         if let Some(reason) = opts.keep_float.get(&n.name) {
             kept_float.push(KeptFloat {
