@@ -262,27 +262,44 @@ impl ConvQs8 {
                     gemm::gemm(&self.gemm, oh * ow, xb, c, &gg.packed, &epi, yb, m);
                 }
                 Algo::Im2col => {
-                    let colp = cols.as_mut_ptr() as *mut u8;
+                    // Chunks of output rows small enough that their im2col rows are still in
+                    // L1/L2 when the GEMM reads them; chunks run in parallel, each into its own
+                    // rows of `cols`.
+                    let stride = self.k4 * 4;
+                    let rows = oh * ow;
+                    let chunk = im2col_chunk_rows(stride, self.gemm.mr);
+                    let chunks = rows.div_ceil(chunk);
                     let mg = m / self.groups.len();
+                    let ptrs = (xb as usize, cols.as_mut_ptr() as usize, yb as usize);
                     for (g, gg) in self.groups.iter().enumerate() {
-                        self.im2col(xb, colp, g);
                         let epi = Epilogue {
                             bias: &gg.bias,
                             scale: &gg.scale,
                             mode: self.mode,
                             lut: self.lut(),
                         };
-                        let yg = yb.add(g * mg * oe);
-                        gemm::gemm(
-                            &self.gemm,
-                            oh * ow,
-                            colp,
-                            self.k4 * 4,
-                            &gg.packed,
-                            &epi,
-                            yg,
-                            m,
-                        );
+                        let one_chunk = |ci: usize| {
+                            let (r0, r1) = (ci * chunk, ((ci + 1) * chunk).min(rows));
+                            let colp = (ptrs.1 as *mut u8).add(r0 * stride);
+                            self.im2col_rows(ptrs.0 as *const u8, colp, g, r0, r1);
+                            let yg = (ptrs.2 as *mut u8).add((r0 * m + g * mg) * oe);
+                            gemm::gemm_serial(
+                                &self.gemm,
+                                r1 - r0,
+                                colp,
+                                stride,
+                                &gg.packed,
+                                &epi,
+                                yg,
+                                m,
+                            );
+                        };
+                        if rayon::current_num_threads() > 1 && chunks > 1 {
+                            use rayon::prelude::*;
+                            (0..chunks).into_par_iter().for_each(one_chunk);
+                        } else {
+                            (0..chunks).for_each(one_chunk);
+                        }
                     }
                 }
                 Algo::Depthwise(k, wts) => {
@@ -352,11 +369,12 @@ impl ConvQs8 {
         }
     }
 
-    /// Rows of group `g`'s `kh * kw * C/group` input bytes, one per output pixel.
-    unsafe fn im2col(&self, x: *const u8, cols: *mut u8, g: usize) {
+    /// Rows of group `g`'s `kh * kw * C/group` input bytes for output pixels `p0..p1`, one
+    /// row of `4 * k4` bytes per pixel from `cols` on.
+    unsafe fn im2col_rows(&self, x: *const u8, cols: *mut u8, g: usize, p0: usize, p1: usize) {
         let [_, h, w, c] = self.nhwc;
         let cg = self.q.w_shape[1];
-        let [_, oh, ow] = self.out;
+        let [_, _, ow] = self.out;
         let [_, _, kh, kw] = self.q.w_shape;
         let cv = &self.q.conv;
         let stride = self.k4 * 4;
@@ -364,35 +382,81 @@ impl ConvQs8 {
         // Rows of kw taps are one contiguous run of the input when the conv has one group
         // and no horizontal dilation: copy them at once where they lie inside the image.
         let run = (cg == c && cv.dilations[1] == 1).then_some(kw * c);
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let row = cols.add((oy * ow + ox) * stride);
-                let ix0 = (ox * cv.strides[1]) as isize - cv.pads[1] as isize;
-                let cols_inside = ix0 >= 0 && ix0 + kw as isize <= w as isize;
-                for ky in 0..kh {
-                    let iy =
-                        (oy * cv.strides[0] + ky * cv.dilations[0]) as isize - cv.pads[0] as isize;
-                    let row_inside = iy >= 0 && iy < h as isize;
-                    if let (Some(len), true, true) = (run, row_inside, cols_inside) {
-                        let src = x.add((iy as usize * w + ix0 as usize) * c);
-                        copy_small(src, row.add(ky * kw * cg), len);
-                        continue;
-                    }
-                    for kx in 0..kw {
-                        let ix = (ox * cv.strides[1] + kx * cv.dilations[1]) as isize
-                            - cv.pads[1] as isize;
-                        let d = row.add((ky * kw + kx) * cg);
-                        if !row_inside || ix < 0 || ix >= w as isize {
-                            std::ptr::write_bytes(d, zx, cg);
-                        } else {
-                            copy_small(x.add((iy as usize * w + ix as usize) * c + g * cg), d, cg);
-                        }
+        // One tap row of one pixel, anywhere (padding filled with the zero point).
+        let generic = |oy: usize, ox: usize, row: *mut u8| {
+            let ix0 = (ox * cv.strides[1]) as isize - cv.pads[1] as isize;
+            let cols_inside = ix0 >= 0 && ix0 + kw as isize <= w as isize;
+            for ky in 0..kh {
+                let iy = (oy * cv.strides[0] + ky * cv.dilations[0]) as isize - cv.pads[0] as isize;
+                let row_inside = iy >= 0 && iy < h as isize;
+                if let (Some(len), true, true) = (run, row_inside, cols_inside) {
+                    let src = x.add((iy as usize * w + ix0 as usize) * c);
+                    copy_small(src, row.add(ky * kw * cg), len);
+                    continue;
+                }
+                for kx in 0..kw {
+                    let ix =
+                        (ox * cv.strides[1] + kx * cv.dilations[1]) as isize - cv.pads[1] as isize;
+                    let d = row.add((ky * kw + kx) * cg);
+                    if !row_inside || ix < 0 || ix >= w as isize {
+                        std::ptr::write_bytes(d, zx, cg);
+                    } else {
+                        copy_small(x.add((iy as usize * w + ix as usize) * c + g * cg), d, cg);
                     }
                 }
-                std::ptr::write_bytes(row.add(kh * kw * cg), 0, stride - kh * kw * cg);
             }
+        };
+        // Columns whose kw taps all lie inside the image: [ox_lo, ox_hi).
+        let (sx, px) = (cv.strides[1], cv.pads[1]);
+        let ox_lo = px.div_ceil(sx);
+        let ox_hi = if w + px >= kw {
+            (w + px - kw) / sx + 1
+        } else {
+            0
+        };
+        let mut p = p0;
+        while p < p1 {
+            let (oy, ox_a) = (p / ow, p % ow);
+            let ox_b = ow.min(ox_a + p1 - p);
+            let iy0 = (oy * cv.strides[0]) as isize - cv.pads[0] as isize;
+            let rows_inside = iy0 >= 0 && iy0 as usize + (kh - 1) * cv.dilations[0] < h;
+            let (fast_a, fast_b) = match run {
+                Some(_) if rows_inside => {
+                    let a = ox_a.max(ox_lo).min(ox_b);
+                    (a, ox_b.min(ox_hi).max(a))
+                }
+                _ => (ox_b, ox_b),
+            };
+            for ox in (ox_a..fast_a).chain(fast_b..ox_b) {
+                let row = cols.add((p + ox - ox_a - p0) * stride);
+                // The k4 padding (under 4 bytes) first, as one word over the row's last 4
+                // bytes: the taps overwrite whatever part of it is data.
+                std::ptr::write_unaligned(row.add(stride - 4) as *mut u32, 0);
+                generic(oy, ox, row);
+            }
+            if let (Some(len), true) = (run, fast_a < fast_b) {
+                // Interior: kh runs of kw * C bytes per pixel, no bounds checks.
+                let ystep = cv.dilations[0] * w * c;
+                let mut src = x.add((iy0 as usize * w + fast_a * sx - px) * c);
+                let mut row = cols.add((p + fast_a - ox_a - p0) * stride);
+                for _ in fast_a..fast_b {
+                    std::ptr::write_unaligned(row.add(stride - 4) as *mut u32, 0);
+                    for ky in 0..kh {
+                        copy_small(src.add(ky * ystep), row.add(ky * len), len);
+                    }
+                    src = src.add(sx * c);
+                    row = row.add(stride);
+                }
+            }
+            p += ox_b - ox_a;
         }
     }
+}
+
+/// Output rows per im2col chunk: about 16 KB of rows (so they stay in L1/L2 between im2col
+/// and the GEMM), a whole number of GEMM tiles.
+fn im2col_chunk_rows(row_bytes: usize, mr: usize) -> usize {
+    ((16384 / row_bytes.max(1)) / mr).max(1) * mr
 }
 
 /// `copy_nonoverlapping` for the few-byte runs of im2col (a stem conv copies 3 or 9 bytes at a

@@ -66,20 +66,25 @@ fn qconv(
 fn planned_convs_match_the_direct_reference() {
     let mut rng = Rng(4242);
     let levels = [Level::Scalar, Level::Avx2, Level::Avx512Vnni];
-    // (m, c, group, k, stride, pad, h, w)
+    // (m, c, group, k, stride, pad, h, w, dilation)
     let cases = [
-        (17, 13, 1, 1, 1, 0, 5, 7),     // 1x1 gemm
-        (16, 63, 1, 1, 1, 0, 3, 3),     // 1x1, K 63
-        (5, 3, 1, 3, 2, 1, 9, 11),      // im2col (first conv)
-        (8, 6, 1, 3, 1, 1, 4, 5),       // im2col padded
-        (20, 20, 20, 3, 1, 1, 7, 9),    // depthwise 3x3
-        (17, 17, 17, 5, 2, 2, 9, 8),    // depthwise 5x5 s2
-        (12, 12, 4, 3, 1, 1, 5, 5),     // grouped: im2col per group
-        (7, 2, 1, 3, 1, 1, 6, 7),       // im2col, 6-byte tap rows
-        (9, 8, 1, 3, 1, 1, 13, 12),     // 156 pixels: float outputs in several blocks
-        (131, 131, 131, 3, 1, 1, 6, 9), // depthwise wide enough for 64-lane kernels
+        (17, 13, 1, 1, 1, 0, 5, 7, 1),     // 1x1 gemm
+        (16, 63, 1, 1, 1, 0, 3, 3, 1),     // 1x1, K 63
+        (5, 3, 1, 3, 2, 1, 9, 11, 1),      // im2col (first conv)
+        (8, 6, 1, 3, 1, 1, 4, 5, 1),       // im2col padded
+        (20, 20, 20, 3, 1, 1, 7, 9, 1),    // depthwise 3x3
+        (17, 17, 17, 5, 2, 2, 9, 8, 1),    // depthwise 5x5 s2
+        (12, 12, 4, 3, 1, 1, 5, 5, 1),     // grouped: im2col per group
+        (7, 2, 1, 3, 1, 1, 6, 7, 1),       // im2col, 6-byte tap rows
+        (9, 8, 1, 3, 1, 1, 13, 12, 1),     // 156 pixels: float outputs in several blocks
+        (131, 131, 131, 3, 1, 1, 6, 9, 1), // depthwise wide enough for 64-lane kernels
+        (16, 3, 1, 3, 1, 1, 31, 30, 1),    // im2col in two chunks, the boundary mid-row
+        (6, 3, 1, 3, 2, 0, 47, 52, 1),     // im2col, no padding: every column interior
+        (5, 4, 1, 2, 1, 0, 33, 25, 1),     // im2col, even kernel (K 16, no k4 padding)
+        (7, 5, 1, 3, 1, 2, 17, 13, 2),     // im2col, dilation 2
+        (24, 24, 24, 3, 1, 2, 9, 11, 2),   // depthwise, dilation 2
     ];
-    for &(m, c, group, k, s, pad, h, w) in &cases {
+    for &(m, c, group, k, s, pad, h, w, dil) in &cases {
         for &zx in &[0, 128, 255] {
             let outs = [
                 QConvOut::Quant {
@@ -107,9 +112,11 @@ fn planned_convs_match_the_direct_reference() {
             ];
             for out in outs {
                 let mut q = qconv(&mut rng, m, c, group, k, s, pad, out, zx);
+                q.conv.dilations = [dil, dil];
                 let x = rng.bytes(h * w * c + 64);
-                let oh = (h + 2 * pad - k) / s + 1;
-                let ow = (w + 2 * pad - k) / s + 1;
+                let span = dil * (k - 1) + 1;
+                let oh = (h + 2 * pad - span) / s + 1;
+                let ow = (w + 2 * pad - span) / s + 1;
                 let float = matches!(out, QConvOut::Float { .. });
                 let (mode, scale): (EpiMode, Vec<f32>) = match out {
                     QConvOut::Quant { q: o, lo, hi } => (
@@ -178,7 +185,7 @@ fn planned_convs_match_the_direct_reference() {
                         "{} {:?} case {:?} zx {zx}",
                         plan.algorithm(),
                         level,
-                        (m, c, group, k, s, pad, h, w)
+                        (m, c, group, k, s, pad, h, w, dil)
                     );
                 }
             }

@@ -272,48 +272,92 @@ pub unsafe fn gemm(
     c: *mut u8,
     ldc: usize,
 ) {
-    let out_elem = epi.mode.elem_bytes();
     let tiles = m.div_ceil(k.mr);
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || tiles < 2 {
+        gemm_serial(k, m, a, lda, b, epi, c, ldc);
+        return;
+    }
+    let out_elem = epi.mode.elem_bytes();
     let p = SendPtr(a, c);
-    let run_tiles = |t0: usize, t1: usize| {
-        let (pa, pc) = p.get();
-        for t in t0..t1 {
-            let r0 = t * k.mr;
-            let mr = k.mr.min(m - r0);
+    let chunks = (threads * 4).min(tiles);
+    rayon::scope(|s| {
+        for ch in 0..chunks {
+            let (t0, t1) = (tiles * ch / chunks, tiles * (ch + 1) / chunks);
+            s.spawn(move |_| {
+                let (pa, pc) = p.get();
+                let (r0, r1) = (t0 * k.mr, (t1 * k.mr).min(m));
+                gemm_serial(
+                    k,
+                    r1 - r0,
+                    pa.add(r0 * lda),
+                    lda,
+                    b,
+                    epi,
+                    pc.add(r0 * ldc * out_elem),
+                    ldc,
+                );
+            });
+        }
+    });
+}
+
+/// [`gemm`] on the calling thread only (a caller that already splits rows over threads).
+///
+/// # Safety
+/// As [`gemm`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_serial(
+    k: &GemmKernel,
+    m: usize,
+    a: *const u8,
+    lda: usize,
+    b: &PackedB,
+    epi: &Epilogue,
+    c: *mut u8,
+    ldc: usize,
+) {
+    let out_elem = epi.mode.elem_bytes();
+    let lut = match (&epi.lut, epi.mode) {
+        (Some(t), EpiMode::Quant { .. }) => Some(*t),
+        _ => None,
+    };
+    // Tiles go in groups of about 4 KB of output, so a fused table is applied while the
+    // group's rows are in L1, in one call when the rows are contiguous (narrow convs such as
+    // a 16-channel stem would otherwise pay the table's set-up every 16 bytes).
+    let tile_bytes = k.mr * b.n;
+    let group = (4096 / tile_bytes.max(1)).max(1) * k.mr;
+    let mut r0 = 0;
+    while r0 < m {
+        let r1 = (r0 + group).min(m);
+        let mut t = r0;
+        while t < r1 {
+            let mr = k.mr.min(r1 - t);
             (k.run)(
                 mr,
                 b.n,
                 b.k4,
-                pa.add(r0 * lda),
+                a.add(t * lda),
                 lda,
                 b.data.as_ptr(),
                 epi.bias.as_ptr(),
                 epi.scale.as_ptr(),
                 epi.mode,
-                pc.add(r0 * ldc * out_elem),
+                c.add(t * ldc * out_elem),
                 ldc,
             );
-            if let (Some((table, lk)), EpiMode::Quant { .. }) = (&epi.lut, epi.mode) {
-                // while the tile's rows are in L1, one call per row (the NEON kernel loads
-                // the 256-byte table into registers per call)
-                for r in 0..mr {
-                    lk.apply(table, pc.add((r0 + r) * ldc), b.n);
+            t += mr;
+        }
+        if let Some((table, lk)) = lut {
+            if ldc == b.n {
+                lk.apply(table, c.add(r0 * ldc), (r1 - r0) * b.n);
+            } else {
+                for r in r0..r1 {
+                    lk.apply(table, c.add(r * ldc), b.n);
                 }
             }
         }
-    };
-    let threads = rayon::current_num_threads();
-    if threads <= 1 || tiles < 2 {
-        run_tiles(0, tiles);
-    } else {
-        let chunks = (threads * 4).min(tiles);
-        rayon::scope(|s| {
-            for ch in 0..chunks {
-                let (t0, t1) = (tiles * ch / chunks, tiles * (ch + 1) / chunks);
-                let f = &run_tiles;
-                s.spawn(move |_| f(t0, t1));
-            }
-        });
+        r0 = r1;
     }
 }
 
