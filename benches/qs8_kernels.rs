@@ -14,6 +14,7 @@ fn main() {
     // (h, w, c, k, stride) of MobileNetV3-Large's depthwise convs (input sizes).
     let shapes = [
         (112, 112, 16, 3, 1),
+        (112, 112, 16, 3, 2),
         (112, 112, 64, 3, 2),
         (56, 56, 72, 3, 1),
         (56, 56, 72, 5, 2),

@@ -14,6 +14,11 @@
 //! Packing ([`pack`]): per block of 64 channels, per tap, the 4 `W_r` (256 bytes), then the
 //! block's `sum w` per (r, j) as 64 i32; stored in the `i16` buffer the engine keeps for
 //! depthwise weights (opaque bytes here).
+//!
+//! Narrow convs (C = 16 or 32, see [`pixels_per_vector`]) pack `64 / C` neighbouring pixels
+//! into one vector instead of leaving most lanes idle: lane byte `b` is channel `b % C` of
+//! pixel `b / C`, the weights and sums repeat every C bytes, and a group of pixels is one
+//! 64-byte load at stride 1 (C-byte pieces inserted at other strides) and one 64-byte store.
 
 // x86-only module: AVX-512 intrinsics are stable since 1.89, above the crate's Arm MSRV.
 #![allow(clippy::incompatible_msrv)]
@@ -25,7 +30,7 @@ use std::arch::x86_64::*;
 /// Channels per block.
 const CB: usize = 64;
 
-/// Interior output pixels computed together.
+/// Interior vectors (pixels, or groups of packed pixels) computed together.
 const PX: usize = 4;
 
 /// Bytes per block: `taps * 4 * 64` weight bytes + 64 i32 weight sums.
@@ -33,14 +38,26 @@ fn block_bytes(taps: usize) -> usize {
     taps * 4 * CB + CB * 4
 }
 
+/// Pixels per vector: `64 / C` for the narrow convs packed across pixels, else 1.
+pub fn pixels_per_vector(c: usize) -> usize {
+    match c {
+        16 | 32 => CB / c,
+        _ => 1,
+    }
+}
+
 /// Pack `[C][kh][kw]` int8 weights (see the module doc).
 pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
     let taps = g.k[0] * g.k[1];
-    let blocks = g.c.div_ceil(CB);
+    let pp = pixels_per_vector(g.c);
+    // lanes: every channel once, or (packed pixels) channel `lane % C` in each of 64 lanes
+    let lanes = if pp > 1 { CB } else { g.c };
+    let blocks = lanes.div_ceil(CB);
     let bb = block_bytes(taps);
     let mut bytes = vec![0u8; blocks * bb];
-    for c in 0..g.c {
-        let (b, cc) = (c / CB, c % CB);
+    for lane in 0..lanes {
+        let c = lane % g.c;
+        let (b, cc) = (lane / CB, lane % CB);
         let (j, r) = (cc / 4, cc % 4);
         let blk = &mut bytes[b * bb..(b + 1) * bb];
         let mut sum = 0i32;
@@ -91,10 +108,20 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
         _mm512_set1_epi32(lo),
         _mm512_set1_epi32(hi),
     );
-    for b in 0..g.c.div_ceil(CB) {
+    let mask_of = |n: usize| -> __mmask64 {
+        if n >= CB {
+            !0
+        } else {
+            (1u64 << n) - 1
+        }
+    };
+    let pp = pixels_per_vector(g.c);
+    let blocks = if pp > 1 { 1 } else { g.c.div_ceil(CB) };
+    for b in 0..blocks {
         let c0 = b * CB;
+        // channels of one pixel in this block
         let n = CB.min(g.c - c0);
-        let in_mask: __mmask64 = if n == CB { !0 } else { (1u64 << n) - 1 };
+        let in_mask = mask_of(n);
         let wb = w.add(b * bb);
         // Bias minus zx * sum(w) and the scales, in the accumulators' (r, j) order.
         let sums = wb.add(taps * 4 * CB) as *const i32;
@@ -102,8 +129,12 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
         let mut vs = [_mm512_setzero_ps(); 4];
         let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
         for r in 0..4 {
-            // Lane j of accumulator r is channel 4j + r: gather bias and scale in that order.
-            let idx = _mm512_add_epi32(_mm512_slli_epi32(lane, 2), _mm512_set1_epi32(r as i32));
+            // Lane j of accumulator r is channel 4j + r (modulo C when pixels are packed):
+            // gather bias and scale in that order.
+            let mut idx = _mm512_add_epi32(_mm512_slli_epi32(lane, 2), _mm512_set1_epi32(r as i32));
+            if pp > 1 {
+                idx = _mm512_and_si512(idx, _mm512_set1_epi32(g.c as i32 - 1));
+            }
             let valid = _mm512_cmplt_epi32_mask(idx, _mm512_set1_epi32(n as i32));
             let zero = _mm512_setzero_si512();
             let bi = _mm512_mask_i32gather_epi32::<4>(zero, valid, idx, bias.add(c0));
@@ -115,7 +146,8 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
         // Output columns whose taps all lie inside the image (no bounds checks there).
         let (ky0, ky1) = super::tap_range(oy, g.s[0], g.d[0], g.p[0], g.k[0], g.h);
         let rows_full = ky0 == 0 && ky1 == g.k[0];
-        let store = |ox: usize, acc: &[__m512i; 4]| {
+        // `lanes` output values from pixel `ox` on (one pixel's block, or a packed group).
+        let store = |ox: usize, acc: &[__m512i; 4], lanes: usize| {
             let f: [__m512; 4] =
                 std::array::from_fn(|r| _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r]), vs[r]));
             if float_out {
@@ -124,7 +156,7 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
                     _mm512_storeu_ps(tmp[r].as_mut_ptr(), f[r]);
                 }
                 let dst = (out as *mut f32).add(ox * g.c + c0);
-                for c in 0..n {
+                for c in 0..lanes {
                     *dst.add(c) = tmp[c % 4][c / 4];
                 }
             } else {
@@ -139,7 +171,7 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
                         _mm512_slli_epi32(q(f[3]), 24),
                     ),
                 );
-                _mm512_mask_storeu_epi8(out.add(ox * g.c + c0) as *mut i8, in_mask, v);
+                _mm512_mask_storeu_epi8(out.add(ox * g.c + c0) as *mut i8, mask_of(lanes), v);
             }
         };
         let full = |ox: usize| {
@@ -147,12 +179,30 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
             rows_full && kx0 == 0 && kx1 == g.k[1]
         };
         let xstep = g.s[1] * g.c;
-        let mut ox = 0;
-        while ox < g.ow {
-            if ox + PX <= g.ow && full(ox) && full(ox + PX - 1) {
-                // PX interior pixels at once: each weight vector is loaded once for all of
-                // them, and 4 * PX independent accumulator chains hide vpdpbusd's latency.
-                let mut acc = [init; PX];
+        // The input vector of vector-group `v`'s first pixel at `p`: one pixel's channels, or
+        // `pp` pixels `xstep` bytes apart.
+        let load = |p: *const u8| -> __m512i {
+            if pp == 1 {
+                _mm512_maskz_loadu_epi8(in_mask, p as *const i8)
+            } else if g.s[1] == 1 {
+                _mm512_loadu_si512(p as *const _)
+            } else if pp == 4 {
+                let v = _mm512_castsi128_si512(_mm_loadu_si128(p as *const _));
+                let v = _mm512_inserti32x4::<1>(v, _mm_loadu_si128(p.add(xstep) as *const _));
+                let v = _mm512_inserti32x4::<2>(v, _mm_loadu_si128(p.add(2 * xstep) as *const _));
+                _mm512_inserti32x4::<3>(v, _mm_loadu_si128(p.add(3 * xstep) as *const _))
+            } else {
+                let v = _mm512_castsi256_si512(_mm256_loadu_si256(p as *const _));
+                _mm512_inserti64x4::<1>(v, _mm256_loadu_si256(p.add(xstep) as *const _))
+            }
+        };
+        // `G` vector groups of `pp` interior pixels from `ox` on: each weight vector is
+        // loaded once for all of them, and 4 * G independent accumulator chains hide
+        // vpdpbusd's latency.
+        macro_rules! interior {
+            ($G:expr, $ox:expr) => {{
+                let ox: usize = $ox;
+                let mut acc = [init; $G];
                 let base = x.add(((oy * g.s[0] - g.p[0]) * g.w + ox * g.s[1] - g.p[1]) * g.c + c0);
                 let mut wt = wb;
                 for ky in 0..g.k[0] {
@@ -161,9 +211,8 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
                         let tap = row.add(kx * g.d[1] * g.c);
                         let wr: [__m512i; 4] =
                             std::array::from_fn(|r| _mm512_loadu_si512(wt.add(r * CB) as *const _));
-                        for (px, a) in acc.iter_mut().enumerate() {
-                            let xv =
-                                _mm512_maskz_loadu_epi8(in_mask, tap.add(px * xstep) as *const i8);
+                        for (v, a) in acc.iter_mut().enumerate() {
+                            let xv = load(tap.add(v * pp * xstep));
                             for r in 0..4 {
                                 a[r] = _mm512_dpbusd_epi32(a[r], xv, wr[r]);
                             }
@@ -171,12 +220,25 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
                         wt = wt.add(4 * CB);
                     }
                 }
-                for (px, a) in acc.iter().enumerate() {
-                    store(ox + px, a);
+                for (v, a) in acc.iter().enumerate() {
+                    store(ox + v * pp, a, if pp > 1 { CB } else { n });
                 }
-                ox += PX;
+            }};
+        }
+        let mut ox = 0;
+        while ox < g.ow {
+            let span = PX * pp;
+            if ox + span <= g.ow && full(ox) && full(ox + span - 1) {
+                interior!(PX, ox);
+                ox += span;
                 continue;
             }
+            if pp > 1 && ox + pp <= g.ow && full(ox) && full(ox + pp - 1) {
+                interior!(1, ox);
+                ox += pp;
+                continue;
+            }
+            // One pixel: lanes 0..n of the block are its channels (with packed pixels too).
             let mut acc = init;
             let (kx0, kx1) = super::tap_range(ox, g.s[1], g.d[1], g.p[1], g.k[1], g.w);
             if rows_full && kx0 == 0 && kx1 == g.k[1] {
@@ -214,7 +276,7 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
                     }
                 }
             }
-            store(ox, &acc);
+            store(ox, &acc, n);
             ox += 1;
         }
     }

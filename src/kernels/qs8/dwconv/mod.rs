@@ -86,6 +86,8 @@ pub struct DwKernel {
     pub channels: usize,
     /// needs weights in -127..=127 (it adds two i8 x i8 products in i16)
     pub no_min_weight: bool,
+    /// pixels side by side in one vector step for a conv of C channels (narrow convs)
+    pub pixels_per_vector: fn(usize) -> usize,
 }
 
 /// Every depthwise kernel in this build, best first.
@@ -101,6 +103,7 @@ pub fn registry() -> Vec<DwKernel> {
         pack: avx512vnni::pack,
         channels: 64,
         no_min_weight: false,
+        pixels_per_vector: avx512vnni::pixels_per_vector,
     });
     #[cfg(target_arch = "x86_64")]
     v.push(DwKernel {
@@ -110,6 +113,7 @@ pub fn registry() -> Vec<DwKernel> {
         pack: pack_weights,
         channels: 16,
         no_min_weight: false,
+        pixels_per_vector: |_| 1,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {
@@ -119,6 +123,7 @@ pub fn registry() -> Vec<DwKernel> {
         pack: neonmull::pack,
         channels: 16,
         no_min_weight: true,
+        pixels_per_vector: |_| 1,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {
@@ -128,6 +133,7 @@ pub fn registry() -> Vec<DwKernel> {
         pack: pack_weights,
         channels: 16,
         no_min_weight: false,
+        pixels_per_vector: |_| 1,
     });
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_scalar",
@@ -136,6 +142,7 @@ pub fn registry() -> Vec<DwKernel> {
         pack: pack_weights,
         channels: 16,
         no_min_weight: false,
+        pixels_per_vector: |_| 1,
     });
     v
 }
@@ -149,13 +156,15 @@ pub fn select(level: Level) -> DwKernel {
 }
 
 /// The best kernel for a conv of `c` channels: as [`select`], but skipping kernels whose
-/// vector step would leave more than half of its lanes idle (64-wide on 16 channels), and
-/// those that cannot take a -128 weight when `has_min`.
+/// vector step would leave more than half of its lanes idle (64-wide on 24 channels; a
+/// kernel that packs narrow convs' pixels side by side fills them), and those that cannot
+/// take a -128 weight when `has_min`.
 pub fn select_for(level: Level, c: usize, has_min: bool) -> DwKernel {
     registry()
         .into_iter()
         .find(|k| {
-            let used = c as f64 / (c.div_ceil(k.channels) * k.channels) as f64;
+            let lanes = c * (k.pixels_per_vector)(c);
+            let used = lanes as f64 / (lanes.div_ceil(k.channels) * k.channels) as f64;
             k.level <= level
                 && k.level.supported()
                 && (k.channels <= 16 || used >= 0.5)

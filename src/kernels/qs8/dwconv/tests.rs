@@ -23,6 +23,8 @@ fn every_dwconv_kernel_matches_the_reference() {
                     (6, 11, 40),
                     (5, 6, 131),
                     (4, 29, 24),
+                    (3, 45, 16), // packed pixels: groups of 4 x 4, 1 x 4 and single pixels
+                    (4, 37, 32),
                 ] {
                     for &zx in &[0, 128, 255] {
                         for mode in [
