@@ -311,6 +311,7 @@ fn layout_conversions_match_the_per_element_definition_on_odd_shapes() {
         [2, 7, 9, 13],
         [1, 33, 11, 17],
         [1, 3, 9, 10],
+        [2, 3, 13, 11],
         [2, 4, 7, 11],
     ] {
         let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3]);
@@ -318,7 +319,7 @@ fn layout_conversions_match_the_per_element_definition_on_odd_shapes() {
         let x: Vec<f32> = (0..len)
             .map(|_| (rng.next() as f32 / u32::MAX as f32 - 0.5) * 300.0 * q.scale)
             .collect();
-        for level in [Level::Scalar, Level::Avx2] {
+        for level in [Level::Scalar, Level::Avx2, Level::Avx512Vnni] {
             if !level.supported() {
                 continue;
             }
