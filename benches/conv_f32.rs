@@ -1,6 +1,6 @@
-//! Per-kernel timings of the f32 convolutions on the shipped detector's shapes, every ISA the
-//! host runs, side by side: `cargo bench --bench conv_f32`. Prints GMAC/s (median of 15, one
-//! thread).
+//! Per-kernel timings of the f32 convolutions on the shipped detector's shapes and
+//! MobileNetV3-Large's depthwise ones, every ISA the host runs, side by side: `cargo bench
+//! --bench conv_f32`. Prints GMAC/s (median of 15, one thread).
 
 use ndarray::{ArrayD, IxDyn};
 use speck::kernels::conv_f32::ConvF32;
@@ -18,6 +18,11 @@ type Shape = (
     Option<Activation>,
 );
 
+/// A depthwise conv of `c` channels on a `hw x hw` map.
+fn dw(name: &'static str, c: usize, hw: usize, k: usize, s: usize, act: Activation) -> Shape {
+    (name, [1, c, hw, hw], [c, 1, k, k], c, s, Some(act))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -29,7 +34,7 @@ fn main() {
         .build()
         .unwrap();
     // from speck-tiny.onnx
-    let shapes: [Shape; 6] = [
+    let shapes: [Shape; 11] = [
         (
             "stem 3x3 s2",
             [1, 3, 384, 384],
@@ -78,10 +83,21 @@ fn main() {
             1,
             Some(Activation::HardSwish),
         ),
+        // MobileNetV3-Large's depthwise convs
+        dw("mnv3l dw 3x3 s2 112px", 64, 112, 3, 2, Activation::Relu),
+        dw("mnv3l dw 3x3 s1 56px", 72, 56, 3, 1, Activation::Relu),
+        dw("mnv3l dw 5x5 s1 28px", 120, 28, 5, 1, Activation::Relu),
+        dw("mnv3l dw 3x3 s1 14px", 480, 14, 3, 1, Activation::HardSwish),
+        dw("mnv3l dw 5x5 s1 7px", 960, 7, 5, 1, Activation::HardSwish),
     ];
     println!("| conv | x | kernel | isa | us | GMAC/s |");
     println!("|---|---|---|---|---:|---:|");
+    // `SPECK_BENCH_ONLY=7px`: only the shapes whose name contains it
+    let only = std::env::var("SPECK_BENCH_ONLY").unwrap_or_default();
     for (name, xs, ws, group, s, act) in shapes {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         let k = ws[2];
         let c = Conv {
             group,

@@ -1,7 +1,7 @@
 //! Optimised compute kernels, selected at plan time. Each kernel family keeps its portable scalar
 //! version beside the SIMD ones; the scalar reference for every family is in [`crate::ops`].
 //!
-//! Kernel names follow ncnn / XNNPACK: `<op>_<dtype>_<tile>_<isa>`, e.g. `dwconv_f32_3x3s1_avx2`.
+//! Kernel names follow ncnn / XNNPACK: `<op>_<dtype>_<tile>_<isa>`, e.g. `dwconv_f32_3x3s1_neon`.
 
 pub mod conv_f32;
 pub mod qs8;

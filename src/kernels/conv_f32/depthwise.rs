@@ -1,9 +1,14 @@
 //! Depthwise f32 convolution (group == C == M, dilation 1), one channel plane at a time.
 //!
-//! Padded planes are copied into a zero-bordered buffer first, so every output row runs a
-//! branch-free row kernel with every tap in bounds.
-//! Interior row kernels: `dwconv_f32_<k>x<k>s<s>_<isa>` (scalar for every 3x3 / 5x5 at stride
-//! 1 and 2; AVX2 at stride 1; NEON at both) and `dwconv_f32_generic_scalar`.
+//! Two schemes:
+//! - x86 SIMD: `dwconv_f32_flat64_<isa>` ([`flat`]) splits the padded plane into its
+//!   stride phases and runs every output row back to back as one flat vector stream, any
+//!   kernel size and stride: 7- and 14-wide maps (most of MobileNetV3's depthwise work) fill
+//!   the vectors instead of leaving a scalar tail per row.
+//! - otherwise, row kernels: padded planes are copied into a zero-bordered buffer first, so
+//!   every output row runs a branch-free row kernel with every tap in bounds:
+//!   `dwconv_f32_<k>x<k>s<s>_<isa>` (scalar for every 3x3 / 5x5 at stride 1 and 2, the
+//!   reference; NEON at both) and `dwconv_f32_generic_scalar`.
 
 /// Geometry of one depthwise plane.
 #[derive(Clone, Copy, Debug)]
@@ -28,8 +33,10 @@ pub(crate) enum DwRow {
     K3S2,
     K5S1,
     K5S2,
-    K3S1Avx2,
-    K5S1Avx2,
+    /// the flat phase-plane kernel ([`flat`]), AVX2+FMA
+    FlatAvx2,
+    /// the flat phase-plane kernel, AVX-512
+    FlatAvx512,
     K3S1Neon,
     K3S2Neon,
     K5S1Neon,
@@ -40,8 +47,12 @@ impl DwRow {
     /// Pick the row kernel for a geometry and instruction set.
     pub fn select(g: &DwGeom, isa: super::super::Isa) -> DwRow {
         use super::super::Isa;
-        let simd = matches!(isa, Isa::Avx2 | Isa::Avx512)
-            && cfg!(any(target_arch = "x86", target_arch = "x86_64"));
+        let x86 = cfg!(any(target_arch = "x86", target_arch = "x86_64"));
+        match isa {
+            Isa::Avx512 if x86 => return DwRow::FlatAvx512,
+            Isa::Avx2 if x86 => return DwRow::FlatAvx2,
+            _ => {}
+        }
         let neon = isa == Isa::Neon && cfg!(target_arch = "aarch64");
         if g.kh != g.kw || g.sh != g.sw {
             return DwRow::Generic;
@@ -55,13 +66,11 @@ impl DwRow {
                 _ => {}
             }
         }
-        match (g.kh, g.sh, simd) {
-            (3, 1, true) => DwRow::K3S1Avx2,
-            (5, 1, true) => DwRow::K5S1Avx2,
-            (3, 1, false) => DwRow::K3S1,
-            (5, 1, false) => DwRow::K5S1,
-            (3, 2, _) => DwRow::K3S2,
-            (5, 2, _) => DwRow::K5S2,
+        match (g.kh, g.sh) {
+            (3, 1) => DwRow::K3S1,
+            (5, 1) => DwRow::K5S1,
+            (3, 2) => DwRow::K3S2,
+            (5, 2) => DwRow::K5S2,
             _ => DwRow::Generic,
         }
     }
@@ -74,8 +83,8 @@ impl DwRow {
             DwRow::K3S2 => "dwconv_f32_3x3s2_scalar",
             DwRow::K5S1 => "dwconv_f32_5x5s1_scalar",
             DwRow::K5S2 => "dwconv_f32_5x5s2_scalar",
-            DwRow::K3S1Avx2 => "dwconv_f32_3x3s1_avx2",
-            DwRow::K5S1Avx2 => "dwconv_f32_5x5s1_avx2",
+            DwRow::FlatAvx2 => "dwconv_f32_flat64_avx2",
+            DwRow::FlatAvx512 => "dwconv_f32_flat64_avx512",
             DwRow::K3S1Neon => "dwconv_f32_3x3s1_neon",
             DwRow::K3S2Neon => "dwconv_f32_3x3s2_neon",
             DwRow::K5S1Neon => "dwconv_f32_5x5s1_neon",
@@ -106,12 +115,6 @@ impl DwRow {
             DwRow::K3S2 => dwconv_f32_3x3s2_scalar(x, w, iy0, ix0, wts, bias, out),
             DwRow::K5S1 => dwconv_f32_5x5s1_scalar(x, w, iy0, ix0, wts, bias, out),
             DwRow::K5S2 => dwconv_f32_5x5s2_scalar(x, w, iy0, ix0, wts, bias, out),
-            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-            // SAFETY: selected only when the plan's ISA (checked against the host) has AVX2+FMA.
-            DwRow::K3S1Avx2 => unsafe { dwconv_f32_3x3s1_avx2(x, w, iy0, ix0, wts, bias, out) },
-            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-            // SAFETY: as above.
-            DwRow::K5S1Avx2 => unsafe { dwconv_f32_5x5s1_avx2(x, w, iy0, ix0, wts, bias, out) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY (these four): NEON is part of aarch64.
             DwRow::K3S1Neon => unsafe { dw_kxk_neon::<3, 1>(x, w, iy0, ix0, wts, bias, out) },
@@ -128,12 +131,41 @@ impl DwRow {
     }
 }
 
+/// Depthwise convolution of consecutive planes `x [p][h*w] -> y [p][oh*ow]` (plane `i` with
+/// weights `wts[i * kh * kw..]` and bias `bias[i]`), bias and activation fused.
+pub(crate) fn dwconv_f32_planes<F: Fn(f32) -> f32>(
+    x: &[f32],
+    y: &mut [f32],
+    wts: &[f32],
+    bias: &[f32],
+    g: &DwGeom,
+    row: DwRow,
+    act: &F,
+) {
+    let (hw, ohw, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+    let planes = bias.len();
+    assert!(
+        x.len() >= planes * hw && y.len() >= planes * ohw && wts.len() >= planes * kk,
+        "depthwise planes out of bounds"
+    );
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    if matches!(row, DwRow::FlatAvx2 | DwRow::FlatAvx512) {
+        flat::dw_flat_planes(x, y, wts, bias, g, row);
+        activate_plane(&mut y[..planes * ohw], act);
+        return;
+    }
+    for (i, &b) in bias.iter().enumerate() {
+        let (xp, yp) = (&x[i * hw..(i + 1) * hw], &mut y[i * ohw..(i + 1) * ohw]);
+        dwconv_f32_plane(xp, yp, &wts[i * kk..(i + 1) * kk], b, g, row, act);
+    }
+}
+
 /// Depthwise convolution of one plane `x [h*w] -> y [oh*ow]`, bias and activation fused.
 ///
 /// A padded conv first copies the plane into a zero-bordered buffer (as ncnn does), so every
 /// output row runs the branch-free interior kernel: on small maps (7x7 with a 5x5 kernel)
 /// most outputs are border outputs, and a per-tap bounds check there would dominate.
-pub(crate) fn dwconv_f32_plane<F: Fn(f32) -> f32>(
+fn dwconv_f32_plane<F: Fn(f32) -> f32>(
     x: &[f32],
     y: &mut [f32],
     wts: &[f32],
@@ -323,115 +355,6 @@ pub fn dwconv_f32_5x5s2_scalar(
     dw_kxk_scalar::<5, 2>(x, w, iy0, ix0, wts, bias, out)
 }
 
-/// KxK stride 1 interior row, AVX2+FMA: 16 then 8 outputs per step, scalar tail.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dw_kxk_s1_avx2<const K: usize>(
-    x: &[f32],
-    w: usize,
-    iy0: usize,
-    ix0: usize,
-    wts: &[f32],
-    bias: f32,
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86")]
-    use std::arch::x86::*;
-    #[cfg(target_arch = "x86_64")]
-    use std::arch::x86_64::*;
-    let n = out.len();
-    if n == 0 {
-        return;
-    }
-    // one bounds check for the whole row: the last tap of the last output is in `x`
-    let last = (iy0 + K - 1) * w + ix0 + (n - 1) + K;
-    assert!(
-        last <= x.len() && wts.len() >= K * K,
-        "dwconv avx2 row out of bounds"
-    );
-    let base = x.as_ptr().add(iy0 * w + ix0);
-    let op = out.as_mut_ptr();
-    let wv: [[__m256; K]; K] =
-        std::array::from_fn(|ky| std::array::from_fn(|kx| _mm256_set1_ps(wts[ky * K + kx])));
-    let vb = _mm256_set1_ps(bias);
-    let mut i = 0;
-    while i + 16 <= n {
-        let mut a0 = vb;
-        let mut a1 = vb;
-        for (ky, wrow) in wv.iter().enumerate() {
-            let rp = base.add(ky * w + i);
-            for (kx, &wk) in wrow.iter().enumerate() {
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(rp.add(kx)), wk, a0);
-                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(rp.add(kx + 8)), wk, a1);
-            }
-        }
-        _mm256_storeu_ps(op.add(i), a0);
-        _mm256_storeu_ps(op.add(i + 8), a1);
-        i += 16;
-    }
-    while i + 8 <= n {
-        let mut a0 = vb;
-        for (ky, wrow) in wv.iter().enumerate() {
-            let rp = base.add(ky * w + i);
-            for (kx, &wk) in wrow.iter().enumerate() {
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(rp.add(kx)), wk, a0);
-            }
-        }
-        _mm256_storeu_ps(op.add(i), a0);
-        i += 8;
-    }
-    while i < n {
-        let mut acc = bias;
-        for ky in 0..K {
-            let rp = base.add(ky * w + i);
-            for kx in 0..K {
-                acc = (*rp.add(kx)).mul_add(wts[ky * K + kx], acc);
-            }
-        }
-        *op.add(i) = acc;
-        i += 1;
-    }
-}
-
-/// 3x3 stride 1 interior row, AVX2+FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn dwconv_f32_3x3s1_avx2(
-    x: &[f32],
-    w: usize,
-    iy0: usize,
-    ix0: usize,
-    wts: &[f32],
-    bias: f32,
-    out: &mut [f32],
-) {
-    dw_kxk_s1_avx2::<3>(x, w, iy0, ix0, wts, bias, out)
-}
-
-/// 5x5 stride 1 interior row, AVX2+FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn dwconv_f32_5x5s1_avx2(
-    x: &[f32],
-    w: usize,
-    iy0: usize,
-    ix0: usize,
-    wts: &[f32],
-    bias: f32,
-    out: &mut [f32],
-) {
-    dw_kxk_s1_avx2::<5>(x, w, iy0, ix0, wts, bias, out)
-}
-
 /// KxK stride S interior row, NEON (kernels `dwconv_f32_<K>x<K>s<S>_neon`): the K*K taps sit
 /// in the lanes of a few vectors (`FMLA` by element), stride 1 computes 8 outputs per step
 /// from unaligned loads, stride 2 computes 4 from `LD2` de-interleaved pairs (even and odd
@@ -545,4 +468,431 @@ unsafe fn dw_kxk_neon<const K: usize, const S: usize>(
         }
     }
     dw_kxk_scalar::<K, S>(x, w, iy0, ix0 + i * S, wts, bias, &mut out[i..]);
+}
+
+/// The flat phase-plane kernels (x86 SIMD).
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+// AVX-512 intrinsics are stable since 1.89, above the crate's MSRV (the Arm toolchain's 1.85)
+#[allow(clippy::incompatible_msrv)]
+mod flat {
+    use super::{DwGeom, DwRow};
+    #[cfg(target_arch = "x86")]
+    use std::arch::x86::*;
+    #[cfg(target_arch = "x86_64")]
+    use std::arch::x86_64::*;
+
+    /// Per-thread buffers, reused across planes and runs.
+    #[derive(Default)]
+    struct FlatBufs {
+        /// the padded plane's `sh * sw` stride phases, `[phase][hq][wq]`, then zero slack
+        phases: Vec<f32>,
+        /// the flat outputs, `[oh][wq]` (columns past `ow` dropped), rounded up to a chunk
+        out: Vec<f32>,
+        /// each tap's offset into `phases`, row-major over the kernel
+        offs: Vec<usize>,
+        /// the geometry `offs` is for: kh, kw, sh, sw, wq, hq * wq
+        offs_key: [usize; 6],
+    }
+
+    thread_local! {
+        static FLAT: std::cell::RefCell<FlatBufs> = std::cell::RefCell::new(FlatBufs::default());
+    }
+
+    /// Depthwise conv of consecutive planes by flat phase planes, any kernel size and stride
+    /// (bias fused, activation left to the caller).
+    ///
+    /// The zero-padded plane is split into its `sh * sw` stride phases (phase `(py, px)` holds
+    /// padded rows `py, py + sh, ..` and columns `px, px + sw, ..`), each `hq x wq`. Output
+    /// `(oy, ox)` reads tap `(ky, kx)` at phase `(ky % sh, kx % sw)`, row `oy + ky / sh`,
+    /// column `ox + kx / sw`: laid out flat with row pitch `wq`, output `j = oy * wq + ox`
+    /// reads `j + offset(tap)` for every tap. So all output rows run as one stream of chunks
+    /// with the accumulators in registers; the `wq - ow` columns past each row's end are
+    /// computed and dropped (a 7x7 map with a 5x5 kernel: 77 flat outputs for 49 real ones,
+    /// instead of 7 scalar rows of 7).
+    pub(super) fn dw_flat_planes(
+        x: &[f32],
+        y: &mut [f32],
+        wts: &[f32],
+        bias: &[f32],
+        g: &DwGeom,
+        row: DwRow,
+    ) {
+        FLAT.with(|b| {
+            let b = &mut *b.borrow_mut();
+            // SAFETY: these variants are selected only when the plan's ISA (checked against
+            // the host) has the features.
+            unsafe {
+                match row {
+                    DwRow::FlatAvx512 => flat_avx512(x, y, wts, bias, g, b),
+                    _ => flat_avx2(x, y, wts, bias, g, b),
+                }
+            }
+        })
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn flat_avx512(
+        x: &[f32],
+        y: &mut [f32],
+        wts: &[f32],
+        bias: &[f32],
+        g: &DwGeom,
+        b: &mut FlatBufs,
+    ) {
+        flat_planes::<Avx512>(x, y, wts, bias, g, b)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn flat_avx2(
+        x: &[f32],
+        y: &mut [f32],
+        wts: &[f32],
+        bias: &[f32],
+        g: &DwGeom,
+        b: &mut FlatBufs,
+    ) {
+        flat_planes::<Avx2>(x, y, wts, bias, g, b)
+    }
+
+    /// One ISA's vector operations, and the copies of the flat kernel. Safety (all): the
+    /// pointers must have the lengths in bounds, and the host must run the ISA.
+    trait FlatIsa {
+        type V: Copy;
+        /// f32 lanes per vector
+        const LANES: usize;
+        /// vectors per chunk in the body of a plane (accumulators: twice that, see [`chunk`])
+        const MAX_N: usize;
+        unsafe fn splat(v: f32) -> Self::V;
+        unsafe fn load(p: *const f32) -> Self::V;
+        unsafe fn store(p: *mut f32, v: Self::V);
+        /// `a * b + c`
+        unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+        unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+        /// Copy `n` floats (inline: the rows of small maps are 7 or 14 wide, and a `memcpy`
+        /// call per row cost more than the copy).
+        unsafe fn copy(src: *const f32, dst: *mut f32, n: usize);
+        /// Zero `n` floats (inline, as `copy`).
+        unsafe fn zero(dst: *mut f32, n: usize);
+        /// `dst[i] = src[2 * i]` for `i < n`, reading no further than `src + avail`.
+        unsafe fn copy_even(src: *const f32, avail: usize, dst: *mut f32, n: usize);
+    }
+
+    /// `N` vectors of flat outputs from `src` into `dst`: `bias + sum over taps t of wts[t] *
+    /// src[offs[t] + l]`. Even and odd taps go to two sets of accumulators (added at the end),
+    /// so even a one-vector chunk has two independent FMA chains.
+    #[inline(always)]
+    unsafe fn chunk<I: FlatIsa, const N: usize>(
+        src: *const f32,
+        offs: &[usize],
+        wts: &[f32],
+        bias: f32,
+        dst: *mut f32,
+    ) {
+        let l = I::LANES;
+        let mut a = [I::splat(bias); N];
+        let mut b = [I::splat(0.0); N];
+        let taps = offs.len().min(wts.len());
+        let (offs, wts) = (offs.as_ptr(), wts.as_ptr());
+        let mut t = 0;
+        while t + 2 <= taps {
+            let (p, w) = (src.add(*offs.add(t)), I::splat(*wts.add(t)));
+            let (q, v) = (src.add(*offs.add(t + 1)), I::splat(*wts.add(t + 1)));
+            for (i, (a, b)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+                *a = I::fma(I::load(p.add(i * l)), w, *a);
+                *b = I::fma(I::load(q.add(i * l)), v, *b);
+            }
+            t += 2;
+        }
+        if t < taps {
+            let (p, w) = (src.add(*offs.add(t)), I::splat(*wts.add(t)));
+            for (i, a) in a.iter_mut().enumerate() {
+                *a = I::fma(I::load(p.add(i * l)), w, *a);
+            }
+        }
+        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+            I::store(dst.add(i * l), I::add(*a, *b));
+        }
+    }
+
+    /// [`chunk`] for `n` (1..=8) vectors.
+    #[inline(always)]
+    unsafe fn chunk_n<I: FlatIsa>(
+        n: usize,
+        src: *const f32,
+        offs: &[usize],
+        wts: &[f32],
+        bias: f32,
+        dst: *mut f32,
+    ) {
+        match n {
+            1 => chunk::<I, 1>(src, offs, wts, bias, dst),
+            2 => chunk::<I, 2>(src, offs, wts, bias, dst),
+            3 => chunk::<I, 3>(src, offs, wts, bias, dst),
+            4 => chunk::<I, 4>(src, offs, wts, bias, dst),
+            5 => chunk::<I, 5>(src, offs, wts, bias, dst),
+            6 => chunk::<I, 6>(src, offs, wts, bias, dst),
+            7 => chunk::<I, 7>(src, offs, wts, bias, dst),
+            _ => chunk::<I, 8>(src, offs, wts, bias, dst),
+        }
+    }
+
+    struct Avx512;
+    struct Avx2;
+
+    impl FlatIsa for Avx512 {
+        type V = __m512;
+        const LANES: usize = 16;
+        const MAX_N: usize = 8;
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> __m512 {
+            _mm512_set1_ps(v)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m512 {
+            _mm512_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m512) {
+            _mm512_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+            _mm512_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            _mm512_add_ps(a, b)
+        }
+
+        #[inline(always)]
+        unsafe fn copy(src: *const f32, dst: *mut f32, n: usize) {
+            let mut i = 0;
+            while i + 16 <= n {
+                _mm512_storeu_ps(dst.add(i), _mm512_loadu_ps(src.add(i)));
+                i += 16;
+            }
+            if i < n {
+                let m: __mmask16 = (1 << (n - i)) - 1;
+                _mm512_mask_storeu_ps(dst.add(i), m, _mm512_maskz_loadu_ps(m, src.add(i)));
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn zero(dst: *mut f32, n: usize) {
+            let mut i = 0;
+            while i + 16 <= n {
+                _mm512_storeu_ps(dst.add(i), _mm512_setzero_ps());
+                i += 16;
+            }
+            if i < n {
+                let m: __mmask16 = (1 << (n - i)) - 1;
+                _mm512_mask_storeu_ps(dst.add(i), m, _mm512_setzero_ps());
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn copy_even(src: *const f32, avail: usize, dst: *mut f32, n: usize) {
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let mut i = 0;
+            while i + 16 <= n && 2 * i + 32 <= avail {
+                let (lo, hi) = (
+                    _mm512_loadu_ps(src.add(2 * i)),
+                    _mm512_loadu_ps(src.add(2 * i + 16)),
+                );
+                _mm512_storeu_ps(dst.add(i), _mm512_permutex2var_ps(lo, even, hi));
+                i += 16;
+            }
+            for i in i..n {
+                *dst.add(i) = *src.add(2 * i);
+            }
+        }
+    }
+
+    /// The first `n` (< 8) lanes on, for `maskload` / `maskstore`.
+    #[inline(always)]
+    unsafe fn lanes_avx2(n: usize) -> __m256i {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+
+    impl FlatIsa for Avx2 {
+        type V = __m256;
+        const LANES: usize = 8;
+        const MAX_N: usize = 4;
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> __m256 {
+            _mm256_set1_ps(v)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m256 {
+            _mm256_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m256) {
+            _mm256_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+            _mm256_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            _mm256_add_ps(a, b)
+        }
+
+        #[inline(always)]
+        unsafe fn copy(src: *const f32, dst: *mut f32, n: usize) {
+            let mut i = 0;
+            while i + 8 <= n {
+                _mm256_storeu_ps(dst.add(i), _mm256_loadu_ps(src.add(i)));
+                i += 8;
+            }
+            if i < n {
+                let m = lanes_avx2(n - i);
+                _mm256_maskstore_ps(dst.add(i), m, _mm256_maskload_ps(src.add(i), m));
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn zero(dst: *mut f32, n: usize) {
+            let mut i = 0;
+            while i + 8 <= n {
+                _mm256_storeu_ps(dst.add(i), _mm256_setzero_ps());
+                i += 8;
+            }
+            if i < n {
+                _mm256_maskstore_ps(dst.add(i), lanes_avx2(n - i), _mm256_setzero_ps());
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn copy_even(src: *const f32, avail: usize, dst: *mut f32, n: usize) {
+            let mut i = 0;
+            while i + 8 <= n && 2 * i + 16 <= avail {
+                let (a, b) = (
+                    _mm256_loadu_ps(src.add(2 * i)),
+                    _mm256_loadu_ps(src.add(2 * i + 8)),
+                );
+                // [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit pairs in order
+                let s = _mm256_castps_pd(_mm256_shuffle_ps::<0x88>(a, b));
+                _mm256_storeu_ps(
+                    dst.add(i),
+                    _mm256_castpd_ps(_mm256_permute4x64_pd::<0xd8>(s)),
+                );
+                i += 8;
+            }
+            for i in i..n {
+                *dst.add(i) = *src.add(2 * i);
+            }
+        }
+    }
+
+    /// [`dw_flat_planes`]' body with the ISA's pieces.
+    #[inline(always)]
+    unsafe fn flat_planes<I: FlatIsa>(
+        x: &[f32],
+        y: &mut [f32],
+        wts: &[f32],
+        bias: &[f32],
+        g: &DwGeom,
+        b: &mut FlatBufs,
+    ) {
+        let (sh, sw) = (g.sh, g.sw);
+        let (hp, wp) = ((g.oh - 1) * sh + g.kh, (g.ow - 1) * sw + g.kw);
+        let (hq, wq) = (hp.div_ceil(sh), wp.div_ceil(sw));
+        let plane = hq * wq;
+        let l = I::LANES;
+        let flat_r = (g.oh * wq).div_ceil(l) * l;
+        let (hw, ohw, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        // offsets once per geometry (four divisions a tap cost more than a 7x7 plane's
+        // arithmetic)
+        let key = [g.kh, g.kw, sh, sw, wq, plane];
+        if b.offs_key != key {
+            b.offs.clear();
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let phase = (ky % sh) * sw + kx % sw;
+                    b.offs.push(phase * plane + (ky / sh) * wq + kx / sw);
+                }
+            }
+            b.offs_key = key;
+        }
+        let planes = bias.len();
+        assert!(
+            x.len() >= planes * hw && y.len() >= planes * ohw && wts.len() >= planes * kk,
+            "depthwise planes out of bounds"
+        );
+        // every read, of a real output or a dropped column, stays inside `phases`
+        let max_off = b.offs.iter().copied().max().unwrap_or(0);
+        let len = (sh * sw * plane).max(max_off + flat_r);
+        if b.phases.len() < len {
+            b.phases.resize(len, 0.0);
+        }
+        if b.out.len() < flat_r {
+            b.out.resize(flat_r, 0.0);
+        }
+        let ph = b.phases.as_mut_ptr();
+        // the slack past the phases is never written by `fill_phases`
+        I::zero(ph.add(sh * sw * plane), len - sh * sw * plane);
+        let (src, dst) = (b.phases.as_ptr(), b.out.as_mut_ptr());
+        let offs = &b.offs[..];
+        let big = I::MAX_N * l;
+        for (p, &bias) in bias.iter().enumerate() {
+            fill_phases::<I>(&x[p * hw..(p + 1) * hw], g, hq, wq, ph);
+            let wts = &wts[p * kk..(p + 1) * kk];
+            let mut j = 0;
+            // SAFETY: `j + off + L <= flat_r + max_off <= phases.len()`, `j + L <= out.len()`.
+            while j + big <= flat_r {
+                chunk_n::<I>(I::MAX_N, src.add(j), offs, wts, bias, dst.add(j));
+                j += big;
+            }
+            if j < flat_r {
+                chunk_n::<I>((flat_r - j) / l, src.add(j), offs, wts, bias, dst.add(j));
+            }
+            let yp = y.as_mut_ptr().add(p * ohw);
+            for oy in 0..g.oh {
+                I::copy(dst.add(oy * wq), yp.add(oy * g.ow), g.ow);
+            }
+        }
+    }
+
+    /// Write the zero-padded plane's stride phases at `ph` (`sh * sw * hq * wq` floats): phase
+    /// `(py, px)` row `r`, column `c` holds padded `(r * sh + py, c * sw + px)`, i.e. input
+    /// `(r * sh + py - pt, c * sw + px - pl)` or 0.
+    #[inline(always)]
+    unsafe fn fill_phases<I: FlatIsa>(x: &[f32], g: &DwGeom, hq: usize, wq: usize, ph: *mut f32) {
+        let (sh, sw) = (g.sh, g.sw);
+        assert!(x.len() >= g.h * g.w, "depthwise input too short");
+        for py in 0..sh {
+            for px in 0..sw {
+                let base = ph.add((py * sw + px) * hq * wq);
+                // columns c whose input column c * sw + px - pl lies in 0..w
+                let c0 = g.pl.saturating_sub(px).div_ceil(sw).min(wq);
+                let c1 = (g.w + g.pl).saturating_sub(px).div_ceil(sw).clamp(c0, wq);
+                for r in 0..hq {
+                    let dst = base.add(r * wq);
+                    let iy = (r * sh + py).wrapping_sub(g.pt);
+                    if iy >= g.h || c1 == c0 {
+                        I::zero(dst, wq);
+                        continue;
+                    }
+                    I::zero(dst, c0);
+                    I::zero(dst.add(c1), wq - c1);
+                    let at = iy * g.w + c0 * sw + px - g.pl;
+                    let (src, n) = (x.as_ptr().add(at), c1 - c0);
+                    match sw {
+                        1 => I::copy(src, dst.add(c0), n),
+                        2 => I::copy_even(src, x.len() - at, dst.add(c0), n),
+                        _ => {
+                            for c in 0..n {
+                                *dst.add(c0 + c) = *src.add(c * sw);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

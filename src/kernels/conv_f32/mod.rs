@@ -306,15 +306,25 @@ impl ConvF32 {
                     pl: self.pads[1],
                 };
                 let kk = self.k[0] * self.k[1];
-                y.par_chunks_mut(ohw)
-                    .with_min_len((4096 / ohw).max(1))
-                    .enumerate()
-                    .for_each(|(p, yp)| {
-                        let ci = p % c;
-                        let xp = &x[p * hw..(p + 1) * hw];
-                        let wts = &self.weights[ci * kk..(ci + 1) * kk];
-                        depthwise::dwconv_f32_plane(xp, yp, wts, self.bias[ci], &g, row, act);
-                    });
+                // jobs of ~4096 outputs: whole planes of one image
+                let per_job = (4096 / ohw).clamp(1, c);
+                y.par_chunks_mut(c * ohw).enumerate().for_each(|(ni, yi)| {
+                    let xi = &x[ni * c * hw..(ni + 1) * c * hw];
+                    yi.par_chunks_mut(per_job * ohw)
+                        .enumerate()
+                        .for_each(|(j, yb)| {
+                            let (c0, c1) = (j * per_job, j * per_job + yb.len() / ohw);
+                            depthwise::dwconv_f32_planes(
+                                &xi[c0 * hw..c1 * hw],
+                                yb,
+                                &self.weights[c0 * kk..c1 * kk],
+                                &self.bias[c0..c1],
+                                &g,
+                                row,
+                                act,
+                            );
+                        });
+                });
                 return;
             }
             Algo::Gemm1x1 => {

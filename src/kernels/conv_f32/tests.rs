@@ -53,6 +53,16 @@ fn general_algo(isa: Isa, one_by_one: bool) -> &'static str {
     }
 }
 
+/// The kernel a depthwise conv without a dedicated row kernel gets on `isa` (every depthwise
+/// conv on x86 SIMD goes to the flat one).
+fn depthwise_generic_algo(isa: Isa) -> &'static str {
+    match isa {
+        Isa::Avx2 => "dwconv_f32_flat64_avx2",
+        Isa::Avx512 => "dwconv_f32_flat64_avx512",
+        _ => "dwconv_f32_generic_scalar",
+    }
+}
+
 struct Case {
     n: usize,
     c: usize,
@@ -189,24 +199,30 @@ fn depthwise_all_paths() {
             }
         }
     }
-    // non-square kernels and mixed strides go to the generic kernel
+    // non-square kernels, mixed strides and stride 3 go to the generic row kernel, or the flat
+    // one on x86
     for isa in host_isas() {
-        let mut c = conv(3, 1, [1, 0, 1, 2], 1);
-        c.strides = [2, 1];
-        let case = Case {
-            n: 1,
-            c: 3,
-            h: 9,
-            w: 13,
-            m: 3,
-            k: [3, 5],
-            conv: c,
-            bias: true,
-        };
-        assert_eq!(
-            check(&mut rng, &case, isa, false),
-            Some("dwconv_f32_generic_scalar")
-        );
+        let expect = depthwise_generic_algo(isa);
+        for (k, strides, pads, (h, w)) in [
+            ([3, 5], [2, 1], [1, 0, 1, 2], (9, 13)),
+            ([5, 3], [1, 2], [2, 1, 0, 1], (13, 9)),
+            ([1, 7], [3, 3], [0, 3, 0, 3], (10, 31)),
+            ([4, 4], [3, 2], [1, 2, 2, 1], (17, 8)),
+        ] {
+            let mut c = conv(3, 1, pads, 1);
+            c.strides = strides;
+            let case = Case {
+                n: 1,
+                c: 3,
+                h,
+                w,
+                m: 3,
+                k,
+                conv: c,
+                bias: true,
+            };
+            assert_eq!(check(&mut rng, &case, isa, false), Some(expect));
+        }
     }
     eprintln!("depthwise: {runs} runs, kernels {seen:?}");
     for name in [
@@ -218,8 +234,13 @@ fn depthwise_all_paths() {
     ] {
         assert!(seen.contains(name), "{name} never exercised");
     }
-    if Isa::Avx2.supported() {
-        assert!(seen.contains("dwconv_f32_3x3s1_avx2") && seen.contains("dwconv_f32_5x5s1_avx2"));
+    for (isa, name) in [
+        (Isa::Avx2, "dwconv_f32_flat64_avx2"),
+        (Isa::Avx512, "dwconv_f32_flat64_avx512"),
+    ] {
+        if isa.supported() {
+            assert!(seen.contains(name), "{name} never exercised");
+        }
     }
     if Isa::Neon.supported() {
         for name in [
@@ -256,7 +277,7 @@ fn gemm_1x1_paths() {
                 assert_eq!(
                     a,
                     if dw {
-                        "dwconv_f32_generic_scalar"
+                        depthwise_generic_algo(isa)
                     } else {
                         general_algo(isa, true)
                     }
