@@ -1,14 +1,14 @@
-//! Depthwise f32 convolution (group == C == M, dilation 1), one channel plane at a time.
+//! Depthwise f32 convolution (group == C == M, dilation 1), plane by plane.
 //!
 //! Two schemes:
-//! - x86 SIMD: `dwconv_f32_flat64_<isa>` ([`flat`]) splits the padded plane into its
+//! - x86 SIMD: `dwconv_f32_flat<outputs>_<isa>` (module `flat`) splits the padded plane into its
 //!   stride phases and runs every output row back to back as one flat vector stream, any
 //!   kernel size and stride: 7- and 14-wide maps (most of MobileNetV3's depthwise work) fill
 //!   the vectors instead of leaving a scalar tail per row.
 //! - otherwise, row kernels: padded planes are copied into a zero-bordered buffer first, so
 //!   every output row runs a branch-free row kernel with every tap in bounds:
 //!   `dwconv_f32_<k>x<k>s<s>_<isa>` (scalar for every 3x3 / 5x5 at stride 1 and 2, the
-//!   reference; NEON at both) and `dwconv_f32_generic_scalar`.
+//!   portable path; NEON at both) and `dwconv_f32_generic_scalar`.
 
 /// Geometry of one depthwise plane.
 #[derive(Clone, Copy, Debug)]
@@ -83,8 +83,8 @@ impl DwRow {
             DwRow::K3S2 => "dwconv_f32_3x3s2_scalar",
             DwRow::K5S1 => "dwconv_f32_5x5s1_scalar",
             DwRow::K5S2 => "dwconv_f32_5x5s2_scalar",
-            DwRow::FlatAvx2 => "dwconv_f32_flat64_avx2",
-            DwRow::FlatAvx512 => "dwconv_f32_flat64_avx512",
+            DwRow::FlatAvx2 => "dwconv_f32_flat32_avx2",
+            DwRow::FlatAvx512 => "dwconv_f32_flat128_avx512",
             DwRow::K3S1Neon => "dwconv_f32_3x3s1_neon",
             DwRow::K3S2Neon => "dwconv_f32_3x3s2_neon",
             DwRow::K5S1Neon => "dwconv_f32_5x5s1_neon",

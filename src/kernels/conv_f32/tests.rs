@@ -57,8 +57,8 @@ fn general_algo(isa: Isa, one_by_one: bool) -> &'static str {
 /// conv on x86 SIMD goes to the flat one).
 fn depthwise_generic_algo(isa: Isa) -> &'static str {
     match isa {
-        Isa::Avx2 => "dwconv_f32_flat64_avx2",
-        Isa::Avx512 => "dwconv_f32_flat64_avx512",
+        Isa::Avx2 => "dwconv_f32_flat32_avx2",
+        Isa::Avx512 => "dwconv_f32_flat128_avx512",
         _ => "dwconv_f32_generic_scalar",
     }
 }
@@ -235,8 +235,8 @@ fn depthwise_all_paths() {
         assert!(seen.contains(name), "{name} never exercised");
     }
     for (isa, name) in [
-        (Isa::Avx2, "dwconv_f32_flat64_avx2"),
-        (Isa::Avx512, "dwconv_f32_flat64_avx512"),
+        (Isa::Avx2, "dwconv_f32_flat32_avx2"),
+        (Isa::Avx512, "dwconv_f32_flat128_avx512"),
     ] {
         if isa.supported() {
             assert!(seen.contains(name), "{name} never exercised");
