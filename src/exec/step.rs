@@ -39,6 +39,8 @@ pub enum Kernel {
     Reference(Op),
     /// Prepacked optimised convolution.
     Conv(Box<crate::kernels::conv_f32::ConvF32>),
+    /// A Gemm with constant weights, planned as a 1x1 convolution of `[M, K, 1, 1]`.
+    Linear(Box<crate::kernels::conv_f32::ConvF32>),
     /// An int8 op on byte tensors.
     Int8(Box<crate::kernels::qs8::Int8Kernel>),
 }
@@ -102,10 +104,16 @@ impl Step {
                     None => Kernel::Reference(node.op.clone()),
                 }
             }
+            Op::Gemm(gm) if !reference_only => match plan_linear(g, node, gm, &inputs)? {
+                Some(k) => Kernel::Linear(Box::new(k)),
+                None => Kernel::Reference(node.op.clone()),
+            },
             op => Kernel::Reference(op.clone()),
         };
         let op_name = match &kernel {
-            Kernel::Conv(k) => format!("{} [{}]", node.op.name(), k.algorithm()),
+            Kernel::Conv(k) | Kernel::Linear(k) => {
+                format!("{} [{}]", node.op.name(), k.algorithm())
+            }
             Kernel::Int8(k) => k.name(),
             _ => node.op.name(),
         };
@@ -121,7 +129,7 @@ impl Step {
     /// Scratch memory (f32) the step needs.
     pub fn scratch_len(&self) -> usize {
         match &self.kernel {
-            Kernel::Conv(k) => k.scratch_len(),
+            Kernel::Conv(k) | Kernel::Linear(k) => k.scratch_len(),
             Kernel::Int8(k) => k.scratch_len(),
             _ => 0,
         }
@@ -170,7 +178,54 @@ impl Step {
                 k.run(ins[0].view(), outs[0].view_mut(), scratch);
                 Ok(())
             }
+            Kernel::Linear(k) => {
+                k.run_linear(ins[0].view(), outs[0].view_mut(), scratch);
+                Ok(())
+            }
             Kernel::Int8(_) => unreachable!("handled above"),
         }
     }
+}
+
+/// A Gemm `A * B` (`A` not transposed, 2-D, computed; `B` and any `C` constant, `C` one value per
+/// output column) planned as a fully connected layer: alpha folded into the weights, beta into
+/// the bias. `None` for every other Gemm (the reference runs those, and reports bad shapes).
+fn plan_linear(
+    g: &Graph,
+    node: &Node,
+    gm: &crate::ops::Gemm,
+    inputs: &[Slot],
+) -> OpResult<Option<crate::kernels::conv_f32::ConvF32>> {
+    let a = inputs[0].shape();
+    let b = match g.constant(node.inputs[1]).and_then(Tensor::as_f32) {
+        Some(b) if b.ndim() == 2 && a.len() == 2 && !gm.trans_a => b,
+        _ => return Ok(None),
+    };
+    if !matches!(inputs[0], Slot::Arena { .. }) {
+        return Ok(None);
+    }
+    let (rows, k) = (a[0], a[1]);
+    // weights as [n][k]
+    let w = if gm.trans_b {
+        b.view()
+    } else {
+        b.t().into_dyn()
+    };
+    if w.shape()[1] != k {
+        return Ok(None);
+    }
+    let n = w.shape()[0];
+    let weights: Vec<f32> = w.iter().map(|v| v * gm.alpha).collect();
+    let bias = match node.inputs.get(2) {
+        None => vec![0.0; n],
+        Some(_) if gm.beta == 0.0 => vec![0.0; n],
+        Some(&ci) => match g.constant(ci).and_then(Tensor::as_f32) {
+            Some(c) if c.len() == 1 && c.ndim() <= 2 => vec![c.iter().next().unwrap() * gm.beta; n],
+            Some(c) if c.len() == n && (c.shape() == [n] || c.shape() == [1, n]) => {
+                c.iter().map(|v| v * gm.beta).collect()
+            }
+            _ => return Ok(None),
+        },
+    };
+    crate::kernels::conv_f32::ConvF32::linear(&weights, n, k, &bias, rows).map(Some)
 }

@@ -775,6 +775,22 @@ def _(g: G):
     return g.model()
 
 
+@case("gemm_row_c_alpha_beta")
+def _(g: G):
+    # the engine's fully connected path: C one value per column, alpha and beta folded
+    a = g.input("a", (3, 37))
+    g.output(g.node("Gemm", [a, g.randn("w", (37, 21)), g.randn("c", (1, 21))], alpha=0.6,
+                    beta=1.7), "y")
+    return g.model()
+
+
+@case("gemm_scalar_c_transb")
+def _(g: G):
+    a = g.input("a", (2, 19))
+    g.output(g.node("Gemm", [a, g.randn("w", (33, 19)), g.randn("c", (1,))], transB=1, beta=0.5), "y")
+    return g.model()
+
+
 def _einsum(name, eq, a_shape, b_shape):
     @case(name)
     def _(g: G):

