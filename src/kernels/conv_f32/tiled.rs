@@ -86,19 +86,32 @@ pub(crate) fn pack_tile(x: &[f32], g: &ColGeom, p0: usize, nr: usize, panel: &mu
                 // output columns whose tap falls inside the image, clipped to this run
                 let (lo, hi) = valid_range(g.ow, g.w, kx * g.dw, g.sw, g.pl);
                 let (lo, hi) = (lo.clamp(ox0, ox0 + len), hi.clamp(ox0, ox0 + len));
+                let s0 = (lo * g.sw + kx * g.dw).wrapping_sub(g.pl);
+                // A whole tile row from one input row: a fixed-size copy, which is inlined
+                // (the general path's `memcpy`/`memset` calls per row cost the detector's 3x3
+                // convs as much as the copies).
+                let whole = inside && g.sw == 1 && len == NR && lo == ox0 && hi == ox0 + NR;
                 for ci in 0..g.cg {
                     let r = (ci * kh + ky) * kw + kx;
                     let dst = &mut panel[r * NR + j0..r * NR + j0 + len];
+                    if whole {
+                        let src = &x[(ci * g.h + iy as usize) * g.w + s0..][..NR];
+                        let d: &mut [f32; NR] = dst.try_into().expect("len == NR");
+                        d.copy_from_slice(src);
+                        continue;
+                    }
                     if !inside || lo >= hi {
                         dst.fill(0.0);
                         continue;
                     }
                     let src = &x[(ci * g.h + iy as usize) * g.w..][..g.w];
-                    dst[..lo - ox0].fill(0.0);
-                    dst[hi - ox0..].fill(0.0);
-                    let s0 = lo * g.sw + kx * g.dw - g.pl;
-                    let d = &mut dst[lo - ox0..hi - ox0];
-                    copy_strided(src, s0, g.sw, d);
+                    if lo > ox0 {
+                        dst[..lo - ox0].fill(0.0);
+                    }
+                    if hi < ox0 + len {
+                        dst[hi - ox0..].fill(0.0);
+                    }
+                    copy_strided(src, s0, g.sw, &mut dst[lo - ox0..hi - ox0]);
                 }
             }
         }
