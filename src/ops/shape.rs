@@ -84,6 +84,33 @@ pub fn run_concat(
     let shapes: Vec<&[usize]> = inputs.iter().map(|x| x.shape()).collect();
     let out = concat_shape(axis, &shapes)?;
     check_out("Concat", &out, y.shape())?;
+    // Contiguous tensors (the usual case): each input is `outer` runs of `n * inner` floats,
+    // copied whole; runs of one float (the detector's LDA-AQU grids, 1 ms through ndarray's
+    // `assign`) are one strided loop.
+    let inner: usize = out[axis + 1..].iter().product();
+    let outer: usize = out[..axis].iter().product();
+    if let Some(ys) = y.as_slice_mut() {
+        if inputs.iter().all(|x| x.as_slice().is_some()) && inner > 0 {
+            let row = out[axis] * inner;
+            let mut off = 0usize;
+            for x in inputs {
+                let xs = x.as_slice().expect("checked contiguous");
+                let run = x.shape()[axis] * inner;
+                if run == 1 {
+                    // stacking along a last axis of 1 (LDA-AQU's sampling grid): an interleave
+                    for (d, &v) in ys[off..].iter_mut().step_by(row).zip(xs) {
+                        *d = v;
+                    }
+                } else if run > 0 {
+                    for (o, src) in xs.chunks_exact(run).take(outer).enumerate() {
+                        ys[o * row + off..o * row + off + run].copy_from_slice(src);
+                    }
+                }
+                off += run;
+            }
+            return Ok(());
+        }
+    }
     let mut off = 0usize;
     for x in inputs {
         let n = x.shape()[axis];
@@ -472,15 +499,17 @@ mod tests {
         run_concat(1, &[a.view(), b.view()], &mut y.view_mut()).unwrap();
         assert_eq!(vals(&y), vec![0.0, 0.0, 1.0, 1.0, 2.0, 3.0]);
         let mut rng = Rng(1);
-        for rank in 1..=4 {
+        // all contiguous (runs copied whole), an empty input among them, or one Fortran-order
+        // input (ndarray's element-wise assign)
+        for (rank, fort) in (1..=4).flat_map(|r| [(r, false), (r, true)]) {
             for axis in 0..rank {
                 let base = rand_shape(&mut rng, rank);
                 let xs: Vec<ArrayD<f32>> = (0..3)
                     .map(|i| {
                         let mut s = base.clone();
-                        s[axis] = [1, 3, 7][i];
+                        s[axis] = if fort { [1, 3, 7][i] } else { [2, 0, 1][i] };
                         let x = rng.arr(&s);
-                        if i == 1 {
+                        if i == 1 && fort {
                             fortran(&x)
                         } else {
                             x
