@@ -10,7 +10,7 @@
 //! `gemv_f32_16_neon`, each tested against the portable `gemv_f32_16_scalar`.
 
 use super::im2col::ColGeom;
-use super::tiled::{pack_tile, NR};
+use super::tiled::{pack_tile, pack_weights_blocked, NR};
 use crate::kernels::{Isa, SharedOut};
 use rayon::prelude::*;
 
@@ -41,15 +41,7 @@ pub(crate) fn microkernel(isa: Isa) -> (GemvKernel, &'static str) {
 
 /// Weights `[m][k]` (row-major) packed as `[ceil(m/NB)][k][NB]`, rows past `m` zero.
 pub(crate) fn pack_weights(w: &[f32], m: usize, k: usize) -> Vec<f32> {
-    let blocks = m.div_ceil(NB);
-    let mut p = vec![0.0; blocks * k * NB];
-    for (row, wr) in w.chunks_exact(k.max(1)).take(m).enumerate() {
-        let (b, r) = (row / NB, row % NB);
-        for (kk, &v) in wr.iter().enumerate() {
-            p[(b * k + kk) * NB + r] = v;
-        }
-    }
-    p
+    pack_weights_blocked(w, m, k, NB)
 }
 
 /// Portable microkernel (also the armv7 and `SPECK_ISA=scalar` path; the compiler vectorises

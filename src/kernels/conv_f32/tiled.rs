@@ -50,12 +50,18 @@ pub(crate) fn microkernel(isa: Isa) -> Option<(Microkernel, &'static str)> {
 
 /// Weights `[m][k]` (row-major) packed as `[ceil(m/MR)][k][MR]`, rows past `m` zero.
 pub(crate) fn pack_weights(w: &[f32], m: usize, k: usize) -> Vec<f32> {
-    let blocks = m.div_ceil(MR);
-    let mut p = vec![0.0; blocks * k * MR];
+    pack_weights_blocked(w, m, k, MR)
+}
+
+/// Weights `[m][k]` (row-major) packed as `[ceil(m/block)][k][block]`, rows past `m` zero:
+/// each block of output channels is one stream over `k` (shared with [`super::gemv`]).
+pub(crate) fn pack_weights_blocked(w: &[f32], m: usize, k: usize, block: usize) -> Vec<f32> {
+    let blocks = m.div_ceil(block);
+    let mut p = vec![0.0; blocks * k * block];
     for (row, wr) in w.chunks_exact(k.max(1)).take(m).enumerate() {
-        let (b, r) = (row / MR, row % MR);
+        let (b, r) = (row / block, row % block);
         for (kk, &v) in wr.iter().enumerate() {
-            p[(b * k + kk) * MR + r] = v;
+            p[(b * k + kk) * block + r] = v;
         }
     }
     p
