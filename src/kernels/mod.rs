@@ -30,7 +30,8 @@ pub enum Isa {
     Avx2,
     /// x86-64 AVX-512F (implies AVX2 + FMA here)
     Avx512,
-    /// aarch64 Advanced SIMD
+    /// Arm Advanced SIMD: aarch64, or armv7 NEON (which has int8 kernels only; float convs
+    /// there take the portable paths)
     Neon,
 }
 
@@ -66,6 +67,8 @@ impl Isa {
             Isa::Avx512 => Isa::Avx2.supported() && is_x86_feature_detected!("avx512f"),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[cfg(target_arch = "arm")]
+            Isa::Neon => armv7_has_neon(),
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -79,6 +82,17 @@ impl Isa {
             other => other,
         }
     }
+}
+
+/// Whether this 32-bit Arm CPU has NEON, from the kernel's `AT_HWCAP` (`is_arm_feature_detected!`
+/// is not stable Rust, and the armv7 build does not assume NEON at compile time: its kernels
+/// are inline assembly behind this check).
+#[cfg(target_arch = "arm")]
+pub fn armv7_has_neon() -> bool {
+    /// `HWCAP_NEON` in Linux's arch/arm/include/uapi/asm/hwcap.h
+    const HWCAP_NEON: libc::c_ulong = 1 << 12;
+    // SAFETY: getauxval only reads the process's auxiliary vector.
+    unsafe { libc::getauxval(libc::AT_HWCAP) & HWCAP_NEON != 0 }
 }
 
 /// Best instruction set of this host.

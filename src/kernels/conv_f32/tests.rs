@@ -41,9 +41,20 @@ fn host_isas() -> Vec<Isa> {
     v
 }
 
+/// The ISA whose float kernels `isa` runs: armv7 NEON has int8 kernels only, so its float
+/// convs take the portable paths.
+fn float_isa(isa: Isa) -> Isa {
+    if isa == Isa::Neon && !cfg!(target_arch = "aarch64") {
+        Isa::Scalar
+    } else {
+        isa
+    }
+}
+
 /// The kernel a non-depthwise conv gets on `isa`: the tiled microkernel where the ISA has one,
 /// else the `gemm` crate (`one_by_one`: a 1x1 stride-1 unpadded conv).
 fn general_algo(isa: Isa, one_by_one: bool) -> &'static str {
+    let isa = float_isa(isa);
     match isa {
         Isa::Avx512 => "conv_f32_tiled_8x32_avx512",
         Isa::Avx2 | Isa::Scalar if one_by_one => "conv1x1_f32_gemm",
@@ -55,6 +66,7 @@ fn general_algo(isa: Isa, one_by_one: bool) -> &'static str {
 
 /// The kernel a non-depthwise conv with a 1x1 output gets on `isa`.
 fn gemv_algo(isa: Isa) -> &'static str {
+    let isa = float_isa(isa);
     match isa {
         Isa::Avx512 => "conv_f32_gemv16_avx512",
         Isa::Avx2 => "conv_f32_gemv16_avx2",
@@ -66,6 +78,7 @@ fn gemv_algo(isa: Isa) -> &'static str {
 /// The kernel a depthwise conv without a dedicated row kernel gets on `isa` (every depthwise
 /// conv on x86 SIMD goes to the flat one).
 fn depthwise_generic_algo(isa: Isa) -> &'static str {
+    let isa = float_isa(isa);
     match isa {
         Isa::Avx2 => "dwconv_f32_flat32_avx2",
         Isa::Avx512 => "dwconv_f32_flat128_avx512",
@@ -252,7 +265,7 @@ fn depthwise_all_paths() {
             assert!(seen.contains(name), "{name} never exercised");
         }
     }
-    if Isa::Neon.supported() {
+    if float_isa(Isa::Neon) == Isa::Neon && Isa::Neon.supported() {
         for name in [
             "dwconv_f32_3x3s1_neon",
             "dwconv_f32_3x3s2_neon",

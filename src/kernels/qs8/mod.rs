@@ -34,7 +34,7 @@ pub use kernel::Int8Kernel;
 pub enum Level {
     /// portable Rust
     Scalar,
-    /// aarch64 Advanced SIMD (SMLAL)
+    /// Arm Advanced SIMD (SMLAL): aarch64, and armv7 NEON
     Neon,
     /// aarch64 dot product (SDOT)
     NeonDot,
@@ -63,6 +63,8 @@ impl Level {
             Level::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[cfg(target_arch = "aarch64")]
             Level::NeonDot => std::arch::is_aarch64_feature_detected!("dotprod"),
+            #[cfg(target_arch = "arm")]
+            Level::Neon => super::armv7_has_neon(),
             #[allow(unreachable_patterns)]
             _ => false,
         }

@@ -169,10 +169,9 @@ fn host_has(feature: &str) -> bool {
             _ => false,
         }
     }
-    // Runtime detection on 32-bit Arm is not stable Rust: use what the binary was built for.
     #[cfg(target_arch = "arm")]
     {
-        feature == "neon" && cfg!(target_feature = "neon")
+        feature == "neon" && crate::kernels::armv7_has_neon()
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm")))]
     {

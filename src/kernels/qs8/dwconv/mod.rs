@@ -19,8 +19,12 @@
 //! on u8 input, zero point folded into the bias), `dwconv_qs8_kxk_16c_avx2`,
 //! `dwconv_qs8_kxk_16c_neonmull` (aarch64, `SMULL` + `SMLAL` of two taps in i16, zero
 //! points folded; weights in -127..=127, own packing) and `dwconv_qs8_kxk_16c_neon` (aarch64,
-//! `SMLAL`/`SMLAL2` on inputs widened to i16; any weights).
+//! `SMLAL`/`SMLAL2` on inputs widened to i16; any weights); on 32-bit Arm
+//! `dwconv_qs8_kxk_16c_armv7neon` (inline assembly, `VSUBL` + `VMLAL.S16`, any weights, own
+//! packing).
 
+#[cfg(target_arch = "arm")]
+mod armv7neon;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -131,6 +135,16 @@ pub fn registry() -> Vec<DwKernel> {
         level: Level::Neon,
         run: neon::dwconv_qs8_kxk_16c_neon,
         pack: pack_weights,
+        channels: 16,
+        no_min_weight: false,
+        pixels_per_vector: |_| 1,
+    });
+    #[cfg(target_arch = "arm")]
+    v.push(DwKernel {
+        name: "dwconv_qs8_kxk_16c_armv7neon",
+        level: Level::Neon,
+        run: armv7neon::dwconv_qs8_kxk_16c_armv7neon,
+        pack: armv7neon::pack,
         channels: 16,
         no_min_weight: false,
         pixels_per_vector: |_| 1,

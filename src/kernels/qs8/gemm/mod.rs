@@ -26,8 +26,12 @@
 //! lane on the same c4 layout; A flipped to i8 with `a ^ 0x80` and `128 * sum_k B[n, k]` from
 //! the block's sums added back), `gemm_qs8_2x16c4_neonmull` (baseline NEON: `SMULL` + `SMLAL`
 //! of two c4 groups in i16, `SADALP` into i32; weights in -127..=127) and
-//! `gemm_qs8_4x16c4_neon` (`LD4` de-interleave, widening to i16, `SMLAL` by lane: any weights).
+//! `gemm_qs8_4x16c4_neon` (`LD4` de-interleave, widening to i16, `SMLAL` by lane: any weights);
+//! on 32-bit Arm `gemm_qs8_4x16c4_armv7neon` (inline assembly, the `neonmull` scheme with a
+//! one-row register tile; weights in -127..=127, others take the scalar kernel).
 
+#[cfg(target_arch = "arm")]
+pub(super) mod armv7neon;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -219,6 +223,14 @@ pub fn registry() -> Vec<GemmKernel> {
             no_min_weight: false,
         });
     }
+    #[cfg(target_arch = "arm")]
+    v.push(GemmKernel {
+        name: "gemm_qs8_4x16c4_armv7neon",
+        mr: 4,
+        level: Level::Neon,
+        run: armv7neon::gemm_qs8_4x16c4_armv7neon,
+        no_min_weight: true,
+    });
     v.push(GemmKernel {
         name: "gemm_qs8_4x16c4_scalar",
         mr: 4,

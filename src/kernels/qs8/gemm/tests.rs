@@ -178,3 +178,23 @@ fn weights_with_min_pick_a_kernel_that_takes_them() {
         assert!(!select_for(level, true).no_min_weight);
     }
 }
+
+/// On 32-bit Arm with NEON the engine takes the assembly kernels (so the comparisons above ran
+/// them); `SPECK_EXPECT_NEON=1` (set by scripts/test_arm.sh, whose qemu CPU has NEON) makes a
+/// missing detection a failure rather than a silent scalar run.
+#[cfg(target_arch = "arm")]
+#[test]
+fn armv7_neon_kernels_are_selected() {
+    let expect = std::env::var("SPECK_EXPECT_NEON").is_ok_and(|v| v == "1");
+    if !Level::Neon.supported() {
+        assert!(!expect, "SPECK_EXPECT_NEON=1 but AT_HWCAP shows no NEON");
+        eprintln!("no NEON on this CPU: armv7 NEON kernels not tested");
+        return;
+    }
+    let level = Level::from_isa(crate::kernels::Isa::Neon);
+    assert_eq!(select_for(level, false).name, "gemm_qs8_4x16c4_armv7neon");
+    assert_eq!(select_for(level, true).name, "gemm_qs8_4x16c4_scalar");
+    let d = crate::kernels::qs8::dwconv::select_for(level, 24, true);
+    assert_eq!(d.name, "dwconv_qs8_kxk_16c_armv7neon");
+    assert_eq!(crate::kernels::isa(), crate::kernels::Isa::Neon);
+}
