@@ -17,13 +17,19 @@ board=${1:-}
 model=${2:-}
 top=${3:-25}
 if [ -z "$board" ] || [ -z "$model" ]; then
-    echo "usage: scripts/arm_insn_profile.sh BOARD MODEL [TOP]   (BOARD: rpi4, rpi5, jetson-...)" >&2
+    echo "usage: scripts/arm_insn_profile.sh BOARD MODEL [TOP]   (BOARD: rpi4, rpi5, jetson-orin, rpi-armv7)" >&2
     exit 2
 fi
 [ -f "$model" ] || { echo "arm_insn_profile.sh: no model file $model" >&2; exit 1; }
 [ -f "$root/targets/$board.toml" ] || { echo "arm_insn_profile.sh: unknown board $board" >&2; exit 2; }
-cpu=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["build"].get("qemu_cpu", "max"))' \
-    "$root/targets/$board.toml")
+# qemu CPU model, qemu binary and sysroot from the board file (aarch64 boards or 32-bit rpi-armv7).
+read -r cpu qemu sysroot nm_tool < <(python3 -c '
+import sys, tomllib
+b = tomllib.load(open(sys.argv[1], "rb"))["build"]
+arm32 = b["triple"].startswith("armv7")
+print(b.get("qemu_cpu", "max"), b.get("qemu", "qemu-aarch64"),
+      b.get("sysroot", "/usr/aarch64-linux-gnu"),
+      "arm-linux-gnueabihf-nm" if arm32 else "aarch64-linux-gnu-nm")' "$root/targets/$board.toml")
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/speck-profile/target}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -39,12 +45,12 @@ case "$model" in
     ;;
 esac
 for runs in 1 3; do
-    qemu-aarch64 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib \
+    "$qemu" -L "$sysroot" -E LD_LIBRARY_PATH="$sysroot/lib" \
         -cpu "$cpu" -plugin "$tmp/libprof.so,out=$tmp/blocks$runs" \
         "$bin" bench "$model" --runs "$runs" --warmup 0 --threads 1 >/dev/null 2>"$tmp/err$runs" \
         || { cat "$tmp/err$runs" >&2; exit 1; }
 done
-aarch64-linux-gnu-nm -C --defined-only -n "$bin" >"$tmp/syms"
+"$nm_tool" -C --defined-only -n "$bin" >"$tmp/syms"
 python3 - "$tmp/syms" "$tmp/blocks1" "$tmp/blocks3" "$top" "$board" "$cpu" <<'PY'
 import bisect, collections, re, sys
 syms_path, b1, b3, top, board, cpu = sys.argv[1:]
@@ -61,7 +67,8 @@ blocks1, blocks3 = load(b1), load(b3)
 lo, hi = addrs[0], addrs[-1] + 4096
 def inside(base):
     return sum(n for a, n in blocks3 if lo <= a - base < hi)
-base = max((0, 0x5500000000, 0x4000000000, 0x555555554000), key=inside)
+base = max((0, 0x5500000000, 0x4000000000, 0x555555554000, 0x40000000, 0x400000, 0x10000),
+           key=inside)
 def short(name):
     name = re.sub(r"::h[0-9a-f]{16}$", "", name)
     return name if len(name) <= 110 else name[:107] + "..."

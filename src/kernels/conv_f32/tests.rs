@@ -41,8 +41,8 @@ fn host_isas() -> Vec<Isa> {
     v
 }
 
-/// The ISA whose float kernels `isa` runs: armv7 NEON has int8 kernels only, so its float
-/// convs take the portable paths.
+/// The ISA whose float kernels `isa` runs, for kernels armv7 has no NEON version of (matrix-
+/// vector, depthwise): those take the portable paths there.
 fn float_isa(isa: Isa) -> Isa {
     if isa == Isa::Neon && !cfg!(target_arch = "aarch64") {
         Isa::Scalar
@@ -54,11 +54,11 @@ fn float_isa(isa: Isa) -> Isa {
 /// The kernel a non-depthwise conv gets on `isa`: the tiled microkernel where the ISA has one,
 /// else the `gemm` crate (`one_by_one`: a 1x1 stride-1 unpadded conv).
 fn general_algo(isa: Isa, one_by_one: bool) -> &'static str {
-    let isa = float_isa(isa);
     match isa {
         Isa::Avx512 => "conv_f32_tiled_8x32_avx512",
         Isa::Avx2 | Isa::Scalar if one_by_one => "conv1x1_f32_gemm",
         Isa::Avx2 => "conv_f32_tiled_8x32_avx2",
+        Isa::Neon if cfg!(target_arch = "arm") => "conv_f32_tiled_8x32_armv7neon",
         Isa::Neon => "conv_f32_tiled_8x32_neon",
         Isa::Scalar => "conv_f32_im2col_gemm",
     }

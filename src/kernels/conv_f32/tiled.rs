@@ -11,7 +11,8 @@
 //! and small `M`/`K` (the stem: 16 x 27; LDA-AQU's offset conv: 18 x 36) ran at 2-4 GMAC/s.
 //!
 //! Microkernels, `gemm_f32_<MR>x<NR>_<isa>`: `gemm_f32_8x32_avx2`, `gemm_f32_8x32_avx512`,
-//! `gemm_f32_8x32_neon`, each tested against the portable `gemm_f32_8x32_scalar`.
+//! `gemm_f32_8x32_neon`, `gemm_f32_8x32_armv7neon`, each tested against the portable
+//! `gemm_f32_8x32_scalar`.
 
 use super::im2col::{copy_strided, valid_range, ColGeom};
 use crate::kernels::{Isa, SharedOut};
@@ -43,6 +44,11 @@ pub(crate) fn microkernel(isa: Isa) -> Option<(Microkernel, &'static str)> {
         Isa::Neon if Isa::Neon.supported() => Some((
             gemm_f32_8x32_neon as Microkernel,
             "conv_f32_tiled_8x32_neon",
+        )),
+        #[cfg(target_arch = "arm")]
+        Isa::Neon if Isa::Neon.supported() => Some((
+            gemm_f32_8x32_armv7neon as Microkernel,
+            "conv_f32_tiled_8x32_armv7neon",
         )),
         _ => None,
     }
@@ -282,6 +288,98 @@ pub(crate) unsafe fn gemm_f32_8x32_neon(
         for (r, cr) in c.iter().enumerate() {
             vst1q_f32_x2(acc[r].as_mut_ptr().add(jc * 8), float32x4x2_t(cr[0], cr[1]));
         }
+    }
+}
+
+/// 32-bit Arm NEON microkernel, inline assembly (Rust's 32-bit Arm NEON intrinsics are not
+/// stable, and LLVM does not vectorise f32 arithmetic for armv7 NEON by itself, since NEON
+/// flushes subnormals): eight 8-row x 4-pixel passes, each 8 accumulators, one `VLD1` of 4
+/// pixels and one of 8 weights per k feeding 8 `VMLA.F32` by scalar; two k per loop step.
+///
+/// # Safety
+/// As [`gemm_f32_8x32_scalar`]; the CPU has NEON.
+#[cfg(target_arch = "arm")]
+pub(crate) unsafe fn gemm_f32_8x32_armv7neon(
+    kc: usize,
+    w: &[f32],
+    panel: *const f32,
+    stride: usize,
+    acc: &mut [[f32; NR]; MR],
+) {
+    use std::arch::asm;
+    assert!(w.len() >= kc * MR, "packed weights too short");
+    for jc in 0..NR / 4 {
+        asm!(
+            ".fpu neon",
+            "vmov.i32 q8, #0",
+            "vmov.i32 q9, #0",
+            "vmov.i32 q10, #0",
+            "vmov.i32 q11, #0",
+            "vmov.i32 q12, #0",
+            "vmov.i32 q13, #0",
+            "vmov.i32 q14, #0",
+            "vmov.i32 q15, #0",
+            "cmp {pairs}, #0",
+            "beq 3f",
+            "2:",
+            "vld1.32 {{d0, d1}}, [{p}], {sb}",
+            "vld1.32 {{d2-d5}}, [{w}]!",
+            "vld1.32 {{d6, d7}}, [{p}], {sb}",
+            "vld1.32 {{d8-d11}}, [{w}]!",
+            "vmla.f32 q8, q0, d2[0]",
+            "vmla.f32 q9, q0, d2[1]",
+            "vmla.f32 q10, q0, d3[0]",
+            "vmla.f32 q11, q0, d3[1]",
+            "vmla.f32 q12, q0, d4[0]",
+            "vmla.f32 q13, q0, d4[1]",
+            "vmla.f32 q14, q0, d5[0]",
+            "vmla.f32 q15, q0, d5[1]",
+            "vmla.f32 q8, q3, d8[0]",
+            "vmla.f32 q9, q3, d8[1]",
+            "vmla.f32 q10, q3, d9[0]",
+            "vmla.f32 q11, q3, d9[1]",
+            "vmla.f32 q12, q3, d10[0]",
+            "vmla.f32 q13, q3, d10[1]",
+            "vmla.f32 q14, q3, d11[0]",
+            "vmla.f32 q15, q3, d11[1]",
+            "subs {pairs}, {pairs}, #1",
+            "bne 2b",
+            "3:",
+            "cmp {odd}, #0",
+            "beq 4f",
+            "vld1.32 {{d0, d1}}, [{p}]",
+            "vld1.32 {{d2-d5}}, [{w}]",
+            "vmla.f32 q8, q0, d2[0]",
+            "vmla.f32 q9, q0, d2[1]",
+            "vmla.f32 q10, q0, d3[0]",
+            "vmla.f32 q11, q0, d3[1]",
+            "vmla.f32 q12, q0, d4[0]",
+            "vmla.f32 q13, q0, d4[1]",
+            "vmla.f32 q14, q0, d5[0]",
+            "vmla.f32 q15, q0, d5[1]",
+            "4:",
+            "vst1.32 {{d16, d17}}, [{a}], {ab}",
+            "vst1.32 {{d18, d19}}, [{a}], {ab}",
+            "vst1.32 {{d20, d21}}, [{a}], {ab}",
+            "vst1.32 {{d22, d23}}, [{a}], {ab}",
+            "vst1.32 {{d24, d25}}, [{a}], {ab}",
+            "vst1.32 {{d26, d27}}, [{a}], {ab}",
+            "vst1.32 {{d28, d29}}, [{a}], {ab}",
+            "vst1.32 {{d30, d31}}, [{a}]",
+            p = inout(reg) panel.add(jc * 4) => _,
+            w = inout(reg) w.as_ptr() => _,
+            pairs = inout(reg) kc / 2 => _,
+            odd = in(reg) kc % 2,
+            sb = in(reg) stride * 4,
+            a = inout(reg) (acc.as_mut_ptr() as *mut f32).add(jc * 4) => _,
+            ab = in(reg) NR * 4,
+            out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+            out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _,
+            out("d16") _, out("d17") _, out("d18") _, out("d19") _, out("d20") _, out("d21") _,
+            out("d22") _, out("d23") _, out("d24") _, out("d25") _, out("d26") _, out("d27") _,
+            out("d28") _, out("d29") _, out("d30") _, out("d31") _,
+            options(nostack),
+        );
     }
 }
 

@@ -96,8 +96,10 @@ pub unsafe fn dwconv_qs8_kxk_16c_armv7neon(
                     wp = inout(reg) wp => _,
                     wrs = in(reg) wrs,
                     acc = inout(reg) acc.0.as_mut_ptr() => _,
-                    out("q0") _, out("q2") _, out("q3") _, out("q8") _, out("q9") _,
-                    out("q10") _, out("q11") _, out("d24") _, out("q14") _, out("q15") _,
+                    out("d0") _, out("d1") _, out("d4") _, out("d5") _, out("d6") _, out("d7") _,
+                    out("d16") _, out("d17") _, out("d18") _, out("d19") _, out("d20") _, out("d21") _,
+                    out("d22") _, out("d23") _, out("d24") _, out("d28") _, out("d29") _, out("d30") _,
+                    out("d31") _,
                     options(nostack),
                 );
             }

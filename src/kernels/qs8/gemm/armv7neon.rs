@@ -12,6 +12,11 @@
 //! `VPADD.I32`; `128 * sum_k w` from the block's sums and the bias are added after the loop.
 //!
 //! Also holds the armv7 epilogue ([`store16`]) the depthwise kernel shares.
+//!
+//! Every armv7 assembly block names its clobbered NEON registers as D registers: the build does
+//! not enable the `neon` target feature at compile time (it is detected at run time), and
+//! rustc then silently drops `q` register clobbers, so the compiler would keep floats in them
+//! across the block (and D8-D15 are callee-saved).
 
 use super::{EpiMode, NR};
 use std::arch::asm;
@@ -142,10 +147,12 @@ unsafe fn dot_block(x: *const u8, w: *const i8, k4: usize, bias: *const i32, out
         sm32 = in(reg) -32isize,
         bias = inout(reg) bias => _,
         out = inout(reg) out => _,
-        out("q0") _, out("q1") _, out("q2") _, out("q3") _,
-        out("q4") _, out("q5") _, out("q6") _, out("q7") _,
-        out("q8") _, out("q9") _, out("q10") _, out("q11") _,
-        out("q12") _, out("q13") _, out("q14") _, out("q15") _,
+        out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+        out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _,
+        out("d12") _, out("d13") _, out("d14") _, out("d15") _, out("d16") _, out("d17") _,
+        out("d18") _, out("d19") _, out("d20") _, out("d21") _, out("d22") _, out("d23") _,
+        out("d24") _, out("d25") _, out("d26") _, out("d27") _, out("d28") _, out("d29") _,
+        out("d30") _, out("d31") _,
         options(nostack),
     );
 }
@@ -261,9 +268,10 @@ pub(in crate::kernels::qs8) unsafe fn store16(
                 lo = in(reg) lo,
                 hi = in(reg) hi,
                 dst = in(reg) dst,
-                out("q0") _, out("q1") _, out("q2") _, out("q3") _,
-                out("q4") _, out("q5") _, out("q6") _, out("q7") _,
-                out("q8") _, out("q9") _,
+                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+                out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _,
+                out("d12") _, out("d13") _, out("d14") _, out("d15") _, out("d16") _, out("d17") _,
+                out("d18") _, out("d19") _,
                 options(nostack),
             );
             if n < NR {
@@ -295,8 +303,9 @@ pub(in crate::kernels::qs8) unsafe fn store16(
                 acc = inout(reg) acc.0.as_ptr() => _,
                 sc = inout(reg) scale => _,
                 dst = inout(reg) dst => _,
-                out("q0") _, out("q1") _, out("q2") _, out("q3") _,
-                out("q4") _, out("q5") _, out("q6") _, out("q7") _,
+                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+                out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _,
+                out("d12") _, out("d13") _, out("d14") _, out("d15") _,
                 options(nostack),
             );
             if n < NR {
