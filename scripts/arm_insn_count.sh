@@ -3,7 +3,8 @@
 # ncnn's counts on the same CPU models. No Arm board can be timed here; instruction counts on
 # the same work are the first comparison. Prints a markdown table.
 #
-#   scripts/arm_insn_count.sh                 # MobileNetV3-Large 224, fp32 and int8, A72 and A76
+#   scripts/arm_insn_count.sh                 # MobileNetV3-Large 224, fp32 and int8, A72, A76
+#                                             # and 32-bit armv7 (Cortex-A15 model)
 #
 # Per inference = (count for 3 runs - count for 1 run) / 2, so loading and planning cancel out.
 # The rpi4 build (cortex-a72 model, NEON, no dotprod) and the rpi5 build (cortex-a76, dotprod)
@@ -29,18 +30,20 @@ echo "== int8 QDQ model (speck quantize, plain QDQ: every conv int8)" >&2
     -o "$tmp/mnv3l-int8.onnx" >&2
 
 count() { # qemu-cpu binary model runs
-    local out
-    out=$(qemu-aarch64 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib \
+    local out qemu=qemu-aarch64 sysroot=/usr/aarch64-linux-gnu
+    case "$1" in cortex-a7 | cortex-a15) qemu=qemu-arm sysroot=/usr/arm-linux-gnueabihf ;; esac
+    out=$($qemu -L $sysroot -E LD_LIBRARY_PATH=$sysroot/lib \
         -cpu "$1" -plugin "$tmp/libinsncount.so" "$2" bench "$3" --runs "$4" --warmup 0 \
         --threads 1 2>&1 >/dev/null)
     grep -o 'guest instructions: [0-9]*' <<<"$out" | grep -o '[0-9]*$'
 }
 
 # ncnn, 1 thread, per inference (RESEARCH.md section 9): fp32 rows; A76 runs fp16 arithmetic.
-declare -A ncnn=([cortex-a72]=88.7 [cortex-a76]=45.2)
+declare -A ncnn=([cortex-a72]=88.7 [cortex-a76]=45.2 [cortex-a15]=-)
 echo "| model | CPU model (board build) | speck M instr / inference | MACs / instr | ncnn M instr | speck / ncnn |"
 echo "|---|---|---:|---:|---:|---:|"
-for pair in rpi4:cortex-a72 rpi5:cortex-a76; do
+# rpi-armv7: 32-bit Raspberry Pi OS (qemu-arm's Cortex-A15 model; no ncnn count to compare).
+for pair in rpi4:cortex-a72 rpi5:cortex-a76 rpi-armv7:cortex-a15; do
     board=${pair%%:*} cpu=${pair#*:}
     echo "== targets/build.sh $board" >&2
     bin=$(targets/build.sh "$board" | tail -1)
@@ -54,8 +57,9 @@ for pair in rpi4:cortex-a72 rpi5:cortex-a76; do
 import sys
 kind, cpu, board, c1, c3, macs, ncnn = sys.argv[1:]
 per = (int(c3) - int(c1)) / 2
+ratio = f"{per / 1e6 / float(ncnn):.2f}" if ncnn != "-" else "-"
 print(f"| MobileNetV3-L 224 {kind} | {cpu} ({board}) | {per / 1e6:.1f} | {int(macs) / per:.2f} "
-      f"| {ncnn} | {per / 1e6 / float(ncnn):.2f} |")
+      f"| {ncnn} | {ratio} |")
 PY
     done
 done

@@ -53,7 +53,8 @@ impl DwRow {
             Isa::Avx2 if x86 => return DwRow::FlatAvx2,
             _ => {}
         }
-        let neon = isa == Isa::Neon && cfg!(target_arch = "aarch64");
+        // aarch64 intrinsics, or the armv7 assembly rows ([`dw_kxk_armv7neon`])
+        let neon = isa == Isa::Neon && cfg!(any(target_arch = "aarch64", target_arch = "arm"));
         if g.kh != g.kw || g.sh != g.sw {
             return DwRow::Generic;
         }
@@ -85,6 +86,10 @@ impl DwRow {
             DwRow::K5S2 => "dwconv_f32_5x5s2_scalar",
             DwRow::FlatAvx2 => "dwconv_f32_flat32_avx2",
             DwRow::FlatAvx512 => "dwconv_f32_flat128_avx512",
+            DwRow::K3S1Neon if cfg!(target_arch = "arm") => "dwconv_f32_3x3s1_armv7neon",
+            DwRow::K3S2Neon if cfg!(target_arch = "arm") => "dwconv_f32_3x3s2_armv7neon",
+            DwRow::K5S1Neon if cfg!(target_arch = "arm") => "dwconv_f32_5x5s1_armv7neon",
+            DwRow::K5S2Neon if cfg!(target_arch = "arm") => "dwconv_f32_5x5s2_armv7neon",
             DwRow::K3S1Neon => "dwconv_f32_3x3s1_neon",
             DwRow::K3S2Neon => "dwconv_f32_3x3s2_neon",
             DwRow::K5S1Neon => "dwconv_f32_5x5s1_neon",
@@ -124,6 +129,15 @@ impl DwRow {
             DwRow::K5S1Neon => unsafe { dw_kxk_neon::<5, 1>(x, w, iy0, ix0, wts, bias, out) },
             #[cfg(target_arch = "aarch64")]
             DwRow::K5S2Neon => unsafe { dw_kxk_neon::<5, 2>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "arm")]
+            // SAFETY (these four): selected only when the CPU has NEON (`Isa::Neon`).
+            DwRow::K3S1Neon => unsafe { dw_kxk_armv7neon::<3, 1>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "arm")]
+            DwRow::K3S2Neon => unsafe { dw_kxk_armv7neon::<3, 2>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "arm")]
+            DwRow::K5S1Neon => unsafe { dw_kxk_armv7neon::<5, 1>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "arm")]
+            DwRow::K5S2Neon => unsafe { dw_kxk_armv7neon::<5, 2>(x, w, iy0, ix0, wts, bias, out) },
             // Selected only for their own architecture.
             #[allow(unreachable_patterns)]
             _ => dwconv_f32_generic_scalar(x, w, iy0, ix0, g.kh, g.kw, g.sw, wts, bias, out),
@@ -353,6 +367,110 @@ pub fn dwconv_f32_5x5s2_scalar(
     out: &mut [f32],
 ) {
     dw_kxk_scalar::<5, 2>(x, w, iy0, ix0, wts, bias, out)
+}
+
+/// KxK stride S interior row on 32-bit Arm NEON, inline assembly (no stable intrinsics there,
+/// and LLVM leaves armv7 f32 loops scalar): 8 outputs per step in two accumulators, the tap
+/// loops in assembly with each weight loaded and broadcast by `VLD1.32 {d[], d[]}`; stride 2
+/// de-interleaves with `VLD2.32` (even lanes used). Steps whose loads would pass the end of
+/// `x` (stride 2 reads one float beyond the last tap) and the last `n % 8` outputs take the
+/// scalar row.
+///
+/// # Safety
+/// The CPU has NEON.
+#[cfg(target_arch = "arm")]
+unsafe fn dw_kxk_armv7neon<const K: usize, const S: usize>(
+    x: &[f32],
+    w: usize,
+    iy0: usize,
+    ix0: usize,
+    wts: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
+    use std::arch::asm;
+    let n = out.len();
+    assert!(wts.len() >= K * K, "dwconv weights too short");
+    let row0 = iy0 * w + ix0;
+    let mut i = 0;
+    // The step's loads end at float `row0 + (K-1)*w + (i+8)*S + K - 1` (+1 for stride 2).
+    while i + 8 <= n && row0 + (K - 1) * w + (i + 8) * S + K + (S - 1) <= x.len() {
+        let xp = x.as_ptr().add(row0 + i * S);
+        let op = out.as_mut_ptr().add(i);
+        if S == 1 {
+            asm!(
+                ".fpu neon",
+                "vdup.32 q8, {b}",
+                "vmov q9, q8",
+                "2:",
+                "mov {kx}, {k}",
+                "mov {p}, {row}",
+                "3:",
+                "vld1.32 {{d0-d3}}, [{p}]!",
+                "vld1.32 {{d4[], d5[]}}, [{wp}]!",
+                "sub {p}, {p}, #28",
+                "vmla.f32 q8, q0, q2",
+                "vmla.f32 q9, q1, q2",
+                "subs {kx}, {kx}, #1",
+                "bne 3b",
+                "add {row}, {row}, {pitch}",
+                "subs {ky}, {ky}, #1",
+                "bne 2b",
+                "vst1.32 {{d16-d19}}, [{o}]",
+                b = in(reg) bias.to_bits(),
+                k = in(reg) K,
+                ky = inout(reg) K => _,
+                kx = out(reg) _,
+                p = out(reg) _,
+                row = inout(reg) xp => _,
+                wp = inout(reg) wts.as_ptr() => _,
+                pitch = in(reg) w * 4,
+                o = in(reg) op,
+                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+                out("d16") _, out("d17") _, out("d18") _, out("d19") _,
+                options(nostack),
+            );
+        } else {
+            asm!(
+                ".fpu neon",
+                "vdup.32 q8, {b}",
+                "vmov q9, q8",
+                "2:",
+                "mov {kx}, {k}",
+                "mov {p}, {row}",
+                "3:",
+                "vld2.32 {{d0-d3}}, [{p}]!",
+                "vld2.32 {{d6-d9}}, [{p}]",
+                "vld1.32 {{d4[], d5[]}}, [{wp}]!",
+                "sub {p}, {p}, #28",
+                "vmla.f32 q8, q0, q2",
+                "vmla.f32 q9, q3, q2",
+                "subs {kx}, {kx}, #1",
+                "bne 3b",
+                "add {row}, {row}, {pitch}",
+                "subs {ky}, {ky}, #1",
+                "bne 2b",
+                "vst1.32 {{d16-d19}}, [{o}]",
+                b = in(reg) bias.to_bits(),
+                k = in(reg) K,
+                ky = inout(reg) K => _,
+                kx = out(reg) _,
+                p = out(reg) _,
+                row = inout(reg) xp => _,
+                wp = inout(reg) wts.as_ptr() => _,
+                pitch = in(reg) w * 4,
+                o = in(reg) op,
+                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+                out("d6") _, out("d7") _, out("d8") _, out("d9") _,
+                out("d16") _, out("d17") _, out("d18") _, out("d19") _,
+                options(nostack),
+            );
+        }
+        i += 8;
+    }
+    if i < n {
+        dw_kxk_scalar::<K, S>(x, w, iy0, ix0 + i * S, wts, bias, &mut out[i..]);
+    }
 }
 
 /// KxK stride S interior row, NEON (kernels `dwconv_f32_<K>x<K>s<S>_neon`): the K*K taps sit
