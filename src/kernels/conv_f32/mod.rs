@@ -7,9 +7,9 @@
 //!   [`ConvF32::linear`]): matrix-vector products over weights packed for one stream, see
 //!   [`gemv`];
 //! - `conv_f32_tiled_8x32_<isa>`: every other conv where the ISA has a microkernel (AVX2,
-//!   AVX-512, NEON; on AVX2 not the 1x1s): packed im2col tiles of 32 pixels times 8-channel
-//!   weight blocks, see [`tiled`];
-//! - otherwise (portable builds: armv7, `SPECK_ISA=scalar`) the `gemm` crate:
+//!   AVX-512, NEON on aarch64 and armv7; on AVX2 not the 1x1s): packed im2col tiles of 32
+//!   pixels times 8-channel weight blocks, see [`tiled`];
+//! - otherwise (`SPECK_ISA=scalar`, armv7 without NEON) the `gemm` crate:
 //!   `conv1x1_f32_gemm` (1x1, stride 1, no padding: one GEMM `[M x C] * [C x HW]` per group) and
 //!   `conv_f32_im2col_gemm` (im2col into the scratch buffer, then one GEMM per group).
 //!
