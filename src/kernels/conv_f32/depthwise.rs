@@ -8,7 +8,10 @@
 //! - otherwise, row kernels: padded planes are copied into a zero-bordered buffer first, so
 //!   every output row runs a branch-free row kernel with every tap in bounds:
 //!   `dwconv_f32_<k>x<k>s<s>_<isa>` (scalar for every 3x3 / 5x5 at stride 1 and 2, the
-//!   portable path; NEON at both) and `dwconv_f32_generic_scalar`.
+//!   portable path; NEON at both, aarch64 intrinsics or armv7 assembly) and
+//!   `dwconv_f32_generic_scalar`.
+
+use super::epilogue::EpiHint;
 
 /// Geometry of one depthwise plane.
 #[derive(Clone, Copy, Debug)]
@@ -147,6 +150,7 @@ impl DwRow {
 
 /// Depthwise convolution of consecutive planes `x [p][h*w] -> y [p][oh*ow]` (plane `i` with
 /// weights `wts[i * kh * kw..]` and bias `bias[i]`), bias and activation fused.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn dwconv_f32_planes<F: Fn(f32) -> f32>(
     x: &[f32],
     y: &mut [f32],
@@ -155,6 +159,7 @@ pub(crate) fn dwconv_f32_planes<F: Fn(f32) -> f32>(
     g: &DwGeom,
     row: DwRow,
     act: &F,
+    hint: EpiHint,
 ) {
     let (hw, ohw, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
     let planes = bias.len();
@@ -165,12 +170,12 @@ pub(crate) fn dwconv_f32_planes<F: Fn(f32) -> f32>(
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     if matches!(row, DwRow::FlatAvx2 | DwRow::FlatAvx512) {
         flat::dw_flat_planes(x, y, wts, bias, g, row);
-        activate_plane(&mut y[..planes * ohw], act);
+        activate_plane(&mut y[..planes * ohw], act, hint);
         return;
     }
     for (i, &b) in bias.iter().enumerate() {
         let (xp, yp) = (&x[i * hw..(i + 1) * hw], &mut y[i * ohw..(i + 1) * ohw]);
-        dwconv_f32_plane(xp, yp, &wts[i * kk..(i + 1) * kk], b, g, row, act);
+        dwconv_f32_plane(xp, yp, &wts[i * kk..(i + 1) * kk], b, g, row, act, hint);
     }
 }
 
@@ -179,6 +184,7 @@ pub(crate) fn dwconv_f32_planes<F: Fn(f32) -> f32>(
 /// A padded conv first copies the plane into a zero-bordered buffer (as ncnn does), so every
 /// output row runs the branch-free interior kernel: on small maps (7x7 with a 5x5 kernel)
 /// most outputs are border outputs, and a per-tap bounds check there would dominate.
+#[allow(clippy::too_many_arguments)]
 fn dwconv_f32_plane<F: Fn(f32) -> f32>(
     x: &[f32],
     y: &mut [f32],
@@ -187,11 +193,12 @@ fn dwconv_f32_plane<F: Fn(f32) -> f32>(
     g: &DwGeom,
     row: DwRow,
     act: &F,
+    hint: EpiHint,
 ) {
     let (hp, wp) = ((g.oh - 1) * g.sh + g.kh, (g.ow - 1) * g.sw + g.kw);
     let padded = g.pt > 0 || g.pl > 0 || hp > g.h || wp > g.w;
     if !padded {
-        dw_rows(x, y, wts, bias, g, row, act);
+        dw_rows(x, y, wts, bias, g, row, act, hint);
         return;
     }
     PAD.with(|buf| {
@@ -211,7 +218,7 @@ fn dwconv_f32_plane<F: Fn(f32) -> f32>(
             pl: 0,
             ..*g
         };
-        dw_rows(&buf, y, wts, bias, &gp, row, act);
+        dw_rows(&buf, y, wts, bias, &gp, row, act, hint);
     });
 }
 
@@ -221,6 +228,7 @@ thread_local! {
 }
 
 /// All output rows of an unpadded plane whose windows all lie inside `x`.
+#[allow(clippy::too_many_arguments)]
 fn dw_rows<F: Fn(f32) -> f32>(
     x: &[f32],
     y: &mut [f32],
@@ -229,21 +237,20 @@ fn dw_rows<F: Fn(f32) -> f32>(
     g: &DwGeom,
     row: DwRow,
     act: &F,
+    hint: EpiHint,
 ) {
     for (oy, yr) in y.chunks_exact_mut(g.ow).enumerate().take(g.oh) {
         row.run(x, g, oy * g.sh, 0, wts, bias, yr);
     }
-    activate_plane(&mut y[..g.oh * g.ow], act);
+    activate_plane(&mut y[..g.oh * g.ow], act, hint);
 }
 
 /// The activation over a whole plane at once: one vectorised loop instead of a short one per
 /// row with a scalar remainder each (7- and 14-wide rows in MobileNetV3). Its own small
 /// function so that `act` is inlined into the loop (inside `dw_rows` it was a call per value).
 #[inline(never)]
-fn activate_plane<F: Fn(f32) -> f32>(y: &mut [f32], act: &F) {
-    for v in y.iter_mut() {
-        *v = act(*v);
-    }
+fn activate_plane<F: Fn(f32) -> f32>(y: &mut [f32], act: &F, hint: EpiHint) {
+    super::epilogue::act_in_place(y, act, hint);
 }
 
 /// Any kernel size and stride, interior only: accumulates tap by tap over the row (vectorises

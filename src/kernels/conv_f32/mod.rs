@@ -16,6 +16,7 @@
 //! Bias and the fused activation are applied in each algorithm's epilogue.
 
 pub mod depthwise;
+mod epilogue;
 mod gemm;
 mod gemv;
 mod im2col;
@@ -24,6 +25,7 @@ mod tiled;
 use super::Isa;
 use crate::ops::{apply_activation, conv_shape, Activation, Conv, OpResult};
 use depthwise::{DwGeom, DwRow};
+use epilogue::EpiHint;
 use im2col::ColGeom;
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use rayon::prelude::*;
@@ -238,11 +240,12 @@ impl ConvF32 {
         // per element is not inlined into the kernels (it was 10% of the detector's time).
         macro_rules! with_act {
             ($($pat:pat => $act:expr),* $(,)?) => {
+                let hint = EpiHint::of(self.activation);
                 match self.activation {
-                    None => self.run_with(x, y, scratch, &|v: f32| v),
-                    $(Some($pat) => self.run_with(x, y, scratch, &move |v: f32| {
+                    None => self.run_with_hint(x, y, scratch, &|v: f32| v, hint),
+                    $(Some($pat) => self.run_with_hint(x, y, scratch, &move |v: f32| {
                         apply_activation($act, v)
-                    }),)*
+                    }, hint),)*
                 }
             };
         }
@@ -260,12 +263,25 @@ impl ConvF32 {
     }
 
     /// [`ConvF32::run`] with the epilogue activation given as a function (ignores the conv's own).
+    #[cfg(test)]
     pub(crate) fn run_with<F: Fn(f32) -> f32 + Sync>(
+        &self,
+        x: ArrayViewD<f32>,
+        y: ArrayViewMutD<f32>,
+        scratch: &mut Vec<f32>,
+        act: &F,
+    ) {
+        self.run_with_hint(x, y, scratch, act, EpiHint::Closure)
+    }
+
+    /// [`ConvF32::run_with`], told what `act` computes (ISAs with a vector form of it use that).
+    fn run_with_hint<F: Fn(f32) -> f32 + Sync>(
         &self,
         x: ArrayViewD<f32>,
         mut y: ArrayViewMutD<f32>,
         scratch: &mut Vec<f32>,
         act: &F,
+        hint: EpiHint,
     ) {
         let [c, h, w] = self.chw;
         assert!(
@@ -285,10 +301,10 @@ impl ConvF32 {
             None => Cow::Owned(x.iter().copied().collect()),
         };
         match y.as_slice_mut() {
-            Some(ys) => self.run_slices(n, &xs, ys, scratch, act),
+            Some(ys) => self.run_slices(n, &xs, ys, scratch, act, hint),
             None => {
                 let mut tmp = vec![0.0; out.iter().product()];
-                self.run_slices(n, &xs, &mut tmp, scratch, act);
+                self.run_slices(n, &xs, &mut tmp, scratch, act, hint);
                 for (d, s) in y.iter_mut().zip(tmp) {
                     *d = s;
                 }
@@ -303,6 +319,7 @@ impl ConvF32 {
         y: &mut [f32],
         scratch: &mut Vec<f32>,
         act: &F,
+        hint: EpiHint,
     ) {
         let [c, h, w] = self.chw;
         let [oh, ow] = self.out_hw;
@@ -339,6 +356,7 @@ impl ConvF32 {
                         .expect("planned with a microkernel")
                         .0,
                     direct: self.k == [1, 1] && self.strides == [1, 1] && self.pads == [0; 4],
+                    hint,
                 };
                 // bias and activation are applied in the tiles' epilogue
                 return tiled::run_tiled(&t, n, x, y, act);
@@ -384,6 +402,7 @@ impl ConvF32 {
                                 &g,
                                 row,
                                 act,
+                                hint,
                             );
                         });
                 });

@@ -472,9 +472,11 @@ fn activation_epilogue_every_algorithm() {
             check(&mut rng, case, isa, true).unwrap();
         }
     }
-    // built-in epilogues that need no other op family: Relu, Clip, LeakyRelu through `run`
-    let x = rng.array(&[1, 4, 6, 6]);
-    let w = rng.array(&[4, 1, 3, 3]);
+    // built-in epilogues through `run` (the conv's own activation: the hinted vector forms
+    // where an ISA has them, armv7), on a depthwise and a tiled (full and partial tiles) conv
+    let x = rng.array(&[1, 4, 9, 9]);
+    let wd = rng.array(&[4, 1, 3, 3]);
+    let wt = rng.array(&[9, 4, 3, 3]);
     for (act, f) in [
         (Activation::Relu, (|v: f32| v.max(0.0)) as fn(f32) -> f32),
         (Activation::Clip(-0.1, 0.2), |v: f32| v.clamp(-0.1, 0.2)),
@@ -485,16 +487,28 @@ fn activation_epilogue_every_algorithm() {
                 0.1 * v
             }
         }),
+        (Activation::HardSwish, |v: f32| {
+            crate::ops::apply_activation(Activation::HardSwish, v)
+        }),
     ] {
-        let mut c = conv(4, 1, [1; 4], 1);
-        c.activation = Some(act);
-        let plan = ConvF32::new(&c, w.view(), None, x.shape()).unwrap();
-        let mut got = ArrayD::zeros(IxDyn(&[1, 4, 6, 6]));
-        plan.run(x.view(), got.view_mut(), &mut vec![]);
-        let mut expect = ArrayD::zeros(IxDyn(&[1, 4, 6, 6]));
-        run_conv_with(&c, &[x.view(), w.view()], &mut expect.view_mut(), f).unwrap();
-        for (a, b) in got.iter().zip(expect.iter()) {
-            assert!((a - b).abs() < 1e-5);
+        for (group, w) in [(4, &wd), (1, &wt)] {
+            let mut c = conv(group, 1, [1; 4], 1);
+            c.activation = Some(act);
+            let b = rng.array(&[w.shape()[0]]);
+            let plan = ConvF32::new(&c, w.view(), Some(b.view()), x.shape()).unwrap();
+            let out = [1, w.shape()[0], 9, 9];
+            let mut got = ArrayD::zeros(IxDyn(&out));
+            plan.run(x.view(), got.view_mut(), &mut vec![]);
+            let mut expect = ArrayD::zeros(IxDyn(&out));
+            let ins = [x.view(), w.view(), b.view()];
+            run_conv_with(&c, &ins, &mut expect.view_mut(), f).unwrap();
+            for (a, e) in got.iter().zip(expect.iter()) {
+                assert!(
+                    (a - e).abs() < 1e-5,
+                    "{act:?} {}: {a} vs {e}",
+                    plan.algorithm()
+                );
+            }
         }
     }
 }

@@ -395,15 +395,21 @@ pub(crate) struct TiledConv<'a> {
     pub kernel: Microkernel,
     /// 1x1, stride 1, no padding: panels are read straight from `x`
     pub direct: bool,
+    /// what the epilogue's activation computes, where known
+    pub hint: super::epilogue::EpiHint,
 }
 
 /// `dst = act(acc + bias)` for one tile row. Its own small function so that `act` is inlined
 /// and the loop vectorised (inlined into the tile job, `act` stayed a call per value).
 #[inline(never)]
-fn store_row<F: Fn(f32) -> f32>(dst: &mut [f32], acc: &[f32; NR], bias: f32, act: &F) {
-    for (d, &v) in dst.iter_mut().zip(acc) {
-        *d = act(v + bias);
-    }
+fn store_row<F: Fn(f32) -> f32>(
+    dst: &mut [f32],
+    acc: &[f32; NR],
+    bias: f32,
+    act: &F,
+    hint: super::epilogue::EpiHint,
+) {
+    super::epilogue::bias_act(dst, acc, bias, act, hint);
 }
 
 /// Runs the convolution of `n` images: `x` `[n][group * cg][h][w]` into `y`
@@ -458,7 +464,7 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
                         let dst = unsafe {
                             std::slice::from_raw_parts_mut(out.at((ni * t.m + ch) * ohw + p0), nr)
                         };
-                        store_row(dst, ar, bias, act);
+                        store_row(dst, ar, bias, act, t.hint);
                     }
                 }
             },
