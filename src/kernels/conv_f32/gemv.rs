@@ -7,7 +7,8 @@
 //! that a microkernel walks once, and the whole matrix is one stream on one thread.
 //!
 //! Microkernels, `gemv_f32_16_<isa>`: `gemv_f32_16_avx2`, `gemv_f32_16_avx512`,
-//! `gemv_f32_16_neon`, each tested against the portable `gemv_f32_16_scalar`.
+//! `gemv_f32_16_neon`, `gemv_f32_16_armv7neon`, each tested against the portable
+//! `gemv_f32_16_scalar`.
 
 use super::im2col::ColGeom;
 use super::tiled::{pack_tile, pack_weights_blocked, NR};
@@ -35,6 +36,11 @@ pub(crate) fn microkernel(isa: Isa) -> (GemvKernel, &'static str) {
         Isa::Neon if Isa::Neon.supported() => {
             (gemv_f32_16_neon as GemvKernel, "conv_f32_gemv16_neon")
         }
+        #[cfg(target_arch = "arm")]
+        Isa::Neon if Isa::Neon.supported() => (
+            gemv_f32_16_armv7neon as GemvKernel,
+            "conv_f32_gemv16_armv7neon",
+        ),
         _ => (gemv_f32_16_scalar as GemvKernel, "conv_f32_gemv16_scalar"),
     }
 }
@@ -44,8 +50,8 @@ pub(crate) fn pack_weights(w: &[f32], m: usize, k: usize) -> Vec<f32> {
     pack_weights_blocked(w, m, k, NB)
 }
 
-/// Portable microkernel (also the armv7 and `SPECK_ISA=scalar` path; the compiler vectorises
-/// its 16 lanes).
+/// Portable microkernel (the `SPECK_ISA=scalar` path; the compiler vectorises its 16 lanes,
+/// except on armv7, where LLVM keeps f32 scalar).
 ///
 /// # Safety
 /// `w` must be readable for `kc * NB` floats and `x` for `kc`.
@@ -180,6 +186,52 @@ pub(crate) unsafe fn gemv_f32_16_neon(
     vst1q_f32(p.add(4), vaddq_f32(c[0][1], c[1][1]));
     vst1q_f32(p.add(8), vaddq_f32(c[0][2], c[1][2]));
     vst1q_f32(p.add(12), vaddq_f32(c[0][3], c[1][3]));
+}
+
+/// 32-bit Arm NEON microkernel, inline assembly (see `tiled::gemm_f32_8x32_armv7neon` for
+/// why): per k two `VLD1`s of 8 weights, the input value into a lane, four `VMLA.F32` by
+/// scalar.
+///
+/// # Safety
+/// As [`gemv_f32_16_scalar`]; the CPU has NEON.
+#[cfg(target_arch = "arm")]
+pub(crate) unsafe fn gemv_f32_16_armv7neon(
+    kc: usize,
+    w: *const f32,
+    x: *const f32,
+    acc: &mut [f32; NB],
+) {
+    use std::arch::asm;
+    asm!(
+        ".fpu neon",
+        "vmov.i32 q8, #0",
+        "vmov.i32 q9, #0",
+        "vmov.i32 q10, #0",
+        "vmov.i32 q11, #0",
+        "cmp {k}, #0",
+        "beq 3f",
+        "2:",
+        "vld1.32 {{d0-d3}}, [{w}]!",
+        "vld1.32 {{d4-d7}}, [{w}]!",
+        "vld1.32 {{d8[0]}}, [{x}]!",
+        "vmla.f32 q8, q0, d8[0]",
+        "vmla.f32 q9, q1, d8[0]",
+        "vmla.f32 q10, q2, d8[0]",
+        "vmla.f32 q11, q3, d8[0]",
+        "subs {k}, {k}, #1",
+        "bne 2b",
+        "3:",
+        "vst1.32 {{d16-d19}}, [{a}]!",
+        "vst1.32 {{d20-d23}}, [{a}]",
+        k = inout(reg) kc => _,
+        w = inout(reg) w => _,
+        x = inout(reg) x => _,
+        a = inout(reg) acc.as_mut_ptr() => _,
+        out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+        out("d6") _, out("d7") _, out("d8") _, out("d16") _, out("d17") _, out("d18") _,
+        out("d19") _, out("d20") _, out("d21") _, out("d22") _, out("d23") _,
+        options(nostack),
+    );
 }
 
 /// Everything [`run_gemv`] needs besides the data.

@@ -41,8 +41,8 @@ fn host_isas() -> Vec<Isa> {
     v
 }
 
-/// The ISA whose float kernels `isa` runs, for kernels armv7 has no NEON version of (matrix-
-/// vector, depthwise other than 3x3 / 5x5 square): those take the portable paths there.
+/// The ISA whose float kernels `isa` runs, for kernels armv7 has no NEON version of (depthwise
+/// other than 3x3 / 5x5 square): those take the portable paths there.
 fn float_isa(isa: Isa) -> Isa {
     if isa == Isa::Neon && !cfg!(target_arch = "aarch64") {
         Isa::Scalar
@@ -66,8 +66,8 @@ fn general_algo(isa: Isa, one_by_one: bool) -> &'static str {
 
 /// The kernel a non-depthwise conv with a 1x1 output gets on `isa`.
 fn gemv_algo(isa: Isa) -> &'static str {
-    let isa = float_isa(isa);
     match isa {
+        Isa::Neon if cfg!(target_arch = "arm") => "conv_f32_gemv16_armv7neon",
         Isa::Avx512 => "conv_f32_gemv16_avx512",
         Isa::Avx2 => "conv_f32_gemv16_avx2",
         Isa::Neon => "conv_f32_gemv16_neon",
