@@ -404,74 +404,51 @@ unsafe fn dw_kxk_armv7neon<const K: usize, const S: usize>(
     while i + 8 <= n && row0 + (K - 1) * w + (i + 8) * S + K + (S - 1) <= x.len() {
         let xp = x.as_ptr().add(row0 + i * S);
         let op = out.as_mut_ptr().add(i);
+        // One template for both strides; only the tap's input loads (and so the register of
+        // outputs 4-7) differ.
+        macro_rules! row_step {
+            ($($load:literal),+; $mla_hi:literal) => {
+                asm!(
+                    ".fpu neon",
+                    "vdup.32 q8, {b}",
+                    "vmov q9, q8",
+                    "2:",
+                    "mov {kx}, {k}",
+                    "mov {p}, {row}",
+                    "3:",
+                    $($load,)+
+                    "vld1.32 {{d4[], d5[]}}, [{wp}]!",
+                    "sub {p}, {p}, #28",
+                    "vmla.f32 q8, q0, q2",
+                    $mla_hi,
+                    "subs {kx}, {kx}, #1",
+                    "bne 3b",
+                    "add {row}, {row}, {pitch}",
+                    "subs {ky}, {ky}, #1",
+                    "bne 2b",
+                    "vst1.32 {{d16-d19}}, [{o}]",
+                    b = in(reg) bias.to_bits(),
+                    k = in(reg) K,
+                    ky = inout(reg) K => _,
+                    kx = out(reg) _,
+                    p = out(reg) _,
+                    row = inout(reg) xp => _,
+                    wp = inout(reg) wts.as_ptr() => _,
+                    pitch = in(reg) w * 4,
+                    o = in(reg) op,
+                    out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _,
+                    out("d5") _, out("d6") _, out("d7") _, out("d8") _, out("d9") _,
+                    out("d16") _, out("d17") _, out("d18") _, out("d19") _,
+                    options(nostack),
+                )
+            };
+        }
         if S == 1 {
-            asm!(
-                ".fpu neon",
-                "vdup.32 q8, {b}",
-                "vmov q9, q8",
-                "2:",
-                "mov {kx}, {k}",
-                "mov {p}, {row}",
-                "3:",
-                "vld1.32 {{d0-d3}}, [{p}]!",
-                "vld1.32 {{d4[], d5[]}}, [{wp}]!",
-                "sub {p}, {p}, #28",
-                "vmla.f32 q8, q0, q2",
-                "vmla.f32 q9, q1, q2",
-                "subs {kx}, {kx}, #1",
-                "bne 3b",
-                "add {row}, {row}, {pitch}",
-                "subs {ky}, {ky}, #1",
-                "bne 2b",
-                "vst1.32 {{d16-d19}}, [{o}]",
-                b = in(reg) bias.to_bits(),
-                k = in(reg) K,
-                ky = inout(reg) K => _,
-                kx = out(reg) _,
-                p = out(reg) _,
-                row = inout(reg) xp => _,
-                wp = inout(reg) wts.as_ptr() => _,
-                pitch = in(reg) w * 4,
-                o = in(reg) op,
-                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
-                out("d16") _, out("d17") _, out("d18") _, out("d19") _,
-                options(nostack),
-            );
+            // 8 consecutive inputs: outputs 0-3 in q0, 4-7 in q1
+            row_step!("vld1.32 {{d0-d3}}, [{p}]!"; "vmla.f32 q9, q1, q2");
         } else {
-            asm!(
-                ".fpu neon",
-                "vdup.32 q8, {b}",
-                "vmov q9, q8",
-                "2:",
-                "mov {kx}, {k}",
-                "mov {p}, {row}",
-                "3:",
-                "vld2.32 {{d0-d3}}, [{p}]!",
-                "vld2.32 {{d6-d9}}, [{p}]",
-                "vld1.32 {{d4[], d5[]}}, [{wp}]!",
-                "sub {p}, {p}, #28",
-                "vmla.f32 q8, q0, q2",
-                "vmla.f32 q9, q3, q2",
-                "subs {kx}, {kx}, #1",
-                "bne 3b",
-                "add {row}, {row}, {pitch}",
-                "subs {ky}, {ky}, #1",
-                "bne 2b",
-                "vst1.32 {{d16-d19}}, [{o}]",
-                b = in(reg) bias.to_bits(),
-                k = in(reg) K,
-                ky = inout(reg) K => _,
-                kx = out(reg) _,
-                p = out(reg) _,
-                row = inout(reg) xp => _,
-                wp = inout(reg) wts.as_ptr() => _,
-                pitch = in(reg) w * 4,
-                o = in(reg) op,
-                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
-                out("d6") _, out("d7") _, out("d8") _, out("d9") _,
-                out("d16") _, out("d17") _, out("d18") _, out("d19") _,
-                options(nostack),
-            );
+            // even lanes of 16 inputs: outputs 0-3 in q0, 4-7 in q3
+            row_step!("vld2.32 {{d0-d3}}, [{p}]!", "vld2.32 {{d6-d9}}, [{p}]"; "vmla.f32 q9, q3, q2");
         }
         i += 8;
     }
