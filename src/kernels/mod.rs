@@ -30,8 +30,8 @@ pub enum Isa {
     Avx2,
     /// x86-64 AVX-512F (implies AVX2 + FMA here)
     Avx512,
-    /// Arm Advanced SIMD: aarch64, or armv7 NEON (which has int8 kernels only; float convs
-    /// there take the portable paths)
+    /// Arm Advanced SIMD: aarch64, or armv7 NEON (whose kernels are inline assembly; kernels
+    /// without an armv7 version take the portable paths there)
     Neon,
 }
 
@@ -87,12 +87,14 @@ impl Isa {
 /// Whether this 32-bit Arm CPU has NEON, from the kernel's `AT_HWCAP` (`is_arm_feature_detected!`
 /// is not stable Rust, and the armv7 build does not assume NEON at compile time: its kernels
 /// are inline assembly behind this check).
+/// Read once and cached, as `is_aarch64_feature_detected!` is: kernels ask per tile row.
 #[cfg(target_arch = "arm")]
 pub fn armv7_has_neon() -> bool {
     /// `HWCAP_NEON` in Linux's arch/arm/include/uapi/asm/hwcap.h
     const HWCAP_NEON: libc::c_ulong = 1 << 12;
+    static NEON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // SAFETY: getauxval only reads the process's auxiliary vector.
-    unsafe { libc::getauxval(libc::AT_HWCAP) & HWCAP_NEON != 0 }
+    *NEON.get_or_init(|| unsafe { libc::getauxval(libc::AT_HWCAP) & HWCAP_NEON != 0 })
 }
 
 /// Best instruction set of this host.

@@ -97,78 +97,61 @@ unsafe fn bias_act_armv7neon(dst: *mut f32, src: *const f32, n: usize, bias: f32
     use std::arch::asm;
     debug_assert!(n > 0 && n % 8 == 0);
     let steps = n / 8;
+    // One loop for every activation: `q0, q1 = src + bias`, then the activation's own lines
+    // (constants set up once before the loop), then the store.
+    macro_rules! bias_act_loop {
+        ([$($setup:literal),*], [$($act:literal),*] $(, ($($ops:tt)*))?) => {
+            asm!(
+                ".fpu neon",
+                "vdup.32 q8, {b}",
+                $($setup,)*
+                "2:",
+                "vld1.32 {{d0-d3}}, [{s}]!",
+                "vadd.f32 q0, q0, q8",
+                "vadd.f32 q1, q1, q8",
+                $($act,)*
+                "vst1.32 {{d0-d3}}, [{d}]!",
+                "subs {k}, {k}, #1",
+                "bne 2b",
+                b = in(reg) bias.to_bits(),
+                s = inout(reg) src => _,
+                d = inout(reg) dst => _,
+                k = inout(reg) steps => _,
+                $($($ops)*)?
+                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+                out("d6") _, out("d7") _, out("d16") _, out("d17") _, out("d18") _,
+                out("d19") _, out("d20") _, out("d21") _, out("d22") _, out("d23") _,
+                out("d24") _, out("d25") _,
+                options(nostack),
+            )
+        };
+    }
     match hint {
-        EpiHint::Identity => asm!(
-            ".fpu neon",
-            "vdup.32 q8, {b}",
-            "2:",
-            "vld1.32 {{d0-d3}}, [{s}]!",
-            "vadd.f32 q0, q0, q8",
-            "vadd.f32 q1, q1, q8",
-            "vst1.32 {{d0-d3}}, [{d}]!",
-            "subs {k}, {k}, #1",
-            "bne 2b",
-            b = in(reg) bias.to_bits(),
-            s = inout(reg) src => _,
-            d = inout(reg) dst => _,
-            k = inout(reg) steps => _,
-            out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d16") _, out("d17") _,
-            options(nostack),
+        EpiHint::Identity => bias_act_loop!([], []),
+        EpiHint::Relu => bias_act_loop!(
+            ["vmov.i32 q9, #0"],
+            ["vmax.f32 q0, q0, q9", "vmax.f32 q1, q1, q9"]
         ),
-        EpiHint::Relu => asm!(
-            ".fpu neon",
-            "vdup.32 q8, {b}",
-            "vmov.i32 q9, #0",
-            "2:",
-            "vld1.32 {{d0-d3}}, [{s}]!",
-            "vadd.f32 q0, q0, q8",
-            "vadd.f32 q1, q1, q8",
-            "vmax.f32 q0, q0, q9",
-            "vmax.f32 q1, q1, q9",
-            "vst1.32 {{d0-d3}}, [{d}]!",
-            "subs {k}, {k}, #1",
-            "bne 2b",
-            b = in(reg) bias.to_bits(),
-            s = inout(reg) src => _,
-            d = inout(reg) dst => _,
-            k = inout(reg) steps => _,
-            out("d0") _, out("d1") _, out("d2") _, out("d3") _,
-            out("d16") _, out("d17") _, out("d18") _, out("d19") _,
-            options(nostack),
-        ),
-        EpiHint::HardSwish => asm!(
-            ".fpu neon",
-            "vdup.32 q8, {b}",
-            "vdup.32 q9, {sixth}",
-            "vmov.f32 q10, #0.5",
-            "vmov.f32 q11, #1.0",
-            "vmov.i32 q12, #0",
-            "2:",
-            "vld1.32 {{d0-d3}}, [{s}]!",
-            "vadd.f32 q0, q0, q8",
-            "vadd.f32 q1, q1, q8",
-            "vmov q2, q10",
-            "vmov q3, q10",
-            "vmla.f32 q2, q0, q9",
-            "vmla.f32 q3, q1, q9",
-            "vmax.f32 q2, q2, q12",
-            "vmax.f32 q3, q3, q12",
-            "vmin.f32 q2, q2, q11",
-            "vmin.f32 q3, q3, q11",
-            "vmul.f32 q0, q0, q2",
-            "vmul.f32 q1, q1, q3",
-            "vst1.32 {{d0-d3}}, [{d}]!",
-            "subs {k}, {k}, #1",
-            "bne 2b",
-            b = in(reg) bias.to_bits(),
-            sixth = in(reg) (1.0f32 / 6.0).to_bits(),
-            s = inout(reg) src => _,
-            d = inout(reg) dst => _,
-            k = inout(reg) steps => _,
-            out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
-            out("d6") _, out("d7") _, out("d16") _, out("d17") _, out("d18") _, out("d19") _,
-            out("d20") _, out("d21") _, out("d22") _, out("d23") _, out("d24") _, out("d25") _,
-            options(nostack),
+        EpiHint::HardSwish => bias_act_loop!(
+            [
+                "vdup.32 q9, {sixth}",
+                "vmov.f32 q10, #0.5",
+                "vmov.f32 q11, #1.0",
+                "vmov.i32 q12, #0"
+            ],
+            [
+                "vmov q2, q10",
+                "vmov q3, q10",
+                "vmla.f32 q2, q0, q9",
+                "vmla.f32 q3, q1, q9",
+                "vmax.f32 q2, q2, q12",
+                "vmax.f32 q3, q3, q12",
+                "vmin.f32 q2, q2, q11",
+                "vmin.f32 q3, q3, q11",
+                "vmul.f32 q0, q0, q2",
+                "vmul.f32 q1, q1, q3"
+            ],
+            (sixth = in(reg) (1.0f32 / 6.0).to_bits(),)
         ),
         EpiHint::Closure => unreachable!("no vector form for an arbitrary closure"),
     }

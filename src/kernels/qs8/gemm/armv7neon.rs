@@ -212,14 +212,17 @@ pub(in crate::kernels::qs8) unsafe fn store16(
     out: *mut u8,
     at: usize,
 ) {
+    // Whole blocks go straight to `out`; a partial one through `tmp`, then its `n` values.
+    let elem = mode.elem_bytes();
     let mut tmp = Acc([0; NR]);
-    match mode {
-        EpiMode::Quant { zp, lo, hi } => {
-            let dst = if n == NR {
-                out.add(at)
-            } else {
-                tmp.0.as_mut_ptr() as *mut u8
-            };
+    let dst = if n == NR {
+        out.add(at * elem)
+    } else {
+        tmp.0.as_mut_ptr() as *mut u8
+    };
+    // `q0-q3 = f32(acc) * scale`, then the mode's own lines.
+    macro_rules! scaled16 {
+        ([$($tail:literal),*], ($($ops:tt)*)) => {
             asm!(
                 ".fpu neon",
                 "vld1.32 {{d0-d3}}, [{acc}]!",
@@ -234,6 +237,21 @@ pub(in crate::kernels::qs8) unsafe fn store16(
                 "vmul.f32 q1, q1, q5",
                 "vmul.f32 q2, q2, q6",
                 "vmul.f32 q3, q3, q7",
+                $($tail,)*
+                acc = inout(reg) acc.0.as_ptr() => _,
+                sc = inout(reg) scale => _,
+                $($ops)*
+                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+                out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _,
+                out("d11") _, out("d12") _, out("d13") _, out("d14") _, out("d15") _,
+                out("d16") _, out("d17") _, out("d18") _, out("d19") _,
+                options(nostack),
+            )
+        };
+    }
+    match mode {
+        EpiMode::Quant { zp, lo, hi } => scaled16!(
+            [
                 "vdup.32 q8, {magic}",
                 "vadd.f32 q0, q0, q8",
                 "vadd.f32 q1, q1, q8",
@@ -260,61 +278,22 @@ pub(in crate::kernels::qs8) unsafe fn store16(
                 "vdup.8 q9, {hi}",
                 "vmax.u8 q0, q0, q8",
                 "vmin.u8 q0, q0, q9",
-                "vst1.8 {{d0, d1}}, [{dst}]",
-                acc = inout(reg) acc.0.as_ptr() => _,
-                sc = inout(reg) scale => _,
+                "vst1.8 {{d0, d1}}, [{dst}]"
+            ],
+            (
                 magic = in(reg) 0x4B40_0000u32,
                 zp = in(reg) zp,
                 lo = in(reg) lo,
                 hi = in(reg) hi,
                 dst = in(reg) dst,
-                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
-                out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _,
-                out("d12") _, out("d13") _, out("d14") _, out("d15") _, out("d16") _, out("d17") _,
-                out("d18") _, out("d19") _,
-                options(nostack),
-            );
-            if n < NR {
-                std::ptr::copy_nonoverlapping(tmp.0.as_ptr() as *const u8, out.add(at), n);
-            }
-        }
-        EpiMode::Float => {
-            let dst = if n == NR {
-                (out as *mut f32).add(at)
-            } else {
-                tmp.0.as_mut_ptr() as *mut f32
-            };
-            asm!(
-                ".fpu neon",
-                "vld1.32 {{d0-d3}}, [{acc}]!",
-                "vld1.32 {{d4-d7}}, [{acc}]",
-                "vld1.32 {{d8-d11}}, [{sc}]!",
-                "vld1.32 {{d12-d15}}, [{sc}]",
-                "vcvt.f32.s32 q0, q0",
-                "vcvt.f32.s32 q1, q1",
-                "vcvt.f32.s32 q2, q2",
-                "vcvt.f32.s32 q3, q3",
-                "vmul.f32 q0, q0, q4",
-                "vmul.f32 q1, q1, q5",
-                "vmul.f32 q2, q2, q6",
-                "vmul.f32 q3, q3, q7",
-                "vst1.32 {{d0-d3}}, [{dst}]!",
-                "vst1.32 {{d4-d7}}, [{dst}]",
-                acc = inout(reg) acc.0.as_ptr() => _,
-                sc = inout(reg) scale => _,
-                dst = inout(reg) dst => _,
-                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
-                out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _,
-                out("d12") _, out("d13") _, out("d14") _, out("d15") _,
-                options(nostack),
-            );
-            if n < NR {
-                std::ptr::copy_nonoverlapping(
-                    tmp.0.as_ptr() as *const f32,
-                    (out as *mut f32).add(at),
-                    n,
-                );
-            }
-        }
+            )
+        ),
+        EpiMode::Float => scaled16!(
+            ["vst1.32 {{d0-d3}}, [{dst}]!", "vst1.32 {{d4-d7}}, [{dst}]"],
+            (dst = inout(reg) dst => _,)
+        ),
+    }
+    if n < NR {
+        std::ptr::copy_nonoverlapping(tmp.0.as_ptr() as *const u8, out.add(at * elem), n * elem);
     }
 }
