@@ -214,13 +214,41 @@ impl ConvQs8 {
         self.mode.elem_bytes()
     }
 
-    /// Scratch (in f32 units): im2col rows, and an NHWC f32 buffer for float outputs.
+    /// The depthwise geometry (one image).
+    fn dw_geom(&self) -> DwGeom {
+        let [_, h, w, c] = self.nhwc;
+        let [_, oh, ow] = self.out;
+        DwGeom {
+            h,
+            w,
+            c,
+            oh,
+            ow,
+            k: [self.q.w_shape[2], self.q.w_shape[3]],
+            s: self.q.conv.strides,
+            p: [self.q.conv.pads[0], self.q.conv.pads[1]],
+            d: self.q.conv.dilations,
+        }
+    }
+
+    /// Scratch in f32 units before the float-output buffer: im2col rows, or the depthwise
+    /// kernel's padded input copy.
+    fn cols_len(&self) -> usize {
+        let [_, oh, ow] = self.out;
+        match &self.algo {
+            Algo::Im2col => (oh * ow * self.k4 * 4).div_ceil(4) + 16,
+            Algo::Depthwise(k, _) if k.framed_signed => {
+                dwconv::framed_len(&self.dw_geom()).div_ceil(4)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Scratch (in f32 units): im2col rows or a padded input, and an NHWC f32 buffer for
+    /// float outputs.
     pub fn scratch_len(&self) -> usize {
         let [m, oh, ow] = self.out;
-        let cols = match self.algo {
-            Algo::Im2col => (oh * ow * self.k4 * 4).div_ceil(4) + 16,
-            _ => 0,
-        };
+        let cols = self.cols_len();
         let fl = match self.mode {
             EpiMode::Float => self.nhwc[0] * oh * ow * m,
             EpiMode::Quant { .. } => 0,
@@ -235,11 +263,7 @@ impl ConvQs8 {
     pub unsafe fn run(&self, x: *const u8, y: *mut u8, scratch: &mut [f32]) {
         let [n, h, w, c] = self.nhwc;
         let [m, oh, ow] = self.out;
-        let cols_len = match self.algo {
-            Algo::Im2col => (oh * ow * self.k4 * 4).div_ceil(4) + 16,
-            _ => 0,
-        };
-        let (cols, rest) = scratch.split_at_mut(cols_len);
+        let (cols, rest) = scratch.split_at_mut(self.cols_len());
         let float_out = matches!(self.mode, EpiMode::Float);
         let dst_all: *mut u8 = if float_out {
             rest.as_mut_ptr() as *mut u8
@@ -303,17 +327,19 @@ impl ConvQs8 {
                     }
                 }
                 Algo::Depthwise(k, wts) => {
-                    let g = DwGeom {
-                        h,
-                        w,
-                        c,
-                        oh,
-                        ow,
-                        k: [self.q.w_shape[2], self.q.w_shape[3]],
-                        s: self.q.conv.strides,
-                        p: [self.q.conv.pads[0], self.q.conv.pads[1]],
-                        d: self.q.conv.dilations,
-                    };
+                    let mut g = self.dw_geom();
+                    let mut xb = xb;
+                    if k.framed_signed {
+                        // the kernel's prepared copy: framed, signed
+                        let copy = std::slice::from_raw_parts_mut(
+                            cols.as_mut_ptr() as *mut u8,
+                            cols.len() * 4,
+                        );
+                        let x = std::slice::from_raw_parts(xb, h * w * c);
+                        let zx = self.q.input.zero_point as u8;
+                        g = dwconv::frame_input(&g, x, zx, true, copy);
+                        xb = copy.as_ptr();
+                    }
                     let row_bytes = ow * m * self.out_elem();
                     let ptrs = (xb as usize, yb as usize);
                     let lut = self.lut();

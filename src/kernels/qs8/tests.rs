@@ -313,13 +313,14 @@ fn layout_conversions_match_the_per_element_definition_on_odd_shapes() {
         [1, 3, 9, 10],
         [2, 3, 13, 11],
         [2, 4, 7, 11],
+        [1, 3, 12, 12], // two blocks of 64 pixels and a ragged one, 16-pixel steps
     ] {
         let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3]);
         let len = n * c * hw;
         let x: Vec<f32> = (0..len)
             .map(|_| (rng.next() as f32 / u32::MAX as f32 - 0.5) * 300.0 * q.scale)
             .collect();
-        for level in [Level::Scalar, Level::Avx2, Level::Avx512Vnni] {
+        for level in [Level::Scalar, Level::Neon, Level::Avx2, Level::Avx512Vnni] {
             if !level.supported() {
                 continue;
             }
@@ -374,7 +375,7 @@ fn elementwise_rows_match_the_onnx_definition_on_every_level() {
         },
     ];
     let mut rng = Rng(11);
-    for level in [Level::Scalar, Level::Avx2, Level::Avx512Vnni] {
+    for level in [Level::Scalar, Level::Neon, Level::Avx2, Level::Avx512Vnni] {
         if !level.supported() {
             eprintln!("skipping {level:?}: the host does not run it");
             continue;
@@ -408,16 +409,18 @@ fn elementwise_rows_match_the_onnx_definition_on_every_level() {
                     let want = onnx_quantize(qo, qa.dequantize(a[j]) * qb.dequantize(b[j]));
                     assert_eq!(y[j], want, "{level:?} mul at {j}, len {len}");
                 }
-                // Per-channel: len pixels of 5 channels.
-                let bt: Vec<f32> = rng.bytes(5).iter().map(|&v| qb.dequantize(v)).collect();
-                let a = rng.bytes(len * 5);
-                let mut y = vec![0u8; len * 5];
-                for mul in [false, true] {
-                    binary_channels_rows(level, mul, qa, qo, &bt, &a, &mut y);
-                    for j in 0..len * 5 {
-                        let (x, z) = (qa.dequantize(a[j]), bt[j % 5]);
-                        let want = onnx_quantize(qo, if mul { x * z } else { x + z });
-                        assert_eq!(y[j], want, "{level:?} channels mul={mul} at {j}");
+                // Per-channel: len pixels of 5 and 21 channels (vector steps and a ragged rest).
+                for ch in [5, 21] {
+                    let bt: Vec<f32> = rng.bytes(ch).iter().map(|&v| qb.dequantize(v)).collect();
+                    let a = rng.bytes(len * ch);
+                    let mut y = vec![0u8; len * ch];
+                    for mul in [false, true] {
+                        binary_channels_rows(level, mul, qa, qo, &bt, &a, &mut y);
+                        for j in 0..len * ch {
+                            let (x, z) = (qa.dequantize(a[j]), bt[j % ch]);
+                            let want = onnx_quantize(qo, if mul { x * z } else { x + z });
+                            assert_eq!(y[j], want, "{level:?} channels {ch} mul={mul} at {j}");
+                        }
                     }
                 }
             }

@@ -17,7 +17,8 @@
 //!
 //! Kernels: `dwconv_qs8_kxk_scalar` (reference), `dwconv_qs8_kxk_64c_avx512vnni` (`vpdpbusd`
 //! on u8 input, zero point folded into the bias), `dwconv_qs8_kxk_16c_avx2`,
-//! `dwconv_qs8_kxk_16c_neonmull` (aarch64, `SMULL` + `SMLAL` of two taps in i16, zero
+//! `dwconv_qs8_kxk_16c_neonmull` (aarch64, `SMULL` + `SMLAL` of two taps in i16 on the
+//! engine's framed, signed copy of the input ([`frame_input`]), assembly loops for 3x3 / 5x5; zero
 //! points folded; weights in -127..=127, own packing) and `dwconv_qs8_kxk_16c_neon` (aarch64,
 //! `SMLAL`/`SMLAL2` on inputs widened to i16; any weights); on 32-bit Arm
 //! `dwconv_qs8_kxk_16c_armv7neon` (inline assembly, `VSUBL` + `VMLAL.S16`, any weights, own
@@ -92,6 +93,10 @@ pub struct DwKernel {
     pub no_min_weight: bool,
     /// pixels side by side in one vector step for a conv of C channels (narrow convs)
     pub pixels_per_vector: fn(usize) -> usize,
+    /// the kernel reads a prepared copy of the input instead of the image: framed by `zx` so
+    /// that no tap falls outside, every byte XOR 0x80 (`x - 128` as i8), with a geometry
+    /// without padding ([`frame_input`] with `signed`)
+    pub framed_signed: bool,
 }
 
 /// Every depthwise kernel in this build, best first.
@@ -108,6 +113,7 @@ pub fn registry() -> Vec<DwKernel> {
         channels: 64,
         no_min_weight: false,
         pixels_per_vector: avx512vnni::pixels_per_vector,
+        framed_signed: false,
     });
     #[cfg(target_arch = "x86_64")]
     v.push(DwKernel {
@@ -118,6 +124,7 @@ pub fn registry() -> Vec<DwKernel> {
         channels: 16,
         no_min_weight: false,
         pixels_per_vector: |_| 1,
+        framed_signed: false,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {
@@ -128,6 +135,7 @@ pub fn registry() -> Vec<DwKernel> {
         channels: 16,
         no_min_weight: true,
         pixels_per_vector: |_| 1,
+        framed_signed: true,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {
@@ -138,6 +146,7 @@ pub fn registry() -> Vec<DwKernel> {
         channels: 16,
         no_min_weight: false,
         pixels_per_vector: |_| 1,
+        framed_signed: false,
     });
     #[cfg(target_arch = "arm")]
     v.push(DwKernel {
@@ -148,6 +157,7 @@ pub fn registry() -> Vec<DwKernel> {
         channels: 16,
         no_min_weight: false,
         pixels_per_vector: |_| 1,
+        framed_signed: false,
     });
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_scalar",
@@ -157,6 +167,7 @@ pub fn registry() -> Vec<DwKernel> {
         channels: 16,
         no_min_weight: false,
         pixels_per_vector: |_| 1,
+        framed_signed: false,
     });
     v
 }
@@ -198,6 +209,62 @@ pub fn pack_weights(w: &[i8], g: &DwGeom) -> Vec<i16> {
         }
     }
     out
+}
+
+/// The input extent a framed copy needs (rows, columns): every tap of every output pixel.
+pub fn framed_extent(g: &DwGeom) -> (usize, usize) {
+    let span = |o: usize, s: usize, k: usize, d: usize| o.saturating_sub(1) * s + (k - 1) * d + 1;
+    (
+        span(g.oh, g.s[0], g.k[0], g.d[0]),
+        span(g.ow, g.s[1], g.k[1], g.d[1]),
+    )
+}
+
+/// Bytes of a framed copy of `g`'s input (see [`frame_input`]), read slack included.
+pub fn framed_len(g: &DwGeom) -> usize {
+    let (h, w) = framed_extent(g);
+    h * w * g.c + CB
+}
+
+/// Copy the input `x` (`g.h x g.w x g.c` u8) into `dst` framed by `zx` bytes so that every
+/// tap of every output pixel lies inside it, and return the geometry of the copy (no
+/// padding). A kernel then sees only interior pixels, with the same results: the frame's
+/// `zx` bytes add `(zx - zx) * w = 0`, exactly what skipping an outside tap adds. With
+/// `signed`, every byte of the copy (frame included) is XOR 0x80, `x - 128` as i8, the
+/// operand of signed 8-bit multiplies, flipped once here instead of at each of a byte's
+/// `kh * kw` reads.
+///
+/// # Panics
+/// If `dst` is shorter than [`framed_len`] or `x` shorter than the input.
+pub fn frame_input(g: &DwGeom, x: &[u8], zx: u8, signed: bool, dst: &mut [u8]) -> DwGeom {
+    let (fh, fw) = framed_extent(g);
+    let c = g.c;
+    let flip = if signed { 0x80 } else { 0 };
+    let zf = zx ^ flip;
+    let (dst, slack) = dst[..framed_len(g)].split_at_mut(fh * fw * c);
+    slack.fill(zf);
+    for (fy, row) in dst.chunks_exact_mut(fw * c).enumerate() {
+        let iy = fy as isize - g.p[0] as isize;
+        if iy < 0 || iy >= g.h as isize {
+            row.fill(zf);
+            continue;
+        }
+        // columns [p_left, p_left + w) hold the image row (clipped to the copy's width)
+        let left = g.p[1].min(fw);
+        let inside = g.w.min(fw - left);
+        row[..left * c].fill(zf);
+        let src = &x[iy as usize * g.w * c..][..inside * c];
+        for (d, &v) in row[left * c..(left + inside) * c].iter_mut().zip(src) {
+            *d = v ^ flip;
+        }
+        row[(left + inside) * c..].fill(zf);
+    }
+    DwGeom {
+        h: fh,
+        w: fw,
+        p: [0, 0],
+        ..*g
+    }
 }
 
 /// Range of kernel taps `t` along one axis with `0 <= o*s + t*d - p < n`.

@@ -1,23 +1,33 @@
 //! `dwconv_qs8_kxk_16c_neonmull`: 16 channels per step with 8-bit multiplies, for every
-//! aarch64 core. Inputs are flipped to i8 (`EOR 0x80`, `x - 128`); `SMULL`/`SMULL2` of a tap's
-//! 16 input bytes by its 16 i8 weights give i16 products, a second tap is added in i16
-//! (`SMLAL`/`SMLAL2`: `2 * 128 * 127` fits, so weights must not be -128), and `SADDW`/`SADDW2`
-//! widen each pair into the four i32 accumulators: 32 MACs per 14 instructions, against 16
-//! per 11 for widening every input to i16 first.
+//! aarch64 core. `SMULL`/`SMULL2` of a tap's 16 input bytes by its 16 i8 weights give i16
+//! products, a second tap is added in i16 (`SMLAL`/`SMLAL2`: `2 * 128 * 127` fits, so weights
+//! must not be -128), and `SADDW`/`SADDW2` widen each pair into the four i32 accumulators:
+//! 32 MACs per 8 arithmetic instructions, against 16 per 4 for widening every input to i16.
 //!
-//! The zero points fold into the bias: `sum (x - zx) w = sum (x - 128) w + (128 - zx) sum w`
-//! over all taps, with taps outside the image reading a buffer of `zx` bytes (they then add
-//! exactly 0, as the contract's skipped taps). Interior pixels address their taps by fixed
-//! offsets; 3x3 and 5x5 are compiled with the tap count known, so the tap loop unrolls and a
-//! 3x3 block's weights stay in registers across the row; at column stride 1 or 2 their
-//! interior pixels go two at a time, sharing the loads of overlapping columns. Packing ([`pack`]): `[kh * kw][c_pad]` i8 weights, tap-major, then `c_pad` i32 sums of
-//! each channel's taps, as opaque bytes in the engine's i16 weight buffer.
+//! The kernel reads the engine's prepared copy of the input (`framed_signed`, see
+//! [`super::frame_input`]): framed so that every pixel is interior, each byte already
+//! `x - 128` as i8, so no tap is flipped or bounds-checked here. The zero points fold into
+//! the bias: `sum (x - zx) w = sum (x - 128) w + (128 - zx) sum w` over all taps (the frame's
+//! bytes add exactly 0).
+//!
+//! 3x3 and 5x5 kernels at dilation 1 (any stride) with u8 output in blocks of 16 or 8
+//! channels run an assembly loop over the row's pixels: a 3x3 block's 9 weight vectors,
+//! start values, multipliers and clamp bounds stay in registers for the whole row (74
+//! instructions per pixel and block: 9 loads, 38 multiply-adds, the 22-instruction requantizing
+//! store of `gemm::neon::store16` and the pointer steps); a 5x5 block re-reads its weights in
+//! pairs (`LDP`) per pixel (170 instructions for 400 MACs). LLVM's version of the same loop
+//! spilled the weights and split `SMULL2` into `EXT` + `SMULL`. Other sizes, dilations, f32
+//! outputs and ragged last blocks take the intrinsics loop.
+//!
+//! Packing ([`pack`]): per block of 16 channels, the `kh * kw` taps' 16 i8 weights in tap
+//! order (one contiguous run a block's loop walks), then `c_pad` i32 sums of each channel's
+//! taps, as opaque bytes in the engine's i16 weight buffer.
 
-use super::{tap_range, DwGeom, CB};
+use super::{DwGeom, CB};
 use crate::kernels::qs8::gemm::neon::store16;
 use crate::kernels::qs8::gemm::EpiMode;
 use std::arch::aarch64::*;
-use std::cell::RefCell;
+use std::arch::asm;
 
 /// Pack `[C][kh][kw]` int8 weights (see the module doc).
 pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
@@ -25,10 +35,11 @@ pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
     let cp = g.c_pad();
     let mut bytes = vec![0u8; taps * cp + 4 * cp];
     for c in 0..g.c {
+        let (blk, lane) = (c / CB, c % CB);
         let mut sum = 0i32;
         for t in 0..taps {
             let v = w[c * taps + t];
-            bytes[t * cp + c] = v as u8;
+            bytes[(blk * taps + t) * CB + lane] = v as u8;
             sum += v as i32;
         }
         bytes[taps * cp + 4 * c..taps * cp + 4 * c + 4].copy_from_slice(&sum.to_ne_bytes());
@@ -39,22 +50,12 @@ pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
         .collect()
 }
 
-/// Output columns `[lo, hi)` whose taps all lie inside the image along x.
-fn interior(g: &DwGeom) -> (usize, usize) {
-    let full = |ox: usize| tap_range(ox, g.s[1], g.d[1], g.p[1], g.k[1], g.w) == (0, g.k[1]);
-    let lo = (0..g.ow).find(|&ox| full(ox)).unwrap_or(g.ow);
-    let hi = (lo..g.ow)
-        .rev()
-        .find(|&ox| full(ox))
-        .map_or(lo, |ox| ox + 1);
-    (lo, hi)
-}
-
-/// One output row; see the module doc of `dwconv` for the contract.
+/// One output row; see the module doc of `dwconv` for the contract, with the input the
+/// prepared copy (`g` without padding).
 ///
 /// # Safety
-/// Pointers as in the contract, weights packed by [`pack`] with no -128; the host must have
-/// NEON (every aarch64 CPU).
+/// Pointers as in the contract, weights packed by [`pack`] with no -128, `x` the prepared
+/// copy; the host must have NEON (every aarch64 CPU).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon")]
 pub unsafe fn dwconv_qs8_kxk_16c_neonmull(
@@ -68,256 +69,349 @@ pub unsafe fn dwconv_qs8_kxk_16c_neonmull(
     mode: EpiMode,
     out: *mut u8,
 ) {
-    let r = Row {
-        g,
-        oy,
-        x,
-        zx,
-        w: w as *const i8,
-        bias,
-        scale,
-        mode,
-        out,
-    };
-    // Square 3x3 / 5x5 at column stride 1 or 2 also get the two-pixel interior path.
-    match (g.k, g.s[1], g.d[1]) {
-        ([3, 3], 1, 1) => r.run::<9, 3, 1>(),
-        ([3, 3], 2, 1) => r.run::<9, 3, 2>(),
-        ([5, 5], 1, 1) => r.run::<25, 5, 1>(),
-        ([5, 5], 2, 1) => r.run::<25, 5, 2>(),
-        _ => match g.k[0] * g.k[1] {
-            9 => r.run::<9, 0, 0>(),
-            25 => r.run::<25, 0, 0>(),
-            _ => r.run::<0, 0, 0>(),
-        },
-    }
-}
-
-/// One output row's arguments.
-struct Row<'a> {
-    g: &'a DwGeom,
-    oy: usize,
-    x: *const u8,
-    zx: i32,
-    w: *const i8,
-    bias: *const i32,
-    scale: *const f32,
-    mode: EpiMode,
-    out: *mut u8,
-}
-
-/// Buffers reused from row to row on each thread (the kernel runs once per output row, on the
-/// per-frame path): the `zx` bytes outside taps read, the interior tap offsets, the border
-/// pixels' tap addresses, and the weights of a kernel size not compiled in.
-#[derive(Default)]
-struct Scratch {
-    outside: Vec<u8>,
-    offs: Vec<usize>,
-    ptrs: Vec<*const u8>,
-    weights: Vec<int8x16_t>,
-}
-
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-}
-
-impl Row<'_> {
-    /// The row with `T` taps known at compile time (`T = 0`: any count, from the geometry);
-    /// `K != 0`: a `K x K` kernel at column stride `S`, dilation 1, whose interior pixels go
-    /// two at a time ([`pixel_pair`]).
-    #[inline(always)]
-    unsafe fn run<const T: usize, const K: usize, const S: usize>(&self) {
-        SCRATCH.with_borrow_mut(|s| self.run_in::<T, K, S>(s))
-    }
-
-    #[inline(always)]
-    unsafe fn run_in<const T: usize, const K: usize, const S: usize>(&self, s: &mut Scratch) {
-        let g = self.g;
-        let taps = if T == 0 { g.k[0] * g.k[1] } else { T };
-        let cp = g.c_pad();
-        let sums = self.w.add(taps * cp) as *const i32;
-        let (ky0, ky1) = tap_range(self.oy, g.s[0], g.d[0], g.p[0], g.k[0], g.h);
-        let (lo, hi) = if (ky0, ky1) == (0, g.k[0]) {
-            interior(g)
-        } else {
-            (0, 0)
+    debug_assert_eq!(g.p, [0, 0], "the prepared copy has no padding");
+    let taps = g.k[0] * g.k[1];
+    let cp = g.c_pad();
+    let w = w as *const i8;
+    let sums = w.add(taps * cp) as *const i32;
+    let fold = vdupq_n_s32(128 - zx);
+    // the window of output pixel 0 (row stride rs, column stride c)
+    let x = x.add(oy * g.s[0] * g.w * g.c);
+    let rs = g.d[0] * g.w * g.c;
+    let mut c0 = 0;
+    while c0 < g.c {
+        let n = CB.min(g.c - c0);
+        let start: [int32x4_t; 4] = std::array::from_fn(|j| {
+            let b = vld1q_s32(bias.add(c0 + 4 * j));
+            vmlaq_s32(b, vld1q_s32(sums.add(c0 + 4 * j)), fold)
+        });
+        let wb = w.add(c0 * taps);
+        let block = Block {
+            x: x.add(c0),
+            rs,
+            cs: g.d[1] * g.c,
+            step: g.s[1] * g.c,
+            pixels: g.ow,
+            w: wb,
+            start,
+            scale: scale.add(c0),
+            out: out.add(c0 * mode.elem_bytes()),
+            oc: g.c,
         };
-        let Scratch {
-            outside,
-            offs,
-            ptrs,
-            weights,
-        } = s;
-        // Taps outside the image read zx (a block reads up to 16 bytes from its channel).
-        outside.clear();
-        outside.resize(cp + CB, self.zx as u8);
-        offs.clear();
-        offs.extend(
-            (0..g.k[0])
-                .flat_map(|ky| (0..g.k[1]).map(move |kx| (ky * g.d[0] * g.w + kx * g.d[1]) * g.c)),
-        );
-        // Border pixels' tap addresses (block 0), computed once for every channel block.
-        ptrs.clear();
-        ptrs.resize(taps * g.ow, outside.as_ptr());
-        for ox in (0..g.ow).filter(|&ox| ox < lo || ox >= hi) {
-            self.border_taps(ox, outside, &mut ptrs[ox * taps..(ox + 1) * taps]);
+        match (mode, g.k, g.d[1], n) {
+            (EpiMode::Quant { zp, lo, hi }, [3, 3], 1, 16) => block.k3::<16>(zp, lo, hi),
+            (EpiMode::Quant { zp, lo, hi }, [3, 3], 1, 8) => block.k3::<8>(zp, lo, hi),
+            (EpiMode::Quant { zp, lo, hi }, [5, 5], 1, 16) => block.k5::<16>(zp, lo, hi),
+            (EpiMode::Quant { zp, lo, hi }, [5, 5], 1, 8) => block.k5::<8>(zp, lo, hi),
+            _ => block.any(g, taps, n, mode),
         }
-        let flip = vdupq_n_u8(0x80);
-        let fold = vdupq_n_s32(128 - self.zx);
-        let mut c0 = 0;
-        while c0 < g.c {
-            let start: [int32x4_t; 4] = std::array::from_fn(|j| {
-                let b = vld1q_s32(self.bias.add(c0 + 4 * j));
-                vmlaq_s32(b, vld1q_s32(sums.add(c0 + 4 * j)), fold)
-            });
-            let scl: [float32x4_t; 4] =
-                std::array::from_fn(|j| vld1q_f32(self.scale.add(c0 + 4 * j)));
-            let wb = self.w.add(c0);
-            // With T known the weights sit in a local array (registers for 3x3), else in the
-            // scratch.
-            let mut wa = [vdupq_n_s8(0); 25];
-            let wv: &[int8x16_t] = if T != 0 {
-                for (t, v) in wa.iter_mut().enumerate().take(T) {
-                    *v = vld1q_s8(wb.add(t * cp));
-                }
-                &wa[..T]
-            } else {
-                weights.clear();
-                weights.extend((0..taps).map(|t| vld1q_s8(wb.add(t * cp))));
-                weights
-            };
-            let n = CB.min(g.c - c0);
-            // an interior pixel's window (block c0), and one pixel's requantized store
-            let window = |ox: usize| {
-                self.x
-                    .add(((self.oy * g.s[0] - g.p[0]) * g.w + ox * g.s[1] - g.p[1]) * g.c + c0)
-            };
-            let store = |acc: &[int32x4_t; 4], ox: usize| {
-                let f: [float32x4_t; 4] =
-                    std::array::from_fn(|j| vmulq_f32(vcvtq_f32_s32(acc[j]), scl[j]));
-                store16(&f, n, self.mode, self.out, ox * g.c + c0);
-            };
-            let mut ox = 0;
-            while ox < g.ow {
-                if K != 0 && ox >= lo && ox + 1 < hi {
-                    let rs = g.d[0] * g.w * g.c;
-                    let accs = pixel_pair::<K, S>(window(ox), g.c, rs, wv, start, flip);
-                    store(&accs[0], ox);
-                    store(&accs[1], ox + 1);
-                    ox += 2;
-                    continue;
-                }
-                let acc = if ox >= lo && ox < hi {
-                    let win = window(ox);
-                    pixel::<T>(taps, |t| win.add(*offs.get_unchecked(t)), wv, start, flip)
-                } else {
-                    let px = ptrs.as_ptr().add(ox * taps);
-                    pixel::<T>(taps, |t| (*px.add(t)).add(c0), wv, start, flip)
-                };
-                store(&acc, ox);
-                ox += 1;
-            }
-            c0 += CB;
-        }
-    }
-
-    /// Tap addresses of a border pixel for channel 0: inside taps point into the image,
-    /// outside ones at the `zx` buffer.
-    #[inline(always)]
-    unsafe fn border_taps(&self, ox: usize, outside: &[u8], ptrs: &mut [*const u8]) {
-        let g = self.g;
-        let mut t = 0;
-        for ky in 0..g.k[0] {
-            let iy = (self.oy * g.s[0] + ky * g.d[0]) as isize - g.p[0] as isize;
-            for kx in 0..g.k[1] {
-                let ix = (ox * g.s[1] + kx * g.d[1]) as isize - g.p[1] as isize;
-                ptrs[t] = if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
-                    outside.as_ptr()
-                } else {
-                    self.x.add((iy as usize * g.w + ix as usize) * g.c)
-                };
-                t += 1;
-            }
-        }
+        c0 += CB;
     }
 }
 
-/// One pixel's 16 channels: `start + sum_t (x_t - 128) * w_t`, two taps per i16 step.
-#[inline(always)]
-unsafe fn pixel<const T: usize>(
-    taps: usize,
-    tap: impl Fn(usize) -> *const u8,
-    wv: &[int8x16_t],
-    start: [int32x4_t; 4],
-    flip: uint8x16_t,
-) -> [int32x4_t; 4] {
-    let taps = if T == 0 { taps } else { T };
-    let xs = |t: usize| vreinterpretq_s8_u8(veorq_u8(vld1q_u8(tap(t)), flip));
-    let mut acc = start;
-    let mut t = 0;
-    while t + 2 <= taps {
-        let (w0, w1) = (*wv.get_unchecked(t), *wv.get_unchecked(t + 1));
-        mac2(&mut acc, xs(t), w0, xs(t + 1), w1);
-        t += 2;
-    }
-    if t < taps {
-        mac1(&mut acc, xs(t), *wv.get_unchecked(t));
-    }
-    acc
-}
-
-/// Two neighbouring interior pixels of a `K x K` kernel (odd `K`) at column stride `S`,
-/// dilation 1 along x: `win` is the first pixel's window (row `ky` at `win + ky * rs`,
-/// column `j` at `+ j * c`); the second's column `j` is the first's `j + S`, so the `K + S`
-/// input vectors of a window row are loaded and flipped once for both pixels (12 instead of
-/// 18 for 3x3 stride 1) and each weight is read once per pair. Taps pair up in i16 within a
-/// row, and a row's last column with the next row's.
-#[inline(always)]
-unsafe fn pixel_pair<const K: usize, const S: usize>(
-    win: *const u8,
-    c: usize,
+/// One channel block of one output row.
+struct Block {
+    /// the first pixel's window (tap `ky, kx` at `x + ky * rs + kx * cs`)
+    x: *const u8,
     rs: usize,
-    wv: &[int8x16_t],
+    cs: usize,
+    /// bytes from one pixel's window to the next's
+    step: usize,
+    pixels: usize,
+    /// the block's packed weights (taps x 16)
+    w: *const i8,
     start: [int32x4_t; 4],
-    flip: uint8x16_t,
-) -> [[int32x4_t; 4]; 2] {
-    let col = |ky: usize, j: usize| {
-        vreinterpretq_s8_u8(veorq_u8(vld1q_u8(win.add(ky * rs + j * c)), flip))
+    scale: *const f32,
+    /// the first pixel's first output element of the block
+    out: *mut u8,
+    /// output elements from one pixel to the next
+    oc: usize,
+}
+
+/// `v20`-`v23 (+)= widen(v24 * w$a + v25 * w$b)`: two taps added in i16, then widened into
+/// the four accumulators; `$from` is `20`..`23` to accumulate or `9`..`12` (the start
+/// values) for a pixel's first pair.
+macro_rules! pair {
+    ($a:literal, $b:literal, $f0:literal, $f1:literal, $f2:literal, $f3:literal) => {
+        concat!(
+            "smull v26.8h, v24.8b, v",
+            $a,
+            ".8b\n",
+            "smlal v26.8h, v25.8b, v",
+            $b,
+            ".8b\n",
+            "smull2 v27.8h, v24.16b, v",
+            $a,
+            ".16b\n",
+            "smlal2 v27.8h, v25.16b, v",
+            $b,
+            ".16b\n",
+            "saddw v20.4s, v",
+            $f0,
+            ".4s, v26.4h\n",
+            "saddw2 v21.4s, v",
+            $f1,
+            ".4s, v26.8h\n",
+            "saddw v22.4s, v",
+            $f2,
+            ".4s, v27.4h\n",
+            "saddw2 v23.4s, v",
+            $f3,
+            ".4s, v27.8h\n",
+        )
     };
-    let w = |ky: usize, kx: usize| *wv.get_unchecked(ky * K + kx);
-    let mut acc = [start; 2];
-    // two taps (ky0, kx0) and (ky1, kx1) for both pixels
-    let two = |acc: &mut [[int32x4_t; 4]; 2], ky0: usize, kx0: usize, ky1: usize, kx1: usize| {
-        let (w0, w1) = (w(ky0, kx0), w(ky1, kx1));
-        for (p, acc) in acc.iter_mut().enumerate() {
-            mac2(acc, col(ky0, kx0 + S * p), w0, col(ky1, kx1 + S * p), w1);
-        }
+    ($a:literal, $b:literal) => {
+        pair!($a, $b, 20, 21, 22, 23)
     };
-    let mut ky = 0;
-    while ky < K {
-        let mut kx = 0;
-        while kx + 1 < K {
-            two(&mut acc, ky, kx, ky, kx + 1);
-            kx += 2;
+}
+
+/// `v20`-`v23 += widen(v24 * w$a)`: an odd last tap.
+macro_rules! single {
+    ($a:literal) => {
+        concat!(
+            "smull v26.8h, v24.8b, v",
+            $a,
+            ".8b\n",
+            "smull2 v27.8h, v24.16b, v",
+            $a,
+            ".16b\n",
+            "saddw v20.4s, v20.4s, v26.4h\n",
+            "saddw2 v21.4s, v21.4s, v26.8h\n",
+            "saddw v22.4s, v22.4s, v27.4h\n",
+            "saddw2 v23.4s, v23.4s, v27.8h\n",
+        )
+    };
+}
+
+/// Load tap `(row, col)` of the current window into `v$v`: `{r<row>}` the window row's
+/// pointer, `{c<col>}` the column's byte offset (column 0: none).
+macro_rules! tap {
+    ($v:literal, $row:literal, 0) => {
+        concat!("ldr q", $v, ", [{r", $row, "}]\n")
+    };
+    ($v:literal, $row:literal, $col:literal) => {
+        concat!("ldr q", $v, ", [{r", $row, "}, {c", $col, "}]\n")
+    };
+}
+
+/// Requantize `v20`-`v23` (multipliers `v13`-`v16`, zero point `v17`, bounds `v18`/`v19`;
+/// the operations of `gemm::neon::store16`) and store `$st` (`v24.16b` or `v24.8b`) at
+/// `{out}`, then `{out} += {oc}`.
+macro_rules! requant_store {
+    ($st:literal) => {
+        concat!(
+            "scvtf v20.4s, v20.4s\n",
+            "scvtf v21.4s, v21.4s\n",
+            "scvtf v22.4s, v22.4s\n",
+            "scvtf v23.4s, v23.4s\n",
+            "fmul v20.4s, v20.4s, v13.4s\n",
+            "fmul v21.4s, v21.4s, v14.4s\n",
+            "fmul v22.4s, v22.4s, v15.4s\n",
+            "fmul v23.4s, v23.4s, v16.4s\n",
+            "fcvtns v20.4s, v20.4s\n",
+            "fcvtns v21.4s, v21.4s\n",
+            "fcvtns v22.4s, v22.4s\n",
+            "fcvtns v23.4s, v23.4s\n",
+            "sqxtn v24.4h, v20.4s\n",
+            "sqxtn2 v24.8h, v21.4s\n",
+            "sqxtn v25.4h, v22.4s\n",
+            "sqxtn2 v25.8h, v23.4s\n",
+            "sqadd v24.8h, v24.8h, v17.8h\n",
+            "sqadd v25.8h, v25.8h, v17.8h\n",
+            "sqxtun v24.8b, v24.8h\n",
+            "sqxtun2 v24.16b, v25.8h\n",
+            "umax v24.16b, v24.16b, v18.16b\n",
+            "umin v24.16b, v24.16b, v19.16b\n",
+            "st1 {{",
+            $st,
+            "}}, [{out}], {oc}\n",
+        )
+    };
+}
+
+/// The store of a block of `N` (16 or 8) channels.
+macro_rules! store_n {
+    (16) => {
+        requant_store!("v24.16b")
+    };
+    (8) => {
+        requant_store!("v24.8b")
+    };
+}
+
+impl Block {
+    /// A 3x3 window at dilation 1, `N` (16 or 8) u8 outputs per pixel.
+    #[inline(always)]
+    unsafe fn k3<const N: usize>(&self, zp: i32, lo: i32, hi: i32) {
+        macro_rules! body {
+            ($n:tt) => {
+                // SAFETY: reads the 9 taps of `pixels` windows (inside the prepared copy, plus
+                // the kernel's 15 bytes of slack) and 9 x 16 weight bytes; writes `$n` bytes per
+                // pixel, `oc` apart (the contract's output row).
+                asm!(
+                    "ld1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{w}], #64",
+                    "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64",
+                    "ldr q8, [{w}]",
+                    "ld1 {{v13.4s, v14.4s, v15.4s, v16.4s}}, [{scale}]",
+                    "dup v17.8h, {zp:w}",
+                    "dup v18.16b, {lo:w}",
+                    "dup v19.16b, {hi:w}",
+                    "2:",
+                    tap!(24, 0, 0), tap!(25, 0, 1),
+                    pair!(0, 1, 9, 10, 11, 12),
+                    tap!(24, 0, 2), tap!(25, 1, 0),
+                    pair!(2, 3),
+                    tap!(24, 1, 1), tap!(25, 1, 2),
+                    pair!(4, 5),
+                    tap!(24, 2, 0), tap!(25, 2, 1),
+                    pair!(6, 7),
+                    tap!(24, 2, 2),
+                    single!(8),
+                    "add {r0}, {r0}, {step}",
+                    "add {r1}, {r1}, {step}",
+                    "add {r2}, {r2}, {step}",
+                    store_n!($n),
+                    "subs {count}, {count}, #1",
+                    "b.ne 2b",
+                    w = inout(reg) self.w => _,
+                    scale = in(reg) self.scale,
+                    zp = in(reg) zp,
+                    lo = in(reg) lo,
+                    hi = in(reg) hi,
+                    r0 = inout(reg) self.x => _,
+                    r1 = inout(reg) self.x.add(self.rs) => _,
+                    r2 = inout(reg) self.x.add(2 * self.rs) => _,
+                    c1 = in(reg) self.cs,
+                    c2 = in(reg) 2 * self.cs,
+                    step = in(reg) self.step,
+                    out = inout(reg) self.out => _,
+                    oc = in(reg) self.oc,
+                    count = inout(reg) self.pixels => _,
+                    in("v9") self.start[0], in("v10") self.start[1],
+                    in("v11") self.start[2], in("v12") self.start[3],
+                    out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+                    out("v4") _, out("v5") _, out("v6") _, out("v7") _, out("v8") _,
+                    out("v13") _, out("v14") _, out("v15") _, out("v16") _,
+                    out("v17") _, out("v18") _, out("v19") _,
+                    out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+                    out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+                    options(nostack),
+                )
+            };
         }
-        if ky + 1 < K {
-            let mut kx = 0;
-            while kx + 1 < K {
-                two(&mut acc, ky + 1, kx, ky + 1, kx + 1);
-                kx += 2;
-            }
-            // the two rows' last columns
-            two(&mut acc, ky, kx, ky + 1, kx);
-            ky += 2;
+        if self.pixels == 0 {
+            return;
+        }
+        if N == 16 {
+            body!(16)
         } else {
-            let w0 = w(ky, kx);
-            for (p, acc) in acc.iter_mut().enumerate() {
-                mac1(acc, col(ky, kx + S * p), w0);
-            }
-            ky += 1;
+            body!(8)
         }
     }
-    acc
+
+    /// A 5x5 window at dilation 1, `N` (16 or 8) u8 outputs per pixel; the weights are
+    /// re-read per pixel, two taps per `LDP`.
+    #[inline(always)]
+    unsafe fn k5<const N: usize>(&self, zp: i32, lo: i32, hi: i32) {
+        macro_rules! body {
+            ($n:tt) => {
+                // SAFETY: as in `k3`, for 25 taps.
+                asm!(
+                    "ld1 {{v13.4s, v14.4s, v15.4s, v16.4s}}, [{scale}]",
+                    "dup v17.8h, {zp:w}",
+                    "dup v18.16b, {lo:w}",
+                    "dup v19.16b, {hi:w}",
+                    "2:",
+                    "mov {wp}, {w}",
+                    // taps in order, two per pair: (row, col) of tap t is (t / 5, t % 5)
+                    "ldp q0, q1, [{wp}], #32", tap!(24, 0, 0), tap!(25, 0, 1),
+                    pair!(0, 1, 9, 10, 11, 12),
+                    "ldp q0, q1, [{wp}], #32", tap!(24, 0, 2), tap!(25, 0, 3), pair!(0, 1),
+                    "ldp q0, q1, [{wp}], #32", tap!(24, 0, 4), tap!(25, 1, 0), pair!(0, 1),
+                    "ldp q0, q1, [{wp}], #32", tap!(24, 1, 1), tap!(25, 1, 2), pair!(0, 1),
+                    "ldp q0, q1, [{wp}], #32", tap!(24, 1, 3), tap!(25, 1, 4), pair!(0, 1),
+                    "ldp q0, q1, [{wp}], #32", tap!(24, 2, 0), tap!(25, 2, 1), pair!(0, 1),
+                    "ldp q0, q1, [{wp}], #32", tap!(24, 2, 2), tap!(25, 2, 3), pair!(0, 1),
+                    "ldp q0, q1, [{wp}], #32", tap!(24, 2, 4), tap!(25, 3, 0), pair!(0, 1),
+                    "ldp q0, q1, [{wp}], #32", tap!(24, 3, 1), tap!(25, 3, 2), pair!(0, 1),
+                    "ldp q0, q1, [{wp}], #32", tap!(24, 3, 3), tap!(25, 3, 4), pair!(0, 1),
+                    "ldp q0, q1, [{wp}], #32", tap!(24, 4, 0), tap!(25, 4, 1), pair!(0, 1),
+                    "ldp q0, q1, [{wp}], #32", tap!(24, 4, 2), tap!(25, 4, 3), pair!(0, 1),
+                    "ldr q0, [{wp}]", tap!(24, 4, 4), single!(0),
+                    "add {r0}, {r0}, {step}",
+                    "add {r1}, {r1}, {step}",
+                    "add {r2}, {r2}, {step}",
+                    "add {r3}, {r3}, {step}",
+                    "add {r4}, {r4}, {step}",
+                    store_n!($n),
+                    "subs {count}, {count}, #1",
+                    "b.ne 2b",
+                    w = in(reg) self.w,
+                    wp = out(reg) _,
+                    scale = in(reg) self.scale,
+                    zp = in(reg) zp,
+                    lo = in(reg) lo,
+                    hi = in(reg) hi,
+                    r0 = inout(reg) self.x => _,
+                    r1 = inout(reg) self.x.add(self.rs) => _,
+                    r2 = inout(reg) self.x.add(2 * self.rs) => _,
+                    r3 = inout(reg) self.x.add(3 * self.rs) => _,
+                    r4 = inout(reg) self.x.add(4 * self.rs) => _,
+                    c1 = in(reg) self.cs,
+                    c2 = in(reg) 2 * self.cs,
+                    c3 = in(reg) 3 * self.cs,
+                    c4 = in(reg) 4 * self.cs,
+                    step = in(reg) self.step,
+                    out = inout(reg) self.out => _,
+                    oc = in(reg) self.oc,
+                    count = inout(reg) self.pixels => _,
+                    in("v9") self.start[0], in("v10") self.start[1],
+                    in("v11") self.start[2], in("v12") self.start[3],
+                    out("v0") _, out("v1") _,
+                    out("v13") _, out("v14") _, out("v15") _, out("v16") _,
+                    out("v17") _, out("v18") _, out("v19") _,
+                    out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+                    out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+                    options(nostack),
+                )
+            };
+        }
+        if self.pixels == 0 {
+            return;
+        }
+        if N == 16 {
+            body!(16)
+        } else {
+            body!(8)
+        }
+    }
+
+    /// Any window, dilation and output form, `n` channels stored: intrinsics, taps paired
+    /// in order as in the assembly loops.
+    #[inline(always)]
+    unsafe fn any(&self, g: &DwGeom, taps: usize, n: usize, mode: EpiMode) {
+        let scl: [float32x4_t; 4] = std::array::from_fn(|j| vld1q_f32(self.scale.add(4 * j)));
+        let offs: Vec<usize> = (0..g.k[0])
+            .flat_map(|ky| (0..g.k[1]).map(move |kx| ky * self.rs + kx * self.cs))
+            .collect();
+        let wv: Vec<int8x16_t> = (0..taps).map(|t| vld1q_s8(self.w.add(t * CB))).collect();
+        for px in 0..self.pixels {
+            let win = self.x.add(px * self.step);
+            let xs = |t: usize| vld1q_s8(win.add(offs[t]) as *const i8);
+            let mut acc = self.start;
+            let mut t = 0;
+            while t + 2 <= taps {
+                mac2(&mut acc, xs(t), wv[t], xs(t + 1), wv[t + 1]);
+                t += 2;
+            }
+            if t < taps {
+                mac1(&mut acc, xs(t), wv[t]);
+            }
+            let f: [float32x4_t; 4] =
+                std::array::from_fn(|j| vmulq_f32(vcvtq_f32_s32(acc[j]), scl[j]));
+            store16(&f, n, mode, self.out, px * self.oc);
+        }
+    }
 }
 
 /// `acc += x0 * w0 + x1 * w1` per channel: both products summed in i16 (`SMULL` + `SMLAL`,

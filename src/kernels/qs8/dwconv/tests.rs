@@ -68,13 +68,22 @@ fn every_dwconv_kernel_matches_the_reference() {
                             let elem = if mode == EpiMode::Float { 4 } else { 1 };
                             let mut got = vec![0u8; oh * ow * c * elem];
                             let mut want = got.clone();
+                            // a framed_signed kernel reads the engine's prepared copy
+                            let mut xp = vec![0u8; framed_len(&g)];
+                            let (gk, xk) = if k.framed_signed {
+                                let gp = frame_input(&g, &x[..h * w * c], zx as u8, true, &mut xp);
+                                assert_eq!(gp.p, [0, 0]);
+                                (gp, xp.as_ptr())
+                            } else {
+                                (g, x.as_ptr())
+                            };
                             for oy in 0..oh {
                                 let o = oy * ow * c * elem;
                                 unsafe {
                                     (k.run)(
-                                        &g,
+                                        &gk,
                                         oy,
-                                        x.as_ptr(),
+                                        xk,
                                         zx,
                                         packed.as_ptr(),
                                         bias.as_ptr(),
@@ -105,5 +114,92 @@ fn every_dwconv_kernel_matches_the_reference() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn a_framed_copy_gives_the_same_rows() {
+    // The engine's path for `framed_signed` kernels, checked with the reference on every host:
+    // a zx-framed copy without padding computes what the padded geometry computes.
+    let mut rng = Rng(7);
+    let reference = select(Level::Scalar);
+    for &(ks, s, dl, h, w, c, p) in &[
+        (3, 1, 1, 7, 9, 17, [1, 1]),
+        (3, 2, 1, 8, 8, 16, [1, 1]),
+        (5, 2, 1, 9, 6, 5, [2, 2]),
+        (3, 1, 2, 6, 5, 3, [2, 2]),
+        (3, 2, 1, 5, 7, 4, [0, 1]), // pad on one axis only
+        (5, 1, 1, 1, 1, 2, [2, 2]),
+    ] {
+        let span = (ks - 1) * dl + 1;
+        let (oh, ow) = ((h + 2 * p[0] - span) / s + 1, (w + 2 * p[1] - span) / s + 1);
+        let g = DwGeom {
+            h,
+            w,
+            c,
+            oh,
+            ow,
+            k: [ks, ks],
+            s: [s, s],
+            p,
+            d: [dl, dl],
+        };
+        let zx = 131;
+        let x = rng.bytes(h * w * c + 64);
+        let wt: Vec<i8> = rng
+            .bytes(c * ks * ks)
+            .into_iter()
+            .map(|v| v as i8)
+            .collect();
+        let packed = pack_weights(&wt, &g);
+        let cp = g.c_pad();
+        let bias: Vec<i32> = (0..cp).map(|_| rng.next() as i32 % 3000).collect();
+        let scale = vec![0.01f32; cp];
+        let mode = EpiMode::Quant {
+            zp: 3,
+            lo: 0,
+            hi: 255,
+        };
+        let mut xp = vec![0u8; framed_len(&g)];
+        let gp = frame_input(&g, &x[..h * w * c], zx as u8, false, &mut xp);
+        // the signed copy is the same bytes XOR 0x80
+        let mut xs = vec![0u8; framed_len(&g)];
+        assert_eq!(
+            frame_input(&g, &x[..h * w * c], zx as u8, true, &mut xs),
+            gp
+        );
+        assert!(xs.iter().zip(&xp).all(|(s, p)| s ^ 0x80 == *p));
+        let (mut got, mut want) = (vec![0u8; oh * ow * c], vec![0u8; oh * ow * c]);
+        for oy in 0..oh {
+            let o = oy * ow * c;
+            unsafe {
+                let common = (packed.as_ptr(), bias.as_ptr(), scale.as_ptr());
+                (reference.run)(
+                    &g,
+                    oy,
+                    x.as_ptr(),
+                    zx,
+                    common.0,
+                    common.1,
+                    common.2,
+                    mode,
+                    want.as_mut_ptr().add(o),
+                );
+                (reference.run)(
+                    &gp,
+                    oy,
+                    xp.as_ptr(),
+                    zx,
+                    common.0,
+                    common.1,
+                    common.2,
+                    mode,
+                    got.as_mut_ptr().add(o),
+                );
+            }
+        }
+        assert_eq!(got, want, "k{ks} s{s} d{dl} {h}x{w}x{c} p{p:?}");
+        // the frame is zx, the image sits at (p0, p1)
+        assert_eq!(xp[0], if p[0] + p[1] > 0 { zx as u8 } else { x[0] });
     }
 }

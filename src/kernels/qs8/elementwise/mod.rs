@@ -6,17 +6,28 @@
 //! x86-64: portable (SSE2 baseline), with AVX2 (`*_avx2`) and with AVX-512 (`*_avx512`), where
 //! LLVM vectorises them 8 or 16 wide with `vroundps`-free rounding and `vcvttps2dq`. Both run the same IEEE operations in
 //! the same order, so they are bit-identical; `tests.rs` checks it on random rows. On aarch64
-//! NEON is the baseline, so the portable build is already the vector one.
+//! Quantize, Add, Mul and the per-channel rows have NEON builds ([`neon`]; LLVM vectorised
+//! the portable loops only 4 wide there), checked the same way.
 
 use super::Level;
 use crate::ops::{QBinaryKind, QRound, QType};
 
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
 /// Defines `$name(level, args)` dispatching to an AVX-512 or AVX2 build of `$body` when
 /// `level` allows it and the host has it, else to the portable build.
 macro_rules! row_kernel {
-    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(neon: $neon:expr;)? $body:block) => {
         $(#[$doc])*
         pub fn $name(level: Level, $($arg: $ty),*) {
+            $(
+                #[cfg(target_arch = "aarch64")]
+                if level >= Level::Neon {
+                    // SAFETY: every aarch64 CPU has NEON.
+                    return unsafe { $neon };
+                }
+            )?
             #[inline(always)]
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
@@ -48,7 +59,9 @@ macro_rules! row_kernel {
 
 row_kernel! {
     /// `y[i] = Q(x[i])`.
-    fn quantize_row(q: QType, x: &[f32], y: &mut [u8]) {
+    fn quantize_row(q: QType, x: &[f32], y: &mut [u8])
+    neon: neon::quantize_row(q, x, y);
+    {
         for (o, &v) in y.iter_mut().zip(x) {
             *o = q.quantize(v);
         }
@@ -66,7 +79,9 @@ row_kernel! {
 
 row_kernel! {
     /// `y[i] = Q(DQ(a[i]) + DQ(b[i]))`.
-    fn add_row(qa: QType, qb: QType, qo: QType, a: &[u8], b: &[u8], y: &mut [u8]) {
+    fn add_row(qa: QType, qb: QType, qo: QType, a: &[u8], b: &[u8], y: &mut [u8])
+    neon: neon::binary_row(false, qa, qb, qo, a, b, y);
+    {
         for ((o, &va), &vb) in y.iter_mut().zip(a).zip(b) {
             *o = qo.quantize(qa.dequantize(va) + qb.dequantize(vb));
         }
@@ -75,7 +90,9 @@ row_kernel! {
 
 row_kernel! {
     /// `y[i] = Q(DQ(a[i]) * DQ(b[i]))`.
-    fn mul_row(qa: QType, qb: QType, qo: QType, a: &[u8], b: &[u8], y: &mut [u8]) {
+    fn mul_row(qa: QType, qb: QType, qo: QType, a: &[u8], b: &[u8], y: &mut [u8])
+    neon: neon::binary_row(true, qa, qb, qo, a, b, y);
+    {
         for ((o, &va), &vb) in y.iter_mut().zip(a).zip(b) {
             *o = qo.quantize(qa.dequantize(va) * qb.dequantize(vb));
         }
@@ -85,7 +102,9 @@ row_kernel! {
 row_kernel! {
     /// Per-channel broadcast over NHWC pixels of `bt.len()` channels:
     /// `y[p, c] = Q(DQ(a[p, c]) op bt[c])` (`mul` picks `*`, else `+`).
-    fn binary_channels_rows(mul: bool, qa: QType, qo: QType, bt: &[f32], a: &[u8], y: &mut [u8]) {
+    fn binary_channels_rows(mul: bool, qa: QType, qo: QType, bt: &[f32], a: &[u8], y: &mut [u8])
+    neon: neon::channels_rows(mul, qa, qo, bt, a, y);
+    {
         let c = bt.len();
         for (yp, ap) in y.chunks_exact_mut(c).zip(a.chunks_exact(c)) {
             if mul {
@@ -157,6 +176,9 @@ pub fn quantize(level: Level, q: QType, shape: &[usize], x: &[f32], y: &mut [u8]
                     // SAFETY: the host has AVX-512 VBMI (checked).
                     unsafe { x86::interleave3_avx512vbmi(&planes, out) }
                 }
+                #[cfg(target_arch = "aarch64")]
+                // SAFETY: every aarch64 CPU has NEON.
+                3 if level >= Level::Neon => unsafe { neon::interleave3(&planes, BLOCK, out) },
                 3 => interleave::<3>(&planes, out),
                 4 => interleave::<4>(&planes, out),
                 _ => {
