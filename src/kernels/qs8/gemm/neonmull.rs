@@ -9,50 +9,122 @@
 //! Two products fit i16 only when no weight is -128 (`|(a - 128) * w| <= 128 * 127`, twice is
 //! 32512): the kernel is registered with `no_min_weight` and the engine picks the `SMLAL`
 //! kernel for weights that use -128. Accumulators hold two partial sums per channel
-//! (`[c0 k01, c0 k23, c1 k01, c1 k23]`), folded by `ADDP` before the shared epilogue;
-//! `128 * sum_k w` from the packed block's sums and the bias start them.
+//! (`[c0 k01, c0 k23, c1 k01, c1 k23]`), folded by `ADDP` before the shared epilogue; they
+//! start as `[s0, 0, s1, 0]` with `s = bias + 128 * sum_k w` (the packed block's sums), so
+//! the fold adds the start once.
+//!
+//! The loops and the requantizing store of a full tile (2 rows, 16 channels, u8 output) are
+//! inline assembly with the 16 accumulators pinned to `v16`-`v31`: a step of two c4 groups
+//! is 60 instructions for 256 MACs (LLVM's intrinsics version: 64, plus 16 to zero the
+//! accumulators and about 57 per stored row against 28 here). Partial tiles and f32
+//! outputs take the shared intrinsics epilogue.
 
-use super::neon::{load_bias, load_scale, store_row};
+use super::neon::{load_scale, store_row};
 use super::{EpiMode, NR};
 use std::arch::aarch64::*;
+use std::arch::asm;
 
 /// Rows per call.
 const MR: usize = 2;
 
-/// `acc[2q], acc[2q + 1] += pairwise sums of w0 * x0 + w1 * x1` for weight vector `q` of a
-/// block (4 channels) over two c4 groups.
-#[inline(always)]
-unsafe fn pair(
-    acc: &mut [int32x4_t; 8],
-    q: usize,
-    w0: int8x16_t,
-    w1: int8x16_t,
-    x0: int8x16_t,
-    x1: int8x16_t,
-) {
-    let lo = vmlal_s8(
-        vmull_s8(vget_low_s8(w0), vget_low_s8(x0)),
-        vget_low_s8(w1),
-        vget_low_s8(x1),
-    );
-    let hi = vmlal_high_s8(vmull_high_s8(w0, x0), w1, x1);
-    acc[2 * q] = vpadalq_s16(acc[2 * q], lo);
-    acc[2 * q + 1] = vpadalq_s16(acc[2 * q + 1], hi);
+/// One row's products of a step of two c4 groups (weights `v8`-`v11` and `v12`-`v15`,
+/// activations repeated in `$x0`/`$x1`) into the row's accumulators `$a0`..`$a7`.
+macro_rules! row_step {
+    ($x0:literal, $x1:literal, $a0:literal, $a1:literal, $a2:literal, $a3:literal,
+     $a4:literal, $a5:literal, $a6:literal, $a7:literal) => {
+        concat!(
+            row_step!(@q 8, 12, $x0, $x1, $a0, $a1),
+            row_step!(@q 9, 13, $x0, $x1, $a2, $a3),
+            row_step!(@q 10, 14, $x0, $x1, $a4, $a5),
+            row_step!(@q 11, 15, $x0, $x1, $a6, $a7),
+        )
+    };
+    (@q $w0:literal, $w1:literal, $x0:literal, $x1:literal, $lo:literal, $hi:literal) => {
+        concat!(
+            "smull v6.8h, v", $w0, ".8b, v", $x0, ".8b\n",
+            "smlal v6.8h, v", $w1, ".8b, v", $x1, ".8b\n",
+            "sadalp v", $lo, ".4s, v6.8h\n",
+            "smull2 v7.8h, v", $w0, ".16b, v", $x0, ".16b\n",
+            "smlal2 v7.8h, v", $w1, ".16b, v", $x1, ".16b\n",
+            "sadalp v", $hi, ".4s, v7.8h\n",
+        )
+    };
 }
 
-/// One c4 group alone (the odd last one).
-#[inline(always)]
-unsafe fn one_group(acc: &mut [int32x4_t; 8], w0: &[int8x16_t; 4], x0: int8x16_t) {
-    for q in 0..4 {
-        acc[2 * q] = vpadalq_s16(acc[2 * q], vmull_s8(vget_low_s8(w0[q]), vget_low_s8(x0)));
-        acc[2 * q + 1] = vpadalq_s16(acc[2 * q + 1], vmull_high_s8(w0[q], x0));
-    }
+/// One row's products of a single c4 group (weights `v8`-`v11`, activations in `$x0`).
+macro_rules! row_group {
+    ($x0:literal, $a0:literal, $a1:literal, $a2:literal, $a3:literal,
+     $a4:literal, $a5:literal, $a6:literal, $a7:literal) => {
+        concat!(
+            row_group!(@q 8, $x0, $a0, $a1),
+            row_group!(@q 9, $x0, $a2, $a3),
+            row_group!(@q 10, $x0, $a4, $a5),
+            row_group!(@q 11, $x0, $a6, $a7),
+        )
+    };
+    (@q $w0:literal, $x0:literal, $lo:literal, $hi:literal) => {
+        concat!(
+            "smull v6.8h, v", $w0, ".8b, v", $x0, ".8b\n",
+            "sadalp v", $lo, ".4s, v6.8h\n",
+            "smull2 v7.8h, v", $w0, ".16b, v", $x0, ".16b\n",
+            "sadalp v", $hi, ".4s, v7.8h\n",
+        )
+    };
 }
 
-#[inline(always)]
-unsafe fn load4(w: *const i8) -> [int8x16_t; 4] {
-    let w = vld1q_s8_x4(w);
-    [w.0, w.1, w.2, w.3]
+/// One stored row of a full tile: fold the accumulator pairs `$a`..`$a+7` (`ADDP`), then
+/// the operations of `neon::store16` (multipliers `v8`-`v11`, zero point `v12`, bounds
+/// `v13`/`v14`), 16 bytes at `{c}`, then `{c} += {ldc}`.
+macro_rules! store_q16 {
+    ($a0:literal, $a1:literal, $a2:literal, $a3:literal,
+     $a4:literal, $a5:literal, $a6:literal, $a7:literal) => {
+        concat!(
+            "addp v0.4s, v",
+            $a0,
+            ".4s, v",
+            $a1,
+            ".4s\n",
+            "addp v1.4s, v",
+            $a2,
+            ".4s, v",
+            $a3,
+            ".4s\n",
+            "addp v2.4s, v",
+            $a4,
+            ".4s, v",
+            $a5,
+            ".4s\n",
+            "addp v3.4s, v",
+            $a6,
+            ".4s, v",
+            $a7,
+            ".4s\n",
+            "scvtf v0.4s, v0.4s\n",
+            "scvtf v1.4s, v1.4s\n",
+            "scvtf v2.4s, v2.4s\n",
+            "scvtf v3.4s, v3.4s\n",
+            "fmul v0.4s, v0.4s, v8.4s\n",
+            "fmul v1.4s, v1.4s, v9.4s\n",
+            "fmul v2.4s, v2.4s, v10.4s\n",
+            "fmul v3.4s, v3.4s, v11.4s\n",
+            "fcvtns v0.4s, v0.4s\n",
+            "fcvtns v1.4s, v1.4s\n",
+            "fcvtns v2.4s, v2.4s\n",
+            "fcvtns v3.4s, v3.4s\n",
+            "sqxtn v4.4h, v0.4s\n",
+            "sqxtn2 v4.8h, v1.4s\n",
+            "sqxtn v5.4h, v2.4s\n",
+            "sqxtn2 v5.8h, v3.4s\n",
+            "sqadd v4.8h, v4.8h, v12.8h\n",
+            "sqadd v5.8h, v5.8h, v12.8h\n",
+            "sqxtun v4.8b, v4.8h\n",
+            "sqxtun2 v4.16b, v5.8h\n",
+            "umax v4.16b, v4.16b, v13.16b\n",
+            "umin v4.16b, v4.16b, v14.16b\n",
+            "str q4, [{c}]\n",
+            "add {c}, {c}, {ldc}\n",
+        )
+    };
 }
 
 /// See the module doc of `gemm` for the contract.
@@ -73,52 +145,113 @@ pub unsafe fn gemm_qs8_2x16c4_neonmull(
     c: *mut u8,
     ldc: usize,
 ) {
+    // Rows past mr re-read row 0 (always readable); their results are not stored.
+    let rows: [*const u8; MR] = std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
+    let (steps, rest) = (k4 / 2, k4 % 2);
     for blk in 0..n.div_ceil(NR) {
         let nc = NR.min(n - blk * NR);
         let (b, bias, scale, c) = super::block_args(blk, k4, b, bias, scale, mode, c);
-        // Rows past mr re-read row 0 (always readable); their results are not stored.
-        let rows: [*const u8; MR] =
-            std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
-        let flip = vdup_n_u8(0x80);
+        // The accumulators' start: channel j's `bias + 128 * sum` in the first of its two
+        // lanes (accumulator vector j / 2, lanes 2 * (j % 2) and + 1).
+        let sums = b.add(k4 * NR * 4) as *const i32;
+        let mut start = [0i32; 2 * NR];
+        for j in 0..NR {
+            start[2 * j] = (*bias.add(j)).wrapping_add((*sums.add(j)).wrapping_mul(128));
+        }
         let mut acc = [[vdupq_n_s32(0); 8]; MR];
-        let mut kk = 0;
-        while kk + 2 <= k4 {
-            // Both rows' activations, both groups' weights (one four-register `LD1` each),
-            // then the products: 16 accumulators + 4 activation + 8 weight registers.
-            let xs: [[int8x16_t; 2]; MR] = std::array::from_fn(|i| {
-                let x = vreinterpret_s32_u8(veor_u8(vld1_u8(rows[i].add(kk * 4)), flip));
-                [
-                    vreinterpretq_s8_s32(vdupq_lane_s32::<0>(x)),
-                    vreinterpretq_s8_s32(vdupq_lane_s32::<1>(x)),
-                ]
-            });
-            let (w0, w1) = (load4(b.add(kk * NR * 4)), load4(b.add((kk + 1) * NR * 4)));
-            for q in 0..4 {
-                for (x, acc) in xs.iter().zip(acc.iter_mut()) {
-                    pair(acc, q, w0[q], w1[q], x[0], x[1]);
+        // SAFETY: reads 4 * k4 bytes of each row and k4 groups of 64 weight bytes (the
+        // contract); writes only the named registers.
+        asm!(
+            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{start}], #64",
+            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{start}]",
+            "sub {start}, {start}, #64",
+            "ld1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{start}], #64",
+            "ld1 {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{start}]",
+            "movi v5.8b, #0x80",
+            "cbz {steps}, 3f",
+            // two c4 groups: 8 bytes of each row, flipped, each group repeated across a vector
+            "2:",
+            "ldr d0, [{r0}], #8",
+            "ldr d3, [{r1}], #8",
+            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}], #64",
+            "ld1 {{v12.16b, v13.16b, v14.16b, v15.16b}}, [{w}], #64",
+            "eor v0.8b, v0.8b, v5.8b",
+            "eor v3.8b, v3.8b, v5.8b",
+            "dup v1.4s, v0.s[0]",
+            "dup v2.4s, v0.s[1]",
+            "dup v4.4s, v3.s[1]",
+            "dup v3.4s, v3.s[0]",
+            row_step!(1, 2, 16, 17, 18, 19, 20, 21, 22, 23),
+            row_step!(3, 4, 24, 25, 26, 27, 28, 29, 30, 31),
+            "subs {steps}, {steps}, #1",
+            "b.ne 2b",
+            // an odd last group: 4 bytes of each row
+            "3:",
+            "cbz {rest}, 4f",
+            "ldr s0, [{r0}]",
+            "ldr s3, [{r1}]",
+            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}]",
+            "eor v0.8b, v0.8b, v5.8b",
+            "eor v3.8b, v3.8b, v5.8b",
+            "dup v1.4s, v0.s[0]",
+            "dup v3.4s, v3.s[0]",
+            row_group!(1, 16, 17, 18, 19, 20, 21, 22, 23),
+            row_group!(3, 24, 25, 26, 27, 28, 29, 30, 31),
+            "4:",
+            start = inout(reg) start.as_ptr() => _,
+            steps = inout(reg) steps => _,
+            rest = in(reg) rest,
+            r0 = inout(reg) rows[0] => _,
+            r1 = inout(reg) rows[1] => _,
+            w = inout(reg) b => _,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2], out("v19") acc[0][3],
+            out("v20") acc[0][4], out("v21") acc[0][5], out("v22") acc[0][6], out("v23") acc[0][7],
+            out("v24") acc[1][0], out("v25") acc[1][1], out("v26") acc[1][2], out("v27") acc[1][3],
+            out("v28") acc[1][4], out("v29") acc[1][5], out("v30") acc[1][6], out("v31") acc[1][7],
+            options(nostack, readonly),
+        );
+        match mode {
+            EpiMode::Quant { zp, lo, hi } if mr == MR && nc == NR => {
+                // SAFETY: two rows of 16 bytes at c, ldc apart (the contract).
+                asm!(
+                    "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{scale}]",
+                    "dup v12.8h, {zp:w}",
+                    "dup v13.16b, {lo:w}",
+                    "dup v14.16b, {hi:w}",
+                    store_q16!(16, 17, 18, 19, 20, 21, 22, 23),
+                    store_q16!(24, 25, 26, 27, 28, 29, 30, 31),
+                    scale = in(reg) scale,
+                    zp = in(reg) zp,
+                    lo = in(reg) lo,
+                    hi = in(reg) hi,
+                    c = inout(reg) c => _,
+                    ldc = in(reg) ldc,
+                    out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
+                    out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+                    out("v12") _, out("v13") _, out("v14") _,
+                    inout("v16") acc[0][0] => _, inout("v17") acc[0][1] => _,
+                    inout("v18") acc[0][2] => _, inout("v19") acc[0][3] => _,
+                    inout("v20") acc[0][4] => _, inout("v21") acc[0][5] => _,
+                    inout("v22") acc[0][6] => _, inout("v23") acc[0][7] => _,
+                    inout("v24") acc[1][0] => _, inout("v25") acc[1][1] => _,
+                    inout("v26") acc[1][2] => _, inout("v27") acc[1][3] => _,
+                    inout("v28") acc[1][4] => _, inout("v29") acc[1][5] => _,
+                    inout("v30") acc[1][6] => _, inout("v31") acc[1][7] => _,
+                    options(nostack),
+                );
+            }
+            _ => {
+                let sc = load_scale(scale);
+                for (i, acc) in acc.iter().enumerate().take(mr) {
+                    let sum: [int32x4_t; 4] =
+                        std::array::from_fn(|j| vpaddq_s32(acc[2 * j], acc[2 * j + 1]));
+                    store_row(&sum, nc, &sc, mode, c, ldc, i);
                 }
             }
-            kk += 2;
-        }
-        if kk < k4 {
-            let w0 = load4(b.add(kk * NR * 4));
-            for (r, acc) in rows.iter().zip(acc.iter_mut()) {
-                let x4 = std::ptr::read_unaligned(r.add(kk * 4) as *const u32);
-                let x = veorq_u8(vreinterpretq_u8_u32(vdupq_n_u32(x4)), vdupq_n_u8(0x80));
-                one_group(acc, &w0, vreinterpretq_s8_u8(x));
-            }
-        }
-        let sums = b.add(k4 * NR * 4) as *const i32;
-        let bias = load_bias(bias);
-        let start: [int32x4_t; 4] = std::array::from_fn(|j| {
-            vaddq_s32(bias[j], vshlq_n_s32::<7>(vld1q_s32(sums.add(4 * j))))
-        });
-        let sc = load_scale(scale);
-        for (i, acc) in acc.iter().enumerate().take(mr) {
-            let sum: [int32x4_t; 4] = std::array::from_fn(|j| {
-                vaddq_s32(start[j], vpaddq_s32(acc[2 * j], acc[2 * j + 1]))
-            });
-            store_row(&sum, nc, &sc, mode, c, ldc, i);
         }
     }
 }
