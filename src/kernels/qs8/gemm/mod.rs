@@ -25,8 +25,8 @@
 //! `gemm_qs8_8x16c4_avx512vnni` (`vpdpbusd`); on aarch64 `gemm_qs8_4x16c4_neondot` (`SDOT` by
 //! lane on the same c4 layout; A flipped to i8 with `a ^ 0x80` and `128 * sum_k B[n, k]` from
 //! the block's sums added back), `gemm_qs8_2x16c4_neonmull` (baseline NEON: `SMULL` + `SMLAL`
-//! of two c4 groups in i16, `SADALP` into i32; weights in -127..=127) and
-//! `gemm_qs8_4x16c4_neon` (`LD4` de-interleave, widening to i16, `SMLAL` by lane: any weights);
+//! of two c4 groups in i16, `SADALP` into i32; weights in -127..=127; both with their loops
+//! and full-tile stores in inline assembly) and `gemm_qs8_4x16c4_neon` (`LD4` de-interleave, widening to i16, `SMLAL` by lane: any weights);
 //! on 32-bit Arm `gemm_qs8_4x16c4_armv7neon` (inline assembly, the `neonmull` scheme with a
 //! one-row register tile; weights in -127..=127, others take the scalar kernel).
 
