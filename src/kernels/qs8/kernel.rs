@@ -101,7 +101,7 @@ impl Int8Kernel {
             }
             QOp::Dequantize { input } => {
                 let y = std::slice::from_raw_parts_mut(out as *mut f32, out_len);
-                ew::dequantize(*input, &self.op.out_shape, in0(), y);
+                ew::dequantize(self.level, *input, &self.op.out_shape, in0(), y);
             }
             QOp::FakeQuant(r) => {
                 let x = std::slice::from_raw_parts(ins[0] as *const f32, out_len);
@@ -184,7 +184,7 @@ impl Int8Kernel {
                     return Ok(());
                 }
                 let (xf, yf) = scratch.split_at_mut(n_in);
-                ew::dequantize(*input, &self.in_shapes[0], in0(), xf);
+                ew::dequantize(self.level, *input, &self.in_shapes[0], in0(), xf);
                 let yf = &mut yf[..out_len];
                 {
                     let xv = ArrayViewD::from_shape(IxDyn(&self.in_shapes[0]), &*xf)

@@ -218,7 +218,7 @@ fn elementwise_kernels_follow_their_definitions() {
     quantize(Level::Scalar, qo, &[1, 3, 2, 2], &x, &mut q);
     assert_eq!(q[1], qo.quantize(x[4])); // pixel 0, channel 1
     let mut back = vec![0f32; 12];
-    dequantize(qo, &[1, 3, 2, 2], &q, &mut back);
+    dequantize(Level::Scalar, qo, &[1, 3, 2, 2], &q, &mut back);
     for (a, b) in x.iter().zip(&back) {
         assert!((a - b).abs() <= qo.scale / 2.0 + 1e-6);
     }
@@ -314,6 +314,8 @@ fn layout_conversions_match_the_per_element_definition_on_odd_shapes() {
         [2, 3, 13, 11],
         [2, 4, 7, 11],
         [1, 3, 12, 12], // two blocks of 64 pixels and a ragged one, 16-pixel steps
+        [2, 48, 5, 7],  // whole 16 x 16 tiles and ragged pixels
+        [1, 16, 4, 4],
     ] {
         let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3]);
         let len = n * c * hw;
@@ -336,13 +338,18 @@ fn layout_conversions_match_the_per_element_definition_on_odd_shapes() {
             }
         }
         let bytes = rng.bytes(len);
-        let mut back = vec![0f32; len];
-        dequantize(q, &shape, &bytes, &mut back);
-        for b in 0..n {
-            for ch in 0..c {
-                for p in 0..hw {
-                    let (i, o) = ((b * c + ch) * hw + p, (b * hw + p) * c + ch);
-                    assert_eq!(back[i], q.dequantize(bytes[o]), "{shape:?} {i}");
+        for level in [Level::Scalar, Level::Neon] {
+            if !level.supported() {
+                continue;
+            }
+            let mut back = vec![0f32; len];
+            dequantize(level, q, &shape, &bytes, &mut back);
+            for b in 0..n {
+                for ch in 0..c {
+                    for p in 0..hw {
+                        let (i, o) = ((b * c + ch) * hw + p, (b * hw + p) * c + ch);
+                        assert_eq!(back[i], q.dequantize(bytes[o]), "{shape:?} {level:?} {i}");
+                    }
                 }
             }
         }

@@ -249,7 +249,7 @@ mod x86 {
 
 /// DequantizeLinear of stored NHWC bytes into f32 NCHW, through a 256-entry table (exactly
 /// `q.dequantize(v)` for every byte).
-pub fn dequantize(q: QType, shape: &[usize], x: &[u8], y: &mut [f32]) {
+pub fn dequantize(level: Level, q: QType, shape: &[usize], x: &[u8], y: &mut [f32]) {
     let (n, c, hw) = nchw(shape);
     if c == 1 {
         dequantize_row(q, x, y);
@@ -262,6 +262,15 @@ pub fn dequantize(q: QType, shape: &[usize], x: &[u8], y: &mut [f32]) {
         for p0 in (0..hw).step_by(BLOCK) {
             let pn = BLOCK.min(hw - p0);
             let block = &src[p0 * c..(p0 + pn) * c];
+            #[cfg(target_arch = "aarch64")]
+            if level >= Level::Neon {
+                // SAFETY: every aarch64 CPU has NEON; `dst` holds c planes of hw floats.
+                unsafe {
+                    neon::dequantize_block(q, &table, block, c, pn, dst.as_mut_ptr().add(p0), hw)
+                };
+                continue;
+            }
+            let _ = level;
             for (ch, plane) in dst.chunks_exact_mut(hw).enumerate() {
                 for (i, o) in plane[p0..p0 + pn].iter_mut().enumerate() {
                     *o = table[block[i * c + ch] as usize];

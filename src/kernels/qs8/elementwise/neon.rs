@@ -163,3 +163,85 @@ pub unsafe fn interleave3(planes: &[u8], block: usize, out: &mut [u8]) {
         }
     }
 }
+
+/// `r[i][j] <-> r[j][i]`: a 16 x 16 byte transpose in four `TRN1`/`TRN2` rounds (bytes,
+/// halfwords, words, doublewords between rows 1, 2, 4 and 8 apart).
+#[inline(always)]
+unsafe fn transpose16(r: &mut [uint8x16_t; 16]) {
+    macro_rules! round {
+        ($d:literal, $to:ident, $from:ident, $t1:ident, $t2:ident) => {
+            for i in (0..16).filter(|i| i & $d == 0) {
+                let (a, b) = ($to(r[i]), $to(r[i + $d]));
+                r[i] = $from($t1(a, b));
+                r[i + $d] = $from($t2(a, b));
+            }
+        };
+    }
+    let id = |v: uint8x16_t| v;
+    round!(1, id, id, vtrn1q_u8, vtrn2q_u8);
+    round!(
+        2,
+        vreinterpretq_u16_u8,
+        vreinterpretq_u8_u16,
+        vtrn1q_u16,
+        vtrn2q_u16
+    );
+    round!(
+        4,
+        vreinterpretq_u32_u8,
+        vreinterpretq_u8_u32,
+        vtrn1q_u32,
+        vtrn2q_u32
+    );
+    round!(
+        8,
+        vreinterpretq_u64_u8,
+        vreinterpretq_u8_u64,
+        vtrn1q_u64,
+        vtrn2q_u64
+    );
+}
+
+/// DequantizeLinear of `pn` NHWC pixels of `c` channels (`src`) into NCHW planes `hw` floats
+/// apart from `dst` (the block's first pixel in plane 0): 16 pixels x 16 channels at a time,
+/// transposed in registers and converted 16 values per step; the ragged rest through
+/// `table` (`q.dequantize` of every byte, the same values).
+///
+/// # Safety
+/// The host must have NEON; `src` holds `pn * c` bytes and `dst` `c` planes of `hw` floats
+/// from the block's pixel on.
+pub unsafe fn dequantize_block(
+    q: QType,
+    table: &[f32; 256],
+    src: &[u8],
+    c: usize,
+    pn: usize,
+    dst: *mut f32,
+    hw: usize,
+) {
+    let (zp, s) = consts(q);
+    let (p16, c16) = (pn / W * W, c / W * W);
+    let rest = |p0: usize, p1: usize, c0: usize| {
+        for ch in c0..c {
+            for p in p0..p1 {
+                *dst.add(ch * hw + p) = table[src[p * c + ch] as usize];
+            }
+        }
+    };
+    for p in (0..p16).step_by(W) {
+        for ch in (0..c16).step_by(W) {
+            let mut r: [uint8x16_t; 16] =
+                std::array::from_fn(|i| vld1q_u8(src.as_ptr().add((p + i) * c + ch)));
+            transpose16(&mut r);
+            for (j, v) in r.iter().enumerate() {
+                let f = dq16(*v, zp, s);
+                vst1q_f32_x4(
+                    dst.add((ch + j) * hw + p),
+                    float32x4x4_t(f[0], f[1], f[2], f[3]),
+                );
+            }
+        }
+        rest(p, p + W, c16);
+    }
+    rest(p16, pn, 0);
+}
