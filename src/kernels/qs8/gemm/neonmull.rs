@@ -19,7 +19,7 @@
 //! accumulators and about 57 per stored row against 28 here). Partial tiles and f32
 //! outputs take the shared intrinsics epilogue.
 
-use super::neon::{load_scale, store_row};
+use super::neon::{load_bias, load_scale, store_row};
 use super::{EpiMode, NR};
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -155,8 +155,12 @@ pub unsafe fn gemm_qs8_2x16c4_neonmull(
         // lanes (accumulator vector j / 2, lanes 2 * (j % 2) and + 1).
         let sums = b.add(k4 * NR * 4) as *const i32;
         let mut start = [0i32; 2 * NR];
-        for j in 0..NR {
-            start[2 * j] = (*bias.add(j)).wrapping_add((*sums.add(j)).wrapping_mul(128));
+        let (bias, zero) = (load_bias(bias), vdupq_n_s32(0));
+        for (j, bj) in bias.iter().enumerate() {
+            // channels 4j..4j+3 -> [s0, 0, s1, 0], [s2, 0, s3, 0]
+            let s = vaddq_s32(*bj, vshlq_n_s32::<7>(vld1q_s32(sums.add(4 * j))));
+            vst1q_s32(start.as_mut_ptr().add(8 * j), vzip1q_s32(s, zero));
+            vst1q_s32(start.as_mut_ptr().add(8 * j + 4), vzip2q_s32(s, zero));
         }
         let mut acc = [[vdupq_n_s32(0); 8]; MR];
         // SAFETY: reads 4 * k4 bytes of each row and k4 groups of 64 weight bytes (the
