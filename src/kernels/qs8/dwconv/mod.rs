@@ -2,7 +2,9 @@
 //!
 //! # Microkernel contract
 //! - **Input**: one image `[H][W][C]` u8 with zero point `zx`; the kernel may read up to 15
-//!   bytes past a pixel's last channel (the engine's arena keeps that slack).
+//!   bytes past a pixel's last channel (the engine's arena keeps that slack). A kernel marked
+//!   `framed_signed` reads instead the copy [`frame_input`] makes (framed by `zx` so that no
+//!   tap falls outside, every byte XOR 0x80) with that copy's geometry (no padding).
 //! - **Weights**: packed by the kernel's own `pack`. The shared layout ([`pack_weights`]) is
 //!   `[kh * kw][c_pad]` i16 (`c_pad = ceil(C / 16) * 16`, zero-padded), tap-major so a vector
 //!   of 16 channels of one tap is contiguous; values are int8 (-128..127). The AVX-512 kernel
