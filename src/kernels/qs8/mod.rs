@@ -19,6 +19,9 @@
 //! `registry()` lists all its kernels; tests run every one the host supports against the
 //! scalar reference and name the ones it cannot run.
 
+#[cfg(target_arch = "aarch64")]
+#[macro_use]
+mod neon_asm;
 pub mod conv;
 pub mod dwconv;
 pub mod elementwise;

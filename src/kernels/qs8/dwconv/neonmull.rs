@@ -194,37 +194,14 @@ macro_rules! tap {
     };
 }
 
-/// Requantize `v20`-`v23` (multipliers `v13`-`v16`, zero point `v17`, bounds `v18`/`v19`;
-/// the operations of `gemm::neon::store16`) and store `$st` (`v24.16b` or `v24.8b`) at
-/// `{out}`, then `{out} += {oc}`.
+/// Requantize `v20`-`v23` (`requant16_asm!`: multipliers `v13`-`v16`, zero point `v17`,
+/// bounds `v18`/`v19`) and store `$st` (`v24.16b` or `v24.8b`) at `{out}`, then
+/// `{out} += {oc}`.
 macro_rules! requant_store {
     ($st:literal) => {
         concat!(
-            "scvtf v20.4s, v20.4s\n",
-            "scvtf v21.4s, v21.4s\n",
-            "scvtf v22.4s, v22.4s\n",
-            "scvtf v23.4s, v23.4s\n",
-            "fmul v20.4s, v20.4s, v13.4s\n",
-            "fmul v21.4s, v21.4s, v14.4s\n",
-            "fmul v22.4s, v22.4s, v15.4s\n",
-            "fmul v23.4s, v23.4s, v16.4s\n",
-            "fcvtns v20.4s, v20.4s\n",
-            "fcvtns v21.4s, v21.4s\n",
-            "fcvtns v22.4s, v22.4s\n",
-            "fcvtns v23.4s, v23.4s\n",
-            "sqxtn v24.4h, v20.4s\n",
-            "sqxtn2 v24.8h, v21.4s\n",
-            "sqxtn v25.4h, v22.4s\n",
-            "sqxtn2 v25.8h, v23.4s\n",
-            "sqadd v24.8h, v24.8h, v17.8h\n",
-            "sqadd v25.8h, v25.8h, v17.8h\n",
-            "sqxtun v24.8b, v24.8h\n",
-            "sqxtun2 v24.16b, v25.8h\n",
-            "umax v24.16b, v24.16b, v18.16b\n",
-            "umin v24.16b, v24.16b, v19.16b\n",
-            "st1 {{",
-            $st,
-            "}}, [{out}], {oc}\n",
+            requant16_asm!(20, 21, 22, 23; 13, 14, 15, 16; 17, 18, 19; 24, 25),
+            "st1 {{", $st, "}}, [{out}], {oc}\n",
         )
     };
 }

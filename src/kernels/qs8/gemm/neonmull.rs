@@ -72,55 +72,18 @@ macro_rules! row_group {
     };
 }
 
-/// One stored row of a full tile: fold the accumulator pairs `$a`..`$a+7` (`ADDP`), then
-/// the operations of `neon::store16` (multipliers `v8`-`v11`, zero point `v12`, bounds
-/// `v13`/`v14`), 16 bytes at `{c}`, then `{c} += {ldc}`.
+/// One stored row of a full tile: fold the accumulator pairs `$a0`..`$a7` (`ADDP`), then
+/// requantize (`requant16_asm!`: multipliers `v8`-`v11`, zero point `v12`, bounds
+/// `v13`/`v14`) as 16 bytes at `{c}`, then `{c} += {ldc}`.
 macro_rules! store_q16 {
     ($a0:literal, $a1:literal, $a2:literal, $a3:literal,
      $a4:literal, $a5:literal, $a6:literal, $a7:literal) => {
         concat!(
-            "addp v0.4s, v",
-            $a0,
-            ".4s, v",
-            $a1,
-            ".4s\n",
-            "addp v1.4s, v",
-            $a2,
-            ".4s, v",
-            $a3,
-            ".4s\n",
-            "addp v2.4s, v",
-            $a4,
-            ".4s, v",
-            $a5,
-            ".4s\n",
-            "addp v3.4s, v",
-            $a6,
-            ".4s, v",
-            $a7,
-            ".4s\n",
-            "scvtf v0.4s, v0.4s\n",
-            "scvtf v1.4s, v1.4s\n",
-            "scvtf v2.4s, v2.4s\n",
-            "scvtf v3.4s, v3.4s\n",
-            "fmul v0.4s, v0.4s, v8.4s\n",
-            "fmul v1.4s, v1.4s, v9.4s\n",
-            "fmul v2.4s, v2.4s, v10.4s\n",
-            "fmul v3.4s, v3.4s, v11.4s\n",
-            "fcvtns v0.4s, v0.4s\n",
-            "fcvtns v1.4s, v1.4s\n",
-            "fcvtns v2.4s, v2.4s\n",
-            "fcvtns v3.4s, v3.4s\n",
-            "sqxtn v4.4h, v0.4s\n",
-            "sqxtn2 v4.8h, v1.4s\n",
-            "sqxtn v5.4h, v2.4s\n",
-            "sqxtn2 v5.8h, v3.4s\n",
-            "sqadd v4.8h, v4.8h, v12.8h\n",
-            "sqadd v5.8h, v5.8h, v12.8h\n",
-            "sqxtun v4.8b, v4.8h\n",
-            "sqxtun2 v4.16b, v5.8h\n",
-            "umax v4.16b, v4.16b, v13.16b\n",
-            "umin v4.16b, v4.16b, v14.16b\n",
+            "addp v0.4s, v", $a0, ".4s, v", $a1, ".4s\n",
+            "addp v1.4s, v", $a2, ".4s, v", $a3, ".4s\n",
+            "addp v2.4s, v", $a4, ".4s, v", $a5, ".4s\n",
+            "addp v3.4s, v", $a6, ".4s, v", $a7, ".4s\n",
+            requant16_asm!(0, 1, 2, 3; 8, 9, 10, 11; 12, 13, 14; 4, 5),
             "str q4, [{c}]\n",
             "add {c}, {c}, {ldc}\n",
         )
