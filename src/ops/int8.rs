@@ -37,12 +37,15 @@ impl QRound {
     #[inline(always)]
     #[allow(clippy::manual_clamp)] // max/min, not clamp: NaN lands on 0 as in `quantize`
     pub fn apply(&self, x: f32) -> f32 {
-        // `dequant.dequantize(quant.quantize(x))` without leaving floats: the clamped integer
-        // and the zero points are small integers, exact in f32, so the result is identical.
-        let q = &self.quant;
-        let v = round_ties_even_small((x / q.scale).max(-512.0).min(512.0));
-        let v = (v + q.zero_point as f32).max(0.0).min(255.0);
-        (v - self.dequant.zero_point as f32) * self.dequant.scale
+        // `dequant.dequantize(quant.quantize(x))` without leaving floats, identical to it:
+        // clamping to the integer bounds `[-zq, 255 - zq]` before rounding equals clamping
+        // after (NaN lands on the low bound, code 0, as in `quantize`), and with the clamped
+        // `y` small, `(y + M) - (M - zq + zd)` is exactly `round_ties_even(y) + zq - zd`
+        // (every term an integer below 2^24). Loops hoist the constants: 6 operations a value.
+        const MAGIC: f32 = 12_582_912.0;
+        let (zq, zd) = (self.quant.zero_point as f32, self.dequant.zero_point as f32);
+        let y = (x / self.quant.scale).max(-zq).min(255.0 - zq);
+        ((y + MAGIC) - (MAGIC - zq + zd)) * self.dequant.scale
     }
 }
 
@@ -263,6 +266,8 @@ mod tests {
             (0.5, 0, false),
             (1.0 / 255.0, 3, true),
             (0.0731, 200, false),
+            (0.3, 255, true),
+            (7.5, 0, true),
         ];
         let mut xs = vec![
             0.0,

@@ -8,6 +8,9 @@
 //! unfused graph's, in the same order (GridSample's bilinear terms, sequential channel and tap
 //! sums, max-subtracted softmax), so the result matches it to rounding.
 
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
 use super::{GridMode, GridPadding, GridSample, OpError, OpResult, QRound};
 use crate::kernels::{Isa, SharedOut};
 use ndarray::{ArrayViewD, ArrayViewMutD};
@@ -57,6 +60,38 @@ pub struct LdaAqu {
 fn round_row(rounds: &[QRound], row: &mut [f32]) {
     for r in rounds {
         row.iter_mut().for_each(|v| *v = r.apply(*v));
+    }
+}
+
+/// A list of roundings held by value, so a loop over pixels keeps the constants of the usual
+/// one or two in registers instead of reloading them from the op for every pixel.
+#[derive(Clone, Copy)]
+enum Chain<'a> {
+    Empty,
+    One(QRound),
+    Two(QRound, QRound),
+    Many(&'a [QRound]),
+}
+
+impl<'a> Chain<'a> {
+    fn of(rounds: &'a [QRound]) -> Chain<'a> {
+        match rounds {
+            [] => Chain::Empty,
+            [r] => Chain::One(*r),
+            [r, s] => Chain::Two(*r, *s),
+            _ => Chain::Many(rounds),
+        }
+    }
+
+    /// [`round_row`]: each value rounded by every rounding in order.
+    #[inline(always)]
+    fn row(self, row: &mut [f32]) {
+        match self {
+            Chain::Empty => {}
+            Chain::One(r) => row.iter_mut().for_each(|v| *v = r.apply(*v)),
+            Chain::Two(r, s) => row.iter_mut().for_each(|v| *v = s.apply(r.apply(*v))),
+            Chain::Many(rounds) => round_row(rounds, row),
+        }
     }
 }
 
@@ -289,12 +324,19 @@ struct Scratch {
     sum: Vec<f32>,
     /// one pixel's sampled key or value channels
     row: Vec<f32>,
-    /// one tap's sampled keys `[channel][BLOCK]`, or values `[BLOCK][channel]`
+    /// the block's query, pixel-major `[BLOCK][G*ck]` (the NEON logits read it per pixel)
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    qt: Vec<f32>,
+    /// one tap's sampled keys `[channel][BLOCK]` ([`logits`])
     planar: Vec<f32>,
+    /// one tap's sampled values `[BLOCK][channel]` ([`values`])
+    vals: Vec<f32>,
     /// the block's weighted value sum `[BLOCK][channel]` (one group at a time)
     acc: Vec<f32>,
     /// the block's output, `[channel][BLOCK]`
     out: Vec<f32>,
+    /// key channels per group, split by head
+    key_segs: Vec<Vec<Segment>>,
     /// value channels per group, split by head
     val_segs: Vec<Vec<Segment>>,
 }
@@ -309,9 +351,12 @@ impl Scratch {
             mx: vec![0.0; BLOCK],
             sum: vec![0.0; BLOCK],
             row: vec![0.0; d.ck.max(d.cv)],
-            planar: vec![0.0; d.ck.max(d.cv) * BLOCK],
+            qt: vec![0.0; d.g * d.ck * BLOCK],
+            planar: vec![0.0; d.ck * BLOCK],
+            vals: vec![0.0; d.cv * BLOCK],
             acc: vec![0.0; d.cv * BLOCK],
             out: vec![0.0; d.g * d.cv * BLOCK],
+            key_segs: segments(d.g, d.ck, d.g * d.ck / a.heads),
             val_segs: segments(d.g, d.cv, d.g * d.cv / a.heads),
         }
     }
@@ -350,7 +395,7 @@ unsafe fn block_isa(
                     len: usize,
                     out: SharedOut,
                 ) {
-                    block(a, d, sc, ins, bi, p0, len, out)
+                    block::<false>(a, d, sc, ins, bi, p0, len, out)
                 }
             };
         }
@@ -362,8 +407,12 @@ unsafe fn block_isa(
             _ => {}
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    if isa == Isa::Neon {
+        return block::<true>(a, d, sc, ins, bi, p0, len, out);
+    }
     let _ = isa;
-    block(a, d, sc, ins, bi, p0, len, out)
+    block::<false>(a, d, sc, ins, bi, p0, len, out)
 }
 
 /// `floor(v)` as an integer, branch-free (vectorises; baseline x86-64 has no `roundps`). NaN
@@ -381,6 +430,20 @@ fn floor_i32(v: f32) -> i32 {
 /// GridSample's arithmetic (`grid_sample::bilinear_taps`), written so the loop vectorises.
 #[inline(always)]
 fn corners(align_corners: bool, h: usize, w: usize, gxy: &[f32], idx: &mut [u32], wts: &mut [f32]) {
+    corners_from(align_corners, h, w, gxy, idx, wts, 0)
+}
+
+/// [`corners`] for the pixels from `from` on (a vector version's tail).
+#[inline(always)]
+fn corners_from(
+    align_corners: bool,
+    h: usize,
+    w: usize,
+    gxy: &[f32],
+    idx: &mut [u32],
+    wts: &mut [f32],
+    from: usize,
+) {
     let len = gxy.len() / 2;
     let (idx, wts) = (&mut idx[..4 * BLOCK], &mut wts[..4 * BLOCK]);
     let (i0, rest) = idx.split_at_mut(BLOCK);
@@ -392,13 +455,22 @@ fn corners(align_corners: bool, h: usize, w: usize, gxy: &[f32], idx: &mut [u32]
     let (hi, wi) = (h as i32, w as i32);
     let zero_row = (h * w) as u32;
     let (fh, fw) = (h as f32, w as f32);
-    for (i, p) in gxy.chunks_exact(2).enumerate().take(len.min(BLOCK)) {
+    // Selects and min/max only, no branch, so the loop vectorises on every ISA (`clamp` and
+    // an `if` on the weights had become branches on aarch64). A NaN coordinate lands on the
+    // low bound here; its weights are zeroed and its corners read the zero row, as before.
+    let (lo, hx, hy) = (-4.0f32, fw + 4.0, fh + 4.0);
+    for (i, p) in gxy
+        .chunks_exact(2)
+        .enumerate()
+        .take(len.min(BLOCK))
+        .skip(from)
+    {
         let sx = super::grid_sample::denormalize(p[0], w, align_corners);
         let sy = super::grid_sample::denormalize(p[1], h, align_corners);
         let finite = sx.is_finite() & sy.is_finite();
         // Far outside every corner is invalid whatever the weights: keep the integers small.
-        let sx = sx.clamp(-4.0, fw + 4.0);
-        let sy = sy.clamp(-4.0, fh + 4.0);
+        let sx = sx.max(lo).min(hx);
+        let sy = sy.max(lo).min(hy);
         let (x1, y1) = (floor_i32(sx), floor_i32(sy));
         let (x2, y2) = (x1 + 1, y1 + 1);
         let keep = |v: f32| if finite { v } else { 0.0 };
@@ -406,18 +478,21 @@ fn corners(align_corners: bool, h: usize, w: usize, gxy: &[f32], idx: &mut [u32]
         w1[i] = keep(sx - x1 as f32);
         w2[i] = keep(y2 as f32 - sy);
         w3[i] = keep(sy - y1 as f32);
-        let at = |r: i32, c: i32| {
-            let inside = finite & (r >= 0) & (r < hi) & (c >= 0) & (c < wi);
-            if inside {
-                (r * wi + c) as u32
+        let (row_in, col_in) = (
+            [(y1 >= 0) & (y1 < hi), (y2 >= 0) & (y2 < hi)],
+            [(x1 >= 0) & (x1 < wi), (x2 >= 0) & (x2 < wi)],
+        );
+        let at = |r: usize, c: usize, rv: i32, cv: i32| {
+            if finite & row_in[r] & col_in[c] {
+                (rv * wi + cv) as u32
             } else {
                 zero_row
             }
         };
-        i0[i] = at(y1, x1);
-        i1[i] = at(y1, x2);
-        i2[i] = at(y2, x1);
-        i3[i] = at(y2, x2);
+        i0[i] = at(0, 0, y1, x1);
+        i1[i] = at(0, 1, y1, x2);
+        i2[i] = at(1, 0, y2, x1);
+        i3[i] = at(1, 1, y2, x2);
     }
 }
 
@@ -467,7 +542,7 @@ fn exp_f32(x: f32) -> f32 {
 /// `out` must point to the whole output, and no other thread may write this block.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn block(
+unsafe fn block<const NEON: bool>(
     a: &LdaAqu,
     d: &Dims,
     sc: &mut Scratch,
@@ -487,22 +562,31 @@ unsafe fn block(
         for t in 0..n {
             let at = (t * plane_out + p0) * 2;
             let gt = (gi * n + t) * 4 * BLOCK;
-            corners(
-                ac,
-                d.h,
-                d.w,
+            let (gxy, idx, wts) = (
                 &gimg[at..at + 2 * len],
                 &mut sc.idx[gt..],
                 &mut sc.wts[gt..],
             );
+            #[cfg(target_arch = "aarch64")]
+            if NEON {
+                neon::corners(ac, d.h, d.w, gxy, idx, wts);
+                continue;
+            }
+            corners(ac, d.h, d.w, gxy, idx, wts);
         }
     }
     // 2. Logits per head and tap, with the key width known at compile time where common.
-    match d.ck {
-        4 => logits::<4>(a, d, sc, ins, bi, p0, len),
-        8 => logits::<8>(a, d, sc, ins, bi, p0, len),
-        16 => logits::<16>(a, d, sc, ins, bi, p0, len),
-        _ => logits::<0>(a, d, sc, ins, bi, p0, len),
+    #[cfg(target_arch = "aarch64")]
+    let keys_done = NEON && neon::logits(a, d, sc, ins, bi, p0, len);
+    #[cfg(not(target_arch = "aarch64"))]
+    let keys_done = false;
+    if !keys_done {
+        match d.ck {
+            4 => logits::<4>(a, d, sc, ins, bi, p0, len),
+            8 => logits::<8>(a, d, sc, ins, bi, p0, len),
+            16 => logits::<16>(a, d, sc, ins, bi, p0, len),
+            _ => logits::<0>(a, d, sc, ins, bi, p0, len),
+        }
     }
     // 3. Softmax over the taps (as `run_softmax`: max-subtracted, times the reciprocal sum),
     //    vectorised over the block's pixels.
@@ -537,11 +621,17 @@ unsafe fn block(
         }
     }
     // 4. Values, likewise specialised by width.
-    match d.cv {
-        8 => values::<8>(a, d, sc, ins, bi, len),
-        16 => values::<16>(a, d, sc, ins, bi, len),
-        32 => values::<32>(a, d, sc, ins, bi, len),
-        _ => values::<0>(a, d, sc, ins, bi, len),
+    #[cfg(target_arch = "aarch64")]
+    let values_done = NEON && neon::values(a, d, sc, ins, bi, len);
+    #[cfg(not(target_arch = "aarch64"))]
+    let values_done = false;
+    if !values_done {
+        match d.cv {
+            8 => values::<8>(a, d, sc, ins, bi, len),
+            16 => values::<16>(a, d, sc, ins, bi, len),
+            32 => values::<32>(a, d, sc, ins, bi, len),
+            _ => values::<0>(a, d, sc, ins, bi, len),
+        }
     }
     for ch in 0..vc {
         let dst = std::slice::from_raw_parts_mut(out.at((bi * vc + ch) * plane_out + p0), len);
@@ -550,12 +640,15 @@ unsafe fn block(
 }
 
 /// Pixel `i`'s corners for group-and-tap `gt`.
+///
+/// # Safety
+/// `gt` and `i` must be within the scratch's `[g*taps][4][BLOCK]` arrays.
 #[inline(always)]
-fn taps_of(idx: &[u32], wts: &[f32], gt: usize, i: usize) -> ([u32; 4], [f32; 4]) {
+unsafe fn taps_of(idx: &[u32], wts: &[f32], gt: usize, i: usize) -> ([u32; 4], [f32; 4]) {
     let at = |k: usize| (gt * 4 + k) * BLOCK + i;
     (
-        [idx[at(0)], idx[at(1)], idx[at(2)], idx[at(3)]],
-        [wts[at(0)], wts[at(1)], wts[at(2)], wts[at(3)]],
+        [0, 1, 2, 3].map(|k| *idx.get_unchecked(at(k))),
+        [0, 1, 2, 3].map(|k| *wts.get_unchecked(at(k))),
     )
 }
 
@@ -564,7 +657,7 @@ fn taps_of(idx: &[u32], wts: &[f32], gt: usize, i: usize) -> ([u32; 4], [f32; 4]
 ///
 /// Keys are sampled pixel by pixel but stored planar (`[channel][pixel]`), so the roundings,
 /// the bias, the query product and the channel sum each run over the block's pixels as one
-/// vector stream (per pixel they were four-channel chains bound by the division's latency).
+/// vector stream (a row of four key channels would leave a wide vector mostly empty).
 ///
 /// # Safety
 /// Every corner index in `sc` must be a row of its key image.
@@ -590,37 +683,39 @@ unsafe fn logits<const C: usize>(
         attn,
         row,
         planar,
+        key_segs,
         ..
     } = sc;
-    let per_head = kc / a.heads;
+    let (keys, biased, qk) = (
+        Chain::of(&a.round_keys),
+        Chain::of(&a.round_biased),
+        Chain::of(&a.round_qk),
+    );
     attn.fill(0.0);
     let row = &mut row[..ck];
-    for gi in 0..g {
+    for (gi, segs) in key_segs.iter().enumerate() {
         let img = &ins.kt[(bi * g + gi) * rows..][..rows];
         for t in 0..n {
             let gt = gi * n + t;
             for i in 0..len {
-                let (idx, wts) = taps_of(idx, wts, gt, i);
-                sample_row(img, ck, idx, wts, row);
+                let (ix, ws) = taps_of(idx, wts, gt, i);
+                sample_row(img, ck, ix, ws, row);
                 for (c, &v) in row.iter().enumerate() {
                     *planar.get_unchecked_mut(c * BLOCK + i) = v;
                 }
             }
-            for c in 0..ck {
-                let k = &mut planar[c * BLOCK..][..len];
-                round_row(&a.round_keys, k);
-                let b = ins.bias_t[gt * ck + c];
-                k.iter_mut().for_each(|v| *v += b);
-                round_row(&a.round_biased, k);
-                let q = &ins.q[(bi * kc + gi * ck + c) * plane_out + p0..][..len];
-                for (v, &q) in k.iter_mut().zip(q) {
-                    *v *= q;
-                }
-                round_row(&a.round_qk, k);
-                let head = (gi * ck + c) / per_head;
-                let dst = &mut attn[(head * n + t) * BLOCK..][..len];
-                for (s, &v) in dst.iter_mut().zip(k.iter()) {
-                    *s += v;
+            for sg in segs {
+                let dst = &mut attn[(sg.head * n + t) * BLOCK..][..len];
+                for c in sg.c0..sg.c1 {
+                    let k = &mut planar[c * BLOCK..][..len];
+                    keys.row(k);
+                    let b = ins.bias_t[gt * ck + c];
+                    k.iter_mut().for_each(|v| *v += b);
+                    biased.row(k);
+                    let q = &ins.q[(bi * kc + gi * ck + c) * plane_out + p0..][..len];
+                    k.iter_mut().zip(q).for_each(|(v, &q)| *v *= q);
+                    qk.row(k);
+                    dst.iter_mut().zip(k.iter()).for_each(|(s, &v)| *s += v);
                 }
             }
         }
@@ -630,8 +725,9 @@ unsafe fn logits<const C: usize>(
 /// Step 4: each pixel's output channels, the attention-weighted sum of the sampled values,
 /// taps in order, into `sc.out[channel][pixel]`. `C` is the value width, or 0 for any width.
 ///
-/// Each tap's values for the whole block (`[pixel][channel]`) are sampled, rounded, weighted
-/// and rounded as a stream, then added to the block's sum; the sum is transposed once.
+/// Each tap's values for the whole block (`[pixel][channel]`) are sampled, then rounded,
+/// weighted and rounded as one stream each, then added to the block's sum; the sum is
+/// transposed once.
 ///
 /// # Safety
 /// Every corner index in `sc` must be a row of its value image.
@@ -651,30 +747,27 @@ unsafe fn values<const C: usize>(
         idx,
         wts,
         attn,
-        planar,
+        vals,
         acc,
         out,
         val_segs,
-        row,
         ..
     } = sc;
-    let (vals, acc, row) = (
-        &mut planar[..len * cv],
-        &mut acc[..len * cv],
-        &mut row[..cv],
-    );
+    let (vals, acc) = (&mut vals[..len * cv], &mut acc[..len * cv]);
+    let (sampled, weighted) = (Chain::of(&a.round_values), Chain::of(&a.round_weighted));
     let float = a.round_values.is_empty() && a.round_weighted.is_empty();
     for (gi, segs) in val_segs.iter().enumerate() {
         let img = &ins.vt[(bi * g + gi) * rows..][..rows];
         acc.fill(0.0);
         for t in 0..n {
             let gt = gi * n + t;
-            if float && segs.len() == 1 {
+            if let ([sg], true) = (&segs[..], float) {
                 // Nothing to round: sample, weight and add in one pass, no tap-sized buffer.
-                let w = &attn[(segs[0].head * n + t) * BLOCK..][..len];
+                let w = &attn[(sg.head * n + t) * BLOCK..][..len];
+                let row = &mut vals[..cv];
                 for (i, (s, &w)) in acc.chunks_exact_mut(cv).zip(w).enumerate() {
-                    let (idx, wts) = taps_of(idx, wts, gt, i);
-                    sample_row(img, cv, idx, wts, row);
+                    let (ix, ws) = taps_of(idx, wts, gt, i);
+                    sample_row(img, cv, ix, ws, row);
                     for (s, &v) in s.iter_mut().zip(row.iter()) {
                         *s += v * w;
                     }
@@ -682,25 +775,18 @@ unsafe fn values<const C: usize>(
                 continue;
             }
             for (i, v) in vals.chunks_exact_mut(cv).enumerate() {
-                let (idx, wts) = taps_of(idx, wts, gt, i);
-                sample_row(img, cv, idx, wts, v);
+                let (ix, ws) = taps_of(idx, wts, gt, i);
+                sample_row(img, cv, ix, ws, v);
             }
-            round_row(&a.round_values, vals);
+            sampled.row(vals);
             // Channels of one head share its attention weight (a broadcast per pixel).
-            if let [s] = segs[..] {
-                let w = &attn[(s.head * n + t) * BLOCK..][..len];
+            for sg in segs.iter() {
+                let w = &attn[(sg.head * n + t) * BLOCK..][..len];
                 for (v, &w) in vals.chunks_exact_mut(cv).zip(w) {
-                    v.iter_mut().for_each(|v| *v *= w);
-                }
-            } else {
-                for s in segs.iter() {
-                    let w = &attn[(s.head * n + t) * BLOCK..][..len];
-                    for (v, &w) in vals.chunks_exact_mut(cv).zip(w) {
-                        v[s.c0..s.c1].iter_mut().for_each(|v| *v *= w);
-                    }
+                    v[sg.c0..sg.c1].iter_mut().for_each(|v| *v *= w);
                 }
             }
-            round_row(&a.round_weighted, vals);
+            weighted.row(vals);
             for (s, &v) in acc.iter_mut().zip(vals.iter()) {
                 *s += v;
             }

@@ -1,0 +1,367 @@
+//! LDA-AQU's sampling and attention on aarch64 NEON.
+//!
+//! The portable loops vectorise over the block's pixels, which suits 8- and 16-lane x86
+//! vectors; on aarch64 LLVM left the corners scalar, kept rows of channels on the stack and
+//! streamed every rounding through memory. Here the corners go four grid points at a time,
+//! and keys and values go one pixel at a time with the pixel's channels in registers: sample,
+//! round, bias or weight, round and sum without a tap-sized buffer (a value pixel's sum over
+//! the taps never leaves registers). Every value goes through the same IEEE operations in the
+//! same order as in the portable code, so the results are identical (the module's test runs
+//! both and compares them with the unfused graph).
+
+use super::{corners_from, taps_of, Dims, Inputs, LdaAqu, Scratch, BLOCK};
+use crate::ops::QRound;
+use core::arch::aarch64::*;
+
+/// `QRound::apply` on four values, its constants in registers.
+#[derive(Clone, Copy)]
+struct RoundV {
+    scale: float32x4_t,
+    lo: float32x4_t,
+    hi: float32x4_t,
+    magic: float32x4_t,
+    unmagic: float32x4_t,
+    dscale: float32x4_t,
+}
+
+impl RoundV {
+    fn new(r: &QRound) -> RoundV {
+        const MAGIC: f32 = 12_582_912.0;
+        let (zq, zd) = (r.quant.zero_point as f32, r.dequant.zero_point as f32);
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe {
+            RoundV {
+                scale: vdupq_n_f32(r.quant.scale),
+                lo: vdupq_n_f32(-zq),
+                hi: vdupq_n_f32(255.0 - zq),
+                magic: vdupq_n_f32(MAGIC),
+                unmagic: vdupq_n_f32(MAGIC - zq + zd),
+                dscale: vdupq_n_f32(r.dequant.scale),
+            }
+        }
+    }
+
+    /// FMAXNM / FMINNM give the non-NaN operand as Rust's `max` / `min` do.
+    #[inline(always)]
+    unsafe fn apply(self, x: float32x4_t) -> float32x4_t {
+        let y = vminnmq_f32(vmaxnmq_f32(vdivq_f32(x, self.scale), self.lo), self.hi);
+        vmulq_f32(
+            vsubq_f32(vaddq_f32(y, self.magic), self.unmagic),
+            self.dscale,
+        )
+    }
+}
+
+/// Up to two roundings in order (longer chains take the portable path).
+#[derive(Clone, Copy)]
+struct ChainV {
+    n: usize,
+    r: [RoundV; 2],
+}
+
+impl ChainV {
+    fn of(rounds: &[QRound]) -> Option<ChainV> {
+        let unit = QRound {
+            quant: crate::ops::QType {
+                scale: 1.0,
+                zero_point: 0,
+                signed: false,
+            },
+            dequant: crate::ops::QType {
+                scale: 1.0,
+                zero_point: 0,
+                signed: false,
+            },
+        };
+        let r = |i: usize| RoundV::new(rounds.get(i).unwrap_or(&unit));
+        (rounds.len() <= 2).then(|| ChainV {
+            n: rounds.len(),
+            r: [r(0), r(1)],
+        })
+    }
+
+    #[inline(always)]
+    unsafe fn apply(self, x: float32x4_t) -> float32x4_t {
+        match self.n {
+            0 => x,
+            1 => self.r[0].apply(x),
+            _ => self.r[1].apply(self.r[0].apply(x)),
+        }
+    }
+}
+
+/// Four channels from offset `c` of the corners' rows, GridSample's bilinear terms in the
+/// portable order: `dy2 * (dx2 * r0 + dx1 * r1) + dy1 * (dx2 * r2 + dx1 * r3)`.
+#[inline(always)]
+unsafe fn sample4(rows: [*const f32; 4], wts: [f32; 4], c: usize) -> float32x4_t {
+    let [dx2, dx1, dy2, dy1] = wts;
+    let ld = |k: usize| vld1q_f32(rows[k].add(c));
+    let top = vaddq_f32(vmulq_n_f32(ld(0), dx2), vmulq_n_f32(ld(1), dx1));
+    let bottom = vaddq_f32(vmulq_n_f32(ld(2), dx2), vmulq_n_f32(ld(3), dx1));
+    vaddq_f32(vmulq_n_f32(top, dy2), vmulq_n_f32(bottom, dy1))
+}
+
+/// The corners' row pointers of `img` (rows of `width` floats).
+#[inline(always)]
+unsafe fn rows_of(img: *const f32, width: usize, idx: [u32; 4]) -> [*const f32; 4] {
+    idx.map(|k| img.add(k as usize * width))
+}
+
+/// The portable `corners`, four grid points per step (the same operations: `/ 2` is the
+/// exact `* 0.5`, the floor is FCVTZS then minus one where that rounded up).
+pub(super) fn corners(
+    align_corners: bool,
+    h: usize,
+    w: usize,
+    gxy: &[f32],
+    idx: &mut [u32],
+    wts: &mut [f32],
+) {
+    let len = (gxy.len() / 2).min(BLOCK);
+    let quads = len / 4 * 4;
+    assert!(idx.len() >= 4 * BLOCK && wts.len() >= 4 * BLOCK);
+    // SAFETY: NEON is baseline; loads stay within `gxy[..2 * quads]`, stores within the
+    // first `4 * BLOCK` entries of `idx` and `wts` (checked above).
+    unsafe {
+        let (fw, fh) = (w as f32, h as f32);
+        let (one, half, zero) = (vdupq_n_f32(1.0), vdupq_n_f32(0.5), vdupq_n_f32(0.0));
+        let (lo, hx, hy) = (
+            vdupq_n_f32(-4.0),
+            vdupq_n_f32(fw + 4.0),
+            vdupq_n_f32(fh + 4.0),
+        );
+        let inf = vdupq_n_f32(f32::INFINITY);
+        let (hi, wi) = (vdupq_n_s32(h as i32), vdupq_n_s32(w as i32));
+        let zero_row = vdupq_n_u32((h * w) as u32);
+        let denorm = |n: float32x4_t, len: f32| {
+            if align_corners {
+                vmulq_f32(vmulq_f32(vaddq_f32(n, one), half), vdupq_n_f32(len - 1.0))
+            } else {
+                vmulq_f32(
+                    vsubq_f32(vmulq_f32(vaddq_f32(n, one), vdupq_n_f32(len)), one),
+                    half,
+                )
+            }
+        };
+        let floor = |v: float32x4_t| {
+            let t = vcvtq_s32_f32(v);
+            vaddq_s32(t, vreinterpretq_s32_u32(vcgtq_f32(vcvtq_f32_s32(t), v)))
+        };
+        let (ip, wp) = (idx.as_mut_ptr(), wts.as_mut_ptr());
+        for i in (0..quads).step_by(4) {
+            let g = vld2q_f32(gxy.as_ptr().add(2 * i));
+            let (sx, sy) = (denorm(g.0, fw), denorm(g.1, fh));
+            let finite = vandq_u32(vcltq_f32(vabsq_f32(sx), inf), vcltq_f32(vabsq_f32(sy), inf));
+            let sx = vminnmq_f32(vmaxnmq_f32(sx, lo), hx);
+            let sy = vminnmq_f32(vmaxnmq_f32(sy, lo), hy);
+            let (x1, y1) = (floor(sx), floor(sy));
+            let (x2, y2) = (vaddq_s32(x1, vdupq_n_s32(1)), vaddq_s32(y1, vdupq_n_s32(1)));
+            let keep = |v: float32x4_t| vbslq_f32(finite, v, zero);
+            vst1q_f32(wp.add(i), keep(vsubq_f32(vcvtq_f32_s32(x2), sx)));
+            vst1q_f32(wp.add(BLOCK + i), keep(vsubq_f32(sx, vcvtq_f32_s32(x1))));
+            vst1q_f32(
+                wp.add(2 * BLOCK + i),
+                keep(vsubq_f32(vcvtq_f32_s32(y2), sy)),
+            );
+            vst1q_f32(
+                wp.add(3 * BLOCK + i),
+                keep(vsubq_f32(sy, vcvtq_f32_s32(y1))),
+            );
+            let within = |v: int32x4_t, n: int32x4_t| vandq_u32(vcgezq_s32(v), vcltq_s32(v, n));
+            let rows = [within(y1, hi), within(y2, hi)];
+            let cols = [within(x1, wi), within(x2, wi)];
+            let at = |r: usize, c: usize, rv: int32x4_t, cv: int32x4_t| {
+                let inside = vandq_u32(finite, vandq_u32(rows[r], cols[c]));
+                let at = vreinterpretq_u32_s32(vmlaq_s32(cv, rv, wi));
+                vbslq_u32(inside, at, zero_row)
+            };
+            vst1q_u32(ip.add(i), at(0, 0, y1, x1));
+            vst1q_u32(ip.add(BLOCK + i), at(0, 1, y1, x2));
+            vst1q_u32(ip.add(2 * BLOCK + i), at(1, 0, y2, x1));
+            vst1q_u32(ip.add(3 * BLOCK + i), at(1, 1, y2, x2));
+        }
+    }
+    corners_from(align_corners, h, w, gxy, idx, wts, quads);
+}
+
+/// Step 2 (`super::logits`) one pixel at a time, the pixel's key channels in registers.
+/// Returns false, having done nothing, where the key width is not 4, 8, 12 or 16 or a
+/// rounding chain is longer than two.
+///
+/// # Safety
+/// As `super::logits`.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn logits(
+    a: &LdaAqu,
+    d: &Dims,
+    sc: &mut Scratch,
+    ins: &Inputs,
+    bi: usize,
+    p0: usize,
+    len: usize,
+) -> bool {
+    let chains = (
+        ChainV::of(&a.round_keys),
+        ChainV::of(&a.round_biased),
+        ChainV::of(&a.round_qk),
+    );
+    let (Some(keys), Some(biased), Some(qk)) = chains else {
+        return false;
+    };
+    let r = [keys, biased, qk];
+    match d.ck {
+        4 => logits_v::<1>(a, d, sc, ins, bi, p0, len, r),
+        8 => logits_v::<2>(a, d, sc, ins, bi, p0, len, r),
+        12 => logits_v::<3>(a, d, sc, ins, bi, p0, len, r),
+        16 => logits_v::<4>(a, d, sc, ins, bi, p0, len, r),
+        _ => return false,
+    }
+    true
+}
+
+/// [`logits`] for `4 * V` key channels.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn logits_v<const V: usize>(
+    a: &LdaAqu,
+    d: &Dims,
+    sc: &mut Scratch,
+    ins: &Inputs,
+    bi: usize,
+    p0: usize,
+    len: usize,
+    [keys, biased, qk]: [ChainV; 3],
+) {
+    let (n, g, ck) = (a.taps, d.g, 4 * V);
+    let plane_out = d.ho * d.wo;
+    let kc = g * ck;
+    let rows = (d.hw + 1) * ck;
+    let Scratch {
+        idx,
+        wts,
+        attn,
+        qt,
+        key_segs,
+        ..
+    } = sc;
+    // The block's query, pixel-major: each pixel's channels are one contiguous row.
+    for ch in 0..kc {
+        let q = &ins.q[(bi * kc + ch) * plane_out + p0..][..len];
+        for (i, &v) in q.iter().enumerate() {
+            *qt.get_unchecked_mut(i * kc + ch) = v;
+        }
+    }
+    attn.fill(0.0);
+    let mut lanes = [0.0f32; 16];
+    for (gi, segs) in key_segs.iter().enumerate() {
+        let img = ins.kt[(bi * g + gi) * rows..][..rows].as_ptr();
+        for t in 0..n {
+            let gt = gi * n + t;
+            let bias: [float32x4_t; V] =
+                std::array::from_fn(|j| vld1q_f32(ins.bias_t[gt * ck + 4 * j..][..4].as_ptr()));
+            for i in 0..len {
+                let (ix, ws) = taps_of(idx, wts, gt, i);
+                let corner = rows_of(img, ck, ix);
+                let q = qt.as_ptr().add(i * kc + gi * ck);
+                for (j, &b) in bias.iter().enumerate() {
+                    let v = keys.apply(sample4(corner, ws, 4 * j));
+                    let v = biased.apply(vaddq_f32(v, b));
+                    let v = qk.apply(vmulq_f32(v, vld1q_f32(q.add(4 * j))));
+                    vst1q_f32(lanes.as_mut_ptr().add(4 * j), v);
+                }
+                // Each head's channels added in order, as the portable sum.
+                for sg in segs {
+                    let dst = attn.get_unchecked_mut((sg.head * n + t) * BLOCK + i);
+                    let mut s = *dst;
+                    for &v in lanes.get_unchecked(sg.c0..sg.c1) {
+                        s += v;
+                    }
+                    *dst = s;
+                }
+            }
+        }
+    }
+}
+
+/// Step 4 (`super::values`) one pixel at a time: the pixel's value channels and their sum
+/// over the taps stay in registers. Returns false, having done nothing, where the value
+/// width is not a multiple of 4 up to 32, a group's channels span more than one head, or a
+/// rounding chain is longer than two.
+///
+/// # Safety
+/// As `super::values`.
+pub(super) unsafe fn values(
+    a: &LdaAqu,
+    d: &Dims,
+    sc: &mut Scratch,
+    ins: &Inputs,
+    bi: usize,
+    len: usize,
+) -> bool {
+    let (Some(sampled), Some(weighted)) =
+        (ChainV::of(&a.round_values), ChainV::of(&a.round_weighted))
+    else {
+        return false;
+    };
+    if sc.val_segs.iter().any(|s| s.len() != 1) {
+        return false;
+    }
+    let r = [sampled, weighted];
+    match d.cv {
+        4 => values_v::<1>(a, d, sc, ins, bi, len, r),
+        8 => values_v::<2>(a, d, sc, ins, bi, len, r),
+        12 => values_v::<3>(a, d, sc, ins, bi, len, r),
+        16 => values_v::<4>(a, d, sc, ins, bi, len, r),
+        24 => values_v::<6>(a, d, sc, ins, bi, len, r),
+        32 => values_v::<8>(a, d, sc, ins, bi, len, r),
+        _ => return false,
+    }
+    true
+}
+
+/// [`values`] for `4 * V` value channels.
+#[inline(always)]
+unsafe fn values_v<const V: usize>(
+    a: &LdaAqu,
+    d: &Dims,
+    sc: &mut Scratch,
+    ins: &Inputs,
+    bi: usize,
+    len: usize,
+    [sampled, weighted]: [ChainV; 2],
+) {
+    let (n, g, cv) = (a.taps, d.g, 4 * V);
+    let rows = (d.hw + 1) * cv;
+    let Scratch {
+        idx,
+        wts,
+        attn,
+        out,
+        val_segs,
+        ..
+    } = sc;
+    let mut lanes = [0.0f32; 32];
+    for (gi, segs) in val_segs.iter().enumerate() {
+        let img = ins.vt[(bi * g + gi) * rows..][..rows].as_ptr();
+        let head = segs[0].head;
+        for i in 0..len {
+            let mut acc = [vdupq_n_f32(0.0); V];
+            for t in 0..n {
+                let (ix, ws) = taps_of(idx, wts, gi * n + t, i);
+                let corner = rows_of(img, cv, ix);
+                let w = *attn.get_unchecked((head * n + t) * BLOCK + i);
+                for (j, s) in acc.iter_mut().enumerate() {
+                    let v = sampled.apply(sample4(corner, ws, 4 * j));
+                    let v = weighted.apply(vmulq_n_f32(v, w));
+                    *s = vaddq_f32(*s, v);
+                }
+            }
+            for (j, s) in acc.iter().enumerate() {
+                vst1q_f32(lanes.as_mut_ptr().add(4 * j), *s);
+            }
+            for (c, &v) in lanes[..cv].iter().enumerate() {
+                *out.get_unchecked_mut((gi * cv + c) * BLOCK + i) = v;
+            }
+        }
+    }
+}
