@@ -11,6 +11,7 @@
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
+use super::elementwise::exp_f32;
 use super::{GridMode, GridPadding, GridSample, OpError, OpResult, QRound};
 use crate::kernels::{Isa, SharedOut};
 use ndarray::{ArrayViewD, ArrayViewMutD};
@@ -514,26 +515,6 @@ unsafe fn sample_row(img: &[f32], width: usize, idx: [u32; 4], wts: [f32; 4], ds
     for i in 0..c {
         dst[i] = dy2 * (dx2 * r0[i] + dx1 * r1[i]) + dy1 * (dx2 * r2[i] + dx1 * r3[i]);
     }
-}
-
-/// `e^x` to within 2 ulp, branch-free so softmax over a block of pixels vectorises (the
-/// unfused Softmax calls libm per value). NaN stays NaN.
-#[inline(always)]
-fn exp_f32(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split so n * LN2_HI is exact for |n| < 2^8
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2E).round_ties_even();
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    // Cephes' expf polynomial on [-ln2/2, ln2/2]
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let e = r * r * p + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// One block of `len` output pixels from `p0` of image `bi`.
