@@ -280,6 +280,19 @@ fn planar_dims(taps: &[Vec<Vec<(usize, f32)>>], in_shape: &[usize]) -> Option<Pl
     })
 }
 
+/// An axis's taps as one or two `(index, weight)` pairs per output index and their count,
+/// when no output index has more (linear and nearest modes) and every index is below `len`.
+#[allow(clippy::type_complexity)]
+fn pairs(taps: &[Vec<(usize, f32)>], len: usize) -> Option<Vec<([(usize, f32); 2], u8)>> {
+    taps.iter()
+        .map(|t| match t[..] {
+            [a] if a.0 < len => Some(([a, a], 1)),
+            [a, b] if a.0 < len && b.0 < len => Some(([a, b], 2)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// [`resize_contiguous`] for [`Planar`] resizes: per output pixel the same sums in the same
 /// order (H taps outer, W taps inner, weight `wh * ww`; identity axes weigh exactly 1), over
 /// `inner` contiguous values at once, output rows in parallel.
@@ -296,6 +309,7 @@ fn resize_planar(
     if row == 0 {
         return;
     }
+    let pairs_w = pairs(taps_w, d.w);
     y.par_chunks_mut(row)
         .with_min_len((1 << 14) / row + 1)
         .enumerate()
@@ -303,6 +317,26 @@ fn resize_planar(
             let (o, yh) = (r / oh, r % oh);
             let plane = &x[o * d.h * d.w * inner..(o + 1) * d.h * d.w * inner];
             if inner == 1 {
+                if let Some(pw) = &pairs_w {
+                    // NCHW, at most two W taps (linear, nearest): the same sums from flat
+                    // pairs, no per-pixel Vec of taps, no bounds check per tap.
+                    for (xw, dst) in out.iter_mut().enumerate() {
+                        let (cw, nw) = pw[xw];
+                        let mut acc = 0.0f32;
+                        for &(ih, wh) in &taps_h[yh] {
+                            let row = &plane[ih * d.w..(ih + 1) * d.w];
+                            // SAFETY: `pairs` checked every W index against `d.w`.
+                            unsafe {
+                                acc += (wh * cw[0].1) * *row.get_unchecked(cw[0].0);
+                                if nw == 2 {
+                                    acc += (wh * cw[1].1) * *row.get_unchecked(cw[1].0);
+                                }
+                            }
+                        }
+                        *dst = acc;
+                    }
+                    return;
+                }
                 // NCHW: one value per pixel, summed in a register (not through `out`)
                 for (xw, dst) in out.iter_mut().enumerate() {
                     let mut acc = 0.0f32;

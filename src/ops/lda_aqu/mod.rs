@@ -855,11 +855,17 @@ mod tests {
                 scale: scale * 1.5,
                 ..q
             };
-            // A requantization after the first rounding, as a QDQ chain through reshapes has.
+            // A requantization after the first rounding, as a QDQ chain through reshapes has;
+            // the first reads its integers back with other parameters (shifted zero point).
+            let other = crate::ops::QType {
+                scale: scale * 1.25,
+                zero_point: zero_point - 3,
+                ..q
+            };
             vec![
                 QRound {
                     quant: q,
-                    dequant: q,
+                    dequant: other,
                 },
                 QRound {
                     quant: wide,
@@ -867,11 +873,12 @@ mod tests {
                 },
             ]
         };
-        let rounded = [false, true];
+        // no rounding (float), one per point (what the NEON path runs), two (a chain)
+        let rounded = [0, 1, 2];
         for ((b, g, ck, cv, h, w, n, nh, ho, wo, ac), int8) in
             cases.into_iter().flat_map(|c| rounded.map(|r| (c, r)))
         {
-            let r = |scale, zp| if int8 { q8(scale, zp) } else { vec![] };
+            let r = |scale, zp| q8(scale, zp)[..int8].to_vec();
             let a = LdaAqu {
                 sample: GridSample {
                     mode: GridMode::Bilinear,

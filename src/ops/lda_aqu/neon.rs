@@ -52,40 +52,25 @@ impl RoundV {
     }
 }
 
-/// Up to two roundings in order (longer chains take the portable path).
+/// No rounding or one (the fusing pass merges repeats; longer chains take the portable path,
+/// so a second rounding's constants never compete for registers).
 #[derive(Clone, Copy)]
-struct ChainV {
-    n: usize,
-    r: [RoundV; 2],
-}
+struct ChainV(Option<RoundV>);
 
 impl ChainV {
     fn of(rounds: &[QRound]) -> Option<ChainV> {
-        let unit = QRound {
-            quant: crate::ops::QType {
-                scale: 1.0,
-                zero_point: 0,
-                signed: false,
-            },
-            dequant: crate::ops::QType {
-                scale: 1.0,
-                zero_point: 0,
-                signed: false,
-            },
-        };
-        let r = |i: usize| RoundV::new(rounds.get(i).unwrap_or(&unit));
-        (rounds.len() <= 2).then(|| ChainV {
-            n: rounds.len(),
-            r: [r(0), r(1)],
-        })
+        match rounds {
+            [] => Some(ChainV(None)),
+            [r] => Some(ChainV(Some(RoundV::new(r)))),
+            _ => None,
+        }
     }
 
     #[inline(always)]
     unsafe fn apply(self, x: float32x4_t) -> float32x4_t {
-        match self.n {
-            0 => x,
-            1 => self.r[0].apply(x),
-            _ => self.r[1].apply(self.r[0].apply(x)),
+        match self.0 {
+            None => x,
+            Some(r) => r.apply(x),
         }
     }
 }
@@ -186,7 +171,7 @@ pub(super) fn corners(
 
 /// Step 2 (`super::logits`) one pixel at a time, the pixel's key channels in registers.
 /// Returns false, having done nothing, where the key width is not 4, 8, 12 or 16 or a
-/// rounding chain is longer than two.
+/// rounding chain is longer than one.
 ///
 /// # Safety
 /// As `super::logits`.
@@ -285,8 +270,8 @@ unsafe fn logits_v<const V: usize>(
 
 /// Step 4 (`super::values`) one pixel at a time: the pixel's value channels and their sum
 /// over the taps stay in registers. Returns false, having done nothing, where the value
-/// width is not a multiple of 4 up to 32, a group's channels span more than one head, or a
-/// rounding chain is longer than two.
+/// width is not 4, 8, 12, 16, 24 or 32, a group's channels span more than one head, or a
+/// rounding chain is longer than one.
 ///
 /// # Safety
 /// As `super::values`.
