@@ -44,6 +44,11 @@ pub(crate) enum DwRow {
     K3S2Neon,
     K5S1Neon,
     K5S2Neon,
+    /// 7x7 and 11x11 (LGA's local and global convs) on aarch64 only
+    K7S1Neon,
+    K7S2Neon,
+    K11S1Neon,
+    K11S2Neon,
 }
 
 impl DwRow {
@@ -67,6 +72,10 @@ impl DwRow {
                 (3, 2) => return DwRow::K3S2Neon,
                 (5, 1) => return DwRow::K5S1Neon,
                 (5, 2) => return DwRow::K5S2Neon,
+                (7, 1) if cfg!(target_arch = "aarch64") => return DwRow::K7S1Neon,
+                (7, 2) if cfg!(target_arch = "aarch64") => return DwRow::K7S2Neon,
+                (11, 1) if cfg!(target_arch = "aarch64") => return DwRow::K11S1Neon,
+                (11, 2) if cfg!(target_arch = "aarch64") => return DwRow::K11S2Neon,
                 _ => {}
             }
         }
@@ -97,6 +106,10 @@ impl DwRow {
             DwRow::K3S2Neon => "dwconv_f32_3x3s2_neon",
             DwRow::K5S1Neon => "dwconv_f32_5x5s1_neon",
             DwRow::K5S2Neon => "dwconv_f32_5x5s2_neon",
+            DwRow::K7S1Neon => "dwconv_f32_7x7s1_neon",
+            DwRow::K7S2Neon => "dwconv_f32_7x7s2_neon",
+            DwRow::K11S1Neon => "dwconv_f32_11x11s1_neon",
+            DwRow::K11S2Neon => "dwconv_f32_11x11s2_neon",
         }
     }
 
@@ -132,6 +145,14 @@ impl DwRow {
             DwRow::K5S1Neon => unsafe { dw_kxk_neon::<5, 1>(x, w, iy0, ix0, wts, bias, out) },
             #[cfg(target_arch = "aarch64")]
             DwRow::K5S2Neon => unsafe { dw_kxk_neon::<5, 2>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "aarch64")]
+            DwRow::K7S1Neon => unsafe { dw_kxk_neon::<7, 1>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "aarch64")]
+            DwRow::K7S2Neon => unsafe { dw_kxk_neon::<7, 2>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "aarch64")]
+            DwRow::K11S1Neon => unsafe { dw_kxk_neon::<11, 1>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "aarch64")]
+            DwRow::K11S2Neon => unsafe { dw_kxk_neon::<11, 2>(x, w, iy0, ix0, wts, bias, out) },
             #[cfg(target_arch = "arm")]
             // SAFETY (these four): selected only when the CPU has NEON (`Isa::Neon`).
             DwRow::K3S1Neon => unsafe { dw_kxk_armv7neon::<3, 1>(x, w, iy0, ix0, wts, bias, out) },
@@ -490,9 +511,16 @@ unsafe fn dw_kxk_neon<const K: usize, const S: usize>(
     );
     let base = x.as_ptr().add(row0);
     let op = out.as_mut_ptr();
-    let mut wbuf = [0f32; 28];
+    // up to 11x11 taps in 31 vectors (the unrolled tap loops read only the first K*K / 4)
+    let mut wbuf = [0f32; 124];
     wbuf[..K * K].copy_from_slice(&wts[..K * K]);
-    let wv: [float32x4_t; 7] = std::array::from_fn(|j| vld1q_f32(wbuf.as_ptr().add(4 * j)));
+    let wv: [float32x4_t; 31] = std::array::from_fn(|j| {
+        if 4 * j < K * K {
+            vld1q_f32(wbuf.as_ptr().add(4 * j))
+        } else {
+            vdupq_n_f32(0.0)
+        }
+    });
     // `acc + x * tap t` by lane (the match folds away once the tap loops are unrolled)
     let fma = |acc: float32x4_t, x: float32x4_t, t: usize| -> float32x4_t {
         let v = wv[t / 4];

@@ -284,6 +284,16 @@ fn depthwise_all_paths() {
         for name in names {
             assert!(seen.contains(name), "{name} never exercised");
         }
+        if cfg!(target_arch = "aarch64") {
+            for name in [
+                "dwconv_f32_7x7s1_neon",
+                "dwconv_f32_7x7s2_neon",
+                "dwconv_f32_11x11s1_neon",
+                "dwconv_f32_11x11s2_neon",
+            ] {
+                assert!(seen.contains(name), "{name} never exercised");
+            }
+        }
     }
 }
 
