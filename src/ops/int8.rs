@@ -32,7 +32,39 @@ pub struct QRound {
     pub dequant: QType,
 }
 
+/// The constants of [`QRound::apply`], for the loops and vector versions that hoist them.
+#[derive(Clone, Copy, Debug)]
+pub struct QRoundConsts {
+    /// the quantization's scale (divided by)
+    pub scale: f32,
+    /// the low integer bound, `-zq`
+    pub lo: f32,
+    /// the high integer bound, `255 - zq`
+    pub hi: f32,
+    /// subtracted after adding [`QRound::MAGIC`]: `MAGIC - zq + zd`
+    pub unmagic: f32,
+    /// the dequantization's scale
+    pub dscale: f32,
+}
+
 impl QRound {
+    /// Adding and subtracting it rounds ties to even below 2^22 (`round_ties_even` is a libm
+    /// call on baseline x86-64).
+    pub const MAGIC: f32 = 12_582_912.0;
+
+    /// [`QRound::apply`]'s constants.
+    #[inline(always)]
+    pub fn consts(&self) -> QRoundConsts {
+        let (zq, zd) = (self.quant.zero_point as f32, self.dequant.zero_point as f32);
+        QRoundConsts {
+            scale: self.quant.scale,
+            lo: -zq,
+            hi: 255.0 - zq,
+            unmagic: Self::MAGIC - zq + zd,
+            dscale: self.dequant.scale,
+        }
+    }
+
     /// The rounded value.
     #[inline(always)]
     #[allow(clippy::manual_clamp)] // max/min, not clamp: NaN lands on 0 as in `quantize`
@@ -42,10 +74,9 @@ impl QRound {
         // after (NaN lands on the low bound, code 0, as in `quantize`), and with the clamped
         // `y` small, `(y + M) - (M - zq + zd)` is exactly `round_ties_even(y) + zq - zd`
         // (every term an integer below 2^24). Loops hoist the constants: 6 operations a value.
-        const MAGIC: f32 = 12_582_912.0;
-        let (zq, zd) = (self.quant.zero_point as f32, self.dequant.zero_point as f32);
-        let y = (x / self.quant.scale).max(-zq).min(255.0 - zq);
-        ((y + MAGIC) - (MAGIC - zq + zd)) * self.dequant.scale
+        let c = self.consts();
+        let y = (x / c.scale).max(c.lo).min(c.hi);
+        ((y + Self::MAGIC) - c.unmagic) * c.dscale
     }
 }
 

@@ -511,12 +511,16 @@ unsafe fn dw_kxk_neon<const K: usize, const S: usize>(
     );
     let base = x.as_ptr().add(row0);
     let op = out.as_mut_ptr();
-    // up to 11x11 taps in 31 vectors (the unrolled tap loops read only the first K*K / 4)
-    let mut wbuf = [0f32; 124];
-    wbuf[..K * K].copy_from_slice(&wts[..K * K]);
+    // up to 11x11 taps in 31 vectors read straight from `wts` (checked above), the last
+    // partial one through a zero-padded copy; the unrolled tap loops read only the first
+    // K*K / 4, so the rest fold away
     let wv: [float32x4_t; 31] = std::array::from_fn(|j| {
-        if 4 * j < K * K {
-            vld1q_f32(wbuf.as_ptr().add(4 * j))
+        if 4 * j + 4 <= K * K {
+            vld1q_f32(wts.as_ptr().add(4 * j))
+        } else if 4 * j < K * K {
+            let mut tail = [0f32; 4];
+            tail[..K * K - 4 * j].copy_from_slice(&wts[4 * j..K * K]);
+            vld1q_f32(tail.as_ptr())
         } else {
             vdupq_n_f32(0.0)
         }

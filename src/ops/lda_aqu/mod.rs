@@ -326,12 +326,11 @@ struct Scratch {
     /// one pixel's sampled key or value channels
     row: Vec<f32>,
     /// the block's query, pixel-major `[BLOCK][G*ck]` (the NEON logits read it per pixel)
-    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    #[cfg(target_arch = "aarch64")]
     qt: Vec<f32>,
-    /// one tap's sampled keys `[channel][BLOCK]` ([`logits`])
+    /// one tap's sampled keys `[channel][BLOCK]` ([`logits`]), or values `[BLOCK][channel]`
+    /// ([`values`])
     planar: Vec<f32>,
-    /// one tap's sampled values `[BLOCK][channel]` ([`values`])
-    vals: Vec<f32>,
     /// the block's weighted value sum `[BLOCK][channel]` (one group at a time)
     acc: Vec<f32>,
     /// the block's output, `[channel][BLOCK]`
@@ -352,9 +351,9 @@ impl Scratch {
             mx: vec![0.0; BLOCK],
             sum: vec![0.0; BLOCK],
             row: vec![0.0; d.ck.max(d.cv)],
+            #[cfg(target_arch = "aarch64")]
             qt: vec![0.0; d.g * d.ck * BLOCK],
-            planar: vec![0.0; d.ck * BLOCK],
-            vals: vec![0.0; d.cv * BLOCK],
+            planar: vec![0.0; d.ck.max(d.cv) * BLOCK],
             acc: vec![0.0; d.cv * BLOCK],
             out: vec![0.0; d.g * d.cv * BLOCK],
             key_segs: segments(d.g, d.ck, d.g * d.ck / a.heads),
@@ -728,13 +727,18 @@ unsafe fn values<const C: usize>(
         idx,
         wts,
         attn,
-        vals,
+        planar,
         acc,
         out,
         val_segs,
+        row,
         ..
     } = sc;
-    let (vals, acc) = (&mut vals[..len * cv], &mut acc[..len * cv]);
+    let (vals, acc, row) = (
+        &mut planar[..len * cv],
+        &mut acc[..len * cv],
+        &mut row[..cv],
+    );
     let (sampled, weighted) = (Chain::of(&a.round_values), Chain::of(&a.round_weighted));
     let float = a.round_values.is_empty() && a.round_weighted.is_empty();
     for (gi, segs) in val_segs.iter().enumerate() {
@@ -745,7 +749,6 @@ unsafe fn values<const C: usize>(
             if let ([sg], true) = (&segs[..], float) {
                 // Nothing to round: sample, weight and add in one pass, no tap-sized buffer.
                 let w = &attn[(sg.head * n + t) * BLOCK..][..len];
-                let row = &mut vals[..cv];
                 for (i, (s, &w)) in acc.chunks_exact_mut(cv).zip(w).enumerate() {
                     let (ix, ws) = taps_of(idx, wts, gt, i);
                     sample_row(img, cv, ix, ws, row);

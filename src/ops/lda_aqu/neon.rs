@@ -26,17 +26,16 @@ struct RoundV {
 
 impl RoundV {
     fn new(r: &QRound) -> RoundV {
-        const MAGIC: f32 = 12_582_912.0;
-        let (zq, zd) = (r.quant.zero_point as f32, r.dequant.zero_point as f32);
+        let c = r.consts();
         // SAFETY: NEON is part of the aarch64 baseline.
         unsafe {
             RoundV {
-                scale: vdupq_n_f32(r.quant.scale),
-                lo: vdupq_n_f32(-zq),
-                hi: vdupq_n_f32(255.0 - zq),
-                magic: vdupq_n_f32(MAGIC),
-                unmagic: vdupq_n_f32(MAGIC - zq + zd),
-                dscale: vdupq_n_f32(r.dequant.scale),
+                scale: vdupq_n_f32(c.scale),
+                lo: vdupq_n_f32(c.lo),
+                hi: vdupq_n_f32(c.hi),
+                magic: vdupq_n_f32(QRound::MAGIC),
+                unmagic: vdupq_n_f32(c.unmagic),
+                dscale: vdupq_n_f32(c.dscale),
             }
         }
     }
