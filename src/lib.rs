@@ -16,6 +16,7 @@ pub use exec::{Engine, EngineOptions};
 pub mod detect;
 
 pub use detect::{Detection, Detector, DetectorOptions};
+#[cfg(feature = "host-tools")]
 pub mod device;
 pub mod draw;
 pub mod eval;

@@ -46,8 +46,12 @@ target_dir=${CARGO_TARGET_DIR:-$root/target}
 host_triple="$(uname -m)-unknown-linux-gnu"
 strip=true
 [ "${SPECK_KEEP_SYMBOLS:-0}" = 1 ] && strip=false
-args=(build --release --locked -p speck --bin speck --target "$triple"
-      --config "profile.release.strip=$strip")
+# Boards (default features off) build with `profile.device` (Cargo.toml: fat LTO, one codegen
+# unit, panic = abort, dependencies for size); the development host with `release`.
+profile=release
+[ "$default_features" = 1 ] || profile=device
+args=(build --profile "$profile" --locked -p speck --bin speck --target "$triple"
+      --config "profile.$profile.strip=$strip")
 [ "$default_features" = 1 ] || args+=(--no-default-features)
 [ -z "$cargo_features" ] || args+=(--features "$cargo_features")
 rustflags="\"-C\", \"target-cpu=$cpu\""
@@ -82,7 +86,7 @@ fi
 
 echo "build.sh: $name: $cargo_bin ${args[*]}" >&2
 (cd "$root" && CARGO_TARGET_DIR="$target_dir" "$cargo_bin" "${args[@]}") >&2
-bin="$target_dir/$triple/release/speck"
+bin="$target_dir/$triple/$profile/speck"
 [ -x "$bin" ] || { echo "build.sh: cargo finished but $bin is missing" >&2; exit 1; }
 echo "build.sh: $(du -h "$bin" | cut -f1) $(file -b "$bin" 2>/dev/null | cut -d, -f1-2)" >&2
 echo "$bin"

@@ -245,3 +245,24 @@ fn tiled_detection_is_the_same_on_any_thread_count() {
         }
     }
 }
+
+#[test]
+fn macs_by_kind_split_mobilenet_v3_small_as_its_onnx_file_does() {
+    // Per-kind MACs of the torchvision export, counted from the ONNX file's Conv and Gemm
+    // shapes (onnx + shape inference): 1x1 41.56 M, depthwise 5x5 5.88 M, 3x3 5.42 M (stem),
+    // depthwise 3x3 1.58 M, fully connected 1.61 M (classifier) + 0.46 M (squeeze-excite).
+    let e = Engine::load(
+        path("models/reference/mnv3s_224.onnx"),
+        &EngineOptions::default(),
+    )
+    .unwrap();
+    let k = e.graph().macs_by_kind();
+    let m = |name: &str| k.get(name).copied().unwrap_or(0) as f64 / 1e6;
+    let near = |got: f64, want: f64| (got - want).abs() < 0.01;
+    assert!(near(m("conv 1x1"), 41.56), "{k:?}");
+    assert!(near(m("conv depthwise 5x5"), 5.88), "{k:?}");
+    assert!(near(m("conv depthwise 3x3"), 1.58), "{k:?}");
+    assert!(near(m("conv 3x3"), 5.42), "{k:?}");
+    assert!(near(m("fully connected"), 1.61 + 0.46), "{k:?}");
+    assert_eq!(k.values().sum::<u64>(), e.graph().macs());
+}

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
   speck bundle --target rpi5 -o speck-rpi5.tar.gz            # builds with targets/build.sh
-  speck bundle --target rpi4 -o b.tar.gz --binary target/aarch64-unknown-linux-gnu/release/speck
+  speck bundle --target rpi4 -o b.tar.gz --binary target/aarch64-unknown-linux-gnu/device/speck
   speck bundle --target my-board.toml -o b.tar.gz --binary ./speck --model m.onnx")]
 pub struct Args {
     /// Board name (rpi4, rpi5, rpi-armv7, jetson-orin, x86_64) or a board .toml file.

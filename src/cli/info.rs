@@ -29,6 +29,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let g = engine.graph();
     let params = g.parameter_count();
     let macs = g.macs();
+    let macs_by_kind = g.macs_by_kind();
     let ops = g.op_histogram();
     let inputs: Vec<_> = engine
         .inputs()
@@ -45,6 +46,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "ops": ops,
             "parameters": params,
             "macs": macs,
+            "macs_by_kind": macs_by_kind,
             "peak_activation_bytes": engine.activation_bytes(),
             "unshared_activation_bytes": engine.unshared_activation_bytes(),
             "inputs": inputs,
@@ -64,6 +66,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     println!("parameters   {params} ({})", mib(params * 4));
     println!("MACs         {:.3} G", macs as f64 / 1e9);
+    let mut kinds: Vec<_> = macs_by_kind.iter().collect();
+    kinds.sort_by_key(|&(k, m)| (std::cmp::Reverse(*m), k.clone()));
+    for (k, m) in kinds {
+        println!("  {:7.2} M  {k}", *m as f64 / 1e6);
+    }
     println!(
         "activations  {} peak with buffer reuse ({} without)",
         mib(engine.activation_bytes()),

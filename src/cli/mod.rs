@@ -1,13 +1,18 @@
 //! The `speck` command line: argument parsing and thin wrappers over the library.
 
 mod bench;
+#[cfg(feature = "host-tools")]
 mod bundle;
 #[cfg(feature = "onnx")]
 mod compile;
+#[cfg(feature = "host-tools")]
 mod deploy;
 mod detect;
 mod eval;
+#[cfg(feature = "host-tools")]
 mod flash;
+#[cfg(not(feature = "host-tools"))]
+mod host_only;
 mod infer;
 mod info;
 mod model_path;
@@ -74,11 +79,23 @@ enum Command {
     /// Live detection: camera, pipe, video file or folder in; HTTP, MQTT, recording out.
     Run(run::Args),
     /// Make a reproducible install bundle (.tar.gz) for a board.
+    #[cfg(feature = "host-tools")]
     Bundle(bundle::Args),
+    /// Make an install bundle (a host tool, which this device build leaves out).
+    #[cfg(not(feature = "host-tools"))]
+    Bundle(host_only::Args),
     /// Install on a running board over ssh; health-check, roll back on failure.
+    #[cfg(feature = "host-tools")]
     Deploy(deploy::Args),
+    /// Install on a board over ssh (a host tool, which this device build leaves out).
+    #[cfg(not(feature = "host-tools"))]
+    Deploy(host_only::Args),
     /// Install a bundle into a board's OS disk image (SD card / eMMC image), offline.
+    #[cfg(feature = "host-tools")]
     Flash(flash::Args),
+    /// Install into an OS disk image (a host tool, which this device build leaves out).
+    #[cfg(not(feature = "host-tools"))]
+    Flash(host_only::Args),
 }
 
 /// Shared engine flags.
@@ -130,9 +147,18 @@ pub fn main() -> std::process::ExitCode {
         Command::Eval(a) => eval::run(a),
         #[cfg(feature = "onnx")]
         Command::Quantize(a) => quantize::run(a),
+        #[cfg(feature = "host-tools")]
         Command::Bundle(a) => bundle::run(a),
+        #[cfg(feature = "host-tools")]
         Command::Deploy(a) => deploy::run(a),
+        #[cfg(feature = "host-tools")]
         Command::Flash(a) => flash::run(a),
+        #[cfg(not(feature = "host-tools"))]
+        Command::Bundle(a) => host_only::run("bundle", a),
+        #[cfg(not(feature = "host-tools"))]
+        Command::Deploy(a) => host_only::run("deploy", a),
+        #[cfg(not(feature = "host-tools"))]
+        Command::Flash(a) => host_only::run("flash", a),
         #[cfg(not(feature = "onnx"))]
         Command::Quantize(a) => needs_onnx::run("quantize", a),
         #[cfg(feature = "onnx")]
@@ -158,10 +184,21 @@ pub fn main() -> std::process::ExitCode {
 
 /// Panics that the library contains (third-party code asserting on malformed models) must
 /// not print; uncontained ones become an `error:` line in `main`. `RUST_BACKTRACE` restores
-/// the default report for debugging.
+/// the default report for debugging. Device builds (`profile.device`, `panic = "abort"`)
+/// cannot contain a panic, so there the hook prints the `error:` line before the abort.
 fn quiet_panics() {
     if std::env::var_os("RUST_BACKTRACE").is_none() {
-        std::panic::set_hook(Box::new(|info| log::debug!("panic: {info}")));
+        std::panic::set_hook(Box::new(|info| {
+            if cfg!(panic = "abort") {
+                // `info` shows the message and where it was raised, on one line here
+                eprintln!(
+                    "error: internal error: {}",
+                    info.to_string().replace('\n', " ")
+                );
+            } else {
+                log::debug!("panic: {info}");
+            }
+        }));
     }
 }
 

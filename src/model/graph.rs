@@ -208,6 +208,19 @@ impl Graph {
         self.nodes.iter().map(|n| node_macs(self, n)).sum()
     }
 
+    /// MACs per kind of work ([`mac_kind`]), for judging kernels against an instruction set's
+    /// peak: a 1x1 convolution can use a dot-product instruction, a depthwise one cannot.
+    pub fn macs_by_kind(&self) -> BTreeMap<String, u64> {
+        let mut h = BTreeMap::new();
+        for n in &self.nodes {
+            let m = node_macs(self, n);
+            if m > 0 {
+                *h.entry(mac_kind(self, n)).or_insert(0) += m;
+            }
+        }
+        h
+    }
+
     /// Op type counts, sorted by name.
     pub fn op_histogram(&self) -> BTreeMap<String, usize> {
         let mut h = BTreeMap::new();
@@ -215,6 +228,33 @@ impl Graph {
             *h.entry(n.op.name()).or_insert(0) += 1;
         }
         h
+    }
+}
+
+/// What kind of multiply-accumulates a node does: `conv 1x1`, `conv depthwise 3x3`,
+/// `conv 3x3` (dense or grouped), `fully connected` (a conv on a 1x1 map, Gemm), `matmul`,
+/// or the op's name. Float and int8 convs count alike.
+pub fn mac_kind(g: &Graph, n: &Node) -> String {
+    let conv = |w: &[usize], group: usize| {
+        let out = &g.values[n.outputs[0]].shape;
+        let (kh, kw) = (w[2], w[3]);
+        if out.len() == 4 && out[2] * out[3] == 1 && kh * kw == 1 {
+            "fully connected".to_string()
+        } else if group > 1 && w[1] == 1 {
+            format!("conv depthwise {kh}x{kw}")
+        } else {
+            format!("conv {kh}x{kw}")
+        }
+    };
+    match &n.op {
+        Op::Conv(c) => conv(&g.values[n.inputs[1]].shape, c.group),
+        Op::Int8(q) => match &q.op {
+            crate::ops::QOp::Conv(c) => conv(&c.w_shape, c.conv.group),
+            _ => n.op.name(),
+        },
+        Op::Gemm(_) => "fully connected".to_string(),
+        Op::MatMul | Op::Einsum { .. } => "matmul".to_string(),
+        _ => n.op.name(),
     }
 }
 
