@@ -38,16 +38,10 @@ fn file_name(name: &str) -> String {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    if !cfg!(feature = "npy") {
-        bail!(
-            "this speck was built without .npy support (a device build: cargo feature `npy` \
-             off); run `speck infer` on a full build"
-        );
-    }
     let mut engine = speck::Engine::load(&a.model, &a.engine.options())?;
     let mut tensors = vec![];
     for p in &a.inputs {
-        let arr = read_npy(p)
+        let arr: ArrayD<f32> = ndarray_npy::read_npy(p)
             .with_context(|| format!("reading {} (expected a float32 .npy)", p.display()))?;
         tensors.push(speck::Tensor::F32(arr));
     }
@@ -66,28 +60,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     for (name, t) in names.iter().zip(outs) {
         let path = a.out.join(format!("{}.npy", file_name(name)));
         let arr = t.as_f32().context("non-f32 output")?;
-        write_npy(&path, arr).with_context(|| format!("writing {}", path.display()))?;
+        ndarray_npy::write_npy(&path, arr)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(feature = "npy")]
-fn read_npy(p: &std::path::Path) -> Result<ArrayD<f32>> {
-    Ok(ndarray_npy::read_npy(p)?)
-}
-
-#[cfg(feature = "npy")]
-fn write_npy(p: &std::path::Path, arr: &ArrayD<f32>) -> Result<()> {
-    Ok(ndarray_npy::write_npy(p, arr)?)
-}
-
-// Without the feature `run` stops before these; they keep its body the same in both builds.
-#[cfg(not(feature = "npy"))]
-fn read_npy(_: &std::path::Path) -> Result<ArrayD<f32>> {
-    unreachable!("checked in run")
-}
-
-#[cfg(not(feature = "npy"))]
-fn write_npy(_: &std::path::Path, _: &ArrayD<f32>) -> Result<()> {
-    unreachable!("checked in run")
 }

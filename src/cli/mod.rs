@@ -11,17 +11,16 @@ mod detect;
 mod eval;
 #[cfg(feature = "host-tools")]
 mod flash;
-#[cfg(not(feature = "host-tools"))]
-mod host_only;
+#[cfg(feature = "npy")]
 mod infer;
 mod info;
 mod model_path;
-#[cfg(not(feature = "onnx"))]
-mod needs_onnx;
 #[cfg(feature = "onnx")]
 mod quantize;
 mod run;
 mod tile_args;
+#[cfg(not(all(feature = "onnx", feature = "npy", feature = "host-tools")))]
+mod unavailable;
 
 use clap::{Parser, Subcommand};
 
@@ -57,7 +56,11 @@ enum Command {
     /// Detect objects in images or folders of images.
     Detect(detect::Args),
     /// Run a model on raw .npy tensors and write its outputs as .npy.
+    #[cfg(feature = "npy")]
     Infer(infer::Args),
+    /// Run a model on raw .npy tensors (needs `.npy` support, which this build leaves out).
+    #[cfg(not(feature = "npy"))]
+    Infer(unavailable::Args),
     /// Describe a model: ops, parameters, MACs, peak activation memory, metadata.
     Info(info::Args),
     /// Measure inference latency.
@@ -69,13 +72,13 @@ enum Command {
     Quantize(quantize::Args),
     /// Quantize (needs the ONNX importer, which this build leaves out).
     #[cfg(not(feature = "onnx"))]
-    Quantize(needs_onnx::Args),
+    Quantize(unavailable::Args),
     /// Compile an ONNX model to a .speck file that loads without the ONNX importer.
     #[cfg(feature = "onnx")]
     Compile(compile::Args),
     /// Compile a model (needs the ONNX importer, which this build leaves out).
     #[cfg(not(feature = "onnx"))]
-    Compile(needs_onnx::Args),
+    Compile(unavailable::Args),
     /// Live detection: camera, pipe, video file or folder in; HTTP, MQTT, recording out.
     Run(run::Args),
     /// Make a reproducible install bundle (.tar.gz) for a board.
@@ -83,19 +86,19 @@ enum Command {
     Bundle(bundle::Args),
     /// Make an install bundle (a host tool, which this device build leaves out).
     #[cfg(not(feature = "host-tools"))]
-    Bundle(host_only::Args),
+    Bundle(unavailable::Args),
     /// Install on a running board over ssh; health-check, roll back on failure.
     #[cfg(feature = "host-tools")]
     Deploy(deploy::Args),
     /// Install on a board over ssh (a host tool, which this device build leaves out).
     #[cfg(not(feature = "host-tools"))]
-    Deploy(host_only::Args),
+    Deploy(unavailable::Args),
     /// Install a bundle into a board's OS disk image (SD card / eMMC image), offline.
     #[cfg(feature = "host-tools")]
     Flash(flash::Args),
     /// Install into an OS disk image (a host tool, which this device build leaves out).
     #[cfg(not(feature = "host-tools"))]
-    Flash(host_only::Args),
+    Flash(unavailable::Args),
 }
 
 /// Shared engine flags.
@@ -141,7 +144,10 @@ pub fn main() -> std::process::ExitCode {
     quiet_panics();
     let result = std::panic::catch_unwind(|| match cli.command {
         Command::Detect(a) => detect::run(a),
+        #[cfg(feature = "npy")]
         Command::Infer(a) => infer::run(a),
+        #[cfg(not(feature = "npy"))]
+        Command::Infer(a) => unavailable::run("infer", unavailable::Missing::Npy, a),
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Eval(a) => eval::run(a),
@@ -154,17 +160,17 @@ pub fn main() -> std::process::ExitCode {
         #[cfg(feature = "host-tools")]
         Command::Flash(a) => flash::run(a),
         #[cfg(not(feature = "host-tools"))]
-        Command::Bundle(a) => host_only::run("bundle", a),
+        Command::Bundle(a) => unavailable::run("bundle", unavailable::Missing::HostTools, a),
         #[cfg(not(feature = "host-tools"))]
-        Command::Deploy(a) => host_only::run("deploy", a),
+        Command::Deploy(a) => unavailable::run("deploy", unavailable::Missing::HostTools, a),
         #[cfg(not(feature = "host-tools"))]
-        Command::Flash(a) => host_only::run("flash", a),
+        Command::Flash(a) => unavailable::run("flash", unavailable::Missing::HostTools, a),
         #[cfg(not(feature = "onnx"))]
-        Command::Quantize(a) => needs_onnx::run("quantize", a),
+        Command::Quantize(a) => unavailable::run("quantize", unavailable::Missing::Onnx, a),
         #[cfg(feature = "onnx")]
         Command::Compile(a) => compile::run(a),
         #[cfg(not(feature = "onnx"))]
-        Command::Compile(a) => needs_onnx::run("compile", a),
+        Command::Compile(a) => unavailable::run("compile", unavailable::Missing::Onnx, a),
         Command::Run(a) => run::run(a),
     })
     .unwrap_or_else(|p| {
