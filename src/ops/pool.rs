@@ -78,6 +78,14 @@ pub fn run_global_pool(max: bool, x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32
     }
     let (n, c) = (x.shape()[0], x.shape()[1]);
     let spatial: usize = x.shape()[2..].iter().product();
+    // Contiguous planes (always, inside a plan): one pass over the slice, without a view per
+    // channel (which cost more than a 7x7 plane's sum: 26 us for 960 channels).
+    if let (Some(xs), Some(ys), false, true) = (x.as_slice(), y.as_slice_mut(), max, spatial > 0) {
+        for (yv, plane) in ys.iter_mut().zip(xs.chunks_exact(spatial)) {
+            *yv = sum_lanes(plane) / spatial as f32;
+        }
+        return Ok(());
+    }
     let x3 = x
         .to_shape((n, c, spatial))
         .map_err(|e| OpError::Shape(e.to_string()))?;

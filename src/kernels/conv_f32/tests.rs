@@ -75,12 +75,14 @@ fn gemv_algo(isa: Isa) -> &'static str {
     }
 }
 
-/// The kernel a depthwise conv without a dedicated row kernel gets on `isa` (every depthwise
-/// conv on x86 SIMD goes to the flat one).
-fn depthwise_generic_algo(isa: Isa) -> &'static str {
+/// The kernel a depthwise conv with horizontal stride `sw` and without a dedicated row kernel
+/// gets on `isa` (on AVX-512 the direct rows at stride 1 and 2, otherwise on x86 SIMD the flat
+/// one).
+fn depthwise_generic_algo(isa: Isa, sw: usize) -> &'static str {
     let isa = float_isa(isa);
     match isa {
         Isa::Avx2 => "dwconv_f32_flat32_avx2",
+        Isa::Avx512 if sw <= 2 && cfg!(target_arch = "x86_64") => "dwconv_f32_rows16_avx512",
         Isa::Avx512 => "dwconv_f32_flat128_avx512",
         _ => "dwconv_f32_generic_scalar",
     }
@@ -225,7 +227,6 @@ fn depthwise_all_paths() {
     // non-square kernels, mixed strides and stride 3 go to the generic row kernel, or the flat
     // one on x86
     for isa in host_isas() {
-        let expect = depthwise_generic_algo(isa);
         for (k, strides, pads, (h, w)) in [
             ([3, 5], [2, 1], [1, 0, 1, 2], (9, 13)),
             ([5, 3], [1, 2], [2, 1, 0, 1], (13, 9)),
@@ -244,7 +245,9 @@ fn depthwise_all_paths() {
                 conv: c,
                 bias: true,
             };
+            let expect = depthwise_generic_algo(isa, strides[1]);
             assert_eq!(check(&mut rng, &case, isa, false), Some(expect));
+            seen.insert(expect);
         }
     }
     eprintln!("depthwise: {runs} runs, kernels {seen:?}");
@@ -260,8 +263,9 @@ fn depthwise_all_paths() {
     for (isa, name) in [
         (Isa::Avx2, "dwconv_f32_flat32_avx2"),
         (Isa::Avx512, "dwconv_f32_flat128_avx512"),
+        (Isa::Avx512, "dwconv_f32_rows16_avx512"),
     ] {
-        if isa.supported() {
+        if isa.supported() && (cfg!(target_arch = "x86_64") || !name.contains("rows16")) {
             assert!(seen.contains(name), "{name} never exercised");
         }
     }
@@ -297,6 +301,52 @@ fn depthwise_all_paths() {
     }
 }
 
+/// Maps wide and tall enough for the direct AVX-512 rows' bigger tiles (up to 4 column vectors
+/// by 2 rows, 8 rows of one vector, flat streams of 8 vectors), odd widths, every padding
+/// variant, strides 1 and 2, on every ISA the host runs.
+#[test]
+fn depthwise_wide_maps() {
+    let mut rng = Rng(0x5eed_d3ad);
+    let mut runs = 0;
+    for isa in host_isas() {
+        for (i, &(h, w)) in [
+            (20, 71),
+            (9, 112),
+            (6, 64),
+            (31, 17),
+            (3, 130),
+            (70, 70),
+            (14, 14),
+        ]
+        .iter()
+        .enumerate()
+        {
+            for k in [3, 5, 7] {
+                for s in [1, 2] {
+                    for (j, pads) in pad_variants(k).into_iter().enumerate() {
+                        let c = [1, 3, 5][(i + j) % 3];
+                        let case = Case {
+                            n: 1,
+                            c,
+                            h,
+                            w,
+                            m: c,
+                            k: [k, k],
+                            conv: conv(c, s, pads, 1),
+                            bias: j % 2 == 0,
+                        };
+                        if let Some(a) = check(&mut rng, &case, isa, j % 3 == 1) {
+                            assert!(a.starts_with("dwconv"), "{a}");
+                            runs += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(runs > 100, "only {runs} runs");
+}
+
 #[test]
 fn gemm_1x1_paths() {
     let mut rng = Rng(12345);
@@ -320,7 +370,7 @@ fn gemm_1x1_paths() {
                 assert_eq!(
                     a,
                     if dw {
-                        depthwise_generic_algo(isa)
+                        depthwise_generic_algo(isa, 1)
                     } else if h * w == 1 {
                         gemv_algo(isa)
                     } else {
@@ -673,7 +723,7 @@ fn gemv_paths_and_linear() {
             assert_eq!(
                 a,
                 if dw {
-                    depthwise_generic_algo(isa)
+                    depthwise_generic_algo(isa, 1)
                 } else {
                     gemv_algo(isa)
                 }

@@ -1,7 +1,10 @@
 //! Depthwise f32 convolution (group == C == M, dilation 1), plane by plane.
 //!
-//! Two schemes:
-//! - x86 SIMD: `dwconv_f32_flat<outputs>_<isa>` (module `flat`) splits the padded plane into its
+//! Three schemes:
+//! - AVX-512, horizontal stride 1 or 2: `dwconv_f32_rows16_avx512` ([`rows_avx512`]) reads
+//!   the planes in place with masked loads, a tile of output rows by 16-wide column vectors
+//!   at a time, and writes `y` directly (no padded copy);
+//! - other x86 SIMD: `dwconv_f32_flat<outputs>_<isa>` (module `flat`) splits the padded plane into its
 //!   stride phases and runs every output row back to back as one flat vector stream, any
 //!   kernel size and stride: 7- and 14-wide maps (most of MobileNetV3's depthwise work) fill
 //!   the vectors instead of leaving a scalar tail per row.
@@ -12,6 +15,11 @@
 //!   `dwconv_f32_generic_scalar`.
 
 use super::epilogue::EpiHint;
+
+#[cfg(target_arch = "x86_64")]
+// AVX-512 intrinsics are stable since 1.89, above the crate's MSRV (the Arm toolchain's 1.85)
+#[allow(clippy::incompatible_msrv)]
+mod rows_avx512;
 
 /// Geometry of one depthwise plane.
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +48,8 @@ pub(crate) enum DwRow {
     FlatAvx2,
     /// the flat phase-plane kernel, AVX-512
     FlatAvx512,
+    /// straight from the planes, masked loads ([`rows_avx512`]), AVX-512
+    RowsAvx512,
     K3S1Neon,
     K3S2Neon,
     K5S1Neon,
@@ -57,6 +67,8 @@ impl DwRow {
         use super::super::Isa;
         let x86 = cfg!(any(target_arch = "x86", target_arch = "x86_64"));
         match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if rows_avx512::handles(g) => return DwRow::RowsAvx512,
             Isa::Avx512 if x86 => return DwRow::FlatAvx512,
             Isa::Avx2 if x86 => return DwRow::FlatAvx2,
             _ => {}
@@ -98,6 +110,7 @@ impl DwRow {
             DwRow::K5S2 => "dwconv_f32_5x5s2_scalar",
             DwRow::FlatAvx2 => "dwconv_f32_flat32_avx2",
             DwRow::FlatAvx512 => "dwconv_f32_flat128_avx512",
+            DwRow::RowsAvx512 => "dwconv_f32_rows16_avx512",
             DwRow::K3S1Neon if cfg!(target_arch = "arm") => "dwconv_f32_3x3s1_armv7neon",
             DwRow::K3S2Neon if cfg!(target_arch = "arm") => "dwconv_f32_3x3s2_armv7neon",
             DwRow::K5S1Neon if cfg!(target_arch = "arm") => "dwconv_f32_5x5s1_armv7neon",
@@ -188,6 +201,13 @@ pub(crate) fn dwconv_f32_planes<F: Fn(f32) -> f32>(
         x.len() >= planes * hw && y.len() >= planes * ohw && wts.len() >= planes * kk,
         "depthwise planes out of bounds"
     );
+    #[cfg(target_arch = "x86_64")]
+    if row == DwRow::RowsAvx512 {
+        // SAFETY: selected only when the plan's ISA (checked against the host) is AVX-512 and
+        // `handles` accepted the geometry.
+        unsafe { rows_avx512::dwconv_f32_rows16_avx512(x, y, wts, bias, g, act, hint) };
+        return;
+    }
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     if matches!(row, DwRow::FlatAvx2 | DwRow::FlatAvx512) {
         flat::dw_flat_planes(x, y, wts, bias, g, row);
