@@ -258,6 +258,8 @@ unsafe fn tile_dispatch(
 }
 
 /// Output rows `oy .. oy + R`, column vectors `j .. j + NV`, horizontal stride `S`.
+// `acc[r][v]` is walked vector-major (one mask per column vector, reused by every row)
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn tile<const S: usize, const NV: usize, const R: usize>(
