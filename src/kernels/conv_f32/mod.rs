@@ -357,6 +357,7 @@ impl ConvF32 {
                         .0,
                     direct: self.k == [1, 1] && self.strides == [1, 1] && self.pads == [0; 4],
                     hint,
+                    fused: tiled::fused_microkernel(self.isa, hint),
                 };
                 // bias and activation are applied in the tiles' epilogue
                 return tiled::run_tiled(&t, n, x, y, act);

@@ -635,6 +635,68 @@ fn tiled_microkernels_match_scalar() {
     }
 }
 
+/// Each host microkernel with its own epilogue equals the portable microkernel followed by
+/// bias and the activation, on every hint it has, partial blocks (rows < MR) and partial
+/// tiles (nr < NR, masked stores), and writes nothing outside its `rows x nr` block.
+#[test]
+fn fused_tiled_microkernels_match_scalar() {
+    use super::tiled::{fused_microkernel, gemm_f32_8x32_scalar, TileDst, MR, NR};
+    let mut rng = Rng(8081);
+    let mut ran = 0;
+    for isa in host_isas() {
+        for (hint, a) in [
+            (EpiHint::Identity, None),
+            (EpiHint::Relu, Some(Activation::Relu)),
+            (EpiHint::HardSwish, Some(Activation::HardSwish)),
+        ] {
+            let Some(kern) = fused_microkernel(isa, hint) else {
+                continue;
+            };
+            ran += 1;
+            for kc in (1..=40).chain([288]) {
+                for (rows, nr) in [(MR, NR), (3, NR), (MR, 17), (5, 1), (1, 16), (7, 31)] {
+                    let w: Vec<f32> = (0..kc * MR).map(|_| rng.next()).collect();
+                    let stride = NR + 5;
+                    let panel: Vec<f32> = (0..kc * stride).map(|_| rng.next()).collect();
+                    let bias: Vec<f32> = (0..rows).map(|_| rng.next()).collect();
+                    let mut acc = [[0.0f32; NR]; MR];
+                    let rs = NR + 3;
+                    let mut out = vec![f32::NAN; MR * rs];
+                    // SAFETY: panel holds kc rows of `stride` floats, w kc * MR; `out` holds
+                    // MR rows of `rs >= nr` floats and `bias` `rows`.
+                    unsafe {
+                        gemm_f32_8x32_scalar(kc, &w, panel.as_ptr(), stride, &mut acc);
+                        let d = TileDst {
+                            dst: out.as_mut_ptr(),
+                            rs,
+                            bias: bias.as_ptr(),
+                            rows,
+                            nr,
+                        };
+                        kern(kc, &w, panel.as_ptr(), stride, &d, hint);
+                    }
+                    for r in 0..MR {
+                        for j in 0..rs {
+                            let got = out[r * rs + j];
+                            if r >= rows || j >= nr {
+                                assert!(got.is_nan(), "{isa:?} {hint:?} wrote [{r}][{j}]");
+                                continue;
+                            }
+                            let v = acc[r][j] + bias[r];
+                            let want = a.map_or(v, |a| apply_activation(a, v));
+                            assert!(
+                                (got - want).abs() <= 1e-5 * (1.0 + kc as f32),
+                                "{isa:?} {hint:?} kc {kc} [{r}][{j}]: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("fused tiled microkernels checked: {ran} (ISA, activation) pairs");
+}
+
 /// Tiles that span several output rows, partial last tiles, batch > 1 and groups on the
 /// tiled path, at sizes where a 32-pixel tile covers rows of 1 to 40 pixels.
 #[test]

@@ -12,8 +12,13 @@
 //!
 //! Microkernels, `gemm_f32_<MR>x<NR>_<isa>`: `gemm_f32_8x32_avx2`, `gemm_f32_8x32_avx512`,
 //! `gemm_f32_8x32_neon`, `gemm_f32_8x32_armv7neon`, each tested against the portable
-//! `gemm_f32_8x32_scalar`.
+//! `gemm_f32_8x32_scalar`. These write the `MR x NR` accumulators to a buffer and the epilogue
+//! closure stores them. `gemm_f32_8x32_epi_avx512` applies bias and a known activation in
+//! registers and stores straight into the output (masked for a partial tile): on the small-`K`
+//! 1x1 convs of MobileNetV3's early stages (`K` = 16 to 40) the buffer round trip and eight
+//! calls per block cost as much as the multiply-adds.
 
+use super::epilogue::EpiHint;
 use super::im2col::{copy_strided, valid_range, ColGeom};
 use crate::kernels::{Isa, SharedOut};
 use rayon::prelude::*;
@@ -50,6 +55,35 @@ pub(crate) fn microkernel(isa: Isa) -> Option<(Microkernel, &'static str)> {
             gemm_f32_8x32_armv7neon as Microkernel,
             "conv_f32_tiled_8x32_armv7neon",
         )),
+        _ => None,
+    }
+}
+
+/// Where a microkernel with its own epilogue ([`FusedMicrokernel`]) stores a block.
+pub(crate) struct TileDst {
+    /// row 0 of the block at the tile's first pixel
+    pub dst: *mut f32,
+    /// floats between output rows
+    pub rs: usize,
+    /// the block's first bias; `rows` are read
+    pub bias: *const f32,
+    /// output channels to store, `<= MR`
+    pub rows: usize,
+    /// pixels to store, `<= NR`
+    pub nr: usize,
+}
+
+/// `dst[r][j] = act(sum_k w[k][r] * panel[k * stride + j] + bias[r])` for `r < rows`, `j < nr`,
+/// `act` by the hint (never [`EpiHint::Closure`]); nothing else in `dst` is written.
+pub(crate) type FusedMicrokernel = unsafe fn(usize, &[f32], *const f32, usize, &TileDst, EpiHint);
+
+/// The microkernel with its own epilogue for `isa` and `hint`, where there is one.
+pub(crate) fn fused_microkernel(isa: Isa, hint: EpiHint) -> Option<FusedMicrokernel> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if Isa::Avx512.supported() && hint != EpiHint::Closure => {
+            Some(gemm_f32_8x32_epi_avx512 as FusedMicrokernel)
+        }
         _ => None,
     }
 }
@@ -237,6 +271,71 @@ pub(crate) unsafe fn gemm_f32_8x32_avx512(
     }
 }
 
+/// AVX-512 microkernel with its own epilogue ([`FusedMicrokernel`]): the loop of
+/// [`gemm_f32_8x32_avx512`], then bias, activation and masked stores from the registers.
+/// HardSwish multiplies by 1/6 where the closure divides by 6 (an ulp apart); Relu is
+/// `max(0, v)` with `v` second, so a NaN passes through as in the closure.
+///
+/// # Safety
+/// As [`gemm_f32_8x32_scalar`]; `d` writable at `r * d.rs + j` for `r < d.rows`, `j < d.nr`,
+/// `d.bias` readable for `d.rows` floats, `d.rows <= MR`, `d.nr <= NR`; the CPU must support
+/// AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::incompatible_msrv)]
+pub(crate) unsafe fn gemm_f32_8x32_epi_avx512(
+    kc: usize,
+    w: &[f32],
+    panel: *const f32,
+    stride: usize,
+    d: &TileDst,
+    hint: EpiHint,
+) {
+    use std::arch::x86_64::*;
+    assert!(w.len() >= kc * MR, "packed weights too short");
+    debug_assert!(d.rows <= MR && d.nr <= NR && hint != EpiHint::Closure);
+    let wp = w.as_ptr();
+    let mut c = [[_mm512_setzero_ps(); 2]; MR];
+    for kk in 0..kc {
+        let p = panel.add(kk * stride);
+        let b0 = _mm512_loadu_ps(p);
+        let b1 = _mm512_loadu_ps(p.add(16));
+        let wk = wp.add(kk * MR);
+        for (r, cr) in c.iter_mut().enumerate() {
+            let a = _mm512_set1_ps(*wk.add(r));
+            cr[0] = _mm512_fmadd_ps(a, b0, cr[0]);
+            cr[1] = _mm512_fmadd_ps(a, b1, cr[1]);
+        }
+    }
+    let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
+    let mask = [lanes(d.nr), lanes(d.nr.saturating_sub(16))];
+    let zero = _mm512_setzero_ps();
+    let (sixth, half, one) = (
+        _mm512_set1_ps(1.0 / 6.0),
+        _mm512_set1_ps(0.5),
+        _mm512_set1_ps(1.0),
+    );
+    for (r, cr) in c.iter().enumerate() {
+        if r >= d.rows {
+            break;
+        }
+        let bias = _mm512_set1_ps(*d.bias.add(r));
+        let row = d.dst.add(r * d.rs);
+        for (h, &acc) in cr.iter().enumerate() {
+            let mut v = _mm512_add_ps(acc, bias);
+            match hint {
+                EpiHint::Relu => v = _mm512_max_ps(zero, v),
+                EpiHint::HardSwish => {
+                    let t = _mm512_fmadd_ps(v, sixth, half);
+                    v = _mm512_mul_ps(v, _mm512_min_ps(one, _mm512_max_ps(zero, t)));
+                }
+                _ => {}
+            }
+            _mm512_mask_storeu_ps(row.add(h * 16), mask[h], v);
+        }
+    }
+}
+
 /// NEON microkernel: four 8-row x 8-pixel passes (16 accumulators); each weight is used by
 /// lane (`fmla v.4s, v.4s, v.s[i]`), so a step loads the 8 panel values and the 8 weights with
 /// one two-register `LD1` each for 16 FMAs; steps go two k at a time.
@@ -396,7 +495,9 @@ pub(crate) struct TiledConv<'a> {
     /// 1x1, stride 1, no padding: panels are read straight from `x`
     pub direct: bool,
     /// what the epilogue's activation computes, where known
-    pub hint: super::epilogue::EpiHint,
+    pub hint: EpiHint,
+    /// the microkernel with the epilogue inside, where the ISA has one for `hint`
+    pub fused: Option<FusedMicrokernel>,
 }
 
 /// `dst = act(acc + bias)` for one tile row. Its own small function so that `act` is inlined
@@ -407,7 +508,7 @@ fn store_row<F: Fn(f32) -> f32>(
     acc: &[f32; NR],
     bias: f32,
     act: &F,
-    hint: super::epilogue::EpiHint,
+    hint: EpiHint,
 ) {
     super::epilogue::bias_act(dst, acc, bias, act, hint);
 }
@@ -451,6 +552,22 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
                     (panel.as_ptr(), NR)
                 };
                 let wg = &t.packed[gi * wlen..(gi + 1) * wlen];
+                if let Some(fused) = t.fused {
+                    for (b, wb) in wg.chunks_exact(kc.max(1) * MR).enumerate() {
+                        let ch = gi * mg + b * MR;
+                        let d = TileDst {
+                            dst: out.at((ni * t.m + ch) * ohw + p0),
+                            rs: ohw,
+                            bias: t.bias[ch..].as_ptr(),
+                            rows: MR.min(mg - b * MR),
+                            nr,
+                        };
+                        // SAFETY: as below; `d` covers rows ch.. of this tile's columns only,
+                        // and the bias slice holds `rows` values from `ch` (ch + rows <= m).
+                        unsafe { fused(kc, wb, src, stride, &d, t.hint) };
+                    }
+                    return;
+                }
                 let mut acc = [[0.0f32; NR]; MR];
                 for (b, wb) in wg.chunks_exact(kc.max(1) * MR).enumerate() {
                     // SAFETY: `src` rows hold NR readable floats for each of the kc rows: a full
