@@ -86,6 +86,33 @@ pub(crate) fn act_in_place<F: Fn(f32) -> f32>(y: &mut [f32], act: &F, hint: EpiH
     }
 }
 
+/// `act(v)` on 16 lanes for a hint with a vector form (`Closure` returns `v` unchanged: the
+/// caller applies the closure itself). HardSwish multiplies by 1/6 where the closure divides
+/// by 6 (an ulp apart); Relu is `max(0, v)` with `v` second, so a NaN passes through as in the
+/// closure.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::incompatible_msrv)]
+pub(crate) unsafe fn act_avx512(
+    v: std::arch::x86_64::__m512,
+    hint: EpiHint,
+) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    match hint {
+        EpiHint::Relu => _mm512_max_ps(_mm512_setzero_ps(), v),
+        EpiHint::HardSwish => {
+            let t = _mm512_fmadd_ps(v, _mm512_set1_ps(1.0 / 6.0), _mm512_set1_ps(0.5));
+            let t = _mm512_min_ps(_mm512_set1_ps(1.0), _mm512_max_ps(_mm512_setzero_ps(), t));
+            _mm512_mul_ps(v, t)
+        }
+        EpiHint::Identity | EpiHint::Closure => v,
+    }
+}
+
 /// `dst[i] = act(src[i] + bias)` for `n` (a multiple of 8) values, `act` by `hint`.
 ///
 /// # Safety

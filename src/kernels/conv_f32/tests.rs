@@ -534,40 +534,44 @@ fn activation_epilogue_every_algorithm() {
     }
     // built-in epilogues through `run` (the conv's own activation: the hinted vector forms
     // where an ISA has them, armv7), on a depthwise and a tiled (full and partial tiles) conv
-    let x = rng.array(&[1, 4, 9, 9]);
+    // (9x9 maps: AVX-512 depthwise as a flat stream; 16 wide: row tiles; stride 2: the
+    // even/odd window tiles)
     let wd = rng.array(&[4, 1, 3, 3]);
     let wt = rng.array(&[9, 4, 3, 3]);
-    for (act, f) in [
-        (Activation::Relu, (|v: f32| v.max(0.0)) as fn(f32) -> f32),
-        (Activation::Clip(-0.1, 0.2), |v: f32| v.clamp(-0.1, 0.2)),
-        (Activation::LeakyRelu(0.1), |v: f32| {
-            if v >= 0.0 {
-                v
-            } else {
-                0.1 * v
-            }
-        }),
-        (Activation::HardSwish, |v: f32| {
-            crate::ops::apply_activation(Activation::HardSwish, v)
-        }),
-    ] {
-        for (group, w) in [(4, &wd), (1, &wt)] {
-            let mut c = conv(group, 1, [1; 4], 1);
-            c.activation = Some(act);
-            let b = rng.array(&[w.shape()[0]]);
-            let plan = ConvF32::new(&c, w.view(), Some(b.view()), x.shape()).unwrap();
-            let out = [1, w.shape()[0], 9, 9];
-            let mut got = ArrayD::zeros(IxDyn(&out));
-            plan.run(x.view(), got.view_mut(), &mut vec![]);
-            let mut expect = ArrayD::zeros(IxDyn(&out));
-            let ins = [x.view(), w.view(), b.view()];
-            run_conv_with(&c, &ins, &mut expect.view_mut(), f).unwrap();
-            for (a, e) in got.iter().zip(expect.iter()) {
-                assert!(
-                    (a - e).abs() < 1e-5,
-                    "{act:?} {}: {a} vs {e}",
-                    plan.algorithm()
-                );
+    for (h, w_in, s) in [(9, 9, 1), (5, 16, 1), (11, 21, 2)] {
+        let x = rng.array(&[1, 4, h, w_in]);
+        for (act, f) in [
+            (Activation::Relu, (|v: f32| v.max(0.0)) as fn(f32) -> f32),
+            (Activation::Clip(-0.1, 0.2), |v: f32| v.clamp(-0.1, 0.2)),
+            (Activation::LeakyRelu(0.1), |v: f32| {
+                if v >= 0.0 {
+                    v
+                } else {
+                    0.1 * v
+                }
+            }),
+            (Activation::HardSwish, |v: f32| {
+                crate::ops::apply_activation(Activation::HardSwish, v)
+            }),
+        ] {
+            for (group, w) in [(4, &wd), (1, &wt)] {
+                let mut c = conv(group, s, [1; 4], 1);
+                c.activation = Some(act);
+                let b = rng.array(&[w.shape()[0]]);
+                let plan = ConvF32::new(&c, w.view(), Some(b.view()), x.shape()).unwrap();
+                let out = [1, w.shape()[0], (h - 1) / s + 1, (w_in - 1) / s + 1];
+                let mut got = ArrayD::zeros(IxDyn(&out));
+                plan.run(x.view(), got.view_mut(), &mut vec![]);
+                let mut expect = ArrayD::zeros(IxDyn(&out));
+                let ins = [x.view(), w.view(), b.view()];
+                run_conv_with(&c, &ins, &mut expect.view_mut(), f).unwrap();
+                for (a, e) in got.iter().zip(expect.iter()) {
+                    assert!(
+                        (a - e).abs() < 1e-5,
+                        "{act:?} {}: {a} vs {e}",
+                        plan.algorithm()
+                    );
+                }
             }
         }
     }

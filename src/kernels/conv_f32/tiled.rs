@@ -272,9 +272,8 @@ pub(crate) unsafe fn gemm_f32_8x32_avx512(
 }
 
 /// AVX-512 microkernel with its own epilogue ([`FusedMicrokernel`]): the loop of
-/// [`gemm_f32_8x32_avx512`], then bias, activation and masked stores from the registers.
-/// HardSwish multiplies by 1/6 where the closure divides by 6 (an ulp apart); Relu is
-/// `max(0, v)` with `v` second, so a NaN passes through as in the closure.
+/// [`gemm_f32_8x32_avx512`], then bias, activation ([`super::epilogue::act_avx512`]) and masked
+/// stores from the registers.
 ///
 /// # Safety
 /// As [`gemm_f32_8x32_scalar`]; `d` writable at `r * d.rs + j` for `r < d.rows`, `j < d.nr`,
@@ -309,12 +308,6 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_avx512(
     }
     let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
     let mask = [lanes(d.nr), lanes(d.nr.saturating_sub(16))];
-    let zero = _mm512_setzero_ps();
-    let (sixth, half, one) = (
-        _mm512_set1_ps(1.0 / 6.0),
-        _mm512_set1_ps(0.5),
-        _mm512_set1_ps(1.0),
-    );
     for (r, cr) in c.iter().enumerate() {
         if r >= d.rows {
             break;
@@ -322,15 +315,7 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_avx512(
         let bias = _mm512_set1_ps(*d.bias.add(r));
         let row = d.dst.add(r * d.rs);
         for (h, &acc) in cr.iter().enumerate() {
-            let mut v = _mm512_add_ps(acc, bias);
-            match hint {
-                EpiHint::Relu => v = _mm512_max_ps(zero, v),
-                EpiHint::HardSwish => {
-                    let t = _mm512_fmadd_ps(v, sixth, half);
-                    v = _mm512_mul_ps(v, _mm512_min_ps(one, _mm512_max_ps(zero, t)));
-                }
-                _ => {}
-            }
+            let v = super::epilogue::act_avx512(_mm512_add_ps(acc, bias), hint);
             _mm512_mask_storeu_ps(row.add(h * 16), mask[h], v);
         }
     }

@@ -15,7 +15,7 @@
 //! permutes for two taps).
 
 use super::DwGeom;
-use crate::kernels::conv_f32::epilogue::{act_in_place, EpiHint};
+use crate::kernels::conv_f32::epilogue::{act_avx512, act_in_place, EpiHint};
 use std::arch::x86_64::*;
 
 /// Output lanes per vector.
@@ -145,6 +145,7 @@ pub(crate) unsafe fn dwconv_f32_rows16_avx512<F: Fn(f32) -> f32>(
             nvec,
             tail: lane_mask(0, if flat { ohw } else { g.ow } - (nvec - 1) * L),
             flat,
+            hint,
         };
         for p in 0..planes {
             let yp = &mut y[p * ohw..(p + 1) * ohw];
@@ -155,7 +156,10 @@ pub(crate) unsafe fn dwconv_f32_rows16_avx512<F: Fn(f32) -> f32>(
                 bias[p],
                 yp.as_mut_ptr(),
             );
-            act_in_place(yp, act, hint);
+            // a hint with a vector form was applied before the stores
+            if hint == EpiHint::Closure {
+                act_in_place(yp, act, hint);
+            }
         }
     })
 }
@@ -172,6 +176,8 @@ struct Geo<'a> {
     tail: u16,
     /// the plane is one flat stream ([`flat_stream`])
     flat: bool,
+    /// the activation applied before each store (`Closure`: none, the caller applies it)
+    hint: EpiHint,
 }
 
 /// One plane, tile by tile.
@@ -327,6 +333,7 @@ unsafe fn tile<const S: usize, const NV: usize, const R: usize>(
     for (r, ar) in acc.iter().enumerate() {
         let yr = y.add((oy + r) * g.ow);
         for (v, &a) in ar.iter().enumerate() {
+            let a = act_avx512(a, geo.hint);
             let col = (j + v) * L;
             if j + v + 1 == geo.nvec {
                 _mm512_mask_storeu_ps(yr.add(col), geo.tail, a);
@@ -366,6 +373,7 @@ unsafe fn flat_tile<const NV: usize>(
         }
     }
     for (v, &a) in acc.iter().enumerate() {
+        let a = act_avx512(a, geo.hint);
         if j + v + 1 == geo.nvec {
             _mm512_mask_storeu_ps(y.add((j + v) * L), geo.tail, a);
         } else {
