@@ -360,9 +360,14 @@ impl ConvQs8 {
                             lk.apply(t, row, row_bytes);
                         }
                     };
-                    if rayon::current_num_threads() > 1 && oh > 1 {
+                    let row_macs = (ow * m * g.k[0] * g.k[1]).max(1);
+                    let min_rows = gemm::PAR_MIN_MACS_PER_TASK.div_ceil(row_macs);
+                    if rayon::current_num_threads() > 1 && oh >= 2 * min_rows {
                         use rayon::prelude::*;
-                        (0..oh).into_par_iter().for_each(one_row);
+                        (0..oh)
+                            .into_par_iter()
+                            .with_min_len(min_rows)
+                            .for_each(one_row);
                     } else {
                         (0..oh).for_each(one_row);
                     }

@@ -83,6 +83,9 @@ fn planned_convs_match_the_direct_reference() {
         (5, 4, 1, 2, 1, 0, 33, 25, 1),     // im2col, even kernel (K 16, no k4 padding)
         (7, 5, 1, 3, 1, 2, 17, 13, 2),     // im2col, dilation 2
         (24, 24, 24, 3, 1, 2, 9, 11, 2),   // depthwise, dilation 2
+        // enough work to split over threads (gemm::PAR_MIN_MACS_PER_TASK), at 2 threads
+        (40, 40, 40, 3, 1, 1, 70, 50, 1), // depthwise, rows in parallel
+        (64, 72, 1, 1, 1, 0, 16, 15, 1),  // 1x1 gemm, rows in parallel
     ];
     for &(m, c, group, k, s, pad, h, w, dil) in &cases {
         for &zx in &[0, 128, 255] {

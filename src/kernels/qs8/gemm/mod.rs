@@ -267,6 +267,10 @@ impl SendPtr {
     }
 }
 
+/// Multiply-adds below which a piece of int8 work stays on one thread: a rayon task costs a
+/// few microseconds, in which the VNNI and dot-product kernels do a few hundred thousand.
+pub(crate) const PAR_MIN_MACS_PER_TASK: usize = 1 << 18;
+
 /// `C = A * B'` for `m` rows, with the epilogue; `out_elem` is 1 (u8) or 4 (f32) bytes. Rows
 /// are split over the current rayon pool in tiles of the kernel's MR.
 ///
@@ -286,13 +290,16 @@ pub unsafe fn gemm(
 ) {
     let tiles = m.div_ceil(k.mr);
     let threads = rayon::current_num_threads();
-    if threads <= 1 || tiles < 2 {
+    // no more chunks than keep each one worth a rayon task
+    let chunks = (threads * 4)
+        .min(tiles)
+        .min(m * b.n * b.k / PAR_MIN_MACS_PER_TASK);
+    if threads <= 1 || chunks < 2 {
         gemm_serial(k, m, a, lda, b, epi, c, ldc);
         return;
     }
     let out_elem = epi.mode.elem_bytes();
     let p = SendPtr(a, c);
-    let chunks = (threads * 4).min(tiles);
     rayon::scope(|s| {
         for ch in 0..chunks {
             let (t0, t1) = (tiles * ch / chunks, tiles * (ch + 1) / chunks);

@@ -116,11 +116,12 @@ fn gemm_threads_agree() {
             .build()
             .unwrap();
         pool.install(|| {
+            // 4 M multiply-adds: split into chunks at 2 and 4 threads
             run_case(
                 &k,
-                77,
+                301,
                 40,
-                33,
+                333,
                 EpiMode::Quant {
                     zp: 3,
                     lo: 0,
