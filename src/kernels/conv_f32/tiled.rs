@@ -251,6 +251,30 @@ pub(crate) unsafe fn gemm_f32_8x32_avx512(
 ) {
     use std::arch::x86_64::*;
     assert!(w.len() >= kc * MR, "packed weights too short");
+    let c = accumulate_8x32_avx512(kc, w, panel, stride);
+    for (r, cr) in c.iter().enumerate() {
+        let d = acc[r].as_mut_ptr();
+        _mm512_storeu_ps(d, cr[0]);
+        _mm512_storeu_ps(d.add(16), cr[1]);
+    }
+}
+
+/// The AVX-512 microkernels' loop: 8 rows x 32 pixels in 16 accumulators, left in registers
+/// (inlined into both callers).
+///
+/// # Safety
+/// As [`gemm_f32_8x32_scalar`]; the CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::incompatible_msrv)]
+unsafe fn accumulate_8x32_avx512(
+    kc: usize,
+    w: &[f32],
+    panel: *const f32,
+    stride: usize,
+) -> [[std::arch::x86_64::__m512; 2]; MR] {
+    use std::arch::x86_64::*;
     let wp = w.as_ptr();
     let mut c = [[_mm512_setzero_ps(); 2]; MR];
     for kk in 0..kc {
@@ -264,11 +288,7 @@ pub(crate) unsafe fn gemm_f32_8x32_avx512(
             cr[1] = _mm512_fmadd_ps(a, b1, cr[1]);
         }
     }
-    for (r, cr) in c.iter().enumerate() {
-        let d = acc[r].as_mut_ptr();
-        _mm512_storeu_ps(d, cr[0]);
-        _mm512_storeu_ps(d.add(16), cr[1]);
-    }
+    c
 }
 
 /// AVX-512 microkernel with its own epilogue ([`FusedMicrokernel`]): the loop of
@@ -293,19 +313,7 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_avx512(
     use std::arch::x86_64::*;
     assert!(w.len() >= kc * MR, "packed weights too short");
     debug_assert!(d.rows <= MR && d.nr <= NR && hint != EpiHint::Closure);
-    let wp = w.as_ptr();
-    let mut c = [[_mm512_setzero_ps(); 2]; MR];
-    for kk in 0..kc {
-        let p = panel.add(kk * stride);
-        let b0 = _mm512_loadu_ps(p);
-        let b1 = _mm512_loadu_ps(p.add(16));
-        let wk = wp.add(kk * MR);
-        for (r, cr) in c.iter_mut().enumerate() {
-            let a = _mm512_set1_ps(*wk.add(r));
-            cr[0] = _mm512_fmadd_ps(a, b0, cr[0]);
-            cr[1] = _mm512_fmadd_ps(a, b1, cr[1]);
-        }
-    }
+    let c = accumulate_8x32_avx512(kc, w, panel, stride);
     let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
     let mask = [lanes(d.nr), lanes(d.nr.saturating_sub(16))];
     for (r, cr) in c.iter().enumerate() {
