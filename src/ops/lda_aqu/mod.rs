@@ -8,6 +8,8 @@
 //! unfused graph's, in the same order (GridSample's bilinear terms, sequential channel and tap
 //! sums, max-subtracted softmax), so the result matches it to rounding.
 
+#[cfg(target_arch = "arm")]
+mod armv7neon;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -407,7 +409,7 @@ unsafe fn block_isa(
             _ => {}
         }
     }
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
     if isa == Isa::Neon {
         return block::<true>(a, d, sc, ins, bi, p0, len, out);
     }
@@ -558,7 +560,9 @@ unsafe fn block<const NEON: bool>(
     // 2. Logits per head and tap, with the key width known at compile time where common.
     #[cfg(target_arch = "aarch64")]
     let keys_done = NEON && neon::logits(a, d, sc, ins, bi, p0, len);
-    #[cfg(not(target_arch = "aarch64"))]
+    #[cfg(target_arch = "arm")]
+    let keys_done = NEON && armv7neon::logits(a, d, sc, ins, bi, p0, len);
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
     let keys_done = false;
     if !keys_done {
         match d.ck {
@@ -603,7 +607,9 @@ unsafe fn block<const NEON: bool>(
     // 4. Values, likewise specialised by width.
     #[cfg(target_arch = "aarch64")]
     let values_done = NEON && neon::values(a, d, sc, ins, bi, len);
-    #[cfg(not(target_arch = "aarch64"))]
+    #[cfg(target_arch = "arm")]
+    let values_done = NEON && armv7neon::values(a, d, sc, ins, bi, len);
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
     let values_done = false;
     if !values_done {
         match d.cv {
@@ -847,6 +853,7 @@ mod tests {
             (1, 1, 35, 40, 5, 6, 4, 5, 7, 9, false), // channel chunks, heads across chunks
             (1, 2, 8, 32, 4, 4, 9, 2, 8, 8, true),  // the other specialised widths
             (1, 1, 16, 8, 3, 5, 9, 1, 6, 10, true),
+            (2, 2, 4, 16, 5, 7, 9, 2, 10, 13, false), // the shipped widths, a head per group
         ];
         let q8 = |scale: f32, zero_point: i32| {
             let q = crate::ops::QType {

@@ -7,18 +7,23 @@
 //! LLVM vectorises them 8 or 16 wide with `vroundps`-free rounding and `vcvttps2dq`. Both run the same IEEE operations in
 //! the same order, so they are bit-identical; `tests.rs` checks it on random rows. On aarch64
 //! Quantize, Add, Mul and the per-channel rows have NEON builds ([`neon`]; LLVM vectorised
-//! the portable loops only 4 wide there), checked the same way.
+//! the portable loops only 4 wide there), checked the same way; so do they on 32-bit Arm
+//! ([`armv7neon`], inline assembly with VFP division).
 
 use super::Level;
 use crate::ops::{QBinaryKind, QRound, QType};
 
+#[cfg(target_arch = "arm")]
+mod armv7neon;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
 /// Defines `$name(level, args)` dispatching to an AVX-512 or AVX2 build of `$body` when
-/// `level` allows it and the host has it, else to the portable build.
+/// `level` allows it and the host has it, else to the portable build; `neon:` names the
+/// aarch64 kernel and `armv7:` the 32-bit Arm one (which returns `false` to decline).
 macro_rules! row_kernel {
-    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(neon: $neon:expr;)? $body:block) => {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*)
+     $(neon: $neon:expr; armv7: $armv7:expr;)? $body:block) => {
         $(#[$doc])*
         pub fn $name(level: Level, $($arg: $ty),*) {
             $(
@@ -26,6 +31,11 @@ macro_rules! row_kernel {
                 if level >= Level::Neon {
                     // SAFETY: every aarch64 CPU has NEON.
                     return unsafe { $neon };
+                }
+                #[cfg(target_arch = "arm")]
+                // SAFETY: the CPU has NEON (checked first).
+                if level >= Level::Neon && Level::Neon.supported() && unsafe { $armv7 } {
+                    return;
                 }
             )?
             #[inline(always)]
@@ -61,6 +71,7 @@ row_kernel! {
     /// `y[i] = Q(x[i])`.
     fn quantize_row(q: QType, x: &[f32], y: &mut [u8])
     neon: neon::quantize_row(q, x, y);
+    armv7: armv7neon::quantize_row(q, x, y);
     {
         for (o, &v) in y.iter_mut().zip(x) {
             *o = q.quantize(v);
@@ -81,6 +92,7 @@ row_kernel! {
     /// `y[i] = Q(DQ(a[i]) + DQ(b[i]))`.
     fn add_row(qa: QType, qb: QType, qo: QType, a: &[u8], b: &[u8], y: &mut [u8])
     neon: neon::binary_row(false, qa, qb, qo, a, b, y);
+    armv7: armv7neon::binary_row(false, qa, qb, qo, a, b, y);
     {
         for ((o, &va), &vb) in y.iter_mut().zip(a).zip(b) {
             *o = qo.quantize(qa.dequantize(va) + qb.dequantize(vb));
@@ -92,6 +104,7 @@ row_kernel! {
     /// `y[i] = Q(DQ(a[i]) * DQ(b[i]))`.
     fn mul_row(qa: QType, qb: QType, qo: QType, a: &[u8], b: &[u8], y: &mut [u8])
     neon: neon::binary_row(true, qa, qb, qo, a, b, y);
+    armv7: armv7neon::binary_row(true, qa, qb, qo, a, b, y);
     {
         for ((o, &va), &vb) in y.iter_mut().zip(a).zip(b) {
             *o = qo.quantize(qa.dequantize(va) * qb.dequantize(vb));
@@ -104,6 +117,7 @@ row_kernel! {
     /// `y[p, c] = Q(DQ(a[p, c]) op bt[c])` (`mul` picks `*`, else `+`).
     fn binary_channels_rows(mul: bool, qa: QType, qo: QType, bt: &[f32], a: &[u8], y: &mut [u8])
     neon: neon::channels_rows(mul, qa, qo, bt, a, y);
+    armv7: armv7neon::channels_rows(mul, qa, qo, bt, a, y);
     {
         let c = bt.len();
         for (yp, ap) in y.chunks_exact_mut(c).zip(a.chunks_exact(c)) {

@@ -1,0 +1,267 @@
+//! LDA-AQU's keys and values on 32-bit Arm NEON, inline assembly (Rust's 32-bit Arm NEON
+//! intrinsics are not stable; LLVM does not vectorise f32 arithmetic for armv7 NEON, so the
+//! portable loops ran scalar VFP there).
+//!
+//! One assembly loop per output pixel and offset group walks the 9 (any number of) taps with
+//! the pixel's channels in registers: four corner indices, four bilinear weights, the four
+//! corner rows, GridSample's bilinear terms in the portable order, then for keys the bias, the
+//! query product and the sum over the channels (in order, VFP adds on the NEON register's
+//! single-precision views) and for values the attention-weighted sum over the taps, which
+//! never leaves registers. `VMLA.F32` on armv7 rounds the product before adding (it is not
+//! fused), so each step is the portable `a * b + c`.
+//!
+//! NEON flushes subnormal operands and results to zero where the portable VFP code keeps
+//! them; otherwise the results are identical (the module's tests compare them).
+//!
+//! Covered: the float op (no int8 roundings), key width 4 and value width 16 (the shipped
+//! models' `ck` and `cv`), each offset group's channels inside one head. Anything else
+//! returns `false` and runs the portable code.
+
+use super::{Dims, Inputs, LdaAqu, Scratch, BLOCK};
+use std::arch::asm;
+
+/// Bytes between the scratch arrays' rows (`[..][BLOCK]` of 4-byte values); the assembly's
+/// immediate offsets (`#256`, `#512`, `#768`, `#1024`) assume it.
+const ROW: usize = BLOCK * 4;
+const _: () = assert!(ROW == 256);
+
+/// Whether the fused op's float form with these widths is covered here.
+fn covered(a: &LdaAqu, sc: &Scratch) -> bool {
+    let rounds = [
+        &a.round_keys,
+        &a.round_biased,
+        &a.round_qk,
+        &a.round_logits,
+        &a.round_attn,
+        &a.round_values,
+        &a.round_weighted,
+    ];
+    rounds.iter().all(|r| r.is_empty())
+        && sc.key_segs.iter().all(|s| s.len() == 1)
+        && sc.val_segs.iter().all(|s| s.len() == 1)
+}
+
+/// Step 2 (`super::logits`) for key width 4: `attn[head][tap][pixel] += sum_c q[c] *
+/// (sample(c) + bias[c])`, channels in order. Returns false, having done nothing, where the
+/// op is not covered.
+///
+/// # Safety
+/// As `super::logits`; the CPU has NEON.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn logits(
+    a: &LdaAqu,
+    d: &Dims,
+    sc: &mut Scratch,
+    ins: &Inputs,
+    bi: usize,
+    p0: usize,
+    len: usize,
+) -> bool {
+    const CK: usize = 4;
+    if d.ck != CK || !covered(a, sc) {
+        return false;
+    }
+    let (n, g) = (a.taps, d.g);
+    let plane_out = d.ho * d.wo;
+    let kc = g * CK;
+    let rows = (d.hw + 1) * CK;
+    let Scratch {
+        idx,
+        wts,
+        attn,
+        key_segs,
+        ..
+    } = sc;
+    attn.fill(0.0);
+    for (gi, segs) in key_segs.iter().enumerate() {
+        let img = ins.kt[(bi * g + gi) * rows..][..rows].as_ptr();
+        let head = segs[0].head;
+        let bias = ins.bias_t[gi * n * CK..][..n * CK].as_ptr();
+        for i in 0..len {
+            let qa = (bi * kc + gi * CK) * plane_out + p0 + i;
+            let query: [f32; CK] = std::array::from_fn(|c| ins.q[qa + c * plane_out]);
+            asm!(
+                ".fpu neon",
+                "vld1.32 {{d16-d17}}, [{r0}]",
+                "1:",
+                "ldr {r0}, [{idxp}]",
+                "ldr {r1}, [{idxp}, #256]",
+                "vldr s28, [{wp}]",
+                "vldr s29, [{wp}, #256]",
+                "vldr s30, [{wp}, #512]",
+                "vldr s31, [{wp}, #768]",
+                "add {wp}, {wp}, #1024",
+                "add {r0}, {img}, {r0}, lsl #4",
+                "add {r1}, {img}, {r1}, lsl #4",
+                "vld1.32 {{d0-d1}}, [{r0}]",
+                "vld1.32 {{d2-d3}}, [{r1}]",
+                "ldr {r0}, [{idxp}, #512]",
+                "ldr {r1}, [{idxp}, #768]",
+                "add {idxp}, {idxp}, #1024",
+                "add {r0}, {img}, {r0}, lsl #4",
+                "add {r1}, {img}, {r1}, lsl #4",
+                "vld1.32 {{d4-d5}}, [{r0}]",
+                "vld1.32 {{d6-d7}}, [{r1}]",
+                // dy2 * (dx2 * r0 + dx1 * r1) + dy1 * (dx2 * r2 + dx1 * r3)
+                "vmul.f32 q4, q0, d14[0]",
+                "vmla.f32 q4, q1, d14[1]",
+                "vmul.f32 q5, q2, d14[0]",
+                "vmla.f32 q5, q3, d14[1]",
+                "vmul.f32 q4, q4, d15[0]",
+                "vmla.f32 q4, q5, d15[1]",
+                // (key + bias) * query, then the sum over the channels in order
+                "vld1.32 {{d10-d11}}, [{bp}]!",
+                "vadd.f32 q4, q4, q5",
+                "vmul.f32 q4, q4, q8",
+                "vldr s0, [{ap}]",
+                "vadd.f32 s0, s0, s16",
+                "vadd.f32 s0, s0, s17",
+                "vadd.f32 s0, s0, s18",
+                "vadd.f32 s0, s0, s19",
+                "vstr s0, [{ap}]",
+                "add {ap}, {ap}, #256",
+                "subs {cnt}, {cnt}, #1",
+                "bne 1b",
+                img = in(reg) img,
+                idxp = inout(reg) idx.as_ptr().add(gi * n * 4 * BLOCK + i) => _,
+                wp = inout(reg) wts.as_ptr().add(gi * n * 4 * BLOCK + i) => _,
+                ap = inout(reg) attn.as_mut_ptr().add(head * n * BLOCK + i) => _,
+                bp = inout(reg) bias => _,
+                cnt = inout(reg) n => _,
+                r0 = inout(reg) query.as_ptr() => _,
+                r1 = out(reg) _,
+                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+                out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _,
+                out("d11") _, out("d14") _, out("d15") _, out("d16") _, out("d17") _,
+                options(nostack),
+            );
+        }
+    }
+    true
+}
+
+/// Step 4 (`super::values`) for value width 16: each pixel's attention-weighted sum of the
+/// sampled values over the taps, into `sc.out[channel][pixel]`. Returns false, having done
+/// nothing, where the op is not covered.
+///
+/// # Safety
+/// As `super::values`; the CPU has NEON.
+pub(super) unsafe fn values(
+    a: &LdaAqu,
+    d: &Dims,
+    sc: &mut Scratch,
+    ins: &Inputs,
+    bi: usize,
+    len: usize,
+) -> bool {
+    const CV: usize = 16;
+    if d.cv != CV || !covered(a, sc) {
+        return false;
+    }
+    let (n, g) = (a.taps, d.g);
+    let rows = (d.hw + 1) * CV;
+    let Scratch {
+        idx,
+        wts,
+        attn,
+        acc,
+        out,
+        val_segs,
+        ..
+    } = sc;
+    for (gi, segs) in val_segs.iter().enumerate() {
+        let img = ins.vt[(bi * g + gi) * rows..][..rows].as_ptr();
+        let head = segs[0].head;
+        let acc = &mut acc[..len * CV];
+        for (i, px) in acc.chunks_exact_mut(CV).enumerate() {
+            asm!(
+                ".fpu neon",
+                "vmov.i32 q12, #0",
+                "vmov.i32 q13, #0",
+                "vmov.i32 q14, #0",
+                "vmov.i32 q15, #0",
+                "1:",
+                "ldr {r0}, [{idxp}]",
+                "ldr {r1}, [{idxp}, #256]",
+                "ldr {r2}, [{idxp}, #512]",
+                "ldr {r3}, [{idxp}, #768]",
+                "add {idxp}, {idxp}, #1024",
+                "vldr s28, [{wp}]",
+                "vldr s29, [{wp}, #256]",
+                "vldr s30, [{wp}, #512]",
+                "vldr s31, [{wp}, #768]",
+                "add {wp}, {wp}, #1024",
+                "vldr s26, [{ap}]",
+                "add {ap}, {ap}, #256",
+                "add {r0}, {img}, {r0}, lsl #6",
+                "add {r1}, {img}, {r1}, lsl #6",
+                "add {r2}, {img}, {r2}, lsl #6",
+                "add {r3}, {img}, {r3}, lsl #6",
+                // channels 0-7, then 8-15: the bilinear sample times the attention, added
+                "vld1.32 {{d0-d3}}, [{r0}]!",
+                "vld1.32 {{d4-d7}}, [{r1}]!",
+                "vld1.32 {{d16-d19}}, [{r2}]!",
+                "vld1.32 {{d20-d23}}, [{r3}]!",
+                "vmul.f32 q4, q0, d14[0]",
+                "vmla.f32 q4, q2, d14[1]",
+                "vmul.f32 q5, q1, d14[0]",
+                "vmla.f32 q5, q3, d14[1]",
+                "vmul.f32 q0, q8, d14[0]",
+                "vmla.f32 q0, q10, d14[1]",
+                "vmul.f32 q1, q9, d14[0]",
+                "vmla.f32 q1, q11, d14[1]",
+                "vmul.f32 q4, q4, d15[0]",
+                "vmla.f32 q4, q0, d15[1]",
+                "vmul.f32 q5, q5, d15[0]",
+                "vmla.f32 q5, q1, d15[1]",
+                "vmla.f32 q12, q4, d13[0]",
+                "vmla.f32 q13, q5, d13[0]",
+                "vld1.32 {{d0-d3}}, [{r0}]",
+                "vld1.32 {{d4-d7}}, [{r1}]",
+                "vld1.32 {{d16-d19}}, [{r2}]",
+                "vld1.32 {{d20-d23}}, [{r3}]",
+                "vmul.f32 q4, q0, d14[0]",
+                "vmla.f32 q4, q2, d14[1]",
+                "vmul.f32 q5, q1, d14[0]",
+                "vmla.f32 q5, q3, d14[1]",
+                "vmul.f32 q0, q8, d14[0]",
+                "vmla.f32 q0, q10, d14[1]",
+                "vmul.f32 q1, q9, d14[0]",
+                "vmla.f32 q1, q11, d14[1]",
+                "vmul.f32 q4, q4, d15[0]",
+                "vmla.f32 q4, q0, d15[1]",
+                "vmul.f32 q5, q5, d15[0]",
+                "vmla.f32 q5, q1, d15[1]",
+                "vmla.f32 q14, q4, d13[0]",
+                "vmla.f32 q15, q5, d13[0]",
+                "subs {cnt}, {cnt}, #1",
+                "bne 1b",
+                "vst1.32 {{d24-d27}}, [{px}]!",
+                "vst1.32 {{d28-d31}}, [{px}]",
+                img = in(reg) img,
+                idxp = inout(reg) idx.as_ptr().add(gi * n * 4 * BLOCK + i) => _,
+                wp = inout(reg) wts.as_ptr().add(gi * n * 4 * BLOCK + i) => _,
+                ap = inout(reg) attn.as_ptr().add(head * n * BLOCK + i) => _,
+                cnt = inout(reg) n => _,
+                px = inout(reg) px.as_mut_ptr() => _,
+                r0 = out(reg) _,
+                r1 = out(reg) _,
+                r2 = out(reg) _,
+                r3 = out(reg) _,
+                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+                out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _,
+                out("d11") _, out("d13") _, out("d14") _, out("d15") _, out("d16") _,
+                out("d17") _, out("d18") _, out("d19") _, out("d20") _, out("d21") _,
+                out("d22") _, out("d23") _, out("d24") _, out("d25") _, out("d26") _,
+                out("d27") _, out("d28") _, out("d29") _, out("d30") _, out("d31") _,
+                options(nostack),
+            );
+        }
+        for (i, px) in acc.chunks_exact(CV).enumerate() {
+            for (c, &v) in px.iter().enumerate() {
+                *out.get_unchecked_mut((gi * CV + c) * BLOCK + i) = v;
+            }
+        }
+    }
+    true
+}
