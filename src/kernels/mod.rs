@@ -3,6 +3,7 @@
 //!
 //! Kernel names follow ncnn / XNNPACK: `<op>_<dtype>_<tile>_<isa>`, e.g. `dwconv_f32_3x3s1_neon`.
 
+pub mod binary_f32;
 pub mod conv_f32;
 pub mod qs8;
 

@@ -1,6 +1,8 @@
 //! Element-wise unary and broadcasting binary ops.
 
 use super::{Activation, BinaryOp, OpError, OpResult, UnaryOp};
+use crate::kernels::binary_f32::{binary_f32_vs, binary_f32_vv, RowOp};
+use crate::kernels::Isa;
 use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Zip};
 use std::borrow::Cow;
 
@@ -283,7 +285,8 @@ fn row_major<'a>(x: &'a ArrayViewD<f32>) -> Cow<'a, [f32]> {
 }
 
 /// Apply `f` with `b` a block-broadcast operand (see [`block_pattern`]); `swap` means the
-/// small operand is the left one.
+/// small operand is the left one. `row`, when set, is `f` as a row kernel
+/// ([`crate::kernels::binary_f32`]), which runs the contiguous runs.
 #[inline(always)]
 fn block_kernel<F: Fn(f32, f32) -> f32>(
     full: &[f32],
@@ -292,26 +295,28 @@ fn block_kernel<F: Fn(f32, f32) -> f32>(
     (outer, mid, inner): (usize, usize, usize),
     swap: bool,
     f: &F,
+    row: Option<(Isa, RowOp)>,
 ) {
     let plane = mid * inner;
     for o in 0..outer {
         let fo = &full[o * plane..(o + 1) * plane];
         let yo = &mut y[o * plane..(o + 1) * plane];
         if inner == 1 {
-            if swap {
-                for ((yv, &av), &bv) in yo.iter_mut().zip(small).zip(fo) {
-                    *yv = f(av, bv);
-                }
-            } else {
-                for ((yv, &av), &bv) in yo.iter_mut().zip(fo).zip(small) {
-                    *yv = f(av, bv);
-                }
+            let (a, b) = if swap { (small, fo) } else { (fo, small) };
+            if let Some((isa, op)) = row {
+                binary_f32_vv(isa, op, a, b, yo);
+                continue;
+            }
+            for ((yv, &av), &bv) in yo.iter_mut().zip(a).zip(b) {
+                *yv = f(av, bv);
             }
         } else {
             for (m, &s) in small.iter().enumerate().take(mid) {
                 let fr = &fo[m * inner..(m + 1) * inner];
                 let yr = &mut yo[m * inner..(m + 1) * inner];
-                if swap {
+                if let Some((isa, op)) = row {
+                    binary_f32_vs(isa, op, fr, s, swap, yr);
+                } else if swap {
                     for (yv, &bv) in yr.iter_mut().zip(fr) {
                         *yv = f(s, bv);
                     }
@@ -325,13 +330,17 @@ fn block_kernel<F: Fn(f32, f32) -> f32>(
     }
 }
 
+/// `y = f(a, b)` with broadcasting; `row`, when set, is `f` as a row kernel for the
+/// contiguous cases.
 #[inline(always)]
 fn binary_kernel<F: Fn(f32, f32) -> f32>(
     a: &ArrayViewD<f32>,
     b: &ArrayViewD<f32>,
     y: &mut ArrayViewMutD<f32>,
     f: F,
+    row: Option<RowOp>,
 ) -> OpResult<()> {
+    let row = row.map(|op| (crate::kernels::isa(), op));
     let shape = y.shape().to_vec();
     // Same shape, same memory order: one pass over the slices.
     if a.shape() == b.shape() && a.strides() == b.strides() && a.strides() == y.strides() {
@@ -340,6 +349,10 @@ fn binary_kernel<F: Fn(f32, f32) -> f32>(
             b.as_slice_memory_order(),
             y.as_slice_memory_order_mut(),
         ) {
+            if let Some((isa, op)) = row {
+                binary_f32_vv(isa, op, av, bv, yv);
+                return Ok(());
+            }
             for ((o, &p), &q) in yv.iter_mut().zip(av).zip(bv) {
                 *o = f(p, q);
             }
@@ -356,7 +369,7 @@ fn binary_kernel<F: Fn(f32, f32) -> f32>(
             let Some(fs) = full.as_slice() else { continue };
             if let Some(pat) = block_pattern(small.shape(), &shape) {
                 let ss = row_major(small);
-                block_kernel(fs, &ss, ys, pat, swap, &f);
+                block_kernel(fs, &ss, ys, pat, swap, &f, row);
                 return Ok(());
             }
         }
@@ -395,13 +408,13 @@ pub fn run_binary(
         )));
     }
     match op {
-        BinaryOp::Add => binary_kernel(a, b, y, |p, q| p + q),
-        BinaryOp::Sub => binary_kernel(a, b, y, |p, q| p - q),
-        BinaryOp::Mul => binary_kernel(a, b, y, |p, q| p * q),
-        BinaryOp::Div => binary_kernel(a, b, y, |p, q| p / q),
-        BinaryOp::Pow => binary_kernel(a, b, y, f32::powf),
-        BinaryOp::Max => binary_kernel(a, b, y, f32::max),
-        BinaryOp::Min => binary_kernel(a, b, y, f32::min),
+        BinaryOp::Add => binary_kernel(a, b, y, |p, q| p + q, Some(RowOp::Add)),
+        BinaryOp::Sub => binary_kernel(a, b, y, |p, q| p - q, Some(RowOp::Sub)),
+        BinaryOp::Mul => binary_kernel(a, b, y, |p, q| p * q, Some(RowOp::Mul)),
+        BinaryOp::Div => binary_kernel(a, b, y, |p, q| p / q, None),
+        BinaryOp::Pow => binary_kernel(a, b, y, f32::powf, None),
+        BinaryOp::Max => binary_kernel(a, b, y, f32::max, None),
+        BinaryOp::Min => binary_kernel(a, b, y, f32::min, None),
     }
 }
 

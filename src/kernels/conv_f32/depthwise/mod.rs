@@ -11,8 +11,8 @@
 //! - otherwise, row kernels: padded planes are copied into a zero-bordered buffer first, so
 //!   every output row runs a branch-free row kernel with every tap in bounds:
 //!   `dwconv_f32_<k>x<k>s<s>_<isa>` (scalar for every 3x3 / 5x5 at stride 1 and 2, the
-//!   portable path; NEON at both, aarch64 intrinsics or armv7 assembly) and
-//!   `dwconv_f32_generic_scalar`.
+//!   portable path; NEON for 3x3, 5x5, 7x7 and 11x11 at both, aarch64 intrinsics or armv7
+//!   assembly) and `dwconv_f32_generic_scalar`.
 
 use super::epilogue::EpiHint;
 
@@ -54,7 +54,7 @@ pub(crate) enum DwRow {
     K3S2Neon,
     K5S1Neon,
     K5S2Neon,
-    /// 7x7 and 11x11 (LGA's local and global convs) on aarch64 only
+    /// 7x7 and 11x11 (LGA's local and global convs)
     K7S1Neon,
     K7S2Neon,
     K11S1Neon,
@@ -84,10 +84,10 @@ impl DwRow {
                 (3, 2) => return DwRow::K3S2Neon,
                 (5, 1) => return DwRow::K5S1Neon,
                 (5, 2) => return DwRow::K5S2Neon,
-                (7, 1) if cfg!(target_arch = "aarch64") => return DwRow::K7S1Neon,
-                (7, 2) if cfg!(target_arch = "aarch64") => return DwRow::K7S2Neon,
-                (11, 1) if cfg!(target_arch = "aarch64") => return DwRow::K11S1Neon,
-                (11, 2) if cfg!(target_arch = "aarch64") => return DwRow::K11S2Neon,
+                (7, 1) => return DwRow::K7S1Neon,
+                (7, 2) => return DwRow::K7S2Neon,
+                (11, 1) => return DwRow::K11S1Neon,
+                (11, 2) => return DwRow::K11S2Neon,
                 _ => {}
             }
         }
@@ -115,6 +115,10 @@ impl DwRow {
             DwRow::K3S2Neon if cfg!(target_arch = "arm") => "dwconv_f32_3x3s2_armv7neon",
             DwRow::K5S1Neon if cfg!(target_arch = "arm") => "dwconv_f32_5x5s1_armv7neon",
             DwRow::K5S2Neon if cfg!(target_arch = "arm") => "dwconv_f32_5x5s2_armv7neon",
+            DwRow::K7S1Neon if cfg!(target_arch = "arm") => "dwconv_f32_7x7s1_armv7neon",
+            DwRow::K7S2Neon if cfg!(target_arch = "arm") => "dwconv_f32_7x7s2_armv7neon",
+            DwRow::K11S1Neon if cfg!(target_arch = "arm") => "dwconv_f32_11x11s1_armv7neon",
+            DwRow::K11S2Neon if cfg!(target_arch = "arm") => "dwconv_f32_11x11s2_armv7neon",
             DwRow::K3S1Neon => "dwconv_f32_3x3s1_neon",
             DwRow::K3S2Neon => "dwconv_f32_3x3s2_neon",
             DwRow::K5S1Neon => "dwconv_f32_5x5s1_neon",
@@ -167,7 +171,7 @@ impl DwRow {
             #[cfg(target_arch = "aarch64")]
             DwRow::K11S2Neon => unsafe { dw_kxk_neon::<11, 2>(x, w, iy0, ix0, wts, bias, out) },
             #[cfg(target_arch = "arm")]
-            // SAFETY (these four): selected only when the CPU has NEON (`Isa::Neon`).
+            // SAFETY (these eight): selected only when the CPU has NEON (`Isa::Neon`).
             DwRow::K3S1Neon => unsafe { dw_kxk_armv7neon::<3, 1>(x, w, iy0, ix0, wts, bias, out) },
             #[cfg(target_arch = "arm")]
             DwRow::K3S2Neon => unsafe { dw_kxk_armv7neon::<3, 2>(x, w, iy0, ix0, wts, bias, out) },
@@ -175,6 +179,18 @@ impl DwRow {
             DwRow::K5S1Neon => unsafe { dw_kxk_armv7neon::<5, 1>(x, w, iy0, ix0, wts, bias, out) },
             #[cfg(target_arch = "arm")]
             DwRow::K5S2Neon => unsafe { dw_kxk_armv7neon::<5, 2>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "arm")]
+            DwRow::K7S1Neon => unsafe { dw_kxk_armv7neon::<7, 1>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "arm")]
+            DwRow::K7S2Neon => unsafe { dw_kxk_armv7neon::<7, 2>(x, w, iy0, ix0, wts, bias, out) },
+            #[cfg(target_arch = "arm")]
+            DwRow::K11S1Neon => unsafe {
+                dw_kxk_armv7neon::<11, 1>(x, w, iy0, ix0, wts, bias, out)
+            },
+            #[cfg(target_arch = "arm")]
+            DwRow::K11S2Neon => unsafe {
+                dw_kxk_armv7neon::<11, 2>(x, w, iy0, ix0, wts, bias, out)
+            },
             // Selected only for their own architecture.
             #[allow(unreachable_patterns)]
             _ => dwconv_f32_generic_scalar(x, w, iy0, ix0, g.kh, g.kw, g.sw, wts, bias, out),
