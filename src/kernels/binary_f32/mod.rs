@@ -22,7 +22,8 @@ pub enum RowOp {
 }
 
 impl RowOp {
-    #[inline(always)]
+    /// `p op q` (the tests' reference).
+    #[cfg(test)]
     fn apply(self, p: f32, q: f32) -> f32 {
         match self {
             RowOp::Add => p + q,
@@ -48,8 +49,19 @@ pub fn binary_f32_vv(isa: Isa, op: RowOp, a: &[f32], b: &[f32], y: &mut [f32]) {
         unsafe { armv7neon::binary_f32_vv(op, a.as_ptr(), b.as_ptr(), y.as_mut_ptr(), done) };
     }
     let _ = isa;
-    for ((o, &p), &q) in y[done..n].iter_mut().zip(&a[done..n]).zip(&b[done..n]) {
-        *o = op.apply(p, q);
+    let (a, b, y) = (&a[done..n], &b[done..n], &mut y[done..n]);
+    // one loop per op (the op is matched outside it, so each one vectorises)
+    match op {
+        RowOp::Add => vv_portable(a, b, y, |p, q| p + q),
+        RowOp::Sub => vv_portable(a, b, y, |p, q| p - q),
+        RowOp::Mul => vv_portable(a, b, y, |p, q| p * q),
+    }
+}
+
+#[inline(always)]
+fn vv_portable(a: &[f32], b: &[f32], y: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+    for ((o, &p), &q) in y.iter_mut().zip(a).zip(b) {
+        *o = f(p, q);
     }
 }
 
@@ -65,8 +77,19 @@ pub fn binary_f32_vs(isa: Isa, op: RowOp, a: &[f32], s: f32, swap: bool, y: &mut
         unsafe { armv7neon::binary_f32_vs(op, a.as_ptr(), s, swap, y.as_mut_ptr(), done) };
     }
     let _ = isa;
-    for (o, &p) in y[done..n].iter_mut().zip(&a[done..n]) {
-        *o = if swap { op.apply(s, p) } else { op.apply(p, s) };
+    let (a, y) = (&a[done..n], &mut y[done..n]);
+    match (op, swap) {
+        (RowOp::Add, _) => vs_portable(a, y, |p| p + s),
+        (RowOp::Mul, _) => vs_portable(a, y, |p| p * s),
+        (RowOp::Sub, false) => vs_portable(a, y, |p| p - s),
+        (RowOp::Sub, true) => vs_portable(a, y, |p| s - p),
+    }
+}
+
+#[inline(always)]
+fn vs_portable(a: &[f32], y: &mut [f32], f: impl Fn(f32) -> f32) {
+    for (o, &p) in y.iter_mut().zip(a) {
+        *o = f(p);
     }
 }
 
