@@ -78,6 +78,70 @@ fn detect_json_on_the_shipped_sample() {
     assert!(total > 0, "the default model finds people in the sample");
 }
 
+/// Every image's boxes from `speck detect --json` (in the order of the images).
+fn detections(args: &[&str]) -> Vec<Vec<[f64; 4]>> {
+    let o = speck(args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["detections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    let b = d["bbox"].as_array().unwrap();
+                    std::array::from_fn(|i| b[i].as_f64().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+    if union > 0.0 {
+        inter / union
+    } else {
+        0.0
+    }
+}
+
+/// The shipped int8 detector (what the aarch64 boards' bundles carry) finds the people the
+/// float one finds: most boxes of each are matched one-to-one (IoU >= 0.5) by the other.
+#[test]
+fn shipped_int8_model_finds_what_the_float_one_finds() {
+    let int8 = "models/speck-tiny-int8.onnx";
+    let f = detections(&["detect", "examples/data/images", "--json"]);
+    let q = detections(&["detect", "examples/data/images", "--json", "--model", int8]);
+    assert_eq!(f.len(), q.len());
+    let (mut nf, mut nq, mut matched) = (0, 0, 0);
+    for (a, b) in f.iter().zip(&q) {
+        nf += a.len();
+        nq += b.len();
+        let mut used = vec![false; b.len()];
+        for x in a {
+            let best = (0..b.len())
+                .filter(|&j| !used[j])
+                .map(|j| (iou(x, &b[j]), j))
+                .max_by(|p, r| p.0.total_cmp(&r.0));
+            if let Some((_, j)) = best.filter(|(v, _)| *v >= 0.5) {
+                used[j] = true;
+                matched += 1;
+            }
+        }
+    }
+    assert!(nf > 0 && nq > 0, "float {nf}, int8 {nq} detections");
+    assert!(
+        matched * 10 >= nf * 8 && matched * 10 >= nq * 8,
+        "int8 and float disagree: {matched} matched of float {nf} / int8 {nq}"
+    );
+}
+
 #[test]
 fn detect_writes_annotated_images() {
     let dir = tempfile::tempdir().unwrap();

@@ -49,9 +49,10 @@ fn bundle_for_a_board_ships_a_model_compiled_for_it_reproducibly() {
     assert!(ab == bb, "two bundles of the same inputs differ");
 
     let bundle = Bundle::open(&a).unwrap();
+    // rpi5's default model is the int8 detector, compiled for its CPU.
     let model = bundle
-        .file("share/speck/speck-tiny.speck")
-        .expect("the rpi5 bundle ships a compiled model");
+        .file("share/speck/speck-tiny-int8.speck")
+        .expect("the rpi5 bundle ships its compiled int8 model");
     // A compiled model whose header names rpi5's CPU target (loading it here is refused:
     // it needs Arm dotprod).
     assert!(speck::model::compiled::has_magic(&model.data));
@@ -63,10 +64,10 @@ fn bundle_for_a_board_ships_a_model_compiled_for_it_reproducibly() {
     let unit =
         String::from_utf8(bundle.file("systemd/speck.service").unwrap().data.clone()).unwrap();
     assert!(
-        unit.contains("--model /opt/speck/current/share/speck/speck-tiny.speck"),
+        unit.contains("--model /opt/speck/current/share/speck/speck-tiny-int8.speck"),
         "{unit}"
     );
-    assert!(bundle.file("share/speck/speck-tiny.onnx").is_none());
+    assert!(bundle.file("share/speck/speck-tiny-int8.onnx").is_none());
 
     // The host board keeps the ONNX model (its speck has the importer).
     let host = dir.path().join("host.tar.gz");

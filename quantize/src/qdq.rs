@@ -125,10 +125,20 @@ pub fn name_nodes(model: &mut pb::ModelProto) {
     }
 }
 
-/// The nodes that stay float by default: [`DEFAULT_FLOAT_OPS`] and the branch that computes
+/// The nodes that stay float by default: [`DEFAULT_FLOAT_OPS`], the branch that computes
 /// each GridSample's grid (LDA-AQU's offsets and sampling coordinates), traced back from the
-/// grid to where it joins tensors that other nodes also read.
+/// grid to where it joins tensors that other nodes also read, and the attention over the
+/// sampled points ([`sampled_attention_nodes`]).
 pub fn default_float_nodes(model: &pb::ModelProto) -> BTreeMap<String, String> {
+    float_nodes_by_default_rules(model, true)
+}
+
+/// [`default_float_nodes`], with LDA-AQU's attention float (`attention_float`) or left to the
+/// quantizer like any other nodes (what ONNX Runtime's `quantize_static` does).
+pub fn float_nodes_by_default_rules(
+    model: &pb::ModelProto,
+    attention_float: bool,
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let Some(g) = model.graph.as_ref() else {
         return out;
@@ -187,7 +197,97 @@ pub fn default_float_nodes(model: &pb::ModelProto) -> BTreeMap<String, String> {
         );
         out.entry(g.node[p].name.clone()).or_insert(reason);
     }
+    let attention = if attention_float {
+        sampled_attention_nodes(g)
+    } else {
+        vec![]
+    };
+    for (p, gs) in attention {
+        let reason = format!(
+            "LDA-AQU attention: runs float inside the fused sampler (reads GridSample '{gs}')"
+        );
+        out.entry(g.node[p].name.clone()).or_insert(reason);
+    }
     out
+}
+
+/// Ops an LDA-AQU attention is built from between its GridSamples and its tap sum.
+const ATTENTION_OPS: &[&str] = &[
+    "Reshape",
+    "Transpose",
+    "Unsqueeze",
+    "Squeeze",
+    "Add",
+    "Mul",
+    "ReduceSum",
+    "Softmax",
+];
+
+/// The nodes of each deformable attention over sampled points (LDA-AQU): everything on a path
+/// from a GridSample's output to a tap sum (a ReduceSum of a Mul that reads a Softmax) made of
+/// [`ATTENTION_OPS`] only, with the GridSample each one reads. speck's engine fuses exactly
+/// these into one float op (`passes::fuse_lda_aqu`), so Q/DQ pairs inside would only round
+/// its float intermediates (sampled keys and values, biased keys, attention): they cost
+/// accuracy and time and save nothing. The query's scaling and the tap sum's readers are
+/// outside and stay quantizable.
+fn sampled_attention_nodes(g: &pb::GraphProto) -> Vec<(usize, String)> {
+    let prod = proto::producers(g);
+    let cons = proto::consumers(g);
+    let op = |i: usize| g.node[i].op_type.as_str();
+    let produced_by = |t: &str, want: &str| prod.get(t).is_some_and(|&i| op(i) == want);
+    let mut found: BTreeMap<usize, String> = BTreeMap::new();
+    for (end, n) in g.node.iter().enumerate() {
+        if n.op_type != "ReduceSum" {
+            continue;
+        }
+        let Some(&mul) = n.input.first().and_then(|t| prod.get(t)) else {
+            continue;
+        };
+        if op(mul) != "Mul" || !g.node[mul].input.iter().any(|t| produced_by(t, "Softmax")) {
+            continue;
+        }
+        // Backward from the tap sum through attention ops; GridSamples are where it stops.
+        let mut back: HashSet<usize> = HashSet::from([end]);
+        let mut samplers: Vec<usize> = vec![];
+        let mut stack = vec![end];
+        while let Some(i) = stack.pop() {
+            for t in &g.node[i].input {
+                let Some(&p) = prod.get(t) else { continue };
+                if op(p) == "GridSample" {
+                    if !samplers.contains(&p) {
+                        samplers.push(p);
+                    }
+                } else if ATTENTION_OPS.contains(&op(p)) && back.insert(p) {
+                    stack.push(p);
+                }
+            }
+        }
+        // Forward from the GridSamples, staying inside that set: the paths between them.
+        let mut on_path: HashMap<usize, usize> = HashMap::new();
+        let mut stack: Vec<(usize, usize)> = samplers.iter().map(|&s| (s, s)).collect();
+        while let Some((i, gs)) = stack.pop() {
+            for t in g.node[i].output.iter().filter(|t| !t.is_empty()) {
+                for &(r, _) in cons.get(t).map(Vec::as_slice).unwrap_or_default() {
+                    if back.contains(&r) && !on_path.contains_key(&r) {
+                        on_path.insert(r, gs);
+                        stack.push((r, gs));
+                    }
+                }
+            }
+        }
+        let softmax_on_path = g.node[mul]
+            .input
+            .iter()
+            .filter_map(|t| prod.get(t))
+            .any(|s| op(*s) == "Softmax" && on_path.contains_key(s));
+        if !on_path.contains_key(&end) || !softmax_on_path {
+            continue;
+        }
+        for (i, gs) in on_path {
+            found.entry(i).or_insert_with(|| g.node[gs].name.clone());
+        }
+    }
+    found.into_iter().collect()
 }
 
 /// Ops that carry a model's multiply-accumulates: where an output's predictor starts.

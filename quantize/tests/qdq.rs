@@ -458,3 +458,62 @@ fn output_heads_stay_float_down_to_where_they_split_from_the_trunk() {
         vec!["offset_conv"]
     );
 }
+
+/// LDA-AQU's attention as exported: keys and values sampled at the same grid, keys plus a
+/// bias, times the scaled query, summed over channels, softmaxed over the taps, times the
+/// values, summed over the taps, then a conv. Only the attention between the samplers and the
+/// tap sum stays float by default; the query's scaling and the conv after stay quantizable.
+#[test]
+fn lda_aqu_attention_stays_float_by_default() {
+    let g = pb::GraphProto {
+        node: vec![
+            node("Conv", "kconv", &["x", "wk"], &["k"], vec![]),
+            node("Conv", "vconv", &["x", "wv"], &["v"], vec![]),
+            node("Tanh", "offsets", &["x"], &["grid"], vec![]),
+            node("GridSample", "gs_k", &["k", "grid"], &["ks"], vec![]),
+            node("GridSample", "gs_v", &["v", "grid"], &["vs"], vec![]),
+            node("Reshape", "k_reshape", &["ks", "shape"], &["kr"], vec![]),
+            node("Add", "k_bias", &["kr", "bias"], &["kb"], vec![]),
+            node("Mul", "q_scale", &["x", "scale"], &["qs"], vec![]),
+            node("Mul", "qk", &["qs", "kb"], &["qk"], vec![]),
+            node("ReduceSum", "logits", &["qk", "axes"], &["lg"], vec![]),
+            node("Softmax", "softmax", &["lg"], &["attn"], vec![]),
+            node("Reshape", "v_reshape", &["vs", "shape"], &["vr"], vec![]),
+            node("Mul", "weighted", &["attn", "vr"], &["wv_"], vec![]),
+            node("ReduceSum", "tap_sum", &["wv_", "axes"], &["up"], vec![]),
+            node("Conv", "after", &["up", "wo"], &["y"], vec![]),
+        ],
+        input: vec![vi("x", &[1, 2, 4, 4])],
+        output: vec![vi("y", &[1, 2, 4, 4])],
+        ..Default::default()
+    };
+    let m = opset17(g);
+    let keep = default_float_nodes(&m);
+    for n in [
+        "k_reshape",
+        "k_bias",
+        "qk",
+        "logits",
+        "softmax",
+        "v_reshape",
+        "weighted",
+        "tap_sum",
+    ] {
+        assert!(keep.contains_key(n), "{n} should stay float: {keep:?}");
+    }
+    for n in ["kconv", "vconv", "q_scale", "after"] {
+        assert!(
+            !keep.contains_key(n),
+            "{n} is outside the attention: {keep:?}"
+        );
+    }
+    assert!(keep["k_bias"].contains("LDA-AQU attention"), "{keep:?}");
+    let int8 = speck_quantize::qdq::float_nodes_by_default_rules(&m, false);
+    for n in ["k_bias", "qk", "weighted", "tap_sum"] {
+        assert!(
+            !int8.contains_key(n),
+            "--int8-attention quantizes {n}: {int8:?}"
+        );
+    }
+    assert!(int8.contains_key("softmax") && int8.contains_key("gs_k"));
+}

@@ -24,7 +24,8 @@ pub struct Args {
     /// `targets/build.sh NAME`).
     #[arg(long)]
     binary: Option<PathBuf>,
-    /// Model to ship (default: the shipped default model).
+    /// Model to ship (default: the board's `defaults.model` from models/: the int8 detector
+    /// on the aarch64 boards, the float one elsewhere).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Print a JSON summary.
@@ -93,7 +94,7 @@ impl BundleSource {
 }
 
 /// Assemble the bundle for `target` from a binary (default: built for it) and a model
-/// (default: the shipped one); returns it with its `.tar.gz` bytes.
+/// (default: the board's `defaults.model` from `models/`); returns it with its `.tar.gz` bytes.
 pub fn build(
     target: &Target,
     binary: Option<PathBuf>,
@@ -106,7 +107,9 @@ pub fn build(
     let binary = std::fs::read(&binary_path)
         .with_context(|| format!("reading {}", binary_path.display()))?;
     check_binary(target, &binary).with_context(|| binary_path.display().to_string())?;
-    let model_path = model_path::resolve(model)?;
+    // No --model: the board's own default (`defaults.model`, the int8 detector on the
+    // aarch64 boards), looked up where the shipped models are.
+    let model_path = model_path::resolve_named(model, &target.defaults.model)?;
     let (model_name, model) = board_model(target, &model_path)?;
     let bundle = Bundle::assemble(BundleInputs {
         target,

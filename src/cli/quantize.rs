@@ -54,6 +54,12 @@ pub struct Args {
     /// The predictor (each output's last conv) and the box decoding stay float either way.
     #[arg(long)]
     int8_heads: bool,
+    /// Quantize LDA-AQU's attention over the sampled points too (Q/DQ on the sampled keys and
+    /// values, the biased keys and the attention, as ONNX Runtime's quantize_static does). By
+    /// default it stays float: speck runs it as one fused float op either way, so the roundings
+    /// would only cost accuracy and time.
+    #[arg(long)]
+    int8_attention: bool,
     /// Nodes (by ONNX node name) to keep in float.
     #[arg(long, num_args = 1..)]
     keep_float: Vec<String>,
@@ -308,7 +314,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         m => m.parse::<Method>().map_err(anyhow::Error::msg)?,
     };
 
-    let mut keep = qdq::default_float_nodes(&model);
+    let mut keep = qdq::float_nodes_by_default_rules(&model, !a.int8_attention);
     let heads = if a.int8_heads {
         qdq::OutputHeads::Int8
     } else {

@@ -136,7 +136,7 @@ mod tests {
     fn unit_runs_the_current_release_with_board_defaults() {
         let t = Target::load("rpi5").unwrap();
         let u = systemd_unit(&t);
-        assert!(u.contains("ExecStart=/opt/speck/current/bin/speck run --model /opt/speck/current/share/speck/speck-tiny.onnx --source rpicam --serve 0.0.0.0:8080 --threads 4"), "{u}");
+        assert!(u.contains("ExecStart=/opt/speck/current/bin/speck run --model /opt/speck/current/share/speck/speck-tiny-int8.onnx --source rpicam --serve 0.0.0.0:8080 --threads 4"), "{u}");
         assert!(u.contains("--tile 384x384 --overlap 0.2"));
         assert!(u.contains("WantedBy=multi-user.target"));
     }

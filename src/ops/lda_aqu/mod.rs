@@ -749,6 +749,27 @@ unsafe fn values<const C: usize>(
     let float = a.round_values.is_empty() && a.round_weighted.is_empty();
     for (gi, segs) in val_segs.iter().enumerate() {
         let img = &ins.vt[(bi * g + gi) * rows..][..rows];
+        if let ([sg], true, true) = (&segs[..], float, C > 0) {
+            // Nothing to round and a known width: one pixel at a time with its sum over the
+            // taps in registers (`[f32; C]`), taps in order as below, so the same values.
+            for (i, px) in acc.chunks_exact_mut(C).enumerate() {
+                let mut sum = [0.0f32; C];
+                for t in 0..n {
+                    let (ix, [dx2, dx1, dy2, dy1]) = taps_of(idx, wts, gi * n + t, i);
+                    let w = *attn.get_unchecked((sg.head * n + t) * BLOCK + i);
+                    let row = |k: usize| img.get_unchecked(ix[k] as usize * C..)[..C].as_ptr();
+                    let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+                    for (c, s) in sum.iter_mut().enumerate() {
+                        let v = dy2 * (dx2 * *r0.add(c) + dx1 * *r1.add(c))
+                            + dy1 * (dx2 * *r2.add(c) + dx1 * *r3.add(c));
+                        *s += v * w;
+                    }
+                }
+                px.copy_from_slice(&sum);
+            }
+            transpose_block(acc, out, gi, cv);
+            continue;
+        }
         acc.fill(0.0);
         for t in 0..n {
             let gt = gi * n + t;
@@ -781,10 +802,16 @@ unsafe fn values<const C: usize>(
                 *s += v;
             }
         }
-        for (i, px) in acc.chunks_exact(cv).enumerate() {
-            for (c, &v) in px.iter().enumerate() {
-                *out.get_unchecked_mut((gi * cv + c) * BLOCK + i) = v;
-            }
+        transpose_block(acc, out, gi, cv);
+    }
+}
+
+/// The block's sums `acc [pixel][cv]` of group `gi` into `out [channel][BLOCK]`.
+#[inline(always)]
+fn transpose_block(acc: &[f32], out: &mut [f32], gi: usize, cv: usize) {
+    for (i, px) in acc.chunks_exact(cv).enumerate() {
+        for (c, &v) in px.iter().enumerate() {
+            out[(gi * cv + c) * BLOCK + i] = v;
         }
     }
 }
