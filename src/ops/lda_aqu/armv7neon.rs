@@ -140,6 +140,46 @@ pub(super) unsafe fn logits(
     true
 }
 
+/// The value loop's half step: 8 channels of the four corner rows `{r0}-{r3}` (post-incremented
+/// when `$wb` is `"!"`), GridSample's bilinear terms with the weights in `d14`/`d15`, times
+/// the attention in `d13[0]`, added to the accumulators `$lo`/`$hi`.
+macro_rules! values_8_channels {
+    ($wb:literal, $lo:literal, $hi:literal) => {
+        concat!(
+            "vld1.32 {{d0-d3}}, [{r0}]",
+            $wb,
+            "\n",
+            "vld1.32 {{d4-d7}}, [{r1}]",
+            $wb,
+            "\n",
+            "vld1.32 {{d16-d19}}, [{r2}]",
+            $wb,
+            "\n",
+            "vld1.32 {{d20-d23}}, [{r3}]",
+            $wb,
+            "\n",
+            "vmul.f32 q4, q0, d14[0]\n",
+            "vmla.f32 q4, q2, d14[1]\n",
+            "vmul.f32 q5, q1, d14[0]\n",
+            "vmla.f32 q5, q3, d14[1]\n",
+            "vmul.f32 q0, q8, d14[0]\n",
+            "vmla.f32 q0, q10, d14[1]\n",
+            "vmul.f32 q1, q9, d14[0]\n",
+            "vmla.f32 q1, q11, d14[1]\n",
+            "vmul.f32 q4, q4, d15[0]\n",
+            "vmla.f32 q4, q0, d15[1]\n",
+            "vmul.f32 q5, q5, d15[0]\n",
+            "vmla.f32 q5, q1, d15[1]\n",
+            "vmla.f32 ",
+            $lo,
+            ", q4, d13[0]\n",
+            "vmla.f32 ",
+            $hi,
+            ", q5, d13[0]\n",
+        )
+    };
+}
+
 /// Step 4 (`super::values`) for value width 16: each pixel's attention-weighted sum of the
 /// sampled values over the taps, into `sc.out[channel][pixel]`. Returns false, having done
 /// nothing, where the op is not covered.
@@ -198,42 +238,8 @@ pub(super) unsafe fn values(
                 "add {r2}, {img}, {r2}, lsl #6",
                 "add {r3}, {img}, {r3}, lsl #6",
                 // channels 0-7, then 8-15: the bilinear sample times the attention, added
-                "vld1.32 {{d0-d3}}, [{r0}]!",
-                "vld1.32 {{d4-d7}}, [{r1}]!",
-                "vld1.32 {{d16-d19}}, [{r2}]!",
-                "vld1.32 {{d20-d23}}, [{r3}]!",
-                "vmul.f32 q4, q0, d14[0]",
-                "vmla.f32 q4, q2, d14[1]",
-                "vmul.f32 q5, q1, d14[0]",
-                "vmla.f32 q5, q3, d14[1]",
-                "vmul.f32 q0, q8, d14[0]",
-                "vmla.f32 q0, q10, d14[1]",
-                "vmul.f32 q1, q9, d14[0]",
-                "vmla.f32 q1, q11, d14[1]",
-                "vmul.f32 q4, q4, d15[0]",
-                "vmla.f32 q4, q0, d15[1]",
-                "vmul.f32 q5, q5, d15[0]",
-                "vmla.f32 q5, q1, d15[1]",
-                "vmla.f32 q12, q4, d13[0]",
-                "vmla.f32 q13, q5, d13[0]",
-                "vld1.32 {{d0-d3}}, [{r0}]",
-                "vld1.32 {{d4-d7}}, [{r1}]",
-                "vld1.32 {{d16-d19}}, [{r2}]",
-                "vld1.32 {{d20-d23}}, [{r3}]",
-                "vmul.f32 q4, q0, d14[0]",
-                "vmla.f32 q4, q2, d14[1]",
-                "vmul.f32 q5, q1, d14[0]",
-                "vmla.f32 q5, q3, d14[1]",
-                "vmul.f32 q0, q8, d14[0]",
-                "vmla.f32 q0, q10, d14[1]",
-                "vmul.f32 q1, q9, d14[0]",
-                "vmla.f32 q1, q11, d14[1]",
-                "vmul.f32 q4, q4, d15[0]",
-                "vmla.f32 q4, q0, d15[1]",
-                "vmul.f32 q5, q5, d15[0]",
-                "vmla.f32 q5, q1, d15[1]",
-                "vmla.f32 q14, q4, d13[0]",
-                "vmla.f32 q15, q5, d13[0]",
+                values_8_channels!("!", "q12", "q13"),
+                values_8_channels!("", "q14", "q15"),
                 "subs {cnt}, {cnt}, #1",
                 "bne 1b",
                 "vst1.32 {{d24-d27}}, [{px}]!",
