@@ -152,13 +152,13 @@ def evaluate(run, items, size, stride=4, thresh=0.05):
     return dict(AP50=ap, AP50_tiny=ap_t, n_gt=n, n_gt_tiny=n_t, images=len(items)), dets
 
 
-def torch_runner(model):
+def torch_runner(model, device="cpu"):
     import torch
 
     def run(x):
         with torch.no_grad():
-            h, b = model(torch.from_numpy(x))
-        return h.numpy(), b.numpy()
+            h, b = model(torch.from_numpy(x).to(device))
+        return h.cpu().numpy(), b.cpu().numpy()
     return run
 
 

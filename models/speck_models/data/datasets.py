@@ -97,6 +97,15 @@ class SynthDataset(Dataset):
     def __len__(self):
         return self.length if self.train else len(self.items)
 
+    def preload(self, threads=4):
+        """Decodes every image now (before DataLoader workers fork, so they share the pixels)."""
+        from concurrent.futures import ThreadPoolExecutor
+        if self.cache is None:
+            return
+        with ThreadPoolExecutor(threads) as ex:
+            for i, im in enumerate(ex.map(lambda p: np.asarray(Image.open(p[0]).convert("RGB")), self.items)):
+                self.cache[i] = im
+
     def _img(self, i):
         if self.cache is not None and i in self.cache:
             return self.cache[i]

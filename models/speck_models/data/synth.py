@@ -456,7 +456,7 @@ def coco_dataset(scenes_files):
     images, anns = [], []
     aid = 1
     for iid, (fn, sc) in enumerate(scenes_files, start=1):
-        h, w = sc.image.shape[:2]
+        h, w = sc.image.shape[:2] if sc.image is not None else sc.hw
         images.append(dict(id=iid, file_name=fn, width=w, height=h, scene=sc.scene))
         for a in sc.anns:
             x, y, bw, bh = a["bbox"]
@@ -466,16 +466,28 @@ def coco_dataset(scenes_files):
     return dict(images=images, annotations=anns, categories=[dict(id=1, name="person")])
 
 
-def write_dataset(out, num, seed, size, quality=92, start=0):
-    """Renders `num` images to out/images/*.jpg and out/annotations.json."""
+def _write_one(args):
+    """Renders and saves image `i`; returns (file name, Scene without pixels or masks)."""
+    out, seed, i, size, quality = args
+    sc = render_scene(seed, i, size)
+    fn = f"{seed:04d}_{i:06d}.jpg"
+    Image.fromarray(sc.image).save(os.path.join(out, "images", fn), quality=quality)
+    sc.masks = []
+    sc.hw, sc.image = sc.image.shape[:2], None  # only the size travels back from a worker
+    return fn, sc
+
+
+def write_dataset(out, num, seed, size, quality=92, start=0, jobs=1):
+    """Renders `num` images to out/images/*.jpg and out/annotations.json.  Every image depends only
+    on (seed, index), so `jobs` worker processes write the same bytes as one."""
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
-    items = []
-    for i in range(start, start + num):
-        sc = render_scene(seed, i, size)
-        fn = f"{seed:04d}_{i:06d}.jpg"
-        Image.fromarray(sc.image).save(os.path.join(out, "images", fn), quality=quality)
-        sc.masks = []
-        items.append((fn, sc))
+    tasks = [(out, seed, i, size, quality) for i in range(start, start + num)]
+    if jobs > 1:
+        import multiprocessing as mp
+        with mp.get_context("fork").Pool(jobs) as pool:
+            items = pool.map(_write_one, tasks, chunksize=max(1, num // (4 * jobs)))
+    else:
+        items = [_write_one(t) for t in tasks]
     data = coco_dataset(items)
     with open(os.path.join(out, "annotations.json"), "w") as f:
         json.dump(data, f)
@@ -526,6 +538,7 @@ def main(argv=None):
     ap.add_argument("--quality", type=int, default=92, help="JPEG quality of the written files")
     ap.add_argument("--clip", help="write clip frames (PNG) to this directory instead")
     ap.add_argument("--frames", type=int, default=90)
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes (same output for any number)")
     a = ap.parse_args(argv)
     w, h = (int(v) for v in a.size.lower().split("x"))
     if a.clip:
@@ -534,7 +547,7 @@ def main(argv=None):
         return
     if not a.out:
         ap.error("--out is required")
-    d = write_dataset(a.out, a.num, a.seed, (w, h), a.quality, a.start)
+    d = write_dataset(a.out, a.num, a.seed, (w, h), a.quality, a.start, a.jobs)
     n_p = sum(1 for x in d["annotations"] if not x["ignore"])
     print(f"wrote {len(d['images'])} images, {n_p} people, "
           f"{len(d['annotations']) - n_p} ignore regions to {a.out}")
