@@ -21,6 +21,16 @@ def test_same_seed_same_bytes(tmp_path):
     assert ha != hc
 
 
+def test_parallel_rendering_writes_the_same_files(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_dataset(str(a), 4, 5, (320, 180), start=2)
+    write_dataset(str(b), 4, 5, (320, 180), start=2, jobs=3)
+    assert sorted(os.listdir(a / "images")) == sorted(os.listdir(b / "images"))
+    for f in os.listdir(a / "images"):
+        assert (a / "images" / f).read_bytes() == (b / "images" / f).read_bytes()
+    assert (a / "annotations.json").read_bytes() == (b / "annotations.json").read_bytes()
+
+
 def test_masks_inside_boxes():
     n_people = 0
     for i in range(6):

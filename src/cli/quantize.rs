@@ -230,6 +230,14 @@ fn sensitive_nodes(
         .iter()
         .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n.name.as_str())))
         .collect();
+    // The model's inputs count as exact: a first layer that turns the input's 8-bit rounding
+    // into 20 dB of noise (a stem whose filters amplify it) is the worst amplifier of all.
+    let graph_inputs: HashSet<&str> = g
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .filter(|n| !g.initializer.iter().any(|t| t.name == *n))
+        .collect();
     for n in g
         .node
         .iter()
@@ -238,8 +246,11 @@ fn sensitive_nodes(
         let ins: Vec<f64> = n
             .input
             .iter()
-            .filter_map(|t| per_tensor.get(t))
-            .map(Sqnr::db)
+            .filter_map(|t| match per_tensor.get(t) {
+                Some(s) => Some(s.db()),
+                None if graph_inputs.contains(t.as_str()) => Some(f64::INFINITY),
+                None => None,
+            })
             .collect();
         let out_db = n
             .output
@@ -249,15 +260,15 @@ fn sensitive_nodes(
             .next();
         if let (Some(o), Some(i)) = (out_db, ins.iter().copied().reduce(f64::min)) {
             if i - o > limit && o < SENSITIVE_BELOW_DB {
-                out.nodes.insert(
-                    n.name.clone(),
+                let why = if i.is_finite() {
                     format!(
-                        "sensitivity: int8 costs {:.1} dB across it ({:.1} dB in, {:.1} dB out); its inputs stay float",
-                        i - o,
-                        i,
-                        o
-                    ),
-                );
+                        "sensitivity: int8 costs {:.1} dB across it ({i:.1} dB in, {o:.1} dB out); its inputs stay float",
+                        i - o
+                    )
+                } else {
+                    format!("sensitivity: reads the model input and its int8 output is at {o:.1} dB; its inputs stay float")
+                };
+                out.nodes.insert(n.name.clone(), why);
                 out.float_outputs.insert(n.name.clone());
                 for t in &n.input {
                     if let Some(p) = producer.get(t.as_str()) {
@@ -534,5 +545,100 @@ fn print_summary(r: &Report, _acts: &BTreeMap<String, QParams>) {
         for k in &r.kept_float {
             println!("  {} ({}): {}", k.node, k.op_type, k.reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, op: &str, ins: &[&str], out: &str) -> pb::NodeProto {
+        pb::NodeProto {
+            name: name.into(),
+            op_type: op.into(),
+            input: ins.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.into()],
+            ..Default::default()
+        }
+    }
+
+    /// x -> conv (weights w) -> y0 -> relu -> y1, with the given SQNR (dB) of y0 and y1.
+    fn sensitive(y0_db: f64, y1_db: f64) -> Sensitive {
+        let graph = pb::GraphProto {
+            node: vec![
+                node("conv", "Conv", &["x", "w"], "y0"),
+                node("relu", "Relu", &["y0"], "y1"),
+            ],
+            input: vec![
+                pb::ValueInfoProto {
+                    name: "x".into(),
+                    ..Default::default()
+                },
+                pb::ValueInfoProto {
+                    name: "w".into(),
+                    ..Default::default()
+                },
+            ],
+            initializer: vec![pb::TensorProto {
+                name: "w".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let model = pb::ModelProto {
+            graph: Some(graph),
+            ..Default::default()
+        };
+        let res = QdqResult {
+            model: model.clone(),
+            quantized: vec!["conv".into(), "relu".into()],
+            kept_float: vec![],
+            activations: BTreeMap::new(),
+            int8_weights: 1,
+        };
+        let at = |db: f64| Sqnr {
+            signal: 10f64.powf(db / 10.0),
+            noise: 1.0,
+        };
+        let per_tensor =
+            HashMap::from([("y0".to_string(), at(y0_db)), ("y1".to_string(), at(y1_db))]);
+        sensitive_nodes(&model, &res, &per_tensor, 6.0)
+    }
+
+    #[test]
+    fn a_first_layer_that_turns_the_input_rounding_into_noise_stays_float() {
+        let s = sensitive(20.6, 20.5);
+        assert!(
+            s.nodes["conv"].contains("reads the model input"),
+            "{:?}",
+            s.nodes
+        );
+        assert!(s.float_outputs.contains("conv"));
+        assert!(
+            !s.nodes.contains_key("relu"),
+            "the relu loses nothing across it"
+        );
+        // The weights (an initializer, also listed as a graph input) do not count as an input.
+        assert!(!s.float_outputs.contains("w"));
+    }
+
+    #[test]
+    fn a_first_layer_at_8_bit_quality_stays_int8() {
+        assert!(sensitive(38.0, 37.5).nodes.is_empty());
+    }
+
+    #[test]
+    fn a_noise_amplifier_further_down_stays_float_with_its_producer() {
+        let s = sensitive(35.0, 20.0);
+        assert!(
+            s.nodes["relu"].contains("costs 15.0 dB across it"),
+            "{:?}",
+            s.nodes
+        );
+        assert!(
+            s.float_outputs.contains("conv"),
+            "its input's producer stops requantizing"
+        );
+        assert!(!s.nodes.contains_key("conv"));
     }
 }
