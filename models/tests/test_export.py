@@ -12,7 +12,7 @@ from speck_models.export import export_model, parity
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = {"speck.format", "input_size", "mean", "std", "resize", "class_names", "output_format",
-        "strides", "backbone", "lga", "upsampler"}
+        "strides", "backbone", "lga", "upsampler", "tile"}
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,7 @@ def test_contract_io_and_metadata(exported):
     md = {x.key: x.value for x in p.metadata_props}
     assert set(md) == KEYS
     assert md["output_format"] == "speck_centernet" and json.loads(md["class_names"]) == ["person"]
+    assert md["tile"] == f"{md['input_size'].split(',')[1]}x{md['input_size'].split(',')[0]}"
     assert md["input_size"] == "256,256" and md["strides"] == "4"
 
 
