@@ -21,12 +21,11 @@ import sys
 
 import torch
 
-from .configs import get_config
 from .data.datasets import load_coco
 from .detector import build_model
 from .evaluate import evaluate, torch_runner
 from .profile import profile
-from .train import load_model
+from .train import load_model, resolve_device
 from .train import main as train_main
 
 VARIANTS = [("baseline (nearest)", "nearest", "none"),
@@ -76,8 +75,7 @@ def main(argv=None):
                 if p.wait() != 0:  # score the others anyway
                     print(f"variant {i} failed: see {os.path.join(a.out, f'v{i}', 'train.log')}", file=sys.stderr)
                     failed.add(i)
-    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if a.device == "auto" else a.device)
+    device = resolve_device(a.device)
     for i, (name, ups, lga) in todo:
         run = os.path.join(a.out, f"v{i}")
         if i in failed:

@@ -37,6 +37,13 @@ def load_model(path):
     return m, cfg
 
 
+def resolve_device(name):
+    """`auto` -> cuda when available, else cpu; anything else as torch names it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def lr_at(cfg, it, frac):
     if it < cfg["warmup"]:
         return cfg["lr"] * (it + 1) / cfg["warmup"]
@@ -70,8 +77,7 @@ def main(argv=None):
     cfg = get_config(a.config, minutes=a.minutes, max_iters=a.max_iters, input_size=a.input_size,
                      batch=a.batch, lr=a.lr, upsampler=a.upsampler, lga=a.lga,
                      threads=a.threads, workers=a.workers)
-    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if a.device == "auto" else a.device)
+    device = resolve_device(a.device)
     torch.set_num_threads(cfg["threads"])
     random.seed(a.seed); np.random.seed(a.seed); torch.manual_seed(a.seed)
     os.makedirs(a.out, exist_ok=True)

@@ -232,11 +232,12 @@ fn sensitive_nodes(
         .collect();
     // The model's inputs count as exact: a first layer that turns the input's 8-bit rounding
     // into 20 dB of noise (a stem whose filters amplify it) is the worst amplifier of all.
+    let initializers = speck_quantize::proto::initializer_index(g);
     let graph_inputs: HashSet<&str> = g
         .input
         .iter()
         .map(|i| i.name.as_str())
-        .filter(|n| !g.initializer.iter().any(|t| t.name == *n))
+        .filter(|n| !initializers.contains_key(*n))
         .collect();
     for n in g
         .node
@@ -551,23 +552,14 @@ fn print_summary(r: &Report, _acts: &BTreeMap<String, QParams>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node(name: &str, op: &str, ins: &[&str], out: &str) -> pb::NodeProto {
-        pb::NodeProto {
-            name: name.into(),
-            op_type: op.into(),
-            input: ins.iter().map(|s| s.to_string()).collect(),
-            output: vec![out.into()],
-            ..Default::default()
-        }
-    }
+    use speck_quantize::proto::node;
 
     /// x -> conv (weights w) -> y0 -> relu -> y1, with the given SQNR (dB) of y0 and y1.
     fn sensitive(y0_db: f64, y1_db: f64) -> Sensitive {
         let graph = pb::GraphProto {
             node: vec![
-                node("conv", "Conv", &["x", "w"], "y0"),
-                node("relu", "Relu", &["y0"], "y1"),
+                node("Conv", "conv", &["x", "w"], &["y0"], vec![]),
+                node("Relu", "relu", &["y0"], &["y1"], vec![]),
             ],
             input: vec![
                 pb::ValueInfoProto {
