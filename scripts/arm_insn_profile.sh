@@ -5,6 +5,7 @@
 #
 #   scripts/arm_insn_profile.sh rpi5 MODEL.onnx          # top 25 functions, Cortex-A76 model
 #   scripts/arm_insn_profile.sh rpi4 MODEL.speck 40      # a compiled model, top 40
+#   SPECK_BENCH_ARGS=--fp16 scripts/arm_insn_profile.sh rpi5 MODEL.speck   # extra bench flags
 #
 # The board binary is built unstripped (targets/build.sh with SPECK_KEEP_SYMBOLS=1) in its own
 # target directory (default $HOME/.cache/speck-profile/target, env CARGO_TARGET_DIR overrides);
@@ -47,7 +48,7 @@ esac
 for runs in 1 3; do
     "$qemu" -L "$sysroot" -E LD_LIBRARY_PATH="$sysroot/lib" \
         -cpu "$cpu" -plugin "$tmp/libprof.so,out=$tmp/blocks$runs" \
-        "$bin" bench "$model" --runs "$runs" --warmup 0 --threads 1 >/dev/null 2>"$tmp/err$runs" \
+        "$bin" bench "$model" --runs "$runs" --warmup 0 --threads 1 ${SPECK_BENCH_ARGS:-} >/dev/null 2>"$tmp/err$runs" \
         || { cat "$tmp/err$runs" >&2; exit 1; }
 done
 "$nm_tool" -C --defined-only -n "$bin" >"$tmp/syms"

@@ -39,6 +39,7 @@ pub fn engine_for(model: &pb::ModelProto, threads: usize) -> Result<Engine> {
             optimize: false,
             reference_only: false,
             int8: false,
+            fp16: false,
         },
     )?)
 }

@@ -56,6 +56,7 @@ fn optimised_engine_matches_reference_path() {
                 reference_only: true,
                 threads: 1,
                 int8: false,
+                fp16: false,
             },
         );
         let fast = run(m, EngineOptions::default());

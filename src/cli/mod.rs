@@ -117,6 +117,10 @@ pub struct EngineArgs {
     /// (also env SPECK_INT8=0).
     #[arg(long)]
     no_int8: bool,
+    /// Run float convolutions in fp16 arithmetic on CPUs that have it (aarch64 with FEAT_FP16:
+    /// Raspberry Pi 5, Jetson Orin), as ncnn does there; ignored on other CPUs.
+    #[arg(long)]
+    fp16: bool,
 }
 
 impl EngineArgs {
@@ -126,6 +130,7 @@ impl EngineArgs {
             optimize: !self.no_optimize,
             reference_only: self.reference,
             int8: !self.no_int8,
+            fp16: self.fp16,
         }
     }
 }

@@ -21,6 +21,9 @@ pub fn systemd_unit(t: &Target) -> String {
         format!("--threads {}", d.threads),
         format!("--conf {}", d.conf),
     ];
+    if d.fp16 {
+        args.push("--fp16".into());
+    }
     match d.tile {
         Some([w, h]) => args.push(format!("--tile {w}x{h} --overlap {}", d.overlap)),
         None => args.push("--no-tile".into()),
@@ -139,6 +142,11 @@ mod tests {
         assert!(u.contains("ExecStart=/opt/speck/current/bin/speck run --model /opt/speck/current/share/speck/speck-tiny-int8.onnx --source rpicam --serve 0.0.0.0:8080 --threads 4"), "{u}");
         assert!(u.contains("--tile 384x384 --overlap 0.2"));
         assert!(u.contains("WantedBy=multi-user.target"));
+        // fp16 arithmetic only where the board file asks for it
+        let mut t = Target::load("rpi4").unwrap();
+        assert!(!systemd_unit(&t).contains("--fp16"));
+        t.defaults.fp16 = true;
+        assert!(systemd_unit(&t).contains(" --fp16"));
     }
 
     #[test]

@@ -141,6 +141,9 @@ pub struct BoardDefaults {
     pub overlap: f32,
     /// Worker threads.
     pub threads: usize,
+    /// Float convolutions in fp16 arithmetic (`speck run --fp16`); for CPUs that have it.
+    #[serde(default)]
+    pub fp16: bool,
     /// Confidence threshold.
     pub conf: f32,
 }
@@ -285,6 +288,10 @@ mod tests {
         assert_eq!(rpi5.build.triple, "aarch64-unknown-linux-gnu");
         assert!(rpi5.kernels.dotprod);
         assert!(!Target::load("rpi4").unwrap().kernels.dotprod);
+        // fp16 arithmetic where the cores have it (A76, A78AE), off where they do not
+        assert!(rpi5.defaults.fp16 && Target::load("jetson-orin").unwrap().defaults.fp16);
+        assert!(!Target::load("rpi4").unwrap().defaults.fp16);
+        assert!(!Target::load("rpi-armv7").unwrap().defaults.fp16);
         assert_eq!(
             Target::load("rpi-armv7").unwrap().build.triple,
             "armv7-unknown-linux-gnueabihf"

@@ -30,6 +30,10 @@ pub struct EngineOptions {
     /// Run QDQ models on int8 kernels (with `optimize`; env `SPECK_INT8=0` also turns it off).
     /// Off: QuantizeLinear / DequantizeLinear run as float fake quantization.
     pub int8: bool,
+    /// Run the float convs that take the tiled kernel in fp16 arithmetic where the CPU has it
+    /// (aarch64 FEAT_FP16: Raspberry Pi 5, Jetson Orin); ignored elsewhere. Faster there,
+    /// outputs within binary16 rounding of f32.
+    pub fp16: bool,
 }
 
 impl Default for EngineOptions {
@@ -39,6 +43,7 @@ impl Default for EngineOptions {
             optimize: true,
             reference_only: false,
             int8: true,
+            fp16: false,
         }
     }
 }
@@ -120,6 +125,9 @@ impl Engine {
         for line in &pass_log {
             log::info!("{line}");
         }
+        if opts.fp16 && !crate::kernels::conv_f32::fp16_supported() {
+            log::warn!("fp16 arithmetic asked for, but this CPU has none: float convs run in f32");
+        }
         let is_view: Vec<bool> = graph.nodes.iter().map(|n| n.op.is_view()).collect();
         let memory = memory::plan(&graph, &is_view);
         let arena_bytes = (memory.arena_len as u64).saturating_mul(4);
@@ -158,10 +166,12 @@ impl Engine {
             .nodes
             .iter()
             .map(|n| {
-                Step::new(&graph, n, &slot, opts.reference_only).map_err(|source| RunError::Op {
-                    node: n.name.clone(),
-                    op: n.op.name(),
-                    source,
+                Step::new(&graph, n, &slot, opts.reference_only, opts.fp16).map_err(|source| {
+                    RunError::Op {
+                        node: n.name.clone(),
+                        op: n.op.name(),
+                        source,
+                    }
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -66,6 +66,7 @@ impl Step {
         node: &Node,
         slot: &dyn Fn(usize) -> Slot,
         reference_only: bool,
+        fp16: bool,
     ) -> OpResult<Step> {
         let inputs: Vec<Slot> = node.inputs.iter().map(|v| slot(*v)).collect();
         let outputs: Vec<Slot> = node.outputs.iter().map(|v| slot(*v)).collect();
@@ -95,12 +96,16 @@ impl Step {
                     .and_then(|b| g.constant(*b))
                     .and_then(Tensor::as_f32);
                 match w {
-                    Some(w) => Kernel::Conv(Box::new(crate::kernels::conv_f32::ConvF32::new(
-                        c,
-                        w.view(),
-                        b.map(|b| b.view()),
-                        inputs[0].shape(),
-                    )?)),
+                    Some(w) => {
+                        Kernel::Conv(Box::new(crate::kernels::conv_f32::ConvF32::with_options(
+                            c,
+                            w.view(),
+                            b.map(|b| b.view()),
+                            inputs[0].shape(),
+                            crate::kernels::isa(),
+                            fp16,
+                        )?))
+                    }
                     None => Kernel::Reference(node.op.clone()),
                 }
             }

@@ -9,6 +9,8 @@
 //! - `conv_f32_tiled_8x32_<isa>`: every other conv where the ISA has a microkernel (AVX2,
 //!   AVX-512, NEON on aarch64 and armv7; on AVX2 not the 1x1s): packed im2col tiles of 32
 //!   pixels times 8-channel weight blocks, see [`tiled`];
+//! - `conv_f32_tiled_8x32_neonfp16`: the tiled algorithm in fp16 arithmetic, when asked for
+//!   (`EngineOptions::fp16`) on an aarch64 CPU with FEAT_FP16, see [`tiled_fp16`];
 //! - otherwise (`SPECK_ISA=scalar`, armv7 without NEON) the `gemm` crate:
 //!   `conv1x1_f32_gemm` (1x1, stride 1, no padding: one GEMM `[M x C] * [C x HW]` per group) and
 //!   `conv_f32_im2col_gemm` (im2col into the scratch buffer, then one GEMM per group).
@@ -21,6 +23,7 @@ mod gemm;
 mod gemv;
 mod im2col;
 mod tiled;
+mod tiled_fp16;
 
 use super::Isa;
 use crate::ops::{apply_activation, conv_shape, Activation, Conv, OpResult};
@@ -31,6 +34,11 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use rayon::prelude::*;
 use std::borrow::Cow;
 
+/// Whether this CPU has the fp16 arithmetic that [`ConvF32::with_options`]' `fp16` uses.
+pub fn fp16_supported() -> bool {
+    tiled_fp16::supported()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Algo {
     Gemm1x1,
@@ -40,6 +48,8 @@ enum Algo {
     Im2colGemm,
     /// packed im2col tiles and an `MR x NR` microkernel ([`tiled`])
     Tiled,
+    /// [`Algo::Tiled`] in fp16 arithmetic ([`tiled_fp16`])
+    TiledF16,
 }
 
 /// A convolution planned for one input shape: packed weights and the chosen algorithm.
@@ -65,6 +75,8 @@ pub struct ConvF32 {
     /// [`Algo::Tiled`]: per group, the weights packed by [`tiled::pack_weights`];
     /// [`Algo::Gemv`]: by [`gemv::pack_weights`]
     packed: Vec<f32>,
+    /// [`Algo::TiledF16`]: per group, the weights packed by [`tiled_fp16::pack_weights_f16`]
+    packed_f16: Vec<u16>,
 }
 
 impl ConvF32 {
@@ -87,6 +99,20 @@ impl ConvF32 {
         b: Option<ArrayViewD<f32>>,
         in_shape: &[usize],
         isa: Isa,
+    ) -> OpResult<ConvF32> {
+        Self::with_options(c, w, b, in_shape, isa, false)
+    }
+
+    /// [`ConvF32::with_isa`]; with `fp16`, a conv that would run tiled runs in fp16 arithmetic
+    /// where the host has it (aarch64 FEAT_FP16 with NEON selected; elsewhere `fp16` is
+    /// ignored). Outputs then differ from f32 by binary16 rounding (about 3 decimal digits).
+    pub fn with_options(
+        c: &Conv,
+        w: ArrayViewD<f32>,
+        b: Option<ArrayViewD<f32>>,
+        in_shape: &[usize],
+        isa: Isa,
+        fp16: bool,
     ) -> OpResult<ConvF32> {
         let isa = isa.capped();
         let mut shapes: Vec<&[usize]> = vec![in_shape, w.shape()];
@@ -124,7 +150,11 @@ impl ConvF32 {
             && !(is_1x1 && isa == Isa::Avx2)
         {
             // (AVX2 1x1: the `gemm` crate measured faster, 27 vs 18 GMAC/s, benches/conv_f32.rs)
-            Algo::Tiled
+            if fp16 && isa == Isa::Neon && tiled_fp16::supported() {
+                Algo::TiledF16
+            } else {
+                Algo::Tiled
+            }
         } else if is_1x1 {
             Algo::Gemm1x1
         } else {
@@ -139,6 +169,13 @@ impl ConvF32 {
             Algo::Gemv => weights
                 .chunks_exact((mg * kc).max(1))
                 .flat_map(|wg| gemv::pack_weights(wg, mg, kc))
+                .collect(),
+            _ => vec![],
+        };
+        let packed_f16 = match algo {
+            Algo::TiledF16 => weights
+                .chunks_exact((mg * kc).max(1))
+                .flat_map(|wg| tiled_fp16::pack_weights_f16(wg, mg, kc))
                 .collect(),
             _ => vec![],
         };
@@ -163,6 +200,7 @@ impl ConvF32 {
             activation: c.activation,
             scratch_len,
             packed,
+            packed_f16,
         })
     }
 
@@ -212,6 +250,7 @@ impl ConvF32 {
             Algo::Gemv => gemv::microkernel(self.isa).1,
             Algo::Im2colGemm => "conv_f32_im2col_gemm",
             Algo::Tiled => tiled::microkernel(self.isa).map_or("", |k| k.1),
+            Algo::TiledF16 => "conv_f32_tiled_8x32_neonfp16",
         }
     }
 
@@ -361,6 +400,18 @@ impl ConvF32 {
                 };
                 // bias and activation are applied in the tiles' epilogue
                 return tiled::run_tiled(&t, n, x, y, act);
+            }
+            Algo::TiledF16 => {
+                let t = tiled_fp16::TiledConvF16 {
+                    geom,
+                    group: self.group,
+                    m: self.m,
+                    packed: &self.packed_f16,
+                    bias: &self.bias,
+                    direct: self.k == [1, 1] && self.strides == [1, 1] && self.pads == [0; 4],
+                    hint,
+                };
+                return tiled_fp16::run_tiled_f16(&t, n, x, y, act);
             }
             Algo::Gemv => {
                 let t = gemv::GemvConv {

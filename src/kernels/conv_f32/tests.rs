@@ -817,3 +817,213 @@ fn gemv_paths_and_linear() {
     }
     assert!(ConvF32::linear(&[0.0; 5], 2, 3, &[0.0; 2], 1).is_err());
 }
+
+/// A host with fp16 arithmetic, or a note that the fp16 paths are skipped.
+/// `SPECK_EXPECT_FP16=1` / `0` (scripts/test_arm.sh, per qemu CPU model) makes a detection
+/// that disagrees a failure, so the NEON fp16 kernels cannot be skipped unnoticed.
+fn fp16_host() -> bool {
+    let ok = super::tiled_fp16::supported();
+    match std::env::var("SPECK_EXPECT_FP16").as_deref() {
+        Ok("1") => assert!(
+            ok,
+            "SPECK_EXPECT_FP16=1 but this CPU shows no fp16 arithmetic"
+        ),
+        Ok("0") => assert!(
+            !ok,
+            "SPECK_EXPECT_FP16=0 but this CPU shows fp16 arithmetic"
+        ),
+        _ => {}
+    }
+    if !ok {
+        eprintln!("conv_f32 tests: no fp16 arithmetic on this host, NEON fp16 path skipped");
+    }
+    ok
+}
+
+/// Random binary16 values (bits) of magnitude below `scale`.
+fn f16_bits(rng: &mut Rng, n: usize, scale: f32) -> Vec<u16> {
+    (0..n)
+        .map(|_| half::f16::from_f32(rng.next() * scale).to_bits())
+        .collect()
+}
+
+/// The portable fp16 microkernel stays within binary16 rounding of the exact sum, and the
+/// NEON one equals it bit for bit: every `kc` from 1 to 70 (across the 64-step chunk into
+/// f32) plus 288 and 300, with large values (chunk sums near 1000).
+#[test]
+fn fp16_microkernel_matches_scalar() {
+    use super::tiled::{MR, NR};
+    use super::tiled_fp16::gemm_f16_8x32_scalar;
+    let mut rng = Rng(16016);
+    let run_neon = fp16_host();
+    for kc in (1..=70).chain([288, 300]) {
+        for scale in [1.0f32, 8.0] {
+            let w = f16_bits(&mut rng, kc * MR, scale);
+            let panel = f16_bits(&mut rng, kc * NR, scale);
+            let mut want = [[f32::NAN; NR]; MR];
+            gemm_f16_8x32_scalar(kc, &w, &panel, &mut want);
+            let h = |b: u16| half::f16::from_bits(b).to_f64();
+            for r in 0..MR {
+                for j in 0..NR {
+                    let (exact, mag) = (0..kc).fold((0.0f64, 0.0f64), |(s, m), k| {
+                        let p = h(w[k * MR + r]) * h(panel[k * NR + j]);
+                        (s + p, m + p.abs())
+                    });
+                    // each step rounds once to binary16 (half an ulp, 2^-11 relative) of a
+                    // partial sum no larger than `mag`
+                    let bound = kc.min(64) as f64 * mag * 2f64.powi(-11) + 1e-6;
+                    let e = (want[r][j] as f64 - exact).abs();
+                    assert!(e <= bound, "scalar kc {kc} [{r}][{j}]: err {e} > {bound}");
+                }
+            }
+            if !run_neon {
+                continue;
+            }
+            #[cfg(target_arch = "aarch64")]
+            {
+                let mut got = [[f32::NAN; NR]; MR];
+                // SAFETY: fp16 present (checked); panel holds kc * NR, w kc * MR values.
+                unsafe {
+                    super::tiled_fp16::gemm_f16_8x32_neonfp16(kc, &w, panel.as_ptr(), &mut got)
+                };
+                for r in 0..MR {
+                    for j in 0..NR {
+                        assert!(
+                            got[r][j].to_bits() == want[r][j].to_bits() || got[r][j] == want[r][j],
+                            "gemm_f16_8x32_neonfp16 kc {kc} scale {scale} [{r}][{j}]: {} vs {}",
+                            got[r][j],
+                            want[r][j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The NEON panel conversion rounds as `half` does (nearest even), special values included,
+/// from panels `NR` wide and strided.
+#[test]
+fn fp16_panel_conversion_matches_half() {
+    use super::tiled::NR;
+    use super::tiled_fp16::panel_to_f16;
+    let mut rng = Rng(65504);
+    let specials = [
+        0.0f32,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        65504.0,
+        65520.0, // rounds to infinity
+        1e9,
+        6.0e-8,               // binary16 subnormal
+        1e-10,                // below it: zero
+        1.0 + 2f32.powi(-11), // a tie, to even
+        1.0 + 3.0 * 2f32.powi(-11),
+    ];
+    for rows in [1, 2, 9, 27, 288] {
+        for stride in [NR, NR + 7, 3 * NR] {
+            let mut src: Vec<f32> = (0..rows * stride).map(|_| rng.next() * 300.0).collect();
+            let len = src.len();
+            for (i, &s) in specials.iter().enumerate() {
+                src[(i * 5) % len] = s;
+            }
+            let mut want = vec![0u16; rows * NR];
+            panel_to_f16(&src, stride, rows, &mut want);
+            for (r, row) in want.chunks_exact(NR).enumerate() {
+                for (j, &b) in row.iter().enumerate() {
+                    let v = src[r * stride + j];
+                    let back = half::f16::from_bits(b).to_f32();
+                    assert!(
+                        back.to_bits() == half::f16::from_f32(v).to_f32().to_bits(),
+                        "portable conversion of {v}"
+                    );
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            {
+                let mut got = vec![0xdeadu16 as u16; rows * NR];
+                // SAFETY: src holds `rows` rows of `stride >= NR` floats; got rows * NR.
+                unsafe {
+                    super::tiled_fp16::panel_to_f16_neon(src.as_ptr(), stride, rows, &mut got)
+                };
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let nan = |b: u16| half::f16::from_bits(b).is_nan();
+                    assert!(
+                        g == w || (nan(*g) && nan(*w)),
+                        "panel_to_f16_neon rows {rows} stride {stride} at {i}: {g:#06x} vs {w:#06x}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Convs planned with `fp16`: on an fp16 host they take the fp16 kernel and stay within
+/// binary16 rounding of the reference (3x3, strided, grouped, 1x1 direct and partial tiles,
+/// batch 2); elsewhere `fp16` changes nothing (same kernel, same bits as without it).
+#[test]
+fn fp16_conv_paths() {
+    let mut rng = Rng(0xf16);
+    let fp16 = fp16_host();
+    for isa in host_isas() {
+        for (h, w, k, s, group, c, m) in [
+            (13, 11, 3, 1, 1, 32, 32),
+            (9, 40, 3, 2, 1, 5, 18),
+            (8, 8, 1, 1, 1, 17, 9),
+            (3, 5, 1, 1, 1, 40, 8),
+            (7, 9, 3, 1, 2, 6, 10),
+            (12, 12, 3, 1, 1, 100, 3),
+        ] {
+            let cv = Conv {
+                activation: Some(Activation::Relu),
+                ..conv(group, s, [k / 2; 4], 1)
+            };
+            let x = rng.array(&[2, c, h, w]);
+            let wt = rng.array(&[m, c / group, k, k]);
+            let b = rng.array(&[m]);
+            let plan = |f16: bool| {
+                ConvF32::with_options(&cv, wt.view(), Some(b.view()), x.shape(), isa, f16).unwrap()
+            };
+            let (p32, p16) = (plan(false), plan(true));
+            let out = p32.out_shape(2).to_vec();
+            let run = |p: &ConvF32| {
+                let mut y = ArrayD::from_elem(IxDyn(&out), f32::NAN);
+                p.run(x.view(), y.view_mut(), &mut vec![]);
+                y
+            };
+            let (y32, y16) = (run(&p32), run(&p16));
+            let fp16_path = fp16 && isa == Isa::Neon && cfg!(target_arch = "aarch64");
+            if !fp16_path {
+                assert_eq!(p16.algorithm(), p32.algorithm(), "{isa:?}");
+                assert!(
+                    y16.iter()
+                        .zip(&y32)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{isa:?}: fp16 plan without fp16 arithmetic changed the output"
+                );
+                continue;
+            }
+            assert_eq!(p16.algorithm(), "conv_f32_tiled_8x32_neonfp16");
+            // inputs rounded to binary16 (2^-11 relative each) and one rounding per step of
+            // a sum of at most 64 products of magnitude below 1
+            let kc = (c / group * k * k) as f32;
+            let tol = kc * 2f32.powi(-10) + kc.min(64.0) * kc.sqrt() * 2f32.powi(-11);
+            let err = y16
+                .iter()
+                .zip(&y32)
+                .fold(0.0f32, |a, (g, e)| a.max((g - e).abs()));
+            assert!(
+                err <= tol,
+                "fp16 conv x {:?} w {:?}: max err {err} > {tol}",
+                x.shape(),
+                wt.shape()
+            );
+            assert!(
+                err > 0.0,
+                "fp16 path gave f32-exact results: not running in fp16?"
+            );
+        }
+    }
+}

@@ -496,7 +496,7 @@ pub(crate) struct TiledConv<'a> {
 /// `dst = act(acc + bias)` for one tile row. Its own small function so that `act` is inlined
 /// and the loop vectorised (inlined into the tile job, `act` stayed a call per value).
 #[inline(never)]
-fn store_row<F: Fn(f32) -> f32>(
+pub(crate) fn store_row<F: Fn(f32) -> f32>(
     dst: &mut [f32],
     acc: &[f32; NR],
     bias: f32,

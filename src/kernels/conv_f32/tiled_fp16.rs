@@ -1,0 +1,399 @@
+//! The tiled convolution ([`super::tiled`]) with fp16 arithmetic, for aarch64 cores that have
+//! it (FEAT_FP16: Cortex-A76 / Raspberry Pi 5, Cortex-A78AE / Jetson Orin), opt-in
+//! (`EngineOptions::fp16`, `--fp16`), as ncnn does by default on those cores.
+//!
+//! Tensors stay f32: a tile's packed im2col panel is rounded to binary16 (`FCVTN`), multiplied
+//! by binary16 weights with `FMLA .8h` (8 multiply-adds per instruction against 4 for f32),
+//! and each accumulator is widened and added into f32 every [`KCHUNK`] steps of `k`, so a
+//! rounding error in binary16 comes from a sum of at most 64 products, not the whole `k`
+//! (288 for a 3x3 conv over 32 channels). The epilogue (bias, activation) is the f32 one.
+//!
+//! What binary16 cannot hold is the caller's risk, as in ncnn's fp16 mode: a partial sum of 64
+//! products beyond 65504 becomes infinity.
+//!
+//! Microkernel `gemm_f16_8x32_neonfp16`, tested against the portable `gemm_f16_8x32_scalar`
+//! (which emulates each binary16 fused multiply-add) bit for bit; the conversion
+//! `panel_to_f16_neon` against `half`'s.
+
+use super::epilogue::EpiHint;
+use super::im2col::ColGeom;
+use super::tiled::{pack_tile, pack_weights, store_row, MR, NR};
+use crate::kernels::SharedOut;
+use rayon::prelude::*;
+
+/// Steps of `k` summed in binary16 before the sum is added into f32.
+#[cfg_attr(not(any(test, target_arch = "aarch64")), allow(dead_code))]
+pub(crate) const KCHUNK: usize = 64;
+
+/// Whether this host has fp16 arithmetic (and so runs [`run_tiled_f16`]).
+pub(crate) fn supported() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("fp16")
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        false
+    }
+}
+
+/// Weights `[m][k]` packed as [`pack_weights`] does, rounded to binary16 (bits).
+pub(crate) fn pack_weights_f16(w: &[f32], m: usize, k: usize) -> Vec<u16> {
+    pack_weights(w, m, k)
+        .into_iter()
+        .map(|v| half::f16::from_f32(v).to_bits())
+        .collect()
+}
+
+/// Portable [`panel_to_f16_neon`]: `rows` rows of [`NR`] floats, `stride` floats apart, to
+/// binary16 (round to nearest even) in `dst[rows][NR]`.
+#[cfg_attr(all(not(test), target_arch = "aarch64"), allow(dead_code))]
+pub(crate) fn panel_to_f16(src: &[f32], stride: usize, rows: usize, dst: &mut [u16]) {
+    for (r, d) in dst.chunks_exact_mut(NR).take(rows).enumerate() {
+        for (d, &s) in d.iter_mut().zip(&src[r * stride..r * stride + NR]) {
+            *d = half::f16::from_f32(s).to_bits();
+        }
+    }
+}
+
+/// Portable microkernel, the reference the NEON one is tested against: binary16 weights `w`
+/// (`[kc][MR]`) times the binary16 panel (`[kc][NR]`), each multiply-add rounded once to
+/// binary16 as `FMLA` does, the binary16 sums added into f32 every [`KCHUNK`] steps.
+#[cfg(test)]
+pub(crate) fn gemm_f16_8x32_scalar(kc: usize, w: &[u16], panel: &[u16], acc: &mut [[f32; NR]; MR]) {
+    use half::f16;
+    assert!(w.len() >= kc * MR && panel.len() >= kc * NR);
+    *acc = [[0.0; NR]; MR];
+    for k0 in (0..kc).step_by(KCHUNK) {
+        let mut a = [[f16::ZERO; NR]; MR];
+        for kk in k0..kc.min(k0 + KCHUNK) {
+            for (r, ar) in a.iter_mut().enumerate() {
+                let wr = f16::from_bits(w[kk * MR + r]).to_f64();
+                for (j, v) in ar.iter_mut().enumerate() {
+                    let p = f16::from_bits(panel[kk * NR + j]).to_f64();
+                    // exact in f64 (11-bit significands), then one rounding to binary16
+                    *v = f16::from_f64(v.to_f64() + wr * p);
+                }
+            }
+        }
+        for (dst, ar) in acc.iter_mut().zip(&a) {
+            for (d, v) in dst.iter_mut().zip(ar) {
+                *d += v.to_f32();
+            }
+        }
+    }
+}
+
+/// [`panel_to_f16`] in NEON (`FCVTN`, round to nearest even as the FPCR is on Linux).
+///
+/// # Safety
+/// `src` readable at `r * stride + j` for `r < rows`, `j < NR`; `dst.len() >= rows * NR`.
+#[cfg(target_arch = "aarch64")]
+pub(crate) unsafe fn panel_to_f16_neon(
+    src: *const f32,
+    stride: usize,
+    rows: usize,
+    dst: &mut [u16],
+) {
+    use std::arch::asm;
+    assert!(dst.len() >= rows * NR);
+    if rows == 0 {
+        return;
+    }
+    asm!(
+        "2:",
+        "ld1 {{v0.4s, v1.4s, v2.4s, v3.4s}}, [{s}], #64",
+        "ld1 {{v4.4s, v5.4s, v6.4s, v7.4s}}, [{s}], {step}",
+        "fcvtn v16.4h, v0.4s",
+        "fcvtn2 v16.8h, v1.4s",
+        "fcvtn v17.4h, v2.4s",
+        "fcvtn2 v17.8h, v3.4s",
+        "fcvtn v18.4h, v4.4s",
+        "fcvtn2 v18.8h, v5.4s",
+        "fcvtn v19.4h, v6.4s",
+        "fcvtn2 v19.8h, v7.4s",
+        "st1 {{v16.8h, v17.8h, v18.8h, v19.8h}}, [{d}], #64",
+        "subs {n}, {n}, #1",
+        "b.ne 2b",
+        s = inout(reg) src => _,
+        d = inout(reg) dst.as_mut_ptr() => _,
+        n = inout(reg) rows => _,
+        // from the row's second half to the next row
+        step = in(reg) (stride * 4).wrapping_sub(64),
+        out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
+        out("v6") _, out("v7") _, out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+        options(nostack),
+    );
+}
+
+/// NEON fp16 microkernel, inline assembly (Rust's binary16 vector types are not stable): two
+/// 8-row x 16-pixel passes, 16 `.8h` accumulators (`v16`-`v31`); per `k` one `LD1` of 16
+/// panel values and one of 8 weights feed 16 `FMLA` by element (the element register must
+/// be `v0`-`v15` for `.h`), two `k` per loop step. After each [`KCHUNK`] steps the
+/// accumulators are widened (`FCVTL`) and stored (first chunk) or added into `acc`.
+///
+/// # Safety
+/// The CPU has FEAT_FP16 ([`supported`]); `panel` readable at `k * NR + j` for `k < kc`,
+/// `j < NR`; `w.len() >= kc * MR`.
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "fp16")]
+pub(crate) unsafe fn gemm_f16_8x32_neonfp16(
+    kc: usize,
+    w: &[u16],
+    panel: *const u16,
+    acc: &mut [[f32; NR]; MR],
+) {
+    use std::arch::asm;
+    assert!(w.len() >= kc * MR, "packed weights too short");
+    if kc == 0 {
+        *acc = [[0.0; NR]; MR];
+        return;
+    }
+    for jc in 0..NR / 16 {
+        let mut k0 = 0;
+        while k0 < kc {
+            let n = KCHUNK.min(kc - k0);
+            asm!(
+                "movi v16.2d, #0", "movi v17.2d, #0", "movi v18.2d, #0", "movi v19.2d, #0",
+                "movi v20.2d, #0", "movi v21.2d, #0", "movi v22.2d, #0", "movi v23.2d, #0",
+                "movi v24.2d, #0", "movi v25.2d, #0", "movi v26.2d, #0", "movi v27.2d, #0",
+                "movi v28.2d, #0", "movi v29.2d, #0", "movi v30.2d, #0", "movi v31.2d, #0",
+                "lsr {pairs}, {n}, #1",
+                "cbz {pairs}, 3f",
+                "2:",
+                "ld1 {{v0.8h, v1.8h}}, [{p}], {pb}",
+                "ld1 {{v2.8h}}, [{w}], #16",
+                "ld1 {{v3.8h, v4.8h}}, [{p}], {pb}",
+                "ld1 {{v5.8h}}, [{w}], #16",
+                "fmla v16.8h, v0.8h, v2.h[0]",
+                "fmla v17.8h, v1.8h, v2.h[0]",
+                "fmla v18.8h, v0.8h, v2.h[1]",
+                "fmla v19.8h, v1.8h, v2.h[1]",
+                "fmla v20.8h, v0.8h, v2.h[2]",
+                "fmla v21.8h, v1.8h, v2.h[2]",
+                "fmla v22.8h, v0.8h, v2.h[3]",
+                "fmla v23.8h, v1.8h, v2.h[3]",
+                "fmla v24.8h, v0.8h, v2.h[4]",
+                "fmla v25.8h, v1.8h, v2.h[4]",
+                "fmla v26.8h, v0.8h, v2.h[5]",
+                "fmla v27.8h, v1.8h, v2.h[5]",
+                "fmla v28.8h, v0.8h, v2.h[6]",
+                "fmla v29.8h, v1.8h, v2.h[6]",
+                "fmla v30.8h, v0.8h, v2.h[7]",
+                "fmla v31.8h, v1.8h, v2.h[7]",
+                "fmla v16.8h, v3.8h, v5.h[0]",
+                "fmla v17.8h, v4.8h, v5.h[0]",
+                "fmla v18.8h, v3.8h, v5.h[1]",
+                "fmla v19.8h, v4.8h, v5.h[1]",
+                "fmla v20.8h, v3.8h, v5.h[2]",
+                "fmla v21.8h, v4.8h, v5.h[2]",
+                "fmla v22.8h, v3.8h, v5.h[3]",
+                "fmla v23.8h, v4.8h, v5.h[3]",
+                "fmla v24.8h, v3.8h, v5.h[4]",
+                "fmla v25.8h, v4.8h, v5.h[4]",
+                "fmla v26.8h, v3.8h, v5.h[5]",
+                "fmla v27.8h, v4.8h, v5.h[5]",
+                "fmla v28.8h, v3.8h, v5.h[6]",
+                "fmla v29.8h, v4.8h, v5.h[6]",
+                "fmla v30.8h, v3.8h, v5.h[7]",
+                "fmla v31.8h, v4.8h, v5.h[7]",
+                "subs {pairs}, {pairs}, #1",
+                "b.ne 2b",
+                "3:",
+                "tbz {n}, #0, 4f",
+                "ld1 {{v0.8h, v1.8h}}, [{p}]",
+                "ld1 {{v2.8h}}, [{w}]",
+                "fmla v16.8h, v0.8h, v2.h[0]",
+                "fmla v17.8h, v1.8h, v2.h[0]",
+                "fmla v18.8h, v0.8h, v2.h[1]",
+                "fmla v19.8h, v1.8h, v2.h[1]",
+                "fmla v20.8h, v0.8h, v2.h[2]",
+                "fmla v21.8h, v1.8h, v2.h[2]",
+                "fmla v22.8h, v0.8h, v2.h[3]",
+                "fmla v23.8h, v1.8h, v2.h[3]",
+                "fmla v24.8h, v0.8h, v2.h[4]",
+                "fmla v25.8h, v1.8h, v2.h[4]",
+                "fmla v26.8h, v0.8h, v2.h[5]",
+                "fmla v27.8h, v1.8h, v2.h[5]",
+                "fmla v28.8h, v0.8h, v2.h[6]",
+                "fmla v29.8h, v1.8h, v2.h[6]",
+                "fmla v30.8h, v0.8h, v2.h[7]",
+                "fmla v31.8h, v1.8h, v2.h[7]",
+                "4:",
+                // row r: v(16+2r) holds pixels 0-7, v(17+2r) pixels 8-15, widened to v6-v9
+                "cbz {first}, 5f",
+                "fcvtl v6.4s, v16.4h", "fcvtl2 v7.4s, v16.8h", "fcvtl v8.4s, v17.4h", "fcvtl2 v9.4s, v17.8h",
+                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v18.4h", "fcvtl2 v7.4s, v18.8h", "fcvtl v8.4s, v19.4h", "fcvtl2 v9.4s, v19.8h",
+                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v20.4h", "fcvtl2 v7.4s, v20.8h", "fcvtl v8.4s, v21.4h", "fcvtl2 v9.4s, v21.8h",
+                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v22.4h", "fcvtl2 v7.4s, v22.8h", "fcvtl v8.4s, v23.4h", "fcvtl2 v9.4s, v23.8h",
+                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v24.4h", "fcvtl2 v7.4s, v24.8h", "fcvtl v8.4s, v25.4h", "fcvtl2 v9.4s, v25.8h",
+                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v26.4h", "fcvtl2 v7.4s, v26.8h", "fcvtl v8.4s, v27.4h", "fcvtl2 v9.4s, v27.8h",
+                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v28.4h", "fcvtl2 v7.4s, v28.8h", "fcvtl v8.4s, v29.4h", "fcvtl2 v9.4s, v29.8h",
+                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v30.4h", "fcvtl2 v7.4s, v30.8h", "fcvtl v8.4s, v31.4h", "fcvtl2 v9.4s, v31.8h",
+                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}]",
+                "b 6f",
+                "5:",
+                "fcvtl v6.4s, v16.4h", "fcvtl2 v7.4s, v16.8h", "fcvtl v8.4s, v17.4h", "fcvtl2 v9.4s, v17.8h",
+                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
+                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
+                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v18.4h", "fcvtl2 v7.4s, v18.8h", "fcvtl v8.4s, v19.4h", "fcvtl2 v9.4s, v19.8h",
+                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
+                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
+                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v20.4h", "fcvtl2 v7.4s, v20.8h", "fcvtl v8.4s, v21.4h", "fcvtl2 v9.4s, v21.8h",
+                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
+                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
+                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v22.4h", "fcvtl2 v7.4s, v22.8h", "fcvtl v8.4s, v23.4h", "fcvtl2 v9.4s, v23.8h",
+                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
+                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
+                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v24.4h", "fcvtl2 v7.4s, v24.8h", "fcvtl v8.4s, v25.4h", "fcvtl2 v9.4s, v25.8h",
+                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
+                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
+                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v26.4h", "fcvtl2 v7.4s, v26.8h", "fcvtl v8.4s, v27.4h", "fcvtl2 v9.4s, v27.8h",
+                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
+                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
+                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v28.4h", "fcvtl2 v7.4s, v28.8h", "fcvtl v8.4s, v29.4h", "fcvtl2 v9.4s, v29.8h",
+                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
+                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
+                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
+                "fcvtl v6.4s, v30.4h", "fcvtl2 v7.4s, v30.8h", "fcvtl v8.4s, v31.4h", "fcvtl2 v9.4s, v31.8h",
+                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
+                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
+                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
+                "6:",
+                p = inout(reg) panel.add(k0 * NR + jc * 16) => _,
+                w = inout(reg) w.as_ptr().add(k0 * MR) => _,
+                n = in(reg) n,
+                pairs = out(reg) _,
+                first = in(reg) usize::from(k0 == 0),
+                a = inout(reg) (acc.as_mut_ptr() as *mut f32).add(jc * 16) => _,
+                ab = in(reg) NR * 4,
+                // bytes between panel rows
+                pb = in(reg) NR * 2,
+                out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
+                out("v6") _, out("v7") _, out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+                out("v12") _, out("v13") _,
+                out("v16") _, out("v17") _, out("v18") _, out("v19") _, out("v20") _, out("v21") _,
+                out("v22") _, out("v23") _, out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+                out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+                options(nostack),
+            );
+            k0 += n;
+        }
+    }
+}
+
+/// Everything [`run_tiled_f16`] needs besides the data.
+pub(crate) struct TiledConvF16<'a> {
+    pub geom: ColGeom,
+    pub group: usize,
+    /// output channels in total
+    pub m: usize,
+    /// per group, [`pack_weights_f16`] of its `m / group` rows
+    pub packed: &'a [u16],
+    pub bias: &'a [f32],
+    /// 1x1, stride 1, no padding: full tiles are converted straight from `x`
+    pub direct: bool,
+    pub hint: EpiHint,
+}
+
+/// [`super::tiled::run_tiled`] in fp16 arithmetic: `x` `[n][group * cg][h][w]` into `y`
+/// `[n][m][oh * ow]`, tiles in parallel on rayon's current pool.
+///
+/// # Panics
+/// On a host without fp16 arithmetic ([`supported`]): the planner only picks this there.
+pub(crate) fn run_tiled_f16<F: Fn(f32) -> f32 + Sync>(
+    t: &TiledConvF16,
+    n: usize,
+    x: &[f32],
+    y: &mut [f32],
+    act: &F,
+) {
+    assert!(
+        supported(),
+        "fp16 convolution planned on a CPU without fp16 arithmetic"
+    );
+    let g = &t.geom;
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    let kc = g.cg * g.kh * g.kw;
+    let mg = t.m / t.group;
+    let wlen = mg.div_ceil(MR) * kc * MR;
+    let c = g.cg * t.group;
+    let tiles = ohw.div_ceil(NR);
+    let jobs = n * t.group * tiles;
+    assert!(x.len() >= n * c * hw && y.len() >= n * t.m * ohw && t.packed.len() >= t.group * wlen);
+    let out = SharedOut(y.as_mut_ptr());
+    let per_tile = (mg * kc * NR).max(1);
+    (0..jobs)
+        .into_par_iter()
+        .with_min_len((1 << 17) / per_tile + 1)
+        .for_each_init(
+            || (vec![0.0f32; kc * NR], vec![0u16; kc * NR]),
+            |(panel, half_panel), job| {
+                let (ni, rest) = (job / (t.group * tiles), job % (t.group * tiles));
+                let (gi, ti) = (rest / tiles, rest % tiles);
+                let p0 = ti * NR;
+                let nr = NR.min(ohw - p0);
+                let xg = &x[(ni * c + gi * g.cg) * hw..(ni * c + (gi + 1) * g.cg) * hw];
+                let (src, stride) = if t.direct && nr == NR {
+                    (&xg[p0..], hw)
+                } else {
+                    pack_tile(xg, g, p0, nr, panel);
+                    (&panel[..], NR)
+                };
+                to_f16(src, stride, kc, half_panel);
+                let wg = &t.packed[gi * wlen..(gi + 1) * wlen];
+                let mut acc = [[0.0f32; NR]; MR];
+                for (b, wb) in wg.chunks_exact(kc.max(1) * MR).enumerate() {
+                    // SAFETY: fp16 checked above; the half panel holds kc rows of NR values.
+                    unsafe { microkernel(kc, wb, half_panel, &mut acc) };
+                    let rows = MR.min(mg - b * MR);
+                    for (r, ar) in acc.iter().enumerate().take(rows) {
+                        let ch = gi * mg + b * MR + r;
+                        // SAFETY: row `ch` of image `ni`, columns p0..p0+nr: this tile's alone.
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(out.at((ni * t.m + ch) * ohw + p0), nr)
+                        };
+                        store_row(dst, ar, t.bias[ch], act, t.hint);
+                    }
+                }
+            },
+        );
+}
+
+/// `kc` rows of the f32 panel (`stride` apart) to binary16.
+fn to_f16(src: &[f32], stride: usize, kc: usize, dst: &mut [u16]) {
+    assert!(kc == 0 || src.len() >= (kc - 1) * stride + NR);
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: the rows are in bounds (asserted); dst holds kc * NR.
+    unsafe {
+        panel_to_f16_neon(src.as_ptr(), stride, kc, dst)
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    panel_to_f16(src, stride, kc, dst)
+}
+
+/// The microkernel of this build.
+///
+/// # Safety
+/// As [`gemm_f16_8x32_neonfp16`].
+#[allow(unused_variables)]
+unsafe fn microkernel(kc: usize, w: &[u16], panel: &[u16], acc: &mut [[f32; NR]; MR]) {
+    assert!(panel.len() >= kc * NR);
+    #[cfg(target_arch = "aarch64")]
+    gemm_f16_8x32_neonfp16(kc, w, panel.as_ptr(), acc);
+    #[cfg(not(target_arch = "aarch64"))]
+    unreachable!("fp16 convolution is only planned on aarch64");
+}
