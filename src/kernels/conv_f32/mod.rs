@@ -384,34 +384,29 @@ impl ConvF32 {
             ow,
         };
         match self.algo {
-            Algo::Tiled => {
+            Algo::Tiled | Algo::TiledF16 => {
+                let weights = if self.algo == Algo::TiledF16 {
+                    tiled::TiledWeights::F16(&self.packed_f16)
+                } else {
+                    tiled::TiledWeights::F32 {
+                        packed: &self.packed,
+                        kernel: tiled::microkernel(self.isa)
+                            .expect("planned with a microkernel")
+                            .0,
+                        fused: tiled::fused_microkernel(self.isa, hint),
+                    }
+                };
                 let t = tiled::TiledConv {
                     geom,
                     group: self.group,
                     m: self.m,
-                    packed: &self.packed,
+                    weights,
                     bias: &self.bias,
-                    kernel: tiled::microkernel(self.isa)
-                        .expect("planned with a microkernel")
-                        .0,
                     direct: self.k == [1, 1] && self.strides == [1, 1] && self.pads == [0; 4],
                     hint,
-                    fused: tiled::fused_microkernel(self.isa, hint),
                 };
                 // bias and activation are applied in the tiles' epilogue
                 return tiled::run_tiled(&t, n, x, y, act);
-            }
-            Algo::TiledF16 => {
-                let t = tiled_fp16::TiledConvF16 {
-                    geom,
-                    group: self.group,
-                    m: self.m,
-                    packed: &self.packed_f16,
-                    bias: &self.bias,
-                    direct: self.k == [1, 1] && self.strides == [1, 1] && self.pads == [0; 4],
-                    hint,
-                };
-                return tiled_fp16::run_tiled_f16(&t, n, x, y, act);
             }
             Algo::Gemv => {
                 let t = gemv::GemvConv {

@@ -475,22 +475,31 @@ pub(crate) unsafe fn gemm_f32_8x32_armv7neon(
     }
 }
 
+/// A tiled conv's packed weights and the arithmetic that multiplies them.
+pub(crate) enum TiledWeights<'a> {
+    /// per group, [`pack_weights`] of its `m / group` rows; `fused` is the microkernel with the
+    /// epilogue inside, where the ISA has one for the hint
+    F32 {
+        packed: &'a [f32],
+        kernel: Microkernel,
+        fused: Option<FusedMicrokernel>,
+    },
+    /// per group, [`super::tiled_fp16::pack_weights_f16`] of its rows: fp16 arithmetic
+    F16(&'a [u16]),
+}
+
 /// Everything [`run_tiled`] needs besides the data.
 pub(crate) struct TiledConv<'a> {
     pub geom: ColGeom,
     pub group: usize,
     /// output channels in total
     pub m: usize,
-    /// per group, [`pack_weights`] of its `m / group` rows
-    pub packed: &'a [f32],
+    pub weights: TiledWeights<'a>,
     pub bias: &'a [f32],
-    pub kernel: Microkernel,
     /// 1x1, stride 1, no padding: panels are read straight from `x`
     pub direct: bool,
     /// what the epilogue's activation computes, where known
     pub hint: EpiHint,
-    /// the microkernel with the epilogue inside, where the ISA has one for `hint`
-    pub fused: Option<FusedMicrokernel>,
 }
 
 /// `dst = act(acc + bias)` for one tile row. Its own small function so that `act` is inlined
@@ -508,6 +517,10 @@ pub(crate) fn store_row<F: Fn(f32) -> f32>(
 
 /// Runs the convolution of `n` images: `x` `[n][group * cg][h][w]` into `y`
 /// `[n][m][oh * ow]`, tiles in parallel on rayon's current pool.
+///
+/// # Panics
+/// With [`TiledWeights::F16`] on a host without fp16 arithmetic (the planner only picks it
+/// where there is).
 pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
     t: &TiledConv,
     n: usize,
@@ -523,7 +536,15 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
     let c = g.cg * t.group;
     let tiles = ohw.div_ceil(NR);
     let jobs = n * t.group * tiles;
-    assert!(x.len() >= n * c * hw && y.len() >= n * t.m * ohw && t.packed.len() >= t.group * wlen);
+    let (packed_len, f16) = match t.weights {
+        TiledWeights::F32 { packed, .. } => (packed.len(), false),
+        TiledWeights::F16(packed) => (packed.len(), true),
+    };
+    assert!(x.len() >= n * c * hw && y.len() >= n * t.m * ohw && packed_len >= t.group * wlen);
+    assert!(
+        !f16 || super::tiled_fp16::supported(),
+        "fp16 convolution planned on a CPU without fp16 arithmetic"
+    );
     let out = SharedOut(y.as_mut_ptr());
     // enough multiply-adds per rayon task to pay for the split
     let per_tile = (mg * kc * NR).max(1);
@@ -531,50 +552,84 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
         .into_par_iter()
         .with_min_len((1 << 17) / per_tile + 1)
         .for_each_init(
-            || vec![0.0f32; kc * NR],
-            |panel, job| {
+            // the f32 panel, and its binary16 copy for fp16 arithmetic
+            || {
+                (
+                    vec![0.0f32; kc * NR],
+                    vec![0u16; if f16 { kc * NR } else { 0 }],
+                )
+            },
+            |(panel, half_panel), job| {
                 let (ni, rest) = (job / (t.group * tiles), job % (t.group * tiles));
                 let (gi, ti) = (rest / tiles, rest % tiles);
                 let p0 = ti * NR;
                 let nr = NR.min(ohw - p0);
                 let xg = &x[(ni * c + gi * g.cg) * hw..(ni * c + (gi + 1) * g.cg) * hw];
                 let (src, stride) = if t.direct && nr == NR {
-                    (xg[p0..].as_ptr(), hw)
+                    (&xg[p0..], hw)
                 } else {
                     pack_tile(xg, g, p0, nr, panel);
-                    (panel.as_ptr(), NR)
+                    (&panel[..], NR)
                 };
-                let wg = &t.packed[gi * wlen..(gi + 1) * wlen];
-                if let Some(fused) = t.fused {
-                    for (b, wb) in wg.chunks_exact(kc.max(1) * MR).enumerate() {
-                        let ch = gi * mg + b * MR;
-                        let d = TileDst {
-                            dst: out.at((ni * t.m + ch) * ohw + p0),
-                            rs: ohw,
-                            bias: t.bias[ch..].as_ptr(),
-                            rows: MR.min(mg - b * MR),
-                            nr,
-                        };
-                        // SAFETY: as below; `d` covers rows ch.. of this tile's columns only,
-                        // and the bias slice holds `rows` values from `ch` (ch + rows <= m).
-                        unsafe { fused(kc, wb, src, stride, &d, t.hint) };
+                match t.weights {
+                    TiledWeights::F32 {
+                        packed,
+                        fused: Some(fused),
+                        ..
+                    } => {
+                        let wg = &packed[gi * wlen..(gi + 1) * wlen];
+                        for (b, wb) in wg.chunks_exact(kc.max(1) * MR).enumerate() {
+                            let ch = gi * mg + b * MR;
+                            let d = TileDst {
+                                dst: out.at((ni * t.m + ch) * ohw + p0),
+                                rs: ohw,
+                                bias: t.bias[ch..].as_ptr(),
+                                rows: MR.min(mg - b * MR),
+                                nr,
+                            };
+                            // SAFETY: `src` rows hold NR readable floats for each of the kc
+                            // rows (as below); `d` covers rows ch.. of this tile's columns
+                            // only, and the bias slice holds `rows` values from `ch`.
+                            unsafe { fused(kc, wb, src.as_ptr(), stride, &d, t.hint) };
+                        }
+                        return;
                     }
-                    return;
+                    TiledWeights::F16(_) => super::tiled_fp16::to_f16(src, stride, kc, half_panel),
+                    TiledWeights::F32 { .. } => {}
                 }
+                // SAFETY (every microkernel call below): `src` rows hold NR readable floats
+                // for each of the kc rows: a full tile of `x` (p0 + NR <= ohw = hw in the
+                // direct case) or the packed panel; the half panel holds kc rows of NR.
+                let block = |b: usize, acc: &mut [[f32; NR]; MR]| match t.weights {
+                    TiledWeights::F32 { packed, kernel, .. } => unsafe {
+                        kernel(
+                            kc,
+                            &packed[gi * wlen + b * kc * MR..],
+                            src.as_ptr(),
+                            stride,
+                            acc,
+                        )
+                    },
+                    TiledWeights::F16(packed) => unsafe {
+                        super::tiled_fp16::microkernel(
+                            kc,
+                            &packed[gi * wlen + b * kc * MR..],
+                            &half_panel[..],
+                            acc,
+                        )
+                    },
+                };
                 let mut acc = [[0.0f32; NR]; MR];
-                for (b, wb) in wg.chunks_exact(kc.max(1) * MR).enumerate() {
-                    // SAFETY: `src` rows hold NR readable floats for each of the kc rows: a full
-                    // tile of `x` (p0 + NR <= ohw = hw in the direct case) or the packed panel.
-                    unsafe { (t.kernel)(kc, wb, src, stride, &mut acc) };
+                for b in 0..mg.div_ceil(MR) {
+                    block(b, &mut acc);
                     let rows = MR.min(mg - b * MR);
                     for (r, ar) in acc.iter().enumerate().take(rows) {
                         let ch = gi * mg + b * MR + r;
-                        let bias = t.bias[ch];
                         // SAFETY: row `ch` of image `ni`, columns p0..p0+nr: this tile's alone.
                         let dst = unsafe {
                             std::slice::from_raw_parts_mut(out.at((ni * t.m + ch) * ohw + p0), nr)
                         };
-                        store_row(dst, ar, bias, act, t.hint);
+                        store_row(dst, ar, t.bias[ch], act, t.hint);
                     }
                 }
             },

@@ -15,17 +15,13 @@
 //! (which emulates each binary16 fused multiply-add) bit for bit; the conversion
 //! `panel_to_f16_neon` against `half`'s.
 
-use super::epilogue::EpiHint;
-use super::im2col::ColGeom;
-use super::tiled::{pack_tile, pack_weights, store_row, MR, NR};
-use crate::kernels::SharedOut;
-use rayon::prelude::*;
+use super::tiled::{pack_weights, MR, NR};
 
 /// Steps of `k` summed in binary16 before the sum is added into f32.
 #[cfg_attr(not(any(test, target_arch = "aarch64")), allow(dead_code))]
 pub(crate) const KCHUNK: usize = 64;
 
-/// Whether this host has fp16 arithmetic (and so runs [`run_tiled_f16`]).
+/// Whether this host has fp16 arithmetic (and so runs [`super::tiled::TiledWeights::F16`]).
 pub(crate) fn supported() -> bool {
     #[cfg(target_arch = "aarch64")]
     {
@@ -295,86 +291,8 @@ pub(crate) unsafe fn gemm_f16_8x32_neonfp16(
     }
 }
 
-/// Everything [`run_tiled_f16`] needs besides the data.
-pub(crate) struct TiledConvF16<'a> {
-    pub geom: ColGeom,
-    pub group: usize,
-    /// output channels in total
-    pub m: usize,
-    /// per group, [`pack_weights_f16`] of its `m / group` rows
-    pub packed: &'a [u16],
-    pub bias: &'a [f32],
-    /// 1x1, stride 1, no padding: full tiles are converted straight from `x`
-    pub direct: bool,
-    pub hint: EpiHint,
-}
-
-/// [`super::tiled::run_tiled`] in fp16 arithmetic: `x` `[n][group * cg][h][w]` into `y`
-/// `[n][m][oh * ow]`, tiles in parallel on rayon's current pool.
-///
-/// # Panics
-/// On a host without fp16 arithmetic ([`supported`]): the planner only picks this there.
-pub(crate) fn run_tiled_f16<F: Fn(f32) -> f32 + Sync>(
-    t: &TiledConvF16,
-    n: usize,
-    x: &[f32],
-    y: &mut [f32],
-    act: &F,
-) {
-    assert!(
-        supported(),
-        "fp16 convolution planned on a CPU without fp16 arithmetic"
-    );
-    let g = &t.geom;
-    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let kc = g.cg * g.kh * g.kw;
-    let mg = t.m / t.group;
-    let wlen = mg.div_ceil(MR) * kc * MR;
-    let c = g.cg * t.group;
-    let tiles = ohw.div_ceil(NR);
-    let jobs = n * t.group * tiles;
-    assert!(x.len() >= n * c * hw && y.len() >= n * t.m * ohw && t.packed.len() >= t.group * wlen);
-    let out = SharedOut(y.as_mut_ptr());
-    let per_tile = (mg * kc * NR).max(1);
-    (0..jobs)
-        .into_par_iter()
-        .with_min_len((1 << 17) / per_tile + 1)
-        .for_each_init(
-            || (vec![0.0f32; kc * NR], vec![0u16; kc * NR]),
-            |(panel, half_panel), job| {
-                let (ni, rest) = (job / (t.group * tiles), job % (t.group * tiles));
-                let (gi, ti) = (rest / tiles, rest % tiles);
-                let p0 = ti * NR;
-                let nr = NR.min(ohw - p0);
-                let xg = &x[(ni * c + gi * g.cg) * hw..(ni * c + (gi + 1) * g.cg) * hw];
-                let (src, stride) = if t.direct && nr == NR {
-                    (&xg[p0..], hw)
-                } else {
-                    pack_tile(xg, g, p0, nr, panel);
-                    (&panel[..], NR)
-                };
-                to_f16(src, stride, kc, half_panel);
-                let wg = &t.packed[gi * wlen..(gi + 1) * wlen];
-                let mut acc = [[0.0f32; NR]; MR];
-                for (b, wb) in wg.chunks_exact(kc.max(1) * MR).enumerate() {
-                    // SAFETY: fp16 checked above; the half panel holds kc rows of NR values.
-                    unsafe { microkernel(kc, wb, half_panel, &mut acc) };
-                    let rows = MR.min(mg - b * MR);
-                    for (r, ar) in acc.iter().enumerate().take(rows) {
-                        let ch = gi * mg + b * MR + r;
-                        // SAFETY: row `ch` of image `ni`, columns p0..p0+nr: this tile's alone.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(out.at((ni * t.m + ch) * ohw + p0), nr)
-                        };
-                        store_row(dst, ar, t.bias[ch], act, t.hint);
-                    }
-                }
-            },
-        );
-}
-
 /// `kc` rows of the f32 panel (`stride` apart) to binary16.
-fn to_f16(src: &[f32], stride: usize, kc: usize, dst: &mut [u16]) {
+pub(crate) fn to_f16(src: &[f32], stride: usize, kc: usize, dst: &mut [u16]) {
     assert!(kc == 0 || src.len() >= (kc - 1) * stride + NR);
     #[cfg(target_arch = "aarch64")]
     // SAFETY: the rows are in bounds (asserted); dst holds kc * NR.
@@ -390,7 +308,7 @@ fn to_f16(src: &[f32], stride: usize, kc: usize, dst: &mut [u16]) {
 /// # Safety
 /// As [`gemm_f16_8x32_neonfp16`].
 #[allow(unused_variables)]
-unsafe fn microkernel(kc: usize, w: &[u16], panel: &[u16], acc: &mut [[f32; NR]; MR]) {
+pub(crate) unsafe fn microkernel(kc: usize, w: &[u16], panel: &[u16], acc: &mut [[f32; NR]; MR]) {
     assert!(panel.len() >= kc * NR);
     #[cfg(target_arch = "aarch64")]
     gemm_f16_8x32_neonfp16(kc, w, panel.as_ptr(), acc);
