@@ -44,28 +44,88 @@ pub fn engine_for(model: &pb::ModelProto, threads: usize) -> Result<Engine> {
     )?)
 }
 
-/// Image files directly in `dir`, sorted; an error when there are none.
-pub fn calibration_images(dir: &Path) -> Result<Vec<PathBuf>> {
-    const EXTS: &[&str] = &["jpg", "jpeg", "png", "bmp"];
-    let rd = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read calibration folder {}", dir.display()))?;
-    let mut v: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| EXTS.contains(&e.to_ascii_lowercase().as_str()))
-        })
-        .collect();
-    v.sort();
-    if v.is_empty() {
+/// Image file extensions calibration reads.
+const IMAGE_EXTS: &[&str] = &["jpg", "jpeg", "png", "bmp"];
+/// Video file extensions calibration decodes (through ffmpeg, as `speck run` does).
+const VIDEO_EXTS: &[&str] = &[
+    "mp4", "mkv", "avi", "mov", "webm", "m4v", "mpg", "mpeg", "ts", "mjpeg", "mjpg", "h264",
+    "h265", "hevc",
+];
+
+fn has_ext(p: &Path, exts: &[&str]) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| exts.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// One calibration frame: an image file, or one frame of a video file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CalibItem {
+    /// an image file
+    Image(PathBuf),
+    /// frame `index` (from 0, in decoding order) of a video file
+    VideoFrame {
+        /// the video
+        path: PathBuf,
+        /// which frame
+        index: usize,
+    },
+}
+
+impl CalibItem {
+    /// The file and, for a video, the frame: for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            CalibItem::Image(p) => p.display().to_string(),
+            CalibItem::VideoFrame { path, index } => format!("{} frame {index}", path.display()),
+        }
+    }
+}
+
+/// Every calibration frame `path` holds: a folder's images and videos (directly in it, sorted
+/// by name, each video's frames in order), or one image or video file. An error when there are
+/// none, or when a video cannot be read.
+pub fn calibration_items(path: &Path) -> Result<Vec<CalibItem>> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let rd = std::fs::read_dir(path)
+            .with_context(|| format!("cannot read calibration folder {}", path.display()))?;
+        let mut v: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && (has_ext(p, IMAGE_EXTS) || has_ext(p, VIDEO_EXTS)))
+            .collect();
+        v.sort();
+        v
+    } else if path.is_file() {
+        vec![path.to_path_buf()]
+    } else {
+        bail!("calibration set {}: no such file or folder", path.display());
+    };
+    let mut items = vec![];
+    for f in files {
+        if has_ext(&f, IMAGE_EXTS) {
+            items.push(CalibItem::Image(f));
+            continue;
+        }
+        // a video (a single file of another extension is tried as one too)
+        let n = crate::io::source::count_video_frames(&f)
+            .with_context(|| format!("calibration video {}", f.display()))?;
+        if n == 0 {
+            log::warn!("calibration video {} has no frames", f.display());
+        }
+        items.extend((0..n).map(|index| CalibItem::VideoFrame {
+            path: f.clone(),
+            index,
+        }));
+    }
+    if items.is_empty() {
         bail!(
-            "no calibration images (jpg, jpeg, png, bmp) in {}",
-            dir.display()
+            "no calibration images ({}) or videos ({}) in {}",
+            IMAGE_EXTS.join(", "),
+            VIDEO_EXTS.join(", "),
+            path.display()
         );
     }
-    Ok(v)
+    Ok(items)
 }
 
 /// How calibration images become model inputs.
@@ -78,23 +138,15 @@ pub enum FrameCut {
     Tiles((usize, usize), f32),
 }
 
-/// The model inputs `speck detect` would run for the image at `path`: one per tile, or one for
-/// the whole frame.
-pub fn load_frame(
-    path: &Path,
+/// The model inputs `speck detect` would run for `frame`: one per tile, or one for the whole
+/// frame.
+pub fn frame_inputs(
+    frame: RgbFrame,
     meta: &Metadata,
     shape: &[usize],
     cut: FrameCut,
 ) -> Result<Vec<Tensor>> {
-    let img = image::open(path)
-        .with_context(|| format!("cannot read image {}", path.display()))?
-        .to_rgb8();
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let frame = RgbFrame {
-        data: img.as_raw(),
-        width: w,
-        height: h,
-    };
+    let (w, h) = (frame.width, frame.height);
     let regions: Vec<[usize; 4]> = match cut {
         FrameCut::Whole => vec![[0, 0, w, h]],
         FrameCut::Tiles(tile, overlap) => tile_grid(w, h, tile, overlap)?
@@ -110,6 +162,151 @@ pub fn load_frame(
             Ok(Tensor::from_f32(shape, data)?)
         })
         .collect()
+}
+
+/// The model inputs for the image at `path` ([`frame_inputs`]).
+pub fn load_frame(
+    path: &Path,
+    meta: &Metadata,
+    shape: &[usize],
+    cut: FrameCut,
+) -> Result<Vec<Tensor>> {
+    let img = image::open(path)
+        .with_context(|| format!("cannot read image {}", path.display()))?
+        .to_rgb8();
+    let frame = RgbFrame {
+        data: img.as_raw(),
+        width: img.width() as usize,
+        height: img.height() as usize,
+    };
+    frame_inputs(frame, meta, shape, cut)
+}
+
+/// Decode the video at `path` once and preprocess the frames `wanted` (ascending indices).
+/// A video that ends before the last wanted frame gives the frames it has, with a warning.
+fn load_video_frames(
+    path: &Path,
+    wanted: &[usize],
+    meta: &Metadata,
+    shape: &[usize],
+    cut: FrameCut,
+    out: &mut Vec<Tensor>,
+) -> Result<()> {
+    let spec = crate::io::source::SourceSpec::VideoFile {
+        path: path.to_path_buf(),
+        looped: false,
+        realtime: false,
+    };
+    let mut src = spec
+        .open()
+        .with_context(|| format!("calibration video {}", path.display()))?;
+    let mut next = wanted.iter().peekable();
+    let mut index = 0;
+    while let Some(&&want) = next.peek() {
+        let frame = src
+            .read_frame()
+            .with_context(|| format!("calibration video {} frame {index}", path.display()))?;
+        let Some(frame) = frame else {
+            log::warn!(
+                "calibration video {} ended after {index} frames; {} wanted frames are missing",
+                path.display(),
+                next.len()
+            );
+            break;
+        };
+        if index == want {
+            out.extend(frame_inputs(frame.view(), meta, shape, cut)?);
+            next.next();
+        }
+        index += 1;
+    }
+    Ok(())
+}
+
+/// Load and preprocess every calibration frame for `engine`'s input, cut as `cut` says.
+/// `tick` is called after each item.
+pub fn load_frames(
+    engine: &Engine,
+    items: &[CalibItem],
+    cut: FrameCut,
+    tick: &mut dyn FnMut(),
+) -> Result<Vec<Tensor>> {
+    let (meta, shape) = input_metadata(engine)?;
+    let mut out = vec![];
+    let mut i = 0;
+    while i < items.len() {
+        match &items[i] {
+            CalibItem::Image(p) => {
+                out.extend(load_frame(p, &meta, &shape, cut)?);
+                tick();
+                i += 1;
+            }
+            CalibItem::VideoFrame { path, .. } => {
+                // this video's run of frames, decoded in one pass
+                let run: Vec<usize> = items[i..]
+                    .iter()
+                    .map_while(|it| match it {
+                        CalibItem::VideoFrame { path: p, index } if p == path => Some(*index),
+                        _ => None,
+                    })
+                    .collect();
+                load_video_frames(path, &run, &meta, &shape, cut, &mut out)?;
+                (0..run.len()).for_each(|_| tick());
+                i += run.len();
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How many model inputs each item gives when cut as `cut` says (image headers and video
+/// sizes only, nothing decoded).
+pub fn inputs_per_item(items: &[CalibItem], cut: FrameCut) -> Result<Vec<usize>> {
+    let FrameCut::Tiles(tile, overlap) = cut else {
+        return Ok(vec![1; items.len()]);
+    };
+    let mut video_sizes: HashMap<&Path, (usize, usize)> = HashMap::new();
+    items
+        .iter()
+        .map(|it| {
+            let (w, h) = match it {
+                CalibItem::Image(p) => {
+                    let (w, h) = image::image_dimensions(p)
+                        .with_context(|| format!("cannot read image {}", p.display()))?;
+                    (w as usize, h as usize)
+                }
+                CalibItem::VideoFrame { path, .. } => match video_sizes.get(path.as_path()) {
+                    Some(&s) => s,
+                    None => {
+                        let s = crate::io::source::video_size(path)
+                            .with_context(|| format!("calibration video {}", path.display()))?;
+                        *video_sizes.entry(path.as_path()).or_insert(s)
+                    }
+                },
+            };
+            Ok(tile_grid(w, h, tile, overlap)?.len())
+        })
+        .collect()
+}
+
+/// At most `budget` model inputs: the items sampled evenly (in order) so that their inputs
+/// (`per_item`) fit; all of them when they fit already. At least one item is kept.
+pub fn sample_to_budget(
+    items: Vec<CalibItem>,
+    per_item: &[usize],
+    budget: usize,
+) -> Vec<CalibItem> {
+    let total: usize = per_item.iter().sum();
+    let n = items.len();
+    if total <= budget || n == 0 {
+        return items;
+    }
+    let pick = |keep: usize| (0..keep).map(move |i| i * n / keep);
+    let mut keep = (n * budget / total.max(1)).clamp(1, n);
+    while keep > 1 && pick(keep).map(|i| per_item[i]).sum::<usize>() > budget {
+        keep -= 1;
+    }
+    pick(keep).map(|i| items[i].clone()).collect()
 }
 
 /// The model's metadata (input size, normalisation, preferred tile) for its single input.
@@ -128,16 +325,6 @@ pub fn input_metadata(engine: &Engine) -> Result<(Metadata, Vec<usize>)> {
     let meta =
         Metadata::from_props(&engine.graph().metadata, &shape).map_err(anyhow::Error::msg)?;
     Ok((meta, shape))
-}
-
-/// Load and preprocess every calibration image for `engine`'s input, cut as `cut` says.
-pub fn load_frames(engine: &Engine, paths: &[PathBuf], cut: FrameCut) -> Result<Vec<Tensor>> {
-    let (meta, shape) = input_metadata(engine)?;
-    let mut out = vec![];
-    for p in paths {
-        out.extend(load_frame(p, &meta, &shape, cut)?);
-    }
-    Ok(out)
 }
 
 /// Statistics gathered over the calibration frames.
@@ -270,4 +457,42 @@ pub fn compare(
         tensors,
         outputs: out_names.into_iter().zip(outputs).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn images(n: usize) -> Vec<CalibItem> {
+        (0..n)
+            .map(|i| CalibItem::Image(PathBuf::from(format!("{i}.jpg"))))
+            .collect()
+    }
+
+    #[test]
+    fn sampling_fits_the_budget_evenly() {
+        // fits already: unchanged
+        assert_eq!(sample_to_budget(images(4), &[2; 4], 8), images(4));
+        // 10 items of 3 inputs into 12: 4 items spread over the list
+        let kept = sample_to_budget(images(10), &[3; 10], 12);
+        let names: Vec<String> = kept.iter().map(|i| i.describe()).collect();
+        assert_eq!(names, ["0.jpg", "2.jpg", "5.jpg", "7.jpg"]);
+        // mixed sizes (12-tile images, 2-tile video frames): the sum never exceeds the budget
+        let per: Vec<usize> = (0..85).map(|i| if i < 10 { 12 } else { 2 }).collect();
+        for budget in [1, 5, 24, 48, 100, 299] {
+            let kept = sample_to_budget(images(85), &per, budget);
+            let sum: usize = kept
+                .iter()
+                .map(|k| {
+                    per[k
+                        .describe()
+                        .trim_end_matches(".jpg")
+                        .parse::<usize>()
+                        .unwrap()]
+                })
+                .sum();
+            assert!(!kept.is_empty());
+            assert!(sum <= budget.max(12), "budget {budget}: {sum}");
+        }
+    }
 }

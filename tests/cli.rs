@@ -171,10 +171,10 @@ fn first_sample_image() -> PathBuf {
 
 #[test]
 fn missing_and_corrupt_models_fail_cleanly() {
-    assert_clean_failure(
-        &speck(&["info", "no/such/model.onnx"]),
-        "no/such/model.onnx",
-    );
+    let o = speck(&["info", "no/such/model.onnx"]);
+    assert_clean_failure(&o, "no/such/model.onnx");
+    // the OS error is said once, not once by the typed error and again by its source
+    assert_eq!(stderr(&o).matches("os error").count(), 1, "{}", stderr(&o));
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.onnx");
     std::fs::write(&bad, b"this is not a protobuf at all").unwrap();
@@ -364,4 +364,68 @@ fn quantize_bad_calibration_sets() {
         2,
         "no temporary files left behind"
     );
+}
+
+#[test]
+fn quantize_calibrates_on_video_files() {
+    if !common::have_tools(&["ffmpeg", "ffprobe"], "see .ci/run's apt block") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (out, rep) = (dir.path().join("q.onnx"), dir.path().join("r.json"));
+    let frames = |rep: &Path| {
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(rep).unwrap()).unwrap();
+        r["calibration_frames"].as_u64().unwrap()
+    };
+    // One video file (75 frames), sampled evenly down to the 5 model inputs asked for.
+    let o = speck(&[
+        "quantize",
+        MNV3S,
+        "--calib",
+        "examples/data/clip.mp4",
+        "-o",
+        out.to_str().unwrap(),
+        "--report",
+        rep.to_str().unwrap(),
+        "--max-frames",
+        "5",
+        "--sensitivity-db",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(frames(&rep), 5);
+    // A folder with an image and a video: both are read (1 + 75 frames, none dropped).
+    let mixed = dir.path().join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    std::fs::copy(first_sample_image(), mixed.join("a.jpg")).unwrap();
+    std::fs::copy("examples/data/clip.mp4", mixed.join("b.mp4")).unwrap();
+    let o = speck(&[
+        "quantize",
+        MNV3S,
+        "--calib",
+        mixed.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--report",
+        rep.to_str().unwrap(),
+        "--sensitivity-db",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(frames(&rep), 76);
+    // A file that is no video: a clear error naming it, nothing written.
+    std::fs::remove_file(&out).unwrap();
+    let junk = dir.path().join("junk.mp4");
+    std::fs::write(&junk, b"not a video").unwrap();
+    let o = speck(&[
+        "quantize",
+        MNV3S,
+        "--calib",
+        junk.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "junk.mp4");
+    assert!(!out.exists());
 }

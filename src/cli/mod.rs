@@ -213,10 +213,22 @@ fn quiet_panics() {
     }
 }
 
-/// An error chain on one line, control characters (from corrupt files) escaped.
+/// An error chain on one line, control characters (from corrupt files) escaped. Typed errors
+/// that already print their cause (`cannot read X: <io error>`) are not followed by that cause
+/// a second time.
 pub fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}")
-        .chars()
+    let mut text = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if text.ends_with(&msg) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&msg);
+    }
+    text.chars()
         .flat_map(|c| match c {
             '\n' => " ".chars().collect::<Vec<_>>(),
             c if c.is_control() => c.escape_default().collect(),

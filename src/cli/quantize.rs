@@ -18,15 +18,18 @@ use std::process::ExitCode;
   speck quantize models/speck-tiny.onnx --calib examples/data/images -o speck-tiny-int8.onnx
   speck quantize m.onnx --calib frames/ -o m-int8.onnx --method entropy --cle --bias-correction --report r.json
   speck quantize models/speck-tiny.onnx --calib frames/ -o int8.onnx --val val/annotations.json --images val/images
+  speck quantize models/speck-tiny.onnx --calib camera.mp4 -o int8.onnx --max-frames 120
 
-Calibration images are cut into the model's tiles (metadata `tile`) as at inference, unless
+Calibration images and video frames are cut into the model's tiles (metadata `tile`) as at inference, unless
 --no-tile. With --val, the float and the int8 model are both run over the labelled images (tiled
 as `speck eval` does) and their AP is reported.")]
 pub struct Args {
     /// Float ONNX model.
     model: PathBuf,
-    /// Folder of calibration images (JPEG, PNG), preprocessed as at inference.
-    #[arg(long)]
+    /// Calibration frames, preprocessed as at inference: a folder of images (JPEG, PNG, BMP)
+    /// and/or videos (MP4, MKV, AVI, MOV, WebM, ..., decoded with ffmpeg), or one image or
+    /// video file.
+    #[arg(long, value_name = "PATH")]
     calib: PathBuf,
     /// Output QDQ ONNX model.
     #[arg(short, long)]
@@ -71,15 +74,15 @@ pub struct Args {
     /// Rounds of the sensitivity pass (each one measures the whole calibration set again).
     #[arg(long, default_value_t = 2)]
     sensitivity_rounds: usize,
-    /// Use at most this many calibration images.
+    /// Use at most the first this many calibration images or video frames.
     #[arg(long)]
     max_images: Option<usize>,
     /// Calibrate on whole frames even when the model runs on tiles (by default calibration
     /// frames are cut into the model's tiles, as inference sees them).
     #[arg(long)]
     no_tile: bool,
-    /// At most this many model inputs (tiles) for calibration; images are sampled evenly to
-    /// fit.
+    /// At most this many model inputs (tiles) for calibration; images and video frames are
+    /// sampled evenly to fit.
     #[arg(long, default_value_t = 256)]
     max_frames: usize,
     /// Labelled validation set (COCO JSON): report float versus int8 AP on it (needs --images).
@@ -286,9 +289,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let threads = a.threads.max(1);
     let mut model = glue::read_model(&a.model)?;
     speck_quantize::proto::check_float_model(&model)?;
-    let mut paths = glue::calibration_images(&a.calib)?;
+    let mut items = glue::calibration_items(&a.calib)?;
     if let Some(m) = a.max_images {
-        paths.truncate(m.max(1));
+        items.truncate(m.max(1));
     }
     let val = match (&a.val, &a.images) {
         (Some(gt_path), Some(dir)) => {
@@ -301,24 +304,24 @@ pub fn run(a: Args) -> Result<ExitCode> {
     qdq::name_nodes(&mut model);
     let float_model = model.clone();
     let mut fe = glue::engine_for(&model, threads)?;
-    let (meta, shape) = glue::input_metadata(&fe)?;
+    let (meta, _) = glue::input_metadata(&fe)?;
     let cut = match meta.tile {
         Some(t) if !a.no_tile => glue::FrameCut::Tiles(t, 0.2),
         _ => glue::FrameCut::Whole,
     };
-    let per_image = glue::load_frame(&paths[0], &meta, &shape, cut)?
-        .len()
-        .max(1);
-    if paths.len() * per_image > a.max_frames.max(1) {
-        let keep = (a.max_frames.max(1) / per_image).max(1);
-        let n = paths.len();
-        paths = (0..keep).map(|i| paths[i * n / keep].clone()).collect();
+    let per_item = glue::inputs_per_item(&items, cut)?;
+    let n = items.len();
+    items = glue::sample_to_budget(items, &per_item, a.max_frames.max(1));
+    if items.len() < n {
         log::info!(
-            "calibrating on {keep} of {n} images ({per_image} inputs each, --max-frames {})",
+            "calibrating on {} of {n} images or video frames (--max-frames {} model inputs)",
+            items.len(),
             a.max_frames
         );
     }
-    let frames = glue::load_frames(&fe, &paths, cut)?;
+    let pb = bar(items.len(), "loading");
+    let frames = glue::load_frames(&fe, &items, cut, &mut || pb.inc(1))?;
+    pb.finish_and_clear();
     let signed = a.int8_activations;
     let per_channel = !a.per_tensor;
     let method = match a.method.as_str() {

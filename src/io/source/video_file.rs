@@ -15,7 +15,8 @@ pub struct VideoFileSource {
     name: String,
 }
 
-fn probe_size(path: &Path) -> Result<(usize, usize), SourceError> {
+/// A video file's frame size (`ffprobe`).
+pub fn probe_size(path: &Path) -> Result<(usize, usize), SourceError> {
     let fail = |why: String| SourceError::Open {
         what: path.display().to_string(),
         why,
@@ -44,6 +45,32 @@ fn probe_size(path: &Path) -> Result<(usize, usize), SourceError> {
             err.lines().last().unwrap_or("no video stream").trim()
         ))
     })
+}
+
+/// How many video frames `path` holds, from its container's packets (`ffprobe
+/// -count_packets`: reads the file without decoding it).
+pub fn count_frames(path: &Path) -> Result<usize, SourceError> {
+    probe_size(path)?;
+    let fail = |why: String| SourceError::Open {
+        what: path.display().to_string(),
+        why,
+    };
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])
+        .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .map_err(|e| fail(format!("cannot run ffprobe (install ffmpeg): {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .next()
+        .and_then(|l| l.trim().trim_end_matches(',').parse().ok())
+        .ok_or_else(|| {
+            fail(format!(
+                "ffprobe could not count its frames ('{}')",
+                text.trim()
+            ))
+        })
 }
 
 impl VideoFileSource {
