@@ -24,10 +24,10 @@ pub struct Args {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Minimum confidence.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, value_parser = super::unit_interval)]
     conf: f32,
     /// IoU threshold of non-maximum suppression.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = super::unit_interval)]
     iou: f32,
     /// Write annotated images into this folder.
     #[arg(long)]

@@ -37,10 +37,10 @@ pub struct Args {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Minimum confidence of the detections scored (low, so the PR curve is complete).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = super::unit_interval)]
     conf: f32,
     /// IoU threshold of the detector's own non-maximum suppression.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = super::unit_interval)]
     iou: f32,
     /// Print one JSON object instead of the table.
     #[arg(long)]

@@ -213,6 +213,20 @@ fn quiet_panics() {
     }
 }
 
+/// A clap value parser for thresholds: a number in [0, 1] (NaN and out-of-range values are
+/// refused, not silently turned into "keep everything" or "keep nothing").
+pub fn unit_interval(s: &str) -> Result<f32, String> {
+    let v: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("must be in [0, 1], got {s}"))
+    }
+}
+
 /// An error chain on one line, control characters (from corrupt files) escaped. Typed errors
 /// that already print their cause (`cannot read X: <io error>`) are not followed by that cause
 /// a second time.
@@ -235,4 +249,33 @@ pub fn one_line(e: &anyhow::Error) -> String {
             c => vec![c],
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_are_checked() {
+        assert_eq!(unit_interval("0.25"), Ok(0.25));
+        assert_eq!(unit_interval("1"), Ok(1.0));
+        assert_eq!(unit_interval("0"), Ok(0.0));
+        for bad in ["nan", "NaN", "2", "-0.1", "inf", "x", ""] {
+            assert!(unit_interval(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_causes_are_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read x: {source}")]
+        struct Typed {
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::new(Typed { source: io }).context("loading model");
+        assert_eq!(one_line(&e), "loading model: cannot read x: gone");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&plain), "outer: inner");
+    }
 }

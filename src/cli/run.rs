@@ -53,10 +53,10 @@ pub struct Args {
     #[arg(long)]
     realtime: bool,
     /// Minimum confidence.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = 0.3, value_parser = super::unit_interval)]
     conf: f32,
     /// IoU threshold of non-maximum suppression.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = super::unit_interval)]
     iou: f32,
     /// Process at most N frames per second.
     #[arg(long, value_name = "N")]
