@@ -95,8 +95,11 @@ fn bundle_bad_inputs_are_clear_errors() {
     let out_path = dir.path().join("x.tar.gz");
     let out_s = out_path.to_str().unwrap();
     let x86 = env!("CARGO_BIN_EXE_speck");
-    let cases: [(&[&str], &str); 3] = [
+    let folder = dir.path().to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
         (&["bundle", "--target", "rpi9", "-o", out_s], "rpi9"),
+        // refused before any cross build starts
+        (&["bundle", "--target", "rpi5", "-o", folder], "is a folder"),
         (
             &["bundle", "--target", "rpi5", "--binary", x86, "-o", out_s],
             "built for x86-64, target rpi5 needs aarch64",

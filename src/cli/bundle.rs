@@ -35,6 +35,8 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let target = Target::load(&a.target)?;
+    // An output that cannot be written fails now, not after a cross build of several minutes.
+    check_writable(&a.out)?;
     let (bundle, bytes) = build(&target, a.binary, a.model)?;
     write_atomically(&a.out, &bytes)?;
     let sha = speck::device::bundle::sha256_hex(&bytes);
@@ -211,6 +213,23 @@ fn default_binary(target: &Target) -> Result<PathBuf> {
 }
 
 /// Write via a temporary file beside `path`, so a failed run leaves no half bundle.
+/// Create `path`'s folder and check a file can be written next to it (removed again).
+fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        anyhow::bail!(
+            "{} is a folder; give the bundle's file name",
+            path.display()
+        );
+    }
+    if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let probe = path.with_extension("tmp-speck");
+    std::fs::write(&probe, b"").with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::remove_file(&probe).ok();
+    Ok(())
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let tmp = path.with_extension("tmp-speck");

@@ -227,6 +227,15 @@ pub fn unit_interval(s: &str) -> Result<f32, String> {
     }
 }
 
+/// A clap value parser for rates: a finite number above 0.
+pub fn positive_number(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err(format!("must be a number above 0, got {s}")),
+        Err(_) => Err(format!("'{s}' is not a number")),
+    }
+}
+
 /// An error chain on one line, control characters (from corrupt files) escaped. Typed errors
 /// that already print their cause (`cannot read X: <io error>`) are not followed by that cause
 /// a second time.
@@ -262,6 +271,10 @@ mod tests {
         assert_eq!(unit_interval("0"), Ok(0.0));
         for bad in ["nan", "NaN", "2", "-0.1", "inf", "x", ""] {
             assert!(unit_interval(bad).is_err(), "{bad}");
+        }
+        assert_eq!(positive_number("12.5"), Ok(12.5));
+        for bad in ["0", "-1", "nan", "inf", "x"] {
+            assert!(positive_number(bad).is_err(), "{bad}");
         }
     }
 

@@ -59,7 +59,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0.5, value_parser = super::unit_interval)]
     iou: f32,
     /// Process at most N frames per second.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::positive_number)]
     max_fps: Option<f64>,
     /// Stop after N frames.
     #[arg(long, value_name = "N")]
