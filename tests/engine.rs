@@ -267,3 +267,53 @@ fn macs_by_kind_split_mobilenet_v3_small_as_its_onnx_file_does() {
     assert!(near(m("fully connected"), 1.61 + 0.46), "{k:?}");
     assert_eq!(k.values().sum::<u64>(), e.graph().macs());
 }
+
+#[cfg(feature = "onnx")] // imports the graph itself, to count before planning
+#[test]
+fn planned_engine_keeps_one_copy_of_the_weights() {
+    for (model, int8) in [
+        ("models/speck-tiny.onnx", false),
+        ("models/speck-tiny-int8.onnx", true),
+    ] {
+        let g = speck::onnx::load(path(model), &Default::default()).unwrap();
+        let opts = EngineOptions {
+            threads: 1,
+            ..Default::default()
+        };
+        let mut e = Engine::new(g.clone(), &opts).unwrap();
+        // Counted before planning released anything: the same as the unplanned graph's
+        // (after the same passes, which fold and fuse constants).
+        let mut passed = g;
+        if int8 {
+            speck::passes::lower_int8(&mut passed);
+        }
+        speck::passes::optimize(&mut passed);
+        assert_eq!(e.parameter_count(), passed.parameter_count(), "{model}");
+        assert_eq!(e.weight_bytes(), passed.weight_bytes(), "{model}");
+        // Conv weights live only in the packed kernels now.
+        let held: usize = e
+            .graph()
+            .values
+            .iter()
+            .filter_map(|v| v.constant.as_ref().map(|c| c.byte_len()))
+            .sum();
+        assert!(
+            held * 10 < e.weight_bytes(),
+            "{model}: the graph still holds {held} of {} weight bytes",
+            e.weight_bytes()
+        );
+        // and the plan still runs as before (the reference path reads its own constants)
+        let x = random_input(&e, 7); // the seed `run` uses
+        let got = e.run(&x).unwrap();
+        let want = run(
+            model,
+            EngineOptions {
+                reference_only: true,
+                ..opts.clone()
+            },
+        );
+        for (a, b) in want.iter().zip(&got) {
+            assert!(max_rel_err(a, b) < 1e-3, "{model}");
+        }
+    }
+}

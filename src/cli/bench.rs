@@ -3,6 +3,7 @@
 use super::{model_path, EngineArgs};
 use anyhow::Result;
 use serde_json::json;
+use speck::exec::footprint;
 use speck::Tensor;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +37,14 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
+    // What the process holds before any model (binary, libraries, runtime): the footprint
+    // line reports the model's share on top of it.
+    let startup = footprint::rss_bytes();
     let path = model_path::resolve(a.model)?;
     let mut engine = speck::Engine::load(&path, &a.engine.options())?;
     // Deterministic pseudo-random input in [-1, 1].
@@ -73,11 +81,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let profile = engine.profile();
     // Achieved rate over the planned graph's MACs (int8 convs included).
     let gmacs = engine.graph().macs() as f64 / median.as_secs_f64() / 1e9;
+    let (weights, acts) = (
+        engine.weight_bytes() as u64,
+        engine.activation_bytes() as u64,
+    );
+    let peak = footprint::rss_bytes().map(|(_, peak)| peak);
+    let start = startup.map(|(now, _)| now);
     if a.json {
         let mut v = json!({
             "model": path.display().to_string(),
             "median_ms": ms(median), "min_ms": ms(min), "max_ms": ms(max),
             "threads": engine.threads(), "runs": times.len(), "gmac_per_s": gmacs,
+            "weight_bytes": weights, "activation_bytes": acts,
+            "peak_rss_bytes": peak, "startup_rss_bytes": start,
         });
         if let Some(p) = &profile {
             v["profile"] = p
@@ -97,6 +113,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
     println!("min      {:.3} ms", ms(min));
     println!("max      {:.3} ms", ms(max));
     println!("GMAC/s   {gmacs:.1}");
+    println!(
+        "memory   weights {:.1} MiB, activations {:.1} MiB",
+        mib(weights),
+        mib(acts)
+    );
+    if let (Some(peak), Some(start)) = (peak, start) {
+        let model = peak.saturating_sub(start);
+        println!(
+            "         peak RSS {:.1} MiB: {:.1} MiB at start-up + {:.1} MiB for the model \
+             ({:.2}x weights + activations)",
+            mib(peak),
+            mib(start),
+            mib(model),
+            model as f64 / (weights + acts).max(1) as f64
+        );
+    }
     if let Some(p) = profile {
         let runs = times.len() as f64;
         let total: f64 = p.iter().map(|s| ms(s.total)).sum::<f64>() / runs;

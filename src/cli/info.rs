@@ -27,7 +27,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let path = model_path::resolve(a.model)?;
     let engine = speck::Engine::load(&path, &a.engine.options())?;
     let g = engine.graph();
-    let params = g.parameter_count();
+    let params = engine.parameter_count();
     let macs = g.macs();
     let macs_by_kind = g.macs_by_kind();
     let ops = g.op_histogram();
@@ -45,6 +45,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "nodes": g.nodes.len(),
             "ops": ops,
             "parameters": params,
+            "weight_bytes": engine.weight_bytes(),
             "macs": macs,
             "macs_by_kind": macs_by_kind,
             "peak_activation_bytes": engine.activation_bytes(),
@@ -64,7 +65,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     for (n, s) in engine.outputs() {
         println!("output       {n} {s:?}");
     }
-    println!("parameters   {params} ({})", mib(params * 4));
+    println!(
+        "parameters   {params} ({} as stored)",
+        mib(engine.weight_bytes())
+    );
     println!("MACs         {:.3} G", macs as f64 / 1e9);
     let mut kinds: Vec<_> = macs_by_kind.iter().collect();
     kinds.sort_by_key(|&(k, m)| (std::cmp::Reverse(*m), k.clone()));

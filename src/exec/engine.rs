@@ -107,6 +107,67 @@ pub struct Engine {
     profile: Option<Vec<Duration>>,
     /// What the graph passes changed.
     pub pass_log: Vec<String>,
+    /// Elements of the constants the graph's nodes read, counted before planning released
+    /// the ones only packed kernels need.
+    parameters: usize,
+    /// Bytes of those parameters as stored ([`Graph::weight_bytes`]).
+    weight_bytes: usize,
+}
+
+/// Plan every node's step, in order. A constant goes from the graph as soon as its last
+/// reader is planned: kernels that prepack their weights (convs, fully connected layers) keep
+/// only the packed copy, so the plan does not hold a model's weights twice, and the peak
+/// while planning stays near one copy plus the layer being packed. The int8 lowering's integer
+/// forms of folded constants are dropped too (the lowering has run). Graph outputs keep theirs.
+fn plan_steps(
+    graph: &mut Graph,
+    slot_in: &dyn Fn(&Graph, usize) -> Slot,
+    opts: &EngineOptions,
+) -> Result<Vec<Step>, RunError> {
+    let mut readers_left = vec![0usize; graph.values.len()];
+    for n in &graph.nodes {
+        for &v in &n.inputs {
+            readers_left[v] += 1;
+        }
+    }
+    for &v in &graph.outputs {
+        readers_left[v] = usize::MAX; // never released
+    }
+    for (v, val) in graph.values.iter_mut().enumerate() {
+        val.dequantized = None;
+        if readers_left[v] == 0 {
+            val.constant = None; // read by nothing
+        }
+    }
+    let mut steps = Vec::with_capacity(graph.nodes.len());
+    for i in 0..graph.nodes.len() {
+        let n = &graph.nodes[i];
+        let mut step = Step::new(
+            graph,
+            n,
+            &|v| slot_in(graph, v),
+            opts.reference_only,
+            opts.fp16,
+        )
+        .map_err(|source| RunError::Op {
+            node: n.name.clone(),
+            op: n.op.name(),
+            source,
+        })?;
+        step.release_packed_inputs();
+        steps.push(step);
+        if let crate::ops::Op::Int8(q) = &mut graph.nodes[i].op {
+            q.release_weights();
+        }
+        for k in 0..graph.nodes[i].inputs.len() {
+            let v = graph.nodes[i].inputs[k];
+            readers_left[v] = readers_left[v].saturating_sub(1);
+            if readers_left[v] == 0 {
+                graph.values[v].constant = None;
+            }
+        }
+    }
+    Ok(steps)
 }
 
 impl Engine {
@@ -128,6 +189,7 @@ impl Engine {
         if opts.fp16 && !crate::kernels::conv_f32::fp16_supported() {
             log::warn!("fp16 arithmetic asked for, but this CPU has none: float convs run in f32");
         }
+        super::footprint::log_rss("after the graph passes");
         let is_view: Vec<bool> = graph.nodes.iter().map(|n| n.op.is_view()).collect();
         let memory = memory::plan(&graph, &is_view);
         let arena_bytes = (memory.arena_len as u64).saturating_mul(4);
@@ -138,7 +200,7 @@ impl Engine {
                 MAX_ARENA_BYTES >> 30
             )));
         }
-        let slot = |v: usize| -> Slot {
+        let slot_in = |graph: &Graph, v: usize| -> Slot {
             let val = &graph.values[v];
             match &val.constant {
                 Some(c) => Slot::Const(c.clone()),
@@ -162,19 +224,9 @@ impl Engine {
                 }
             }
         }
-        let steps = graph
-            .nodes
-            .iter()
-            .map(|n| {
-                Step::new(&graph, n, &slot, opts.reference_only, opts.fp16).map_err(|source| {
-                    RunError::Op {
-                        node: n.name.clone(),
-                        op: n.op.name(),
-                        source,
-                    }
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let (parameters, weight_bytes) = (graph.parameter_count(), graph.weight_bytes());
+        let steps = plan_steps(&mut graph, &slot_in, opts)?;
+        super::footprint::log_rss("after planning the steps");
         let scratch_len = steps.iter().map(Step::scratch_len).max().unwrap_or(0);
         let input_slots = graph
             .inputs
@@ -198,7 +250,7 @@ impl Engine {
                         .get(i)
                         .unwrap_or(&graph.values[v].name)
                         .clone(),
-                    slot(v),
+                    slot_in(&graph, v),
                 )
             })
             .collect();
@@ -223,6 +275,8 @@ impl Engine {
             threads,
             profile: None,
             pass_log,
+            parameters,
+            weight_bytes,
         })
     }
 
@@ -235,12 +289,14 @@ impl Engine {
         if crate::model::compiled::is_compiled_file(path)? {
             let m = crate::model::compiled::load(path)
                 .with_context(|| format!("loading {}", path.display()))?;
+            super::footprint::log_rss("after reading the compiled model");
             return Engine::from_compiled(m, opts)
                 .with_context(|| format!("planning {}", path.display()));
         }
         #[cfg(feature = "onnx")]
         {
             let g = crate::onnx::load(path, &Default::default())?;
+            super::footprint::log_rss("after importing the ONNX model");
             Engine::new(g, opts).with_context(|| format!("planning {}", path.display()))
         }
         #[cfg(not(feature = "onnx"))]
@@ -289,6 +345,17 @@ impl Engine {
             .output_slots
             .iter()
             .map(|(n, s)| (n.as_str(), s.shape()))
+    }
+
+    /// Elements of the model's constants (weights, biases and other parameters).
+    pub fn parameter_count(&self) -> usize {
+        self.parameters
+    }
+
+    /// Bytes of the model's parameters as stored ([`Graph::weight_bytes`], before planning
+    /// released the graph's copies).
+    pub fn weight_bytes(&self) -> usize {
+        self.weight_bytes
     }
 
     /// Bytes of activation memory (arena plus kernel scratch).

@@ -1,6 +1,7 @@
 //! Execution: a plan of steps over one activation arena, run on a rayon pool.
 
 mod engine;
+pub mod footprint;
 mod memory;
 mod step;
 

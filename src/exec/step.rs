@@ -131,6 +131,14 @@ impl Step {
         })
     }
 
+    /// Drop the constant inputs of a kernel that packed them at plan time (it reads only its
+    /// first input when it runs), so their data can be freed.
+    pub fn release_packed_inputs(&mut self) {
+        if matches!(self.kernel, Kernel::Conv(_) | Kernel::Linear(_)) {
+            self.inputs.truncate(1);
+        }
+    }
+
     /// Scratch memory (f32) the step needs.
     pub fn scratch_len(&self) -> usize {
         match &self.kernel {
@@ -220,7 +228,15 @@ fn plan_linear(
         return Ok(None);
     }
     let n = w.shape()[0];
-    let weights: Vec<f32> = w.iter().map(|v| v * gm.alpha).collect();
+    // `[n][k]` rows as stored (transB, alpha 1: the usual Linear export) are used in place.
+    let scaled: Vec<f32>;
+    let weights: &[f32] = match w.as_slice() {
+        Some(rows) if gm.alpha == 1.0 => rows,
+        _ => {
+            scaled = w.iter().map(|v| v * gm.alpha).collect();
+            &scaled
+        }
+    };
     let bias = match node.inputs.get(2) {
         None => vec![0.0; n],
         Some(_) if gm.beta == 0.0 => vec![0.0; n],
@@ -232,5 +248,5 @@ fn plan_linear(
             _ => return Ok(None),
         },
     };
-    crate::kernels::conv_f32::ConvF32::linear(&weights, n, k, &bias, rows).map(Some)
+    crate::kernels::conv_f32::ConvF32::linear(weights, n, k, &bias, rows).map(Some)
 }

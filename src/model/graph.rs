@@ -186,21 +186,40 @@ impl Graph {
             .for_each(|v| *v = to);
     }
 
-    /// Parameter count: elements of all constants read by nodes.
+    /// Parameter count: elements of all constants read by nodes, and the weights and biases
+    /// held by int8 convs.
     pub fn parameter_count(&self) -> usize {
+        self.parameters().0
+    }
+
+    /// Bytes of the model's parameters as stored (f32 constants 4 bytes each, int8 weights 1,
+    /// their int32 biases and f32 scales 4): the "weights" of a memory footprint.
+    pub fn weight_bytes(&self) -> usize {
+        self.parameters().1
+    }
+
+    /// (elements, bytes) of the parameters.
+    fn parameters(&self) -> (usize, usize) {
         let mut seen = vec![false; self.values.len()];
-        let mut n = 0;
+        let (mut n, mut bytes) = (0, 0);
         for node in &self.nodes {
             for &v in &node.inputs {
                 if !seen[v] {
                     seen[v] = true;
                     if let Some(c) = &self.values[v].constant {
                         n += c.len();
+                        bytes += c.byte_len();
                     }
                 }
             }
+            if let crate::ops::Op::Int8(q) = &node.op {
+                if let crate::ops::QOp::Conv(c) = &q.op {
+                    n += c.weights.len() + c.bias.len();
+                    bytes += c.weights.len() + 4 * (c.bias.len() + c.w_scale.len());
+                }
+            }
         }
-        n
+        (n, bytes)
     }
 
     /// Multiply-accumulates of one inference (conv, matmul, gemm, einsum, grid sampling).

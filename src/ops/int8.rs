@@ -256,6 +256,14 @@ pub struct Int8Op {
 }
 
 impl Int8Op {
+    /// Drop a conv's weights once its kernel has packed them (the engine's graph then only
+    /// describes the node: shapes and parameters, not a second copy of the weights).
+    pub fn release_weights(&mut self) {
+        if let QOp::Conv(c) = &mut self.op {
+            c.weights = Vec::new();
+        }
+    }
+
     /// Short name for profiles.
     pub fn name(&self) -> String {
         match &self.op {

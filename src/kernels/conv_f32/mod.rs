@@ -66,7 +66,8 @@ pub struct ConvF32 {
     pads: [usize; 4],
     dilations: [usize; 2],
     out_hw: [usize; 2],
-    /// `[M, C/group * kh * kw]` row-major
+    /// `[M, C/group * kh * kw]` row-major (empty for the algorithms that run on `packed` or
+    /// `packed_f16`)
     weights: Vec<f32>,
     /// `[M]`, zeros when the conv has no bias
     bias: Vec<f32>,
@@ -122,7 +123,15 @@ impl ConvF32 {
         let out = conv_shape(c, &shapes)?;
         let (cin, h, wd) = (in_shape[1], in_shape[2], in_shape[3]);
         let (m, cg, kh, kw) = (w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]);
-        let weights: Vec<f32> = w.iter().copied().collect();
+        // Row-major weights without a copy where the view already is (constants are).
+        let owned: Vec<f32>;
+        let w_rows: &[f32] = match w.as_slice() {
+            Some(rows) => rows,
+            None => {
+                owned = w.iter().copied().collect();
+                &owned
+            }
+        };
         let bias = match &b {
             Some(b) => b.iter().copied().collect(),
             None => vec![0.0; m],
@@ -162,22 +171,29 @@ impl ConvF32 {
         };
         let (mg, kc) = (m / c.group, cg * kh * kw);
         let packed = match algo {
-            Algo::Tiled => weights
+            Algo::Tiled => w_rows
                 .chunks_exact((mg * kc).max(1))
                 .flat_map(|wg| tiled::pack_weights(wg, mg, kc))
                 .collect(),
-            Algo::Gemv => weights
+            Algo::Gemv => w_rows
                 .chunks_exact((mg * kc).max(1))
                 .flat_map(|wg| gemv::pack_weights(wg, mg, kc))
                 .collect(),
             _ => vec![],
         };
         let packed_f16 = match algo {
-            Algo::TiledF16 => weights
+            Algo::TiledF16 => w_rows
                 .chunks_exact((mg * kc).max(1))
                 .flat_map(|wg| tiled_fp16::pack_weights_f16(wg, mg, kc))
                 .collect(),
             _ => vec![],
+        };
+        // The packed kernels read only their packed copy: keeping the plain one too would
+        // hold every such conv's weights twice for the life of the plan.
+        let weights = if matches!(algo, Algo::Tiled | Algo::TiledF16 | Algo::Gemv) {
+            Vec::new()
+        } else {
+            w_rows.to_vec()
         };
         let scratch_len = if algo == Algo::Im2colGemm {
             cg * kh * kw * oh * ow

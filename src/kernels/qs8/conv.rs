@@ -182,7 +182,11 @@ impl ConvQs8 {
             gemm,
             lut_kernel: lut::select(level),
             groups,
-            q: q.clone(),
+            // the packed groups (or the depthwise taps) hold the weights now
+            q: QConv {
+                weights: Vec::new(),
+                ..q.clone()
+            },
             nhwc: [n, h, w, c],
             out: [m, oh, ow],
             bias,

@@ -186,6 +186,16 @@ pub fn to_bytes(
 
 /// Decode a compiled model from its bytes, checking header, target, checksum and plan.
 pub fn from_bytes(file: &[u8]) -> Result<CompiledModel, CompiledError> {
+    from_bytes_releasing(file, &|_| {})
+}
+
+/// [`from_bytes`], calling `release` with each part of `file` once it has been read for the
+/// last time (a memory-mapped file drops those pages, so the map and the decoded weights are
+/// never resident together).
+fn from_bytes_releasing(
+    file: &[u8],
+    release: &dyn Fn(&[u8]),
+) -> Result<CompiledModel, CompiledError> {
     let (h, hlen) = Header::decode(file)?;
     let target = Target::parse(&h.target).ok_or_else(|| {
         CompiledError::Corrupt(format!("unknown target '{}'", h.target.escape_default()))
@@ -196,7 +206,12 @@ pub fn from_bytes(file: &[u8]) -> Result<CompiledModel, CompiledError> {
             reason,
         });
     }
-    if crc32fast::hash(&file[hlen..]) != h.payload_crc {
+    let mut crc = crc32fast::Hasher::new();
+    for part in file[hlen..].chunks(1 << 20) {
+        crc.update(part);
+        release(part);
+    }
+    if crc.finalize() != h.payload_crc {
         return Err(CompiledError::ChecksumMismatch { part: "payload" });
     }
     let range = |s: Section| &file[s.offset as usize..(s.offset + s.len) as usize];
@@ -204,10 +219,11 @@ pub fn from_bytes(file: &[u8]) -> Result<CompiledModel, CompiledError> {
     let weights = range(h.section(SectionKind::Weights)?);
     let plan: Plan = postcard::from_bytes(plan_bytes)
         .map_err(|e| CompiledError::CorruptPlan(format!("cannot decode: {e}")))?;
+    release(plan_bytes); // int8 weights live in the plan section
     let pass_log = plan.pass_log.clone();
     let speck_version = plan.speck_version.clone();
     let source = plan.source.clone();
-    let graph = plan::to_graph(plan, weights)?;
+    let graph = plan::to_graph(plan, weights, release)?;
     validate::check(&graph)?;
     Ok(CompiledModel {
         graph,
@@ -220,7 +236,8 @@ pub fn from_bytes(file: &[u8]) -> Result<CompiledModel, CompiledError> {
 }
 
 /// Read a compiled model file through a read-only memory map (weights are copied once, out
-/// of the map, into the graph's tensors; the map is dropped before returning).
+/// of the map, into the graph's tensors; the pages of the map are released as soon as they
+/// have been read, and the map is dropped before returning).
 pub fn load(path: &Path) -> Result<CompiledModel, CompiledError> {
     let io = |source| CompiledError::Io {
         path: path.display().to_string(),
@@ -230,10 +247,35 @@ pub fn load(path: &Path) -> Result<CompiledModel, CompiledError> {
     // SAFETY: the map is read-only and private to this call; a file changed underneath by
     // another process may give wrong bytes, which the checksums then reject.
     match unsafe { memmap2::Mmap::map(&file) } {
-        Ok(map) => from_bytes(&map),
+        Ok(map) => from_bytes_releasing(&map, &|part| release_pages(&map, part)),
         // Files that cannot be mapped (pipes, some special file systems) are read instead.
         Err(_) => from_bytes(&std::fs::read(path).map_err(io)?),
     }
+}
+
+/// Drop the whole pages of `part` (a slice of `map`) from the resident set: without it a
+/// model's weights would be resident twice at the end of loading, once in the map and once
+/// in the graph.
+fn release_pages(map: &memmap2::Mmap, part: &[u8]) {
+    #[cfg(unix)]
+    {
+        const PAGE: usize = 4096; // a multiple of it is page aligned on every host too
+        let start = part.as_ptr() as usize - map.as_ptr() as usize;
+        let (first, end) = (
+            start.div_ceil(PAGE) * PAGE,
+            (start + part.len()) / PAGE * PAGE,
+        );
+        if end > first {
+            // SAFETY: a private, read-only file map that is never written: pages dropped
+            // here are read again from the file if touched, with the same bytes (the
+            // file changing underneath is the caveat of any map, see `load`).
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first)
+            };
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (map, part);
 }
 
 /// Write a compiled model file; returns its size in bytes.

@@ -152,7 +152,12 @@ fn corrupt(msg: String) -> CompiledError {
 }
 
 /// Rebuild the graph, copying each constant once out of `weights` (the weights section).
-pub fn to_graph(plan: Plan, weights: &[u8]) -> Result<Graph, CompiledError> {
+/// `release` is called with each constant's bytes once they are copied out.
+pub fn to_graph(
+    plan: Plan,
+    weights: &[u8],
+    release: &dyn Fn(&[u8]),
+) -> Result<Graph, CompiledError> {
     let mut loaded: HashMap<u64, Arc<Tensor>> = HashMap::new();
     let mut values = Vec::with_capacity(plan.values.len());
     for v in plan.values {
@@ -166,6 +171,7 @@ pub fn to_graph(plan: Plan, weights: &[u8]) -> Result<Graph, CompiledError> {
                 }
                 _ => {
                     let t = Arc::new(read_tensor(&v.name, &v.shape, r, weights)?);
+                    release(&weights[r.offset as usize..(r.offset + r.len) as usize]);
                     loaded.insert(r.offset, t.clone());
                     t
                 }
