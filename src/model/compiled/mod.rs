@@ -259,11 +259,16 @@ pub fn load(path: &Path) -> Result<CompiledModel, CompiledError> {
 fn release_pages(map: &memmap2::Mmap, part: &[u8]) {
     #[cfg(unix)]
     {
-        const PAGE: usize = 4096; // a multiple of it is page aligned on every host too
+        // whole pages inside `part` only (16 KiB on a Raspberry Pi 5 kernel, 4 KiB elsewhere)
+        // SAFETY: sysconf has no preconditions.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            p if p > 0 => p as usize,
+            _ => return,
+        };
         let start = part.as_ptr() as usize - map.as_ptr() as usize;
         let (first, end) = (
-            start.div_ceil(PAGE) * PAGE,
-            (start + part.len()) / PAGE * PAGE,
+            start.div_ceil(page) * page,
+            (start + part.len()) / page * page,
         );
         if end > first {
             // SAFETY: a private, read-only file map that is never written: pages dropped
