@@ -69,17 +69,9 @@ pub enum CalibItem {
         path: PathBuf,
         /// which frame
         index: usize,
+        /// the video's frame size
+        size: (usize, usize),
     },
-}
-
-impl CalibItem {
-    /// The file and, for a video, the frame: for messages.
-    pub fn describe(&self) -> String {
-        match self {
-            CalibItem::Image(p) => p.display().to_string(),
-            CalibItem::VideoFrame { path, index } => format!("{} frame {index}", path.display()),
-        }
-    }
 }
 
 /// Every calibration frame `path` holds: a folder's images and videos (directly in it, sorted
@@ -107,7 +99,7 @@ pub fn calibration_items(path: &Path) -> Result<Vec<CalibItem>> {
             continue;
         }
         // a video (a single file of another extension is tried as one too)
-        let n = crate::io::source::count_video_frames(&f)
+        let (n, size) = crate::io::source::count_video_frames(&f)
             .with_context(|| format!("calibration video {}", f.display()))?;
         if n == 0 {
             log::warn!("calibration video {} has no frames", f.display());
@@ -115,6 +107,7 @@ pub fn calibration_items(path: &Path) -> Result<Vec<CalibItem>> {
         items.extend((0..n).map(|index| CalibItem::VideoFrame {
             path: f.clone(),
             index,
+            size,
         }));
     }
     if items.is_empty() {
@@ -246,7 +239,7 @@ pub fn load_frames(
                 let run: Vec<usize> = items[i..]
                     .iter()
                     .map_while(|it| match it {
-                        CalibItem::VideoFrame { path: p, index } if p == path => Some(*index),
+                        CalibItem::VideoFrame { path: p, index, .. } if p == path => Some(*index),
                         _ => None,
                     })
                     .collect();
@@ -265,7 +258,6 @@ pub fn inputs_per_item(items: &[CalibItem], cut: FrameCut) -> Result<Vec<usize>>
     let FrameCut::Tiles(tile, overlap) = cut else {
         return Ok(vec![1; items.len()]);
     };
-    let mut video_sizes: HashMap<&Path, (usize, usize)> = HashMap::new();
     items
         .iter()
         .map(|it| {
@@ -275,14 +267,7 @@ pub fn inputs_per_item(items: &[CalibItem], cut: FrameCut) -> Result<Vec<usize>>
                         .with_context(|| format!("cannot read image {}", p.display()))?;
                     (w as usize, h as usize)
                 }
-                CalibItem::VideoFrame { path, .. } => match video_sizes.get(path.as_path()) {
-                    Some(&s) => s,
-                    None => {
-                        let s = crate::io::source::video_size(path)
-                            .with_context(|| format!("calibration video {}", path.display()))?;
-                        *video_sizes.entry(path.as_path()).or_insert(s)
-                    }
-                },
+                CalibItem::VideoFrame { size, .. } => *size,
             };
             Ok(tile_grid(w, h, tile, overlap)?.len())
         })
@@ -463,6 +448,15 @@ pub fn compare(
 mod tests {
     use super::*;
 
+    fn describe(item: &CalibItem) -> String {
+        match item {
+            CalibItem::Image(p) => p.display().to_string(),
+            CalibItem::VideoFrame { path, index, .. } => {
+                format!("{} frame {index}", path.display())
+            }
+        }
+    }
+
     fn images(n: usize) -> Vec<CalibItem> {
         (0..n)
             .map(|i| CalibItem::Image(PathBuf::from(format!("{i}.jpg"))))
@@ -475,7 +469,7 @@ mod tests {
         assert_eq!(sample_to_budget(images(4), &[2; 4], 8), images(4));
         // 10 items of 3 inputs into 12: 4 items spread over the list
         let kept = sample_to_budget(images(10), &[3; 10], 12);
-        let names: Vec<String> = kept.iter().map(|i| i.describe()).collect();
+        let names: Vec<String> = kept.iter().map(describe).collect();
         assert_eq!(names, ["0.jpg", "2.jpg", "5.jpg", "7.jpg"]);
         // mixed sizes (12-tile images, 2-tile video frames): the sum never exceeds the budget
         let per: Vec<usize> = (0..85).map(|i| if i < 10 { 12 } else { 2 }).collect();
@@ -484,8 +478,7 @@ mod tests {
             let sum: usize = kept
                 .iter()
                 .map(|k| {
-                    per[k
-                        .describe()
+                    per[describe(k)
                         .trim_end_matches(".jpg")
                         .parse::<usize>()
                         .unwrap()]

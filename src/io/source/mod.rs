@@ -12,7 +12,7 @@ mod video_file;
 
 pub use stream_reader::StreamReader;
 pub use uri::{parse_size, SourceDefaults, SourceSpec};
-pub use video_file::{count_frames as count_video_frames, probe_size as video_size};
+pub use video_file::count_frames as count_video_frames;
 
 use super::pixfmt::ConvertError;
 use super::Frame;

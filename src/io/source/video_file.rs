@@ -15,8 +15,7 @@ pub struct VideoFileSource {
     name: String,
 }
 
-/// A video file's frame size (`ffprobe`).
-pub fn probe_size(path: &Path) -> Result<(usize, usize), SourceError> {
+fn probe_size(path: &Path) -> Result<(usize, usize), SourceError> {
     let fail = |why: String| SourceError::Open {
         what: path.display().to_string(),
         why,
@@ -48,9 +47,9 @@ pub fn probe_size(path: &Path) -> Result<(usize, usize), SourceError> {
 }
 
 /// How many video frames `path` holds, from its container's packets (`ffprobe
-/// -count_packets`: reads the file without decoding it).
-pub fn count_frames(path: &Path) -> Result<usize, SourceError> {
-    probe_size(path)?;
+/// -count_packets`: reads the file without decoding it), and their size.
+pub fn count_frames(path: &Path) -> Result<(usize, (usize, usize)), SourceError> {
+    let size = probe_size(path)?;
     let fail = |why: String| SourceError::Open {
         what: path.display().to_string(),
         why,
@@ -62,7 +61,8 @@ pub fn count_frames(path: &Path) -> Result<usize, SourceError> {
         .output()
         .map_err(|e| fail(format!("cannot run ffprobe (install ffmpeg): {e}")))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
+    let frames = text
+        .lines()
         .next()
         .and_then(|l| l.trim().trim_end_matches(',').parse().ok())
         .ok_or_else(|| {
@@ -70,7 +70,8 @@ pub fn count_frames(path: &Path) -> Result<usize, SourceError> {
                 "ffprobe could not count its frames ('{}')",
                 text.trim()
             ))
-        })
+        })?;
+    Ok((frames, size))
 }
 
 impl VideoFileSource {
