@@ -122,6 +122,76 @@ pub(crate) unsafe fn panel_to_f16_neon(
     );
 }
 
+/// One `k` of [`gemm_f16_8x32_neonfp16`] as assembly text: the 16 panel values in `v$x0` /
+/// `v$x1` times each of the 8 weights in `v$w` (by element), into accumulators `v16`-`v31`
+/// (row `r`: `v(16+2r)` pixels 0-7, `v(17+2r)` pixels 8-15). Registers are numbers so the
+/// text is a literal.
+#[cfg(target_arch = "aarch64")]
+#[rustfmt::skip]
+macro_rules! fmla_k_f16 {
+    ($x0:literal, $x1:literal, $w:literal) => {
+        concat!(
+            "fmla v16.8h, v", $x0, ".8h, v", $w, ".h[0]\n",
+            "fmla v17.8h, v", $x1, ".8h, v", $w, ".h[0]\n",
+            "fmla v18.8h, v", $x0, ".8h, v", $w, ".h[1]\n",
+            "fmla v19.8h, v", $x1, ".8h, v", $w, ".h[1]\n",
+            "fmla v20.8h, v", $x0, ".8h, v", $w, ".h[2]\n",
+            "fmla v21.8h, v", $x1, ".8h, v", $w, ".h[2]\n",
+            "fmla v22.8h, v", $x0, ".8h, v", $w, ".h[3]\n",
+            "fmla v23.8h, v", $x1, ".8h, v", $w, ".h[3]\n",
+            "fmla v24.8h, v", $x0, ".8h, v", $w, ".h[4]\n",
+            "fmla v25.8h, v", $x1, ".8h, v", $w, ".h[4]\n",
+            "fmla v26.8h, v", $x0, ".8h, v", $w, ".h[5]\n",
+            "fmla v27.8h, v", $x1, ".8h, v", $w, ".h[5]\n",
+            "fmla v28.8h, v", $x0, ".8h, v", $w, ".h[6]\n",
+            "fmla v29.8h, v", $x1, ".8h, v", $w, ".h[6]\n",
+            "fmla v30.8h, v", $x0, ".8h, v", $w, ".h[7]\n",
+            "fmla v31.8h, v", $x1, ".8h, v", $w, ".h[7]\n",
+        )
+    };
+}
+
+/// Accumulator row `v$lo`/`v$hi` widened to f32 in `v6`-`v9`.
+#[cfg(target_arch = "aarch64")]
+#[rustfmt::skip]
+macro_rules! widen_row_f16 {
+    ($lo:literal, $hi:literal) => {
+        concat!(
+            "fcvtl v6.4s, v", $lo, ".4h\n", "fcvtl2 v7.4s, v", $lo, ".8h\n",
+            "fcvtl v8.4s, v", $hi, ".4h\n", "fcvtl2 v9.4s, v", $hi, ".8h\n",
+        )
+    };
+}
+
+/// Accumulator row `v$lo`/`v$hi` widened and stored to `[{a}]` (the first chunk), `a` to the
+/// next row.
+#[cfg(target_arch = "aarch64")]
+#[rustfmt::skip]
+macro_rules! store_row_f16 {
+    ($lo:literal, $hi:literal) => {
+        concat!(
+            widen_row_f16!($lo, $hi),
+            "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}\n",
+        )
+    };
+}
+
+/// Accumulator row `v$lo`/`v$hi` widened and added into `[{a}]` (later chunks), `a` to the
+/// next row.
+#[cfg(target_arch = "aarch64")]
+#[rustfmt::skip]
+macro_rules! add_row_f16 {
+    ($lo:literal, $hi:literal) => {
+        concat!(
+            widen_row_f16!($lo, $hi),
+            "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]\n",
+            "fadd v10.4s, v10.4s, v6.4s\n", "fadd v11.4s, v11.4s, v7.4s\n",
+            "fadd v12.4s, v12.4s, v8.4s\n", "fadd v13.4s, v13.4s, v9.4s\n",
+            "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}\n",
+        )
+    };
+}
+
 /// NEON fp16 microkernel, inline assembly (Rust's binary16 vector types are not stable): two
 /// 8-row x 16-pixel passes, 16 `.8h` accumulators (`v16`-`v31`); per `k` one `LD1` of 16
 /// panel values and one of 8 weights feed 16 `FMLA` by element (the element register must
@@ -161,113 +231,28 @@ pub(crate) unsafe fn gemm_f16_8x32_neonfp16(
                 "ld1 {{v2.8h}}, [{w}], #16",
                 "ld1 {{v3.8h, v4.8h}}, [{p}], {pb}",
                 "ld1 {{v5.8h}}, [{w}], #16",
-                "fmla v16.8h, v0.8h, v2.h[0]",
-                "fmla v17.8h, v1.8h, v2.h[0]",
-                "fmla v18.8h, v0.8h, v2.h[1]",
-                "fmla v19.8h, v1.8h, v2.h[1]",
-                "fmla v20.8h, v0.8h, v2.h[2]",
-                "fmla v21.8h, v1.8h, v2.h[2]",
-                "fmla v22.8h, v0.8h, v2.h[3]",
-                "fmla v23.8h, v1.8h, v2.h[3]",
-                "fmla v24.8h, v0.8h, v2.h[4]",
-                "fmla v25.8h, v1.8h, v2.h[4]",
-                "fmla v26.8h, v0.8h, v2.h[5]",
-                "fmla v27.8h, v1.8h, v2.h[5]",
-                "fmla v28.8h, v0.8h, v2.h[6]",
-                "fmla v29.8h, v1.8h, v2.h[6]",
-                "fmla v30.8h, v0.8h, v2.h[7]",
-                "fmla v31.8h, v1.8h, v2.h[7]",
-                "fmla v16.8h, v3.8h, v5.h[0]",
-                "fmla v17.8h, v4.8h, v5.h[0]",
-                "fmla v18.8h, v3.8h, v5.h[1]",
-                "fmla v19.8h, v4.8h, v5.h[1]",
-                "fmla v20.8h, v3.8h, v5.h[2]",
-                "fmla v21.8h, v4.8h, v5.h[2]",
-                "fmla v22.8h, v3.8h, v5.h[3]",
-                "fmla v23.8h, v4.8h, v5.h[3]",
-                "fmla v24.8h, v3.8h, v5.h[4]",
-                "fmla v25.8h, v4.8h, v5.h[4]",
-                "fmla v26.8h, v3.8h, v5.h[5]",
-                "fmla v27.8h, v4.8h, v5.h[5]",
-                "fmla v28.8h, v3.8h, v5.h[6]",
-                "fmla v29.8h, v4.8h, v5.h[6]",
-                "fmla v30.8h, v3.8h, v5.h[7]",
-                "fmla v31.8h, v4.8h, v5.h[7]",
+                fmla_k_f16!(0, 1, 2),
+                fmla_k_f16!(3, 4, 5),
                 "subs {pairs}, {pairs}, #1",
                 "b.ne 2b",
                 "3:",
                 "tbz {n}, #0, 4f",
                 "ld1 {{v0.8h, v1.8h}}, [{p}]",
                 "ld1 {{v2.8h}}, [{w}]",
-                "fmla v16.8h, v0.8h, v2.h[0]",
-                "fmla v17.8h, v1.8h, v2.h[0]",
-                "fmla v18.8h, v0.8h, v2.h[1]",
-                "fmla v19.8h, v1.8h, v2.h[1]",
-                "fmla v20.8h, v0.8h, v2.h[2]",
-                "fmla v21.8h, v1.8h, v2.h[2]",
-                "fmla v22.8h, v0.8h, v2.h[3]",
-                "fmla v23.8h, v1.8h, v2.h[3]",
-                "fmla v24.8h, v0.8h, v2.h[4]",
-                "fmla v25.8h, v1.8h, v2.h[4]",
-                "fmla v26.8h, v0.8h, v2.h[5]",
-                "fmla v27.8h, v1.8h, v2.h[5]",
-                "fmla v28.8h, v0.8h, v2.h[6]",
-                "fmla v29.8h, v1.8h, v2.h[6]",
-                "fmla v30.8h, v0.8h, v2.h[7]",
-                "fmla v31.8h, v1.8h, v2.h[7]",
+                fmla_k_f16!(0, 1, 2),
                 "4:",
-                // row r: v(16+2r) holds pixels 0-7, v(17+2r) pixels 8-15, widened to v6-v9
+                // the first chunk stores the widened rows, later ones add into them
                 "cbz {first}, 5f",
-                "fcvtl v6.4s, v16.4h", "fcvtl2 v7.4s, v16.8h", "fcvtl v8.4s, v17.4h", "fcvtl2 v9.4s, v17.8h",
-                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v18.4h", "fcvtl2 v7.4s, v18.8h", "fcvtl v8.4s, v19.4h", "fcvtl2 v9.4s, v19.8h",
-                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v20.4h", "fcvtl2 v7.4s, v20.8h", "fcvtl v8.4s, v21.4h", "fcvtl2 v9.4s, v21.8h",
-                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v22.4h", "fcvtl2 v7.4s, v22.8h", "fcvtl v8.4s, v23.4h", "fcvtl2 v9.4s, v23.8h",
-                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v24.4h", "fcvtl2 v7.4s, v24.8h", "fcvtl v8.4s, v25.4h", "fcvtl2 v9.4s, v25.8h",
-                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v26.4h", "fcvtl2 v7.4s, v26.8h", "fcvtl v8.4s, v27.4h", "fcvtl2 v9.4s, v27.8h",
-                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v28.4h", "fcvtl2 v7.4s, v28.8h", "fcvtl v8.4s, v29.4h", "fcvtl2 v9.4s, v29.8h",
-                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v30.4h", "fcvtl2 v7.4s, v30.8h", "fcvtl v8.4s, v31.4h", "fcvtl2 v9.4s, v31.8h",
-                "st1 {{v6.4s, v7.4s, v8.4s, v9.4s}}, [{a}]",
+                store_row_f16!(16, 17), store_row_f16!(18, 19),
+                store_row_f16!(20, 21), store_row_f16!(22, 23),
+                store_row_f16!(24, 25), store_row_f16!(26, 27),
+                store_row_f16!(28, 29), store_row_f16!(30, 31),
                 "b 6f",
                 "5:",
-                "fcvtl v6.4s, v16.4h", "fcvtl2 v7.4s, v16.8h", "fcvtl v8.4s, v17.4h", "fcvtl2 v9.4s, v17.8h",
-                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
-                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
-                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v18.4h", "fcvtl2 v7.4s, v18.8h", "fcvtl v8.4s, v19.4h", "fcvtl2 v9.4s, v19.8h",
-                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
-                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
-                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v20.4h", "fcvtl2 v7.4s, v20.8h", "fcvtl v8.4s, v21.4h", "fcvtl2 v9.4s, v21.8h",
-                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
-                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
-                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v22.4h", "fcvtl2 v7.4s, v22.8h", "fcvtl v8.4s, v23.4h", "fcvtl2 v9.4s, v23.8h",
-                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
-                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
-                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v24.4h", "fcvtl2 v7.4s, v24.8h", "fcvtl v8.4s, v25.4h", "fcvtl2 v9.4s, v25.8h",
-                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
-                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
-                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v26.4h", "fcvtl2 v7.4s, v26.8h", "fcvtl v8.4s, v27.4h", "fcvtl2 v9.4s, v27.8h",
-                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
-                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
-                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v28.4h", "fcvtl2 v7.4s, v28.8h", "fcvtl v8.4s, v29.4h", "fcvtl2 v9.4s, v29.8h",
-                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
-                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
-                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}], {ab}",
-                "fcvtl v6.4s, v30.4h", "fcvtl2 v7.4s, v30.8h", "fcvtl v8.4s, v31.4h", "fcvtl2 v9.4s, v31.8h",
-                "ld1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
-                "fadd v10.4s, v10.4s, v6.4s", "fadd v11.4s, v11.4s, v7.4s", "fadd v12.4s, v12.4s, v8.4s", "fadd v13.4s, v13.4s, v9.4s",
-                "st1 {{v10.4s, v11.4s, v12.4s, v13.4s}}, [{a}]",
+                add_row_f16!(16, 17), add_row_f16!(18, 19),
+                add_row_f16!(20, 21), add_row_f16!(22, 23),
+                add_row_f16!(24, 25), add_row_f16!(26, 27),
+                add_row_f16!(28, 29), add_row_f16!(30, 31),
                 "6:",
                 p = inout(reg) panel.add(k0 * NR + jc * 16) => _,
                 w = inout(reg) w.as_ptr().add(k0 * MR) => _,
