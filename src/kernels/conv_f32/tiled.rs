@@ -60,6 +60,7 @@ pub(crate) fn microkernel(isa: Isa) -> Option<(Microkernel, &'static str)> {
 }
 
 /// Where a microkernel with its own epilogue ([`FusedMicrokernel`]) stores a block.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct TileDst {
     /// row 0 of the block at the tile's first pixel
     pub dst: *mut f32,
@@ -84,7 +85,10 @@ pub(crate) fn fused_microkernel(isa: Isa, hint: EpiHint) -> Option<FusedMicroker
         Isa::Avx512 if Isa::Avx512.supported() && hint != EpiHint::Closure => {
             Some(gemm_f32_8x32_epi_avx512 as FusedMicrokernel)
         }
-        _ => None,
+        _ => {
+            let _ = hint; // only the x86 kernels have their own epilogue
+            None
+        }
     }
 }
 

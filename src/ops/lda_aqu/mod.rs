@@ -330,6 +330,13 @@ struct Scratch {
     /// the block's query, pixel-major `[BLOCK][G*ck]` (the NEON logits read it per pixel)
     #[cfg(target_arch = "aarch64")]
     qt: Vec<f32>,
+    /// the corners again, pixel-major `[g*taps][BLOCK][4]`, for the NEON float paths
+    #[cfg(target_arch = "aarch64")]
+    quad_idx: Vec<u32>,
+    /// the corners' bilinear products `[g*taps][BLOCK][4]` (dy2*dx2, dy2*dx1, dy1*dx2,
+    /// dy1*dx1), for the NEON float paths
+    #[cfg(target_arch = "aarch64")]
+    quad_wts: Vec<f32>,
     /// one tap's sampled keys `[channel][BLOCK]` ([`logits`]), or values `[BLOCK][channel]`
     /// ([`values`])
     planar: Vec<f32>,
@@ -355,6 +362,10 @@ impl Scratch {
             row: vec![0.0; d.ck.max(d.cv)],
             #[cfg(target_arch = "aarch64")]
             qt: vec![0.0; d.g * d.ck * BLOCK],
+            #[cfg(target_arch = "aarch64")]
+            quad_idx: vec![0; gn * 4 * BLOCK],
+            #[cfg(target_arch = "aarch64")]
+            quad_wts: vec![0.0; gn * 4 * BLOCK],
             planar: vec![0.0; d.ck.max(d.cv) * BLOCK],
             acc: vec![0.0; d.cv * BLOCK],
             out: vec![0.0; d.g * d.cv * BLOCK],
@@ -551,7 +562,8 @@ unsafe fn block<const NEON: bool>(
             );
             #[cfg(target_arch = "aarch64")]
             if NEON {
-                neon::corners(ac, d.h, d.w, gxy, idx, wts);
+                let quads = (&mut sc.quad_idx[gt..], &mut sc.quad_wts[gt..]);
+                neon::corners(ac, d.h, d.w, gxy, idx, wts, quads);
                 continue;
             }
             corners(ac, d.h, d.w, gxy, idx, wts);

@@ -92,7 +92,9 @@ unsafe fn rows_of(img: *const f32, width: usize, idx: [u32; 4]) -> [*const f32; 
 }
 
 /// The portable `corners`, four grid points per step (the same operations: `/ 2` is the
-/// exact `* 0.5`, the floor is FCVTZS then minus one where that rounded up).
+/// exact `* 0.5`, the floor is FCVTZS then minus one where that rounded up). Also writes
+/// them pixel-major for the float paths: `quad_idx[i][k]` the corner rows and `quad_wts[i][k]`
+/// their bilinear products (dy2*dx2, dy2*dx1, dy1*dx2, dy1*dx1), one 16-byte row per pixel.
 pub(super) fn corners(
     align_corners: bool,
     h: usize,
@@ -100,10 +102,12 @@ pub(super) fn corners(
     gxy: &[f32],
     idx: &mut [u32],
     wts: &mut [f32],
+    (quad_idx, quad_wts): (&mut [u32], &mut [f32]),
 ) {
     let len = (gxy.len() / 2).min(BLOCK);
     let quads = len / 4 * 4;
     assert!(idx.len() >= 4 * BLOCK && wts.len() >= 4 * BLOCK);
+    assert!(quad_idx.len() >= 4 * BLOCK && quad_wts.len() >= 4 * BLOCK);
     // SAFETY: NEON is baseline; loads stay within `gxy[..2 * quads]`, stores within the
     // first `4 * BLOCK` entries of `idx` and `wts` (checked above).
     unsafe {
@@ -132,6 +136,7 @@ pub(super) fn corners(
             vaddq_s32(t, vreinterpretq_s32_u32(vcgtq_f32(vcvtq_f32_s32(t), v)))
         };
         let (ip, wp) = (idx.as_mut_ptr(), wts.as_mut_ptr());
+        let (qip, qwp) = (quad_idx.as_mut_ptr(), quad_wts.as_mut_ptr());
         for i in (0..quads).step_by(4) {
             let g = vld2q_f32(gxy.as_ptr().add(2 * i));
             let (sx, sy) = (denorm(g.0, fw), denorm(g.1, fh));
@@ -141,16 +146,22 @@ pub(super) fn corners(
             let (x1, y1) = (floor(sx), floor(sy));
             let (x2, y2) = (vaddq_s32(x1, vdupq_n_s32(1)), vaddq_s32(y1, vdupq_n_s32(1)));
             let keep = |v: float32x4_t| vbslq_f32(finite, v, zero);
-            vst1q_f32(wp.add(i), keep(vsubq_f32(vcvtq_f32_s32(x2), sx)));
-            vst1q_f32(wp.add(BLOCK + i), keep(vsubq_f32(sx, vcvtq_f32_s32(x1))));
-            vst1q_f32(
-                wp.add(2 * BLOCK + i),
-                keep(vsubq_f32(vcvtq_f32_s32(y2), sy)),
+            let dx2 = keep(vsubq_f32(vcvtq_f32_s32(x2), sx));
+            let dx1 = keep(vsubq_f32(sx, vcvtq_f32_s32(x1)));
+            let dy2 = keep(vsubq_f32(vcvtq_f32_s32(y2), sy));
+            let dy1 = keep(vsubq_f32(sy, vcvtq_f32_s32(y1)));
+            vst1q_f32(wp.add(i), dx2);
+            vst1q_f32(wp.add(BLOCK + i), dx1);
+            vst1q_f32(wp.add(2 * BLOCK + i), dy2);
+            vst1q_f32(wp.add(3 * BLOCK + i), dy1);
+            // ST4 interleaves the four products into one row per pixel.
+            let products = float32x4x4_t(
+                vmulq_f32(dy2, dx2),
+                vmulq_f32(dy2, dx1),
+                vmulq_f32(dy1, dx2),
+                vmulq_f32(dy1, dx1),
             );
-            vst1q_f32(
-                wp.add(3 * BLOCK + i),
-                keep(vsubq_f32(sy, vcvtq_f32_s32(y1))),
-            );
+            vst4q_f32(qwp.add(4 * i), products);
             let within = |v: int32x4_t, n: int32x4_t| vandq_u32(vcgezq_s32(v), vcltq_s32(v, n));
             let rows = [within(y1, hi), within(y2, hi)];
             let cols = [within(x1, wi), within(x2, wi)];
@@ -159,18 +170,32 @@ pub(super) fn corners(
                 let at = vreinterpretq_u32_s32(vmlaq_s32(cv, rv, wi));
                 vbslq_u32(inside, at, zero_row)
             };
-            vst1q_u32(ip.add(i), at(0, 0, y1, x1));
-            vst1q_u32(ip.add(BLOCK + i), at(0, 1, y1, x2));
-            vst1q_u32(ip.add(2 * BLOCK + i), at(1, 0, y2, x1));
-            vst1q_u32(ip.add(3 * BLOCK + i), at(1, 1, y2, x2));
+            let rows = uint32x4x4_t(
+                at(0, 0, y1, x1),
+                at(0, 1, y1, x2),
+                at(1, 0, y2, x1),
+                at(1, 1, y2, x2),
+            );
+            vst1q_u32(ip.add(i), rows.0);
+            vst1q_u32(ip.add(BLOCK + i), rows.1);
+            vst1q_u32(ip.add(2 * BLOCK + i), rows.2);
+            vst1q_u32(ip.add(3 * BLOCK + i), rows.3);
+            vst4q_u32(qip.add(4 * i), rows);
         }
     }
     corners_from(align_corners, h, w, gxy, idx, wts, quads);
+    for i in quads..len {
+        // SAFETY: i < BLOCK, and both arrays hold `4 * BLOCK` entries (asserted above).
+        let (ix, [dx2, dx1, dy2, dy1]) = unsafe { taps_of(idx, wts, 0, i) };
+        quad_idx[4 * i..4 * i + 4].copy_from_slice(&ix);
+        quad_wts[4 * i..4 * i + 4].copy_from_slice(&[dy2 * dx2, dy2 * dx1, dy1 * dx2, dy1 * dx1]);
+    }
 }
 
 /// Step 2 (`super::logits`) one pixel at a time, the pixel's key channels in registers.
 /// Returns false, having done nothing, where the key width is not 4, 8, 12 or 16 or a
-/// rounding chain is longer than one.
+/// rounding chain is longer than one. Without roundings (a float model, or an int8 one that
+/// keeps the attention float) it takes [`logits_float`].
 ///
 /// # Safety
 /// As `super::logits`.
@@ -184,6 +209,16 @@ pub(super) unsafe fn logits(
     p0: usize,
     len: usize,
 ) -> bool {
+    if a.round_keys.is_empty() && a.round_biased.is_empty() && a.round_qk.is_empty() {
+        match d.ck {
+            4 => logits_float::<1>(a, d, sc, ins, bi, p0, len),
+            8 => logits_float::<2>(a, d, sc, ins, bi, p0, len),
+            12 => logits_float::<3>(a, d, sc, ins, bi, p0, len),
+            16 => logits_float::<4>(a, d, sc, ins, bi, p0, len),
+            _ => return false,
+        }
+        return true;
+    }
     let chains = (
         ChainV::of(&a.round_keys),
         ChainV::of(&a.round_biased),
@@ -270,7 +305,7 @@ unsafe fn logits_v<const V: usize>(
 /// Step 4 (`super::values`) one pixel at a time: the pixel's value channels and their sum
 /// over the taps stay in registers. Returns false, having done nothing, where the value
 /// width is not 4, 8, 12, 16, 24 or 32, a group's channels span more than one head, or a
-/// rounding chain is longer than one.
+/// rounding chain is longer than one. Without roundings it takes [`values_float`].
 ///
 /// # Safety
 /// As `super::values`.
@@ -289,6 +324,18 @@ pub(super) unsafe fn values(
     };
     if sc.val_segs.iter().any(|s| s.len() != 1) {
         return false;
+    }
+    if a.round_values.is_empty() && a.round_weighted.is_empty() {
+        match d.cv {
+            4 => values_float::<1>(a, d, sc, ins, bi, len),
+            8 => values_float::<2>(a, d, sc, ins, bi, len),
+            12 => values_float::<3>(a, d, sc, ins, bi, len),
+            16 => values_float::<4>(a, d, sc, ins, bi, len),
+            24 => values_float::<6>(a, d, sc, ins, bi, len),
+            32 => values_float::<8>(a, d, sc, ins, bi, len),
+            _ => return false,
+        }
+        return true;
     }
     let r = [sampled, weighted];
     match d.cv {
@@ -346,6 +393,203 @@ unsafe fn values_v<const V: usize>(
             for (c, &v) in lanes[..cv].iter().enumerate() {
                 *out.get_unchecked_mut((gi * cv + c) * BLOCK + i) = v;
             }
+        }
+    }
+}
+
+/// Pixel `i`'s corner rows of `img` (rows of `width` floats) and their bilinear products, for
+/// group-and-tap `gt`, from the pixel-major copies [`corners`] writes.
+///
+/// # Safety
+/// `gt` and `i` must be within the scratch's `[g*taps][BLOCK][4]` arrays, every index a row.
+#[inline(always)]
+unsafe fn quad_of(
+    sc_idx: *const u32,
+    sc_wts: *const f32,
+    img: *const f32,
+    width: usize,
+    gt: usize,
+    i: usize,
+) -> ([*const f32; 4], float32x4_t) {
+    let at = (gt * BLOCK + i) * 4;
+    let ix = sc_idx.add(at).cast::<[u32; 4]>().read();
+    (rows_of(img, width, ix), vld1q_f32(sc_wts.add(at)))
+}
+
+/// `acc + sum_k w[k] * rows[k][c..c + 4]`: four channels bilinearly sampled and added, one
+/// FMLA per corner with the product from the weights' lane.
+#[inline(always)]
+unsafe fn fma_corners(
+    acc: float32x4_t,
+    rows: [*const f32; 4],
+    w: float32x4_t,
+    c: usize,
+) -> float32x4_t {
+    let acc = vfmaq_laneq_f32::<0>(acc, vld1q_f32(rows[0].add(c)), w);
+    let acc = vfmaq_laneq_f32::<1>(acc, vld1q_f32(rows[1].add(c)), w);
+    let acc = vfmaq_laneq_f32::<2>(acc, vld1q_f32(rows[2].add(c)), w);
+    vfmaq_laneq_f32::<3>(acc, vld1q_f32(rows[3].add(c)), w)
+}
+
+/// [`logits`] where nothing is rounded (`4 * V` key channels): each corner's row is added
+/// with its bilinear product by FMLA onto the bias, times the query, and a head's channels
+/// are summed across the vector. Fused multiply-adds and this order of the sums round
+/// differently from the graph's separate operations (within a few ulps; the module's test
+/// compares with the unfused graph).
+///
+/// # Safety
+/// As `super::logits`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn logits_float<const V: usize>(
+    a: &LdaAqu,
+    d: &Dims,
+    sc: &mut Scratch,
+    ins: &Inputs,
+    bi: usize,
+    p0: usize,
+    len: usize,
+) {
+    let (n, g, ck) = (a.taps, d.g, 4 * V);
+    let plane_out = d.ho * d.wo;
+    let kc = g * ck;
+    let rows = (d.hw + 1) * ck;
+    let Scratch {
+        quad_idx,
+        quad_wts,
+        attn,
+        qt,
+        key_segs,
+        ..
+    } = sc;
+    for ch in 0..kc {
+        let q = &ins.q[(bi * kc + ch) * plane_out + p0..][..len];
+        for (i, &v) in q.iter().enumerate() {
+            *qt.get_unchecked_mut(i * kc + ch) = v;
+        }
+    }
+    attn.fill(0.0);
+    let (qi, qw) = (quad_idx.as_ptr(), quad_wts.as_ptr());
+    let mut lanes = [0.0f32; 16];
+    for (gi, segs) in key_segs.iter().enumerate() {
+        let img = ins.kt[(bi * g + gi) * rows..][..rows].as_ptr();
+        // One head for the group's channels: the sum is across the vectors, then the lanes.
+        let one_head = match segs[..] {
+            [sg] => Some(sg.head),
+            _ => None,
+        };
+        for t in 0..n {
+            let gt = gi * n + t;
+            let bias: [float32x4_t; V] =
+                std::array::from_fn(|j| vld1q_f32(ins.bias_t[gt * ck + 4 * j..][..4].as_ptr()));
+            for i in 0..len {
+                let (corner, w) = quad_of(qi, qw, img, ck, gt, i);
+                let q = qt.as_ptr().add(i * kc + gi * ck);
+                let qk: [float32x4_t; V] = std::array::from_fn(|j| {
+                    let k = fma_corners(bias[j], corner, w, 4 * j);
+                    vmulq_f32(k, vld1q_f32(q.add(4 * j)))
+                });
+                if let Some(head) = one_head {
+                    let s = qk[1..].iter().fold(qk[0], |s, &v| vaddq_f32(s, v));
+                    *attn.get_unchecked_mut((head * n + t) * BLOCK + i) += vaddvq_f32(s);
+                    continue;
+                }
+                for (j, &v) in qk.iter().enumerate() {
+                    vst1q_f32(lanes.as_mut_ptr().add(4 * j), v);
+                }
+                for sg in segs {
+                    let dst = attn.get_unchecked_mut((sg.head * n + t) * BLOCK + i);
+                    *dst += lanes.get_unchecked(sg.c0..sg.c1).iter().sum::<f32>();
+                }
+            }
+        }
+    }
+}
+
+/// [`values`] where nothing is rounded (`4 * V` value channels, one head per group): the
+/// attention weight times the bilinear products gives each corner's weight, and the corner
+/// rows are added into the pixel's sum by FMLA, taps in order, the sum in registers. The
+/// sums go to the block's pixel-major buffer and are transposed four pixels at a time.
+///
+/// # Safety
+/// As `super::values`.
+#[inline(always)]
+unsafe fn values_float<const V: usize>(
+    a: &LdaAqu,
+    d: &Dims,
+    sc: &mut Scratch,
+    ins: &Inputs,
+    bi: usize,
+    len: usize,
+) {
+    let (n, g, cv) = (a.taps, d.g, 4 * V);
+    let rows = (d.hw + 1) * cv;
+    let Scratch {
+        quad_idx,
+        quad_wts,
+        attn,
+        acc,
+        out,
+        val_segs,
+        ..
+    } = sc;
+    let (qi, qw) = (quad_idx.as_ptr(), quad_wts.as_ptr());
+    for (gi, segs) in val_segs.iter().enumerate() {
+        let img = ins.vt[(bi * g + gi) * rows..][..rows].as_ptr();
+        let head = segs[0].head;
+        let attn = attn.as_ptr().add(head * n * BLOCK);
+        for i in 0..len {
+            let mut sum = [vdupq_n_f32(0.0); V];
+            for t in 0..n {
+                let (corner, w) = quad_of(qi, qw, img, cv, gi * n + t, i);
+                let w = vmulq_n_f32(w, *attn.add(t * BLOCK + i));
+                for (j, s) in sum.iter_mut().enumerate() {
+                    *s = fma_corners(*s, corner, w, 4 * j);
+                }
+            }
+            for (j, s) in sum.iter().enumerate() {
+                vst1q_f32(acc.as_mut_ptr().add(i * cv + 4 * j), *s);
+            }
+        }
+        transpose_block(&acc[..len * cv], out, gi, cv);
+    }
+}
+
+/// The block's sums `acc [pixel][cv]` of group `gi` into `out [channel][BLOCK]`: 4x4
+/// transposes (TRN1/TRN2 on lanes, then on pairs), the last pixels one by one.
+#[inline(always)]
+fn transpose_block(acc: &[f32], out: &mut [f32], gi: usize, cv: usize) {
+    let len = acc.len() / cv;
+    let quads = len / 4 * 4;
+    assert!(cv % 4 == 0 && out.len() >= (gi + 1) * cv * BLOCK && len <= BLOCK);
+    // SAFETY: NEON is baseline; reads stay within `acc[..len * cv]` (i + 3 < len, c + 3 < cv),
+    // writes within `out[(gi * cv + cv) * BLOCK]` (asserted).
+    unsafe {
+        let (src, dst) = (acc.as_ptr(), out.as_mut_ptr().add(gi * cv * BLOCK));
+        for i in (0..quads).step_by(4) {
+            for c in (0..cv).step_by(4) {
+                let r: [float32x4_t; 4] =
+                    std::array::from_fn(|p| vld1q_f32(src.add((i + p) * cv + c)));
+                let t0 = vtrn1q_f32(r[0], r[1]);
+                let t1 = vtrn2q_f32(r[0], r[1]);
+                let t2 = vtrn1q_f32(r[2], r[3]);
+                let t3 = vtrn2q_f32(r[2], r[3]);
+                let pairs = vreinterpretq_f64_f32;
+                let cols = [
+                    vtrn1q_f64(pairs(t0), pairs(t2)),
+                    vtrn1q_f64(pairs(t1), pairs(t3)),
+                    vtrn2q_f64(pairs(t0), pairs(t2)),
+                    vtrn2q_f64(pairs(t1), pairs(t3)),
+                ];
+                for (k, col) in cols.into_iter().enumerate() {
+                    vst1q_f32(dst.add((c + k) * BLOCK + i), vreinterpretq_f32_f64(col));
+                }
+            }
+        }
+    }
+    for i in quads..len {
+        for c in 0..cv {
+            out[(gi * cv + c) * BLOCK + i] = acc[i * cv + c];
         }
     }
 }

@@ -49,6 +49,7 @@ pub(crate) enum DwRow {
     /// the flat phase-plane kernel, AVX-512
     FlatAvx512,
     /// straight from the planes, masked loads ([`rows_avx512`]), AVX-512
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     RowsAvx512,
     K3S1Neon,
     K3S2Neon,
