@@ -21,7 +21,7 @@ mod reduce;
 mod resize;
 mod shape;
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 
 pub use conv::*;
 pub use einsum::*;

@@ -293,6 +293,26 @@ fn pairs(taps: &[Vec<(usize, f32)>], len: usize) -> Option<Vec<([(usize, f32); 2
         .collect()
 }
 
+/// One output row of an NCHW resize with two H taps (input rows `rows`, weights `wh`) and
+/// the W taps `pw` ([`pairs`]): per pixel the planar path's sum, in its order (H taps outer,
+/// W taps inner, weight `wh * ww`, from 0), with the rows and H weights in registers.
+#[inline(always)]
+fn linear_row(rows: [&[f32]; 2], wh: [f32; 2], pw: &[([(usize, f32); 2], u8)], out: &mut [f32]) {
+    for (dst, &([(i0, w0), (i1, w1)], nw)) in out.iter_mut().zip(pw) {
+        let mut acc = 0.0f32;
+        for (row, wh) in rows.iter().zip(wh) {
+            // SAFETY: `pairs` checked every W index against the row length.
+            unsafe {
+                acc += (wh * w0) * *row.get_unchecked(i0);
+                if nw == 2 {
+                    acc += (wh * w1) * *row.get_unchecked(i1);
+                }
+            }
+        }
+        *dst = acc;
+    }
+}
+
 /// [`resize_contiguous`] for [`Planar`] resizes: per output pixel the same sums in the same
 /// order (H taps outer, W taps inner, weight `wh * ww`; identity axes weigh exactly 1), over
 /// `inner` contiguous values at once, output rows in parallel.
@@ -318,6 +338,12 @@ fn resize_planar(
             let plane = &x[o * d.h * d.w * inner..(o + 1) * d.h * d.w * inner];
             if inner == 1 {
                 if let Some(pw) = &pairs_w {
+                    if let [(h0, wh0), (h1, wh1)] = taps_h[yh][..] {
+                        // Two H taps (linear): both input rows found once per output row.
+                        let rows = [&plane[h0 * d.w..][..d.w], &plane[h1 * d.w..][..d.w]];
+                        linear_row(rows, [wh0, wh1], pw, out);
+                        return;
+                    }
                     // NCHW, at most two W taps (linear, nearest): the same sums from flat
                     // pairs, no per-pixel Vec of taps, no bounds check per tap.
                     for (xw, dst) in out.iter_mut().enumerate() {

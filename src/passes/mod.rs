@@ -5,12 +5,14 @@ mod fold_batchnorm;
 mod fuse_activation;
 mod fuse_lda_aqu;
 mod lga_einsum;
+mod merge_sibling_convs;
 mod quantize_lower;
 
 pub use fold_batchnorm::fold_batchnorm;
 pub use fuse_activation::fuse_conv_activation;
 pub use fuse_lda_aqu::fuse_lda_aqu;
 pub use lga_einsum::rewrite_lga_einsum;
+pub use merge_sibling_convs::merge_sibling_convs;
 pub use quantize_lower::{int8_enabled_by_env, is_int8_value, lower_int8};
 
 use crate::model::Graph;
@@ -30,6 +32,10 @@ pub fn optimize(g: &mut Graph) -> Vec<String> {
         rewrite_lga_einsum(g),
     );
     run("LDA-AQU sampling and attention fused", fuse_lda_aqu(g));
+    run(
+        "sibling convs stacked (one im2col for both)",
+        merge_sibling_convs(g),
+    );
     g.remove_dead();
     log
 }

@@ -42,8 +42,8 @@ pub(crate) fn valid_range(
     (lo, hi.max(lo))
 }
 
-/// `dst[j] = src[s0 + j * s]`: one copy for stride 1; for stride 2 (stems) pairs, which the
-/// compiler turns into shuffles (the stem's packing took 2x less time); else a gather.
+/// `dst[j] = src[s0 + j * s]`: one copy for stride 1; for stride 2 (stems) groups of eight,
+/// which the compiler turns into LD2 or shuffles; else a gather.
 #[inline]
 pub(crate) fn copy_strided(src: &[f32], s0: usize, s: usize, dst: &mut [f32]) {
     let n = dst.len();
@@ -53,10 +53,24 @@ pub(crate) fn copy_strided(src: &[f32], s0: usize, s: usize, dst: &mut [f32]) {
     match s {
         1 => dst.copy_from_slice(&src[s0..s0 + n]),
         2 => {
-            for (v, p) in dst.iter_mut().zip(src[s0..s0 + 2 * n - 1].chunks_exact(2)) {
-                *v = p[0];
+            // Four values from each whole group of eight (one LD2 on aarch64), then the rest:
+            // a group may read past the last value used while it stays inside `src`.
+            let src = &src[s0..];
+            assert!(
+                src.len() > 2 * (n - 1),
+                "stride-2 copy past the end of its row"
+            );
+            let groups = (n / 4).min(src.len() / 8);
+            for (d, p) in dst
+                .chunks_exact_mut(4)
+                .zip(src.chunks_exact(8))
+                .take(groups)
+            {
+                d.copy_from_slice(&[p[0], p[2], p[4], p[6]]);
             }
-            dst[n - 1] = src[s0 + 2 * (n - 1)];
+            for (j, v) in dst.iter_mut().enumerate().skip(4 * groups) {
+                *v = src[2 * j];
+            }
         }
         _ => {
             for (j, v) in dst.iter_mut().enumerate() {
@@ -98,4 +112,29 @@ pub(crate) fn im2col_f32(x: &[f32], g: &ColGeom, col: &mut [f32]) {
                 copy_strided(src, s0, g.sw, &mut d[ox0..ox1]);
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_strided;
+
+    #[test]
+    fn strided_copies_equal_the_gather() {
+        let row: Vec<f32> = (0..97).map(|v| v as f32 * 0.5 - 7.0).collect();
+        for s in 1..=3 {
+            for s0 in [0, 1, 2, 5] {
+                // every length that fits, up to the row's end (the last value read is the
+                // row's last value for some, so a group of eight must not run past it)
+                for n in 1..=(row.len() - 1 - s0) / s + 1 {
+                    for len in [s0 + (n - 1) * s + 1, row.len()] {
+                        let src = &row[..len];
+                        let mut got = vec![f32::NAN; n];
+                        copy_strided(src, s0, s, &mut got);
+                        let want: Vec<f32> = (0..n).map(|j| src[s0 + j * s]).collect();
+                        assert_eq!(got, want, "stride {s}, from {s0}, {n} values of {len}");
+                    }
+                }
+            }
+        }
+    }
 }

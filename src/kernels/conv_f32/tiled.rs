@@ -506,17 +506,29 @@ pub(crate) struct TiledConv<'a> {
     pub hint: EpiHint,
 }
 
-/// `dst = act(acc + bias)` for one tile row. Its own small function so that `act` is inlined
-/// and the loop vectorised (inlined into the tile job, `act` stayed a call per value).
+/// `act(acc[r] + bias[r])` for a block's rows `r < bias.len()` into output rows `dst + r *
+/// rs`, `nr` pixels each. Its own function so that `act` is inlined and the loop vectorised
+/// (inlined into the tile job, `act` stayed a call per value), and for the whole block so
+/// that the activation's constants are set up once per block, not once per row (tanh's 12
+/// constants had cost its offset convs more than an instruction per value).
+///
+/// # Safety
+/// `dst + r * rs` must be writable for `nr` floats for each row, and no other thread write
+/// them; `nr <= NR`, `bias.len() <= MR`.
 #[inline(never)]
-pub(crate) fn store_row<F: Fn(f32) -> f32>(
-    dst: &mut [f32],
-    acc: &[f32; NR],
-    bias: f32,
+pub(crate) unsafe fn store_block<F: Fn(f32) -> f32>(
+    dst: *mut f32,
+    rs: usize,
+    nr: usize,
+    acc: &[[f32; NR]; MR],
+    bias: &[f32],
     act: &F,
     hint: EpiHint,
 ) {
-    super::epilogue::bias_act(dst, acc, bias, act, hint);
+    for (r, (ar, &b)) in acc.iter().zip(bias).enumerate() {
+        let row = std::slice::from_raw_parts_mut(dst.add(r * rs), nr);
+        super::epilogue::bias_act(row, ar, b, act, hint);
+    }
 }
 
 /// Runs the convolution of `n` images: `x` `[n][group * cg][h][w]` into `y`
@@ -626,14 +638,12 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
                 let mut acc = [[0.0f32; NR]; MR];
                 for b in 0..mg.div_ceil(MR) {
                     block(b, &mut acc);
-                    let rows = MR.min(mg - b * MR);
-                    for (r, ar) in acc.iter().enumerate().take(rows) {
-                        let ch = gi * mg + b * MR + r;
-                        // SAFETY: row `ch` of image `ni`, columns p0..p0+nr: this tile's alone.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(out.at((ni * t.m + ch) * ohw + p0), nr)
-                        };
-                        store_row(dst, ar, t.bias[ch], act, t.hint);
+                    let ch = gi * mg + b * MR;
+                    let bias = &t.bias[ch..ch + MR.min(mg - b * MR)];
+                    // SAFETY: rows ch.. of image `ni`, columns p0..p0+nr: this tile's alone.
+                    unsafe {
+                        let dst = out.at((ni * t.m + ch) * ohw + p0);
+                        store_block(dst, ohw, nr, &acc, bias, act, t.hint);
                     }
                 }
             },

@@ -119,7 +119,11 @@ pub(super) fn corners(
             vdupq_n_f32(fh + 4.0),
         );
         let inf = vdupq_n_f32(f32::INFINITY);
-        let (hi, wi) = (vdupq_n_s32(h as i32), vdupq_n_s32(w as i32));
+        let (hu, wu, wi) = (
+            vdupq_n_u32(h as u32),
+            vdupq_n_u32(w as u32),
+            vdupq_n_s32(w as i32),
+        );
         let zero_row = vdupq_n_u32((h * w) as u32);
         let denorm = |n: float32x4_t, len: f32| {
             if align_corners {
@@ -162,19 +166,23 @@ pub(super) fn corners(
                 vmulq_f32(dy1, dx1),
             );
             vst4q_f32(qwp.add(4 * i), products);
-            let within = |v: int32x4_t, n: int32x4_t| vandq_u32(vcgezq_s32(v), vcltq_s32(v, n));
-            let rows = [within(y1, hi), within(y2, hi)];
-            let cols = [within(x1, wi), within(x2, wi)];
-            let at = |r: usize, c: usize, rv: int32x4_t, cv: int32x4_t| {
-                let inside = vandq_u32(finite, vandq_u32(rows[r], cols[c]));
-                let at = vreinterpretq_u32_s32(vmlaq_s32(cv, rv, wi));
-                vbslq_u32(inside, at, zero_row)
-            };
+            // In range is one unsigned compare (a negative index wraps to a large one); the
+            // corners' rows are y1 * w + x1 plus 1 (right), w (below) or both.
+            let within = |v: int32x4_t, n: uint32x4_t| vcltq_u32(vreinterpretq_u32_s32(v), n);
+            let (top, bottom) = (
+                vandq_u32(finite, within(y1, hu)),
+                vandq_u32(finite, within(y2, hu)),
+            );
+            let (left, right) = (within(x1, wu), within(x2, wu));
+            let tl = vreinterpretq_u32_s32(vmlaq_s32(x1, y1, wi));
+            let bl = vaddq_u32(tl, wu);
+            let one = vdupq_n_u32(1);
+            let at = |inside: uint32x4_t, row: uint32x4_t| vbslq_u32(inside, row, zero_row);
             let rows = uint32x4x4_t(
-                at(0, 0, y1, x1),
-                at(0, 1, y1, x2),
-                at(1, 0, y2, x1),
-                at(1, 1, y2, x2),
+                at(vandq_u32(top, left), tl),
+                at(vandq_u32(top, right), vaddq_u32(tl, one)),
+                at(vandq_u32(bottom, left), bl),
+                at(vandq_u32(bottom, right), vaddq_u32(bl, one)),
             );
             vst1q_u32(ip.add(i), rows.0);
             vst1q_u32(ip.add(BLOCK + i), rows.1);
