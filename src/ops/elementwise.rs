@@ -98,18 +98,9 @@ pub fn erf_f32(x: f32) -> f32 {
 /// a call per element, most of the time of LDA-AQU's offset conv).
 #[inline(always)]
 pub fn tanh_f32(x: f32) -> f32 {
-    // beyond this, tanh rounds to +-1 in f32
-    const LIMIT: f32 = 7.905_311;
-    const A: [f32; 7] = [
-        4.893_524_6e-3,
-        6.372_619_3e-4,
-        1.485_722_4e-5,
-        5.122_297e-8,
-        -8.604_672e-11,
-        2.000_188e-13,
-        -2.760_768_5e-16,
-    ];
-    const B: [f32; 4] = [4.893_525e-3, 2.268_434_7e-3, 1.185_347_1e-4, 1.198_258_4e-6];
+    const LIMIT: f32 = TANH_LIMIT;
+    const A: [f32; 7] = TANH_P;
+    const B: [f32; 4] = TANH_Q;
     let xc = x.clamp(-LIMIT, LIMIT);
     let x2 = xc * xc;
     let p = (((((A[6] * x2 + A[5]) * x2 + A[4]) * x2 + A[3]) * x2 + A[2]) * x2 + A[1]) * x2 + A[0];
@@ -122,6 +113,23 @@ pub fn tanh_f32(x: f32) -> f32 {
         r
     }
 }
+
+/// [`tanh_f32`]'s clamp: beyond it, tanh rounds to +-1 in f32.
+pub const TANH_LIMIT: f32 = 7.905_311;
+
+/// [`tanh_f32`]'s numerator coefficients (of `x * p(x^2)`), lowest power first.
+pub const TANH_P: [f32; 7] = [
+    4.893_524_6e-3,
+    6.372_619_3e-4,
+    1.485_722_4e-5,
+    5.122_297e-8,
+    -8.604_672e-11,
+    2.000_188e-13,
+    -2.760_768_5e-16,
+];
+
+/// [`tanh_f32`]'s denominator coefficients (of `q(x^2)`), lowest power first.
+pub const TANH_Q: [f32; 4] = [4.893_525e-3, 2.268_434_7e-3, 1.185_347_1e-4, 1.198_258_4e-6];
 
 /// Apply an activation to one value (shared by fused kernels).
 #[inline(always)]

@@ -21,6 +21,8 @@ pub(crate) enum EpiHint {
     Relu,
     /// `v * clamp(v / 6 + 0.5, 0, 1)`
     HardSwish,
+    /// `tanh_f32(v)` (LDA-AQU's offset convs); a vector form on armv7 only
+    Tanh,
 }
 
 impl EpiHint {
@@ -30,8 +32,16 @@ impl EpiHint {
             None => EpiHint::Identity,
             Some(Activation::Relu) => EpiHint::Relu,
             Some(Activation::HardSwish) => EpiHint::HardSwish,
+            Some(Activation::Tanh) => EpiHint::Tanh,
             Some(_) => EpiHint::Closure,
         }
+    }
+
+    /// Whether the x86 kernels' own epilogues ([`act_avx512`]) compute it; for the others
+    /// they store the sums and the closure runs after.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn x86_vector(self) -> bool {
+        matches!(self, EpiHint::Identity | EpiHint::Relu | EpiHint::HardSwish)
     }
 }
 
@@ -109,7 +119,7 @@ pub(crate) unsafe fn act_avx512(
             let t = _mm512_min_ps(_mm512_set1_ps(1.0), _mm512_max_ps(_mm512_setzero_ps(), t));
             _mm512_mul_ps(v, t)
         }
-        EpiHint::Identity | EpiHint::Closure => v,
+        EpiHint::Identity | EpiHint::Closure | EpiHint::Tanh => v,
     }
 }
 
@@ -180,8 +190,90 @@ unsafe fn bias_act_armv7neon(dst: *mut f32, src: *const f32, n: usize, bias: f32
             ],
             (sixth = in(reg) (1.0f32 / 6.0).to_bits(),)
         ),
+        EpiHint::Tanh => tanh_armv7neon(dst, src, n, bias),
         EpiHint::Closure => unreachable!("no vector form for an arbitrary closure"),
     }
+}
+
+/// `dst = tanh_f32(src + bias)` for `n` (a multiple of 4) values, four per step: the same
+/// operations as `ops::tanh_f32` in its order (`VMLA.F32` rounds the product before adding,
+/// as the portable `a * b + c`; the division is VFP `VDIV.F32` on the lanes, NEON having
+/// none), so equal but for subnormals, which NEON flushes.
+///
+/// # Safety
+/// As [`bias_act_armv7neon`].
+#[cfg(target_arch = "arm")]
+unsafe fn tanh_armv7neon(dst: *mut f32, src: *const f32, n: usize, bias: f32) {
+    use std::arch::asm;
+    const LIMIT: f32 = crate::ops::TANH_LIMIT;
+    let [a0, a1, a2, a3, a4, a5, a6] = crate::ops::TANH_P;
+    let [b0, b1, b2, b3] = crate::ops::TANH_Q;
+    // d16..d22: the scalars the loop duplicates, in its order
+    let k: [f32; 14] = [
+        a6, a5, a4, a3, a2, a1, a0, b3, b2, b1, b0, 4e-4, LIMIT, -LIMIT,
+    ];
+    asm!(
+        ".fpu neon",
+        "vld1.32 {{d16-d19}}, [{k}]!",
+        "vld1.32 {{d20-d22}}, [{k}]",
+        "vdup.32 q15, {b}",
+        "vdup.32 q12, d21[1]",
+        "vdup.32 q14, d22[0]",
+        "vdup.32 q13, d22[1]",
+        "3:",
+        "vld1.32 {{d0-d1}}, [{s}]!",
+        "vadd.f32 q0, q0, q15",
+        // xc = clamp(x), x2 = xc * xc
+        "vmax.f32 q1, q0, q13",
+        "vmin.f32 q1, q1, q14",
+        "vmul.f32 q2, q1, q1",
+        // p = ((((((a6 x2 + a5) x2 + a4) x2 + a3) x2 + a2) x2 + a1) x2 + a0
+        "vdup.32 q3, d16[0]",
+        "vdup.32 q4, d16[1]",
+        "vmla.f32 q4, q3, q2",
+        "vdup.32 q3, d17[0]",
+        "vmla.f32 q3, q4, q2",
+        "vdup.32 q4, d17[1]",
+        "vmla.f32 q4, q3, q2",
+        "vdup.32 q3, d18[0]",
+        "vmla.f32 q3, q4, q2",
+        "vdup.32 q4, d18[1]",
+        "vmla.f32 q4, q3, q2",
+        "vdup.32 q3, d19[0]",
+        "vmla.f32 q3, q4, q2",
+        // q = ((b3 x2 + b2) x2 + b1) x2 + b0
+        "vdup.32 q4, d19[1]",
+        "vdup.32 q5, d20[0]",
+        "vmla.f32 q5, q4, q2",
+        "vdup.32 q4, d20[1]",
+        "vmla.f32 q4, q5, q2",
+        "vdup.32 q5, d21[0]",
+        "vmla.f32 q5, q4, q2",
+        // r = xc * p / q
+        "vmul.f32 q3, q1, q3",
+        "vdiv.f32 s12, s12, s20",
+        "vdiv.f32 s13, s13, s21",
+        "vdiv.f32 s14, s14, s22",
+        "vdiv.f32 s15, s15, s23",
+        // x itself where |x| < 4e-4
+        "vabs.f32 q4, q0",
+        "vcgt.f32 q4, q12, q4",
+        "vbsl q4, q0, q3",
+        "vst1.32 {{d8-d9}}, [{d}]!",
+        "subs {c}, {c}, #1",
+        "bne 3b",
+        k = inout(reg) k.as_ptr() => _,
+        b = in(reg) bias.to_bits(),
+        s = inout(reg) src => _,
+        d = inout(reg) dst => _,
+        c = inout(reg) n / 4 => _,
+        out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+        out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _, out("d11") _,
+        out("d16") _, out("d17") _, out("d18") _, out("d19") _, out("d20") _,
+        out("d21") _, out("d22") _, out("d24") _, out("d25") _, out("d26") _,
+        out("d27") _, out("d28") _, out("d29") _, out("d30") _, out("d31") _,
+        options(nostack),
+    );
 }
 
 #[cfg(test)]
@@ -197,6 +289,7 @@ mod tests {
             (EpiHint::Identity, None),
             (EpiHint::Relu, Some(Activation::Relu)),
             (EpiHint::HardSwish, Some(Activation::HardSwish)),
+            (EpiHint::Tanh, Some(Activation::Tanh)),
         ] {
             assert_eq!(EpiHint::of(a), hint);
             let act = |v: f32| match a {

@@ -75,14 +75,14 @@ pub(crate) struct TileDst {
 }
 
 /// `dst[r][j] = act(sum_k w[k][r] * panel[k * stride + j] + bias[r])` for `r < rows`, `j < nr`,
-/// `act` by the hint (never [`EpiHint::Closure`]); nothing else in `dst` is written.
+/// `act` by the hint (one with [`EpiHint::x86_vector`]); nothing else in `dst` is written.
 pub(crate) type FusedMicrokernel = unsafe fn(usize, &[f32], *const f32, usize, &TileDst, EpiHint);
 
 /// The microkernel with its own epilogue for `isa` and `hint`, where there is one.
 pub(crate) fn fused_microkernel(isa: Isa, hint: EpiHint) -> Option<FusedMicrokernel> {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if Isa::Avx512.supported() && hint != EpiHint::Closure => {
+        Isa::Avx512 if Isa::Avx512.supported() && hint.x86_vector() => {
             Some(gemm_f32_8x32_epi_avx512 as FusedMicrokernel)
         }
         _ => {
@@ -316,7 +316,7 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_avx512(
 ) {
     use std::arch::x86_64::*;
     assert!(w.len() >= kc * MR, "packed weights too short");
-    debug_assert!(d.rows <= MR && d.nr <= NR && hint != EpiHint::Closure);
+    debug_assert!(d.rows <= MR && d.nr <= NR && hint.x86_vector());
     let c = accumulate_8x32_avx512(kc, w, panel, stride);
     let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
     let mask = [lanes(d.nr), lanes(d.nr.saturating_sub(16))];

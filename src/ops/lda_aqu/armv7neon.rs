@@ -1,4 +1,4 @@
-//! LDA-AQU's keys and values on 32-bit Arm NEON, inline assembly (Rust's 32-bit Arm NEON
+//! LDA-AQU's corners, keys and values on 32-bit Arm NEON, inline assembly (Rust's 32-bit Arm NEON
 //! intrinsics are not stable; LLVM does not vectorise f32 arithmetic for armv7 NEON, so the
 //! portable loops ran scalar VFP there).
 //!
@@ -270,4 +270,178 @@ pub(super) unsafe fn values(
         }
     }
     true
+}
+
+/// The portable `corners` four grid points per step (`super::corners`: the same operations,
+/// `/ 2` as the exact `* 0.5`; NEON's VMAX/VMIN give NaN for a NaN coordinate where Rust's
+/// `max`/`min` give the bound, and VCVT makes it 0, but such a point's weights are zeroed and
+/// its corners read the zero row either way). Corners in range are one unsigned compare per
+/// axis (a negative index wraps to a large one). Any last 1-3 points take the portable code.
+///
+/// # Safety
+/// The CPU has NEON; `idx` and `wts` hold `4 * BLOCK` entries from this group and tap.
+pub(super) unsafe fn corners(
+    align_corners: bool,
+    h: usize,
+    w: usize,
+    gxy: &[f32],
+    idx: &mut [u32],
+    wts: &mut [f32],
+) {
+    let len = (gxy.len() / 2).min(BLOCK);
+    let quads = len / 4;
+    assert!(idx.len() >= 4 * BLOCK && wts.len() >= 4 * BLOCK);
+    let (fw, fh) = (w as f32, h as f32);
+    let (sx, sy) = if align_corners {
+        (fw - 1.0, fh - 1.0)
+    } else {
+        (fw, fh)
+    };
+    // Constants, four lanes each, in the order the loop loads them.
+    let f = |v: f32| [v.to_bits(); 4];
+    let u = |v: u32| [v; 4];
+    let consts: [[u32; 4]; 12] = [
+        f(1.0),
+        f(0.5),
+        f(sx),
+        f(sy),
+        f(-4.0),
+        f(fw + 4.0),
+        f(fh + 4.0),
+        f(f32::INFINITY),
+        u(1),
+        u(w as u32),
+        u(h as u32),
+        u((h * w) as u32),
+    ];
+    /// The loop, with the coordinate denormalisation `$denorm` (q0 = x, q1 = y; q8 = 1.0,
+    /// q9 = 0.5, q10 / q11 = the axes' lengths).
+    macro_rules! corners_loop {
+        ($($denorm:literal),*) => {
+            asm!(
+                ".fpu neon",
+                "1:",
+                "vld2.32 {{d0-d3}}, [{gp}]!",
+                "mov {c}, {cp}",
+                "vld1.32 {{d16-d19}}, [{c}]!",
+                "vld1.32 {{d20-d23}}, [{c}]!",
+                $($denorm,)*
+                // finite (|v| < inf; false for NaN), then the clamps
+                "vld1.32 {{d16-d19}}, [{c}]!",
+                "vld1.32 {{d20-d23}}, [{c}]!",
+                "vabs.f32 q12, q0",
+                "vabs.f32 q13, q1",
+                "vcgt.f32 q12, q11, q12",
+                "vcgt.f32 q13, q11, q13",
+                "vand q15, q12, q13",
+                "vmax.f32 q0, q0, q8",
+                "vmin.f32 q0, q0, q9",
+                "vmax.f32 q1, q1, q8",
+                "vmin.f32 q1, q1, q10",
+                // floor: truncate, minus one where that rounded up; q2 = x1, q3 = y1
+                "vcvt.s32.f32 q2, q0",
+                "vcvt.s32.f32 q3, q1",
+                "vcvt.f32.s32 q4, q2",
+                "vcvt.f32.s32 q5, q3",
+                "vcgt.f32 q4, q4, q0",
+                "vcgt.f32 q5, q5, q1",
+                "vadd.i32 q2, q2, q4",
+                "vadd.i32 q3, q3, q5",
+                "vld1.32 {{d16-d17}}, [{c}]!",
+                "vadd.i32 q4, q2, q8",
+                "vadd.i32 q5, q3, q8",
+                // weights dx2, dx1, dy2, dy1, zero where the point is not finite
+                "vcvt.f32.s32 q6, q4",
+                "vcvt.f32.s32 q7, q2",
+                "vsub.f32 q6, q6, q0",
+                "vsub.f32 q7, q0, q7",
+                "vand q6, q6, q15",
+                "vand q7, q7, q15",
+                "mov {t}, {wp}",
+                "vst1.32 {{d12-d13}}, [{t}], {rs}",
+                "vst1.32 {{d14-d15}}, [{t}], {rs}",
+                "vcvt.f32.s32 q6, q5",
+                "vcvt.f32.s32 q7, q3",
+                "vsub.f32 q6, q6, q1",
+                "vsub.f32 q7, q1, q7",
+                "vand q6, q6, q15",
+                "vand q7, q7, q15",
+                "vst1.32 {{d12-d13}}, [{t}], {rs}",
+                "vst1.32 {{d14-d15}}, [{t}]",
+                "add {wp}, {wp}, #16",
+                // rows in range (q0 top, q1 bottom, with finite), columns (q6 left, q7 right)
+                "vld1.32 {{d18-d21}}, [{c}]!",
+                "vld1.32 {{d22-d23}}, [{c}]",
+                "vcgt.u32 q0, q10, q3",
+                "vcgt.u32 q1, q10, q5",
+                "vand q0, q0, q15",
+                "vand q1, q1, q15",
+                "vcgt.u32 q6, q9, q2",
+                "vcgt.u32 q7, q9, q4",
+                // q2 = y1 * w + x1 (top-left), q3 = that + w (bottom-left)
+                "vmla.i32 q2, q3, q9",
+                "vadd.i32 q3, q2, q9",
+                "vadd.i32 q4, q2, q8",
+                "vadd.i32 q5, q3, q8",
+                "vand q12, q0, q6",
+                "vand q13, q0, q7",
+                "vand q14, q1, q6",
+                "vand q0, q1, q7",
+                "vbsl q12, q2, q11",
+                "vbsl q13, q4, q11",
+                "vbsl q14, q3, q11",
+                "vbsl q0, q5, q11",
+                "mov {t}, {ip}",
+                "vst1.32 {{d24-d25}}, [{t}], {rs}",
+                "vst1.32 {{d26-d27}}, [{t}], {rs}",
+                "vst1.32 {{d28-d29}}, [{t}], {rs}",
+                "vst1.32 {{d0-d1}}, [{t}]",
+                "add {ip}, {ip}, #16",
+                "subs {cnt}, {cnt}, #1",
+                "bne 1b",
+                gp = inout(reg) gxy.as_ptr() => _,
+                wp = inout(reg) wts.as_mut_ptr() => _,
+                ip = inout(reg) idx.as_mut_ptr() => _,
+                cp = in(reg) consts.as_ptr(),
+                rs = in(reg) ROW,
+                cnt = inout(reg) quads => _,
+                c = out(reg) _,
+                t = out(reg) _,
+                out("d0") _, out("d1") _, out("d2") _, out("d3") _, out("d4") _, out("d5") _,
+                out("d6") _, out("d7") _, out("d8") _, out("d9") _, out("d10") _,
+                out("d11") _, out("d12") _, out("d13") _, out("d14") _, out("d15") _,
+                out("d16") _, out("d17") _, out("d18") _, out("d19") _, out("d20") _,
+                out("d21") _, out("d22") _, out("d23") _, out("d24") _, out("d25") _,
+                out("d26") _, out("d27") _, out("d28") _, out("d29") _, out("d30") _,
+                out("d31") _,
+                options(nostack),
+            )
+        };
+    }
+    if quads > 0 {
+        if align_corners {
+            // ((n + 1) * 0.5) * (len - 1)
+            corners_loop!(
+                "vadd.f32 q0, q0, q8",
+                "vadd.f32 q1, q1, q8",
+                "vmul.f32 q0, q0, q9",
+                "vmul.f32 q1, q1, q9",
+                "vmul.f32 q0, q0, q10",
+                "vmul.f32 q1, q1, q11"
+            );
+        } else {
+            // ((n + 1) * len - 1) * 0.5
+            corners_loop!(
+                "vadd.f32 q0, q0, q8",
+                "vadd.f32 q1, q1, q8",
+                "vmul.f32 q0, q0, q10",
+                "vmul.f32 q1, q1, q11",
+                "vsub.f32 q0, q0, q8",
+                "vsub.f32 q1, q1, q8",
+                "vmul.f32 q0, q0, q9",
+                "vmul.f32 q1, q1, q9"
+            );
+        }
+    }
+    super::corners_from(align_corners, h, w, gxy, idx, wts, 4 * quads);
 }

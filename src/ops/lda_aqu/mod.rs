@@ -566,6 +566,11 @@ unsafe fn block<const NEON: bool>(
                 neon::corners(ac, d.h, d.w, gxy, idx, wts, quads);
                 continue;
             }
+            #[cfg(target_arch = "arm")]
+            if NEON {
+                armv7neon::corners(ac, d.h, d.w, gxy, idx, wts);
+                continue;
+            }
             corners(ac, d.h, d.w, gxy, idx, wts);
         }
     }
