@@ -33,7 +33,7 @@ pub fn optimize(g: &mut Graph) -> Vec<String> {
     );
     run("LDA-AQU sampling and attention fused", fuse_lda_aqu(g));
     run(
-        "sibling convs stacked (one im2col for both)",
+        "convs stacked onto a sibling on the same input (one im2col)",
         merge_sibling_convs(g),
     );
     g.remove_dead();
