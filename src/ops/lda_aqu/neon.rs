@@ -271,13 +271,7 @@ unsafe fn logits_v<const V: usize>(
         key_segs,
         ..
     } = sc;
-    // The block's query, pixel-major: each pixel's channels are one contiguous row.
-    for ch in 0..kc {
-        let q = &ins.q[(bi * kc + ch) * plane_out + p0..][..len];
-        for (i, &v) in q.iter().enumerate() {
-            *qt.get_unchecked_mut(i * kc + ch) = v;
-        }
-    }
+    query_pixel_major(ins, qt, bi, kc, plane_out, p0, len);
     attn.fill(0.0);
     let mut lanes = [0.0f32; 16];
     for (gi, segs) in key_segs.iter().enumerate() {
@@ -306,6 +300,29 @@ unsafe fn logits_v<const V: usize>(
                     *dst = s;
                 }
             }
+        }
+    }
+}
+
+/// The block's query pixel-major into `qt` (`[pixel][kc]`: each pixel's channels one
+/// contiguous row), from image `bi`'s channel-major query.
+///
+/// # Safety
+/// `qt` holds `len * kc` values; the query holds the block's pixels of every channel.
+#[inline(always)]
+unsafe fn query_pixel_major(
+    ins: &Inputs,
+    qt: &mut [f32],
+    bi: usize,
+    kc: usize,
+    plane_out: usize,
+    p0: usize,
+    len: usize,
+) {
+    for ch in 0..kc {
+        let q = &ins.q[(bi * kc + ch) * plane_out + p0..][..len];
+        for (i, &v) in q.iter().enumerate() {
+            *qt.get_unchecked_mut(i * kc + ch) = v;
         }
     }
 }
@@ -470,12 +487,7 @@ unsafe fn logits_float<const V: usize>(
         key_segs,
         ..
     } = sc;
-    for ch in 0..kc {
-        let q = &ins.q[(bi * kc + ch) * plane_out + p0..][..len];
-        for (i, &v) in q.iter().enumerate() {
-            *qt.get_unchecked_mut(i * kc + ch) = v;
-        }
-    }
+    query_pixel_major(ins, qt, bi, kc, plane_out, p0, len);
     attn.fill(0.0);
     let (qi, qw) = (quad_idx.as_ptr(), quad_wts.as_ptr());
     let mut lanes = [0.0f32; 16];
