@@ -293,14 +293,14 @@ fn pairs(taps: &[Vec<(usize, f32)>], len: usize) -> Option<Vec<([(usize, f32); 2
         .collect()
 }
 
-/// One output row of an NCHW resize with two H taps (input rows `rows`, weights `wh`) and
-/// the W taps `pw` ([`pairs`]): per pixel the planar path's sum, in its order (H taps outer,
-/// W taps inner, weight `wh * ww`, from 0), with the rows and H weights in registers.
+/// One output row of an NCHW resize from its H taps' input rows and weights `rows` and the W
+/// taps `pw` ([`pairs`]): per pixel the planar path's sum, in its order (H taps outer, W taps
+/// inner, weight `wh * ww`, from 0), the rows found once per output row, not per pixel.
 #[inline(always)]
-fn linear_row(rows: [&[f32]; 2], wh: [f32; 2], pw: &[([(usize, f32); 2], u8)], out: &mut [f32]) {
+fn pairs_row(rows: &[(&[f32], f32)], pw: &[([(usize, f32); 2], u8)], out: &mut [f32]) {
     for (dst, &([(i0, w0), (i1, w1)], nw)) in out.iter_mut().zip(pw) {
         let mut acc = 0.0f32;
-        for (row, wh) in rows.iter().zip(wh) {
+        for &(row, wh) in rows {
             // SAFETY: `pairs` checked every W index against the row length.
             unsafe {
                 acc += (wh * w0) * *row.get_unchecked(i0);
@@ -337,30 +337,14 @@ fn resize_planar(
             let (o, yh) = (r / oh, r % oh);
             let plane = &x[o * d.h * d.w * inner..(o + 1) * d.h * d.w * inner];
             if inner == 1 {
-                if let Some(pw) = &pairs_w {
-                    if let [(h0, wh0), (h1, wh1)] = taps_h[yh][..] {
-                        // Two H taps (linear): both input rows found once per output row.
-                        let rows = [&plane[h0 * d.w..][..d.w], &plane[h1 * d.w..][..d.w]];
-                        linear_row(rows, [wh0, wh1], pw, out);
-                        return;
+                // NCHW, at most two taps per axis (linear, nearest): flat W pairs, no
+                // per-pixel Vec of taps, no bounds check per tap.
+                if let (Some(pw), true) = (&pairs_w, taps_h[yh].len() <= 2) {
+                    let mut rows: [(&[f32], f32); 2] = [(&[], 0.0); 2];
+                    for (r, &(ih, wh)) in rows.iter_mut().zip(&taps_h[yh]) {
+                        *r = (&plane[ih * d.w..][..d.w], wh);
                     }
-                    // NCHW, at most two W taps (linear, nearest): the same sums from flat
-                    // pairs, no per-pixel Vec of taps, no bounds check per tap.
-                    for (xw, dst) in out.iter_mut().enumerate() {
-                        let (cw, nw) = pw[xw];
-                        let mut acc = 0.0f32;
-                        for &(ih, wh) in &taps_h[yh] {
-                            let row = &plane[ih * d.w..(ih + 1) * d.w];
-                            // SAFETY: `pairs` checked every W index against `d.w`.
-                            unsafe {
-                                acc += (wh * cw[0].1) * *row.get_unchecked(cw[0].0);
-                                if nw == 2 {
-                                    acc += (wh * cw[1].1) * *row.get_unchecked(cw[1].0);
-                                }
-                            }
-                        }
-                        *dst = acc;
-                    }
+                    pairs_row(&rows[..taps_h[yh].len()], pw, out);
                     return;
                 }
                 // NCHW: one value per pixel, summed in a register (not through `out`)

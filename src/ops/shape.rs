@@ -222,33 +222,24 @@ pub fn run_split(axis: usize, x: &ArrayViewD<f32>, ys: &mut [ArrayViewMutD<f32>]
     for (e, y) in expected.iter().zip(ys.iter()) {
         check_out("Split", e, y.shape())?;
     }
-    // Row-major tensors: each output is one contiguous run per index before `axis`.
-    if let Some(xs) = x.as_slice() {
-        let (len, inner) = (
-            x.shape()[axis],
-            x.shape()[axis + 1..].iter().product::<usize>(),
-        );
-        let mut start = 0usize;
-        for y in ys.iter_mut() {
-            let n = y.shape()[axis];
-            match y.as_slice_mut() {
-                Some(dst) if n * inner > 0 => {
-                    for (o, run) in dst.chunks_exact_mut(n * inner).enumerate() {
-                        let at = (o * len + start) * inner;
-                        run.copy_from_slice(&xs[at..at + n * inner]);
-                    }
-                }
-                _ => y.assign(&x.slice_axis(Axis(axis), NdSlice::from(start..start + n))),
-            }
-            start += n;
-        }
-        return Ok(());
-    }
-    let mut off = 0usize;
+    // Row-major input and output: each output is one contiguous run per index before `axis`.
+    let (len, inner) = (
+        x.shape()[axis],
+        x.shape()[axis + 1..].iter().product::<usize>(),
+    );
+    let mut start = 0usize;
     for y in ys.iter_mut() {
         let n = y.shape()[axis];
-        y.assign(&x.slice_axis(Axis(axis), NdSlice::from(off..off + n)));
-        off += n;
+        match (x.as_slice(), y.as_slice_mut()) {
+            (Some(xs), Some(dst)) if n * inner > 0 => {
+                for (o, run) in dst.chunks_exact_mut(n * inner).enumerate() {
+                    let at = (o * len + start) * inner;
+                    run.copy_from_slice(&xs[at..at + n * inner]);
+                }
+            }
+            _ => y.assign(&x.slice_axis(Axis(axis), NdSlice::from(start..start + n))),
+        }
+        start += n;
     }
     Ok(())
 }

@@ -11,9 +11,9 @@ use crate::ops::{Conv, Op};
 use crate::tensor::Tensor;
 use ndarray::{ArrayD, IxDyn};
 
-/// A float conv's weights `[M, C, kh, kw]` and bias (zeros where it has none), when both are
-/// constants.
-fn weights_and_bias(g: &Graph, node: usize) -> Option<(ArrayD<f32>, Vec<f32>)> {
+/// A float conv's weights `[M, C, kh, kw]` and its bias (`None` where it has none), when they
+/// are constants.
+fn weights_and_bias(g: &Graph, node: usize) -> Option<(&ArrayD<f32>, Option<&ArrayD<f32>>)> {
     let n = &g.nodes[node];
     let Some(Tensor::F32(w)) = g.constant(n.inputs[1]) else {
         return None;
@@ -22,13 +22,13 @@ fn weights_and_bias(g: &Graph, node: usize) -> Option<(ArrayD<f32>, Vec<f32>)> {
         return None;
     }
     let bias = match n.inputs.get(2) {
-        None => vec![0.0; w.shape()[0]],
+        None => None,
         Some(&b) => match g.constant(b) {
-            Some(Tensor::F32(b)) if b.len() == w.shape()[0] => b.iter().copied().collect(),
+            Some(Tensor::F32(b)) if b.len() == w.shape()[0] => Some(b),
             _ => return None,
         },
     };
-    Some((w.clone(), bias))
+    Some((w, bias))
 }
 
 /// Whether stacking saves work: a conv that reads its input in place (1x1, stride 1, no
@@ -49,8 +49,9 @@ pub fn merge_sibling_convs(g: &mut Graph) -> usize {
         };
         let c = c.clone();
         let x = g.nodes[i].inputs[0];
-        let Some((w0, _)) =
-            weights_and_bias(g, i).filter(|(w, _)| c.group == 1 && packs_its_input(&c, w))
+        let Some(shape0) = weights_and_bias(g, i)
+            .filter(|(w, _)| c.group == 1 && packs_its_input(&c, w))
+            .map(|(w, _)| w.shape().to_vec())
         else {
             i += 1;
             continue;
@@ -61,8 +62,7 @@ pub fn merge_sibling_convs(g: &mut Graph) -> usize {
                 let n = &g.nodes[j];
                 matches!(&n.op, Op::Conv(cj) if *cj == c)
                     && n.inputs[0] == x
-                    && weights_and_bias(g, j)
-                        .is_some_and(|(w, _)| w.shape()[1..] == w0.shape()[1..])
+                    && weights_and_bias(g, j).is_some_and(|(w, _)| w.shape()[1..] == shape0[1..])
             })
             .collect();
         if siblings.is_empty() {
@@ -70,16 +70,20 @@ pub fn merge_sibling_convs(g: &mut Graph) -> usize {
             continue;
         }
         let members: Vec<usize> = std::iter::once(i).chain(siblings.iter().copied()).collect();
-        let parts: Vec<(ArrayD<f32>, Vec<f32>)> = members
-            .iter()
-            .map(|&j| weights_and_bias(g, j).expect("checked above"))
-            .collect();
-        let sizes: Vec<usize> = parts.iter().map(|(w, _)| w.shape()[0]).collect();
+        let (mut data, mut bias, mut sizes) = (vec![], vec![], vec![]);
+        for &j in &members {
+            let (w, b) = weights_and_bias(g, j).expect("checked above");
+            let mj = w.shape()[0];
+            data.extend(w.iter());
+            match b {
+                Some(b) => bias.extend(b.iter()),
+                None => bias.resize(bias.len() + mj, 0.0),
+            }
+            sizes.push(mj);
+        }
         let m: usize = sizes.iter().sum();
-        let mut shape = w0.shape().to_vec();
+        let mut shape = shape0;
         shape[0] = m;
-        let data: Vec<f32> = parts.iter().flat_map(|(w, _)| w.iter().copied()).collect();
-        let bias: Vec<f32> = parts.iter().flat_map(|(_, b)| b.iter().copied()).collect();
         let name = format!("{}+{}", g.nodes[i].name, siblings.len());
         let w = g.add_const(
             format!("{name}.weight"),
