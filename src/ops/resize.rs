@@ -295,12 +295,17 @@ fn pairs(taps: &[Vec<(usize, f32)>], len: usize) -> Option<Vec<([(usize, f32); 2
 
 /// One output row of an NCHW resize from its H taps' input rows and weights `rows` and the W
 /// taps `pw` ([`pairs`]): per pixel the planar path's sum, in its order (H taps outer, W taps
-/// inner, weight `wh * ww`, from 0), the rows found once per output row, not per pixel.
+/// inner, weight `wh * ww`, from 0), the rows found once per output row, not per pixel;
+/// `H` (1 or 2) is known at compile time, so the rows and their weights stay in registers.
 #[inline(always)]
-fn pairs_row(rows: &[(&[f32], f32)], pw: &[([(usize, f32); 2], u8)], out: &mut [f32]) {
+fn pairs_row<const H: usize>(
+    rows: [(&[f32], f32); H],
+    pw: &[([(usize, f32); 2], u8)],
+    out: &mut [f32],
+) {
     for (dst, &([(i0, w0), (i1, w1)], nw)) in out.iter_mut().zip(pw) {
         let mut acc = 0.0f32;
-        for &(row, wh) in rows {
+        for &(row, wh) in &rows {
             // SAFETY: `pairs` checked every W index against the row length.
             unsafe {
                 acc += (wh * w0) * *row.get_unchecked(i0);
@@ -339,13 +344,13 @@ fn resize_planar(
             if inner == 1 {
                 // NCHW, at most two taps per axis (linear, nearest): flat W pairs, no
                 // per-pixel Vec of taps, no bounds check per tap.
-                if let (Some(pw), true) = (&pairs_w, taps_h[yh].len() <= 2) {
-                    let mut rows: [(&[f32], f32); 2] = [(&[], 0.0); 2];
-                    for (r, &(ih, wh)) in rows.iter_mut().zip(&taps_h[yh]) {
-                        *r = (&plane[ih * d.w..][..d.w], wh);
+                if let Some(pw) = &pairs_w {
+                    let row = |&(ih, wh): &(usize, f32)| (&plane[ih * d.w..][..d.w], wh);
+                    match &taps_h[yh][..] {
+                        [a] => return pairs_row([row(a)], pw, out),
+                        [a, b] => return pairs_row([row(a), row(b)], pw, out),
+                        _ => {}
                     }
-                    pairs_row(&rows[..taps_h[yh].len()], pw, out);
-                    return;
                 }
                 // NCHW: one value per pixel, summed in a register (not through `out`)
                 for (xw, dst) in out.iter_mut().enumerate() {
