@@ -5,6 +5,7 @@
 
 pub mod binary_f32;
 pub mod conv_f32;
+pub mod par;
 pub mod qs8;
 
 /// A raw output pointer shared by parallel jobs that each write their own disjoint part of

@@ -2,19 +2,16 @@
 
 use super::{Activation, BinaryOp, OpError, OpResult, UnaryOp};
 use crate::kernels::binary_f32::{binary_f32_vs, binary_f32_vv, RowOp};
-use crate::kernels::Isa;
+use crate::kernels::{par, Isa};
 use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Zip};
 use std::borrow::Cow;
 
-/// Numerically stable logistic function.
+/// Logistic function, branch-free on [`exp_f32`] so loops over it vectorise (`f32::exp` is a
+/// libm call per value). Stable at both ends: `exp_f32` clamps its argument, so a large `-x`
+/// gives `1 / (1 + 3.3e38)` (about 3e-39, against a true value below that) and never inf.
 #[inline(always)]
 fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
+    1.0 / (1.0 + exp_f32(-x))
 }
 
 /// `e^x` to within 2 ulp, branch-free so loops over it vectorise (`f32::exp` is a libm call
@@ -193,12 +190,14 @@ pub fn broadcast_shape(shapes: &[&[usize]]) -> OpResult<Vec<usize>> {
 
 /// Map `f` over `x` into `y` (same shape, checked by the caller).
 #[inline(always)]
-fn map_unary<F: Fn(f32) -> f32>(x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32>, f: F) {
+fn map_unary<F: Fn(f32) -> f32 + Sync>(x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32>, f: F) {
     if x.strides() == y.strides() {
         if let (Some(xs), Some(ys)) = (x.as_slice_memory_order(), y.as_slice_memory_order_mut()) {
-            for (o, &v) in ys.iter_mut().zip(xs) {
-                *o = f(v);
-            }
+            par::rows_mut(ys, 1, |r, ys| {
+                for (o, &v) in ys.iter_mut().zip(&xs[r]) {
+                    *o = f(v);
+                }
+            });
             return;
         }
     }
@@ -296,52 +295,57 @@ fn row_major<'a>(x: &'a ArrayViewD<f32>) -> Cow<'a, [f32]> {
 /// small operand is the left one. `row`, when set, is `f` as a row kernel
 /// ([`crate::kernels::binary_f32`]), which runs the contiguous runs.
 #[inline(always)]
-fn block_kernel<F: Fn(f32, f32) -> f32>(
+fn block_kernel<F: Fn(f32, f32) -> f32 + Sync>(
     full: &[f32],
     small: &[f32],
     y: &mut [f32],
-    (outer, mid, inner): (usize, usize, usize),
+    (_outer, mid, inner): (usize, usize, usize),
     swap: bool,
     f: &F,
     row: Option<(Isa, RowOp)>,
 ) {
-    let plane = mid * inner;
-    for o in 0..outer {
-        let fo = &full[o * plane..(o + 1) * plane];
-        let yo = &mut y[o * plane..(o + 1) * plane];
-        if inner == 1 {
-            let (a, b) = if swap { (small, fo) } else { (fo, small) };
-            if let Some((isa, op)) = row {
-                binary_f32_vv(isa, op, a, b, yo);
-                continue;
-            }
-            for ((yv, &av), &bv) in yo.iter_mut().zip(a).zip(b) {
-                *yv = f(av, bv);
-            }
-        } else {
-            for (m, &s) in small.iter().enumerate().take(mid) {
-                let fr = &fo[m * inner..(m + 1) * inner];
-                let yr = &mut yo[m * inner..(m + 1) * inner];
+    if inner == 1 {
+        // rows are the outer planes; `small` runs along each
+        par::rows_mut(y, mid, |rows, yr| {
+            let fr = &full[rows.start * mid..rows.end * mid];
+            for (fo, yo) in fr.chunks_exact(mid).zip(yr.chunks_exact_mut(mid)) {
+                let (a, b) = if swap { (small, fo) } else { (fo, small) };
                 if let Some((isa, op)) = row {
-                    binary_f32_vs(isa, op, fr, s, swap, yr);
-                } else if swap {
-                    for (yv, &bv) in yr.iter_mut().zip(fr) {
-                        *yv = f(s, bv);
-                    }
-                } else {
-                    for (yv, &av) in yr.iter_mut().zip(fr) {
-                        *yv = f(av, s);
-                    }
+                    binary_f32_vv(isa, op, a, b, yo);
+                    continue;
+                }
+                for ((yv, &av), &bv) in yo.iter_mut().zip(a).zip(b) {
+                    *yv = f(av, bv);
+                }
+            }
+        });
+        return;
+    }
+    // rows of `inner` values that share one value of `small`
+    par::rows_mut(y, inner, |rows, yr| {
+        let fr = &full[rows.start * inner..rows.end * inner];
+        let rs = fr.chunks_exact(inner).zip(yr.chunks_exact_mut(inner));
+        for (i, (fr, yr)) in rs.enumerate() {
+            let s = small[(rows.start + i) % mid];
+            if let Some((isa, op)) = row {
+                binary_f32_vs(isa, op, fr, s, swap, yr);
+            } else if swap {
+                for (yv, &bv) in yr.iter_mut().zip(fr) {
+                    *yv = f(s, bv);
+                }
+            } else {
+                for (yv, &av) in yr.iter_mut().zip(fr) {
+                    *yv = f(av, s);
                 }
             }
         }
-    }
+    });
 }
 
 /// `y = f(a, b)` with broadcasting; `row`, when set, is `f` as a row kernel for the
 /// contiguous cases.
 #[inline(always)]
-fn binary_kernel<F: Fn(f32, f32) -> f32>(
+fn binary_kernel<F: Fn(f32, f32) -> f32 + Sync>(
     a: &ArrayViewD<f32>,
     b: &ArrayViewD<f32>,
     y: &mut ArrayViewMutD<f32>,
@@ -357,13 +361,16 @@ fn binary_kernel<F: Fn(f32, f32) -> f32>(
             b.as_slice_memory_order(),
             y.as_slice_memory_order_mut(),
         ) {
-            if let Some((isa, op)) = row {
-                binary_f32_vv(isa, op, av, bv, yv);
-                return Ok(());
-            }
-            for ((o, &p), &q) in yv.iter_mut().zip(av).zip(bv) {
-                *o = f(p, q);
-            }
+            par::rows_mut(yv, 1, |r, yv| {
+                let (av, bv) = (&av[r.clone()], &bv[r]);
+                if let Some((isa, op)) = row {
+                    binary_f32_vv(isa, op, av, bv, yv);
+                    return;
+                }
+                for ((o, &p), &q) in yv.iter_mut().zip(av).zip(bv) {
+                    *o = f(p, q);
+                }
+            });
             return Ok(());
         }
     }

@@ -1,6 +1,7 @@
 //! LayerNormalization and BatchNormalization (inference).
 
 use super::{OpError, OpResult};
+use crate::kernels::par;
 use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Zip};
 
 /// True when `p` broadcasts unidirectionally to `target`.
@@ -81,7 +82,7 @@ pub fn run_layer_norm(
     let xs = xc
         .as_slice()
         .ok_or_else(|| OpError::Shape("LayerNorm: input not contiguous".into()))?;
-    let run = |ys: &mut [f32]| {
+    let run_rows = |xs: &[f32], ys: &mut [f32]| {
         for (xr, yr) in xs.chunks_exact(n).zip(ys.chunks_exact_mut(n)) {
             let m = mean(xr);
             let var = xr.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n as f64;
@@ -91,6 +92,12 @@ pub fn run_layer_norm(
                 *o = (v - m) * inv * s + b;
             }
         }
+    };
+    // rows in parallel on rayon's current pool when large
+    let run = |ys: &mut [f32]| {
+        par::rows_mut(ys, n, |rows, ys| {
+            run_rows(&xs[rows.start * n..rows.end * n], ys)
+        })
     };
     if let Some(ys) = y.as_slice_mut() {
         run(ys);

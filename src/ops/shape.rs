@@ -92,22 +92,28 @@ pub fn run_concat(
     if let Some(ys) = y.as_slice_mut() {
         if inputs.iter().all(|x| x.as_slice().is_some()) && inner > 0 {
             let row = out[axis] * inner;
-            let mut off = 0usize;
-            for x in inputs {
-                let xs = x.as_slice().expect("checked contiguous");
-                let run = x.shape()[axis] * inner;
-                if run == 1 {
-                    // stacking along a last axis of 1 (LDA-AQU's sampling grid): an interleave
-                    for (d, &v) in ys[off..].iter_mut().step_by(row).zip(xs) {
-                        *d = v;
+            // output rows (one per index before `axis`) in parallel on rayon's current pool
+            // when large
+            crate::kernels::par::rows_mut(&mut ys[..outer * row], row, |rows, ys| {
+                let mut off = 0usize;
+                for x in inputs {
+                    let xs = x.as_slice().expect("checked contiguous");
+                    let run = x.shape()[axis] * inner;
+                    let xs = &xs[rows.start * run..rows.end * run];
+                    if run == 1 {
+                        // stacking along a last axis of 1 (LDA-AQU's sampling grid): an
+                        // interleave
+                        for (d, &v) in ys[off..].iter_mut().step_by(row).zip(xs) {
+                            *d = v;
+                        }
+                    } else if run > 0 {
+                        for (src, dst) in xs.chunks_exact(run).zip(ys.chunks_exact_mut(row)) {
+                            dst[off..off + run].copy_from_slice(src);
+                        }
                     }
-                } else if run > 0 {
-                    for (o, src) in xs.chunks_exact(run).take(outer).enumerate() {
-                        ys[o * row + off..o * row + off + run].copy_from_slice(src);
-                    }
+                    off += run;
                 }
-                off += run;
-            }
+            });
             return Ok(());
         }
     }
@@ -232,10 +238,13 @@ pub fn run_split(axis: usize, x: &ArrayViewD<f32>, ys: &mut [ArrayViewMutD<f32>]
         let n = y.shape()[axis];
         match (x.as_slice(), y.as_slice_mut()) {
             (Some(xs), Some(dst)) if n * inner > 0 => {
-                for (o, run) in dst.chunks_exact_mut(n * inner).enumerate() {
-                    let at = (o * len + start) * inner;
-                    run.copy_from_slice(&xs[at..at + n * inner]);
-                }
+                // runs in parallel on rayon's current pool when large
+                crate::kernels::par::rows_mut(dst, n * inner, |rows, dst| {
+                    for (o, run) in rows.zip(dst.chunks_exact_mut(n * inner)) {
+                        let at = (o * len + start) * inner;
+                        run.copy_from_slice(&xs[at..at + n * inner]);
+                    }
+                });
             }
             _ => y.assign(&x.slice_axis(Axis(axis), NdSlice::from(start..start + n))),
         }
@@ -271,8 +280,71 @@ pub fn run_transpose(
 ) -> OpResult<()> {
     let out = transpose_shape(perm, x.shape())?;
     check_out("Transpose", &out, y.shape())?;
+    if let (Some(xs), Some(ys), Some(dims)) =
+        (x.as_slice(), y.as_slice_mut(), batched_2d(perm, x.shape()))
+    {
+        transpose_2d(xs, ys, dims);
+        return Ok(());
+    }
     y.assign(&x.view().permuted_axes(perm.to_vec()));
     Ok(())
+}
+
+/// `perm` of a tensor of `shape` as a batched 2-D transpose: the tensor viewed as
+/// `[outer, a, b]` becomes `[outer, b, a]` (a copy when `a` or `b` is 1), once axes of size 1
+/// are dropped and axes that stay neighbours are merged. `None` for other permutations.
+/// NCHW <-> NHWC (the LDA-AQU offset branch's LayerNorm) is `[N, C, HW]` <-> `[N, HW, C]`.
+fn batched_2d(perm: &[usize], shape: &[usize]) -> Option<(usize, usize, usize)> {
+    // the input axes that matter, in output order, renumbered by input position
+    let kept: Vec<usize> = (0..shape.len()).filter(|&i| shape[i] > 1).collect();
+    let rank = |ax: usize| kept.iter().position(|&k| k == ax);
+    let order: Vec<usize> = perm.iter().filter_map(|&p| rank(p)).collect();
+    // groups of consecutive input ranks, in output order: (first rank, elements)
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    for (i, &r) in order.iter().enumerate() {
+        match groups.last_mut() {
+            Some((_, n)) if i > 0 && order[i - 1] + 1 == r => *n *= shape[kept[r]],
+            _ => groups.push((r, shape[kept[r]])),
+        }
+    }
+    let mut by_input = groups.clone();
+    by_input.sort_unstable();
+    let sizes: Vec<usize> = by_input.iter().map(|g| g.1).collect();
+    let output_order: Vec<usize> = groups
+        .iter()
+        .map(|g| by_input.iter().position(|h| h == g).expect("same groups"))
+        .collect();
+    match output_order.as_slice() {
+        [] | [0] => Some((1, 1, sizes.first().copied().unwrap_or(1))),
+        [1, 0] => Some((1, sizes[0], sizes[1])),
+        [0, 2, 1] => Some((sizes[0], sizes[1], sizes[2])),
+        _ => None,
+    }
+}
+
+/// `y[o][j][i] = x[o][i][j]` for `x` of `[outer, a, b]`: 16 x 16 tiles (reads and writes stay
+/// in cache lines), output rows in parallel on rayon's current pool when large.
+fn transpose_2d(x: &[f32], y: &mut [f32], (_outer, a, b): (usize, usize, usize)) {
+    const T: usize = 16;
+    crate::kernels::par::rows_mut(y, a, |rows, ys| {
+        let mut r = rows.start;
+        while r < rows.end {
+            // output rows r.. are columns j0.. of image o
+            let (o, j0) = (r / b, r % b);
+            let jn = T.min(b - j0).min(rows.end - r);
+            let img = &x[o * a * b..(o + 1) * a * b];
+            let dst = &mut ys[(r - rows.start) * a..(r - rows.start + jn) * a];
+            for i0 in (0..a).step_by(T) {
+                let i1 = (i0 + T).min(a);
+                for (jj, yr) in dst.chunks_exact_mut(a).enumerate() {
+                    for (i, o) in (i0..i1).zip(&mut yr[i0..i1]) {
+                        *o = img[i * b + j0 + jj];
+                    }
+                }
+            }
+            r += jn;
+        }
+    });
 }
 
 /// Check a reshape keeps the element count.
@@ -731,6 +803,30 @@ mod tests {
                 assert_eq!(y, want);
             }
         }
+        // large tensors take the tiled 2-D path in pieces on a pool (NCHW <-> NHWC, a
+        // rotation, a swap of two inner axes, one left to ndarray) and equal the gather
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for (shape, perm) in [
+            (vec![1, 37, 61, 23], vec![0, 2, 3, 1]),
+            (vec![2, 61, 23, 37], vec![0, 3, 1, 2]),
+            (vec![3, 1, 170, 190], vec![2, 0, 3, 1]),
+            (vec![2, 3, 111, 130], vec![0, 1, 3, 2]),
+            (vec![4, 50, 3, 70], vec![1, 0, 2, 3]),
+        ] {
+            let x = rng.arr(&shape);
+            let out = transpose_shape(&perm, &shape).unwrap();
+            let want = x.view().permuted_axes(perm.clone()).to_owned();
+            let mut y = nan(&out);
+            pool.install(|| run_transpose(&perm, &x.view(), &mut y.view_mut()).unwrap());
+            assert_eq!(y, want, "{shape:?} {perm:?}");
+        }
+        assert_eq!(batched_2d(&[0, 2, 3, 1], &[1, 8, 5, 6]), Some((1, 8, 30)));
+        assert_eq!(batched_2d(&[0, 3, 1, 2], &[2, 5, 6, 8]), Some((2, 30, 8)));
+        assert_eq!(batched_2d(&[1, 0, 2], &[4, 1, 9]), Some((1, 1, 36)));
+        assert_eq!(batched_2d(&[1, 0, 2], &[4, 5, 9]), None);
         assert!(transpose_shape(&[0, 0], &[2, 2]).is_err());
         assert!(transpose_shape(&[0, 2], &[2, 2]).is_err());
         assert!(transpose_shape(&[0], &[2, 2]).is_err());

@@ -106,7 +106,10 @@ impl Int8Kernel {
             QOp::FakeQuant(r) => {
                 let x = std::slice::from_raw_parts(ins[0] as *const f32, out_len);
                 let y = std::slice::from_raw_parts_mut(out as *mut f32, out_len);
-                ew::fake_quantize_row(self.level, *r, x, y);
+                let level = self.level;
+                crate::kernels::par::rows_mut(y, 1, |i, y| {
+                    ew::fake_quantize_row(level, *r, &x[i], y)
+                });
             }
             QOp::Conv(_) => {
                 self.conv

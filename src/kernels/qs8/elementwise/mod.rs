@@ -11,6 +11,7 @@
 //! ([`armv7neon`], inline assembly with VFP division).
 
 use super::Level;
+use crate::kernels::{par, SharedOut};
 use crate::ops::{QBinaryKind, QRound, QType};
 
 #[cfg(target_arch = "arm")]
@@ -163,43 +164,60 @@ pub fn nchw(shape: &[usize]) -> (usize, usize, usize) {
 /// transposed, instead of streaming the whole tensor once per channel.
 const BLOCK: usize = 64;
 
-/// QuantizeLinear of an f32 NCHW tensor into stored NHWC bytes.
+/// QuantizeLinear of an f32 NCHW tensor into stored NHWC bytes (pixel ranges in parallel on
+/// rayon's current pool when large).
 pub fn quantize(level: Level, q: QType, shape: &[usize], x: &[f32], y: &mut [u8]) {
     let (n, c, hw) = nchw(shape);
     if c == 1 {
-        quantize_row(level, q, x, y);
+        par::rows_mut(y, 1, |r, y| quantize_row(level, q, &x[r], y));
         return;
     }
-    // Quantize each channel's run of a pixel block contiguously (vectorises) into `planes`
-    // ([c][BLOCK]), then interleave the block into NHWC.
-    let mut planes = vec![0u8; c * BLOCK];
     for b in 0..n {
         let src = &x[b * c * hw..(b + 1) * c * hw];
         let img = &mut y[b * hw * c..(b + 1) * hw * c];
-        for p0 in (0..hw).step_by(BLOCK) {
-            let pn = BLOCK.min(hw - p0);
-            for (ch, plane) in planes.chunks_exact_mut(BLOCK).enumerate() {
-                let row = &src[ch * hw + p0..ch * hw + p0 + pn];
-                quantize_row(level, q, row, &mut plane[..pn]);
+        par::rows_mut(img, c, |px, out| {
+            quantize_pixels(level, q, c, hw, src, px, out)
+        });
+    }
+}
+
+/// [`quantize`] of pixels `px` of one image (`src` its `c` planes of `hw` floats) into their
+/// NHWC bytes `out`.
+fn quantize_pixels(
+    level: Level,
+    q: QType,
+    c: usize,
+    hw: usize,
+    src: &[f32],
+    px: std::ops::Range<usize>,
+    out: &mut [u8],
+) {
+    // Quantize each channel's run of a pixel block contiguously (vectorises) into `planes`
+    // ([c][BLOCK]), then interleave the block into NHWC.
+    let mut planes = vec![0u8; c * BLOCK];
+    for p0 in px.clone().step_by(BLOCK) {
+        let pn = BLOCK.min(px.end - p0);
+        for (ch, plane) in planes.chunks_exact_mut(BLOCK).enumerate() {
+            let row = &src[ch * hw + p0..ch * hw + p0 + pn];
+            quantize_row(level, q, row, &mut plane[..pn]);
+        }
+        let out = &mut out[(p0 - px.start) * c..(p0 - px.start + pn) * c];
+        match c {
+            // an image's channels: known widths, so the interleave has no inner loop
+            #[cfg(target_arch = "x86_64")]
+            3 if level >= Level::Avx512Vnni && x86::has_vbmi() => {
+                // SAFETY: the host has AVX-512 VBMI (checked).
+                unsafe { x86::interleave3_avx512vbmi(&planes, out) }
             }
-            let out = &mut img[p0 * c..(p0 + pn) * c];
-            match c {
-                // an image's channels: known widths, so the interleave has no inner loop
-                #[cfg(target_arch = "x86_64")]
-                3 if level >= Level::Avx512Vnni && x86::has_vbmi() => {
-                    // SAFETY: the host has AVX-512 VBMI (checked).
-                    unsafe { x86::interleave3_avx512vbmi(&planes, out) }
-                }
-                #[cfg(target_arch = "aarch64")]
-                // SAFETY: every aarch64 CPU has NEON.
-                3 if level >= Level::Neon => unsafe { neon::interleave3(&planes, BLOCK, out) },
-                3 => interleave::<3>(&planes, out),
-                4 => interleave::<4>(&planes, out),
-                _ => {
-                    for (i, px) in out.chunks_exact_mut(c).enumerate() {
-                        for (o, plane) in px.iter_mut().zip(planes.chunks_exact(BLOCK)) {
-                            *o = plane[i];
-                        }
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: every aarch64 CPU has NEON.
+            3 if level >= Level::Neon => unsafe { neon::interleave3(&planes, BLOCK, out) },
+            3 => interleave::<3>(&planes, out),
+            4 => interleave::<4>(&planes, out),
+            _ => {
+                for (i, px) in out.chunks_exact_mut(c).enumerate() {
+                    for (o, plane) in px.iter_mut().zip(planes.chunks_exact(BLOCK)) {
+                        *o = plane[i];
                     }
                 }
             }
@@ -262,7 +280,8 @@ mod x86 {
 }
 
 /// DequantizeLinear of stored NHWC bytes into f32 NCHW, through a 256-entry table (exactly
-/// `q.dequantize(v)` for every byte).
+/// `q.dequantize(v)` for every byte); pixel ranges in parallel on rayon's current pool when
+/// large.
 pub fn dequantize(level: Level, q: QType, shape: &[usize], x: &[u8], y: &mut [f32]) {
     let (n, c, hw) = nchw(shape);
     if c == 1 {
@@ -272,34 +291,40 @@ pub fn dequantize(level: Level, q: QType, shape: &[usize], x: &[u8], y: &mut [f3
     let table: [f32; 256] = std::array::from_fn(|v| q.dequantize(v as u8));
     for b in 0..n {
         let src = &x[b * hw * c..(b + 1) * hw * c];
-        let dst = &mut y[b * c * hw..(b + 1) * c * hw];
-        for p0 in (0..hw).step_by(BLOCK) {
-            let pn = BLOCK.min(hw - p0);
-            let block = &src[p0 * c..(p0 + pn) * c];
-            #[cfg(target_arch = "aarch64")]
-            if level >= Level::Neon {
-                // SAFETY: every aarch64 CPU has NEON; `dst` holds c planes of hw floats.
-                unsafe {
-                    neon::dequantize_block(q, &table, block, c, pn, dst.as_mut_ptr().add(p0), hw)
-                };
-                continue;
-            }
-            let _ = level;
-            for (ch, plane) in dst.chunks_exact_mut(hw).enumerate() {
-                for (i, o) in plane[p0..p0 + pn].iter_mut().enumerate() {
-                    *o = table[block[i * c + ch] as usize];
+        let dst = SharedOut(y[b * c * hw..(b + 1) * c * hw].as_mut_ptr());
+        // Pieces are pixel ranges: each writes its range of every channel's plane.
+        par::ranges(hw, c, |px| {
+            for p0 in px.clone().step_by(BLOCK) {
+                let pn = BLOCK.min(px.end - p0);
+                let block = &src[p0 * c..(p0 + pn) * c];
+                #[cfg(target_arch = "aarch64")]
+                if level >= Level::Neon {
+                    // SAFETY: every aarch64 CPU has NEON; `dst` holds c planes of hw floats
+                    // and this piece alone writes pixels `px` of them.
+                    unsafe { neon::dequantize_block(q, &table, block, c, pn, dst.at(p0), hw) };
+                    continue;
+                }
+                let _ = level;
+                for ch in 0..c {
+                    // SAFETY: as above; plane `ch`, pixels p0..p0 + pn.
+                    let plane = unsafe { std::slice::from_raw_parts_mut(dst.at(ch * hw + p0), pn) };
+                    for (i, o) in plane.iter_mut().enumerate() {
+                        *o = table[block[i * c + ch] as usize];
+                    }
                 }
             }
-        }
+        });
     }
 }
 
 /// DequantizeLinear of bytes into f32 in the same layout, through a 256-entry table.
 pub fn dequantize_row(q: QType, x: &[u8], y: &mut [f32]) {
     let table: [f32; 256] = std::array::from_fn(|v| q.dequantize(v as u8));
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = table[v as usize];
-    }
+    par::rows_mut(y, 1, |r, y| {
+        for (o, &v) in y.iter_mut().zip(&x[r]) {
+            *o = table[v as usize];
+        }
+    });
 }
 
 /// Nearest-neighbour resize of NHWC bytes (`in_shape` NCHW; one tap per output row and
@@ -350,9 +375,11 @@ pub fn lut_table(input: QType, out: QType, f: impl Fn(f32) -> f32) -> Vec<u8> {
 
 /// `y = table[x]`.
 pub fn lut(table: &[u8], x: &[u8], y: &mut [u8]) {
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = table[v as usize];
-    }
+    par::rows_mut(y, 1, |r, y| {
+        for (o, &v) in y.iter_mut().zip(&x[r]) {
+            *o = table[v as usize];
+        }
+    });
 }
 
 /// `Q(DQ(a) op DQ(b))`; `b` is a's shape or (`per_channel`) one value per channel of an NHWC
@@ -380,13 +407,19 @@ pub fn binary(
                 .map(|&v| qb.dequantize(v))
                 .collect();
             let mul = kind == QBinaryKind::Mul;
-            binary_channels_rows(level, mul, qa, qo, &bt, aa, ya);
+            par::rows_mut(ya, c, |px, ya| {
+                let aa = &aa[px.start * c..px.end * c];
+                binary_channels_rows(level, mul, qa, qo, &bt, aa, ya)
+            });
         }
     } else {
-        match kind {
-            QBinaryKind::Add => add_row(level, qa, qb, qo, a, b, y),
-            QBinaryKind::Mul => mul_row(level, qa, qb, qo, a, b, y),
-        }
+        par::rows_mut(y, 1, |r, y| {
+            let (a, b) = (&a[r.clone()], &b[r]);
+            match kind {
+                QBinaryKind::Add => add_row(level, qa, qb, qo, a, b, y),
+                QBinaryKind::Mul => mul_row(level, qa, qb, qo, a, b, y),
+            }
+        });
     }
 }
 
