@@ -283,6 +283,14 @@ pub enum Op {
     Int8(Box<Int8Op>),
     /// LDA-AQU's sampling, attention and weighted sum in one op (see [`LdaAqu`]).
     LdaAqu(Box<LdaAqu>),
+    /// LayerNormalization over the channels (axis 1) of each pixel of `[N,C,...]`: inputs x,
+    /// scale `[C]`, optional bias `[C]`. What Transpose to channels-last, LayerNormalization
+    /// over the last axis and Transpose back compute (the LDA-AQU blocks' LayerNorms), without
+    /// the transposes.
+    ChannelLayerNorm {
+        /// epsilon
+        epsilon: f32,
+    },
 }
 
 impl Op {
@@ -317,6 +325,7 @@ impl Op {
             Op::Einsum { .. } => "Einsum".into(),
             Op::GridSample(_) => "GridSample".into(),
             Op::HeadChannelSum => "HeadChannelSum".into(),
+            Op::ChannelLayerNorm { .. } => "ChannelLayerNorm".into(),
             Op::QuantizeLinear(_) => "QuantizeLinear".into(),
             Op::DequantizeLinear(_) => "DequantizeLinear".into(),
             Op::Int8(q) => q.name(),
@@ -338,7 +347,8 @@ impl Op {
             | Op::MatMul
             | Op::Gemm(_)
             | Op::GridSample(_)
-            | Op::LayerNorm { .. } => 2,
+            | Op::LayerNorm { .. }
+            | Op::ChannelLayerNorm { .. } => 2,
             Op::LdaAqu(_) => 5,
             _ => 1,
         }
@@ -377,6 +387,7 @@ impl Op {
                 one(s.to_vec())
             }
             Op::LayerNorm { axis, .. } => one(layer_norm_shape(*axis, inputs)?),
+            Op::ChannelLayerNorm { .. } => one(channel_layer_norm_shape(inputs)?),
             Op::BatchNorm { .. } => one(batch_norm_shape(inputs)?),
             Op::MatMul => one(matmul_shape(arity(inputs, 2)?[0], inputs[1])?),
             Op::Gemm(g) => one(gemm_shape(g, inputs)?),
@@ -455,6 +466,9 @@ impl Op {
             Op::Einsum { equation } => run_einsum(equation, inputs, &mut outputs[0]),
             Op::GridSample(g) => run_grid_sample(g, &inputs[0], &inputs[1], &mut outputs[0]),
             Op::HeadChannelSum => run_head_channel_sum(&inputs[0], &mut outputs[0]),
+            Op::ChannelLayerNorm { epsilon } => {
+                run_channel_layer_norm(*epsilon, inputs, &mut outputs[0])
+            }
             Op::QuantizeLinear(p) => run_quantize(p, &inputs[0], &mut outputs[0]),
             Op::DequantizeLinear(p) => run_dequantize(p, &inputs[0], &mut outputs[0]),
             Op::LdaAqu(a) => run_lda_aqu(a, inputs, &mut outputs[0]),

@@ -1,7 +1,7 @@
 //! LayerNormalization and BatchNormalization (inference).
 
 use super::{OpError, OpResult};
-use crate::kernels::par;
+use crate::kernels::{par, SharedOut};
 use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Zip};
 
 /// True when `p` broadcasts unidirectionally to `target`.
@@ -104,6 +104,128 @@ pub fn run_layer_norm(
     } else {
         let mut buf = vec![0.0f32; xs.len()];
         run(&mut buf);
+        for (o, &v) in y.iter_mut().zip(&buf) {
+            *o = v;
+        }
+    }
+    Ok(())
+}
+
+/// Shape check for ChannelLayerNorm: x `[N,C,...]`, scale and optional bias broadcastable to
+/// `[C]`.
+pub fn channel_layer_norm_shape(inputs: &[&[usize]]) -> OpResult<Vec<usize>> {
+    if !(2..=3).contains(&inputs.len()) {
+        return Err(OpError::Arity {
+            expected: 3,
+            got: inputs.len(),
+        });
+    }
+    let x = inputs[0];
+    if x.len() < 2 {
+        return Err(OpError::Shape(format!(
+            "ChannelLayerNorm expects x of rank >= 2, got {x:?}"
+        )));
+    }
+    for p in &inputs[1..] {
+        if !broadcasts_to(p, &x[1..2]) {
+            return Err(OpError::Shape(format!(
+                "ChannelLayerNorm: parameter shape {p:?} does not broadcast to [{}] (x {x:?})",
+                x[1]
+            )));
+        }
+    }
+    Ok(x.to_vec())
+}
+
+/// Pixels per block of [`run_channel_layer_norm`]: a channel's run of a block is contiguous,
+/// so the per-pixel sums vectorise across pixels.
+const CHANNEL_BLOCK: usize = 64;
+
+/// ChannelLayerNorm: LayerNorm over axis 1 of `[N,C,...]` for every pixel. Each pixel gets
+/// exactly the arithmetic of [`run_layer_norm`] over its channels (f64 sums in channel order,
+/// the same f32 expression), so it equals Transpose, LayerNorm over the last axis and
+/// Transpose back bit for bit; pixel ranges run in parallel on rayon's current pool when large.
+pub fn run_channel_layer_norm(
+    epsilon: f32,
+    inputs: &[ArrayViewD<f32>],
+    y: &mut ArrayViewMutD<f32>,
+) -> OpResult<()> {
+    let shapes: Vec<&[usize]> = inputs.iter().map(|v| v.shape()).collect();
+    let out = channel_layer_norm_shape(&shapes)?;
+    if out.as_slice() != y.shape() {
+        return Err(OpError::Shape(format!(
+            "ChannelLayerNorm: input {out:?}, output {:?}",
+            y.shape()
+        )));
+    }
+    let (n, c) = (out[0], out[1]);
+    let hw: usize = out[2..].iter().product();
+    if n * c * hw == 0 {
+        return Ok(());
+    }
+    let param = |p: &ArrayViewD<f32>| -> Vec<f32> {
+        let b = p.broadcast(c).expect("checked by the shape");
+        b.iter().copied().collect()
+    };
+    let scale = param(&inputs[1]);
+    let bias = inputs.get(2).map(param).unwrap_or_else(|| vec![0.0; c]);
+    let xc = inputs[0].as_standard_layout();
+    let xs = xc
+        .as_slice()
+        .ok_or_else(|| OpError::Shape("ChannelLayerNorm: input not contiguous".into()))?;
+    let mut buf = vec![];
+    let ys = match y.as_slice_mut() {
+        Some(ys) => ys,
+        None => {
+            buf = vec![0.0f32; xs.len()];
+            &mut buf[..]
+        }
+    };
+    let cf = c as f64;
+    for b in 0..n {
+        let img = &xs[b * c * hw..(b + 1) * c * hw];
+        let dst = SharedOut(ys[b * c * hw..].as_mut_ptr());
+        // Pieces are pixel ranges; each writes its range of every channel's plane.
+        par::ranges(hw, c, |px| {
+            let mut acc = [0f64; CHANNEL_BLOCK];
+            let mut mean = [0f64; CHANNEL_BLOCK];
+            let (mut m32, mut inv) = ([0f32; CHANNEL_BLOCK], [0f32; CHANNEL_BLOCK]);
+            for p0 in px.clone().step_by(CHANNEL_BLOCK) {
+                let pn = CHANNEL_BLOCK.min(px.end - p0);
+                let plane = |ch: usize| &img[ch * hw + p0..ch * hw + p0 + pn];
+                acc[..pn].fill(0.0);
+                for ch in 0..c {
+                    for (a, &v) in acc.iter_mut().zip(plane(ch)) {
+                        *a += v as f64;
+                    }
+                }
+                for (m, &a) in mean.iter_mut().zip(&acc[..pn]) {
+                    *m = a / cf;
+                }
+                acc[..pn].fill(0.0);
+                for ch in 0..c {
+                    for ((a, &m), &v) in acc.iter_mut().zip(&mean).zip(plane(ch)) {
+                        let d = v as f64 - m;
+                        *a += d * d;
+                    }
+                }
+                for i in 0..pn {
+                    inv[i] = (1.0 / (acc[i] / cf + epsilon as f64).sqrt()) as f32;
+                    m32[i] = mean[i] as f32;
+                }
+                for ch in 0..c {
+                    // SAFETY: plane `ch`, pixels p0..p0 + pn of this image: inside `ys`, and
+                    // written by this piece only.
+                    let o = unsafe { std::slice::from_raw_parts_mut(dst.at(ch * hw + p0), pn) };
+                    let (s, bi) = (scale[ch], bias[ch]);
+                    for (((o, &v), &m), &k) in o.iter_mut().zip(plane(ch)).zip(&m32).zip(&inv) {
+                        *o = (v - m) * k * s + bi;
+                    }
+                }
+            }
+        });
+    }
+    if !buf.is_empty() {
         for (o, &v) in y.iter_mut().zip(&buf) {
             *o = v;
         }
@@ -283,6 +405,77 @@ mod tests {
             run_layer_norm(axis, 1e-5, &[xr, s.view(), b.view()], &mut y.view_mut()).unwrap();
             assert_close(&y, &want_r, 1e-4);
         }
+    }
+
+    #[test]
+    fn channel_layer_norm_equals_the_transposed_layer_norm() {
+        let mut rng = Rng(23);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        // odd pixel counts, blocks with tails, one tensor large enough to split over the pool
+        for shape in [
+            vec![1, 1, 1, 1],
+            vec![2, 5, 3, 7],
+            vec![1, 16, 9, 11],
+            vec![3, 7, 13],
+            vec![1, 24, 70, 67],
+        ] {
+            let c = shape[1];
+            let x = rng.arr_affine(&shape, 2.0, 5.0);
+            let s = rng.arr(&[c]);
+            let b = rng.arr(&[c]);
+            // channels last, LayerNorm over the last axis, channels back to axis 1
+            let rank = shape.len();
+            let to_last: Vec<usize> = (0..rank).filter(|&a| a != 1).chain([1]).collect();
+            let xt = x.view().permuted_axes(to_last.clone()).to_owned();
+            let mut yt = ArrayD::from_elem(IxDyn(xt.shape()), f32::NAN);
+            run_layer_norm(
+                rank - 1,
+                1e-5,
+                &[xt.view(), s.view(), b.view()],
+                &mut yt.view_mut(),
+            )
+            .unwrap();
+            let mut back: Vec<usize> = vec![0; rank];
+            for (i, &a) in to_last.iter().enumerate() {
+                back[a] = i;
+            }
+            let want = yt.view().permuted_axes(back).to_owned();
+            for params in [vec![s.view(), b.view()], vec![s.view()]] {
+                let want = if params.len() == 2 {
+                    want.clone()
+                } else {
+                    let mut yt = ArrayD::from_elem(IxDyn(xt.shape()), f32::NAN);
+                    run_layer_norm(rank - 1, 1e-5, &[xt.view(), s.view()], &mut yt.view_mut())
+                        .unwrap();
+                    let mut back: Vec<usize> = vec![0; rank];
+                    for (i, &a) in to_last.iter().enumerate() {
+                        back[a] = i;
+                    }
+                    yt.view().permuted_axes(back).to_owned()
+                };
+                let mut inputs = vec![x.view()];
+                inputs.extend(params);
+                let mut y = ArrayD::from_elem(IxDyn(&shape), f32::NAN);
+                pool.install(|| run_channel_layer_norm(1e-5, &inputs, &mut y.view_mut()))
+                    .unwrap();
+                assert_eq!(y, want, "{shape:?}: bit for bit");
+                let mut yf = fortran(&ArrayD::zeros(IxDyn(&shape)));
+                run_channel_layer_norm(1e-5, &inputs, &mut yf.view_mut()).unwrap();
+                assert_eq!(yf, want, "{shape:?}, column-major output");
+            }
+        }
+        let x = ArrayD::<f32>::zeros(IxDyn(&[1, 4, 2, 2]));
+        let bad = ArrayD::<f32>::zeros(IxDyn(&[3]));
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[1, 4, 2, 2]));
+        let err = run_channel_layer_norm(1e-5, &[x.view(), bad.view()], &mut y.view_mut());
+        assert!(err.unwrap_err().to_string().contains("does not broadcast"));
+        let x1 = ArrayD::<f32>::zeros(IxDyn(&[4]));
+        let mut y1 = ArrayD::<f32>::zeros(IxDyn(&[4]));
+        let err = run_channel_layer_norm(1e-5, &[x1.view(), bad.view()], &mut y1.view_mut());
+        assert!(err.unwrap_err().to_string().contains("rank >= 2"));
     }
 
     #[test]

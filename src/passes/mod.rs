@@ -3,6 +3,7 @@
 
 mod fold_batchnorm;
 mod fuse_activation;
+mod fuse_channel_layer_norm;
 mod fuse_lda_aqu;
 mod lga_einsum;
 mod merge_sibling_convs;
@@ -10,6 +11,7 @@ mod quantize_lower;
 
 pub use fold_batchnorm::fold_batchnorm;
 pub use fuse_activation::fuse_conv_activation;
+pub use fuse_channel_layer_norm::fuse_channel_layer_norm;
 pub use fuse_lda_aqu::fuse_lda_aqu;
 pub use lga_einsum::rewrite_lga_einsum;
 pub use merge_sibling_convs::merge_sibling_convs;
@@ -35,6 +37,10 @@ pub fn optimize(g: &mut Graph) -> Vec<String> {
     run(
         "convs stacked onto a sibling on the same input (one im2col)",
         merge_sibling_convs(g),
+    );
+    run(
+        "transposed LayerNorms normalise channels in place",
+        fuse_channel_layer_norm(g),
     );
     g.remove_dead();
     log

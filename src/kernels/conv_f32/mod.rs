@@ -24,6 +24,7 @@ mod gemv;
 mod im2col;
 mod tiled;
 mod tiled_fp16;
+mod winograd;
 
 use super::Isa;
 use crate::ops::{apply_activation, conv_shape, Activation, Conv, OpResult};
@@ -50,6 +51,8 @@ enum Algo {
     Tiled,
     /// [`Algo::Tiled`] in fp16 arithmetic ([`tiled_fp16`])
     TiledF16,
+    /// 3x3 stride 1 by Winograd F(2x2, 3x3) on the tiled microkernels ([`winograd`])
+    Winograd,
 }
 
 /// A convolution planned for one input shape: packed weights and the chosen algorithm.
@@ -155,6 +158,11 @@ impl ConvF32 {
         } else if oh * ow == 1 {
             Algo::Gemv
         } else if tiled::microkernel(isa).is_some()
+            && winograd::applies([kh, kw], c.strides, c.dilations, c.group, cg, m)
+            && !(fp16 && isa == Isa::Neon && tiled_fp16::supported())
+        {
+            Algo::Winograd
+        } else if tiled::microkernel(isa).is_some()
             && cg * kh * kw > 0
             && !(is_1x1 && isa == Isa::Avx2)
         {
@@ -179,6 +187,7 @@ impl ConvF32 {
                 .chunks_exact((mg * kc).max(1))
                 .flat_map(|wg| gemv::pack_weights(wg, mg, kc))
                 .collect(),
+            Algo::Winograd => winograd::pack_weights(w_rows, m, cg),
             _ => vec![],
         };
         let packed_f16 = match algo {
@@ -190,7 +199,10 @@ impl ConvF32 {
         };
         // The packed kernels read only their packed copy: keeping the plain one too would
         // hold every such conv's weights twice for the life of the plan.
-        let weights = if matches!(algo, Algo::Tiled | Algo::TiledF16 | Algo::Gemv) {
+        let weights = if matches!(
+            algo,
+            Algo::Tiled | Algo::TiledF16 | Algo::Gemv | Algo::Winograd
+        ) {
             Vec::new()
         } else {
             w_rows.to_vec()
@@ -267,6 +279,13 @@ impl ConvF32 {
             Algo::Im2colGemm => "conv_f32_im2col_gemm",
             Algo::Tiled => tiled::microkernel(self.isa).map_or("", |k| k.1),
             Algo::TiledF16 => "conv_f32_tiled_8x32_neonfp16",
+            Algo::Winograd => match tiled::microkernel(self.isa).map(|k| k.1) {
+                Some("conv_f32_tiled_8x32_avx512") => "conv3x3s1_f32_winograd23_8x32_avx512",
+                Some("conv_f32_tiled_8x32_avx2") => "conv3x3s1_f32_winograd23_8x32_avx2",
+                Some("conv_f32_tiled_8x32_neon") => "conv3x3s1_f32_winograd23_8x32_neon",
+                Some("conv_f32_tiled_8x32_armv7neon") => "conv3x3s1_f32_winograd23_8x32_armv7neon",
+                _ => "conv3x3s1_f32_winograd23",
+            },
         }
     }
 
@@ -423,6 +442,21 @@ impl ConvF32 {
                 };
                 // bias and activation are applied in the tiles' epilogue
                 return tiled::run_tiled(&t, n, x, y, act);
+            }
+            Algo::Winograd => {
+                let t = winograd::WinogradConv {
+                    chw: [c, h, w],
+                    out_hw: [oh, ow],
+                    pads: [self.pads[0], self.pads[1]],
+                    m: self.m,
+                    packed: &self.packed,
+                    bias: &self.bias,
+                    kernel: tiled::microkernel(self.isa)
+                        .expect("planned with a microkernel")
+                        .0,
+                    hint,
+                };
+                return winograd::run_winograd(&t, self.isa, n, x, y, act);
             }
             Algo::Gemv => {
                 let t = gemv::GemvConv {

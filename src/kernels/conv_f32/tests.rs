@@ -64,6 +64,18 @@ fn general_algo(isa: Isa, one_by_one: bool) -> &'static str {
     }
 }
 
+/// The kernel a 3x3 stride-1 conv with enough channels ([`winograd::applies`]) gets on `isa`:
+/// Winograd F(2x2, 3x3) on the tiled microkernel where the ISA has one.
+fn winograd_algo(isa: Isa) -> Option<&'static str> {
+    match isa {
+        Isa::Avx512 => Some("conv3x3s1_f32_winograd23_8x32_avx512"),
+        Isa::Avx2 => Some("conv3x3s1_f32_winograd23_8x32_avx2"),
+        Isa::Neon if cfg!(target_arch = "arm") => Some("conv3x3s1_f32_winograd23_8x32_armv7neon"),
+        Isa::Neon => Some("conv3x3s1_f32_winograd23_8x32_neon"),
+        Isa::Scalar => None,
+    }
+}
+
 /// The kernel a non-depthwise conv with a 1x1 output gets on `isa`.
 fn gemv_algo(isa: Isa) -> &'static str {
     match isa {
@@ -435,7 +447,9 @@ fn im2col_gemm_paths() {
                                 let dw = group == c && m == c && d == 1;
                                 assert_eq!(a.starts_with("dwconv"), dw, "{a}");
                                 let one = a == gemv_algo(isa);
-                                assert!(dw || one || a == general_algo(isa, false), "{a}");
+                                let wino = winograd::applies([k, k], [s, s], [d, d], group, c, m)
+                                    && winograd_algo(isa) == Some(a);
+                                assert!(dw || one || wino || a == general_algo(isa, false), "{a}");
                                 runs += 1;
                             }
                         }
@@ -480,6 +494,64 @@ fn im2col_gemm_paths() {
     }
     eprintln!("im2col: {runs} runs");
     assert!(runs > 100);
+}
+
+#[test]
+fn winograd_paths() {
+    let mut rng = Rng(2323);
+    let mut runs = 0;
+    for isa in host_isas() {
+        for (i, &(h, w)) in HW.iter().chain(&[(48, 48), (35, 70)]).enumerate() {
+            for (j, pads) in pad_variants(3).into_iter().enumerate() {
+                let c = [16, 17, 32, 33][(i + j) % 4];
+                let m = [8, 13, 64, 9][(i + 2 * j) % 4];
+                let case = Case {
+                    n: 1 + (i + j) % 2,
+                    c,
+                    h,
+                    w,
+                    m,
+                    k: [3, 3],
+                    conv: conv(1, 1, pads, 1),
+                    bias: j % 2 == 0,
+                };
+                if let Some(a) = check(&mut rng, &case, isa, (i + j) % 3 == 0) {
+                    let want = winograd_algo(isa).unwrap_or(general_algo(isa, false));
+                    assert!(a == want || a == gemv_algo(isa), "{a} for {h}x{w} {pads:?}");
+                    runs += 1;
+                }
+            }
+        }
+    }
+    eprintln!("winograd: {runs} runs");
+    assert!(runs > 30);
+}
+
+#[test]
+fn winograd_kernel_transform_matches_g_g_gt() {
+    // U = G g Gt with G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
+    let gm = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
+    let mut rng = Rng(5);
+    let g: Vec<f32> = (0..9).map(|_| rng.next()).collect();
+    let packed = winograd::pack_weights(&g, 1, 1);
+    for i in 0..4 {
+        for k in 0..4 {
+            let mut u = 0.0f64;
+            for y in 0..3 {
+                for x in 0..3 {
+                    u += gm[i][y] * g[y * 3 + x] as f64 * gm[k][x];
+                }
+            }
+            // point i * 4 + k: one packed block of MR rows (row 0 is the kernel's)
+            let got = packed[(i * 4 + k) * tiled::MR];
+            assert!((got as f64 - u).abs() < 1e-6, "U[{i}][{k}] {got} vs {u}");
+        }
+    }
 }
 
 #[test]

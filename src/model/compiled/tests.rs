@@ -532,6 +532,7 @@ fn op_samples() -> Vec<(Op, &'static str)> {
             })),
             "1b0000010901020000010000003f00000000003f000000000000",
         ),
+        (Op::ChannelLayerNorm { epsilon: 1e-5 }, "1cacc52737"),
     ]
 }
 
@@ -566,6 +567,7 @@ fn variant_index(op: &Op) -> u8 {
         Op::DequantizeLinear(_) => 25,
         Op::Int8(_) => 26,
         Op::LdaAqu(_) => 27,
+        Op::ChannelLayerNorm { .. } => 28,
     }
 }
 
