@@ -439,6 +439,7 @@ impl ConvF32 {
                     bias: &self.bias,
                     direct: self.k == [1, 1] && self.strides == [1, 1] && self.pads == [0; 4],
                     hint,
+                    isa: self.isa,
                 };
                 // bias and activation are applied in the tiles' epilogue
                 return tiled::run_tiled(&t, n, x, y, act);
