@@ -504,7 +504,8 @@ pub(crate) struct TiledConv<'a> {
     pub direct: bool,
     /// what the epilogue's activation computes, where known
     pub hint: EpiHint,
-    /// the ISA the kernels were chosen for
+    /// the ISA the kernels were chosen for (x86 picks the epilogue's build by it)
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub isa: Isa,
 }
 
