@@ -9,6 +9,9 @@
 //! - `conv_f32_tiled_8x32_<isa>`: every other conv where the ISA has a microkernel (AVX2,
 //!   AVX-512, NEON on aarch64 and armv7; on AVX2 not the 1x1s): packed im2col tiles of 32
 //!   pixels times 8-channel weight blocks, see [`tiled`];
+//! - `conv3x3s1_f32_winograd23_8x32_<isa>`: 3x3 stride-1 convs with 16+ input channels (one
+//!   group) where the ISA has a microkernel: Winograd F(2x2, 3x3) on the same microkernels,
+//!   see [`winograd`];
 //! - `conv_f32_tiled_8x32_neonfp16`: the tiled algorithm in fp16 arithmetic, when asked for
 //!   (`EngineOptions::fp16`) on an aarch64 CPU with FEAT_FP16, see [`tiled_fp16`];
 //! - otherwise (`SPECK_ISA=scalar`, armv7 without NEON) the `gemm` crate:
