@@ -56,6 +56,8 @@ enum Algo {
     TiledF16,
     /// 3x3 stride 1 by Winograd F(2x2, 3x3) on the tiled microkernels ([`winograd`])
     Winograd,
+    /// [`Algo::Winograd`] with the point-wise products in fp16 arithmetic
+    WinogradF16,
 }
 
 /// A convolution planned for one input shape: packed weights and the chosen algorithm.
@@ -162,9 +164,12 @@ impl ConvF32 {
             Algo::Gemv
         } else if tiled::microkernel(isa).is_some()
             && winograd::applies([kh, kw], c.strides, c.dilations, c.group, cg, m)
-            && !(fp16 && isa == Isa::Neon && tiled_fp16::supported())
         {
-            Algo::Winograd
+            if fp16 && isa == Isa::Neon && tiled_fp16::supported() {
+                Algo::WinogradF16
+            } else {
+                Algo::Winograd
+            }
         } else if tiled::microkernel(isa).is_some()
             && cg * kh * kw > 0
             && !(is_1x1 && isa == Isa::Avx2)
@@ -194,6 +199,7 @@ impl ConvF32 {
             _ => vec![],
         };
         let packed_f16 = match algo {
+            Algo::WinogradF16 => winograd::pack_weights_f16(w_rows, m, cg),
             Algo::TiledF16 => w_rows
                 .chunks_exact((mg * kc).max(1))
                 .flat_map(|wg| tiled_fp16::pack_weights_f16(wg, mg, kc))
@@ -204,7 +210,7 @@ impl ConvF32 {
         // hold every such conv's weights twice for the life of the plan.
         let weights = if matches!(
             algo,
-            Algo::Tiled | Algo::TiledF16 | Algo::Gemv | Algo::Winograd
+            Algo::Tiled | Algo::TiledF16 | Algo::Gemv | Algo::Winograd | Algo::WinogradF16
         ) {
             Vec::new()
         } else {
@@ -289,6 +295,7 @@ impl ConvF32 {
                 Some("conv_f32_tiled_8x32_armv7neon") => "conv3x3s1_f32_winograd23_8x32_armv7neon",
                 _ => "conv3x3s1_f32_winograd23",
             },
+            Algo::WinogradF16 => "conv3x3s1_f16_winograd23_8x32_neonfp16",
         }
     }
 
@@ -447,17 +454,24 @@ impl ConvF32 {
                 // bias and activation are applied in the tiles' epilogue
                 return tiled::run_tiled(&t, n, x, y, act);
             }
-            Algo::Winograd => {
+            Algo::Winograd | Algo::WinogradF16 => {
+                let weights = if self.algo == Algo::WinogradF16 {
+                    winograd::WinoWeights::F16(&self.packed_f16)
+                } else {
+                    winograd::WinoWeights::F32 {
+                        packed: &self.packed,
+                        kernel: tiled::microkernel(self.isa)
+                            .expect("planned with a microkernel")
+                            .0,
+                    }
+                };
                 let t = winograd::WinogradConv {
                     chw: [c, h, w],
                     out_hw: [oh, ow],
                     pads: [self.pads[0], self.pads[1]],
                     m: self.m,
-                    packed: &self.packed,
+                    weights,
                     bias: &self.bias,
-                    kernel: tiled::microkernel(self.isa)
-                        .expect("planned with a microkernel")
-                        .0,
                     hint,
                 };
                 return winograd::run_winograd(&t, self.isa, n, x, y, act);

@@ -66,16 +66,45 @@ fn transform_kernel(g: &[f32]) -> [f32; XI] {
     u
 }
 
-/// Weights `[M][C][3][3]` as 16 matrices `U_xi [M][C]`, each packed for the microkernel
-/// (`[ceil(M/MR)][C][MR]`), one after another.
-pub(crate) fn pack_weights(w: &[f32], m: usize, c: usize) -> Vec<f32> {
+/// The 16 matrices `U_xi [M][C]` of weights `[M][C][3][3]`, row-major.
+fn transformed(w: &[f32], m: usize, c: usize) -> Vec<Vec<f32>> {
     let mut per_xi = vec![vec![0.0f32; m * c]; XI];
     for (mc, g) in w.chunks_exact(9).take(m * c).enumerate() {
         for (xi, &v) in transform_kernel(g).iter().enumerate() {
             per_xi[xi][mc] = v;
         }
     }
-    per_xi.iter().flat_map(|u| pack_block(u, m, c)).collect()
+    per_xi
+}
+
+/// Weights `[M][C][3][3]` as 16 matrices `U_xi [M][C]`, each packed for the microkernel
+/// (`[ceil(M/MR)][C][MR]`), one after another.
+pub(crate) fn pack_weights(w: &[f32], m: usize, c: usize) -> Vec<f32> {
+    transformed(w, m, c)
+        .iter()
+        .flat_map(|u| pack_block(u, m, c))
+        .collect()
+}
+
+/// [`pack_weights`] rounded to binary16, for the fp16 microkernel
+/// ([`super::tiled_fp16::pack_weights_f16`]).
+pub(crate) fn pack_weights_f16(w: &[f32], m: usize, c: usize) -> Vec<u16> {
+    transformed(w, m, c)
+        .iter()
+        .flat_map(|u| super::tiled_fp16::pack_weights_f16(u, m, c))
+        .collect()
+}
+
+/// The transformed weights and the arithmetic of the point-wise products.
+pub(crate) enum WinoWeights<'a> {
+    /// [`pack_weights`], multiplied by an f32 microkernel
+    F32 {
+        packed: &'a [f32],
+        kernel: Microkernel,
+    },
+    /// [`pack_weights_f16`]: the transformed patches are rounded to binary16 and multiplied in
+    /// fp16 arithmetic ([`super::tiled_fp16`]); transforms, bias and activation stay f32
+    F16(&'a [u16]),
 }
 
 /// Everything [`run_winograd`] needs besides the data.
@@ -88,10 +117,8 @@ pub(crate) struct WinogradConv<'a> {
     pub pads: [usize; 2],
     /// output channels
     pub m: usize,
-    /// [`pack_weights`]
-    pub packed: &'a [f32],
+    pub weights: WinoWeights<'a>,
     pub bias: &'a [f32],
-    pub kernel: Microkernel,
     pub hint: EpiHint,
 }
 
@@ -114,6 +141,8 @@ fn runs(t0: usize, nt: usize, tw: usize) -> impl Iterator<Item = (usize, usize, 
 struct Scratch {
     /// transformed inputs `[XI][C][NR]`: the 16 panels
     v: Vec<f32>,
+    /// the panels in binary16 (fp16 arithmetic only)
+    half: Vec<u16>,
     /// the microkernel's sums for one block of MR output channels, per point
     acc: Box<[[[f32; NR]; MR]; XI]>,
     /// a run's 4 input rows (`2 * NR + 2` columns), and their column transforms `[r][k][j]`
@@ -235,12 +264,28 @@ unsafe fn job<F: Fn(f32) -> f32>(
             transform_run(img, [h, w], t.pads, run, c, ci, sc);
         }
     }
+    if let WinoWeights::F16(_) = t.weights {
+        for (v, half) in
+            sc.v.chunks_exact(c * NR)
+                .zip(sc.half.chunks_exact_mut(c * NR))
+        {
+            super::tiled_fp16::to_f16(v, NR, c, half);
+        }
+    }
     for b in 0..t.m.div_ceil(MR) {
         for (p, a) in sc.acc.iter_mut().enumerate() {
-            let wp = &t.packed[p * wlen + b * c * MR..];
-            // SAFETY: the panel holds c rows of NR floats for point p; the packed block holds
-            // c * MR weights.
-            (t.kernel)(c, wp, sc.v[p * c * NR..].as_ptr(), NR, a);
+            // SAFETY: the panel holds c rows of NR values for point p; the packed block holds
+            // c * MR weights; fp16 weights are only planned where the CPU has fp16.
+            match t.weights {
+                WinoWeights::F32 { packed, kernel } => {
+                    let wp = &packed[p * wlen + b * c * MR..];
+                    kernel(c, wp, sc.v[p * c * NR..].as_ptr(), NR, a)
+                }
+                WinoWeights::F16(packed) => {
+                    let wp = &packed[p * wlen + b * c * MR..];
+                    super::tiled_fp16::microkernel(c, wp, &sc.half[p * c * NR..], a)
+                }
+            }
         }
         for r in 0..MR.min(t.m - b * MR) {
             let ch = b * MR + r;
@@ -268,7 +313,15 @@ pub(crate) fn run_winograd<F: Fn(f32) -> f32 + Sync>(
     let blocks = (oh.div_ceil(2) * ow.div_ceil(2)).div_ceil(NR);
     let wlen = t.m.div_ceil(MR) * c * MR;
     assert!(x.len() >= n * c * h * w && y.len() >= n * t.m * oh * ow);
-    assert!(t.packed.len() >= XI * wlen && t.bias.len() >= t.m);
+    let (packed_len, f16) = match t.weights {
+        WinoWeights::F32 { packed, .. } => (packed.len(), false),
+        WinoWeights::F16(packed) => (packed.len(), true),
+    };
+    assert!(packed_len >= XI * wlen && t.bias.len() >= t.m);
+    assert!(
+        !f16 || super::tiled_fp16::supported(),
+        "fp16 convolution planned on a CPU without fp16 arithmetic"
+    );
     let out = SharedOut(y.as_mut_ptr());
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -305,6 +358,7 @@ pub(crate) fn run_winograd<F: Fn(f32) -> f32 + Sync>(
         .for_each_init(
             || Scratch {
                 v: vec![0.0; XI * c * NR],
+                half: vec![0; if f16 { XI * c * NR } else { 0 }],
                 acc: Box::new([[[0.0; NR]; MR]; XI]),
                 d: [[0.0; 2 * NR + 2]; 4],
                 s: [[[0.0; NR]; 4]; 4],
