@@ -10,8 +10,8 @@
 //!   AVX-512, NEON on aarch64 and armv7; on AVX2 not the 1x1s): packed im2col tiles of 32
 //!   pixels times 8-channel weight blocks, see [`tiled`];
 //! - `conv3x3s1_f32_winograd23_8x32_<isa>`: 3x3 stride-1 convs with 16+ input channels (one
-//!   group) where the ISA has a microkernel: Winograd F(2x2, 3x3) on the same microkernels,
-//!   see [`winograd`];
+//!   group) where the ISA has a microkernel (not armv7): Winograd F(2x2, 3x3) on the same
+//!   microkernels, see [`winograd`]; `conv3x3s1_f16_winograd23_8x32_neonfp16` with `fp16`;
 //! - `conv_f32_tiled_8x32_neonfp16`: the tiled algorithm in fp16 arithmetic, when asked for
 //!   (`EngineOptions::fp16`) on an aarch64 CPU with FEAT_FP16, see [`tiled_fp16`];
 //! - otherwise (`SPECK_ISA=scalar`, armv7 without NEON) the `gemm` crate:
@@ -292,7 +292,6 @@ impl ConvF32 {
                 Some("conv_f32_tiled_8x32_avx512") => "conv3x3s1_f32_winograd23_8x32_avx512",
                 Some("conv_f32_tiled_8x32_avx2") => "conv3x3s1_f32_winograd23_8x32_avx2",
                 Some("conv_f32_tiled_8x32_neon") => "conv3x3s1_f32_winograd23_8x32_neon",
-                Some("conv_f32_tiled_8x32_armv7neon") => "conv3x3s1_f32_winograd23_8x32_armv7neon",
                 _ => "conv3x3s1_f32_winograd23",
             },
             Algo::WinogradF16 => "conv3x3s1_f16_winograd23_8x32_neonfp16",

@@ -70,7 +70,7 @@ fn winograd_algo(isa: Isa) -> Option<&'static str> {
     match isa {
         Isa::Avx512 => Some("conv3x3s1_f32_winograd23_8x32_avx512"),
         Isa::Avx2 => Some("conv3x3s1_f32_winograd23_8x32_avx2"),
-        Isa::Neon if cfg!(target_arch = "arm") => Some("conv3x3s1_f32_winograd23_8x32_armv7neon"),
+        Isa::Neon if cfg!(target_arch = "arm") => None,
         Isa::Neon => Some("conv3x3s1_f32_winograd23_8x32_neon"),
         Isa::Scalar => None,
     }

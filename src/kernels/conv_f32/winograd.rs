@@ -27,7 +27,10 @@ const XI: usize = 16;
 
 /// Whether a conv takes F(2x2, 3x3): 3x3, stride 1, no dilation, one group, and enough
 /// channels that the 16 point-wise products beat the im2col tiles (their transforms cost
-/// about what 4-8 channels of multiply-adds do). `SPECK_WINOGRAD=0` turns it off.
+/// about what 4-8 channels of multiply-adds do). `SPECK_WINOGRAD=0` turns it off. Not on
+/// 32-bit Arm: LLVM leaves its f32 arithmetic scalar (VFP), where the transforms cost more
+/// than the multiply-adds they save (the float detector under qemu: 337.6 -> 347.1 M
+/// instructions with it).
 pub(crate) fn applies(
     k: [usize; 2],
     strides: [usize; 2],
@@ -36,7 +39,8 @@ pub(crate) fn applies(
     cg: usize,
     m: usize,
 ) -> bool {
-    k == [3, 3]
+    !cfg!(target_arch = "arm")
+        && k == [3, 3]
         && strides == [1, 1]
         && dil == [1, 1]
         && group == 1
