@@ -509,63 +509,53 @@ pub(crate) struct TiledConv<'a> {
     pub isa: Isa,
 }
 
-/// `act(acc[r] + bias[r])` for a block's rows `r < bias.len()` into output rows `dst + r *
-/// rs`, `nr` pixels each. Its own function so that `act` is inlined and the loop vectorised
-/// (inlined into the tile job, `act` stayed a call per value), and for the whole block so
-/// that the activation's constants are set up once per block, not once per row (tanh's 12
-/// constants had cost its offset convs more than an instruction per value).
-///
-/// # Safety
-/// `dst + r * rs` must be writable for `nr` floats for each row, and no other thread write
-/// them; `nr <= NR`, `bias.len() <= MR`.
-#[inline(never)]
-pub(crate) unsafe fn store_block<F: Fn(f32) -> f32>(
-    dst: *mut f32,
-    rs: usize,
-    nr: usize,
-    acc: &[[f32; NR]; MR],
-    bias: &[f32],
-    act: &F,
-    hint: EpiHint,
-) {
-    store_block_body(dst, rs, nr, acc, bias, act, hint)
+/// Defines a `store_block` function with the given attributes (the portable build, and one
+/// compiled for AVX-512 where LLVM vectorises the closure 16 wide).
+macro_rules! store_block_for {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        pub(crate) unsafe fn $name<F: Fn(f32) -> f32>(
+            dst: *mut f32,
+            rs: usize,
+            nr: usize,
+            acc: &[[f32; NR]; MR],
+            bias: &[f32],
+            act: &F,
+            hint: EpiHint,
+        ) {
+            for (r, (ar, &b)) in acc.iter().zip(bias).enumerate() {
+                let row = std::slice::from_raw_parts_mut(dst.add(r * rs), nr);
+                super::epilogue::bias_act(row, ar, b, act, hint);
+            }
+        }
+    };
 }
 
-/// [`store_block`] compiled for AVX-512, where LLVM vectorises the closure 16 wide (the
-/// baseline build is SSE2, 4 wide): the activations without a vector form in the fused
-/// kernel, such as the Tanh of LDA-AQU's offset convs.
-///
-/// # Safety
-/// As [`store_block`]; the host must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::incompatible_msrv)]
-pub(crate) unsafe fn store_block_avx512<F: Fn(f32) -> f32>(
-    dst: *mut f32,
-    rs: usize,
-    nr: usize,
-    acc: &[[f32; NR]; MR],
-    bias: &[f32],
-    act: &F,
-    hint: EpiHint,
-) {
-    store_block_body(dst, rs, nr, acc, bias, act, hint)
+store_block_for! {
+    /// `act(acc[r] + bias[r])` for a block's rows `r < bias.len()` into output rows `dst + r *
+    /// rs`, `nr` pixels each. Its own function so that `act` is inlined and the loop vectorised
+    /// (inlined into the tile job, `act` stayed a call per value), and for the whole block so
+    /// that the activation's constants are set up once per block, not once per row (tanh's 12
+    /// constants had cost its offset convs more than an instruction per value).
+    ///
+    /// # Safety
+    /// `dst + r * rs` must be writable for `nr` floats for each row, and no other thread write
+    /// them; `nr <= NR`, `bias.len() <= MR`.
+    #[inline(never)]
+    store_block
 }
 
-#[inline(always)]
-unsafe fn store_block_body<F: Fn(f32) -> f32>(
-    dst: *mut f32,
-    rs: usize,
-    nr: usize,
-    acc: &[[f32; NR]; MR],
-    bias: &[f32],
-    act: &F,
-    hint: EpiHint,
-) {
-    for (r, (ar, &b)) in acc.iter().zip(bias).enumerate() {
-        let row = std::slice::from_raw_parts_mut(dst.add(r * rs), nr);
-        super::epilogue::bias_act(row, ar, b, act, hint);
-    }
+store_block_for! {
+    /// [`store_block`] compiled for AVX-512, where LLVM vectorises the closure 16 wide (the
+    /// baseline build is SSE2, 4 wide): the activations without a vector form in the fused
+    /// kernel, such as the Tanh of LDA-AQU's offset convs.
+    ///
+    /// # Safety
+    /// As [`store_block`]; the host must have AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::incompatible_msrv)]
+    store_block_avx512
 }
 
 /// Runs the convolution of `n` images: `x` `[n][group * cg][h][w]` into `y`

@@ -301,6 +301,28 @@ unsafe fn job<F: Fn(f32) -> f32>(
     }
 }
 
+/// [`job`] compiled with `$features` enabled, so that LLVM vectorises its transforms that wide.
+macro_rules! job_for {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        #[allow(clippy::incompatible_msrv)]
+        unsafe fn $name<F: Fn(f32) -> f32>(
+            t: &WinogradConv,
+            x: &[f32],
+            out: SharedOut,
+            ni: usize,
+            bi: usize,
+            sc: &mut Scratch,
+            act: &F,
+        ) {
+            job(t, x, out, ni, bi, sc, act)
+        }
+    };
+}
+job_for!(job_avx512, "avx512f,avx2,fma");
+job_for!(job_avx2, "avx2,fma");
+
 /// Runs the convolution of `n` images: `x` `[n][C][h][w]` into `y` `[n][m][oh][ow]`, with
 /// `act(sum + bias)` on the way out. The transforms are compiled for the ISA of the
 /// microkernel (LLVM vectorises them 16 wide with AVX-512, 8 with AVX2).
@@ -327,33 +349,6 @@ pub(crate) fn run_winograd<F: Fn(f32) -> f32 + Sync>(
         "fp16 convolution planned on a CPU without fp16 arithmetic"
     );
     let out = SharedOut(y.as_mut_ptr());
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[allow(clippy::incompatible_msrv)]
-    unsafe fn job_avx512<F: Fn(f32) -> f32>(
-        t: &WinogradConv,
-        x: &[f32],
-        out: SharedOut,
-        ni: usize,
-        bi: usize,
-        sc: &mut Scratch,
-        act: &F,
-    ) {
-        job(t, x, out, ni, bi, sc, act)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn job_avx2<F: Fn(f32) -> f32>(
-        t: &WinogradConv,
-        x: &[f32],
-        out: SharedOut,
-        ni: usize,
-        bi: usize,
-        sc: &mut Scratch,
-        act: &F,
-    ) {
-        job(t, x, out, ni, bi, sc, act)
-    }
     // multiply-adds of one job: 16 points x M x C x NR
     let per_job = (XI * t.m * c * NR).max(1);
     (0..n * blocks)
