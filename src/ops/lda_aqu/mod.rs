@@ -10,6 +10,8 @@
 
 #[cfg(target_arch = "arm")]
 mod armv7neon;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
@@ -393,9 +395,9 @@ unsafe fn block_isa(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        /// [`block`] compiled with `$features` enabled.
+        /// [`block`] compiled with `$features` enabled (`$simd`: with the hand-written paths).
         macro_rules! build {
-            ($name:ident, $features:literal) => {
+            ($name:ident, $features:literal, $simd:literal) => {
                 #[target_feature(enable = $features)]
                 #[allow(clippy::too_many_arguments, clippy::incompatible_msrv)]
                 unsafe fn $name(
@@ -408,12 +410,12 @@ unsafe fn block_isa(
                     len: usize,
                     out: SharedOut,
                 ) {
-                    block::<false>(a, d, sc, ins, bi, p0, len, out)
+                    block::<$simd>(a, d, sc, ins, bi, p0, len, out)
                 }
             };
         }
-        build!(avx2, "avx2,fma");
-        build!(avx512, "avx512f,avx2,fma");
+        build!(avx2, "avx2,fma", false);
+        build!(avx512, "avx512f,avx2,fma", true);
         match isa {
             Isa::Avx512 => return avx512(a, d, sc, ins, bi, p0, len, out),
             Isa::Avx2 => return avx2(a, d, sc, ins, bi, p0, len, out),
@@ -529,13 +531,15 @@ unsafe fn sample_row(img: &[f32], width: usize, idx: [u32; 4], wts: [f32; 4], ds
     }
 }
 
-/// One block of `len` output pixels from `p0` of image `bi`.
+/// One block of `len` output pixels from `p0` of image `bi`. `SIMD` takes the architecture's
+/// hand-written paths (NEON on Arm, AVX-512 on x86-64) where they apply.
 ///
 /// # Safety
-/// `out` must point to the whole output, and no other thread may write this block.
+/// `out` must point to the whole output, and no other thread may write this block; with
+/// `SIMD` on x86-64 the host must run AVX-512F.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn block<const NEON: bool>(
+unsafe fn block<const SIMD: bool>(
     a: &LdaAqu,
     d: &Dims,
     sc: &mut Scratch,
@@ -561,14 +565,19 @@ unsafe fn block<const NEON: bool>(
                 &mut sc.wts[gt..],
             );
             #[cfg(target_arch = "aarch64")]
-            if NEON {
+            if SIMD {
                 let quads = (&mut sc.quad_idx[gt..], &mut sc.quad_wts[gt..]);
                 neon::corners(ac, d.h, d.w, gxy, idx, wts, quads);
                 continue;
             }
             #[cfg(target_arch = "arm")]
-            if NEON {
+            if SIMD {
                 armv7neon::corners(ac, d.h, d.w, gxy, idx, wts);
+                continue;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if SIMD {
+                avx512::corners(ac, d.h, d.w, gxy, idx, wts);
                 continue;
             }
             corners(ac, d.h, d.w, gxy, idx, wts);
@@ -576,17 +585,17 @@ unsafe fn block<const NEON: bool>(
     }
     // 2. Logits per head and tap, with the key width known at compile time where common.
     #[cfg(target_arch = "aarch64")]
-    let keys_done = NEON && neon::logits(a, d, sc, ins, bi, p0, len);
+    let keys_done = SIMD && neon::logits(a, d, sc, ins, bi, p0, len);
     #[cfg(target_arch = "arm")]
-    let keys_done = NEON && armv7neon::logits(a, d, sc, ins, bi, p0, len);
+    let keys_done = SIMD && armv7neon::logits(a, d, sc, ins, bi, p0, len);
     #[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
     let keys_done = false;
     if !keys_done {
         match d.ck {
-            4 => logits::<4>(a, d, sc, ins, bi, p0, len),
-            8 => logits::<8>(a, d, sc, ins, bi, p0, len),
-            16 => logits::<16>(a, d, sc, ins, bi, p0, len),
-            _ => logits::<0>(a, d, sc, ins, bi, p0, len),
+            4 => logits::<4, SIMD>(a, d, sc, ins, bi, p0, len),
+            8 => logits::<8, false>(a, d, sc, ins, bi, p0, len),
+            16 => logits::<16, false>(a, d, sc, ins, bi, p0, len),
+            _ => logits::<0, false>(a, d, sc, ins, bi, p0, len),
         }
     }
     // 3. Softmax over the taps (as `run_softmax`: max-subtracted, times the reciprocal sum),
@@ -623,9 +632,9 @@ unsafe fn block<const NEON: bool>(
     }
     // 4. Values, likewise specialised by width.
     #[cfg(target_arch = "aarch64")]
-    let values_done = NEON && neon::values(a, d, sc, ins, bi, len);
+    let values_done = SIMD && neon::values(a, d, sc, ins, bi, len);
     #[cfg(target_arch = "arm")]
-    let values_done = NEON && armv7neon::values(a, d, sc, ins, bi, len);
+    let values_done = SIMD && armv7neon::values(a, d, sc, ins, bi, len);
     #[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
     let values_done = false;
     if !values_done {
@@ -656,7 +665,8 @@ unsafe fn taps_of(idx: &[u32], wts: &[f32], gt: usize, i: usize) -> ([u32; 4], [
 }
 
 /// Step 2: the logits, query . (sampled key + bias) summed over each head's channels in
-/// order, into `sc.attn[head][tap][pixel]`. `C` is the key width, or 0 for any width.
+/// order, into `sc.attn[head][tap][pixel]`. `C` is the key width, or 0 for any width; with
+/// `SIMD` on x86-64 (the AVX-512 build) width 4 is sampled by [`avx512::sample_keys4`].
 ///
 /// Keys are sampled pixel by pixel but stored planar (`[channel][pixel]`), so the roundings,
 /// the bias, the query product and the channel sum each run over the block's pixels as one
@@ -666,7 +676,7 @@ unsafe fn taps_of(idx: &[u32], wts: &[f32], gt: usize, i: usize) -> ([u32; 4], [
 /// Every corner index in `sc` must be a row of its key image.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn logits<const C: usize>(
+unsafe fn logits<const C: usize, const SIMD: bool>(
     a: &LdaAqu,
     d: &Dims,
     sc: &mut Scratch,
@@ -700,11 +710,20 @@ unsafe fn logits<const C: usize>(
         let img = &ins.kt[(bi * g + gi) * rows..][..rows];
         for t in 0..n {
             let gt = gi * n + t;
-            for i in 0..len {
-                let (ix, ws) = taps_of(idx, wts, gt, i);
-                sample_row(img, ck, ix, ws, row);
-                for (c, &v) in row.iter().enumerate() {
-                    *planar.get_unchecked_mut(c * BLOCK + i) = v;
+            #[cfg(target_arch = "x86_64")]
+            let sampled = SIMD && C == 4 && {
+                avx512::sample_keys4(img, idx, wts, gt, len, planar);
+                true
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let sampled = false;
+            if !sampled {
+                for i in 0..len {
+                    let (ix, ws) = taps_of(idx, wts, gt, i);
+                    sample_row(img, ck, ix, ws, row);
+                    for (c, &v) in row.iter().enumerate() {
+                        *planar.get_unchecked_mut(c * BLOCK + i) = v;
+                    }
                 }
             }
             for sg in segs {
@@ -968,16 +987,26 @@ mod tests {
             let shapes: Vec<&[usize]> = ins.iter().map(|x| x.shape()).collect();
             let out_shape = lda_aqu_shape(&a, &shapes).unwrap();
             assert_eq!(out_shape, [b, nh, g * cv / nh, ho, wo]);
+            let mut portable = ArrayD::zeros(IxDyn(&out_shape));
+            run_lda_aqu_isa(Isa::Scalar, &a, &ins, &mut portable.view_mut()).unwrap();
             for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon] {
                 if !isa.supported() {
                     continue;
                 }
                 let mut got = ArrayD::zeros(IxDyn(&out_shape));
                 run_lda_aqu_isa(isa, &a, &ins, &mut got.view_mut()).unwrap();
+                let case = (b, g, ck, cv, h, w, n, nh);
                 for (i, (x, y)) in got.iter().zip(want.iter()).enumerate() {
-                    let case = (b, g, ck, cv, h, w, n, nh);
                     assert!(
                         (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                        "{isa:?} {case:?} [{i}]: {x} vs {y}"
+                    );
+                }
+                // Every vector path does the portable operations in the portable order.
+                for (i, (x, y)) in got.iter().zip(portable.iter()).enumerate() {
+                    assert_eq!(
+                        x.to_bits(),
+                        y.to_bits(),
                         "{isa:?} {case:?} [{i}]: {x} vs {y}"
                     );
                 }
