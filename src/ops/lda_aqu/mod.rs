@@ -786,22 +786,15 @@ unsafe fn values<const C: usize>(
     for (gi, segs) in val_segs.iter().enumerate() {
         let img = &ins.vt[(bi * g + gi) * rows..][..rows];
         if let ([sg], true, true) = (&segs[..], float, C > 0) {
-            // Nothing to round and a known width: one pixel at a time with its sum over the
-            // taps in registers (`[f32; C]`), taps in order as below, so the same values.
-            for (i, px) in acc.chunks_exact_mut(C).enumerate() {
-                let mut sum = [0.0f32; C];
-                for t in 0..n {
-                    let (ix, [dx2, dx1, dy2, dy1]) = taps_of(idx, wts, gi * n + t, i);
-                    let w = *attn.get_unchecked((sg.head * n + t) * BLOCK + i);
-                    let row = |k: usize| img.get_unchecked(ix[k] as usize * C..)[..C].as_ptr();
-                    let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
-                    for (c, s) in sum.iter_mut().enumerate() {
-                        let v = dy2 * (dx2 * *r0.add(c) + dx1 * *r1.add(c))
-                            + dy1 * (dx2 * *r2.add(c) + dx1 * *r3.add(c));
-                        *s += v * w;
-                    }
-                }
-                px.copy_from_slice(&sum);
+            // Nothing to round and a known width: each pixel's sum over the taps in registers
+            // (`[f32; C]`), taps in order as below, so the same values; four pixels at a time,
+            // so their sums' chains of adds overlap.
+            let quads = acc.len() / (4 * C);
+            for (q, px) in acc.chunks_exact_mut(4 * C).enumerate() {
+                value_sums::<C, 4>(img, idx, wts, attn, gi * n, sg.head * n, n, 4 * q, px);
+            }
+            for (i, px) in acc.chunks_exact_mut(C).enumerate().skip(4 * quads) {
+                value_sums::<C, 1>(img, idx, wts, attn, gi * n, sg.head * n, n, i, px);
             }
             transpose_block(acc, out, gi, cv);
             continue;
@@ -840,6 +833,43 @@ unsafe fn values<const C: usize>(
         }
         transpose_block(acc, out, gi, cv);
     }
+}
+
+/// Pixels `i0..i0 + P`'s attention-weighted value sums over the `n` taps (group-and-tap rows
+/// from `gt0`, attention rows from `at0`), taps in order, into `px [pixel][C]`.
+///
+/// # Safety
+/// Every corner index of those pixels must be a row of `img` (rows of `C` floats), and
+/// `i0 + P <= BLOCK`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn value_sums<const C: usize, const P: usize>(
+    img: &[f32],
+    idx: &[u32],
+    wts: &[f32],
+    attn: &[f32],
+    gt0: usize,
+    at0: usize,
+    n: usize,
+    i0: usize,
+    px: &mut [f32],
+) {
+    let mut sum = [[0.0f32; C]; P];
+    for t in 0..n {
+        for (p, sum) in sum.iter_mut().enumerate() {
+            let i = i0 + p;
+            let (ix, [dx2, dx1, dy2, dy1]) = taps_of(idx, wts, gt0 + t, i);
+            let w = *attn.get_unchecked((at0 + t) * BLOCK + i);
+            let row = |k: usize| img.as_ptr().add(ix[k] as usize * C);
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+            for (c, s) in sum.iter_mut().enumerate() {
+                let v = dy2 * (dx2 * *r0.add(c) + dx1 * *r1.add(c))
+                    + dy1 * (dx2 * *r2.add(c) + dx1 * *r3.add(c));
+                *s += v * w;
+            }
+        }
+    }
+    px.copy_from_slice(sum.as_flattened());
 }
 
 /// The block's sums `acc [pixel][cv]` of group `gi` into `out [channel][BLOCK]`.
