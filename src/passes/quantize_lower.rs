@@ -236,7 +236,13 @@ impl Cx<'_> {
                     ins,
                 ))
             }
-            Op::GlobalAveragePool if self.g.values[y].shape.len() == 4 => {
+            // `x.mean((2, 3), keepdim=True)`, as PyTorch exports squeeze-excite's pooling
+            Op::GlobalAveragePool
+            | Op::Reduce {
+                kind: crate::ops::ReduceKind::Mean,
+                keepdims: true,
+                ..
+            } if self.g.values[y].shape.len() == 4 && is_spatial_mean(&n.op) => {
                 let (xq, qi) = self.dq(n.inputs[0])?;
                 Some((QOp::GlobalAveragePool { input: qi, out: qo }, vec![xq]))
             }
@@ -266,6 +272,14 @@ impl Cx<'_> {
             }
             _ => None,
         }
+    }
+}
+
+/// GlobalAveragePool, or a mean over exactly the spatial axes of an NCHW tensor.
+fn is_spatial_mean(op: &Op) -> bool {
+    match op {
+        Op::Reduce { axes, .. } => axes == &[2, 3],
+        _ => true,
     }
 }
 
