@@ -9,9 +9,10 @@
 //! - `conv_f32_tiled_8x32_<isa>`: every other conv where the ISA has a microkernel (AVX2,
 //!   AVX-512, NEON on aarch64 and armv7; on AVX2 not the 1x1s): packed im2col tiles of 32
 //!   pixels times 8-channel weight blocks, see [`tiled`];
-//! - `conv3x3s1_f32_winograd23_8x32_<isa>`: 3x3 stride-1 convs with 16+ input channels (one
-//!   group) where the ISA has a microkernel (not armv7): Winograd F(2x2, 3x3) on the same
-//!   microkernels, see [`winograd`]; `conv3x3s1_f16_winograd23_8x32_neonfp16` with `fp16`;
+//! - `conv3x3s1_f32_winograd43_8x32_<isa>` / `..._winograd23_...`: 3x3 stride-1 convs with
+//!   16+ input channels (one group) where the ISA has a microkernel (not armv7): Winograd
+//!   F(4x4, 3x3) on outputs of 8 x 8 and up, F(2x2, 3x3) below, on the same microkernels, see
+//!   [`winograd`]; `conv3x3s1_f16_winograd23_8x32_neonfp16` with `fp16`;
 //! - `conv_f32_tiled_8x32_neonfp16`: the tiled algorithm in fp16 arithmetic, when asked for
 //!   (`EngineOptions::fp16`) on an aarch64 CPU with FEAT_FP16, see [`tiled_fp16`];
 //! - otherwise (`SPECK_ISA=scalar`, armv7 without NEON) the `gemm` crate:
@@ -54,10 +55,11 @@ enum Algo {
     Tiled,
     /// [`Algo::Tiled`] in fp16 arithmetic ([`tiled_fp16`])
     TiledF16,
-    /// 3x3 stride 1 by Winograd F(2x2, 3x3) on the tiled microkernels ([`winograd`])
-    Winograd,
+    /// 3x3 stride 1 by Winograd F(2x2, 3x3) or F(4x4, 3x3) on the tiled microkernels
+    /// ([`winograd`])
+    Winograd(winograd::Tile),
     /// [`Algo::Winograd`] with the point-wise products in fp16 arithmetic
-    WinogradF16,
+    WinogradF16(winograd::Tile),
 }
 
 /// A convolution planned for one input shape: packed weights and the chosen algorithm.
@@ -166,9 +168,9 @@ impl ConvF32 {
             && winograd::applies([kh, kw], c.strides, c.dilations, c.group, cg, m)
         {
             if fp16 && isa == Isa::Neon && tiled_fp16::supported() {
-                Algo::WinogradF16
+                Algo::WinogradF16(winograd::Tile::select(oh, ow, true))
             } else {
-                Algo::Winograd
+                Algo::Winograd(winograd::Tile::select(oh, ow, false))
             }
         } else if tiled::microkernel(isa).is_some()
             && cg * kh * kw > 0
@@ -195,11 +197,11 @@ impl ConvF32 {
                 .chunks_exact((mg * kc).max(1))
                 .flat_map(|wg| gemv::pack_weights(wg, mg, kc))
                 .collect(),
-            Algo::Winograd => winograd::pack_weights(w_rows, m, cg),
+            Algo::Winograd(tile) => winograd::pack_weights(tile, w_rows, m, cg),
             _ => vec![],
         };
         let packed_f16 = match algo {
-            Algo::WinogradF16 => winograd::pack_weights_f16(w_rows, m, cg),
+            Algo::WinogradF16(tile) => winograd::pack_weights_f16(tile, w_rows, m, cg),
             Algo::TiledF16 => w_rows
                 .chunks_exact((mg * kc).max(1))
                 .flat_map(|wg| tiled_fp16::pack_weights_f16(wg, mg, kc))
@@ -210,7 +212,7 @@ impl ConvF32 {
         // hold every such conv's weights twice for the life of the plan.
         let weights = if matches!(
             algo,
-            Algo::Tiled | Algo::TiledF16 | Algo::Gemv | Algo::Winograd | Algo::WinogradF16
+            Algo::Tiled | Algo::TiledF16 | Algo::Gemv | Algo::Winograd(_) | Algo::WinogradF16(_)
         ) {
             Vec::new()
         } else {
@@ -288,13 +290,27 @@ impl ConvF32 {
             Algo::Im2colGemm => "conv_f32_im2col_gemm",
             Algo::Tiled => tiled::microkernel(self.isa).map_or("", |k| k.1),
             Algo::TiledF16 => "conv_f32_tiled_8x32_neonfp16",
-            Algo::Winograd => match tiled::microkernel(self.isa).map(|k| k.1) {
-                Some("conv_f32_tiled_8x32_avx512") => "conv3x3s1_f32_winograd23_8x32_avx512",
-                Some("conv_f32_tiled_8x32_avx2") => "conv3x3s1_f32_winograd23_8x32_avx2",
-                Some("conv_f32_tiled_8x32_neon") => "conv3x3s1_f32_winograd23_8x32_neon",
-                _ => "conv3x3s1_f32_winograd23",
-            },
-            Algo::WinogradF16 => "conv3x3s1_f16_winograd23_8x32_neonfp16",
+            Algo::Winograd(tile) => {
+                let names = match tile {
+                    winograd::Tile::F23 => [
+                        "conv3x3s1_f32_winograd23_8x32_avx512",
+                        "conv3x3s1_f32_winograd23_8x32_avx2",
+                        "conv3x3s1_f32_winograd23_8x32_neon",
+                    ],
+                    winograd::Tile::F43 => [
+                        "conv3x3s1_f32_winograd43_8x32_avx512",
+                        "conv3x3s1_f32_winograd43_8x32_avx2",
+                        "conv3x3s1_f32_winograd43_8x32_neon",
+                    ],
+                };
+                match tiled::microkernel(self.isa).map(|k| k.1) {
+                    Some("conv_f32_tiled_8x32_avx512") => names[0],
+                    Some("conv_f32_tiled_8x32_avx2") => names[1],
+                    _ => names[2],
+                }
+            }
+            Algo::WinogradF16(winograd::Tile::F23) => "conv3x3s1_f16_winograd23_8x32_neonfp16",
+            Algo::WinogradF16(winograd::Tile::F43) => "conv3x3s1_f16_winograd43_8x32_neonfp16",
         }
     }
 
@@ -453,8 +469,8 @@ impl ConvF32 {
                 // bias and activation are applied in the tiles' epilogue
                 return tiled::run_tiled(&t, n, x, y, act);
             }
-            Algo::Winograd | Algo::WinogradF16 => {
-                let weights = if self.algo == Algo::WinogradF16 {
+            Algo::Winograd(tile) | Algo::WinogradF16(tile) => {
+                let weights = if let Algo::WinogradF16(_) = self.algo {
                     winograd::WinoWeights::F16(&self.packed_f16)
                 } else {
                     winograd::WinoWeights::F32 {
@@ -469,6 +485,7 @@ impl ConvF32 {
                     out_hw: [oh, ow],
                     pads: [self.pads[0], self.pads[1]],
                     m: self.m,
+                    tile,
                     weights,
                     bias: &self.bias,
                     hint,

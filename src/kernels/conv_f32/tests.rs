@@ -64,14 +64,26 @@ fn general_algo(isa: Isa, one_by_one: bool) -> &'static str {
     }
 }
 
-/// The kernel a 3x3 stride-1 conv with enough channels ([`winograd::applies`]) gets on `isa`:
-/// Winograd F(2x2, 3x3) on the tiled microkernel where the ISA has one.
-fn winograd_algo(isa: Isa) -> Option<&'static str> {
+/// The kernel a 3x3 stride-1 conv with enough channels ([`winograd::applies`]) gets on `isa`
+/// for an `oh x ow` output: Winograd F(2x2, 3x3) or F(4x4, 3x3) on the tiled microkernel
+/// where the ISA has one.
+fn winograd_algo(isa: Isa, oh: usize, ow: usize) -> Option<&'static str> {
+    let f43 = winograd::Tile::select(oh, ow, false) == winograd::Tile::F43;
+    let pick = |a: &'static str, b: &'static str| Some(if f43 { b } else { a });
     match isa {
-        Isa::Avx512 => Some("conv3x3s1_f32_winograd23_8x32_avx512"),
-        Isa::Avx2 => Some("conv3x3s1_f32_winograd23_8x32_avx2"),
+        Isa::Avx512 => pick(
+            "conv3x3s1_f32_winograd23_8x32_avx512",
+            "conv3x3s1_f32_winograd43_8x32_avx512",
+        ),
+        Isa::Avx2 => pick(
+            "conv3x3s1_f32_winograd23_8x32_avx2",
+            "conv3x3s1_f32_winograd43_8x32_avx2",
+        ),
         Isa::Neon if cfg!(target_arch = "arm") => None,
-        Isa::Neon => Some("conv3x3s1_f32_winograd23_8x32_neon"),
+        Isa::Neon => pick(
+            "conv3x3s1_f32_winograd23_8x32_neon",
+            "conv3x3s1_f32_winograd43_8x32_neon",
+        ),
         Isa::Scalar => None,
     }
 }
@@ -448,7 +460,7 @@ fn im2col_gemm_paths() {
                                 assert_eq!(a.starts_with("dwconv"), dw, "{a}");
                                 let one = a == gemv_algo(isa);
                                 let wino = winograd::applies([k, k], [s, s], [d, d], group, c, m)
-                                    && winograd_algo(isa) == Some(a);
+                                    && a.starts_with("conv3x3s1_f32_winograd");
                                 assert!(dw || one || wino || a == general_algo(isa, false), "{a}");
                                 runs += 1;
                             }
@@ -516,7 +528,8 @@ fn winograd_paths() {
                     bias: j % 2 == 0,
                 };
                 if let Some(a) = check(&mut rng, &case, isa, (i + j) % 3 == 0) {
-                    let want = winograd_algo(isa).unwrap_or(general_algo(isa, false));
+                    let (oh, ow) = (h + pads[0] + pads[2] - 2, w + pads[1] + pads[3] - 2);
+                    let want = winograd_algo(isa, oh, ow).unwrap_or(general_algo(isa, false));
                     assert!(a == want || a == gemv_algo(isa), "{a} for {h}x{w} {pads:?}");
                     runs += 1;
                 }
@@ -538,7 +551,7 @@ fn winograd_kernel_transform_matches_g_g_gt() {
     ];
     let mut rng = Rng(5);
     let g: Vec<f32> = (0..9).map(|_| rng.next()).collect();
-    let packed = winograd::pack_weights(&g, 1, 1);
+    let packed = winograd::pack_weights(winograd::Tile::F23, &g, 1, 1);
     for i in 0..4 {
         for k in 0..4 {
             let mut u = 0.0f64;

@@ -1,36 +1,59 @@
-//! 3x3 stride-1 convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin and Gray,
-//! "Fast Algorithms for Convolutional Neural Networks", 2016; ncnn's `conv3x3s1_winograd23`).
+//! 3x3 stride-1 convolution by Winograd's minimal filtering (Lavin and Gray, "Fast
+//! Algorithms for Convolutional Neural Networks", 2016; ncnn's `conv3x3s1_winograd23` and
+//! `conv3x3s1_winograd43`), in two sizes: F(2x2, 3x3) and F(4x4, 3x3).
 //!
-//! Each 2x2 block of outputs comes from a 4x4 input patch: the patch is transformed
-//! (`V = Bt d B`, additions only), multiplied point by point with the transformed weights
-//! (`U = G g Gt`, once at plan time) and summed over input channels, then transformed back
-//! (`Y = At M A`, additions only). Per output pixel that is 4 multiply-adds per (input,
-//! output) channel pair instead of 9: 2.25x fewer. The sums over channels are 16 matrix
+//! Each `T x T` block of outputs comes from a `(T + 2) x (T + 2)` input patch: the patch is
+//! transformed (`V = Bt d B`, additions and small constants), multiplied point by point with
+//! the transformed weights (`U = G g Gt`, once at plan time) and summed over input channels,
+//! then transformed back (`Y = At M A`). Per output pixel that is `(T + 2)^2 / T^2`
+//! multiply-adds per (input, output) channel pair instead of 9: 4 for F(2x2, 3x3) (2.25x
+//! fewer), 2.25 for F(4x4, 3x3) (4x fewer). The sums over channels are `(T + 2)^2` matrix
 //! products, one per transform point `xi`, which run on the tiled convs' microkernels
 //! ([`super::tiled`]): the weights of point `xi` are a `[M][C]` matrix packed like a 1x1
 //! conv's, and a job's 32 patches' transformed inputs are its `[C][NR]` panel.
 //!
-//! F(2x2, 3x3)'s transforms use only 0, +-1 and +-1/2, so results stay within a few float
-//! roundings of the direct sum (tests compare with the reference convolution).
+//! F(2x2, 3x3)'s transforms use only 0, +-1 and +-1/2, so its results stay within a few
+//! float roundings of the direct sum; F(4x4, 3x3)'s use up to 8 and 1/24 and lose a few more
+//! bits (both well within the tests' bound against the reference convolution). F(4x4, 3x3)
+//! takes maps of at least 8 x 8 in f32; F(2x2, 3x3) smaller ones, and the fp16 products
+//! (binary16's 11 bits leave no room for F(4x4, 3x3)'s larger transform constants).
 //!
-//! Jobs are blocks of [`NR`] patches (2x2 output blocks, row-major over the image), in
-//! parallel on rayon's current pool; a job's transformed inputs (16 x C x NR floats, 64 KB
-//! at C = 32) stay in L2 while all output channels use them.
+//! Jobs are blocks of [`NR`] patches (row-major over the image), in parallel on rayon's
+//! current pool; a job's transformed inputs (`(T + 2)^2 x C x NR` floats: 64 KB for F(2x2,
+//! 3x3) at C = 32, 144 KB for F(4x4, 3x3)) stay in L2 while all output channels use them.
 
 use super::epilogue::{bias_act, EpiHint};
 use super::tiled::{pack_weights as pack_block, Microkernel, MR, NR};
 use crate::kernels::{Isa, SharedOut};
 use rayon::prelude::*;
 
-/// Transform points per patch (4 x 4).
-const XI: usize = 16;
+/// Which Winograd transform a conv runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tile {
+    /// F(2x2, 3x3): 2x2 outputs from 4x4 patches, 16 points
+    F23,
+    /// F(4x4, 3x3): 4x4 outputs from 6x6 patches, 36 points
+    F43,
+}
 
-/// Whether a conv takes F(2x2, 3x3): 3x3, stride 1, no dilation, one group, and enough
-/// channels that the 16 point-wise products beat the im2col tiles (their transforms cost
-/// about what 4-8 channels of multiply-adds do). `SPECK_WINOGRAD=0` turns it off. Not on
-/// 32-bit Arm: LLVM leaves its f32 arithmetic scalar (VFP), where the transforms cost more
-/// than the multiply-adds they save (the float detector under qemu: 337.6 -> 347.1 M
-/// instructions with it).
+impl Tile {
+    /// The transform for an `oh x ow` output: F(4x4, 3x3) from 8 x 8 up (smaller maps would
+    /// mostly multiply padding), except with fp16 products.
+    pub(crate) fn select(oh: usize, ow: usize, fp16: bool) -> Tile {
+        if !fp16 && oh >= 8 && ow >= 8 {
+            Tile::F43
+        } else {
+            Tile::F23
+        }
+    }
+}
+
+/// Whether a conv takes Winograd: 3x3, stride 1, no dilation, one group, and enough
+/// channels that the point-wise products beat the im2col tiles (their transforms cost about
+/// what 4-8 channels of multiply-adds do). `SPECK_WINOGRAD=0` turns it off. Not on 32-bit
+/// Arm: LLVM leaves its f32 arithmetic scalar (VFP), where the transforms cost more than the
+/// multiply-adds they save (the float detector under qemu: 337.6 -> 347.1 M instructions
+/// with F(2x2, 3x3)).
 pub(crate) fn applies(
     k: [usize; 2],
     strides: [usize; 2],
@@ -49,42 +72,160 @@ pub(crate) fn applies(
         && std::env::var("SPECK_WINOGRAD").map_or(true, |v| v.trim() != "0")
 }
 
-/// `U = G g Gt` of one 3x3 kernel, row-major 4x4 (`G` = [[1, 0, 0], [1/2, 1/2, 1/2],
-/// [1/2, -1/2, 1/2], [0, 0, 1]]).
-fn transform_kernel(g: &[f32]) -> [f32; XI] {
-    let rows = |v: [f32; 3]| {
-        [
-            v[0],
-            (v[0] + v[1] + v[2]) * 0.5,
-            (v[0] - v[1] + v[2]) * 0.5,
-            v[2],
-        ]
-    };
-    // G g: the three kernel columns each become four rows
-    let cols: [[f32; 4]; 3] = std::array::from_fn(|x| rows([g[x], g[3 + x], g[6 + x]]));
-    let mut u = [0.0; XI];
-    for i in 0..4 {
-        let r = rows([cols[0][i], cols[1][i], cols[2][i]]);
-        u[i * 4..i * 4 + 4].copy_from_slice(&r);
-    }
-    u
+/// One Winograd transform: its sizes and its three transforms.
+trait Variant {
+    /// outputs per patch side
+    const T: usize;
+    /// transform points per patch, `(T + 2)^2`
+    const XI: usize;
+    /// `U = G g Gt` of one 3x3 kernel `g`, row-major `(T + 2) x (T + 2)` in `u`
+    fn transform_kernel(g: &[f32], u: &mut [f32]);
+    /// `Bt x` for the `T + 2` inputs `x[i][j]` of patches `j`, into `y[k][j]` (`len` patches)
+    fn bt(x: &[&[f32]], y: &mut [[f32; NR]], len: usize);
+    /// `At x` for the `T + 2` inputs `x[i][j]`, into `y[k][j]` (`len` patches)
+    fn at(x: &[&[f32]], y: &mut [[f32; NR]], len: usize);
 }
 
-/// The 16 matrices `U_xi [M][C]` of weights `[M][C][3][3]`, row-major.
-fn transformed(w: &[f32], m: usize, c: usize) -> Vec<Vec<f32>> {
-    let mut per_xi = vec![vec![0.0f32; m * c]; XI];
+/// F(2x2, 3x3): `G` = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]], `Bt` =
+/// [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], `At` = [[1, 1, 1, 0], [0, 1,
+/// -1, -1]].
+struct F23;
+
+/// F(4x4, 3x3) on the points 0, +-1, +-2: `G` = [[1/4, 0, 0], [-1/6, -1/6, -1/6], [-1/6,
+/// 1/6, -1/6], [1/24, 1/12, 1/6], [1/24, -1/12, 1/6], [0, 0, 1]], `Bt` = [[4, 0, -5, 0, 1,
+/// 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0],
+/// [0, 4, 0, -5, 0, 1]], `At` = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4,
+/// 0], [0, 1, -1, 8, -8, 1]].
+struct F43;
+
+/// `G g Gt` of a 3x3 kernel for a `p x 3` matrix `G` (in f64, rounded once).
+fn g_g_gt(gm: &[[f64; 3]], g: &[f32], u: &mut [f32]) {
+    let p = gm.len();
+    for i in 0..p {
+        for k in 0..p {
+            let mut v = 0.0f64;
+            for y in 0..3 {
+                for x in 0..3 {
+                    v += gm[i][y] * g[y * 3 + x] as f64 * gm[k][x];
+                }
+            }
+            u[i * p + k] = v as f32;
+        }
+    }
+}
+
+/// `out[j] = f(ins..)[j]` over `len` patches (zipped slices, so it vectorises).
+macro_rules! lanes {
+    ($out:expr, $len:expr, [$($v:ident = $s:expr),+] => $e:expr) => {{
+        let out = &mut $out[..$len];
+        $(let $v = &$s[..$len];)+
+        for j in 0..$len {
+            $(let $v = $v[j];)+
+            out[j] = $e;
+        }
+    }};
+}
+
+impl Variant for F23 {
+    const T: usize = 2;
+    const XI: usize = 16;
+
+    fn transform_kernel(g: &[f32], u: &mut [f32]) {
+        let rows = |v: [f32; 3]| {
+            [
+                v[0],
+                (v[0] + v[1] + v[2]) * 0.5,
+                (v[0] - v[1] + v[2]) * 0.5,
+                v[2],
+            ]
+        };
+        // G g: the three kernel columns each become four rows
+        let cols: [[f32; 4]; 3] = std::array::from_fn(|x| rows([g[x], g[3 + x], g[6 + x]]));
+        for i in 0..4 {
+            let r = rows([cols[0][i], cols[1][i], cols[2][i]]);
+            u[i * 4..i * 4 + 4].copy_from_slice(&r);
+        }
+    }
+
+    #[inline(always)]
+    fn bt(x: &[&[f32]], y: &mut [[f32; NR]], len: usize) {
+        let [x0, x1, x2, x3] = [x[0], x[1], x[2], x[3]];
+        lanes!(y[0], len, [a = x0, b = x2] => a - b);
+        lanes!(y[1], len, [a = x1, b = x2] => a + b);
+        lanes!(y[2], len, [a = x2, b = x1] => a - b);
+        lanes!(y[3], len, [a = x1, b = x3] => a - b);
+    }
+
+    #[inline(always)]
+    fn at(x: &[&[f32]], y: &mut [[f32; NR]], len: usize) {
+        let [x0, x1, x2, x3] = [x[0], x[1], x[2], x[3]];
+        lanes!(y[0], len, [a = x0, b = x1, c = x2] => a + b + c);
+        lanes!(y[1], len, [b = x1, c = x2, d = x3] => b - c - d);
+    }
+}
+
+impl Variant for F43 {
+    const T: usize = 4;
+    const XI: usize = 36;
+
+    fn transform_kernel(g: &[f32], u: &mut [f32]) {
+        let gm = [
+            [0.25, 0.0, 0.0],
+            [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+            [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+            [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+            [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+            [0.0, 0.0, 1.0],
+        ];
+        g_g_gt(&gm, g, u);
+    }
+
+    #[inline(always)]
+    fn bt(x: &[&[f32]], y: &mut [[f32; NR]], len: usize) {
+        let [x0, x1, x2, x3, x4, x5] = [x[0], x[1], x[2], x[3], x[4], x[5]];
+        lanes!(y[0], len, [a = x0, c = x2, e = x4] => 4.0 * a - 5.0 * c + e);
+        lanes!(y[1], len, [b = x1, c = x2, d = x3, e = x4] => (d + e) - 4.0 * (b + c));
+        lanes!(y[2], len, [b = x1, c = x2, d = x3, e = x4] => (e - d) + 4.0 * (b - c));
+        lanes!(y[3], len, [b = x1, c = x2, d = x3, e = x4] => (e - c) + 2.0 * (d - b));
+        lanes!(y[4], len, [b = x1, c = x2, d = x3, e = x4] => (e - c) - 2.0 * (d - b));
+        lanes!(y[5], len, [b = x1, d = x3, f = x5] => 4.0 * b - 5.0 * d + f);
+    }
+
+    #[inline(always)]
+    fn at(x: &[&[f32]], y: &mut [[f32; NR]], len: usize) {
+        let [x0, x1, x2, x3, x4, x5] = [x[0], x[1], x[2], x[3], x[4], x[5]];
+        lanes!(y[0], len, [a = x0, b = x1, c = x2, d = x3, e = x4] => a + (b + c) + (d + e));
+        lanes!(y[1], len, [b = x1, c = x2, d = x3, e = x4] => (b - c) + 2.0 * (d - e));
+        lanes!(y[2], len, [b = x1, c = x2, d = x3, e = x4] => (b + c) + 4.0 * (d + e));
+        lanes!(y[3], len, [b = x1, c = x2, d = x3, e = x4, f = x5] => (b - c) + 8.0 * (d - e) + f);
+    }
+}
+
+/// The `XI` matrices `U_xi [M][C]` of weights `[M][C][3][3]`, row-major.
+fn transformed<V: Variant>(w: &[f32], m: usize, c: usize) -> Vec<Vec<f32>> {
+    let mut per_xi = vec![vec![0.0f32; m * c]; V::XI];
+    let mut u = vec![0.0f32; V::XI];
     for (mc, g) in w.chunks_exact(9).take(m * c).enumerate() {
-        for (xi, &v) in transform_kernel(g).iter().enumerate() {
+        V::transform_kernel(g, &mut u);
+        for (xi, &v) in u.iter().enumerate() {
             per_xi[xi][mc] = v;
         }
     }
     per_xi
 }
 
-/// Weights `[M][C][3][3]` as 16 matrices `U_xi [M][C]`, each packed for the microkernel
-/// (`[ceil(M/MR)][C][MR]`), one after another.
-pub(crate) fn pack_weights(w: &[f32], m: usize, c: usize) -> Vec<f32> {
-    transformed(w, m, c)
+/// [`transformed`] for `tile`.
+fn transformed_for(tile: Tile, w: &[f32], m: usize, c: usize) -> Vec<Vec<f32>> {
+    match tile {
+        Tile::F23 => transformed::<F23>(w, m, c),
+        Tile::F43 => transformed::<F43>(w, m, c),
+    }
+}
+
+/// Weights `[M][C][3][3]` as the tile's matrices `U_xi [M][C]`, each packed for the
+/// microkernel (`[ceil(M/MR)][C][MR]`), one after another.
+pub(crate) fn pack_weights(tile: Tile, w: &[f32], m: usize, c: usize) -> Vec<f32> {
+    transformed_for(tile, w, m, c)
         .iter()
         .flat_map(|u| pack_block(u, m, c))
         .collect()
@@ -92,8 +233,8 @@ pub(crate) fn pack_weights(w: &[f32], m: usize, c: usize) -> Vec<f32> {
 
 /// [`pack_weights`] rounded to binary16, for the fp16 microkernel
 /// ([`super::tiled_fp16::pack_weights_f16`]).
-pub(crate) fn pack_weights_f16(w: &[f32], m: usize, c: usize) -> Vec<u16> {
-    transformed(w, m, c)
+pub(crate) fn pack_weights_f16(tile: Tile, w: &[f32], m: usize, c: usize) -> Vec<u16> {
+    transformed_for(tile, w, m, c)
         .iter()
         .flat_map(|u| super::tiled_fp16::pack_weights_f16(u, m, c))
         .collect()
@@ -121,6 +262,8 @@ pub(crate) struct WinogradConv<'a> {
     pub pads: [usize; 2],
     /// output channels
     pub m: usize,
+    /// the transform the weights were packed for
+    pub tile: Tile,
     pub weights: WinoWeights<'a>,
     pub bias: &'a [f32],
     pub hint: EpiHint,
@@ -143,22 +286,38 @@ fn runs(t0: usize, nt: usize, tw: usize) -> impl Iterator<Item = (usize, usize, 
 
 /// A worker's buffers, reused across its jobs (nothing is zeroed per job).
 struct Scratch {
-    /// transformed inputs `[XI][C][NR]`: the 16 panels
+    /// transformed inputs `[XI][C][NR]`: the panels
     v: Vec<f32>,
     /// the panels in binary16 (fp16 arithmetic only)
     half: Vec<u16>,
-    /// the microkernel's sums for one block of MR output channels, per point
-    acc: Box<[[[f32; NR]; MR]; XI]>,
-    /// a run's 4 input rows (`2 * NR + 2` columns), and their column transforms `[r][k][j]`
-    d: [[f32; 2 * NR + 2]; 4],
-    s: [[[f32; NR]; 4]; 4],
+    /// the microkernel's sums for one block of MR output channels, per point `[XI]`
+    acc: Vec<[[f32; NR]; MR]>,
+    /// a run's `T + 2` input rows (`T * NR + 2` columns, then zeros to a whole patch)
+    d: Vec<[f32; 4 * (NR + 1)]>,
+    /// the rows' columns split by phase: `q[i][j]` is column `T * j + i`
+    q: [[f32; NR + 1]; 4],
+    /// the row transforms `[r][k][j]`, then (output side) the column transforms
+    s: Vec<[[f32; NR]; 6]>,
+}
+
+impl Scratch {
+    fn new<V: Variant>(c: usize, f16: bool) -> Scratch {
+        Scratch {
+            v: vec![0.0; V::XI * c * NR],
+            half: vec![0; if f16 { V::XI * c * NR } else { 0 }],
+            acc: vec![[[0.0; NR]; MR]; V::XI],
+            d: vec![[0.0; 4 * (NR + 1)]; V::T + 2],
+            q: [[0.0; NR + 1]; 4],
+            s: vec![[[0.0; NR]; 6]; V::T + 2],
+        }
+    }
 }
 
 /// `v[xi][ci][j0 + j] = (Bt d B)[xi]` for the patches of one run of one channel (`img` its
-/// `h x w` plane), `Bt` = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
+/// `h x w` plane).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn transform_run(
+fn transform_run<V: Variant>(
     img: &[f32],
     [h, w]: [usize; 2],
     [pt, pl]: [usize; 2],
@@ -167,14 +326,15 @@ fn transform_run(
     ci: usize,
     sc: &mut Scratch,
 ) {
-    let Scratch { v, d, s, .. } = sc;
-    // the run's 4 input rows, columns 2 * tx - pl .. + 2 * len + 2, zero outside the image
-    let x0 = (2 * tx) as isize - pl as isize;
-    let cols = 2 * len + 2;
+    let (t, p) = (V::T, V::T + 2);
+    let Scratch { v, d, q, s, .. } = sc;
+    // the run's input rows, columns t * tx - pl .. + t * len + 2, zero outside the image
+    let x0 = (t * tx) as isize - pl as isize;
+    let cols = t * len + 2;
     let lo = (-x0).clamp(0, cols as isize) as usize;
     let hi = (w as isize - x0).clamp(lo as isize, cols as isize) as usize;
     for (r, dr) in d.iter_mut().enumerate() {
-        let iy = (2 * ty + r) as isize - pt as isize;
+        let iy = (t * ty + r) as isize - pt as isize;
         if iy < 0 || iy as usize >= h {
             dr[..cols].fill(0.0);
             continue;
@@ -184,68 +344,48 @@ fn transform_run(
         dr[lo..hi].copy_from_slice(&row[(x0 + lo as isize) as usize..][..hi - lo]);
         dr[hi..cols].fill(0.0);
     }
-    // d B for each row: s[r][k][j] from the even and odd columns (e0 e1 e2 e3 of patch j are
-    // ev[j] od[j] ev[j + 1] od[j + 1]); zipped slices, so every loop vectorises
-    let (mut ev, mut od) = ([0.0f32; NR + 1], [0.0f32; NR + 1]);
-    for (sr, dr) in s.iter_mut().zip(d.iter()) {
-        let pairs = dr[..cols].chunks_exact(2);
-        for ((e, o), p) in ev.iter_mut().zip(od.iter_mut()).zip(pairs) {
-            *e = p[0];
-            *o = p[1];
-        }
-        let (e0, e2, o1, o3) = (&ev[..len], &ev[1..=len], &od[..len], &od[1..=len]);
-        let [s0, s1, s2, s3] = sr;
-        for ((o, &a), &b) in s0.iter_mut().zip(e0).zip(e2) {
-            *o = a - b;
-        }
-        for ((o, &a), &b) in s1.iter_mut().zip(o1).zip(e2) {
-            *o = a + b;
-        }
-        for ((o, &a), &b) in s2.iter_mut().zip(e2).zip(o1) {
-            *o = a - b;
-        }
-        for ((o, &a), &b) in s3.iter_mut().zip(o1).zip(o3) {
-            *o = a - b;
-        }
-    }
-    // Bt (d B): rows (k picks the column transform in each row's s[r])
-    #[allow(clippy::needless_range_loop)]
-    for k in 0..4 {
-        let at = |i: usize| ((i * 4 + k) * c + ci) * NR + j0;
-        let (s0, s1, s2, s3) = (
-            &s[0][k][..len],
-            &s[1][k][..len],
-            &s[2][k][..len],
-            &s[3][k][..len],
-        );
-        let rows: [(usize, &[f32], &[f32], bool); 4] = [
-            (0, s0, s2, false),
-            (1, s1, s2, true),
-            (2, s2, s1, false),
-            (3, s1, s3, false),
-        ];
-        for (i, a, b, add) in rows {
-            let o = &mut v[at(i)..at(i) + len];
-            if add {
-                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                    *o = a + b;
-                }
-            } else {
-                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                    *o = a - b;
-                }
+    // d B for each row: patch j's inputs are columns t * j .. t * j + t + 2, that is
+    // q[0..t][j] then q[0][j + 1], q[1][j + 1]
+    for (sr, dr) in s.iter_mut().zip(d.iter_mut()) {
+        // the row's columns split by phase (a run's last patch reads two past t * len)
+        dr[cols..t * (len + 1)].fill(0.0);
+        for (j, ph) in dr[..t * (len + 1)].chunks_exact(t).enumerate() {
+            for (i, &x) in ph.iter().enumerate() {
+                q[i][j] = x;
             }
+        }
+        let mut ins: [&[f32]; 6] = [&[]; 6];
+        for (i, x) in ins.iter_mut().enumerate().take(p) {
+            *x = if i < t {
+                &q[i][..len]
+            } else {
+                &q[i - t][1..=len]
+            };
+        }
+        V::bt(&ins[..p], sr, len);
+    }
+    // Bt (d B): for each column transform k, the rows' values are its inputs
+    let mut col = [[0.0f32; NR]; 6];
+    for k in 0..p {
+        let mut ins: [&[f32]; 6] = [&[]; 6];
+        for (r, x) in ins.iter_mut().enumerate().take(p) {
+            *x = &s[r][k][..len];
+        }
+        V::bt(&ins[..p], &mut col, len);
+        for (i, row) in col.iter().enumerate().take(p) {
+            let at = ((i * p + k) * c + ci) * NR + j0;
+            v[at..at + len].copy_from_slice(&row[..len]);
         }
     }
 }
 
-/// One job: patches `bi * NR ..` of image `ni` (transforms, the 16 products per block of
-/// output channels, the output transform and epilogue).
+/// One job: patches `bi * NR ..` of image `ni` (transforms, the point-wise products per
+/// block of output channels, the output transform and epilogue).
 ///
 /// # Safety
 /// `out` must be `y` of [`run_winograd`]; no other job writes these patches' outputs.
 #[inline(always)]
-unsafe fn job<F: Fn(f32) -> f32>(
+unsafe fn job<V: Variant, F: Fn(f32) -> f32>(
     t: &WinogradConv,
     x: &[f32],
     out: SharedOut,
@@ -256,8 +396,8 @@ unsafe fn job<F: Fn(f32) -> f32>(
 ) {
     let [c, h, w] = t.chw;
     let [oh, ow] = t.out_hw;
-    let tw = ow.div_ceil(2);
-    let patches = oh.div_ceil(2) * tw;
+    let tw = ow.div_ceil(V::T);
+    let patches = oh.div_ceil(V::T) * tw;
     let wlen = t.m.div_ceil(MR) * c * MR;
     let t0 = bi * NR;
     let nt = NR.min(patches - t0);
@@ -265,7 +405,7 @@ unsafe fn job<F: Fn(f32) -> f32>(
     for ci in 0..c {
         let img = &xi[ci * h * w..(ci + 1) * h * w];
         for run in runs(t0, nt, tw) {
-            transform_run(img, [h, w], t.pads, run, c, ci, sc);
+            transform_run::<V>(img, [h, w], t.pads, run, c, ci, sc);
         }
     }
     if let WinoWeights::F16(_) = t.weights {
@@ -295,7 +435,7 @@ unsafe fn job<F: Fn(f32) -> f32>(
             let ch = b * MR + r;
             let plane = out.at((ni * t.m + ch) * oh * ow);
             for run in runs(t0, nt, tw) {
-                store_run(&sc.acc, r, run, [oh, ow], plane, t.bias[ch], act, t.hint);
+                store_run::<V, F>(sc, r, run, [oh, ow], plane, t.bias[ch], act, t.hint);
             }
         }
     }
@@ -307,7 +447,7 @@ macro_rules! job_for {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
         #[allow(clippy::incompatible_msrv)]
-        unsafe fn $name<F: Fn(f32) -> f32>(
+        unsafe fn $name<V: Variant, F: Fn(f32) -> f32>(
             t: &WinogradConv,
             x: &[f32],
             out: SharedOut,
@@ -316,7 +456,7 @@ macro_rules! job_for {
             sc: &mut Scratch,
             act: &F,
         ) {
-            job(t, x, out, ni, bi, sc, act)
+            job::<V, F>(t, x, out, ni, bi, sc, act)
         }
     };
 }
@@ -334,34 +474,42 @@ pub(crate) fn run_winograd<F: Fn(f32) -> f32 + Sync>(
     y: &mut [f32],
     act: &F,
 ) {
+    match t.tile {
+        Tile::F23 => run::<F23, F>(t, isa, n, x, y, act),
+        Tile::F43 => run::<F43, F>(t, isa, n, x, y, act),
+    }
+}
+
+fn run<V: Variant, F: Fn(f32) -> f32 + Sync>(
+    t: &WinogradConv,
+    isa: Isa,
+    n: usize,
+    x: &[f32],
+    y: &mut [f32],
+    act: &F,
+) {
     let [c, h, w] = t.chw;
     let [oh, ow] = t.out_hw;
-    let blocks = (oh.div_ceil(2) * ow.div_ceil(2)).div_ceil(NR);
+    let blocks = (oh.div_ceil(V::T) * ow.div_ceil(V::T)).div_ceil(NR);
     let wlen = t.m.div_ceil(MR) * c * MR;
     assert!(x.len() >= n * c * h * w && y.len() >= n * t.m * oh * ow);
     let (packed_len, f16) = match t.weights {
         WinoWeights::F32 { packed, .. } => (packed.len(), false),
         WinoWeights::F16(packed) => (packed.len(), true),
     };
-    assert!(packed_len >= XI * wlen && t.bias.len() >= t.m);
+    assert!(packed_len >= V::XI * wlen && t.bias.len() >= t.m);
     assert!(
         !f16 || super::tiled_fp16::supported(),
         "fp16 convolution planned on a CPU without fp16 arithmetic"
     );
     let out = SharedOut(y.as_mut_ptr());
-    // multiply-adds of one job: 16 points x M x C x NR
-    let per_job = (XI * t.m * c * NR).max(1);
+    // multiply-adds of one job: XI points x M x C x NR
+    let per_job = (V::XI * t.m * c * NR).max(1);
     (0..n * blocks)
         .into_par_iter()
         .with_min_len((1 << 18) / per_job + 1)
         .for_each_init(
-            || Scratch {
-                v: vec![0.0; XI * c * NR],
-                half: vec![0; if f16 { XI * c * NR } else { 0 }],
-                acc: Box::new([[[0.0; NR]; MR]; XI]),
-                d: [[0.0; 2 * NR + 2]; 4],
-                s: [[[0.0; NR]; 4]; 4],
-            },
+            || Scratch::new::<V>(c, f16),
             |sc, j| {
                 let (ni, bi) = (j / blocks, j % blocks);
                 // SAFETY: job j alone writes its patches' outputs; the ISA's features are
@@ -370,28 +518,28 @@ pub(crate) fn run_winograd<F: Fn(f32) -> f32 + Sync>(
                     match isa {
                         #[cfg(target_arch = "x86_64")]
                         Isa::Avx512 if Isa::Avx512.supported() => {
-                            job_avx512(t, x, out, ni, bi, sc, act)
+                            job_avx512::<V, F>(t, x, out, ni, bi, sc, act)
                         }
                         #[cfg(target_arch = "x86_64")]
                         Isa::Avx512 | Isa::Avx2 if Isa::Avx2.supported() => {
-                            job_avx2(t, x, out, ni, bi, sc, act)
+                            job_avx2::<V, F>(t, x, out, ni, bi, sc, act)
                         }
-                        _ => job(t, x, out, ni, bi, sc, act),
+                        _ => job::<V, F>(t, x, out, ni, bi, sc, act),
                     }
                 }
             },
         );
 }
 
-/// `Y = At M A` (`At` = [[1, 1, 1, 0], [0, 1, -1, -1]]) of one output channel's patches in a
-/// run, `act(Y + bias)` into its output rows (clipped at odd edges).
+/// `Y = At M A` of one output channel's patches in a run, `act(Y + bias)` into its output
+/// rows (clipped at odd edges).
 ///
 /// # Safety
 /// `plane` must be the channel's `oh x ow` output, writable.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn store_run<F: Fn(f32) -> f32>(
-    acc: &[[[f32; NR]; MR]; XI],
+unsafe fn store_run<V: Variant, F: Fn(f32) -> f32>(
+    sc: &mut Scratch,
     r: usize,
     (ty, tx, len, j0): (usize, usize, usize, usize),
     [oh, ow]: [usize; 2],
@@ -400,33 +548,36 @@ unsafe fn store_run<F: Fn(f32) -> f32>(
     act: &F,
     hint: EpiHint,
 ) {
-    // At M: two rows of four, over the run's patches (zipped slices: vectorises over j)
-    let mut a = [[[0.0f32; NR]; 4]; 2];
-    for k in 0..4 {
-        let [m0, m1, m2, m3] = [0, 1, 2, 3].map(|i| &acc[i * 4 + k][r][j0..j0 + len]);
-        let ms = m0.iter().zip(m1).zip(m2.iter().zip(m3));
-        let [a0, a1] = &mut a;
-        for ((o0, o1), ((&v0, &v1), (&v2, &v3))) in a0[k].iter_mut().zip(a1[k].iter_mut()).zip(ms) {
-            *o0 = v0 + v1 + v2;
-            *o1 = v1 - v2 - v3;
+    let (t, p) = (V::T, V::T + 2);
+    let Scratch { acc, s, .. } = sc;
+    // At M: for each column k, the T output rows from the points' rows (s[k][o][j])
+    for (k, sk) in s.iter_mut().enumerate().take(p) {
+        let mut ins: [&[f32]; 6] = [&[]; 6];
+        for (i, x) in ins.iter_mut().enumerate().take(p) {
+            *x = &acc[i * p + k][r][j0..j0 + len];
         }
+        V::at(&ins[..p], sk, len);
     }
-    // (At M) A: the two output rows of the run, columns interleaved
-    let mut rows = [[0.0f32; 2 * NR]; 2];
-    for (row, [a0, a1, a2, a3]) in rows.iter_mut().zip(&a) {
-        let px = row[..2 * len].chunks_exact_mut(2);
-        for (p, ((&v0, &v1), (&v2, &v3))) in px.zip(a0.iter().zip(a1).zip(a2.iter().zip(a3))) {
-            p[0] = v0 + v1 + v2;
-            p[1] = v1 - v2 - v3;
-        }
-    }
-    let (x0, cols) = (2 * tx, (2 * len).min(ow - 2 * tx));
-    for (dy, row) in rows.iter().enumerate() {
-        let oy = 2 * ty + dy;
+    // (At M) A: each output row's T columns per patch, interleaved into the row
+    let mut cols = [[0.0f32; NR]; 6];
+    let mut row = [0.0f32; 4 * NR];
+    let (x0, width) = (t * tx, (t * len).min(ow - t * tx));
+    for dy in 0..t {
+        let oy = t * ty + dy;
         if oy >= oh {
             break;
         }
-        let dst = std::slice::from_raw_parts_mut(plane.add(oy * ow + x0), cols);
-        bias_act(dst, row, bias, act, hint);
+        let mut ins: [&[f32]; 6] = [&[]; 6];
+        for (k, x) in ins.iter_mut().enumerate().take(p) {
+            *x = &s[k][dy][..len];
+        }
+        V::at(&ins[..p], &mut cols, len);
+        for (j, px) in row[..t * len].chunks_exact_mut(t).enumerate() {
+            for (o, v) in px.iter_mut().enumerate() {
+                *v = cols[o][j];
+            }
+        }
+        let dst = std::slice::from_raw_parts_mut(plane.add(oy * ow + x0), width);
+        bias_act(dst, &row[..t * len], bias, act, hint);
     }
 }
