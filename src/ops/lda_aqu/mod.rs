@@ -1032,7 +1032,11 @@ mod tests {
                         "{isa:?} {case:?} [{i}]: {x} vs {y}"
                     );
                 }
-                // Every vector path does the portable operations in the portable order.
+                // Every vector path does the portable operations in the portable order, but
+                // the NEON float paths (nothing to round) fuse multiply-adds.
+                if isa == Isa::Neon && int8 == 0 {
+                    continue;
+                }
                 for (i, (x, y)) in got.iter().zip(portable.iter()).enumerate() {
                     assert_eq!(
                         x.to_bits(),
