@@ -319,6 +319,8 @@ fn layout_conversions_match_the_per_element_definition_on_odd_shapes() {
         [1, 3, 12, 12], // two blocks of 64 pixels and a ragged one, 16-pixel steps
         [2, 48, 5, 7],  // whole 16 x 16 tiles and ragged pixels
         [1, 16, 4, 4],
+        [1, 32, 9, 9],  // two tile columns, a ragged pixel block
+        [2, 19, 8, 10], // a tile column and 3 ragged channels
     ] {
         let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3]);
         let len = n * c * hw;
@@ -341,7 +343,7 @@ fn layout_conversions_match_the_per_element_definition_on_odd_shapes() {
             }
         }
         let bytes = rng.bytes(len);
-        for level in [Level::Scalar, Level::Neon] {
+        for level in [Level::Scalar, Level::Neon, Level::Avx2, Level::Avx512Vnni] {
             if !level.supported() {
                 continue;
             }

@@ -215,12 +215,35 @@ fn quantize_pixels(
             3 => interleave::<3>(&planes, out),
             4 => interleave::<4>(&planes, out),
             _ => {
-                for (i, px) in out.chunks_exact_mut(c).enumerate() {
-                    for (o, plane) in px.iter_mut().zip(planes.chunks_exact(BLOCK)) {
-                        *o = plane[i];
-                    }
-                }
+                // whole 16 x 16 tiles transposed in registers, the rest a byte at a time
+                #[cfg(target_arch = "x86_64")]
+                let done = if level >= Level::Avx2 {
+                    x86::interleave_tiles(&planes, c, pn, out)
+                } else {
+                    (0, 0)
+                };
+                #[cfg(target_arch = "aarch64")]
+                // SAFETY: every aarch64 CPU has NEON.
+                let done = if level >= Level::Neon {
+                    unsafe { neon::interleave_tiles(&planes, BLOCK, c, pn, out) }
+                } else {
+                    (0, 0)
+                };
+                #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+                let done = (0, 0);
+                interleave_rest(&planes, c, pn, out, done);
             }
+        }
+    }
+}
+
+/// `out[i][ch] = planes[ch][i]` for `pn` pixels of `c` planes of [`BLOCK`] bytes, except the
+/// `(pixels, channels)` tiles already done (channels `..done.1` of pixels `..done.0`).
+fn interleave_rest(planes: &[u8], c: usize, pn: usize, out: &mut [u8], done: (usize, usize)) {
+    for (i, px) in out[..pn * c].chunks_exact_mut(c).enumerate() {
+        let from = if i < done.0 { done.1 } else { 0 };
+        for (ch, o) in px.iter_mut().enumerate().skip(from) {
+            *o = planes[ch * BLOCK + i];
         }
     }
 }
@@ -277,6 +300,116 @@ mod x86 {
             i += 16;
         }
     }
+
+    /// `r[i][j] <-> r[j][i]`: a 16 x 16 byte transpose in four unpack rounds (SSE2: bytes of
+    /// row pairs, then halfwords of 2-row, words of 4-row and quadwords of 8-row groups).
+    #[inline(always)]
+    unsafe fn transpose16(r: &mut [__m128i; 16]) {
+        let z = _mm_setzero_si128();
+        // s[8h + i]: rows 2i, 2i + 1, columns 8h .. 8h + 8 (one 16-bit unit per column)
+        let mut s = [z; 16];
+        for i in 0..8 {
+            s[i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+            s[8 + i] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+        }
+        // t[8h + 2j + q]: rows 4j .. 4j + 4, columns 8h + 4q .. + 4 (a 32-bit unit each)
+        let mut t = [z; 16];
+        for h in 0..2 {
+            for j in 0..4 {
+                let (a, b) = (s[8 * h + 2 * j], s[8 * h + 2 * j + 1]);
+                t[8 * h + 2 * j] = _mm_unpacklo_epi16(a, b);
+                t[8 * h + 2 * j + 1] = _mm_unpackhi_epi16(a, b);
+            }
+        }
+        // u[8k + cp]: rows 8k .. 8k + 8 of columns 2cp, 2cp + 1 (a 64-bit unit each)
+        let mut u = [z; 16];
+        for h in 0..2 {
+            for q in 0..2 {
+                for k in 0..2 {
+                    let (a, b) = (t[8 * h + 4 * k + q], t[8 * h + 4 * k + 2 + q]);
+                    let cp = 4 * h + 2 * q;
+                    u[8 * k + cp] = _mm_unpacklo_epi32(a, b);
+                    u[8 * k + cp + 1] = _mm_unpackhi_epi32(a, b);
+                }
+            }
+        }
+        for cp in 0..8 {
+            r[2 * cp] = _mm_unpacklo_epi64(u[cp], u[8 + cp]);
+            r[2 * cp + 1] = _mm_unpackhi_epi64(u[cp], u[8 + cp]);
+        }
+    }
+
+    /// [`super::interleave`] of the whole 16 x 16 tiles of `c` planes of [`BLOCK`] bytes into
+    /// `pn` NHWC pixels (`out`), transposed in registers; returns the pixels and channels done
+    /// (`pn` and `c` rounded down to 16).
+    pub fn interleave_tiles(planes: &[u8], c: usize, pn: usize, out: &mut [u8]) -> (usize, usize) {
+        let (p16, c16) = (pn / 16 * 16, c / 16 * 16);
+        assert!(pn <= BLOCK && planes.len() >= c * BLOCK && out.len() >= pn * c);
+        // SAFETY: SSE2 is baseline x86-64; loads stay within the first c16 planes' first p16
+        // bytes, stores within out's first p16 pixels (asserted above).
+        unsafe {
+            for p in (0..p16).step_by(16) {
+                for ch in (0..c16).step_by(16) {
+                    let at = |i: usize| planes.as_ptr().add((ch + i) * BLOCK + p).cast();
+                    let mut r: [__m128i; 16] = std::array::from_fn(|i| _mm_loadu_si128(at(i)));
+                    transpose16(&mut r);
+                    for (j, v) in r.iter().enumerate() {
+                        _mm_storeu_si128(out.as_mut_ptr().add((p + j) * c + ch).cast(), *v);
+                    }
+                }
+            }
+        }
+        (p16, c16)
+    }
+
+    /// Dequantize the whole 16 x 16 tiles of `pn` NHWC pixels of `c` channels (`src`) into
+    /// NCHW planes `hw` floats apart from `dst` (the block's first pixel in plane 0):
+    /// transposed in registers, then `(v - zero_point) as f32 * scale`, exactly
+    /// `q.dequantize`. Returns the pixels and channels done (rounded down to 16).
+    ///
+    /// # Safety
+    /// `dst` must hold `c` planes of `hw` floats from the block's first pixel, `pn` of them
+    /// writable in each.
+    pub unsafe fn dequantize_tiles(
+        q: crate::ops::QType,
+        src: &[u8],
+        c: usize,
+        pn: usize,
+        dst: *mut f32,
+        hw: usize,
+    ) -> (usize, usize) {
+        let (p16, c16) = (pn / 16 * 16, c / 16 * 16);
+        assert!(src.len() >= pn * c);
+        let (zp, scale, z) = (
+            _mm_set1_epi16(q.zero_point as i16),
+            _mm_set1_ps(q.scale),
+            _mm_setzero_si128(),
+        );
+        for p in (0..p16).step_by(16) {
+            for ch in (0..c16).step_by(16) {
+                let at = |i: usize| src.as_ptr().add((p + i) * c + ch).cast();
+                let mut r: [__m128i; 16] = std::array::from_fn(|i| _mm_loadu_si128(at(i)));
+                transpose16(&mut r);
+                for (j, v) in r.iter().enumerate() {
+                    // bytes to i16 minus the zero point, then sign-extended to i32
+                    let lo = _mm_sub_epi16(_mm_unpacklo_epi8(*v, z), zp);
+                    let hi = _mm_sub_epi16(_mm_unpackhi_epi8(*v, z), zp);
+                    let words = [
+                        _mm_unpacklo_epi16(lo, lo),
+                        _mm_unpackhi_epi16(lo, lo),
+                        _mm_unpacklo_epi16(hi, hi),
+                        _mm_unpackhi_epi16(hi, hi),
+                    ];
+                    let o = dst.add((ch + j) * hw + p);
+                    for (k, w) in words.into_iter().enumerate() {
+                        let f = _mm_cvtepi32_ps(_mm_srai_epi32::<16>(w));
+                        _mm_storeu_ps(o.add(4 * k), _mm_mul_ps(f, scale));
+                    }
+                }
+            }
+        }
+        (p16, c16)
+    }
 }
 
 /// DequantizeLinear of stored NHWC bytes into f32 NCHW, through a 256-entry table (exactly
@@ -304,11 +437,23 @@ pub fn dequantize(level: Level, q: QType, shape: &[usize], x: &[u8], y: &mut [f3
                     unsafe { neon::dequantize_block(q, &table, block, c, pn, dst.at(p0), hw) };
                     continue;
                 }
+                // whole 16 x 16 tiles transposed in registers, the rest through the table
+                #[cfg(target_arch = "x86_64")]
+                let (p16, c16) = if level >= Level::Avx2 {
+                    // SAFETY: `dst` holds c planes of hw floats and this piece alone writes
+                    // pixels `px` of them.
+                    unsafe { x86::dequantize_tiles(q, block, c, pn, dst.at(p0), hw) }
+                } else {
+                    (0, 0)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let (p16, c16) = (0, 0);
                 let _ = level;
                 for ch in 0..c {
                     // SAFETY: as above; plane `ch`, pixels p0..p0 + pn.
                     let plane = unsafe { std::slice::from_raw_parts_mut(dst.at(ch * hw + p0), pn) };
-                    for (i, o) in plane.iter_mut().enumerate() {
+                    let from = if ch < c16 { p16 } else { 0 };
+                    for (i, o) in plane.iter_mut().enumerate().skip(from) {
                         *o = table[block[i * c + ch] as usize];
                     }
                 }

@@ -164,6 +164,34 @@ pub unsafe fn interleave3(planes: &[u8], block: usize, out: &mut [u8]) {
     }
 }
 
+/// `out[i][ch] = planes[ch][i]` for the whole 16 x 16 tiles of `c` planes of `block` bytes
+/// and `pn` NHWC pixels, transposed in registers; returns the pixels and channels done (`pn`
+/// and `c` rounded down to 16).
+///
+/// # Safety
+/// The host must have NEON (every aarch64 CPU).
+pub unsafe fn interleave_tiles(
+    planes: &[u8],
+    block: usize,
+    c: usize,
+    pn: usize,
+    out: &mut [u8],
+) -> (usize, usize) {
+    let (p16, c16) = (pn / W * W, c / W * W);
+    assert!(pn <= block && planes.len() >= c * block && out.len() >= pn * c);
+    for p in (0..p16).step_by(W) {
+        for ch in (0..c16).step_by(W) {
+            let mut r: [uint8x16_t; 16] =
+                std::array::from_fn(|i| vld1q_u8(planes.as_ptr().add((ch + i) * block + p)));
+            transpose16(&mut r);
+            for (j, v) in r.iter().enumerate() {
+                vst1q_u8(out.as_mut_ptr().add((p + j) * c + ch), *v);
+            }
+        }
+    }
+    (p16, c16)
+}
+
 /// `r[i][j] <-> r[j][i]`: a 16 x 16 byte transpose in four `TRN1`/`TRN2` rounds (bytes,
 /// halfwords, words, doublewords between rows 1, 2, 4 and 8 apart).
 #[inline(always)]
