@@ -95,6 +95,22 @@ pub fn run_concat(
             // output rows (one per index before `axis`) in parallel on rayon's current pool
             // when large
             crate::kernels::par::rows_mut(&mut ys[..outer * row], row, |rows, ys| {
+                if let [a, b] = inputs {
+                    if a.shape()[axis] * inner == 1 && b.shape()[axis] * inner == 1 {
+                        // two planes stacked on a new last axis (LDA-AQU's (x, y) grid):
+                        // pairs, which vectorise as shuffles
+                        let (a, b) = (
+                            a.as_slice().expect("checked"),
+                            b.as_slice().expect("checked"),
+                        );
+                        let pairs = ys.chunks_exact_mut(2);
+                        for ((d, &x), &y) in pairs.zip(&a[rows.clone()]).zip(&b[rows]) {
+                            d[0] = x;
+                            d[1] = y;
+                        }
+                        return;
+                    }
+                }
                 let mut off = 0usize;
                 for x in inputs {
                     let xs = x.as_slice().expect("checked contiguous");
@@ -618,6 +634,28 @@ mod tests {
                 });
                 assert_eq!(y, want);
             }
+        }
+        // two planes stacked on a new last axis (the pair interleave, over several pieces
+        // when large), and pairs that only look like that (an empty input beside two values)
+        for (sa, sb, axis) in [
+            (vec![3, 5, 1], vec![3, 5, 1], 2),
+            (vec![70_001, 1], vec![70_001, 1], 1),
+            (vec![4, 0], vec![4, 2], 1),
+            (vec![4, 2, 0], vec![4, 2, 1], 2),
+        ] {
+            let xs = [rng.arr(&sa), rng.arr(&sb)];
+            let out = concat_shape(axis, &[&sa, &sb]).unwrap();
+            let mut y = nan(&out);
+            run_concat(axis, &[xs[0].view(), xs[1].view()], &mut y.view_mut()).unwrap();
+            let want = ArrayD::from_shape_fn(IxDyn(&out), |idx| {
+                let mut i = idx.slice().to_vec();
+                if i[axis] < sa[axis] {
+                    return xs[0][IxDyn(&i)];
+                }
+                i[axis] -= sa[axis];
+                xs[1][IxDyn(&i)]
+            });
+            assert_eq!(y, want, "{sa:?} {sb:?}");
         }
         assert!(concat_shape(0, &[]).is_err());
         assert!(concat_shape(2, &[&[1, 2]]).is_err());
