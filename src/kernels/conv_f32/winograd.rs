@@ -366,6 +366,7 @@ fn transform_run<V: Variant>(
     }
     // Bt (d B): for each column transform k, the rows' values are its inputs
     let mut col = [[0.0f32; NR]; 6];
+    #[allow(clippy::needless_range_loop)]
     for k in 0..p {
         let mut ins: [&[f32]; 6] = [&[]; 6];
         for (r, x) in ins.iter_mut().enumerate().take(p) {
@@ -562,6 +563,7 @@ unsafe fn store_run<V: Variant, F: Fn(f32) -> f32>(
     let mut cols = [[0.0f32; NR]; 6];
     let mut row = [0.0f32; 4 * NR];
     let (x0, width) = (t * tx, (t * len).min(ow - t * tx));
+    #[allow(clippy::needless_range_loop)]
     for dy in 0..t {
         let oy = t * ty + dy;
         if oy >= oh {

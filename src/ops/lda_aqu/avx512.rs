@@ -8,6 +8,9 @@
 //! order as in the portable code, so the results are identical (the module's tests compare
 //! this path with the portable one bit for bit).
 
+// x86-only: AVX-512 intrinsics are stable since 1.89, above the crate's Arm MSRV.
+#![allow(clippy::incompatible_msrv)]
+
 use super::{corners_from, sample_row, taps_of, BLOCK};
 use core::arch::x86_64::*;
 
