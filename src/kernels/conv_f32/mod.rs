@@ -12,7 +12,7 @@
 //! - `conv3x3s1_f32_winograd43_8x32_<isa>` / `..._winograd23_...`: 3x3 stride-1 convs with
 //!   16+ input channels (one group) where the ISA has a microkernel (not armv7): Winograd
 //!   F(4x4, 3x3) on outputs of 8 x 8 and up, F(2x2, 3x3) below, on the same microkernels, see
-//!   [`winograd`]; `conv3x3s1_f16_winograd23_8x32_neonfp16` with `fp16`;
+//!   [`winograd`]; `conv3x3s1_f16_winograd23_8x32_neonfp16` with `fp16` on maps below 8 x 8;
 //! - `conv_f32_tiled_8x32_neonfp16`: the tiled algorithm in fp16 arithmetic, when asked for
 //!   (`EngineOptions::fp16`) on an aarch64 CPU with FEAT_FP16, see [`tiled_fp16`];
 //! - otherwise (`SPECK_ISA=scalar`, armv7 without NEON) the `gemm` crate:
@@ -167,10 +167,13 @@ impl ConvF32 {
         } else if tiled::microkernel(isa).is_some()
             && winograd::applies([kh, kw], c.strides, c.dilations, c.group, cg, m)
         {
-            if fp16 && isa == Isa::Neon && tiled_fp16::supported() {
-                Algo::WinogradF16(winograd::Tile::select(oh, ow, true))
-            } else {
-                Algo::Winograd(winograd::Tile::select(oh, ow, false))
+            // fp16 products only with F(2x2, 3x3) (see `winograd`: F(4x4, 3x3) in f32 is
+            // both more exact and fewer instructions)
+            match winograd::Tile::select(oh, ow) {
+                winograd::Tile::F23 if fp16 && isa == Isa::Neon && tiled_fp16::supported() => {
+                    Algo::WinogradF16(winograd::Tile::F23)
+                }
+                tile => Algo::Winograd(tile),
             }
         } else if tiled::microkernel(isa).is_some()
             && cg * kh * kw > 0

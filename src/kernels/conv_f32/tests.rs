@@ -68,7 +68,7 @@ fn general_algo(isa: Isa, one_by_one: bool) -> &'static str {
 /// for an `oh x ow` output: Winograd F(2x2, 3x3) or F(4x4, 3x3) on the tiled microkernel
 /// where the ISA has one.
 fn winograd_algo(isa: Isa, oh: usize, ow: usize) -> Option<&'static str> {
-    let f43 = winograd::Tile::select(oh, ow, false) == winograd::Tile::F43;
+    let f43 = winograd::Tile::select(oh, ow) == winograd::Tile::F43;
     let pick = |a: &'static str, b: &'static str| Some(if f43 { b } else { a });
     match isa {
         Isa::Avx512 => pick(
@@ -1061,6 +1061,7 @@ fn fp16_conv_paths() {
             (3, 5, 1, 1, 1, 40, 8),
             (7, 9, 3, 1, 2, 6, 10),
             (12, 12, 3, 1, 1, 100, 3),
+            (6, 7, 3, 1, 1, 24, 16), // below 8 x 8: F(2x2, 3x3) with fp16 products
         ] {
             let cv = Conv {
                 activation: Some(Activation::Relu),
@@ -1081,7 +1082,10 @@ fn fp16_conv_paths() {
             };
             let (y32, y16) = (run(&p32), run(&p16));
             let fp16_path = fp16 && isa == Isa::Neon && cfg!(target_arch = "aarch64");
-            if !fp16_path {
+            let wino = winograd::applies([k, k], [s, s], [1, 1], group, c / group, m);
+            // F(4x4, 3x3) keeps f32 products when fp16 is asked for: the same plan
+            let f43 = p32.algorithm().starts_with("conv3x3s1_f32_winograd43");
+            if !fp16_path || f43 {
                 assert_eq!(p16.algorithm(), p32.algorithm(), "{isa:?}");
                 assert!(
                     y16.iter()
@@ -1095,7 +1099,7 @@ fn fp16_conv_paths() {
             // a sum of at most 64 products of magnitude below 1
             let kc = (c / group * k * k) as f32;
             let mut tol = kc * 2f32.powi(-10) + kc.min(64.0) * kc.sqrt() * 2f32.powi(-11);
-            if winograd::applies([k, k], [s, s], [1, 1], group, c / group, m) {
+            if wino {
                 assert_eq!(p16.algorithm(), "conv3x3s1_f16_winograd23_8x32_neonfp16");
                 // transformed patches up to 4x the inputs and weights up to 9/4x, rounded
                 // in binary16, and the output transform summing nine sums

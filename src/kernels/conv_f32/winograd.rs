@@ -15,8 +15,12 @@
 //! F(2x2, 3x3)'s transforms use only 0, +-1 and +-1/2, so its results stay within a few
 //! float roundings of the direct sum; F(4x4, 3x3)'s use up to 8 and 1/24 and lose a few more
 //! bits (both well within the tests' bound against the reference convolution). F(4x4, 3x3)
-//! takes maps of at least 8 x 8 in f32; F(2x2, 3x3) smaller ones, and the fp16 products
-//! (binary16's 11 bits leave no room for F(4x4, 3x3)'s larger transform constants).
+//! takes maps of at least 8 x 8, F(2x2, 3x3) smaller ones. Products in binary16 (`fp16`) only
+//! with F(2x2, 3x3): binary16's 11 bits leave no room for F(4x4, 3x3)'s larger constants
+//! (`scripts/winograd_fp16_error.py`: about 13x F(2x2, 3x3)'s error), and F(4x4, 3x3) in f32
+//! executes fewer instructions than F(2x2, 3x3) in fp16 (the detector's head under qemu's
+//! Cortex-A76: 156.1 against 158.7 M per inference), so a map that takes F(4x4, 3x3) keeps
+//! f32 products even when fp16 is asked for.
 //!
 //! Jobs are blocks of [`NR`] patches (row-major over the image), in parallel on rayon's
 //! current pool; a job's transformed inputs (`(T + 2)^2 x C x NR` floats: 64 KB for F(2x2,
@@ -38,9 +42,9 @@ pub(crate) enum Tile {
 
 impl Tile {
     /// The transform for an `oh x ow` output: F(4x4, 3x3) from 8 x 8 up (smaller maps would
-    /// mostly multiply padding), except with fp16 products.
-    pub(crate) fn select(oh: usize, ow: usize, fp16: bool) -> Tile {
-        if !fp16 && oh >= 8 && ow >= 8 {
+    /// mostly multiply padding).
+    pub(crate) fn select(oh: usize, ow: usize) -> Tile {
+        if oh >= 8 && ow >= 8 {
             Tile::F43
         } else {
             Tile::F23
