@@ -167,8 +167,8 @@ impl ConvF32 {
         } else if tiled::microkernel(isa).is_some()
             && winograd::applies([kh, kw], c.strides, c.dilations, c.group, cg, m)
         {
-            // fp16 products only with F(2x2, 3x3) (see `winograd`: F(4x4, 3x3) in f32 is
-            // both more exact and fewer instructions)
+            // fp16 products only with F(2x2, 3x3) (see `winograd`: F(4x4, 3x3) in f32 costs
+            // about the same and is exact)
             match winograd::Tile::select(oh, ow) {
                 winograd::Tile::F23 if fp16 && isa == Isa::Neon && tiled_fp16::supported() => {
                     Algo::WinogradF16(winograd::Tile::F23)

@@ -18,9 +18,10 @@
 //! takes maps of at least 8 x 8, F(2x2, 3x3) smaller ones. Products in binary16 (`fp16`) only
 //! with F(2x2, 3x3): binary16's 11 bits leave no room for F(4x4, 3x3)'s larger constants
 //! (`scripts/winograd_fp16_error.py`: about 13x F(2x2, 3x3)'s error), and F(4x4, 3x3) in f32
-//! executes fewer instructions than F(2x2, 3x3) in fp16 (the detector's head under qemu's
-//! Cortex-A76: 156.1 against 158.7 M per inference), so a map that takes F(4x4, 3x3) keeps
-//! f32 products even when fp16 is asked for.
+//! costs about what F(2x2, 3x3) in fp16 does (the int8 detector with `--fp16` under qemu's
+//! Cortex-A76: 156.1 M instructions per inference, against 158.7 M with F(2x2, 3x3) in fp16 on
+//! this file's transforms, about 154.5 M on session 26's hand-written ones), and is exact, so a
+//! map that takes F(4x4, 3x3) keeps f32 products even when fp16 is asked for.
 //!
 //! Jobs are blocks of [`NR`] patches (row-major over the image), in parallel on rayon's
 //! current pool; a job's transformed inputs (`(T + 2)^2 x C x NR` floats: 64 KB for F(2x2,
