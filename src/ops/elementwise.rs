@@ -201,23 +201,38 @@ pub fn broadcast_shape(shapes: &[&[usize]]) -> OpResult<Vec<usize>> {
 /// Map `f` over `x` into `y` (same shape, checked by the caller).
 #[inline(always)]
 fn map_unary<F: Fn(f32) -> f32 + Sync>(x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32>, f: F) {
-    if x.strides() == y.strides() {
-        if let (Some(xs), Some(ys)) = (x.as_slice_memory_order(), y.as_slice_memory_order_mut()) {
-            par::rows_mut(ys, 1, |r, ys| {
-                for (o, &v) in ys.iter_mut().zip(&xs[r]) {
-                    *o = f(v);
-                }
-            });
-            return;
+    let rows = |xs: &[f32], ys: &mut [f32]| {
+        for (o, &v) in ys.iter_mut().zip(xs) {
+            *o = f(v);
         }
+    };
+    if !map_rows(x, y, rows) {
+        Zip::from(y).and(x).for_each(|o, &v| *o = f(v));
     }
-    Zip::from(y).and(x).for_each(|o, &v| *o = f(v));
+}
+
+/// `rows(x piece, y piece)` over the pool when `x` and `y` are laid out alike and contiguous;
+/// false (nothing done) otherwise.
+#[inline(always)]
+fn map_rows<R: Fn(&[f32], &mut [f32]) + Sync>(
+    x: &ArrayViewD<f32>,
+    y: &mut ArrayViewMutD<f32>,
+    rows: R,
+) -> bool {
+    if x.strides() != y.strides() {
+        return false;
+    }
+    let (Some(xs), Some(ys)) = (x.as_slice_memory_order(), y.as_slice_memory_order_mut()) else {
+        return false;
+    };
+    par::rows_mut(ys, 1, |r, ys| rows(&xs[r], ys));
+    true
 }
 
 /// Erf over a tensor. [`erf_f32`] is branch-free arithmetic that wins where libm's `erff` is
 /// a call per value on a narrow core (aarch64: unary ops with erff 7.9 -> 4.4 M instructions
 /// per detector inference under qemu) and where it runs 8 or 16 wide (x86 AVX2 / AVX-512:
-/// the detector's three GELUs 0.30 -> 0.05 ms); compiled for baseline x86-64 (SSE2) libm's
+/// the detector's three GELUs 0.30 -> 0.12 ms); compiled for baseline x86-64 (SSE2) libm's
 /// `erff` measured as fast, so that keeps it. Both are within 1e-6 of erf.
 fn map_erf(x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32>) {
     #[cfg(target_arch = "x86_64")]
@@ -236,22 +251,15 @@ fn map_erf(x: &ArrayViewD<f32>, y: &mut ArrayViewMutD<f32>) {
         erf_row!(erf_row_avx512, "avx512f,avx2,fma");
         erf_row!(erf_row_avx2, "avx2,fma");
         let isa = crate::kernels::isa();
-        if x.strides() == y.strides() && matches!(isa, Isa::Avx512 | Isa::Avx2) {
-            if let (Some(xs), Some(ys)) = (x.as_slice_memory_order(), y.as_slice_memory_order_mut())
-            {
-                par::rows_mut(ys, 1, |r, ys| {
-                    // SAFETY: `kernels::isa` only reports ISAs the host runs.
-                    unsafe {
-                        match isa {
-                            Isa::Avx512 => erf_row_avx512(&xs[r], ys),
-                            _ => erf_row_avx2(&xs[r], ys),
-                        }
-                    }
-                });
-                return;
-            }
+        // SAFETY: `kernels::isa` only reports ISAs the host runs.
+        let wide = match isa {
+            Isa::Avx512 => map_rows(x, y, |xs, ys| unsafe { erf_row_avx512(xs, ys) }),
+            Isa::Avx2 => map_rows(x, y, |xs, ys| unsafe { erf_row_avx2(xs, ys) }),
+            _ => false,
+        };
+        if !wide {
+            map_unary(x, y, libm::erff)
         }
-        map_unary(x, y, libm::erff)
     }
     #[cfg(not(target_arch = "x86_64"))]
     map_unary(x, y, erf_f32)

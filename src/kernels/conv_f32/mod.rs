@@ -58,8 +58,8 @@ enum Algo {
     /// 3x3 stride 1 by Winograd F(2x2, 3x3) or F(4x4, 3x3) on the tiled microkernels
     /// ([`winograd`])
     Winograd(winograd::Tile),
-    /// [`Algo::Winograd`] with the point-wise products in fp16 arithmetic
-    WinogradF16(winograd::Tile),
+    /// [`Algo::Winograd`] F(2x2, 3x3) with the point-wise products in fp16 arithmetic
+    WinogradF16,
 }
 
 /// A convolution planned for one input shape: packed weights and the chosen algorithm.
@@ -171,7 +171,7 @@ impl ConvF32 {
             // about the same and is exact)
             match winograd::Tile::select(oh, ow) {
                 winograd::Tile::F23 if fp16 && isa == Isa::Neon && tiled_fp16::supported() => {
-                    Algo::WinogradF16(winograd::Tile::F23)
+                    Algo::WinogradF16
                 }
                 tile => Algo::Winograd(tile),
             }
@@ -204,7 +204,7 @@ impl ConvF32 {
             _ => vec![],
         };
         let packed_f16 = match algo {
-            Algo::WinogradF16(tile) => winograd::pack_weights_f16(tile, w_rows, m, cg),
+            Algo::WinogradF16 => winograd::pack_weights_f16(winograd::Tile::F23, w_rows, m, cg),
             Algo::TiledF16 => w_rows
                 .chunks_exact((mg * kc).max(1))
                 .flat_map(|wg| tiled_fp16::pack_weights_f16(wg, mg, kc))
@@ -215,7 +215,7 @@ impl ConvF32 {
         // hold every such conv's weights twice for the life of the plan.
         let weights = if matches!(
             algo,
-            Algo::Tiled | Algo::TiledF16 | Algo::Gemv | Algo::Winograd(_) | Algo::WinogradF16(_)
+            Algo::Tiled | Algo::TiledF16 | Algo::Gemv | Algo::Winograd(_) | Algo::WinogradF16
         ) {
             Vec::new()
         } else {
@@ -312,8 +312,7 @@ impl ConvF32 {
                     _ => names[2],
                 }
             }
-            Algo::WinogradF16(winograd::Tile::F23) => "conv3x3s1_f16_winograd23_8x32_neonfp16",
-            Algo::WinogradF16(winograd::Tile::F43) => "conv3x3s1_f16_winograd43_8x32_neonfp16",
+            Algo::WinogradF16 => "conv3x3s1_f16_winograd23_8x32_neonfp16",
         }
     }
 
@@ -472,16 +471,21 @@ impl ConvF32 {
                 // bias and activation are applied in the tiles' epilogue
                 return tiled::run_tiled(&t, n, x, y, act);
             }
-            Algo::Winograd(tile) | Algo::WinogradF16(tile) => {
-                let weights = if let Algo::WinogradF16(_) = self.algo {
-                    winograd::WinoWeights::F16(&self.packed_f16)
-                } else {
-                    winograd::WinoWeights::F32 {
-                        packed: &self.packed,
-                        kernel: tiled::microkernel(self.isa)
-                            .expect("planned with a microkernel")
-                            .0,
-                    }
+            Algo::Winograd(_) | Algo::WinogradF16 => {
+                let (tile, weights) = match self.algo {
+                    Algo::Winograd(tile) => (
+                        tile,
+                        winograd::WinoWeights::F32 {
+                            packed: &self.packed,
+                            kernel: tiled::microkernel(self.isa)
+                                .expect("planned with a microkernel")
+                                .0,
+                        },
+                    ),
+                    _ => (
+                        winograd::Tile::F23,
+                        winograd::WinoWeights::F16(&self.packed_f16),
+                    ),
                 };
                 let t = winograd::WinogradConv {
                     chw: [c, h, w],

@@ -136,20 +136,13 @@ impl Variant for F23 {
     const XI: usize = 16;
 
     fn transform_kernel(g: &[f32], u: &mut [f32]) {
-        let rows = |v: [f32; 3]| {
-            [
-                v[0],
-                (v[0] + v[1] + v[2]) * 0.5,
-                (v[0] - v[1] + v[2]) * 0.5,
-                v[2],
-            ]
-        };
-        // G g: the three kernel columns each become four rows
-        let cols: [[f32; 4]; 3] = std::array::from_fn(|x| rows([g[x], g[3 + x], g[6 + x]]));
-        for i in 0..4 {
-            let r = rows([cols[0][i], cols[1][i], cols[2][i]]);
-            u[i * 4..i * 4 + 4].copy_from_slice(&r);
-        }
+        let gm = [
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5],
+            [0.5, -0.5, 0.5],
+            [0.0, 0.0, 1.0],
+        ];
+        g_g_gt(&gm, g, u);
     }
 
     #[inline(always)]

@@ -41,11 +41,7 @@ pub(super) unsafe fn corners(
         _mm512_set1_ps(fh + 4.0),
     );
     let inf = _mm512_set1_ps(f32::INFINITY);
-    let (hu, wu, wi) = (
-        _mm512_set1_epi32(h as i32),
-        _mm512_set1_epi32(w as i32),
-        _mm512_set1_epi32(w as i32),
-    );
+    let (hu, wu) = (_mm512_set1_epi32(h as i32), _mm512_set1_epi32(w as i32));
     let (ones, zero_row) = (_mm512_set1_epi32(1), _mm512_set1_epi32((h * w) as i32));
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_add_epi32(even, ones);
@@ -104,7 +100,7 @@ pub(super) unsafe fn corners(
         let within = |v: __m512i, n: __m512i| _mm512_cmplt_epu32_mask(v, n);
         let (top, bottom) = (finite & within(y1, hu), finite & within(y2, hu));
         let (left, right) = (within(x1, wu), within(x2, wu));
-        let tl = _mm512_add_epi32(_mm512_mullo_epi32(y1, wi), x1);
+        let tl = _mm512_add_epi32(_mm512_mullo_epi32(y1, wu), x1);
         let bl = _mm512_add_epi32(tl, wu);
         let at = |inside: __mmask16, row: __m512i| _mm512_mask_blend_epi32(inside, zero_row, row);
         let store = |k: usize, v: __m512i| _mm512_storeu_si512(ip.add(k * BLOCK + i).cast(), v);
