@@ -241,7 +241,7 @@ impl ConvQs8 {
         let [_, oh, ow] = self.out;
         match &self.algo {
             Algo::Im2col => (oh * ow * self.k4 * 4).div_ceil(4) + 16,
-            Algo::Depthwise(k, _) if k.framed_signed => {
+            Algo::Depthwise(k, _) if (k.input)(&self.dw_geom()) != dwconv::Input::Image => {
                 dwconv::framed_len(&self.dw_geom()).div_ceil(4)
             }
             _ => 0,
@@ -333,15 +333,17 @@ impl ConvQs8 {
                 Algo::Depthwise(k, wts) => {
                     let mut g = self.dw_geom();
                     let mut xb = xb;
-                    if k.framed_signed {
-                        // the kernel's prepared copy: framed, signed
+                    let input = (k.input)(&g);
+                    if input != dwconv::Input::Image {
+                        // the kernel's prepared copy: framed, maybe signed
                         let copy = std::slice::from_raw_parts_mut(
                             cols.as_mut_ptr() as *mut u8,
                             cols.len() * 4,
                         );
                         let x = std::slice::from_raw_parts(xb, h * w * c);
                         let zx = self.q.input.zero_point as u8;
-                        g = dwconv::frame_input(&g, x, zx, true, copy);
+                        let signed = input == dwconv::Input::FramedSigned;
+                        g = dwconv::frame_input(&g, x, zx, signed, copy);
                         xb = copy.as_ptr();
                     }
                     let row_bytes = ow * m * self.out_elem();

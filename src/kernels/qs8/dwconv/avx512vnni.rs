@@ -23,7 +23,7 @@
 // x86-only module: AVX-512 intrinsics are stable since 1.89, above the crate's Arm MSRV.
 #![allow(clippy::incompatible_msrv)]
 
-use super::DwGeom;
+use super::{DwGeom, Input};
 use crate::kernels::qs8::gemm::EpiMode;
 use std::arch::x86_64::*;
 
@@ -43,6 +43,22 @@ pub fn pixels_per_vector(c: usize) -> usize {
     match c {
         16 | 32 => CB / c,
         _ => 1,
+    }
+}
+
+/// Output pixels with a tap outside the image take a path a pixel at a time with bounds
+/// checks; past this share of them a framed copy of the input (one pass over it) is cheaper.
+/// Measured (`cargo bench --bench qs8_kernels`): MobileNetV3-Large's 7 x 7 x 960 5 x 5 conv
+/// (84% border) 55 -> 47 us framed, its 14 x 14 x 672 5 x 5 stride-2 conv (49%) 35 -> 38 us,
+/// 14 x 14 x 480 3 x 3 (27%) 38.6 -> 38.0 us.
+const FRAME_ABOVE_BORDER_SHARE: f64 = 0.6;
+
+/// What the kernel reads for `g`: a framed copy where the border is a large share.
+pub fn input(g: &DwGeom) -> Input {
+    if super::border_share(g) > FRAME_ABOVE_BORDER_SHARE {
+        Input::Framed
+    } else {
+        Input::Image
     }
 }
 
@@ -125,23 +141,42 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
         let wb = w.add(b * bb);
         // Bias minus zx * sum(w) and the scales, in the accumulators' (r, j) order.
         let sums = wb.add(taps * 4 * CB) as *const i32;
+        // Lane j of accumulator r is channel 4j + r (modulo C when pixels are packed). The
+        // block's bias and scales are loaded as 64 lanes in channel order (lane l: channel
+        // l % C when pixels are packed; lanes past the channels 0), then put in the
+        // accumulators' order by two-source permutes (no gathers: this runs every row).
+        let part = |i: usize| -> (usize, __mmask16) {
+            let first = if pp > 1 { (16 * i) % g.c } else { 16 * i };
+            let left = n.saturating_sub(first);
+            (first, if left >= 16 { !0 } else { (1u16 << left) - 1 })
+        };
+        let bv: [__m512i; 4] = std::array::from_fn(|i| {
+            let (first, m) = part(i);
+            _mm512_maskz_loadu_epi32(m, bias.add(c0 + first))
+        });
+        let sv: [__m512; 4] = std::array::from_fn(|i| {
+            let (first, m) = part(i);
+            _mm512_maskz_loadu_ps(m, scale.add(c0 + first))
+        });
+        let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
         let mut init = [_mm512_setzero_si512(); 4];
         let mut vs = [_mm512_setzero_ps(); 4];
-        let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
         for r in 0..4 {
-            // Lane j of accumulator r is channel 4j + r (modulo C when pixels are packed):
-            // gather bias and scale in that order.
-            let mut idx = _mm512_add_epi32(_mm512_slli_epi32(lane, 2), _mm512_set1_epi32(r as i32));
-            if pp > 1 {
-                idx = _mm512_and_si512(idx, _mm512_set1_epi32(g.c as i32 - 1));
-            }
-            let valid = _mm512_cmplt_epi32_mask(idx, _mm512_set1_epi32(n as i32));
-            let zero = _mm512_setzero_si512();
-            let bi = _mm512_mask_i32gather_epi32::<4>(zero, valid, idx, bias.add(c0));
-            let sc = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), valid, idx, scale.add(c0));
+            // 4j + r: lanes j < 8 read parts 0 and 1, lanes j >= 8 parts 2 and 3 (the
+            // permutes use the index's low 5 bits)
+            let idx = _mm512_add_epi32(_mm512_slli_epi32(lane, 2), _mm512_set1_epi32(r as i32));
+            let bi = _mm512_mask_blend_epi32(
+                0xff00,
+                _mm512_permutex2var_epi32(bv[0], idx, bv[1]),
+                _mm512_permutex2var_epi32(bv[2], idx, bv[3]),
+            );
+            vs[r] = _mm512_mask_blend_ps(
+                0xff00,
+                _mm512_permutex2var_ps(sv[0], idx, sv[1]),
+                _mm512_permutex2var_ps(sv[2], idx, sv[3]),
+            );
             let s = _mm512_loadu_si512(sums.add(r * 16) as *const _);
             init[r] = _mm512_sub_epi32(bi, _mm512_mullo_epi32(s, vzx32));
-            vs[r] = sc;
         }
         // Output columns whose taps all lie inside the image (no bounds checks there).
         let (ky0, ky1) = super::tap_range(oy, g.s[0], g.d[0], g.p[0], g.k[0], g.h);

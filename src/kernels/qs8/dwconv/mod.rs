@@ -2,9 +2,10 @@
 //!
 //! # Microkernel contract
 //! - **Input**: one image `[H][W][C]` u8 with zero point `zx`; the kernel may read up to 15
-//!   bytes past a pixel's last channel (the engine's arena keeps that slack). A kernel marked
-//!   `framed_signed` reads instead the copy [`frame_input`] makes (framed by `zx` so that no
-//!   tap falls outside, every byte XOR 0x80) with that copy's geometry (no padding).
+//!   bytes past a pixel's last channel (the engine's arena keeps that slack). Where the
+//!   kernel's [`DwKernel::input`] asks for it, it reads instead the copy [`frame_input`] makes
+//!   (framed by `zx` so that no tap falls outside, for [`Input::FramedSigned`] every byte XOR
+//!   0x80) with that copy's geometry (no padding).
 //! - **Weights**: packed by the kernel's own `pack`. The shared layout ([`pack_weights`]) is
 //!   `[kh * kw][c_pad]` i16 (`c_pad = ceil(C / 16) * 16`, zero-padded), tap-major so a vector
 //!   of 16 channels of one tap is contiguous; values are int8 (-128..127). The AVX-512 kernel
@@ -95,10 +96,28 @@ pub struct DwKernel {
     pub no_min_weight: bool,
     /// pixels side by side in one vector step for a conv of C channels (narrow convs)
     pub pixels_per_vector: fn(usize) -> usize,
-    /// the kernel reads a prepared copy of the input instead of the image: framed by `zx` so
-    /// that no tap falls outside, every byte XOR 0x80 (`x - 128` as i8), with a geometry
-    /// without padding ([`frame_input`] with `signed`)
-    pub framed_signed: bool,
+    /// what the kernel reads for a conv of this geometry: the image, or a copy framed by
+    /// [`frame_input`]
+    pub input: fn(&DwGeom) -> Input,
+}
+
+/// What a depthwise kernel reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// the image itself; taps outside it are skipped
+    Image,
+    /// a copy framed by `zx` so that no tap falls outside, with a geometry without padding
+    /// ([`frame_input`]): every output pixel takes the kernel's interior path
+    Framed,
+    /// as `Framed`, with every byte XOR 0x80 (`x - 128` as i8)
+    FramedSigned,
+}
+
+impl Input {
+    /// The image for every geometry.
+    pub fn image(_: &DwGeom) -> Input {
+        Input::Image
+    }
 }
 
 /// Every depthwise kernel in this build, best first.
@@ -115,7 +134,7 @@ pub fn registry() -> Vec<DwKernel> {
         channels: 64,
         no_min_weight: false,
         pixels_per_vector: avx512vnni::pixels_per_vector,
-        framed_signed: false,
+        input: avx512vnni::input,
     });
     #[cfg(target_arch = "x86_64")]
     v.push(DwKernel {
@@ -126,7 +145,7 @@ pub fn registry() -> Vec<DwKernel> {
         channels: 16,
         no_min_weight: false,
         pixels_per_vector: |_| 1,
-        framed_signed: false,
+        input: Input::image,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {
@@ -137,7 +156,7 @@ pub fn registry() -> Vec<DwKernel> {
         channels: 16,
         no_min_weight: true,
         pixels_per_vector: |_| 1,
-        framed_signed: true,
+        input: |_| Input::FramedSigned,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {
@@ -148,7 +167,7 @@ pub fn registry() -> Vec<DwKernel> {
         channels: 16,
         no_min_weight: false,
         pixels_per_vector: |_| 1,
-        framed_signed: false,
+        input: Input::image,
     });
     #[cfg(target_arch = "arm")]
     v.push(DwKernel {
@@ -159,7 +178,7 @@ pub fn registry() -> Vec<DwKernel> {
         channels: 16,
         no_min_weight: false,
         pixels_per_vector: |_| 1,
-        framed_signed: false,
+        input: Input::image,
     });
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_scalar",
@@ -169,7 +188,7 @@ pub fn registry() -> Vec<DwKernel> {
         channels: 16,
         no_min_weight: false,
         pixels_per_vector: |_| 1,
-        framed_signed: false,
+        input: Input::image,
     });
     v
 }
@@ -226,6 +245,19 @@ pub fn framed_extent(g: &DwGeom) -> (usize, usize) {
 pub fn framed_len(g: &DwGeom) -> usize {
     let (h, w) = framed_extent(g);
     h * w * g.c + CB
+}
+
+/// Share of the output pixels with a tap outside the image (the ones a kernel reading the
+/// image takes its bounds-checked path for).
+pub fn border_share(g: &DwGeom) -> f64 {
+    let inside = |o: usize, s: usize, d: usize, p: usize, k: usize, n: usize| {
+        (0..o)
+            .filter(|&i| tap_range(i, s, d, p, k, n) == (0, k))
+            .count()
+    };
+    let rows = inside(g.oh, g.s[0], g.d[0], g.p[0], g.k[0], g.h);
+    let cols = inside(g.ow, g.s[1], g.d[1], g.p[1], g.k[1], g.w);
+    1.0 - (rows * cols) as f64 / (g.oh * g.ow).max(1) as f64
 }
 
 /// Copy the input `x` (`g.h x g.w x g.c` u8) into `dst` framed by `zx` bytes so that every

@@ -4,7 +4,7 @@
 //! must not be -128), and `SADDW`/`SADDW2` widen each pair into the four i32 accumulators:
 //! 32 MACs per 8 arithmetic instructions, against 16 per 4 for widening every input to i16.
 //!
-//! The kernel reads the engine's prepared copy of the input (`framed_signed`, see
+//! The kernel reads the engine's prepared copy of the input (`Input::FramedSigned`, see
 //! [`super::frame_input`]): framed so that every pixel is interior, each byte already
 //! `x - 128` as i8, so no tap is flipped or bounds-checked here. The zero points fold into
 //! the bias: `sum (x - zx) w = sum (x - 128) w + (128 - zx) sum w` over all taps (the frame's

@@ -22,7 +22,7 @@
 //!
 //! Kernels: `gemm_qs8_4x16c4_scalar` (reference), `gemm_qs8_2x16c4_avx2` (widening to i16 and
 //! `vpmaddwd`: exact, unlike `vpmaddubsw` which saturates u8*i8 pair sums), and
-//! `gemm_qs8_8x16c4_avx512vnni` (`vpdpbusd`); on aarch64 `gemm_qs8_4x16c4_neondot` (`SDOT` by
+//! `gemm_qs8_8x32c4_avx512vnni` (`vpdpbusd`, two blocks of 16 channels per tile); on aarch64 `gemm_qs8_4x16c4_neondot` (`SDOT` by
 //! lane on the same c4 layout; A flipped to i8 with `a ^ 0x80` and `128 * sum_k B[n, k]` from
 //! the block's sums added back), `gemm_qs8_2x16c4_neonmull` (baseline NEON: `SMULL` + `SMLAL`
 //! of two c4 groups in i16, `SADALP` into i32; weights in -127..=127; both with their loops
@@ -165,7 +165,7 @@ pub type GemmUkernel = unsafe fn(
 /// A registered GEMM microkernel.
 #[derive(Clone, Copy, Debug)]
 pub struct GemmKernel {
-    /// `gemm_qs8_<MR>x16c4_<isa>`
+    /// `gemm_qs8_<MR>x<NR>c4_<isa>`
     pub name: &'static str,
     /// rows per call
     pub mr: usize,
@@ -185,10 +185,10 @@ pub fn registry() -> Vec<GemmKernel> {
     #[cfg(target_arch = "x86_64")]
     {
         v.push(GemmKernel {
-            name: "gemm_qs8_8x16c4_avx512vnni",
+            name: "gemm_qs8_8x32c4_avx512vnni",
             mr: 8,
             level: Level::Avx512Vnni,
-            run: avx512vnni::gemm_qs8_8x16c4_avx512vnni,
+            run: avx512vnni::gemm_qs8_8x32c4_avx512vnni,
             no_min_weight: false,
         });
         v.push(GemmKernel {
