@@ -418,7 +418,11 @@ impl Engine {
             ..
         } = self;
         let ws = &mut work[0];
-        pool.install(|| plan.run(ws, inputs, profile.as_mut(), observer))
+        pool.install(|| {
+            crate::kernels::par::with_hot_workers(|| {
+                plan.run(ws, inputs, profile.as_mut(), observer)
+            })
+        })
     }
 
     /// Run several independent inputs (each one tensor per model input, as for
