@@ -73,7 +73,9 @@ pub fn with_hot_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let threads = rayon::current_num_threads();
     // More workers than cores: spinners would take the cores from the threads with work
     // (4 threads on this 2-core host: 2.2 -> 60 ms per MobileNetV3-L inference).
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // (`available_parallelism` reads cgroup files: once per process, not per inference)
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if threads <= 1 || threads > cores || rayon::current_thread_index().is_none() {
         return f();
     }
