@@ -21,7 +21,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    // `cargo bench --bench qs8_kernels -- avx512` runs only the kernels whose name has "avx512"
+    // `cargo bench --bench qs8_kernels -- avx512` runs only the rows whose kernel name or
+    // shape has "avx512" (`-- 7x7x960` one shape)
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
     bench_gemm(&run);
@@ -73,7 +74,8 @@ fn bench_gemm(run: &dyn Fn(&str) -> bool) {
         let mut c = vec![0u8; m * n];
         let macs = (m * k * n) as f64;
         for kern in gemm::registry() {
-            if !kern.level.supported() || !run(kern.name) {
+            if !kern.level.supported() || !run(&format!("{side}x{side}, {k} -> {n} {}", kern.name))
+            {
                 continue;
             }
             let mut times = vec![];
@@ -142,7 +144,8 @@ fn bench_dwconv(run: &dyn Fn(&str) -> bool) {
         let mut y = vec![0u8; oh * ow * c];
         let macs = (oh * ow * c * k * k) as f64;
         for kern in dwconv::registry() {
-            if !kern.level.supported() || !run(kern.name) {
+            let label = format!("{h}x{w}x{c}, {k}x{k}, s{s} {}", kern.name);
+            if !kern.level.supported() || !(kern.suits)(&g) || !run(&label) {
                 continue;
             }
             let packed = (kern.pack)(&wt, &g);

@@ -136,7 +136,7 @@ impl ConvQs8 {
                 p: [c2.pads[0], c2.pads[1]],
                 d: c2.dilations,
             };
-            let dk = dwconv::select_for(level, c, q.weights.contains(&i8::MIN));
+            let dk = dwconv::select_for(level, &g, q.weights.contains(&i8::MIN));
             (Algo::Depthwise(dk, (dk.pack)(&q.weights, &g)), 0)
         } else {
             // Per group, weights reordered to [m][ky][kx][c] to match NHWC rows.

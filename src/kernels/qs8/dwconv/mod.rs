@@ -18,8 +18,10 @@
 //! - **Any kernel size, stride and dilation**; 3x3/5x5/7x7/11x11 at stride 1 and 2 all run
 //!   through the same loop (taps outside the image are skipped per output pixel).
 //!
-//! Kernels: `dwconv_qs8_kxk_scalar` (reference), `dwconv_qs8_kxk_64c_avx512vnni` (`vpdpbusd`
-//! on u8 input, zero point folded into the bias), `dwconv_qs8_kxk_16c_avx2`,
+//! Kernels: `dwconv_qs8_kxk_scalar` (reference), `dwconv_qs8_kxk_64c_rows4_avx512vnni` (column
+//! stride 1: `vpdpbusd` on u8 input interleaved four kernel rows to a dword, zero point folded
+//! into the bias), `dwconv_qs8_kxk_64c_avx512vnni` (any stride: `vpdpbusd` on u8 input, one
+//! product per dword, zero point folded), `dwconv_qs8_kxk_16c_avx2`,
 //! `dwconv_qs8_kxk_16c_neonmull` (aarch64, `SMULL` + `SMLAL` of two taps in i16 on the
 //! engine's framed, signed copy of the input ([`frame_input`]), assembly loops for 3x3 / 5x5; zero
 //! points folded; weights in -127..=127, own packing) and `dwconv_qs8_kxk_16c_neon` (aarch64,
@@ -33,6 +35,8 @@ mod armv7neon;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512vnni;
+#[cfg(target_arch = "x86_64")]
+mod avx512vnni_rows4;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(target_arch = "aarch64")]
@@ -99,6 +103,8 @@ pub struct DwKernel {
     /// what the kernel reads for a conv of this geometry: the image, or a copy framed by
     /// [`frame_input`]
     pub input: fn(&DwGeom) -> Input,
+    /// whether the kernel takes (and is the best choice for) a conv of this geometry
+    pub suits: fn(&DwGeom) -> bool,
 }
 
 /// What a depthwise kernel reads.
@@ -111,6 +117,11 @@ pub enum Input {
     Framed,
     /// as `Framed`, with every byte XOR 0x80 (`x - 128` as i8)
     FramedSigned,
+}
+
+/// Every geometry ([`DwKernel::suits`]).
+pub fn any_geometry(_: &DwGeom) -> bool {
+    true
 }
 
 impl Input {
@@ -127,6 +138,18 @@ pub fn registry() -> Vec<DwKernel> {
     let mut v = vec![];
     #[cfg(target_arch = "x86_64")]
     v.push(DwKernel {
+        name: "dwconv_qs8_kxk_64c_rows4_avx512vnni",
+        level: Level::Avx512Vnni,
+        run: avx512vnni_rows4::dwconv_qs8_kxk_64c_rows4_avx512vnni,
+        pack: avx512vnni_rows4::pack,
+        channels: 64,
+        no_min_weight: false,
+        pixels_per_vector: avx512vnni_rows4::pixels_per_vector,
+        input: Input::image,
+        suits: avx512vnni_rows4::suits,
+    });
+    #[cfg(target_arch = "x86_64")]
+    v.push(DwKernel {
         name: "dwconv_qs8_kxk_64c_avx512vnni",
         level: Level::Avx512Vnni,
         run: avx512vnni::dwconv_qs8_kxk_64c_avx512vnni,
@@ -135,6 +158,7 @@ pub fn registry() -> Vec<DwKernel> {
         no_min_weight: false,
         pixels_per_vector: avx512vnni::pixels_per_vector,
         input: avx512vnni::input,
+        suits: any_geometry,
     });
     #[cfg(target_arch = "x86_64")]
     v.push(DwKernel {
@@ -146,6 +170,7 @@ pub fn registry() -> Vec<DwKernel> {
         no_min_weight: false,
         pixels_per_vector: |_| 1,
         input: Input::image,
+        suits: any_geometry,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {
@@ -157,6 +182,7 @@ pub fn registry() -> Vec<DwKernel> {
         no_min_weight: true,
         pixels_per_vector: |_| 1,
         input: |_| Input::FramedSigned,
+        suits: any_geometry,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {
@@ -168,6 +194,7 @@ pub fn registry() -> Vec<DwKernel> {
         no_min_weight: false,
         pixels_per_vector: |_| 1,
         input: Input::image,
+        suits: any_geometry,
     });
     #[cfg(target_arch = "arm")]
     v.push(DwKernel {
@@ -179,6 +206,7 @@ pub fn registry() -> Vec<DwKernel> {
         no_min_weight: false,
         pixels_per_vector: |_| 1,
         input: Input::image,
+        suits: any_geometry,
     });
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_scalar",
@@ -189,30 +217,24 @@ pub fn registry() -> Vec<DwKernel> {
         no_min_weight: false,
         pixels_per_vector: |_| 1,
         input: Input::image,
+        suits: any_geometry,
     });
     v
 }
 
-/// The best kernel at or below `level` that the host runs (for any weights).
-pub fn select(level: Level) -> DwKernel {
-    registry()
-        .into_iter()
-        .find(|k| k.level <= level && k.level.supported() && !k.no_min_weight)
-        .expect("the scalar kernel is always there")
-}
-
-/// The best kernel for a conv of `c` channels: as [`select`], but skipping kernels whose
-/// vector step would leave more than half of its lanes idle (64-wide on 24 channels; a
-/// kernel that packs narrow convs' pixels side by side fills them), and those that cannot
-/// take a -128 weight when `has_min`.
-pub fn select_for(level: Level, c: usize, has_min: bool) -> DwKernel {
+/// The best kernel at or below `level` that the host runs for a conv of geometry `g`:
+/// skipping kernels that do not suit `g`, those whose vector step would leave more than half
+/// of its lanes idle (64-wide on 24 channels; a kernel that packs narrow convs' pixels side by
+/// side fills them), and those that cannot take a -128 weight when `has_min`.
+pub fn select_for(level: Level, g: &DwGeom, has_min: bool) -> DwKernel {
     registry()
         .into_iter()
         .find(|k| {
-            let lanes = c * (k.pixels_per_vector)(c);
+            let lanes = g.c * (k.pixels_per_vector)(g.c);
             let used = lanes as f64 / (lanes.div_ceil(k.channels) * k.channels) as f64;
             k.level <= level
                 && k.level.supported()
+                && (k.suits)(g)
                 && (k.channels <= 16 || used >= 0.5)
                 && !(has_min && k.no_min_weight)
         })

@@ -5,17 +5,26 @@ use super::*;
 use crate::kernels::qs8::gemm::EpiMode;
 use crate::kernels::qs8::tests::Rng;
 
+/// The reference kernel.
+fn scalar() -> DwKernel {
+    registry()
+        .into_iter()
+        .find(|k| k.level == Level::Scalar)
+        .unwrap()
+}
+
 #[test]
 fn every_dwconv_kernel_matches_the_reference() {
     let mut rng = Rng(99);
-    let reference = select(Level::Scalar);
+    let reference = scalar();
     for k in registry() {
         if !k.level.supported() {
             eprintln!("skipped {}: host lacks {:?}", k.name, k.level);
             continue;
         }
         for &(ks, dl) in &[(3, 1), (3, 2), (5, 1), (7, 1), (11, 1)] {
-            for &s in &[1, 2] {
+            // (rows, columns): a kernel may take column stride 1 only (`suits`)
+            for &s in &[[1, 1], [2, 2], [2, 1], [1, 2]] {
                 for &(h, w, c) in &[
                     (1, 1, 1),
                     (9, 7, 17),
@@ -25,6 +34,7 @@ fn every_dwconv_kernel_matches_the_reference() {
                     (4, 29, 24),
                     (3, 45, 16), // packed pixels: groups of 4 x 4, 1 x 4 and single pixels
                     (4, 37, 32),
+                    (3, 9, 72), // a block of 8 channels: two planes
                 ] {
                     for &zx in &[0, 128, 255] {
                         for mode in [
@@ -36,7 +46,8 @@ fn every_dwconv_kernel_matches_the_reference() {
                             EpiMode::Float,
                         ] {
                             let (p, span) = (ks / 2 * dl, (ks - 1) * dl + 1);
-                            let (oh, ow) = ((h + 2 * p - span) / s + 1, (w + 2 * p - span) / s + 1);
+                            let (oh, ow) =
+                                ((h + 2 * p - span) / s[0] + 1, (w + 2 * p - span) / s[1] + 1);
                             let g = DwGeom {
                                 h,
                                 w,
@@ -44,10 +55,13 @@ fn every_dwconv_kernel_matches_the_reference() {
                                 oh,
                                 ow,
                                 k: [ks, ks],
-                                s: [s, s],
+                                s,
                                 p: [p, p],
                                 d: [dl, dl],
                             };
+                            if !(k.suits)(&g) {
+                                continue;
+                            }
                             let x = rng.bytes(h * w * c + 64);
                             let wmin = if k.no_min_weight { -127 } else { -128 };
                             let mut wt: Vec<i8> = rng
@@ -121,7 +135,7 @@ fn every_dwconv_kernel_matches_the_reference() {
                                 }
                                 assert_eq!(
                                     got, want,
-                                    "{} {input:?} k{ks} d{dl} s{s} {h}x{w}x{c} zx {zx} {mode:?}",
+                                    "{} {input:?} k{ks} d{dl} s{s:?} {h}x{w}x{c} zx {zx} {mode:?}",
                                     k.name
                                 );
                             }
@@ -138,7 +152,7 @@ fn a_framed_copy_gives_the_same_rows() {
     // The engine's path for framed kernels, checked with the reference on every host:
     // a zx-framed copy without padding computes what the padded geometry computes.
     let mut rng = Rng(7);
-    let reference = select(Level::Scalar);
+    let reference = scalar();
     for &(ks, s, dl, h, w, c, p) in &[
         (3, 1, 1, 7, 9, 17, [1, 1]),
         (3, 2, 1, 8, 8, 16, [1, 1]),
@@ -217,5 +231,36 @@ fn a_framed_copy_gives_the_same_rows() {
         assert_eq!(got, want, "k{ks} s{s} d{dl} {h}x{w}x{c} p{p:?}");
         // the frame is zx, the image sits at (p0, p1)
         assert_eq!(xp[0], if p[0] + p[1] > 0 { zx as u8 } else { x[0] });
+    }
+}
+
+#[test]
+fn selection_follows_the_geometry() {
+    // every geometry gets a kernel that suits it; on AVX-512 VNNI hosts the row-interleaved
+    // kernel at column stride 1 and the tap-major one otherwise
+    for s in [[1, 1], [2, 2], [2, 1], [1, 2]] {
+        let g = DwGeom {
+            h: 16,
+            w: 16,
+            c: 64,
+            oh: 16 / s[0],
+            ow: 16 / s[1],
+            k: [3, 3],
+            s,
+            p: [1, 1],
+            d: [1, 1],
+        };
+        let level = Level::from_isa(crate::kernels::isa());
+        let k = select_for(level, &g, true);
+        assert!((k.suits)(&g), "{} for {s:?}", k.name);
+        #[cfg(target_arch = "x86_64")]
+        if Level::Avx512Vnni.supported() && level >= Level::Avx512Vnni {
+            let want = if s[1] == 1 {
+                "dwconv_qs8_kxk_64c_rows4_avx512vnni"
+            } else {
+                "dwconv_qs8_kxk_64c_avx512vnni"
+            };
+            assert_eq!(k.name, want, "{s:?}");
+        }
     }
 }

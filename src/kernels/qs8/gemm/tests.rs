@@ -195,7 +195,18 @@ fn armv7_neon_kernels_are_selected() {
     let level = Level::from_isa(crate::kernels::Isa::Neon);
     assert_eq!(select_for(level, false).name, "gemm_qs8_4x16c4_armv7neon");
     assert_eq!(select_for(level, true).name, "gemm_qs8_4x16c4_scalar");
-    let d = crate::kernels::qs8::dwconv::select_for(level, 24, true);
+    let g = crate::kernels::qs8::dwconv::DwGeom {
+        h: 8,
+        w: 8,
+        c: 24,
+        oh: 8,
+        ow: 8,
+        k: [3, 3],
+        s: [1, 1],
+        p: [1, 1],
+        d: [1, 1],
+    };
+    let d = crate::kernels::qs8::dwconv::select_for(level, &g, true);
     assert_eq!(d.name, "dwconv_qs8_kxk_16c_armv7neon");
     assert_eq!(crate::kernels::isa(), crate::kernels::Isa::Neon);
 }
