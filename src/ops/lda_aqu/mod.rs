@@ -88,6 +88,17 @@ impl<'a> Chain<'a> {
         }
     }
 
+    /// One value rounded by every rounding in order.
+    #[inline(always)]
+    fn apply(self, v: f32) -> f32 {
+        match self {
+            Chain::Empty => v,
+            Chain::One(r) => r.apply(v),
+            Chain::Two(r, s) => s.apply(r.apply(v)),
+            Chain::Many(rounds) => rounds.iter().fold(v, |v, r| r.apply(v)),
+        }
+    }
+
     /// [`round_row`]: each value rounded by every rounding in order.
     #[inline(always)]
     fn row(self, row: &mut [f32]) {
@@ -785,16 +796,40 @@ unsafe fn values<const C: usize>(
     let float = a.round_values.is_empty() && a.round_weighted.is_empty();
     for (gi, segs) in val_segs.iter().enumerate() {
         let img = &ins.vt[(bi * g + gi) * rows..][..rows];
-        if let ([sg], true, true) = (&segs[..], float, C > 0) {
-            // Nothing to round and a known width: each pixel's sum over the taps in registers
-            // (`[f32; C]`), taps in order as below, so the same values; four pixels at a time,
-            // so their sums' chains of adds overlap.
+        if let ([sg], true) = (&segs[..], C > 0) {
+            // One head and a known width: each pixel's sum over the taps in registers
+            // (`[f32; C]`), each value sampled, rounded, weighted, rounded and added as below,
+            // taps in order, so the same values; four pixels at a time, so their sums'
+            // chains of adds overlap.
             let quads = acc.len() / (4 * C);
-            for (q, px) in acc.chunks_exact_mut(4 * C).enumerate() {
-                value_sums::<C, 4>(img, idx, wts, attn, gi * n, sg.head * n, n, 4 * q, px);
+            macro_rules! sums {
+                ($s:expr, $w:expr) => {{
+                    let (s, w) = ($s, $w);
+                    for (q, px) in acc.chunks_exact_mut(4 * C).enumerate() {
+                        let at = (gi * n, sg.head * n, 4 * q);
+                        value_sums::<C, 4>(img, idx, wts, attn, at, n, px, s, w);
+                    }
+                    for (i, px) in acc.chunks_exact_mut(C).enumerate().skip(4 * quads) {
+                        value_sums::<C, 1>(
+                            img,
+                            idx,
+                            wts,
+                            attn,
+                            (gi * n, sg.head * n, i),
+                            n,
+                            px,
+                            s,
+                            w,
+                        );
+                    }
+                }};
             }
-            for (i, px) in acc.chunks_exact_mut(C).enumerate().skip(4 * quads) {
-                value_sums::<C, 1>(img, idx, wts, attn, gi * n, sg.head * n, n, i, px);
+            // the common chains as their own loops (constants in registers, no match per value)
+            match (sampled, weighted) {
+                (Chain::Empty, Chain::Empty) => sums!(|v: f32| v, |v: f32| v),
+                (Chain::One(r), Chain::One(t)) => sums!(|v| r.apply(v), |v| t.apply(v)),
+                (Chain::One(r), Chain::Empty) => sums!(|v| r.apply(v), |v: f32| v),
+                _ => sums!(|v| sampled.apply(v), |v| weighted.apply(v)),
             }
             transpose_block(acc, out, gi, cv);
             continue;
@@ -836,7 +871,9 @@ unsafe fn values<const C: usize>(
 }
 
 /// Pixels `i0..i0 + P`'s attention-weighted value sums over the `n` taps (group-and-tap rows
-/// from `gt0`, attention rows from `at0`), taps in order, into `px [pixel][C]`.
+/// from `gt0`, attention rows from `at0`; `(gt0, at0, i0)`), taps in order, into
+/// `px [pixel][C]`: each sampled value rounded by `sampled`, times the attention, rounded by
+/// `weighted`, then added.
 ///
 /// # Safety
 /// Every corner index of those pixels must be a row of `img` (rows of `C` floats), and
@@ -848,11 +885,11 @@ unsafe fn value_sums<const C: usize, const P: usize>(
     idx: &[u32],
     wts: &[f32],
     attn: &[f32],
-    gt0: usize,
-    at0: usize,
+    (gt0, at0, i0): (usize, usize, usize),
     n: usize,
-    i0: usize,
     px: &mut [f32],
+    sampled: impl Fn(f32) -> f32,
+    weighted: impl Fn(f32) -> f32,
 ) {
     let mut sum = [[0.0f32; C]; P];
     for t in 0..n {
@@ -865,7 +902,7 @@ unsafe fn value_sums<const C: usize, const P: usize>(
             for (c, s) in sum.iter_mut().enumerate() {
                 let v = dy2 * (dx2 * *r0.add(c) + dx1 * *r1.add(c))
                     + dy1 * (dx2 * *r2.add(c) + dx1 * *r3.add(c));
-                *s += v * w;
+                *s += weighted(sampled(v) * w);
             }
         }
     }
