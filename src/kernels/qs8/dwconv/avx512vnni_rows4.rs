@@ -55,7 +55,7 @@ fn block_bytes(g: &DwGeom) -> usize {
     g.k[0].div_ceil(RG) * g.k[1] * 4 * CB + CB * 4
 }
 
-/// Column stride 1 only. At stride 2 the interleave runs for two input columns per output
+/// Chosen at column stride 1 only (it computes any stride). At stride 2 the interleave runs for two input columns per output
 /// pixel and the tap-major kernel is as fast or faster (`cargo bench --bench qs8_kernels`:
 /// 112 x 112 x 64 3 x 3 s2 61 vs 54 us, 28 x 28 x 240 s2 equal; at stride 1 56 x 56 x 72
 /// 3 x 3 83 vs 103 us, 7 x 7 x 960 5 x 5 37 vs 53 us).
@@ -246,6 +246,10 @@ unsafe fn interleave(
             while q1 > q0 && first(q1 - 1) + reach >= g.w as isize {
                 q1 -= 1;
             }
+            if pp > 1 && s > 1 {
+                // packed pixels at a stride: every vector gathered piece by piece (rare)
+                q1 = q0;
+            }
             let border = |r: Option<*const u8>, fx0: usize| match r {
                 Some(row) => load(g, pp, row, fx0, c0, in_mask, vzx),
                 None => vzx,
@@ -261,20 +265,6 @@ unsafe fn interleave(
                 );
             }
             if q0 == q1 {
-                continue;
-            }
-            if pp > 1 && s > 1 {
-                // packed pixels at a stride: pieces gathered one by one (rare)
-                for q in q0..q1 {
-                    let fx0 = q * pp * s + ph;
-                    put!(
-                        q,
-                        border(rows[0], fx0),
-                        border(rows[1], fx0),
-                        border(rows[2], fx0),
-                        border(rows[3], fx0)
-                    );
-                }
                 continue;
             }
             // inside: no checks, each row's pointer steps `pp * s` pixels per vector; a row

@@ -103,7 +103,8 @@ pub struct DwKernel {
     /// what the kernel reads for a conv of this geometry: the image, or a copy framed by
     /// [`frame_input`]
     pub input: fn(&DwGeom) -> Input,
-    /// whether the kernel takes (and is the best choice for) a conv of this geometry
+    /// whether the kernel is the best choice for a conv of this geometry (every kernel
+    /// computes every geometry; the tests run each on all of them)
     pub suits: fn(&DwGeom) -> bool,
 }
 
