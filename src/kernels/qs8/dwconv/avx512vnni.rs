@@ -91,6 +91,38 @@ pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
         .collect()
 }
 
+/// A 64-byte block's bias and scales as 4 x 16 lanes in byte order (lane l: channel
+/// `c0 + l`, or channel `l % c` when `pp` pixels are packed; lanes past the block's `n`
+/// channels 0), for the kernels to permute into their accumulators' order.
+///
+/// # Safety
+/// `bias` and `scale` must hold the block's channels; the host must have AVX-512 F.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn block_params(
+    bias: *const i32,
+    scale: *const f32,
+    c0: usize,
+    n: usize,
+    c: usize,
+    pp: usize,
+) -> ([__m512i; 4], [__m512; 4]) {
+    let part = |l: usize| -> (usize, __mmask16) {
+        let first = if pp > 1 { (16 * l) % c } else { 16 * l };
+        let left = n.saturating_sub(first);
+        (first, if left >= 16 { !0 } else { (1u16 << left) - 1 })
+    };
+    let bv = std::array::from_fn(|l| {
+        let (first, m) = part(l);
+        _mm512_maskz_loadu_epi32(m, bias.add(c0 + first))
+    });
+    let sv = std::array::from_fn(|l| {
+        let (first, m) = part(l);
+        _mm512_maskz_loadu_ps(m, scale.add(c0 + first))
+    });
+    (bv, sv)
+}
+
 /// One output row; see the module doc of `dwconv` for the contract (weights packed by
 /// [`pack`]).
 ///
@@ -145,19 +177,7 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
         // block's bias and scales are loaded as 64 lanes in channel order (lane l: channel
         // l % C when pixels are packed; lanes past the channels 0), then put in the
         // accumulators' order by two-source permutes (no gathers: this runs every row).
-        let part = |i: usize| -> (usize, __mmask16) {
-            let first = if pp > 1 { (16 * i) % g.c } else { 16 * i };
-            let left = n.saturating_sub(first);
-            (first, if left >= 16 { !0 } else { (1u16 << left) - 1 })
-        };
-        let bv: [__m512i; 4] = std::array::from_fn(|i| {
-            let (first, m) = part(i);
-            _mm512_maskz_loadu_epi32(m, bias.add(c0 + first))
-        });
-        let sv: [__m512; 4] = std::array::from_fn(|i| {
-            let (first, m) = part(i);
-            _mm512_maskz_loadu_ps(m, scale.add(c0 + first))
-        });
+        let (bv, sv) = block_params(bias, scale, c0, n, g.c, pp);
         let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
         let mut init = [_mm512_setzero_si512(); 4];
         let mut vs = [_mm512_setzero_ps(); 4];

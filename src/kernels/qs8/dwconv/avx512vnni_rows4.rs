@@ -385,19 +385,7 @@ unsafe fn block(
     // block's values are loaded as 64 lanes in byte order (lane l: channel l % C when pixels
     // are packed; lanes past the channels 0), then moved by two-source permutes.
     let sums = wb.add(lay.groups * kw * 4 * CB) as *const i32;
-    let part = |l: usize| -> (usize, __mmask16) {
-        let first = if pp > 1 { (16 * l) % c } else { 16 * l };
-        let left = n.saturating_sub(first);
-        (first, if left >= 16 { !0 } else { (1u16 << left) - 1 })
-    };
-    let bv: [__m512i; 4] = std::array::from_fn(|l| {
-        let (first, m) = part(l);
-        _mm512_maskz_loadu_epi32(m, bias.add(c0 + first))
-    });
-    let sv: [__m512; 4] = std::array::from_fn(|l| {
-        let (first, m) = part(l);
-        _mm512_maskz_loadu_ps(m, scale.add(c0 + first))
-    });
+    let (bv, sv) = super::avx512vnni::block_params(bias, scale, c0, n, c, pp);
     let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     // dword lane 4L + i of plane k is byte 16L + 4k + i: element 4k + i of part L; the
     // permutes pick part L from the pair (L even: first source, odd: second) by index bit 4
