@@ -21,7 +21,7 @@
 use super::{EpiMode, NR};
 use std::arch::asm;
 
-/// Rows per call (the register tile is one row).
+/// Rows per tile.(the register tile is one row).
 const MR: usize = 4;
 
 /// One row of A against one packed block: the 16 channels' `acc + bias` (with the flip's
@@ -163,6 +163,27 @@ unsafe fn dot_block(x: *const u8, w: *const i8, k4: usize, bias: *const i32, out
 /// Pointers as in the contract; no packed weight may be -128; the CPU has NEON.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_qs8_4x16c4_armv7neon(
+    m: usize,
+    n: usize,
+    k4: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const i8,
+    bias: *const i32,
+    scale: *const f32,
+    mode: EpiMode,
+    c: *mut u8,
+    ldc: usize,
+) {
+    row_tiles!(MR, one_tile(m, n, k4, a, lda, b, bias, scale, mode, c, ldc))
+}
+
+/// One tile: up to MR rows.
+///
+/// # Safety
+/// As the kernel's, with `mr` at most MR.
+#[allow(clippy::too_many_arguments)]
+unsafe fn one_tile(
     mr: usize,
     n: usize,
     k4: usize,

@@ -12,6 +12,28 @@ use std::arch::x86_64::*;
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn gemm_qs8_2x16c4_avx2(
+    m: usize,
+    n: usize,
+    k4: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const i8,
+    bias: *const i32,
+    scale: *const f32,
+    mode: EpiMode,
+    c: *mut u8,
+    ldc: usize,
+) {
+    row_tiles!(2, one_tile(m, n, k4, a, lda, b, bias, scale, mode, c, ldc))
+}
+
+/// One tile: up to 2 rows.
+///
+/// # Safety
+/// As the kernel's, with `mr` at most 2.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn one_tile(
     mr: usize,
     n: usize,
     k4: usize,

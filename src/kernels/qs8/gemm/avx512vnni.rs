@@ -29,6 +29,28 @@ const MR: usize = 8;
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub unsafe fn gemm_qs8_8x32c4_avx512vnni(
+    m: usize,
+    n: usize,
+    k4: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const i8,
+    bias: *const i32,
+    scale: *const f32,
+    mode: EpiMode,
+    c: *mut u8,
+    ldc: usize,
+) {
+    row_tiles!(MR, one_tile(m, n, k4, a, lda, b, bias, scale, mode, c, ldc))
+}
+
+/// One tile: up to MR rows.
+///
+/// # Safety
+/// As the kernel's, with `mr` at most MR.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn one_tile(
     mr: usize,
     n: usize,
     k4: usize,

@@ -15,10 +15,11 @@
 //!   `Float`: `f32(acc) * scale[n]` stored as f32. `f32(acc)` rounds to nearest, the product is
 //!   one f32 multiply, and rounding is half to even (as ONNX Runtime's `MlasRequantizeOutput`),
 //!   so every ISA gives bit-identical results to the scalar reference.
-//! - **Tile**: a kernel computes up to `mr` rows (its `MR`) by all `n` channels per call,
-//!   block after block of 16 (`b` is the whole packing; the rows of A stay in L1 across
-//!   blocks, and the call and the accumulator set-up are paid once per row tile); rows of C
-//!   are `ldc` elements apart.
+//! - **Tiles**: a kernel computes `m` rows (any count) by all `n` channels per call, in row
+//!   tiles of its `MR` (the last one shorter), each tile block after block of 16 (`b` is the
+//!   whole packing; a tile's rows of A stay in L1 across blocks, and the call's set-up is paid
+//!   once per call, not per tile); rows of C are `ldc` elements apart. Kernels without a
+//!   faster plan for many tiles run `row_tiles!` over their one-tile body.
 //!
 //! Kernels: `gemm_qs8_4x16c4_scalar` (reference), `gemm_qs8_2x16c4_avx2` (widening to i16 and
 //! `vpmaddwd`: exact, unlike `vpmaddubsw` which saturates u8*i8 pair sums), and
@@ -29,6 +30,33 @@
 //! and full-tile stores in inline assembly) and `gemm_qs8_4x16c4_neon` (`LD4` de-interleave, widening to i16, `SMLAL` by lane: any weights);
 //! on 32-bit Arm `gemm_qs8_4x16c4_armv7neon` (inline assembly, the `neonmull` scheme with a
 //! one-row register tile; weights in -127..=127, others take the scalar kernel).
+
+/// The contract's row loop for a kernel whose body computes one tile: `$tile` (same
+/// arguments as the microkernel, `mr` at most `$mr`) for each tile of the call's `$m` rows.
+macro_rules! row_tiles {
+    ($mr:expr, $tile:ident($m:ident, $n:ident, $k4:ident, $a:ident, $lda:ident, $b:ident,
+     $bias:ident, $scale:ident, $mode:ident, $c:ident, $ldc:ident)) => {{
+        let c_row = $ldc * $mode.elem_bytes();
+        let mut t = 0;
+        while t < $m {
+            let mr = ($m - t).min($mr);
+            $tile(
+                mr,
+                $n,
+                $k4,
+                $a.add(t * $lda),
+                $lda,
+                $b,
+                $bias,
+                $scale,
+                $mode,
+                $c.add(t * c_row),
+                $ldc,
+            );
+            t += mr;
+        }
+    }};
+}
 
 #[cfg(target_arch = "arm")]
 pub(super) mod armv7neon;
@@ -147,7 +175,7 @@ impl PackedB {
     }
 }
 
-/// A microkernel: `(mr, n, k4, a, lda, b, bias, scale, mode, c, ldc)`; see the module doc.
+/// A microkernel: `(m, n, k4, a, lda, b, bias, scale, mode, c, ldc)`; see the module doc.
 pub type GemmUkernel = unsafe fn(
     usize,
     usize,
@@ -167,7 +195,7 @@ pub type GemmUkernel = unsafe fn(
 pub struct GemmKernel {
     /// `gemm_qs8_<MR>x<NR>c4_<isa>`
     pub name: &'static str,
-    /// rows per call
+    /// rows per tile
     pub mr: usize,
     /// instruction-set level
     pub level: Level,
@@ -341,32 +369,31 @@ pub unsafe fn gemm_serial(
         (Some(t), EpiMode::Quant { .. }) => Some(*t),
         _ => None,
     };
-    // Tiles go in groups of about 4 KB of output, so a fused table is applied while the
-    // group's rows are in L1, in one call when the rows are contiguous (narrow convs such as
-    // a 16-channel stem would otherwise pay the table's set-up every 16 bytes).
+    // With a fused table, tiles go in groups of about 4 KB of output, so the table is
+    // applied while the group's rows are in L1, in one call when the rows are contiguous
+    // (narrow convs such as a 16-channel stem would otherwise pay the table's set-up every
+    // 16 bytes). Without one, one call does every row.
     let tile_bytes = k.mr * b.n;
-    let group = (4096 / tile_bytes.max(1)).max(1) * k.mr;
+    let group = match lut {
+        Some(_) => (4096 / tile_bytes.max(1)).max(1) * k.mr,
+        None => m,
+    };
     let mut r0 = 0;
     while r0 < m {
         let r1 = (r0 + group).min(m);
-        let mut t = r0;
-        while t < r1 {
-            let mr = k.mr.min(r1 - t);
-            (k.run)(
-                mr,
-                b.n,
-                b.k4,
-                a.add(t * lda),
-                lda,
-                b.data.as_ptr(),
-                epi.bias.as_ptr(),
-                epi.scale.as_ptr(),
-                epi.mode,
-                c.add(t * ldc * out_elem),
-                ldc,
-            );
-            t += mr;
-        }
+        (k.run)(
+            r1 - r0,
+            b.n,
+            b.k4,
+            a.add(r0 * lda),
+            lda,
+            b.data.as_ptr(),
+            epi.bias.as_ptr(),
+            epi.scale.as_ptr(),
+            epi.mode,
+            c.add(r0 * ldc * out_elem),
+            ldc,
+        );
         if let Some((table, lk)) = lut {
             if ldc == b.n {
                 lk.apply(table, c.add(r0 * ldc), (r1 - r0) * b.n);

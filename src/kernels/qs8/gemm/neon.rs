@@ -8,7 +8,7 @@
 use super::{EpiMode, NR};
 use std::arch::aarch64::*;
 
-/// Rows per call.
+/// Rows per tile.
 const MR: usize = 4;
 
 /// `acc[j] += w16[j half] * a[LANE]` for the 16 channels of one k (`w` = channels 0-7, 8-15).
@@ -32,6 +32,27 @@ unsafe fn widen(w: int8x16_t) -> [int16x8_t; 2] {
 /// Pointers as in the contract (aarch64 always has Advanced SIMD).
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_qs8_4x16c4_neon(
+    m: usize,
+    n: usize,
+    k4: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const i8,
+    bias: *const i32,
+    scale: *const f32,
+    mode: EpiMode,
+    c: *mut u8,
+    ldc: usize,
+) {
+    row_tiles!(MR, one_tile(m, n, k4, a, lda, b, bias, scale, mode, c, ldc))
+}
+
+/// One tile: up to MR rows.
+///
+/// # Safety
+/// As the kernel's, with `mr` at most MR.
+#[allow(clippy::too_many_arguments)]
+unsafe fn one_tile(
     mr: usize,
     n: usize,
     k4: usize,

@@ -16,15 +16,17 @@
 //! The loops and the requantizing store of a full tile (2 rows, 16 channels, u8 output) are
 //! inline assembly with the 16 accumulators pinned to `v16`-`v31`: a step of two c4 groups
 //! is 60 instructions for 256 MACs (LLVM's intrinsics version: 64, plus 16 to zero the
-//! accumulators and about 57 per stored row against 28 here). Partial tiles and f32
-//! outputs take the shared intrinsics epilogue.
+//! accumulators and about 57 per stored row against 28 here). Full tiles with u8 output run
+//! all their blocks in one assembly loop ([`full_blocks`]) from start values computed once
+//! per call (the per-block set-up in Rust took about 45 instructions more); partial tiles
+//! and f32 outputs run the same loop per block and the shared intrinsics epilogue.
 
 use super::neon::{load_bias, load_scale, store_row};
-use super::{EpiMode, NR};
+use super::{EpiMode, PackedB, NR};
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-/// Rows per call.
+/// Rows per tile.
 const MR: usize = 2;
 
 /// One row's products of a step of two c4 groups (weights `v8`-`v11` and `v12`-`v15`,
@@ -72,9 +74,65 @@ macro_rules! row_group {
     };
 }
 
+/// A block's products: the rows at `{p0}`/`{p1}` (advanced) against the c4 groups at `{w}`
+/// (advanced past them, not past the sums): `{steps}` steps of two groups, then `{rest}` (0
+/// or 1) single group, into the accumulators `v16`-`v31` (`v5` = 0x80 flips the rows;
+/// `{cnt}` is scratch).
+macro_rules! mull_loops {
+    () => {
+        concat!(
+            "mov {cnt}, {steps}\n",
+            "cbz {cnt}, 3f\n",
+            // two c4 groups: 8 bytes of each row, flipped, each group repeated across a vector
+            "2:\n",
+            "ldr d0, [{p0}], #8\n",
+            "ldr d3, [{p1}], #8\n",
+            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}], #64\n",
+            "ld1 {{v12.16b, v13.16b, v14.16b, v15.16b}}, [{w}], #64\n",
+            "eor v0.8b, v0.8b, v5.8b\n",
+            "eor v3.8b, v3.8b, v5.8b\n",
+            "dup v1.4s, v0.s[0]\n",
+            "dup v2.4s, v0.s[1]\n",
+            "dup v4.4s, v3.s[1]\n",
+            "dup v3.4s, v3.s[0]\n",
+            row_step!(1, 2, 16, 17, 18, 19, 20, 21, 22, 23),
+            row_step!(3, 4, 24, 25, 26, 27, 28, 29, 30, 31),
+            "subs {cnt}, {cnt}, #1\n",
+            "b.ne 2b\n",
+            // an odd last group: 4 bytes of each row
+            "3:\n",
+            "cbz {rest}, 4f\n",
+            "ldr s0, [{p0}], #4\n",
+            "ldr s3, [{p1}], #4\n",
+            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}], #64\n",
+            "eor v0.8b, v0.8b, v5.8b\n",
+            "eor v3.8b, v3.8b, v5.8b\n",
+            "dup v1.4s, v0.s[0]\n",
+            "dup v3.4s, v3.s[0]\n",
+            row_group!(1, 16, 17, 18, 19, 20, 21, 22, 23),
+            row_group!(3, 24, 25, 26, 27, 28, 29, 30, 31),
+            "4:\n",
+        )
+    };
+}
+
+/// Load a block's start values (32 lanes at `{st}`, advanced past them) into both rows'
+/// accumulators.
+macro_rules! load_start {
+    () => {
+        concat!(
+            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{st}], #64\n",
+            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{st}]\n",
+            "sub {st}, {st}, #64\n",
+            "ld1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{st}], #64\n",
+            "ld1 {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{st}], #64\n",
+        )
+    };
+}
+
 /// One stored row of a full tile: fold the accumulator pairs `$a0`..`$a7` (`ADDP`), then
 /// requantize (`requant16_asm!`: multipliers `v8`-`v11`, zero point `v12`, bounds
-/// `v13`/`v14`) as 16 bytes at `{c}`, then `{c} += {ldc}`.
+/// `v13`/`v14`) as 16 bytes at `{cp}`, then `{cp} += {ldc}`.
 macro_rules! store_q16 {
     ($a0:literal, $a1:literal, $a2:literal, $a3:literal,
      $a4:literal, $a5:literal, $a6:literal, $a7:literal) => {
@@ -84,11 +142,18 @@ macro_rules! store_q16 {
             "addp v2.4s, v", $a4, ".4s, v", $a5, ".4s\n",
             "addp v3.4s, v", $a6, ".4s, v", $a7, ".4s\n",
             requant16_asm!(0, 1, 2, 3; 8, 9, 10, 11; 12, 13, 14; 4, 5),
-            "str q4, [{c}]\n",
-            "add {c}, {c}, {ldc}\n",
+            "str q4, [{cp}]\n",
+            "add {cp}, {cp}, {ldc}\n",
         )
     };
 }
+
+/// Blocks whose start values one call keeps on the stack at a time (512 channels, 4 KB).
+const CHUNK: usize = 32;
+
+/// Lanes of start values per block: each channel's `bias + 128 * sum` in the first of its two
+/// lanes (accumulator vector j / 2, lanes 2 * (j % 2) and + 1).
+const START: usize = 2 * NR;
 
 /// See the module doc of `gemm` for the contract.
 ///
@@ -96,7 +161,7 @@ macro_rules! store_q16 {
 /// Pointers as in the contract; no packed weight may be -128.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_qs8_2x16c4_neonmull(
-    mr: usize,
+    m: usize,
     n: usize,
     k4: usize,
     a: *const u8,
@@ -108,117 +173,197 @@ pub unsafe fn gemm_qs8_2x16c4_neonmull(
     c: *mut u8,
     ldc: usize,
 ) {
-    // Rows past mr re-read row 0 (always readable); their results are not stored.
-    let rows: [*const u8; MR] = std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
-    let (steps, rest) = (k4 / 2, k4 % 2);
-    for blk in 0..n.div_ceil(NR) {
-        let nc = NR.min(n - blk * NR);
-        let (b, bias, scale, c) = super::block_args(blk, k4, b, bias, scale, mode, c);
-        // The accumulators' start: channel j's `bias + 128 * sum` in the first of its two
-        // lanes (accumulator vector j / 2, lanes 2 * (j % 2) and + 1).
-        let sums = b.add(k4 * NR * 4) as *const i32;
-        let mut start = [0i32; 2 * NR];
-        let (bias, zero) = (load_bias(bias), vdupq_n_s32(0));
-        for (j, bj) in bias.iter().enumerate() {
-            // channels 4j..4j+3 -> [s0, 0, s1, 0], [s2, 0, s3, 0]
-            let s = vaddq_s32(*bj, vshlq_n_s32::<7>(vld1q_s32(sums.add(4 * j))));
-            vst1q_s32(start.as_mut_ptr().add(8 * j), vzip1q_s32(s, zero));
-            vst1q_s32(start.as_mut_ptr().add(8 * j + 4), vzip2q_s32(s, zero));
-        }
-        let mut acc = [[vdupq_n_s32(0); 8]; MR];
-        // SAFETY: reads 4 * k4 bytes of each row and k4 groups of 64 weight bytes (the
-        // contract); writes only the named registers.
-        asm!(
-            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{start}], #64",
-            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{start}]",
-            "sub {start}, {start}, #64",
-            "ld1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{start}], #64",
-            "ld1 {{v28.4s, v29.4s, v30.4s, v31.4s}}, [{start}]",
-            "movi v5.8b, #0x80",
-            "cbz {steps}, 3f",
-            // two c4 groups: 8 bytes of each row, flipped, each group repeated across a vector
-            "2:",
-            "ldr d0, [{r0}], #8",
-            "ldr d3, [{r1}], #8",
-            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}], #64",
-            "ld1 {{v12.16b, v13.16b, v14.16b, v15.16b}}, [{w}], #64",
-            "eor v0.8b, v0.8b, v5.8b",
-            "eor v3.8b, v3.8b, v5.8b",
-            "dup v1.4s, v0.s[0]",
-            "dup v2.4s, v0.s[1]",
-            "dup v4.4s, v3.s[1]",
-            "dup v3.4s, v3.s[0]",
-            row_step!(1, 2, 16, 17, 18, 19, 20, 21, 22, 23),
-            row_step!(3, 4, 24, 25, 26, 27, 28, 29, 30, 31),
-            "subs {steps}, {steps}, #1",
-            "b.ne 2b",
-            // an odd last group: 4 bytes of each row
-            "3:",
-            "cbz {rest}, 4f",
-            "ldr s0, [{r0}]",
-            "ldr s3, [{r1}]",
-            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}]",
-            "eor v0.8b, v0.8b, v5.8b",
-            "eor v3.8b, v3.8b, v5.8b",
-            "dup v1.4s, v0.s[0]",
-            "dup v3.4s, v3.s[0]",
-            row_group!(1, 16, 17, 18, 19, 20, 21, 22, 23),
-            row_group!(3, 24, 25, 26, 27, 28, 29, 30, 31),
-            "4:",
-            start = inout(reg) start.as_ptr() => _,
-            steps = inout(reg) steps => _,
-            rest = in(reg) rest,
-            r0 = inout(reg) rows[0] => _,
-            r1 = inout(reg) rows[1] => _,
-            w = inout(reg) b => _,
-            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
-            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
-            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
-            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
-            out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2], out("v19") acc[0][3],
-            out("v20") acc[0][4], out("v21") acc[0][5], out("v22") acc[0][6], out("v23") acc[0][7],
-            out("v24") acc[1][0], out("v25") acc[1][1], out("v26") acc[1][2], out("v27") acc[1][3],
-            out("v28") acc[1][4], out("v29") acc[1][5], out("v30") acc[1][6], out("v31") acc[1][7],
-            options(nostack, readonly),
-        );
-        match mode {
-            EpiMode::Quant { zp, lo, hi } if mr == MR && nc == NR => {
-                // SAFETY: two rows of 16 bytes at c, ldc apart (the contract).
-                asm!(
-                    "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{scale}]",
-                    "dup v12.8h, {zp:w}",
-                    "dup v13.16b, {lo:w}",
-                    "dup v14.16b, {hi:w}",
-                    store_q16!(16, 17, 18, 19, 20, 21, 22, 23),
-                    store_q16!(24, 25, 26, 27, 28, 29, 30, 31),
-                    scale = in(reg) scale,
-                    zp = in(reg) zp,
-                    lo = in(reg) lo,
-                    hi = in(reg) hi,
-                    c = inout(reg) c => _,
-                    ldc = in(reg) ldc,
-                    out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
-                    out("v8") _, out("v9") _, out("v10") _, out("v11") _,
-                    out("v12") _, out("v13") _, out("v14") _,
-                    inout("v16") acc[0][0] => _, inout("v17") acc[0][1] => _,
-                    inout("v18") acc[0][2] => _, inout("v19") acc[0][3] => _,
-                    inout("v20") acc[0][4] => _, inout("v21") acc[0][5] => _,
-                    inout("v22") acc[0][6] => _, inout("v23") acc[0][7] => _,
-                    inout("v24") acc[1][0] => _, inout("v25") acc[1][1] => _,
-                    inout("v26") acc[1][2] => _, inout("v27") acc[1][3] => _,
-                    inout("v28") acc[1][4] => _, inout("v29") acc[1][5] => _,
-                    inout("v30") acc[1][6] => _, inout("v31") acc[1][7] => _,
-                    options(nostack),
+    let blocks = n.div_ceil(NR);
+    let block_len = PackedB::block_len(k4);
+    // Full tiles of u8 output, block chunk by block chunk: the start values of a chunk's
+    // blocks once, then each tile's blocks in one assembly loop.
+    let (full_tiles, full, quant) = match mode {
+        EpiMode::Quant { zp, lo, hi } => (m / MR, n / NR, [zp, lo, hi]),
+        EpiMode::Float => (0, 0, [0; 3]),
+    };
+    if full_tiles > 0 {
+        let mut start = [0i32; CHUNK * START];
+        for b0 in (0..full).step_by(CHUNK) {
+            let nb = CHUNK.min(full - b0);
+            for j in 0..nb {
+                let blk = b0 + j;
+                let sums = b.add(blk * block_len + k4 * NR * 4) as *const i32;
+                block_start(bias.add(blk * NR), sums, start.as_mut_ptr().add(j * START));
+            }
+            for t in 0..full_tiles {
+                full_blocks(
+                    nb,
+                    k4,
+                    a.add(t * MR * lda),
+                    lda,
+                    b.add(b0 * block_len),
+                    start.as_ptr(),
+                    scale.add(b0 * NR),
+                    quant,
+                    c.add(t * MR * ldc + b0 * NR),
+                    ldc,
                 );
             }
-            _ => {
-                let sc = load_scale(scale);
-                for (i, acc) in acc.iter().enumerate().take(mr) {
-                    let sum: [int32x4_t; 4] =
-                        std::array::from_fn(|j| vpaddq_s32(acc[2 * j], acc[2 * j + 1]));
-                    store_row(&sum, nc, &sc, mode, c, ldc, i);
-                }
-            }
         }
+    }
+    // Everything else block by block: the last partial block of the full tiles, and every
+    // block of the last partial tile (of every tile for f32 outputs).
+    let c_row = ldc * mode.elem_bytes();
+    let mut t = 0;
+    while t < m {
+        let mr = MR.min(m - t);
+        let first = if mr == MR { full } else { 0 };
+        for blk in first..blocks {
+            any_block(
+                mr,
+                n,
+                k4,
+                a.add(t * lda),
+                lda,
+                blk,
+                b,
+                bias,
+                scale,
+                mode,
+                c.add(t * c_row),
+                ldc,
+            );
+        }
+        t += mr;
+    }
+}
+
+/// The [`START`] start lanes of one block at `out`: channels 4j..4j+3 of `bias + 128 * sum`
+/// as `[s0, 0, s1, 0]`, `[s2, 0, s3, 0]`.
+#[inline(always)]
+unsafe fn block_start(bias: *const i32, sums: *const i32, out: *mut i32) {
+    let (bias, zero) = (load_bias(bias), vdupq_n_s32(0));
+    for (j, bj) in bias.iter().enumerate() {
+        let s = vaddq_s32(*bj, vshlq_n_s32::<7>(vld1q_s32(sums.add(4 * j))));
+        vst1q_s32(out.add(8 * j), vzip1q_s32(s, zero));
+        vst1q_s32(out.add(8 * j + 4), vzip2q_s32(s, zero));
+    }
+}
+
+/// `nb` full blocks of one full tile (2 rows of `a`, `lda` apart) with u8 output (zero
+/// point and bounds): weights from `b` (the first block's packing), start lanes from
+/// `start`, multipliers from `scale`, rows of C from `c`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn full_blocks(
+    nb: usize,
+    k4: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const i8,
+    start: *const i32,
+    scale: *const f32,
+    [zp, lo, hi]: [i32; 3],
+    c: *mut u8,
+    ldc: usize,
+) {
+    let (steps, rest) = (k4 / 2, k4 % 2);
+    // SAFETY: per block, reads 4 * k4 bytes of each row, the block's packing, its start
+    // lanes and 16 multipliers; writes 16 bytes of 2 rows of C (the contract); only named
+    // registers.
+    asm!(
+        "6:",
+        "mov {p0}, {r0}",
+        "add {p1}, {r0}, {lda}",
+        load_start!(),
+        "movi v5.8b, #0x80",
+        mull_loops!(),
+        // past the block's sums to the next block's groups
+        "add {w}, {w}, #64",
+        "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{sc}], #64",
+        "dup v12.8h, {zp:w}",
+        "dup v13.16b, {lo:w}",
+        "dup v14.16b, {hi:w}",
+        "mov {cp}, {c}",
+        store_q16!(16, 17, 18, 19, 20, 21, 22, 23),
+        store_q16!(24, 25, 26, 27, 28, 29, 30, 31),
+        "add {c}, {c}, #16",
+        "subs {nb}, {nb}, #1",
+        "b.ne 6b",
+        zp = in(reg) zp,
+        lo = in(reg) lo,
+        hi = in(reg) hi,
+        r0 = in(reg) a,
+        lda = in(reg) lda,
+        steps = in(reg) steps,
+        rest = in(reg) rest,
+        ldc = in(reg) ldc,
+        nb = inout(reg) nb => _,
+        w = inout(reg) b => _,
+        st = inout(reg) start => _,
+        sc = inout(reg) scale => _,
+        c = inout(reg) c => _,
+        p0 = out(reg) _,
+        p1 = out(reg) _,
+        cnt = out(reg) _,
+        cp = out(reg) _,
+        out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+        out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+        out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+        out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+        out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+        out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+        out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+        out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+        options(nostack),
+    );
+}
+
+/// Block `blk` of a tile of `mr` rows (any output form, a partial block too), through the
+/// shared intrinsics epilogue.
+#[allow(clippy::too_many_arguments)]
+unsafe fn any_block(
+    mr: usize,
+    n: usize,
+    k4: usize,
+    a: *const u8,
+    lda: usize,
+    blk: usize,
+    b: *const i8,
+    bias: *const i32,
+    scale: *const f32,
+    mode: EpiMode,
+    c: *mut u8,
+    ldc: usize,
+) {
+    // Rows past mr re-read row 0 (always readable); their results are not stored.
+    let rows: [*const u8; MR] = std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
+    let nc = NR.min(n - blk * NR);
+    let (b, bias, scale, c) = super::block_args(blk, k4, b, bias, scale, mode, c);
+    let mut start = [0i32; START];
+    block_start(bias, b.add(k4 * NR * 4) as *const i32, start.as_mut_ptr());
+    let (steps, rest) = (k4 / 2, k4 % 2);
+    let mut acc = [[vdupq_n_s32(0); 8]; MR];
+    // SAFETY: reads 4 * k4 bytes of each row and k4 groups of 64 weight bytes (the
+    // contract); writes only the named registers.
+    asm!(
+        load_start!(),
+        "movi v5.8b, #0x80",
+        mull_loops!(),
+        st = inout(reg) start.as_ptr() => _,
+        steps = in(reg) steps,
+        rest = in(reg) rest,
+        cnt = out(reg) _,
+        p0 = inout(reg) rows[0] => _,
+        p1 = inout(reg) rows[1] => _,
+        w = inout(reg) b => _,
+        out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+        out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+        out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+        out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+        out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2], out("v19") acc[0][3],
+        out("v20") acc[0][4], out("v21") acc[0][5], out("v22") acc[0][6], out("v23") acc[0][7],
+        out("v24") acc[1][0], out("v25") acc[1][1], out("v26") acc[1][2], out("v27") acc[1][3],
+        out("v28") acc[1][4], out("v29") acc[1][5], out("v30") acc[1][6], out("v31") acc[1][7],
+        options(nostack, readonly),
+    );
+    let sc = load_scale(scale);
+    for (i, acc) in acc.iter().enumerate().take(mr) {
+        let sum: [int32x4_t; 4] = std::array::from_fn(|j| vpaddq_s32(acc[2 * j], acc[2 * j + 1]));
+        store_row(&sum, nc, &sc, mode, c, ldc, i);
     }
 }

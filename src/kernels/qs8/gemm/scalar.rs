@@ -2,12 +2,33 @@
 
 use super::{epilogue_one, EpiMode, NR};
 
-/// Up to 4 rows x up to 16 channels; see the module doc of `gemm` for the contract.
+/// Row tiles of 4 x blocks of 16 channels; see the module doc of `gemm` for the contract.
 ///
 /// # Safety
 /// Pointers as in the contract.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_qs8_4x16c4_scalar(
+    m: usize,
+    n: usize,
+    k4: usize,
+    a: *const u8,
+    lda: usize,
+    b: *const i8,
+    bias: *const i32,
+    scale: *const f32,
+    mode: EpiMode,
+    c: *mut u8,
+    ldc: usize,
+) {
+    row_tiles!(4, one_tile(m, n, k4, a, lda, b, bias, scale, mode, c, ldc))
+}
+
+/// One tile: up to 4 rows.
+///
+/// # Safety
+/// As the kernel's, with `mr` at most 4.
+#[allow(clippy::too_many_arguments)]
+unsafe fn one_tile(
     mr: usize,
     n: usize,
     k4: usize,

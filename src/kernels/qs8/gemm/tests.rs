@@ -106,6 +106,27 @@ fn every_gemm_kernel_matches_the_reference() {
     }
 }
 
+/// Wide outputs: more blocks than a kernel may keep per-block state for at once (the
+/// neondot kernel's start values go 32 blocks at a time), several full row tiles.
+#[test]
+fn every_gemm_kernel_on_wide_outputs() {
+    let mut rng = Rng(0x5eed);
+    for k in registry().into_iter().filter(|k| k.level.supported()) {
+        for &(m, n, kk) in &[(9, 529, 24), (13, 1040, 17), (4, 512, 40)] {
+            for mode in [
+                EpiMode::Quant {
+                    zp: 7,
+                    lo: 7,
+                    hi: 255,
+                },
+                EpiMode::Float,
+            ] {
+                run_case(&k, m, n, kk, mode, &mut rng);
+            }
+        }
+    }
+}
+
 #[test]
 fn gemm_threads_agree() {
     let mut rng = Rng(7);
