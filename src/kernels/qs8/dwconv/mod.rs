@@ -22,6 +22,8 @@
 //! stride 1: `vpdpbusd` on u8 input interleaved four kernel rows to a dword, zero point folded
 //! into the bias), `dwconv_qs8_kxk_64c_avx512vnni` (any stride: `vpdpbusd` on u8 input, one
 //! product per dword, zero point folded), `dwconv_qs8_kxk_16c_avx2`,
+//! `dwconv_qs8_kxk_16c_rows4_neondot` (aarch64 with the dot product, column stride 1:
+//! `SDOT` on the framed, signed copy interleaved four kernel rows to a lane),
 //! `dwconv_qs8_kxk_16c_neonmull` (aarch64, `SMULL` + `SMLAL` of two taps in i16 on the
 //! engine's framed, signed copy of the input ([`frame_input`]), assembly loops for 3x3 / 5x5; zero
 //! points folded; weights in -127..=127, own packing) and `dwconv_qs8_kxk_16c_neon` (aarch64,
@@ -39,6 +41,8 @@ mod avx512vnni;
 mod avx512vnni_rows4;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neondot;
 #[cfg(target_arch = "aarch64")]
 mod neonmull;
 mod scalar;
@@ -172,6 +176,18 @@ pub fn registry() -> Vec<DwKernel> {
         pixels_per_vector: |_| 1,
         input: Input::image,
         suits: any_geometry,
+    });
+    #[cfg(target_arch = "aarch64")]
+    v.push(DwKernel {
+        name: "dwconv_qs8_kxk_16c_rows4_neondot",
+        level: Level::NeonDot,
+        run: neondot::dwconv_qs8_kxk_16c_rows4_neondot,
+        pack: neondot::pack,
+        channels: 16,
+        no_min_weight: false,
+        pixels_per_vector: |_| 1,
+        input: |_| Input::FramedSigned,
+        suits: neondot::suits,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {

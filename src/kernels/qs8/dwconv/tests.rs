@@ -234,7 +234,8 @@ fn a_framed_copy_gives_the_same_rows() {
 #[test]
 fn selection_follows_the_geometry() {
     // every geometry gets a kernel that suits it; on AVX-512 VNNI hosts the row-interleaved
-    // kernel at column stride 1 and the tap-major one otherwise
+    // kernel at column stride 1 and the tap-major one otherwise, on aarch64 with the dot
+    // product the row-interleaved one at column stride 1
     for s in [[1, 1], [2, 2], [2, 1], [1, 2]] {
         let g = DwGeom {
             h: 16,
@@ -258,6 +259,16 @@ fn selection_follows_the_geometry() {
                 "dwconv_qs8_kxk_64c_avx512vnni"
             };
             assert_eq!(k.name, want, "{s:?}");
+        }
+        // with the dot product, the row-interleaved kernel at column stride 1
+        #[cfg(target_arch = "aarch64")]
+        if Level::NeonDot.supported() && level >= Level::NeonDot {
+            assert_eq!(
+                k.name == "dwconv_qs8_kxk_16c_rows4_neondot",
+                s[1] == 1,
+                "{} for {s:?}",
+                k.name
+            );
         }
     }
 }
