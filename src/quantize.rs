@@ -164,7 +164,7 @@ pub fn load_frame(
     shape: &[usize],
     cut: FrameCut,
 ) -> Result<Vec<Tensor>> {
-    let img = image::open(path)
+    let img = crate::io::read_image(path)
         .with_context(|| format!("cannot read image {}", path.display()))?
         .to_rgb8();
     let frame = RgbFrame {

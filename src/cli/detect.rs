@@ -84,11 +84,9 @@ pub(super) fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 pub(super) fn load_rgb(path: &Path) -> Result<image::RgbImage> {
-    let img = image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("{}: cannot read", path.display()))?
-        .decode()
+    // decoded from memory, as every image speck reads (`io::read_image`)
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let img = image::load_from_memory(&bytes)
         .with_context(|| format!("{}: not a readable image", path.display()))?;
     Ok(img.to_rgb8())
 }

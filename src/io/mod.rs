@@ -6,7 +6,17 @@ pub mod sink;
 pub mod source;
 
 use crate::detect::RgbFrame;
+use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Decode an image file, its format told by its bytes. Every still image speck reads goes
+/// through `image::load_from_memory` (here, or from a buffer): the `image` crate compiles its
+/// decoders once per reader type, so a second reader (a buffered file) would carry a second
+/// copy of the JPEG and PNG decoders in the device binary.
+pub fn read_image(path: &Path) -> image::ImageResult<image::DynamicImage> {
+    let bytes = std::fs::read(path).map_err(image::ImageError::IoError)?;
+    image::load_from_memory(&bytes)
+}
 
 /// One captured frame, already converted to RGB8.
 #[derive(Clone, Debug)]

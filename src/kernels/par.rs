@@ -27,6 +27,14 @@ fn rows_per_piece(rows: usize, row: usize) -> Option<usize> {
 /// Run `f(rows, piece)` over pieces of `y` made of whole rows of `row` elements (`rows` is the
 /// pieces' row range), in parallel when the pool has threads to spare and the work is large.
 pub fn rows_mut<T: Send>(y: &mut [T], row: usize, f: impl Fn(Range<usize>, &mut [T]) + Sync) {
+    rows_mut_dyn(y, row, &f)
+}
+
+/// [`rows_mut`] through a trait object: rayon's splitting code then exists once per element
+/// type instead of once per caller with the caller's loop inlined into it (tens of copies of
+/// 10-20 KB each in the device binary); a piece pays one indirect call.
+#[inline(never)]
+fn rows_mut_dyn<T: Send>(y: &mut [T], row: usize, f: &(dyn Fn(Range<usize>, &mut [T]) + Sync)) {
     let rows = y.len().checked_div(row).unwrap_or(0);
     match rows_per_piece(rows, row) {
         None => f(0..rows, &mut y[..rows * row]),
@@ -44,12 +52,43 @@ pub fn rows_mut<T: Send>(y: &mut [T], row: usize, f: impl Fn(Range<usize>, &mut 
 /// parallel like [`rows_mut`]. For outputs that a row range does not cover contiguously
 /// (planes written at a pixel range); the caller keeps the pieces' writes disjoint.
 pub fn ranges(rows: usize, row: usize, f: impl Fn(Range<usize>) + Sync) {
+    ranges_dyn(rows, row, &f)
+}
+
+/// [`ranges`] through a trait object (see [`rows_mut_dyn`]).
+#[inline(never)]
+fn ranges_dyn(rows: usize, row: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
     match rows_per_piece(rows, row) {
         None => f(0..rows),
         Some(per) => (0..rows.div_ceil(per))
             .into_par_iter()
             .for_each(|i| f(i * per..((i + 1) * per).min(rows))),
     }
+}
+
+/// `f(i)` for `i` in `0..n` on rayon's current pool, at least `min_len` indices per task.
+/// Through a trait object, like [`rows_mut`]: callers generic over an epilogue keep one copy
+/// of rayon's splitting code between them.
+#[inline(never)]
+pub fn for_each(n: usize, min_len: usize, f: &(dyn Fn(usize) + Sync)) {
+    (0..n)
+        .into_par_iter()
+        .with_min_len(min_len.max(1))
+        .for_each(f);
+}
+
+/// [`for_each`] with per-task state: `f(state, i)`, each task's state made by `init`.
+#[inline(never)]
+pub fn for_each_init<S>(
+    n: usize,
+    min_len: usize,
+    init: &(dyn Fn() -> S + Sync),
+    f: &(dyn Fn(&mut S, usize) + Sync),
+) {
+    (0..n)
+        .into_par_iter()
+        .with_min_len(min_len.max(1))
+        .for_each_init(init, f);
 }
 
 thread_local! {

@@ -55,7 +55,7 @@ impl FrameSource for ImageFolderSource {
         }
         let path = &self.files[self.next];
         self.next += 1;
-        let img = image::open(path).map_err(|e| SourceError::Read {
+        let img = crate::io::read_image(path).map_err(|e| SourceError::Read {
             what: path.display().to_string(),
             why: e.to_string(),
         })?;

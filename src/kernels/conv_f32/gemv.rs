@@ -13,7 +13,6 @@
 use super::im2col::ColGeom;
 use super::tiled::{pack_tile, pack_weights_blocked, NR};
 use crate::kernels::{Isa, SharedOut};
-use rayon::prelude::*;
 
 /// Output channels per block.
 pub(crate) const NB: usize = 16;
@@ -286,21 +285,18 @@ pub(crate) fn run_gemv<F: Fn(f32) -> f32 + Sync>(
     let out = SharedOut(y.as_mut_ptr());
     let jobs = n * t.group * blocks;
     // ~64 K multiply-adds (256 KB of weights) per rayon task
-    (0..jobs)
-        .into_par_iter()
-        .with_min_len((1 << 16) / (kc * NB).max(1) + 1)
-        .for_each(|job| {
-            let (ni, rest) = (job / (t.group * blocks), job % (t.group * blocks));
-            let (gi, b) = (rest / blocks, rest % blocks);
-            let col = &src[(ni * t.group + gi) * kc..][..kc];
-            let wb = &t.packed[(gi * blocks + b) * kc * NB..][..kc * NB];
-            let mut acc = [0.0f32; NB];
-            // SAFETY: `wb` holds kc * NB floats and `col` kc.
-            unsafe { (t.kernel)(kc, wb.as_ptr(), col.as_ptr(), &mut acc) };
-            for (r, &v) in acc.iter().enumerate().take(NB.min(mg - b * NB)) {
-                let ch = gi * mg + b * NB + r;
-                // SAFETY: channel `ch` of image `ni` (one value): this job's alone.
-                unsafe { *out.at(ni * t.m + ch) = act(v + t.bias[ch]) };
-            }
-        });
+    crate::kernels::par::for_each(jobs, (1 << 16) / (kc * NB).max(1) + 1, &|job| {
+        let (ni, rest) = (job / (t.group * blocks), job % (t.group * blocks));
+        let (gi, b) = (rest / blocks, rest % blocks);
+        let col = &src[(ni * t.group + gi) * kc..][..kc];
+        let wb = &t.packed[(gi * blocks + b) * kc * NB..][..kc * NB];
+        let mut acc = [0.0f32; NB];
+        // SAFETY: `wb` holds kc * NB floats and `col` kc.
+        unsafe { (t.kernel)(kc, wb.as_ptr(), col.as_ptr(), &mut acc) };
+        for (r, &v) in acc.iter().enumerate().take(NB.min(mg - b * NB)) {
+            let ch = gi * mg + b * NB + r;
+            // SAFETY: channel `ch` of image `ni` (one value): this job's alone.
+            unsafe { *out.at(ni * t.m + ch) = act(v + t.bias[ch]) };
+        }
+    });
 }

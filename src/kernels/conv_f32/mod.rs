@@ -36,7 +36,6 @@ use depthwise::{DwGeom, DwRow};
 use epilogue::EpiHint;
 use im2col::ColGeom;
 use ndarray::{ArrayViewD, ArrayViewMutD};
-use rayon::prelude::*;
 use std::borrow::Cow;
 
 /// Whether this CPU has the fp16 arithmetic that [`ConvF32::with_options`]' `fp16` uses.
@@ -337,8 +336,11 @@ impl ConvF32 {
     /// # Panics
     /// When `x` or `y` do not have the planned shapes (a planning error, not a data error).
     pub fn run(&self, x: ArrayViewD<f32>, y: ArrayViewMutD<f32>, scratch: &mut Vec<f32>) {
-        // One monomorphic epilogue per activation: a closure that matches on the activation
-        // per element is not inlined into the kernels (it was 10% of the detector's time).
+        // One monomorphic epilogue per activation the shipped models fuse into convs: a
+        // closure that matches on the activation per element is not inlined into the kernels
+        // (it was 10% of the detector's time). The rarer ones share that slower closure, as
+        // each instance is 50-70 KB of the device binary (the tiled, Winograd and im2col
+        // paths and their rayon splits).
         macro_rules! with_act {
             ($($pat:pat => $act:expr),* $(,)?) => {
                 let hint = EpiHint::of(self.activation);
@@ -347,19 +349,18 @@ impl ConvF32 {
                     $(Some($pat) => self.run_with_hint(x, y, scratch, &move |v: f32| {
                         apply_activation($act, v)
                     }, hint),)*
+                    Some(a) => self.run_with_hint(x, y, scratch, &move |v: f32| {
+                        apply_activation(a, v)
+                    }, hint),
                 }
             };
         }
         with_act! {
             Activation::Relu => Activation::Relu,
-            Activation::LeakyRelu(al) => Activation::LeakyRelu(al),
-            Activation::Clip(lo, hi) => Activation::Clip(lo, hi),
             Activation::HardSwish => Activation::HardSwish,
             Activation::HardSigmoid { alpha, beta } => Activation::HardSigmoid { alpha, beta },
             Activation::Sigmoid => Activation::Sigmoid,
-            Activation::Silu => Activation::Silu,
             Activation::Tanh => Activation::Tanh,
-            Activation::Gelu => Activation::Gelu,
         }
     }
 
@@ -524,25 +525,26 @@ impl ConvF32 {
                     pl: self.pads[1],
                 };
                 let kk = self.k[0] * self.k[1];
-                // jobs of ~4096 outputs: whole planes of one image
-                let per_job = (4096 / ohw).clamp(1, c);
-                y.par_chunks_mut(c * ohw).enumerate().for_each(|(ni, yi)| {
-                    let xi = &x[ni * c * hw..(ni + 1) * c * hw];
-                    yi.par_chunks_mut(per_job * ohw)
-                        .enumerate()
-                        .for_each(|(j, yb)| {
-                            let (c0, c1) = (j * per_job, j * per_job + yb.len() / ohw);
-                            depthwise::dwconv_f32_planes(
-                                &xi[c0 * hw..c1 * hw],
-                                yb,
-                                &self.weights[c0 * kk..c1 * kk],
-                                &self.bias[c0..c1],
-                                &g,
-                                row,
-                                act,
-                                hint,
-                            );
-                        });
+                // pieces of whole output planes; a piece's planes of each image in one call
+                crate::kernels::par::rows_mut(y, ohw, |planes, yb| {
+                    let (mut p, mut at) = (planes.start, 0);
+                    while p < planes.end {
+                        let (ni, c0) = (p / c, p % c);
+                        let c1 = c.min(c0 + planes.end - p);
+                        let len = (c1 - c0) * ohw;
+                        depthwise::dwconv_f32_planes(
+                            &x[(ni * c + c0) * hw..(ni * c + c1) * hw],
+                            &mut yb[at..at + len],
+                            &self.weights[c0 * kk..c1 * kk],
+                            &self.bias[c0..c1],
+                            &g,
+                            row,
+                            act,
+                            hint,
+                        );
+                        p += c1 - c0;
+                        at += len;
+                    }
                 });
                 return;
             }
@@ -576,15 +578,14 @@ impl ConvF32 {
         }
         // GEMM epilogue: bias + activation per output plane, in parallel
         let m = self.m;
-        y.par_chunks_mut(ohw)
-            .with_min_len((4096 / ohw).max(1))
-            .enumerate()
-            .for_each(|(p, yp)| {
+        crate::kernels::par::rows_mut(y, ohw, |planes, yp| {
+            for (p, plane) in planes.zip(yp.chunks_exact_mut(ohw)) {
                 let b = self.bias[p % m];
-                for v in yp.iter_mut() {
+                for v in plane.iter_mut() {
                     *v = act(*v + b);
                 }
-            });
+            }
+        });
     }
 }
 

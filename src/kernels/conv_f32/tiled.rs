@@ -21,7 +21,6 @@
 use super::epilogue::EpiHint;
 use super::im2col::{copy_strided, valid_range, ColGeom};
 use crate::kernels::{Isa, SharedOut};
-use rayon::prelude::*;
 
 /// Output channels per microkernel call (weights are packed in blocks of `MR` rows).
 pub(crate) const MR: usize = 8;
@@ -594,93 +593,92 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
     let avx512 = t.isa == Isa::Avx512 && Isa::Avx512.supported();
     // enough multiply-adds per rayon task to pay for the split
     let per_tile = (mg * kc * NR).max(1);
-    (0..jobs)
-        .into_par_iter()
-        .with_min_len((1 << 17) / per_tile + 1)
-        .for_each_init(
-            // the f32 panel, and its binary16 copy for fp16 arithmetic
-            || {
-                (
-                    vec![0.0f32; kc * NR],
-                    vec![0u16; if f16 { kc * NR } else { 0 }],
-                )
-            },
-            |(panel, half_panel), job| {
-                let (ni, rest) = (job / (t.group * tiles), job % (t.group * tiles));
-                let (gi, ti) = (rest / tiles, rest % tiles);
-                let p0 = ti * NR;
-                let nr = NR.min(ohw - p0);
-                let xg = &x[(ni * c + gi * g.cg) * hw..(ni * c + (gi + 1) * g.cg) * hw];
-                let (src, stride) = if t.direct && nr == NR {
-                    (&xg[p0..], hw)
-                } else {
-                    pack_tile(xg, g, p0, nr, panel);
-                    (&panel[..], NR)
-                };
-                match t.weights {
-                    TiledWeights::F32 {
-                        packed,
-                        fused: Some(fused),
-                        ..
-                    } => {
-                        let wg = &packed[gi * wlen..(gi + 1) * wlen];
-                        for (b, wb) in wg.chunks_exact(kc.max(1) * MR).enumerate() {
-                            let ch = gi * mg + b * MR;
-                            let d = TileDst {
-                                dst: out.at((ni * t.m + ch) * ohw + p0),
-                                rs: ohw,
-                                bias: t.bias[ch..].as_ptr(),
-                                rows: MR.min(mg - b * MR),
-                                nr,
-                            };
-                            // SAFETY: `src` rows hold NR readable floats for each of the kc
-                            // rows (as below); `d` covers rows ch.. of this tile's columns
-                            // only, and the bias slice holds `rows` values from `ch`.
-                            unsafe { fused(kc, wb, src.as_ptr(), stride, &d, t.hint) };
-                        }
-                        return;
+    crate::kernels::par::for_each_init(
+        jobs,
+        (1 << 17) / per_tile + 1,
+        // the f32 panel, and its binary16 copy for fp16 arithmetic
+        &|| {
+            (
+                vec![0.0f32; kc * NR],
+                vec![0u16; if f16 { kc * NR } else { 0 }],
+            )
+        },
+        &|(panel, half_panel), job| {
+            let (ni, rest) = (job / (t.group * tiles), job % (t.group * tiles));
+            let (gi, ti) = (rest / tiles, rest % tiles);
+            let p0 = ti * NR;
+            let nr = NR.min(ohw - p0);
+            let xg = &x[(ni * c + gi * g.cg) * hw..(ni * c + (gi + 1) * g.cg) * hw];
+            let (src, stride) = if t.direct && nr == NR {
+                (&xg[p0..], hw)
+            } else {
+                pack_tile(xg, g, p0, nr, panel);
+                (&panel[..], NR)
+            };
+            match t.weights {
+                TiledWeights::F32 {
+                    packed,
+                    fused: Some(fused),
+                    ..
+                } => {
+                    let wg = &packed[gi * wlen..(gi + 1) * wlen];
+                    for (b, wb) in wg.chunks_exact(kc.max(1) * MR).enumerate() {
+                        let ch = gi * mg + b * MR;
+                        let d = TileDst {
+                            dst: out.at((ni * t.m + ch) * ohw + p0),
+                            rs: ohw,
+                            bias: t.bias[ch..].as_ptr(),
+                            rows: MR.min(mg - b * MR),
+                            nr,
+                        };
+                        // SAFETY: `src` rows hold NR readable floats for each of the kc
+                        // rows (as below); `d` covers rows ch.. of this tile's columns
+                        // only, and the bias slice holds `rows` values from `ch`.
+                        unsafe { fused(kc, wb, src.as_ptr(), stride, &d, t.hint) };
                     }
-                    TiledWeights::F16(_) => super::tiled_fp16::to_f16(src, stride, kc, half_panel),
-                    TiledWeights::F32 { .. } => {}
+                    return;
                 }
-                // SAFETY (every microkernel call below): `src` rows hold NR readable floats
-                // for each of the kc rows: a full tile of `x` (p0 + NR <= ohw = hw in the
-                // direct case) or the packed panel; the half panel holds kc rows of NR.
-                let block = |b: usize, acc: &mut [[f32; NR]; MR]| match t.weights {
-                    TiledWeights::F32 { packed, kernel, .. } => unsafe {
-                        kernel(
-                            kc,
-                            &packed[gi * wlen + b * kc * MR..],
-                            src.as_ptr(),
-                            stride,
-                            acc,
-                        )
-                    },
-                    TiledWeights::F16(packed) => unsafe {
-                        super::tiled_fp16::microkernel(
-                            kc,
-                            &packed[gi * wlen + b * kc * MR..],
-                            &half_panel[..],
-                            acc,
-                        )
-                    },
-                };
-                let mut acc = [[0.0f32; NR]; MR];
-                for b in 0..mg.div_ceil(MR) {
-                    block(b, &mut acc);
-                    let ch = gi * mg + b * MR;
-                    let bias = &t.bias[ch..ch + MR.min(mg - b * MR)];
-                    // SAFETY: rows ch.. of image `ni`, columns p0..p0+nr: this tile's alone.
-                    unsafe {
-                        let dst = out.at((ni * t.m + ch) * ohw + p0);
-                        #[cfg(target_arch = "x86_64")]
-                        if avx512 {
-                            store_block_avx512(dst, ohw, nr, &acc, bias, act, t.hint);
-                            continue;
-                        }
-                        store_block(dst, ohw, nr, &acc, bias, act, t.hint);
+                TiledWeights::F16(_) => super::tiled_fp16::to_f16(src, stride, kc, half_panel),
+                TiledWeights::F32 { .. } => {}
+            }
+            // SAFETY (every microkernel call below): `src` rows hold NR readable floats
+            // for each of the kc rows: a full tile of `x` (p0 + NR <= ohw = hw in the
+            // direct case) or the packed panel; the half panel holds kc rows of NR.
+            let block = |b: usize, acc: &mut [[f32; NR]; MR]| match t.weights {
+                TiledWeights::F32 { packed, kernel, .. } => unsafe {
+                    kernel(
+                        kc,
+                        &packed[gi * wlen + b * kc * MR..],
+                        src.as_ptr(),
+                        stride,
+                        acc,
+                    )
+                },
+                TiledWeights::F16(packed) => unsafe {
+                    super::tiled_fp16::microkernel(
+                        kc,
+                        &packed[gi * wlen + b * kc * MR..],
+                        &half_panel[..],
+                        acc,
+                    )
+                },
+            };
+            let mut acc = [[0.0f32; NR]; MR];
+            for b in 0..mg.div_ceil(MR) {
+                block(b, &mut acc);
+                let ch = gi * mg + b * MR;
+                let bias = &t.bias[ch..ch + MR.min(mg - b * MR)];
+                // SAFETY: rows ch.. of image `ni`, columns p0..p0+nr: this tile's alone.
+                unsafe {
+                    let dst = out.at((ni * t.m + ch) * ohw + p0);
+                    #[cfg(target_arch = "x86_64")]
+                    if avx512 {
+                        store_block_avx512(dst, ohw, nr, &acc, bias, act, t.hint);
+                        continue;
                     }
+                    store_block(dst, ohw, nr, &acc, bias, act, t.hint);
                 }
-            },
-        );
+            }
+        },
+    );
 }

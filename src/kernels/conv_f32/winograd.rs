@@ -30,7 +30,6 @@
 use super::epilogue::{bias_act, EpiHint};
 use super::tiled::{pack_weights as pack_block, Microkernel, MR, NR};
 use crate::kernels::{Isa, SharedOut};
-use rayon::prelude::*;
 
 /// Which Winograd transform a conv runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -504,30 +503,29 @@ fn run<V: Variant, F: Fn(f32) -> f32 + Sync>(
     let out = SharedOut(y.as_mut_ptr());
     // multiply-adds of one job: XI points x M x C x NR
     let per_job = (V::XI * t.m * c * NR).max(1);
-    (0..n * blocks)
-        .into_par_iter()
-        .with_min_len((1 << 18) / per_job + 1)
-        .for_each_init(
-            || Scratch::new::<V>(c, f16),
-            |sc, j| {
-                let (ni, bi) = (j / blocks, j % blocks);
-                // SAFETY: job j alone writes its patches' outputs; the ISA's features are
-                // there (the microkernel was chosen for it).
-                unsafe {
-                    match isa {
-                        #[cfg(target_arch = "x86_64")]
-                        Isa::Avx512 if Isa::Avx512.supported() => {
-                            job_avx512::<V, F>(t, x, out, ni, bi, sc, act)
-                        }
-                        #[cfg(target_arch = "x86_64")]
-                        Isa::Avx512 | Isa::Avx2 if Isa::Avx2.supported() => {
-                            job_avx2::<V, F>(t, x, out, ni, bi, sc, act)
-                        }
-                        _ => job::<V, F>(t, x, out, ni, bi, sc, act),
+    crate::kernels::par::for_each_init(
+        n * blocks,
+        (1 << 18) / per_job + 1,
+        &|| Scratch::new::<V>(c, f16),
+        &|sc, j| {
+            let (ni, bi) = (j / blocks, j % blocks);
+            // SAFETY: job j alone writes its patches' outputs; the ISA's features are
+            // there (the microkernel was chosen for it).
+            unsafe {
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 if Isa::Avx512.supported() => {
+                        job_avx512::<V, F>(t, x, out, ni, bi, sc, act)
                     }
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 | Isa::Avx2 if Isa::Avx2.supported() => {
+                        job_avx2::<V, F>(t, x, out, ni, bi, sc, act)
+                    }
+                    _ => job::<V, F>(t, x, out, ni, bi, sc, act),
                 }
-            },
-        );
+            }
+        },
+    );
 }
 
 /// `Y = At M A` of one output channel's patches in a run, `act(Y + bias)` into its output
