@@ -525,26 +525,27 @@ impl ConvF32 {
                     pl: self.pads[1],
                 };
                 let kk = self.k[0] * self.k[1];
-                // pieces of whole output planes; a piece's planes of each image in one call
-                crate::kernels::par::rows_mut(y, ohw, |planes, yb| {
-                    let (mut p, mut at) = (planes.start, 0);
-                    while p < planes.end {
-                        let (ni, c0) = (p / c, p % c);
-                        let c1 = c.min(c0 + planes.end - p);
-                        let len = (c1 - c0) * ohw;
-                        depthwise::dwconv_f32_planes(
-                            &x[(ni * c + c0) * hw..(ni * c + c1) * hw],
-                            &mut yb[at..at + len],
-                            &self.weights[c0 * kk..c1 * kk],
-                            &self.bias[c0..c1],
-                            &g,
-                            row,
-                            act,
-                            hint,
-                        );
-                        p += c1 - c0;
-                        at += len;
-                    }
+                // jobs of ~4096 outputs: whole planes of one image
+                let per_job = (4096 / ohw).clamp(1, c);
+                let jobs = c.div_ceil(per_job);
+                let out = super::SharedOut(y.as_mut_ptr());
+                crate::kernels::par::for_each(n * jobs, 1, &|job| {
+                    let (ni, c0) = (job / jobs, job % jobs * per_job);
+                    let c1 = c.min(c0 + per_job);
+                    // SAFETY: planes c0..c1 of image ni, inside `y`: this job's alone.
+                    let yb = unsafe {
+                        std::slice::from_raw_parts_mut(out.at((ni * c + c0) * ohw), (c1 - c0) * ohw)
+                    };
+                    depthwise::dwconv_f32_planes(
+                        &x[(ni * c + c0) * hw..(ni * c + c1) * hw],
+                        yb,
+                        &self.weights[c0 * kk..c1 * kk],
+                        &self.bias[c0..c1],
+                        &g,
+                        row,
+                        act,
+                        hint,
+                    );
                 });
                 return;
             }
@@ -577,10 +578,15 @@ impl ConvF32 {
             }
         }
         // GEMM epilogue: bias + activation per output plane, in parallel
-        let m = self.m;
-        crate::kernels::par::rows_mut(y, ohw, |planes, yp| {
-            for (p, plane) in planes.zip(yp.chunks_exact_mut(ohw)) {
+        // jobs of ~4096 outputs: whole planes
+        let (m, planes) = (self.m, y.len() / ohw);
+        let per_job = (4096 / ohw).max(1);
+        let out = super::SharedOut(y.as_mut_ptr());
+        crate::kernels::par::for_each(planes.div_ceil(per_job), 1, &|job| {
+            for p in job * per_job..planes.min((job + 1) * per_job) {
                 let b = self.bias[p % m];
+                // SAFETY: plane p of `y`: this job's alone.
+                let plane = unsafe { std::slice::from_raw_parts_mut(out.at(p * ohw), ohw) };
                 for v in plane.iter_mut() {
                     *v = act(*v + b);
                 }
