@@ -21,10 +21,11 @@ mod neon;
 
 /// Defines `$name(level, args)` dispatching to an AVX-512 or AVX2 build of `$body` when
 /// `level` allows it and the host has it, else to the portable build; `neon:` names the
-/// aarch64 kernel and `armv7:` the 32-bit Arm one (which returns `false` to decline).
+/// aarch64 kernel and `armv7:` (optional) the 32-bit Arm one (which returns `false` to
+/// decline).
 macro_rules! row_kernel {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*)
-     $(neon: $neon:expr; armv7: $armv7:expr;)? $body:block) => {
+     $(neon: $neon:expr; $(armv7: $armv7:expr;)?)? $body:block) => {
         $(#[$doc])*
         pub fn $name(level: Level, $($arg: $ty),*) {
             $(
@@ -33,11 +34,13 @@ macro_rules! row_kernel {
                     // SAFETY: every aarch64 CPU has NEON.
                     return unsafe { $neon };
                 }
-                #[cfg(target_arch = "arm")]
-                // SAFETY: the CPU has NEON (checked first).
-                if level >= Level::Neon && Level::Neon.supported() && unsafe { $armv7 } {
-                    return;
-                }
+                $(
+                    #[cfg(target_arch = "arm")]
+                    // SAFETY: the CPU has NEON (checked first).
+                    if level >= Level::Neon && Level::Neon.supported() && unsafe { $armv7 } {
+                        return;
+                    }
+                )?
             )?
             #[inline(always)]
             fn body($($arg: $ty),*) $body
@@ -137,7 +140,9 @@ row_kernel! {
 
 row_kernel! {
     /// `sum[c] += x[p * C + c]` over the pixels of `x` (`C = sum.len()` channels).
-    fn sum_pixels(x: &[u8], sum: &mut [u32]) {
+    fn sum_pixels(x: &[u8], sum: &mut [u32])
+    neon: neon::sum_pixels(x, sum);
+    {
         let c = sum.len();
         if c == 0 {
             return;

@@ -13,18 +13,23 @@
 //! start as `[s0, 0, s1, 0]` with `s = bias + 128 * sum_k w` (the packed block's sums), so
 //! the fold adds the start once.
 //!
-//! The loops and the requantizing store of a full tile (2 rows, 16 channels, u8 output) are
-//! inline assembly with the 16 accumulators pinned to `v16`-`v31`: a step of two c4 groups
-//! is 60 instructions for 256 MACs (LLVM's intrinsics version: 64, plus 16 to zero the
-//! accumulators and about 57 per stored row against 28 here). Full tiles with u8 output run
-//! all their blocks in one assembly loop ([`full_blocks`]) from start values computed once
-//! per call (the per-block set-up in Rust took about 45 instructions more); partial tiles
-//! and f32 outputs run the same loop per block and the shared intrinsics epilogue.
+//! A tile's first block also stores its flipped, repeated activations to a per-thread
+//! packing, so every later block of the tile loads a step's four vectors with one `LD1`
+//! (loading, flipping and repeating them per block cost 7 instructions more). The loops and the
+//! requantizing store of a full tile (2 rows, 16 channels, u8 output) are inline assembly
+//! with the 16 accumulators pinned to `v16`-`v31`: a step of two c4 groups is 53
+//! instructions for 256 MACs (LLVM's intrinsics version of the unpacked loop: 64, plus 16 to
+//! zero the accumulators and about 57 per stored row against 28 here). Full tiles with u8
+//! output run all their blocks in one assembly loop ([`full_blocks`]) from start values
+//! computed once per call (the per-block set-up in Rust took about 45 instructions more);
+//! partial tiles and f32 outputs run the same loop per block and the shared intrinsics
+//! epilogue.
 
 use super::neon::{load_bias, load_scale, store_row};
 use super::{EpiMode, PackedB, NR};
 use std::arch::aarch64::*;
 use std::arch::asm;
+use std::cell::RefCell;
 
 /// Rows per tile.
 const MR: usize = 2;
@@ -74,16 +79,18 @@ macro_rules! row_group {
     };
 }
 
-/// A block's products: the rows at `{p0}`/`{p1}` (advanced) against the c4 groups at `{w}`
-/// (advanced past them, not past the sums): `{steps}` steps of two groups, then `{rest}` (0
-/// or 1) single group, into the accumulators `v16`-`v31` (`v5` = 0x80 flips the rows;
-/// `{cnt}` is scratch).
+/// A block's products, `{steps}` steps of two c4 groups and `{rest}` (0 or 1) single group,
+/// weights from `{w}` (advanced past the groups, not past the sums), into the accumulators
+/// `v16`-`v31`; `{cnt}` is scratch. `(pack)`, a tile's first block: the rows at
+/// `{p0}`/`{p1}` (advanced) are loaded, flipped (`v5` = 0x80) and each group repeated across
+/// a vector, and these four vectors per step are also stored at `{pa}` (advanced), so that
+/// `(packed)`, every later block of the tile, loads them with one `LD1` instead of two
+/// loads, two `EOR`s and four `DUP`s.
 macro_rules! mull_loops {
-    () => {
+    (pack) => {
         concat!(
             "mov {cnt}, {steps}\n",
             "cbz {cnt}, 3f\n",
-            // two c4 groups: 8 bytes of each row, flipped, each group repeated across a vector
             "2:\n",
             "ldr d0, [{p0}], #8\n",
             "ldr d3, [{p1}], #8\n",
@@ -95,23 +102,61 @@ macro_rules! mull_loops {
             "dup v2.4s, v0.s[1]\n",
             "dup v4.4s, v3.s[1]\n",
             "dup v3.4s, v3.s[0]\n",
-            row_step!(1, 2, 16, 17, 18, 19, 20, 21, 22, 23),
-            row_step!(3, 4, 24, 25, 26, 27, 28, 29, 30, 31),
+            "st1 {{v1.16b, v2.16b, v3.16b, v4.16b}}, [{pa}], #64\n",
+            mull_step!(),
             "subs {cnt}, {cnt}, #1\n",
             "b.ne 2b\n",
-            // an odd last group: 4 bytes of each row
+            // an odd last group
             "3:\n",
             "cbz {rest}, 4f\n",
-            "ldr s0, [{p0}], #4\n",
-            "ldr s3, [{p1}], #4\n",
-            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}], #64\n",
+            "ldr s0, [{p0}]\n",
+            "ldr s3, [{p1}]\n",
             "eor v0.8b, v0.8b, v5.8b\n",
             "eor v3.8b, v3.8b, v5.8b\n",
             "dup v1.4s, v0.s[0]\n",
-            "dup v3.4s, v3.s[0]\n",
-            row_group!(1, 16, 17, 18, 19, 20, 21, 22, 23),
-            row_group!(3, 24, 25, 26, 27, 28, 29, 30, 31),
+            "dup v2.4s, v3.s[0]\n",
+            "st1 {{v1.16b, v2.16b}}, [{pa}]\n",
+            mull_rest!(),
             "4:\n",
+        )
+    };
+    (packed) => {
+        concat!(
+            "mov {cnt}, {steps}\n",
+            "cbz {cnt}, 3f\n",
+            "2:\n",
+            "ld1 {{v1.16b, v2.16b, v3.16b, v4.16b}}, [{pa}], #64\n",
+            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}], #64\n",
+            "ld1 {{v12.16b, v13.16b, v14.16b, v15.16b}}, [{w}], #64\n",
+            mull_step!(),
+            "subs {cnt}, {cnt}, #1\n",
+            "b.ne 2b\n",
+            "3:\n",
+            "cbz {rest}, 4f\n",
+            "ld1 {{v1.16b, v2.16b}}, [{pa}]\n",
+            mull_rest!(),
+            "4:\n",
+        )
+    };
+}
+
+/// Both rows' products of a step (row 0's groups in `v1`/`v2`, row 1's in `v3`/`v4`).
+macro_rules! mull_step {
+    () => {
+        concat!(
+            row_step!(1, 2, 16, 17, 18, 19, 20, 21, 22, 23),
+            row_step!(3, 4, 24, 25, 26, 27, 28, 29, 30, 31),
+        )
+    };
+}
+
+/// Both rows' products of an odd last group (row 0's in `v1`, row 1's in `v2`).
+macro_rules! mull_rest {
+    () => {
+        concat!(
+            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}], #64\n",
+            row_group!(1, 16, 17, 18, 19, 20, 21, 22, 23),
+            row_group!(2, 24, 25, 26, 27, 28, 29, 30, 31),
         )
     };
 }
@@ -148,12 +193,20 @@ macro_rules! store_q16 {
     };
 }
 
-/// Blocks whose start values one call keeps on the stack at a time (512 channels, 4 KB).
-const CHUNK: usize = 32;
-
 /// Lanes of start values per block: each channel's `bias + 128 * sum` in the first of its two
 /// lanes (accumulator vector j / 2, lanes 2 * (j % 2) and + 1).
 const START: usize = 2 * NR;
+
+/// Bytes of a tile's packed activations: 64 per step of two c4 groups, 32 for an odd last.
+fn pack_len(k4: usize) -> usize {
+    k4.div_ceil(2) * 64
+}
+
+thread_local! {
+    /// Per thread: the start lanes of every block of a call, then the current tile's packed
+    /// activations (i32 units; grown, never shrunk or zeroed per call).
+    static SCRATCH: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+}
 
 /// See the module doc of `gemm` for the contract.
 ///
@@ -175,62 +228,55 @@ pub unsafe fn gemm_qs8_2x16c4_neonmull(
 ) {
     let blocks = n.div_ceil(NR);
     let block_len = PackedB::block_len(k4);
-    // Full tiles of u8 output, block chunk by block chunk: the start values of a chunk's
-    // blocks once, then each tile's blocks in one assembly loop.
-    let (full_tiles, full, quant) = match mode {
-        EpiMode::Quant { zp, lo, hi } => (m / MR, n / NR, [zp, lo, hi]),
-        EpiMode::Float => (0, 0, [0; 3]),
+    // Full blocks of full tiles with u8 output run in one assembly loop per tile.
+    let (full, quant) = match mode {
+        EpiMode::Quant { zp, lo, hi } => (n / NR, [zp, lo, hi]),
+        EpiMode::Float => (0, [0; 3]),
     };
-    if full_tiles > 0 {
-        let mut start = [0i32; CHUNK * START];
-        for b0 in (0..full).step_by(CHUNK) {
-            let nb = CHUNK.min(full - b0);
-            for j in 0..nb {
-                let blk = b0 + j;
-                let sums = b.add(blk * block_len + k4 * NR * 4) as *const i32;
-                block_start(bias.add(blk * NR), sums, start.as_mut_ptr().add(j * START));
-            }
-            for t in 0..full_tiles {
+    SCRATCH.with_borrow_mut(|buf| {
+        let need = blocks * START + pack_len(k4) / 4;
+        if buf.len() < need {
+            buf.resize(need, 0);
+        }
+        let start = buf.as_mut_ptr();
+        let pack = start.add(blocks * START) as *mut u8;
+        for blk in 0..blocks {
+            let sums = b.add(blk * block_len + k4 * NR * 4) as *const i32;
+            block_start(bias.add(blk * NR), sums, start.add(blk * START));
+        }
+        let c_row = ldc * mode.elem_bytes();
+        let mut t = 0;
+        while t < m {
+            let mr = MR.min(m - t);
+            // Rows past mr re-read row 0 (always readable); their results are not stored.
+            let rows: [*const u8; MR] =
+                std::array::from_fn(|i| a.add(t * lda + if i < mr { i * lda } else { 0 }));
+            let (mut first, mut packed) = (0, false);
+            if mr == MR && full > 0 {
                 full_blocks(
-                    nb,
+                    full,
                     k4,
-                    a.add(t * MR * lda),
-                    lda,
-                    b.add(b0 * block_len),
-                    start.as_ptr(),
-                    scale.add(b0 * NR),
+                    rows,
+                    pack,
+                    b,
+                    start,
+                    scale,
                     quant,
-                    c.add(t * MR * ldc + b0 * NR),
+                    c.add(t * ldc),
                     ldc,
                 );
+                (first, packed) = (full, true);
             }
+            for blk in first..blocks {
+                let c = c.add(t * c_row);
+                any_block(
+                    mr, n, k4, rows, pack, packed, blk, b, start, scale, mode, c, ldc,
+                );
+                packed = true;
+            }
+            t += mr;
         }
-    }
-    // Everything else block by block: the last partial block of the full tiles, and every
-    // block of the last partial tile (of every tile for f32 outputs).
-    let c_row = ldc * mode.elem_bytes();
-    let mut t = 0;
-    while t < m {
-        let mr = MR.min(m - t);
-        let first = if mr == MR { full } else { 0 };
-        for blk in first..blocks {
-            any_block(
-                mr,
-                n,
-                k4,
-                a.add(t * lda),
-                lda,
-                blk,
-                b,
-                bias,
-                scale,
-                mode,
-                c.add(t * c_row),
-                ldc,
-            );
-        }
-        t += mr;
-    }
+    });
 }
 
 /// The [`START`] start lanes of one block at `out`: channels 4j..4j+3 of `bias + 128 * sum`
@@ -245,15 +291,15 @@ unsafe fn block_start(bias: *const i32, sums: *const i32, out: *mut i32) {
     }
 }
 
-/// `nb` full blocks of one full tile (2 rows of `a`, `lda` apart) with u8 output (zero
-/// point and bounds): weights from `b` (the first block's packing), start lanes from
-/// `start`, multipliers from `scale`, rows of C from `c`.
+/// The first `nb` (at least 1) blocks of one full tile (rows of A at `rows`, packed into
+/// `pack` on the first block) with u8 output (zero point and bounds): weights from `b`,
+/// start lanes from `start`, multipliers from `scale`, rows of C from `c`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn full_blocks(
     nb: usize,
     k4: usize,
-    a: *const u8,
-    lda: usize,
+    rows: [*const u8; MR],
+    pack: *mut u8,
     b: *const i8,
     start: *const i32,
     scale: *const f32,
@@ -262,16 +308,21 @@ unsafe fn full_blocks(
     ldc: usize,
 ) {
     let (steps, rest) = (k4 / 2, k4 % 2);
-    // SAFETY: per block, reads 4 * k4 bytes of each row, the block's packing, its start
-    // lanes and 16 multipliers; writes 16 bytes of 2 rows of C (the contract); only named
-    // registers.
+    // SAFETY: reads 4 * k4 bytes of each row, then per block the tile's packing, the
+    // block's weights, its start lanes and 16 multipliers; writes the packing
+    // (pack_len(k4) bytes) and 16 bytes of 2 rows of C per block (the contract); only
+    // named registers.
     asm!(
-        "6:",
-        "mov {p0}, {r0}",
-        "add {p1}, {r0}, {lda}",
-        load_start!(),
         "movi v5.8b, #0x80",
-        mull_loops!(),
+        "mov {pa}, {pk}",
+        load_start!(),
+        mull_loops!(pack),
+        "b 9f",
+        "6:",
+        "mov {pa}, {pk}",
+        load_start!(),
+        mull_loops!(packed),
+        "9:",
         // past the block's sums to the next block's groups
         "add {w}, {w}, #64",
         "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{sc}], #64",
@@ -287,18 +338,18 @@ unsafe fn full_blocks(
         zp = in(reg) zp,
         lo = in(reg) lo,
         hi = in(reg) hi,
-        r0 = in(reg) a,
-        lda = in(reg) lda,
+        pk = in(reg) pack,
         steps = in(reg) steps,
         rest = in(reg) rest,
         ldc = in(reg) ldc,
+        p0 = inout(reg) rows[0] => _,
+        p1 = inout(reg) rows[1] => _,
         nb = inout(reg) nb => _,
         w = inout(reg) b => _,
         st = inout(reg) start => _,
         sc = inout(reg) scale => _,
         c = inout(reg) c => _,
-        p0 = out(reg) _,
-        p1 = out(reg) _,
+        pa = out(reg) _,
         cnt = out(reg) _,
         cp = out(reg) _,
         out("v0") _, out("v1") _, out("v2") _, out("v3") _,
@@ -314,53 +365,67 @@ unsafe fn full_blocks(
 }
 
 /// Block `blk` of a tile of `mr` rows (any output form, a partial block too), through the
-/// shared intrinsics epilogue.
+/// shared intrinsics epilogue: from the tile's packing when an earlier block `packed` it,
+/// else from `rows`, packing them.
 #[allow(clippy::too_many_arguments)]
 unsafe fn any_block(
     mr: usize,
     n: usize,
     k4: usize,
-    a: *const u8,
-    lda: usize,
+    rows: [*const u8; MR],
+    pack: *mut u8,
+    packed: bool,
     blk: usize,
     b: *const i8,
-    bias: *const i32,
+    start: *const i32,
     scale: *const f32,
     mode: EpiMode,
     c: *mut u8,
     ldc: usize,
 ) {
-    // Rows past mr re-read row 0 (always readable); their results are not stored.
-    let rows: [*const u8; MR] = std::array::from_fn(|i| a.add(if i < mr { i * lda } else { 0 }));
     let nc = NR.min(n - blk * NR);
-    let (b, bias, scale, c) = super::block_args(blk, k4, b, bias, scale, mode, c);
-    let mut start = [0i32; START];
-    block_start(bias, b.add(k4 * NR * 4) as *const i32, start.as_mut_ptr());
+    let (b, _, scale, c) = super::block_args(blk, k4, b, start, scale, mode, c);
+    let start = start.add(blk * START);
     let (steps, rest) = (k4 / 2, k4 % 2);
     let mut acc = [[vdupq_n_s32(0); 8]; MR];
-    // SAFETY: reads 4 * k4 bytes of each row and k4 groups of 64 weight bytes (the
-    // contract); writes only the named registers.
-    asm!(
-        load_start!(),
-        "movi v5.8b, #0x80",
-        mull_loops!(),
-        st = inout(reg) start.as_ptr() => _,
-        steps = in(reg) steps,
-        rest = in(reg) rest,
-        cnt = out(reg) _,
-        p0 = inout(reg) rows[0] => _,
-        p1 = inout(reg) rows[1] => _,
-        w = inout(reg) b => _,
-        out("v0") _, out("v1") _, out("v2") _, out("v3") _,
-        out("v4") _, out("v5") _, out("v6") _, out("v7") _,
-        out("v8") _, out("v9") _, out("v10") _, out("v11") _,
-        out("v12") _, out("v13") _, out("v14") _, out("v15") _,
-        out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2], out("v19") acc[0][3],
-        out("v20") acc[0][4], out("v21") acc[0][5], out("v22") acc[0][6], out("v23") acc[0][7],
-        out("v24") acc[1][0], out("v25") acc[1][1], out("v26") acc[1][2], out("v27") acc[1][3],
-        out("v28") acc[1][4], out("v29") acc[1][5], out("v30") acc[1][6], out("v31") acc[1][7],
-        options(nostack, readonly),
-    );
+    macro_rules! block {
+        ($how:tt $($rows:tt)*) => {
+            // SAFETY: reads 4 * k4 bytes of each row or the tile's packing, and k4 groups of
+            // 64 weight bytes (the contract); writes the packing when packing, and only the
+            // named registers.
+            asm!(
+                "movi v5.8b, #0x80",
+                load_start!(),
+                mull_loops!($how),
+                st = inout(reg) start => _,
+                steps = in(reg) steps,
+                rest = in(reg) rest,
+                cnt = out(reg) _,
+                pa = inout(reg) pack => _,
+                w = inout(reg) b => _,
+                $($rows)*
+                out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+                out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+                out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+                out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+                out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2],
+                out("v19") acc[0][3], out("v20") acc[0][4], out("v21") acc[0][5],
+                out("v22") acc[0][6], out("v23") acc[0][7], out("v24") acc[1][0],
+                out("v25") acc[1][1], out("v26") acc[1][2], out("v27") acc[1][3],
+                out("v28") acc[1][4], out("v29") acc[1][5], out("v30") acc[1][6],
+                out("v31") acc[1][7],
+                options(nostack),
+            )
+        };
+    }
+    if packed {
+        block!(packed);
+    } else {
+        block!(pack
+            p0 = inout(reg) rows[0] => _,
+            p1 = inout(reg) rows[1] => _,
+        );
+    }
     let sc = load_scale(scale);
     for (i, acc) in acc.iter().enumerate().take(mr) {
         let sum: [int32x4_t; 4] = std::array::from_fn(|j| vpaddq_s32(acc[2 * j], acc[2 * j + 1]));
