@@ -14,16 +14,17 @@
 //! and `128 * sum_k w[n, k]` (from the packed block's sums) starts the accumulators with the
 //! bias. Everything is exact in i32.
 //!
-//! Full tiles with u8 output (4 rows, 16 channels) run in one assembly loop over all the
-//! row's blocks ([`full_blocks`]): the accumulators (pinned to `v16`-`v31`) start from
-//! `bias + 128 * sum` computed once per call for every block, the zero point and clamp
-//! bounds stay in registers across blocks, and a block costs its dot-product loop, 4 loads
-//! of the start, one of the multipliers and 4 requantizing stores of 24 instructions (the
-//! per-block set-up in Rust took about 40 more). Partial tiles and f32 outputs run the same
-//! loop per block and the shared intrinsics epilogue. Written with intrinsics, LLVM split
-//! the weight loads into pairs and spilled the epilogue's constants per row (89
-//! instructions per step, ~34 per stored row; now 71 and 24); `vdotq_laneq_s32` is not
-//! stable in Rust 1.85 either.
+//! All the full tiles (4 rows) of a call with u8 output run in one assembly loop
+//! ([`full_tiles`]): per tile its full blocks of 16 channels, then the last `n % 16`
+//! channels stored in pieces of 8/4/2/1 bytes. The accumulators (pinned to `v16`-`v31`)
+//! start from `bias + 128 * sum` computed once per call for every block, the zero point
+//! and clamp bounds stay in registers, and a block costs its dot-product loop, 4 loads of
+//! the start, one of the multipliers and 4 requantizing stores of 24 instructions (a tile's
+//! set-up in Rust took about 60 more, a block's about 40). The last partial tile runs the
+//! same loops block by block with the shared intrinsics epilogue, a lone row (squeeze-excite
+//! FCs) a one-row loop; so do f32 outputs. Written with intrinsics, LLVM split the weight
+//! loads into pairs and spilled the epilogue's constants per row (89 instructions per step,
+//! ~34 per stored row; now 71 and 24); `vdotq_laneq_s32` is not stable in Rust 1.85 either.
 
 use super::neon::{load_bias, load_scale, store_row};
 use super::{EpiMode, PackedB, NR};
@@ -166,6 +167,73 @@ macro_rules! dot_loops {
     };
 }
 
+/// The dot products of a one-row tile (a lone row: a squeeze-excite FC, a pooled head):
+/// row `{p0}` (advanced) against the block's groups into `v16`-`v19` only, 21 instructions
+/// per step of four groups instead of the 4-row loops' 71 for a quarter of the work.
+macro_rules! dot_row1 {
+    () => {
+        concat!(
+            "mov {cnt}, {steps}\n",
+            "cbz {cnt}, 3f\n",
+            "2:\n",
+            "ldr q0, [{p0}], #16\n",
+            "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
+            "eor v0.16b, v0.16b, v8.16b\n",
+            sdot_row1!(0),
+            "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
+            sdot_row1!(1),
+            "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
+            sdot_row1!(2),
+            "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
+            sdot_row1!(3),
+            "subs {cnt}, {cnt}, #1\n",
+            "b.ne 2b\n",
+            "3:\n",
+            "cbz {rem}, 5f\n",
+            "cmp {rem}, #2\n",
+            "b.hs 7f\n",
+            "ldr s0, [{p0}]\n",
+            "b 8f\n",
+            "7:\n",
+            "ldr d0, [{p0}], #8\n",
+            "b.eq 8f\n",
+            "ld1 {{v0.s}}[2], [{p0}]\n",
+            "8:\n",
+            "eor v0.16b, v0.16b, v8.16b\n",
+            "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
+            sdot_row1!(0),
+            "cmp {rem}, #2\n",
+            "b.lo 5f\n",
+            "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
+            sdot_row1!(1),
+            "b.eq 5f\n",
+            "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
+            sdot_row1!(2),
+            "5:\n",
+        )
+    };
+}
+
+/// The 4 `SDOT`s of one c4 group (weights in `v4`-`v7`) for lane `$l` of row 0 (`v0`).
+macro_rules! sdot_row1 {
+    ($l:literal) => {
+        concat!(
+            "sdot v16.4s, v4.16b, v0.4b[",
+            $l,
+            "]\n",
+            "sdot v17.4s, v5.16b, v0.4b[",
+            $l,
+            "]\n",
+            "sdot v18.4s, v6.16b, v0.4b[",
+            $l,
+            "]\n",
+            "sdot v19.4s, v7.16b, v0.4b[",
+            $l,
+            "]\n",
+        )
+    };
+}
+
 /// The 64 `SDOT`s of a step (the first group's weights already in `v4`-`v7`).
 macro_rules! dot_step {
     () => {
@@ -206,6 +274,34 @@ macro_rules! store_q16 {
         concat!(
             requant16_asm!($a, $b, $c, $d; 12, 13, 14, 15; 9, 10, 11; 0, 1),
             "str q0, [{cp}]\n",
+            "add {cp}, {cp}, {ldc}\n",
+        )
+    };
+}
+
+/// One stored row of a full tile's last, partial block: as [`store_q16`] but only the
+/// first `{nc}` (1-15) bytes, in pieces of 8, 4, 2 and 1 by the bits of `{nc}`
+/// (`{pa}` is scratch).
+macro_rules! store_part {
+    ($a:literal, $b:literal, $c:literal, $d:literal) => {
+        concat!(
+            requant16_asm!($a, $b, $c, $d; 12, 13, 14, 15; 9, 10, 11; 0, 1),
+            "mov {pa}, {cp}\n",
+            "tbz {nc}, #3, 1f\n",
+            "str d0, [{pa}], #8\n",
+            "ext v0.16b, v0.16b, v0.16b, #8\n",
+            "1:\n",
+            "tbz {nc}, #2, 1f\n",
+            "str s0, [{pa}], #4\n",
+            "ext v0.16b, v0.16b, v0.16b, #4\n",
+            "1:\n",
+            "tbz {nc}, #1, 1f\n",
+            "str h0, [{pa}], #2\n",
+            "ext v0.16b, v0.16b, v0.16b, #2\n",
+            "1:\n",
+            "tbz {nc}, #0, 1f\n",
+            "str b0, [{pa}]\n",
+            "1:\n",
             "add {cp}, {cp}, {ldc}\n",
         )
     };
@@ -271,35 +367,42 @@ pub unsafe fn gemm_qs8_4x16c4_neondot(
             let sums = b.add(blk * block_len + k4 * NR * 4) as *const i32;
             block_start(bias.add(blk * NR), sums, start.add(blk * NR));
         }
+        // Full tiles with u8 output in one assembly loop; the last partial tile (and f32
+        // outputs) block by block.
+        let tiles = if full > 0 { m / MR } else { 0 };
+        if tiles > 0 {
+            let args = TileArgs {
+                b,
+                start,
+                scale,
+                full,
+            };
+            full_tiles(tiles, k4, a, lda, &args, n % NR, pack, quant, c, ldc);
+        }
         let c_row = ldc * mode.elem_bytes();
-        let mut t = 0;
+        let mut t = tiles * MR;
         while t < m {
             let mr = MR.min(m - t);
             // Rows past mr re-read row 0 (always readable); their results are not stored.
             let rows: [*const u8; MR] =
                 std::array::from_fn(|i| a.add(t * lda + if i < mr { i * lda } else { 0 }));
-            let (mut first, mut packed) = (0, false);
-            if mr == MR && full > 0 {
-                full_blocks(
-                    full,
+            for blk in 0..blocks {
+                let c = c.add(t * c_row);
+                any_block(
+                    mr,
+                    n,
                     k4,
                     rows,
                     pack,
+                    blk > 0,
+                    blk,
                     b,
                     start,
                     scale,
-                    quant,
-                    c.add(t * ldc),
+                    mode,
+                    c,
                     ldc,
                 );
-                (first, packed) = (full, true);
-            }
-            for blk in first..blocks {
-                let c = c.add(t * c_row);
-                any_block(
-                    mr, n, k4, rows, pack, packed, blk, b, start, scale, mode, c, ldc,
-                );
-                packed = true;
             }
             t += mr;
         }
@@ -316,32 +419,61 @@ unsafe fn block_start(bias: *const i32, sums: *const i32, out: *mut i32) {
     }
 }
 
-/// The first `nb` (at least 1) blocks of one full tile (rows of A at `rows`, packed into
-/// `pack` on the first block) with u8 output (zero point and bounds): weights from `b`,
-/// starts from `start` (16 per block), multipliers from `scale`, rows of C from `c`.
+/// What [`full_tiles`] reloads for every tile (two `LDP`s).
+#[repr(C)]
+struct TileArgs {
+    /// the packed weights
+    b: *const i8,
+    /// the start values, 16 per block
+    start: *const i32,
+    /// the multipliers, 16 per block
+    scale: *const f32,
+    /// full blocks of 16 channels (at least 1)
+    full: usize,
+}
+
+/// `tiles` full tiles (4 rows of A each, `lda` apart, from `a`) with u8 output (zero point
+/// and bounds): per tile its `full` blocks in one loop (the first packs the rows into
+/// `pack`), then the last `nc` (0-15) channels; rows of C from `c`, `ldc` apart. The tile
+/// loop is in the assembly too: in Rust, with every register taken by the loops, the set-up
+/// of a tile cost about 60 instructions (now 11), and a partial block's intrinsics
+/// epilogue spilled.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "dotprod")]
-unsafe fn full_blocks(
-    nb: usize,
+unsafe fn full_tiles(
+    tiles: usize,
     k4: usize,
-    rows: [*const u8; MR],
+    a: *const u8,
+    lda: usize,
+    args: &TileArgs,
+    nc: usize,
     pack: *mut u8,
-    b: *const i8,
-    start: *const i32,
-    scale: *const f32,
     [zp, lo, hi]: [i32; 3],
     c: *mut u8,
     ldc: usize,
 ) {
     let (steps, rem) = (k4 / 4, k4 % 4);
-    // SAFETY: reads 4 * k4 bytes of each row, then per block the tile's packing, the
-    // block's weights, 16 starts and multipliers; writes the packing (pack_len(k4) bytes)
-    // and 16 bytes of 4 rows of C per block (the contract); only named registers.
+    // zero point in bits 0-15 (i16 lanes), bounds in bits 16-23 and 24-31
+    let quant = (zp as u16 as usize) | (lo as u8 as usize) << 16 | (hi as u8 as usize) << 24;
+    // SAFETY: per tile, reads 4 * k4 bytes of each row, then per block the packing, the
+    // block's weights, 16 starts and multipliers (padded to whole blocks); writes the
+    // packing (pack_len(k4) bytes) and, per block, 16 bytes (nc for the last) of 4 rows of
+    // C (the contract); only named registers.
     asm!(
         "movi v8.16b, #0x80",
-        "dup v9.8h, {zp:w}",
-        "dup v10.16b, {lo:w}",
-        "dup v11.16b, {hi:w}",
+        "dup v9.8h, {q:w}",
+        "lsr {cnt}, {q}, #16",
+        "dup v10.16b, {cnt:w}",
+        "lsr {cnt}, {q}, #24",
+        "dup v11.16b, {cnt:w}",
+        "10:",
+        "ldp {w}, {st}, [{args}]",
+        "ldp {sc}, {nb}, [{args}, #16]",
+        "mov {p0}, {a}",
+        "add {p1}, {a}, {lda}",
+        "add {p2}, {p1}, {lda}",
+        "add {p3}, {p2}, {lda}",
+        "mov {cb}, {c}",
         "mov {pa}, {pk}",
         load_start!(),
         dot_loops!(pack),
@@ -354,33 +486,53 @@ unsafe fn full_blocks(
         // past the block's sums to the next block's groups
         "add {w}, {w}, #64",
         "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{sc}], #64",
-        "mov {cp}, {c}",
+        "mov {cp}, {cb}",
         store_q16!(16, 17, 18, 19),
         store_q16!(20, 21, 22, 23),
         store_q16!(24, 25, 26, 27),
         store_q16!(28, 29, 30, 31),
-        "add {c}, {c}, #16",
+        "add {cb}, {cb}, #16",
         "subs {nb}, {nb}, #1",
         "b.ne 6b",
-        zp = in(reg) zp,
-        lo = in(reg) lo,
-        hi = in(reg) hi,
+        // the last nc channels
+        "cbz {nc}, 12f",
+        "mov {pa}, {pk}",
+        load_start!(),
+        dot_loops!(packed),
+        "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{sc}]",
+        "mov {cp}, {cb}",
+        store_part!(16, 17, 18, 19),
+        store_part!(20, 21, 22, 23),
+        store_part!(24, 25, 26, 27),
+        store_part!(28, 29, 30, 31),
+        "12:",
+        "add {a}, {a}, {lda}, lsl #2",
+        "add {c}, {c}, {ldc}, lsl #2",
+        "subs {tiles}, {tiles}, #1",
+        "b.ne 10b",
+        q = in(reg) quant,
+        args = in(reg) args as *const TileArgs,
+        lda = in(reg) lda,
+        ldc = in(reg) ldc,
+        nc = in(reg) nc,
         pk = in(reg) pack,
         steps = in(reg) steps,
         rem = in(reg) rem,
-        ldc = in(reg) ldc,
-        p0 = inout(reg) rows[0] => _,
-        p1 = inout(reg) rows[1] => _,
-        p2 = inout(reg) rows[2] => _,
-        p3 = inout(reg) rows[3] => _,
-        nb = inout(reg) nb => _,
-        w = inout(reg) b => _,
-        st = inout(reg) start => _,
-        sc = inout(reg) scale => _,
+        tiles = inout(reg) tiles => _,
+        a = inout(reg) a => _,
         c = inout(reg) c => _,
+        p0 = out(reg) _,
+        p1 = out(reg) _,
+        p2 = out(reg) _,
+        p3 = out(reg) _,
         pa = out(reg) _,
-        cnt = out(reg) _,
+        w = out(reg) _,
+        st = out(reg) _,
+        sc = out(reg) _,
+        nb = out(reg) _,
+        cb = out(reg) _,
         cp = out(reg) _,
+        cnt = out(reg) _,
         out("v0") _, out("v1") _, out("v2") _, out("v3") _,
         out("v4") _, out("v5") _, out("v6") _, out("v7") _,
         out("v8") _, out("v9") _, out("v10") _, out("v11") _,
@@ -448,7 +600,25 @@ unsafe fn any_block(
             )
         };
     }
-    if packed {
+    if mr == 1 {
+        // SAFETY: reads 4 * k4 bytes of the row and k4 groups of 64 weight bytes (the
+        // contract); writes only the named registers.
+        asm!(
+            "movi v8.16b, #0x80",
+            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{start}]",
+            dot_row1!(),
+            start = in(reg) start,
+            steps = in(reg) steps,
+            rem = in(reg) rem,
+            cnt = out(reg) _,
+            p0 = inout(reg) rows[0] => _,
+            w = inout(reg) b => _,
+            out("v0") _, out("v4") _, out("v5") _, out("v6") _, out("v7") _, out("v8") _,
+            out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2],
+            out("v19") acc[0][3],
+            options(nostack, readonly),
+        );
+    } else if packed {
         block!(packed);
     } else {
         block!(pack

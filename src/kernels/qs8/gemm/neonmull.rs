@@ -15,15 +15,15 @@
 //!
 //! A tile's first block also stores its flipped, repeated activations to a per-thread
 //! packing, so every later block of the tile loads a step's four vectors with one `LD1`
-//! (loading, flipping and repeating them per block cost 7 instructions more). The loops and the
-//! requantizing store of a full tile (2 rows, 16 channels, u8 output) are inline assembly
-//! with the 16 accumulators pinned to `v16`-`v31`: a step of two c4 groups is 53
-//! instructions for 256 MACs (LLVM's intrinsics version of the unpacked loop: 64, plus 16 to
-//! zero the accumulators and about 57 per stored row against 28 here). Full tiles with u8
-//! output run all their blocks in one assembly loop ([`full_blocks`]) from start values
-//! computed once per call (the per-block set-up in Rust took about 45 instructions more);
-//! partial tiles and f32 outputs run the same loop per block and the shared intrinsics
-//! epilogue.
+//! (loading, flipping and repeating them per block cost 7 instructions more). The loops and
+//! the requantizing store of a full tile (2 rows, 16 channels, u8 output) are inline
+//! assembly with the 16 accumulators pinned to `v16`-`v31`: a step of two c4 groups is 53
+//! instructions for 256 MACs (LLVM's intrinsics version of the unpacked loop: 64, plus 16
+//! to zero the accumulators and about 57 per stored row against 28 here). All the full
+//! tiles of a call with u8 output run in one assembly loop ([`full_tiles`]), each tile's
+//! full blocks and then its last `n % 16` channels, from start values computed once per
+//! call; the last partial tile (a lone row: a one-row loop) and f32 outputs run the same
+//! loops block by block with the shared intrinsics epilogue.
 
 use super::neon::{load_bias, load_scale, store_row};
 use super::{EpiMode, PackedB, NR};
@@ -193,6 +193,69 @@ macro_rules! store_q16 {
     };
 }
 
+/// One stored row of a full tile's last, partial block: as [`store_q16`] but only the
+/// first `{nc}` (1-15) bytes, in pieces of 8, 4, 2 and 1 by the bits of `{nc}`
+/// (`{pa}` is scratch).
+macro_rules! store_part {
+    ($a0:literal, $a1:literal, $a2:literal, $a3:literal,
+     $a4:literal, $a5:literal, $a6:literal, $a7:literal) => {
+        concat!(
+            "addp v0.4s, v", $a0, ".4s, v", $a1, ".4s\n",
+            "addp v1.4s, v", $a2, ".4s, v", $a3, ".4s\n",
+            "addp v2.4s, v", $a4, ".4s, v", $a5, ".4s\n",
+            "addp v3.4s, v", $a6, ".4s, v", $a7, ".4s\n",
+            requant16_asm!(0, 1, 2, 3; 8, 9, 10, 11; 12, 13, 14; 4, 5),
+            "mov {pa}, {cp}\n",
+            "tbz {nc}, #3, 1f\n",
+            "str d4, [{pa}], #8\n",
+            "ext v4.16b, v4.16b, v4.16b, #8\n",
+            "1:\n",
+            "tbz {nc}, #2, 1f\n",
+            "str s4, [{pa}], #4\n",
+            "ext v4.16b, v4.16b, v4.16b, #4\n",
+            "1:\n",
+            "tbz {nc}, #1, 1f\n",
+            "str h4, [{pa}], #2\n",
+            "ext v4.16b, v4.16b, v4.16b, #2\n",
+            "1:\n",
+            "tbz {nc}, #0, 1f\n",
+            "str b4, [{pa}]\n",
+            "1:\n",
+            "add {cp}, {cp}, {ldc}\n",
+        )
+    };
+}
+
+/// A lone row's products (a squeeze-excite FC, a pooled head): row `{p0}` (advanced)
+/// against the block's groups into `v16`-`v23` only, 32 instructions per step of two groups
+/// instead of the 2-row loops' 53 for half the work.
+macro_rules! mull_row1 {
+    () => {
+        concat!(
+            "mov {cnt}, {steps}\n",
+            "cbz {cnt}, 3f\n",
+            "2:\n",
+            "ldr d0, [{p0}], #8\n",
+            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}], #64\n",
+            "ld1 {{v12.16b, v13.16b, v14.16b, v15.16b}}, [{w}], #64\n",
+            "eor v0.8b, v0.8b, v5.8b\n",
+            "dup v1.4s, v0.s[0]\n",
+            "dup v2.4s, v0.s[1]\n",
+            row_step!(1, 2, 16, 17, 18, 19, 20, 21, 22, 23),
+            "subs {cnt}, {cnt}, #1\n",
+            "b.ne 2b\n",
+            "3:\n",
+            "cbz {rest}, 4f\n",
+            "ldr s0, [{p0}]\n",
+            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}], #64\n",
+            "eor v0.8b, v0.8b, v5.8b\n",
+            "dup v1.4s, v0.s[0]\n",
+            row_group!(1, 16, 17, 18, 19, 20, 21, 22, 23),
+            "4:\n",
+        )
+    };
+}
+
 /// Lanes of start values per block: each channel's `bias + 128 * sum` in the first of its two
 /// lanes (accumulator vector j / 2, lanes 2 * (j % 2) and + 1).
 const START: usize = 2 * NR;
@@ -244,35 +307,42 @@ pub unsafe fn gemm_qs8_2x16c4_neonmull(
             let sums = b.add(blk * block_len + k4 * NR * 4) as *const i32;
             block_start(bias.add(blk * NR), sums, start.add(blk * START));
         }
+        // Full tiles with u8 output in one assembly loop; the last partial tile (and f32
+        // outputs) block by block.
+        let tiles = if full > 0 { m / MR } else { 0 };
+        if tiles > 0 {
+            let args = TileArgs {
+                b,
+                start,
+                scale,
+                full,
+            };
+            full_tiles(tiles, k4, a, lda, &args, n % NR, pack, quant, c, ldc);
+        }
         let c_row = ldc * mode.elem_bytes();
-        let mut t = 0;
+        let mut t = tiles * MR;
         while t < m {
             let mr = MR.min(m - t);
             // Rows past mr re-read row 0 (always readable); their results are not stored.
             let rows: [*const u8; MR] =
                 std::array::from_fn(|i| a.add(t * lda + if i < mr { i * lda } else { 0 }));
-            let (mut first, mut packed) = (0, false);
-            if mr == MR && full > 0 {
-                full_blocks(
-                    full,
+            for blk in 0..blocks {
+                let c = c.add(t * c_row);
+                any_block(
+                    mr,
+                    n,
                     k4,
                     rows,
                     pack,
+                    blk > 0,
+                    blk,
                     b,
                     start,
                     scale,
-                    quant,
-                    c.add(t * ldc),
+                    mode,
+                    c,
                     ldc,
                 );
-                (first, packed) = (full, true);
-            }
-            for blk in first..blocks {
-                let c = c.add(t * c_row);
-                any_block(
-                    mr, n, k4, rows, pack, packed, blk, b, start, scale, mode, c, ldc,
-                );
-                packed = true;
             }
             t += mr;
         }
@@ -291,29 +361,51 @@ unsafe fn block_start(bias: *const i32, sums: *const i32, out: *mut i32) {
     }
 }
 
-/// The first `nb` (at least 1) blocks of one full tile (rows of A at `rows`, packed into
-/// `pack` on the first block) with u8 output (zero point and bounds): weights from `b`,
-/// start lanes from `start`, multipliers from `scale`, rows of C from `c`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn full_blocks(
-    nb: usize,
-    k4: usize,
-    rows: [*const u8; MR],
-    pack: *mut u8,
+/// What [`full_tiles`] reloads for every tile (two `LDP`s).
+#[repr(C)]
+struct TileArgs {
+    /// the packed weights
     b: *const i8,
+    /// the start lanes, [`START`] per block
     start: *const i32,
+    /// the multipliers, 16 per block
     scale: *const f32,
+    /// full blocks of 16 channels (at least 1)
+    full: usize,
+}
+
+/// `tiles` full tiles (2 rows of A each, `lda` apart, from `a`) with u8 output (zero point
+/// and bounds): per tile its `full` blocks in one loop (the first packs the rows into
+/// `pack`), then the last `nc` (0-15) channels; rows of C from `c`, `ldc` apart. The tile
+/// loop is in the assembly too: in Rust, with every register taken by the loops, a tile's
+/// set-up cost dozens of instructions and a partial block's intrinsics epilogue spilled.
+#[allow(clippy::too_many_arguments)]
+unsafe fn full_tiles(
+    tiles: usize,
+    k4: usize,
+    a: *const u8,
+    lda: usize,
+    args: &TileArgs,
+    nc: usize,
+    pack: *mut u8,
     [zp, lo, hi]: [i32; 3],
     c: *mut u8,
     ldc: usize,
 ) {
     let (steps, rest) = (k4 / 2, k4 % 2);
-    // SAFETY: reads 4 * k4 bytes of each row, then per block the tile's packing, the
-    // block's weights, its start lanes and 16 multipliers; writes the packing
-    // (pack_len(k4) bytes) and 16 bytes of 2 rows of C per block (the contract); only
-    // named registers.
+    // SAFETY: per tile, reads 4 * k4 bytes of each row, then per block the packing, the
+    // block's weights, start lanes and 16 multipliers (padded to whole blocks); writes the
+    // packing (pack_len(k4) bytes) and, per block, 16 bytes (nc for the last) of 2 rows of
+    // C (the contract); only named registers.
     asm!(
+        "10:",
+        // the flip constant (the stores use v5 as scratch)
         "movi v5.8b, #0x80",
+        "ldp {w}, {st}, [{args}]",
+        "ldp {sc}, {nb}, [{args}, #16]",
+        "mov {p0}, {a}",
+        "add {p1}, {a}, {lda}",
+        "mov {cb}, {c}",
         "mov {pa}, {pk}",
         load_start!(),
         mull_loops!(pack),
@@ -329,29 +421,52 @@ unsafe fn full_blocks(
         "dup v12.8h, {zp:w}",
         "dup v13.16b, {lo:w}",
         "dup v14.16b, {hi:w}",
-        "mov {cp}, {c}",
+        "mov {cp}, {cb}",
         store_q16!(16, 17, 18, 19, 20, 21, 22, 23),
         store_q16!(24, 25, 26, 27, 28, 29, 30, 31),
-        "add {c}, {c}, #16",
+        "add {cb}, {cb}, #16",
         "subs {nb}, {nb}, #1",
         "b.ne 6b",
+        // the last nc channels
+        "cbz {nc}, 12f",
+        "mov {pa}, {pk}",
+        load_start!(),
+        mull_loops!(packed),
+        "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{sc}]",
+        "dup v12.8h, {zp:w}",
+        "dup v13.16b, {lo:w}",
+        "dup v14.16b, {hi:w}",
+        "mov {cp}, {cb}",
+        store_part!(16, 17, 18, 19, 20, 21, 22, 23),
+        store_part!(24, 25, 26, 27, 28, 29, 30, 31),
+        "12:",
+        "add {a}, {a}, {lda}, lsl #1",
+        "add {c}, {c}, {ldc}, lsl #1",
+        "subs {tiles}, {tiles}, #1",
+        "b.ne 10b",
         zp = in(reg) zp,
         lo = in(reg) lo,
         hi = in(reg) hi,
+        args = in(reg) args as *const TileArgs,
+        lda = in(reg) lda,
+        ldc = in(reg) ldc,
+        nc = in(reg) nc,
         pk = in(reg) pack,
         steps = in(reg) steps,
         rest = in(reg) rest,
-        ldc = in(reg) ldc,
-        p0 = inout(reg) rows[0] => _,
-        p1 = inout(reg) rows[1] => _,
-        nb = inout(reg) nb => _,
-        w = inout(reg) b => _,
-        st = inout(reg) start => _,
-        sc = inout(reg) scale => _,
+        tiles = inout(reg) tiles => _,
+        a = inout(reg) a => _,
         c = inout(reg) c => _,
+        p0 = out(reg) _,
+        p1 = out(reg) _,
         pa = out(reg) _,
-        cnt = out(reg) _,
+        w = out(reg) _,
+        st = out(reg) _,
+        sc = out(reg) _,
+        nb = out(reg) _,
+        cb = out(reg) _,
         cp = out(reg) _,
+        cnt = out(reg) _,
         out("v0") _, out("v1") _, out("v2") _, out("v3") _,
         out("v4") _, out("v5") _, out("v6") _, out("v7") _,
         out("v8") _, out("v9") _, out("v10") _, out("v11") _,
@@ -418,7 +533,29 @@ unsafe fn any_block(
             )
         };
     }
-    if packed {
+    if mr == 1 {
+        // SAFETY: reads 4 * k4 bytes of the row and k4 groups of 64 weight bytes (the
+        // contract); writes only the named registers.
+        asm!(
+            "movi v5.8b, #0x80",
+            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{st}], #64",
+            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{st}]",
+            mull_row1!(),
+            st = inout(reg) start => _,
+            steps = in(reg) steps,
+            rest = in(reg) rest,
+            cnt = out(reg) _,
+            p0 = inout(reg) rows[0] => _,
+            w = inout(reg) b => _,
+            out("v0") _, out("v1") _, out("v2") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2],
+            out("v19") acc[0][3], out("v20") acc[0][4], out("v21") acc[0][5],
+            out("v22") acc[0][6], out("v23") acc[0][7],
+            options(nostack, readonly),
+        );
+    } else if packed {
         block!(packed);
     } else {
         block!(pack
