@@ -12,6 +12,16 @@ macro_rules! requant16_asm {
      $s0:literal, $s1:literal, $s2:literal, $s3:literal;
      $zp:literal, $lo:literal, $hi:literal; $t0:literal, $t1:literal) => {
         concat!(
+            requant16_asm!($a, $b, $c, $d; $s0, $s1, $s2, $s3; $zp; $t0, $t1),
+            "umax v", $t0, ".16b, v", $t0, ".16b, v", $lo, ".16b\n",
+            "umin v", $t0, ".16b, v", $t0, ".16b, v", $hi, ".16b\n",
+        )
+    };
+    // without the clamp: for bounds 0..=255, which the saturating narrowing already gives
+    ($a:literal, $b:literal, $c:literal, $d:literal;
+     $s0:literal, $s1:literal, $s2:literal, $s3:literal;
+     $zp:literal; $t0:literal, $t1:literal) => {
+        concat!(
             "scvtf v", $a, ".4s, v", $a, ".4s\n",
             "scvtf v", $b, ".4s, v", $b, ".4s\n",
             "scvtf v", $c, ".4s, v", $c, ".4s\n",
@@ -32,8 +42,6 @@ macro_rules! requant16_asm {
             "sqadd v", $t1, ".8h, v", $t1, ".8h, v", $zp, ".8h\n",
             "sqxtun v", $t0, ".8b, v", $t0, ".8h\n",
             "sqxtun2 v", $t0, ".16b, v", $t1, ".8h\n",
-            "umax v", $t0, ".16b, v", $t0, ".16b, v", $lo, ".16b\n",
-            "umin v", $t0, ".16b, v", $t0, ".16b, v", $hi, ".16b\n",
         )
     };
 }

@@ -65,7 +65,14 @@ fn qconv(
 #[test]
 fn planned_convs_match_the_direct_reference() {
     let mut rng = Rng(4242);
-    let levels = [Level::Scalar, Level::Avx2, Level::Avx512Vnni];
+    // (every ISA's planned conv: on aarch64 the NEON and dot-product GEMM and depthwise paths)
+    let levels = [
+        Level::Scalar,
+        Level::Avx2,
+        Level::Avx512Vnni,
+        Level::Neon,
+        Level::NeonDot,
+    ];
     // (m, c, group, k, stride, pad, h, w, dilation)
     let cases = [
         (17, 13, 1, 1, 1, 0, 5, 7, 1),     // 1x1 gemm

@@ -277,6 +277,14 @@ macro_rules! store_q16 {
             "add {cp}, {cp}, {ldc}\n",
         )
     };
+    // bounds 0..=255: no clamp
+    (free $a:literal, $b:literal, $c:literal, $d:literal) => {
+        concat!(
+            requant16_asm!($a, $b, $c, $d; 12, 13, 14, 15; 9; 0, 1),
+            "str q0, [{cp}]\n",
+            "add {cp}, {cp}, {ldc}\n",
+        )
+    };
 }
 
 /// One stored row of a full tile's last, partial block: as [`store_q16`] but only the
@@ -453,8 +461,13 @@ unsafe fn full_tiles(
     ldc: usize,
 ) {
     let (steps, rem) = (k4 / 4, k4 % 4);
-    // zero point in bits 0-15 (i16 lanes), bounds in bits 16-23 and 24-31
-    let quant = (zp as u16 as usize) | (lo as u8 as usize) << 16 | (hi as u8 as usize) << 24;
+    // zero point in bits 0-15 (i16 lanes), bounds in bits 16-23 and 24-31, bit 32 set when
+    // the bounds clamp
+    let clamp = (lo, hi) != (0, 255);
+    let quant = (zp as u16 as u64)
+        | (lo as u8 as u64) << 16
+        | (hi as u8 as u64) << 24
+        | (clamp as u64) << 32;
     // SAFETY: per tile, reads 4 * k4 bytes of each row, then per block the packing, the
     // block's weights, 16 starts and multipliers (padded to whole blocks); writes the
     // packing (pack_len(k4) bytes) and, per block, 16 bytes (nc for the last) of 4 rows of
@@ -487,10 +500,19 @@ unsafe fn full_tiles(
         "add {w}, {w}, #64",
         "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{sc}], #64",
         "mov {cp}, {cb}",
+        // bit 32 of {q}: the bounds clamp (else they are 0..=255)
+        "tbz {q}, #32, 13f",
         store_q16!(16, 17, 18, 19),
         store_q16!(20, 21, 22, 23),
         store_q16!(24, 25, 26, 27),
         store_q16!(28, 29, 30, 31),
+        "b 14f",
+        "13:",
+        store_q16!(free 16, 17, 18, 19),
+        store_q16!(free 20, 21, 22, 23),
+        store_q16!(free 24, 25, 26, 27),
+        store_q16!(free 28, 29, 30, 31),
+        "14:",
         "add {cb}, {cb}, #16",
         "subs {nb}, {nb}, #1",
         "b.ne 6b",

@@ -182,13 +182,49 @@ macro_rules! store_q16 {
     ($a0:literal, $a1:literal, $a2:literal, $a3:literal,
      $a4:literal, $a5:literal, $a6:literal, $a7:literal) => {
         concat!(
-            "addp v0.4s, v", $a0, ".4s, v", $a1, ".4s\n",
-            "addp v1.4s, v", $a2, ".4s, v", $a3, ".4s\n",
-            "addp v2.4s, v", $a4, ".4s, v", $a5, ".4s\n",
-            "addp v3.4s, v", $a6, ".4s, v", $a7, ".4s\n",
+            fold_pairs!($a0, $a1, $a2, $a3, $a4, $a5, $a6, $a7),
             requant16_asm!(0, 1, 2, 3; 8, 9, 10, 11; 12, 13, 14; 4, 5),
             "str q4, [{cp}]\n",
             "add {cp}, {cp}, {ldc}\n",
+        )
+    };
+    // bounds 0..=255: no clamp
+    (free $a0:literal, $a1:literal, $a2:literal, $a3:literal,
+     $a4:literal, $a5:literal, $a6:literal, $a7:literal) => {
+        concat!(
+            fold_pairs!($a0, $a1, $a2, $a3, $a4, $a5, $a6, $a7),
+            requant16_asm!(0, 1, 2, 3; 8, 9, 10, 11; 12; 4, 5),
+            "str q4, [{cp}]\n",
+            "add {cp}, {cp}, {ldc}\n",
+        )
+    };
+}
+
+/// A row's accumulator pairs `$a0`..`$a7` folded (`ADDP`) into `v0`-`v3`.
+macro_rules! fold_pairs {
+    ($a0:literal, $a1:literal, $a2:literal, $a3:literal,
+     $a4:literal, $a5:literal, $a6:literal, $a7:literal) => {
+        concat!(
+            "addp v0.4s, v",
+            $a0,
+            ".4s, v",
+            $a1,
+            ".4s\n",
+            "addp v1.4s, v",
+            $a2,
+            ".4s, v",
+            $a3,
+            ".4s\n",
+            "addp v2.4s, v",
+            $a4,
+            ".4s, v",
+            $a5,
+            ".4s\n",
+            "addp v3.4s, v",
+            $a6,
+            ".4s, v",
+            $a7,
+            ".4s\n",
         )
     };
 }
@@ -200,10 +236,7 @@ macro_rules! store_part {
     ($a0:literal, $a1:literal, $a2:literal, $a3:literal,
      $a4:literal, $a5:literal, $a6:literal, $a7:literal) => {
         concat!(
-            "addp v0.4s, v", $a0, ".4s, v", $a1, ".4s\n",
-            "addp v1.4s, v", $a2, ".4s, v", $a3, ".4s\n",
-            "addp v2.4s, v", $a4, ".4s, v", $a5, ".4s\n",
-            "addp v3.4s, v", $a6, ".4s, v", $a7, ".4s\n",
+            fold_pairs!($a0, $a1, $a2, $a3, $a4, $a5, $a6, $a7),
             requant16_asm!(0, 1, 2, 3; 8, 9, 10, 11; 12, 13, 14; 4, 5),
             "mov {pa}, {cp}\n",
             "tbz {nc}, #3, 1f\n",
@@ -393,6 +426,8 @@ unsafe fn full_tiles(
     ldc: usize,
 ) {
     let (steps, rest) = (k4 / 2, k4 % 2);
+    // the zero point in bits 0-15 (i16 lanes), bit 32 set when the bounds clamp
+    let zp = (zp as u16 as u64) | (((lo, hi) != (0, 255)) as u64) << 32;
     // SAFETY: per tile, reads 4 * k4 bytes of each row, then per block the packing, the
     // block's weights, start lanes and 16 multipliers (padded to whole blocks); writes the
     // packing (pack_len(k4) bytes) and, per block, 16 bytes (nc for the last) of 2 rows of
@@ -422,8 +457,15 @@ unsafe fn full_tiles(
         "dup v13.16b, {lo:w}",
         "dup v14.16b, {hi:w}",
         "mov {cp}, {cb}",
+        // bit 32 of {zp}: the bounds clamp (else they are 0..=255)
+        "tbz {zp}, #32, 13f",
         store_q16!(16, 17, 18, 19, 20, 21, 22, 23),
         store_q16!(24, 25, 26, 27, 28, 29, 30, 31),
+        "b 14f",
+        "13:",
+        store_q16!(free 16, 17, 18, 19, 20, 21, 22, 23),
+        store_q16!(free 24, 25, 26, 27, 28, 29, 30, 31),
+        "14:",
         "add {cb}, {cb}, #16",
         "subs {nb}, {nb}, #1",
         "b.ne 6b",
