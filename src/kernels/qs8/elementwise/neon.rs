@@ -155,8 +155,9 @@ pub unsafe fn binary_row(
 }
 
 /// Per-channel broadcast over NHWC pixels of `bt.len()` channels:
-/// `y[p, c] = Q(DQ(a[p, c]) op bt[c])`; a pixel's last `C % 16` channels go through a
-/// 16-lane buffer.
+/// `y[p, c] = Q(DQ(a[p, c]) op bt[c])`; a pixel's last `C % 16` channels are the last 16
+/// channels computed again (fewer than 16 channels: through a 16-lane buffer; its `memcpy`
+/// calls per pixel had cost more than the arithmetic).
 ///
 /// # Safety
 /// The host must have NEON (every aarch64 CPU).
@@ -187,7 +188,11 @@ pub unsafe fn channels_rows(mul: bool, qa: QType, qo: QType, bt: &[f32], a: &[u8
             vst1q_u8(yp.as_mut_ptr().add(j), v);
             j += W;
         }
-        if full < c {
+        if full < c && c >= W {
+            // the last 16 channels again, ending at c (same inputs, same bytes)
+            let v = op(vld1q_u8(ap.as_ptr().add(c - W)), bt.as_ptr().add(c - W));
+            vst1q_u8(yp.as_mut_ptr().add(c - W), v);
+        } else if full < c {
             let mut t = [0u8; W];
             t[..c - full].copy_from_slice(&ap[full..]);
             let v = op(vld1q_u8(t.as_ptr()), bt_tail.as_ptr());
