@@ -67,6 +67,8 @@ mod avx512vnni;
 #[cfg(target_arch = "aarch64")]
 pub(super) mod neon;
 #[cfg(target_arch = "aarch64")]
+mod neon_tiles;
+#[cfg(target_arch = "aarch64")]
 mod neondot;
 #[cfg(target_arch = "aarch64")]
 mod neonmull;

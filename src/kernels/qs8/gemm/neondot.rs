@@ -15,8 +15,9 @@
 //! bias. Everything is exact in i32.
 //!
 //! All the full tiles (4 rows) of a call with u8 output run in one assembly loop
-//! ([`full_tiles`]): per tile its full blocks of 16 channels, then the last `n % 16`
-//! channels stored in pieces of 8/4/2/1 bytes. The accumulators (pinned to `v16`-`v31`)
+//! (`full_tiles`, called by the driver shared with `neonmull`, [`drive`]): per tile its full
+//! blocks of 16 channels, then the last `n % 16` channels stored in pieces of 8/4/2/1
+//! bytes. The accumulators (pinned to `v16`-`v31`)
 //! start from `bias + 128 * sum` computed once per call for every block, the zero point
 //! and clamp bounds stay in registers, and a block costs its dot-product loop, 4 loads of
 //! the start, one of the multipliers and 4 requantizing stores of 24 instructions (a tile's
@@ -27,10 +28,10 @@
 //! ~34 per stored row; now 71 and 24); `vdotq_laneq_s32` is not stable in Rust 1.85 either.
 
 use super::neon::{load_bias, load_scale, store_row};
-use super::{EpiMode, PackedB, NR};
+use super::neon_tiles::{drive, AsmTiles, TileArgs, MAX_MR};
+use super::{EpiMode, NR};
 use std::arch::aarch64::*;
 use std::arch::asm;
-use std::cell::RefCell;
 
 /// Rows per tile.
 const MR: usize = 4;
@@ -327,15 +328,241 @@ macro_rules! load_start {
     };
 }
 
-/// Bytes of a tile's packed activations: 64 per step of four c4 groups and per last chunk.
-fn pack_len(k4: usize) -> usize {
-    k4.div_ceil(4) * 64
-}
+/// This kernel's side of [`drive`].
+struct Dot;
 
-thread_local! {
-    /// Per thread: the start values of every block of a call, then the current tile's
-    /// packed activations (i32 units; grown, never shrunk or zeroed per call).
-    static SCRATCH: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+impl AsmTiles for Dot {
+    const MR: usize = MR;
+    const START: usize = NR;
+
+    /// 64 bytes per step of four c4 groups and per last chunk.
+    fn pack_len(k4: usize) -> usize {
+        k4.div_ceil(4) * 64
+    }
+
+    /// `bias + 128 * sum_k w` of one block (the accumulators' start for every row) at `out`.
+    #[inline(always)]
+    unsafe fn block_start(bias: *const i32, sums: *const i32, out: *mut i32) {
+        let bias = load_bias(bias);
+        for (j, bj) in bias.iter().enumerate() {
+            let s = vshlq_n_s32::<7>(vld1q_s32(sums.add(4 * j)));
+            vst1q_s32(out.add(4 * j), vaddq_s32(*bj, s));
+        }
+    }
+
+    /// `tiles` full tiles (4 rows of A each, `lda` apart, from `a`) with u8 output (zero point
+    /// and bounds): per tile its `full` blocks in one loop (the first packs the rows into
+    /// `pack`), then the last `nc` (0-15) channels; rows of C from `c`, `ldc` apart. The tile
+    /// loop is in the assembly too: in Rust, with every register taken by the loops, the set-up
+    /// of a tile cost about 60 instructions (now 11), and a partial block's intrinsics
+    /// epilogue spilled.
+    #[target_feature(enable = "dotprod")]
+    unsafe fn full_tiles(
+        tiles: usize,
+        k4: usize,
+        a: *const u8,
+        lda: usize,
+        args: &TileArgs,
+        nc: usize,
+        pack: *mut u8,
+        [zp, lo, hi]: [i32; 3],
+        c: *mut u8,
+        ldc: usize,
+    ) {
+        let (steps, rem) = (k4 / 4, k4 % 4);
+        // zero point in bits 0-15 (i16 lanes), bounds in bits 16-23 and 24-31, bit 32 set when
+        // the bounds clamp
+        let clamp = (lo, hi) != (0, 255);
+        let quant = (zp as u16 as u64)
+            | (lo as u8 as u64) << 16
+            | (hi as u8 as u64) << 24
+            | (clamp as u64) << 32;
+        // SAFETY: per tile, reads 4 * k4 bytes of each row, then per block the packing, the
+        // block's weights, 16 starts and multipliers (padded to whole blocks); writes the
+        // packing (`pack_len(k4)` bytes) and, per block, 16 bytes (nc for the last) of 4 rows of
+        // C (the contract); only named registers.
+        asm!(
+            "movi v8.16b, #0x80",
+            "dup v9.8h, {q:w}",
+            "lsr {cnt}, {q}, #16",
+            "dup v10.16b, {cnt:w}",
+            "lsr {cnt}, {q}, #24",
+            "dup v11.16b, {cnt:w}",
+            "10:",
+            "ldp {w}, {st}, [{args}]",
+            "ldp {sc}, {nb}, [{args}, #16]",
+            "mov {p0}, {a}",
+            "add {p1}, {a}, {lda}",
+            "add {p2}, {p1}, {lda}",
+            "add {p3}, {p2}, {lda}",
+            "mov {cb}, {c}",
+            "mov {pa}, {pk}",
+            load_start!(),
+            dot_loops!(pack),
+            "b 9f",
+            "6:",
+            "mov {pa}, {pk}",
+            load_start!(),
+            dot_loops!(packed),
+            "9:",
+            // past the block's sums to the next block's groups
+            "add {w}, {w}, #64",
+            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{sc}], #64",
+            "mov {cp}, {cb}",
+            // bit 32 of {q}: the bounds clamp (else they are 0..=255)
+            "tbz {q}, #32, 13f",
+            store_q16!(16, 17, 18, 19),
+            store_q16!(20, 21, 22, 23),
+            store_q16!(24, 25, 26, 27),
+            store_q16!(28, 29, 30, 31),
+            "b 14f",
+            "13:",
+            store_q16!(free 16, 17, 18, 19),
+            store_q16!(free 20, 21, 22, 23),
+            store_q16!(free 24, 25, 26, 27),
+            store_q16!(free 28, 29, 30, 31),
+            "14:",
+            "add {cb}, {cb}, #16",
+            "subs {nb}, {nb}, #1",
+            "b.ne 6b",
+            // the last nc channels
+            "cbz {nc}, 12f",
+            "mov {pa}, {pk}",
+            load_start!(),
+            dot_loops!(packed),
+            "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{sc}]",
+            "mov {cp}, {cb}",
+            store_part!(16, 17, 18, 19),
+            store_part!(20, 21, 22, 23),
+            store_part!(24, 25, 26, 27),
+            store_part!(28, 29, 30, 31),
+            "12:",
+            "add {a}, {a}, {lda}, lsl #2",
+            "add {c}, {c}, {ldc}, lsl #2",
+            "subs {tiles}, {tiles}, #1",
+            "b.ne 10b",
+            q = in(reg) quant,
+            args = in(reg) args as *const TileArgs,
+            lda = in(reg) lda,
+            ldc = in(reg) ldc,
+            nc = in(reg) nc,
+            pk = in(reg) pack,
+            steps = in(reg) steps,
+            rem = in(reg) rem,
+            tiles = inout(reg) tiles => _,
+            a = inout(reg) a => _,
+            c = inout(reg) c => _,
+            p0 = out(reg) _,
+            p1 = out(reg) _,
+            p2 = out(reg) _,
+            p3 = out(reg) _,
+            pa = out(reg) _,
+            w = out(reg) _,
+            st = out(reg) _,
+            sc = out(reg) _,
+            nb = out(reg) _,
+            cb = out(reg) _,
+            cp = out(reg) _,
+            cnt = out(reg) _,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            options(nostack),
+        );
+    }
+
+    /// Block `blk` of a tile of `mr` rows (any output form, a partial block too), through the
+    /// shared intrinsics epilogue: from the tile's packing when an earlier block `packed` it,
+    /// else from `rows`, packing them.
+    #[target_feature(enable = "dotprod")]
+    unsafe fn any_block(
+        mr: usize,
+        n: usize,
+        k4: usize,
+        rows: [*const u8; MAX_MR],
+        pack: *mut u8,
+        packed: bool,
+        blk: usize,
+        b: *const i8,
+        start: *const i32,
+        scale: *const f32,
+        mode: EpiMode,
+        c: *mut u8,
+        ldc: usize,
+    ) {
+        let nc = NR.min(n - blk * NR);
+        // the starts are laid out per block like the bias
+        let (b, start, scale, c) = super::block_args(blk, k4, b, start, scale, mode, c);
+        let (steps, rem) = (k4 / 4, k4 % 4);
+        let mut acc = [[vdupq_n_s32(0); 4]; MR];
+        macro_rules! block {
+            ($how:tt $($rows:tt)*) => {
+                // SAFETY: reads 4 * k4 bytes of each row or the tile's packing, and k4 groups of
+                // 64 weight bytes (the contract); writes the packing when packing, and only the
+                // named registers.
+                asm!(
+                    "movi v8.16b, #0x80",
+                    "mov {st}, {start}",
+                    load_start!(),
+                    dot_loops!($how),
+                    start = in(reg) start,
+                    steps = in(reg) steps,
+                    rem = in(reg) rem,
+                    st = out(reg) _,
+                    cnt = out(reg) _,
+                    pa = inout(reg) pack => _,
+                    w = inout(reg) b => _,
+                    $($rows)*
+                    out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+                    out("v4") _, out("v5") _, out("v6") _, out("v7") _, out("v8") _,
+                    out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2],
+                    out("v19") acc[0][3], out("v20") acc[1][0], out("v21") acc[1][1],
+                    out("v22") acc[1][2], out("v23") acc[1][3], out("v24") acc[2][0],
+                    out("v25") acc[2][1], out("v26") acc[2][2], out("v27") acc[2][3],
+                    out("v28") acc[3][0], out("v29") acc[3][1], out("v30") acc[3][2],
+                    out("v31") acc[3][3],
+                    options(nostack),
+                )
+            };
+        }
+        if mr == 1 {
+            // SAFETY: reads 4 * k4 bytes of the row and k4 groups of 64 weight bytes (the
+            // contract); writes only the named registers.
+            asm!(
+                "movi v8.16b, #0x80",
+                "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{start}]",
+                dot_row1!(),
+                start = in(reg) start,
+                steps = in(reg) steps,
+                rem = in(reg) rem,
+                cnt = out(reg) _,
+                p0 = inout(reg) rows[0] => _,
+                w = inout(reg) b => _,
+                out("v0") _, out("v4") _, out("v5") _, out("v6") _, out("v7") _, out("v8") _,
+                out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2],
+                out("v19") acc[0][3],
+                options(nostack, readonly),
+            );
+        } else if packed {
+            block!(packed);
+        } else {
+            block!(pack
+                p0 = inout(reg) rows[0] => _,
+                p1 = inout(reg) rows[1] => _,
+                p2 = inout(reg) rows[2] => _,
+                p3 = inout(reg) rows[3] => _,
+            );
+        }
+        let sc = load_scale(scale);
+        for (i, acc) in acc.iter().enumerate().take(mr) {
+            store_row(acc, nc, &sc, mode, c, ldc, i);
+        }
+    }
 }
 
 /// See the module doc of `gemm` for the contract.
@@ -357,301 +584,5 @@ pub unsafe fn gemm_qs8_4x16c4_neondot(
     c: *mut u8,
     ldc: usize,
 ) {
-    let blocks = n.div_ceil(NR);
-    let block_len = PackedB::block_len(k4);
-    // Full blocks of full tiles with u8 output run in one assembly loop per tile.
-    let (full, quant) = match mode {
-        EpiMode::Quant { zp, lo, hi } => (n / NR, [zp, lo, hi]),
-        EpiMode::Float => (0, [0; 3]),
-    };
-    SCRATCH.with_borrow_mut(|buf| {
-        let need = blocks * NR + pack_len(k4) / 4;
-        if buf.len() < need {
-            buf.resize(need, 0);
-        }
-        let start = buf.as_mut_ptr();
-        let pack = start.add(blocks * NR) as *mut u8;
-        for blk in 0..blocks {
-            let sums = b.add(blk * block_len + k4 * NR * 4) as *const i32;
-            block_start(bias.add(blk * NR), sums, start.add(blk * NR));
-        }
-        // Full tiles with u8 output in one assembly loop; the last partial tile (and f32
-        // outputs) block by block.
-        let tiles = if full > 0 { m / MR } else { 0 };
-        if tiles > 0 {
-            let args = TileArgs {
-                b,
-                start,
-                scale,
-                full,
-            };
-            full_tiles(tiles, k4, a, lda, &args, n % NR, pack, quant, c, ldc);
-        }
-        let c_row = ldc * mode.elem_bytes();
-        let mut t = tiles * MR;
-        while t < m {
-            let mr = MR.min(m - t);
-            // Rows past mr re-read row 0 (always readable); their results are not stored.
-            let rows: [*const u8; MR] =
-                std::array::from_fn(|i| a.add(t * lda + if i < mr { i * lda } else { 0 }));
-            for blk in 0..blocks {
-                let c = c.add(t * c_row);
-                any_block(
-                    mr,
-                    n,
-                    k4,
-                    rows,
-                    pack,
-                    blk > 0,
-                    blk,
-                    b,
-                    start,
-                    scale,
-                    mode,
-                    c,
-                    ldc,
-                );
-            }
-            t += mr;
-        }
-    });
-}
-
-/// `bias + 128 * sum_k w` of one block (the accumulators' start for every row) at `out`.
-#[inline(always)]
-unsafe fn block_start(bias: *const i32, sums: *const i32, out: *mut i32) {
-    let bias = load_bias(bias);
-    for (j, bj) in bias.iter().enumerate() {
-        let s = vshlq_n_s32::<7>(vld1q_s32(sums.add(4 * j)));
-        vst1q_s32(out.add(4 * j), vaddq_s32(*bj, s));
-    }
-}
-
-/// What [`full_tiles`] reloads for every tile (two `LDP`s).
-#[repr(C)]
-struct TileArgs {
-    /// the packed weights
-    b: *const i8,
-    /// the start values, 16 per block
-    start: *const i32,
-    /// the multipliers, 16 per block
-    scale: *const f32,
-    /// full blocks of 16 channels (at least 1)
-    full: usize,
-}
-
-/// `tiles` full tiles (4 rows of A each, `lda` apart, from `a`) with u8 output (zero point
-/// and bounds): per tile its `full` blocks in one loop (the first packs the rows into
-/// `pack`), then the last `nc` (0-15) channels; rows of C from `c`, `ldc` apart. The tile
-/// loop is in the assembly too: in Rust, with every register taken by the loops, the set-up
-/// of a tile cost about 60 instructions (now 11), and a partial block's intrinsics
-/// epilogue spilled.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "dotprod")]
-unsafe fn full_tiles(
-    tiles: usize,
-    k4: usize,
-    a: *const u8,
-    lda: usize,
-    args: &TileArgs,
-    nc: usize,
-    pack: *mut u8,
-    [zp, lo, hi]: [i32; 3],
-    c: *mut u8,
-    ldc: usize,
-) {
-    let (steps, rem) = (k4 / 4, k4 % 4);
-    // zero point in bits 0-15 (i16 lanes), bounds in bits 16-23 and 24-31, bit 32 set when
-    // the bounds clamp
-    let clamp = (lo, hi) != (0, 255);
-    let quant = (zp as u16 as u64)
-        | (lo as u8 as u64) << 16
-        | (hi as u8 as u64) << 24
-        | (clamp as u64) << 32;
-    // SAFETY: per tile, reads 4 * k4 bytes of each row, then per block the packing, the
-    // block's weights, 16 starts and multipliers (padded to whole blocks); writes the
-    // packing (pack_len(k4) bytes) and, per block, 16 bytes (nc for the last) of 4 rows of
-    // C (the contract); only named registers.
-    asm!(
-        "movi v8.16b, #0x80",
-        "dup v9.8h, {q:w}",
-        "lsr {cnt}, {q}, #16",
-        "dup v10.16b, {cnt:w}",
-        "lsr {cnt}, {q}, #24",
-        "dup v11.16b, {cnt:w}",
-        "10:",
-        "ldp {w}, {st}, [{args}]",
-        "ldp {sc}, {nb}, [{args}, #16]",
-        "mov {p0}, {a}",
-        "add {p1}, {a}, {lda}",
-        "add {p2}, {p1}, {lda}",
-        "add {p3}, {p2}, {lda}",
-        "mov {cb}, {c}",
-        "mov {pa}, {pk}",
-        load_start!(),
-        dot_loops!(pack),
-        "b 9f",
-        "6:",
-        "mov {pa}, {pk}",
-        load_start!(),
-        dot_loops!(packed),
-        "9:",
-        // past the block's sums to the next block's groups
-        "add {w}, {w}, #64",
-        "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{sc}], #64",
-        "mov {cp}, {cb}",
-        // bit 32 of {q}: the bounds clamp (else they are 0..=255)
-        "tbz {q}, #32, 13f",
-        store_q16!(16, 17, 18, 19),
-        store_q16!(20, 21, 22, 23),
-        store_q16!(24, 25, 26, 27),
-        store_q16!(28, 29, 30, 31),
-        "b 14f",
-        "13:",
-        store_q16!(free 16, 17, 18, 19),
-        store_q16!(free 20, 21, 22, 23),
-        store_q16!(free 24, 25, 26, 27),
-        store_q16!(free 28, 29, 30, 31),
-        "14:",
-        "add {cb}, {cb}, #16",
-        "subs {nb}, {nb}, #1",
-        "b.ne 6b",
-        // the last nc channels
-        "cbz {nc}, 12f",
-        "mov {pa}, {pk}",
-        load_start!(),
-        dot_loops!(packed),
-        "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{sc}]",
-        "mov {cp}, {cb}",
-        store_part!(16, 17, 18, 19),
-        store_part!(20, 21, 22, 23),
-        store_part!(24, 25, 26, 27),
-        store_part!(28, 29, 30, 31),
-        "12:",
-        "add {a}, {a}, {lda}, lsl #2",
-        "add {c}, {c}, {ldc}, lsl #2",
-        "subs {tiles}, {tiles}, #1",
-        "b.ne 10b",
-        q = in(reg) quant,
-        args = in(reg) args as *const TileArgs,
-        lda = in(reg) lda,
-        ldc = in(reg) ldc,
-        nc = in(reg) nc,
-        pk = in(reg) pack,
-        steps = in(reg) steps,
-        rem = in(reg) rem,
-        tiles = inout(reg) tiles => _,
-        a = inout(reg) a => _,
-        c = inout(reg) c => _,
-        p0 = out(reg) _,
-        p1 = out(reg) _,
-        p2 = out(reg) _,
-        p3 = out(reg) _,
-        pa = out(reg) _,
-        w = out(reg) _,
-        st = out(reg) _,
-        sc = out(reg) _,
-        nb = out(reg) _,
-        cb = out(reg) _,
-        cp = out(reg) _,
-        cnt = out(reg) _,
-        out("v0") _, out("v1") _, out("v2") _, out("v3") _,
-        out("v4") _, out("v5") _, out("v6") _, out("v7") _,
-        out("v8") _, out("v9") _, out("v10") _, out("v11") _,
-        out("v12") _, out("v13") _, out("v14") _, out("v15") _,
-        out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-        out("v20") _, out("v21") _, out("v22") _, out("v23") _,
-        out("v24") _, out("v25") _, out("v26") _, out("v27") _,
-        out("v28") _, out("v29") _, out("v30") _, out("v31") _,
-        options(nostack),
-    );
-}
-
-/// Block `blk` of a tile of `mr` rows (any output form, a partial block too), through the
-/// shared intrinsics epilogue: from the tile's packing when an earlier block `packed` it,
-/// else from `rows`, packing them.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "dotprod")]
-unsafe fn any_block(
-    mr: usize,
-    n: usize,
-    k4: usize,
-    rows: [*const u8; MR],
-    pack: *mut u8,
-    packed: bool,
-    blk: usize,
-    b: *const i8,
-    start: *const i32,
-    scale: *const f32,
-    mode: EpiMode,
-    c: *mut u8,
-    ldc: usize,
-) {
-    let nc = NR.min(n - blk * NR);
-    // the starts are laid out per block like the bias
-    let (b, start, scale, c) = super::block_args(blk, k4, b, start, scale, mode, c);
-    let (steps, rem) = (k4 / 4, k4 % 4);
-    let mut acc = [[vdupq_n_s32(0); 4]; MR];
-    macro_rules! block {
-        ($how:tt $($rows:tt)*) => {
-            // SAFETY: reads 4 * k4 bytes of each row or the tile's packing, and k4 groups of
-            // 64 weight bytes (the contract); writes the packing when packing, and only the
-            // named registers.
-            asm!(
-                "movi v8.16b, #0x80",
-                "mov {st}, {start}",
-                load_start!(),
-                dot_loops!($how),
-                start = in(reg) start,
-                steps = in(reg) steps,
-                rem = in(reg) rem,
-                st = out(reg) _,
-                cnt = out(reg) _,
-                pa = inout(reg) pack => _,
-                w = inout(reg) b => _,
-                $($rows)*
-                out("v0") _, out("v1") _, out("v2") _, out("v3") _,
-                out("v4") _, out("v5") _, out("v6") _, out("v7") _, out("v8") _,
-                out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2],
-                out("v19") acc[0][3], out("v20") acc[1][0], out("v21") acc[1][1],
-                out("v22") acc[1][2], out("v23") acc[1][3], out("v24") acc[2][0],
-                out("v25") acc[2][1], out("v26") acc[2][2], out("v27") acc[2][3],
-                out("v28") acc[3][0], out("v29") acc[3][1], out("v30") acc[3][2],
-                out("v31") acc[3][3],
-                options(nostack),
-            )
-        };
-    }
-    if mr == 1 {
-        // SAFETY: reads 4 * k4 bytes of the row and k4 groups of 64 weight bytes (the
-        // contract); writes only the named registers.
-        asm!(
-            "movi v8.16b, #0x80",
-            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{start}]",
-            dot_row1!(),
-            start = in(reg) start,
-            steps = in(reg) steps,
-            rem = in(reg) rem,
-            cnt = out(reg) _,
-            p0 = inout(reg) rows[0] => _,
-            w = inout(reg) b => _,
-            out("v0") _, out("v4") _, out("v5") _, out("v6") _, out("v7") _, out("v8") _,
-            out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2],
-            out("v19") acc[0][3],
-            options(nostack, readonly),
-        );
-    } else if packed {
-        block!(packed);
-    } else {
-        block!(pack
-            p0 = inout(reg) rows[0] => _,
-            p1 = inout(reg) rows[1] => _,
-            p2 = inout(reg) rows[2] => _,
-            p3 = inout(reg) rows[3] => _,
-        );
-    }
-    let sc = load_scale(scale);
-    for (i, acc) in acc.iter().enumerate().take(mr) {
-        store_row(acc, nc, &sc, mode, c, ldc, i);
-    }
+    drive::<Dot>(m, n, k4, a, lda, b, bias, scale, mode, c, ldc)
 }

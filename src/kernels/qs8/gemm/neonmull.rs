@@ -20,16 +20,17 @@
 //! assembly with the 16 accumulators pinned to `v16`-`v31`: a step of two c4 groups is 53
 //! instructions for 256 MACs (LLVM's intrinsics version of the unpacked loop: 64, plus 16
 //! to zero the accumulators and about 57 per stored row against 28 here). All the full
-//! tiles of a call with u8 output run in one assembly loop ([`full_tiles`]), each tile's
-//! full blocks and then its last `n % 16` channels, from start values computed once per
-//! call; the last partial tile (a lone row: a one-row loop) and f32 outputs run the same
-//! loops block by block with the shared intrinsics epilogue.
+//! tiles of a call with u8 output run in one assembly loop (`full_tiles`, called by the
+//! driver shared with `neondot`, [`drive`]), each tile's full blocks and then its last
+//! `n % 16` channels, from start values computed once per call; the last partial tile (a
+//! lone row: a one-row loop) and f32 outputs run the same loops block by block with the
+//! shared intrinsics epilogue.
 
 use super::neon::{load_bias, load_scale, store_row};
-use super::{EpiMode, PackedB, NR};
+use super::neon_tiles::{drive, AsmTiles, TileArgs, MAX_MR};
+use super::{EpiMode, NR};
 use std::arch::aarch64::*;
 use std::arch::asm;
-use std::cell::RefCell;
 
 /// Rows per tile.
 const MR: usize = 2;
@@ -293,15 +294,233 @@ macro_rules! mull_row1 {
 /// lanes (accumulator vector j / 2, lanes 2 * (j % 2) and + 1).
 const START: usize = 2 * NR;
 
-/// Bytes of a tile's packed activations: 64 per step of two c4 groups, 32 for an odd last.
-fn pack_len(k4: usize) -> usize {
-    k4.div_ceil(2) * 64
-}
+/// This kernel's side of [`drive`].
+struct Mull;
 
-thread_local! {
-    /// Per thread: the start lanes of every block of a call, then the current tile's packed
-    /// activations (i32 units; grown, never shrunk or zeroed per call).
-    static SCRATCH: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+impl AsmTiles for Mull {
+    const MR: usize = MR;
+    const START: usize = START;
+
+    /// 64 bytes per step of two c4 groups, 32 for an odd last group.
+    fn pack_len(k4: usize) -> usize {
+        k4.div_ceil(2) * 64
+    }
+
+    /// The [`START`] start lanes of one block at `out`: channels 4j..4j+3 of `bias + 128 * sum`
+    /// as `[s0, 0, s1, 0]`, `[s2, 0, s3, 0]`.
+    #[inline(always)]
+    unsafe fn block_start(bias: *const i32, sums: *const i32, out: *mut i32) {
+        let (bias, zero) = (load_bias(bias), vdupq_n_s32(0));
+        for (j, bj) in bias.iter().enumerate() {
+            let s = vaddq_s32(*bj, vshlq_n_s32::<7>(vld1q_s32(sums.add(4 * j))));
+            vst1q_s32(out.add(8 * j), vzip1q_s32(s, zero));
+            vst1q_s32(out.add(8 * j + 4), vzip2q_s32(s, zero));
+        }
+    }
+
+    /// `tiles` full tiles (2 rows of A each, `lda` apart, from `a`) with u8 output (zero point
+    /// and bounds): per tile its `full` blocks in one loop (the first packs the rows into
+    /// `pack`), then the last `nc` (0-15) channels; rows of C from `c`, `ldc` apart. The tile
+    /// loop is in the assembly too: in Rust, with every register taken by the loops, a tile's
+    /// set-up cost dozens of instructions and a partial block's intrinsics epilogue spilled.
+    unsafe fn full_tiles(
+        tiles: usize,
+        k4: usize,
+        a: *const u8,
+        lda: usize,
+        args: &TileArgs,
+        nc: usize,
+        pack: *mut u8,
+        [zp, lo, hi]: [i32; 3],
+        c: *mut u8,
+        ldc: usize,
+    ) {
+        let (steps, rest) = (k4 / 2, k4 % 2);
+        // the zero point in bits 0-15 (i16 lanes), bit 32 set when the bounds clamp
+        let zp = (zp as u16 as u64) | (((lo, hi) != (0, 255)) as u64) << 32;
+        // SAFETY: per tile, reads 4 * k4 bytes of each row, then per block the packing, the
+        // block's weights, start lanes and 16 multipliers (padded to whole blocks); writes the
+        // packing (pack_len(k4) bytes) and, per block, 16 bytes (nc for the last) of 2 rows of
+        // C (the contract); only named registers.
+        asm!(
+            "10:",
+            // the flip constant (the stores use v5 as scratch)
+            "movi v5.8b, #0x80",
+            "ldp {w}, {st}, [{args}]",
+            "ldp {sc}, {nb}, [{args}, #16]",
+            "mov {p0}, {a}",
+            "add {p1}, {a}, {lda}",
+            "mov {cb}, {c}",
+            "mov {pa}, {pk}",
+            load_start!(),
+            mull_loops!(pack),
+            "b 9f",
+            "6:",
+            "mov {pa}, {pk}",
+            load_start!(),
+            mull_loops!(packed),
+            "9:",
+            // past the block's sums to the next block's groups
+            "add {w}, {w}, #64",
+            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{sc}], #64",
+            "dup v12.8h, {zp:w}",
+            "dup v13.16b, {lo:w}",
+            "dup v14.16b, {hi:w}",
+            "mov {cp}, {cb}",
+            // bit 32 of {zp}: the bounds clamp (else they are 0..=255)
+            "tbz {zp}, #32, 13f",
+            store_q16!(16, 17, 18, 19, 20, 21, 22, 23),
+            store_q16!(24, 25, 26, 27, 28, 29, 30, 31),
+            "b 14f",
+            "13:",
+            store_q16!(free 16, 17, 18, 19, 20, 21, 22, 23),
+            store_q16!(free 24, 25, 26, 27, 28, 29, 30, 31),
+            "14:",
+            "add {cb}, {cb}, #16",
+            "subs {nb}, {nb}, #1",
+            "b.ne 6b",
+            // the last nc channels
+            "cbz {nc}, 12f",
+            "mov {pa}, {pk}",
+            load_start!(),
+            mull_loops!(packed),
+            "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{sc}]",
+            "dup v12.8h, {zp:w}",
+            "dup v13.16b, {lo:w}",
+            "dup v14.16b, {hi:w}",
+            "mov {cp}, {cb}",
+            store_part!(16, 17, 18, 19, 20, 21, 22, 23),
+            store_part!(24, 25, 26, 27, 28, 29, 30, 31),
+            "12:",
+            "add {a}, {a}, {lda}, lsl #1",
+            "add {c}, {c}, {ldc}, lsl #1",
+            "subs {tiles}, {tiles}, #1",
+            "b.ne 10b",
+            zp = in(reg) zp,
+            lo = in(reg) lo,
+            hi = in(reg) hi,
+            args = in(reg) args as *const TileArgs,
+            lda = in(reg) lda,
+            ldc = in(reg) ldc,
+            nc = in(reg) nc,
+            pk = in(reg) pack,
+            steps = in(reg) steps,
+            rest = in(reg) rest,
+            tiles = inout(reg) tiles => _,
+            a = inout(reg) a => _,
+            c = inout(reg) c => _,
+            p0 = out(reg) _,
+            p1 = out(reg) _,
+            pa = out(reg) _,
+            w = out(reg) _,
+            st = out(reg) _,
+            sc = out(reg) _,
+            nb = out(reg) _,
+            cb = out(reg) _,
+            cp = out(reg) _,
+            cnt = out(reg) _,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+            out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+            options(nostack),
+        );
+    }
+
+    /// Block `blk` of a tile of `mr` rows (any output form, a partial block too), through the
+    /// shared intrinsics epilogue: from the tile's packing when an earlier block `packed` it,
+    /// else from `rows`, packing them.
+    unsafe fn any_block(
+        mr: usize,
+        n: usize,
+        k4: usize,
+        rows: [*const u8; MAX_MR],
+        pack: *mut u8,
+        packed: bool,
+        blk: usize,
+        b: *const i8,
+        start: *const i32,
+        scale: *const f32,
+        mode: EpiMode,
+        c: *mut u8,
+        ldc: usize,
+    ) {
+        let nc = NR.min(n - blk * NR);
+        let (b, _, scale, c) = super::block_args(blk, k4, b, start, scale, mode, c);
+        let start = start.add(blk * START);
+        let (steps, rest) = (k4 / 2, k4 % 2);
+        let mut acc = [[vdupq_n_s32(0); 8]; MR];
+        macro_rules! block {
+            ($how:tt $($rows:tt)*) => {
+                // SAFETY: reads 4 * k4 bytes of each row or the tile's packing, and k4 groups of
+                // 64 weight bytes (the contract); writes the packing when packing, and only the
+                // named registers.
+                asm!(
+                    "movi v5.8b, #0x80",
+                    load_start!(),
+                    mull_loops!($how),
+                    st = inout(reg) start => _,
+                    steps = in(reg) steps,
+                    rest = in(reg) rest,
+                    cnt = out(reg) _,
+                    pa = inout(reg) pack => _,
+                    w = inout(reg) b => _,
+                    $($rows)*
+                    out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+                    out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+                    out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+                    out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+                    out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2],
+                    out("v19") acc[0][3], out("v20") acc[0][4], out("v21") acc[0][5],
+                    out("v22") acc[0][6], out("v23") acc[0][7], out("v24") acc[1][0],
+                    out("v25") acc[1][1], out("v26") acc[1][2], out("v27") acc[1][3],
+                    out("v28") acc[1][4], out("v29") acc[1][5], out("v30") acc[1][6],
+                    out("v31") acc[1][7],
+                    options(nostack),
+                )
+            };
+        }
+        if mr == 1 {
+            // SAFETY: reads 4 * k4 bytes of the row and k4 groups of 64 weight bytes (the
+            // contract); writes only the named registers.
+            asm!(
+                "movi v5.8b, #0x80",
+                "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{st}], #64",
+                "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{st}]",
+                mull_row1!(),
+                st = inout(reg) start => _,
+                steps = in(reg) steps,
+                rest = in(reg) rest,
+                cnt = out(reg) _,
+                p0 = inout(reg) rows[0] => _,
+                w = inout(reg) b => _,
+                out("v0") _, out("v1") _, out("v2") _, out("v5") _, out("v6") _, out("v7") _,
+                out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+                out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+                out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2],
+                out("v19") acc[0][3], out("v20") acc[0][4], out("v21") acc[0][5],
+                out("v22") acc[0][6], out("v23") acc[0][7],
+                options(nostack, readonly),
+            );
+        } else if packed {
+            block!(packed);
+        } else {
+            block!(pack
+                p0 = inout(reg) rows[0] => _,
+                p1 = inout(reg) rows[1] => _,
+            );
+        }
+        let sc = load_scale(scale);
+        for (i, acc) in acc.iter().enumerate().take(mr) {
+            let sum: [int32x4_t; 4] =
+                std::array::from_fn(|j| vpaddq_s32(acc[2 * j], acc[2 * j + 1]));
+            store_row(&sum, nc, &sc, mode, c, ldc, i);
+        }
+    }
 }
 
 /// See the module doc of `gemm` for the contract.
@@ -322,292 +541,5 @@ pub unsafe fn gemm_qs8_2x16c4_neonmull(
     c: *mut u8,
     ldc: usize,
 ) {
-    let blocks = n.div_ceil(NR);
-    let block_len = PackedB::block_len(k4);
-    // Full blocks of full tiles with u8 output run in one assembly loop per tile.
-    let (full, quant) = match mode {
-        EpiMode::Quant { zp, lo, hi } => (n / NR, [zp, lo, hi]),
-        EpiMode::Float => (0, [0; 3]),
-    };
-    SCRATCH.with_borrow_mut(|buf| {
-        let need = blocks * START + pack_len(k4) / 4;
-        if buf.len() < need {
-            buf.resize(need, 0);
-        }
-        let start = buf.as_mut_ptr();
-        let pack = start.add(blocks * START) as *mut u8;
-        for blk in 0..blocks {
-            let sums = b.add(blk * block_len + k4 * NR * 4) as *const i32;
-            block_start(bias.add(blk * NR), sums, start.add(blk * START));
-        }
-        // Full tiles with u8 output in one assembly loop; the last partial tile (and f32
-        // outputs) block by block.
-        let tiles = if full > 0 { m / MR } else { 0 };
-        if tiles > 0 {
-            let args = TileArgs {
-                b,
-                start,
-                scale,
-                full,
-            };
-            full_tiles(tiles, k4, a, lda, &args, n % NR, pack, quant, c, ldc);
-        }
-        let c_row = ldc * mode.elem_bytes();
-        let mut t = tiles * MR;
-        while t < m {
-            let mr = MR.min(m - t);
-            // Rows past mr re-read row 0 (always readable); their results are not stored.
-            let rows: [*const u8; MR] =
-                std::array::from_fn(|i| a.add(t * lda + if i < mr { i * lda } else { 0 }));
-            for blk in 0..blocks {
-                let c = c.add(t * c_row);
-                any_block(
-                    mr,
-                    n,
-                    k4,
-                    rows,
-                    pack,
-                    blk > 0,
-                    blk,
-                    b,
-                    start,
-                    scale,
-                    mode,
-                    c,
-                    ldc,
-                );
-            }
-            t += mr;
-        }
-    });
-}
-
-/// The [`START`] start lanes of one block at `out`: channels 4j..4j+3 of `bias + 128 * sum`
-/// as `[s0, 0, s1, 0]`, `[s2, 0, s3, 0]`.
-#[inline(always)]
-unsafe fn block_start(bias: *const i32, sums: *const i32, out: *mut i32) {
-    let (bias, zero) = (load_bias(bias), vdupq_n_s32(0));
-    for (j, bj) in bias.iter().enumerate() {
-        let s = vaddq_s32(*bj, vshlq_n_s32::<7>(vld1q_s32(sums.add(4 * j))));
-        vst1q_s32(out.add(8 * j), vzip1q_s32(s, zero));
-        vst1q_s32(out.add(8 * j + 4), vzip2q_s32(s, zero));
-    }
-}
-
-/// What [`full_tiles`] reloads for every tile (two `LDP`s).
-#[repr(C)]
-struct TileArgs {
-    /// the packed weights
-    b: *const i8,
-    /// the start lanes, [`START`] per block
-    start: *const i32,
-    /// the multipliers, 16 per block
-    scale: *const f32,
-    /// full blocks of 16 channels (at least 1)
-    full: usize,
-}
-
-/// `tiles` full tiles (2 rows of A each, `lda` apart, from `a`) with u8 output (zero point
-/// and bounds): per tile its `full` blocks in one loop (the first packs the rows into
-/// `pack`), then the last `nc` (0-15) channels; rows of C from `c`, `ldc` apart. The tile
-/// loop is in the assembly too: in Rust, with every register taken by the loops, a tile's
-/// set-up cost dozens of instructions and a partial block's intrinsics epilogue spilled.
-#[allow(clippy::too_many_arguments)]
-unsafe fn full_tiles(
-    tiles: usize,
-    k4: usize,
-    a: *const u8,
-    lda: usize,
-    args: &TileArgs,
-    nc: usize,
-    pack: *mut u8,
-    [zp, lo, hi]: [i32; 3],
-    c: *mut u8,
-    ldc: usize,
-) {
-    let (steps, rest) = (k4 / 2, k4 % 2);
-    // the zero point in bits 0-15 (i16 lanes), bit 32 set when the bounds clamp
-    let zp = (zp as u16 as u64) | (((lo, hi) != (0, 255)) as u64) << 32;
-    // SAFETY: per tile, reads 4 * k4 bytes of each row, then per block the packing, the
-    // block's weights, start lanes and 16 multipliers (padded to whole blocks); writes the
-    // packing (pack_len(k4) bytes) and, per block, 16 bytes (nc for the last) of 2 rows of
-    // C (the contract); only named registers.
-    asm!(
-        "10:",
-        // the flip constant (the stores use v5 as scratch)
-        "movi v5.8b, #0x80",
-        "ldp {w}, {st}, [{args}]",
-        "ldp {sc}, {nb}, [{args}, #16]",
-        "mov {p0}, {a}",
-        "add {p1}, {a}, {lda}",
-        "mov {cb}, {c}",
-        "mov {pa}, {pk}",
-        load_start!(),
-        mull_loops!(pack),
-        "b 9f",
-        "6:",
-        "mov {pa}, {pk}",
-        load_start!(),
-        mull_loops!(packed),
-        "9:",
-        // past the block's sums to the next block's groups
-        "add {w}, {w}, #64",
-        "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{sc}], #64",
-        "dup v12.8h, {zp:w}",
-        "dup v13.16b, {lo:w}",
-        "dup v14.16b, {hi:w}",
-        "mov {cp}, {cb}",
-        // bit 32 of {zp}: the bounds clamp (else they are 0..=255)
-        "tbz {zp}, #32, 13f",
-        store_q16!(16, 17, 18, 19, 20, 21, 22, 23),
-        store_q16!(24, 25, 26, 27, 28, 29, 30, 31),
-        "b 14f",
-        "13:",
-        store_q16!(free 16, 17, 18, 19, 20, 21, 22, 23),
-        store_q16!(free 24, 25, 26, 27, 28, 29, 30, 31),
-        "14:",
-        "add {cb}, {cb}, #16",
-        "subs {nb}, {nb}, #1",
-        "b.ne 6b",
-        // the last nc channels
-        "cbz {nc}, 12f",
-        "mov {pa}, {pk}",
-        load_start!(),
-        mull_loops!(packed),
-        "ld1 {{v8.4s, v9.4s, v10.4s, v11.4s}}, [{sc}]",
-        "dup v12.8h, {zp:w}",
-        "dup v13.16b, {lo:w}",
-        "dup v14.16b, {hi:w}",
-        "mov {cp}, {cb}",
-        store_part!(16, 17, 18, 19, 20, 21, 22, 23),
-        store_part!(24, 25, 26, 27, 28, 29, 30, 31),
-        "12:",
-        "add {a}, {a}, {lda}, lsl #1",
-        "add {c}, {c}, {ldc}, lsl #1",
-        "subs {tiles}, {tiles}, #1",
-        "b.ne 10b",
-        zp = in(reg) zp,
-        lo = in(reg) lo,
-        hi = in(reg) hi,
-        args = in(reg) args as *const TileArgs,
-        lda = in(reg) lda,
-        ldc = in(reg) ldc,
-        nc = in(reg) nc,
-        pk = in(reg) pack,
-        steps = in(reg) steps,
-        rest = in(reg) rest,
-        tiles = inout(reg) tiles => _,
-        a = inout(reg) a => _,
-        c = inout(reg) c => _,
-        p0 = out(reg) _,
-        p1 = out(reg) _,
-        pa = out(reg) _,
-        w = out(reg) _,
-        st = out(reg) _,
-        sc = out(reg) _,
-        nb = out(reg) _,
-        cb = out(reg) _,
-        cp = out(reg) _,
-        cnt = out(reg) _,
-        out("v0") _, out("v1") _, out("v2") _, out("v3") _,
-        out("v4") _, out("v5") _, out("v6") _, out("v7") _,
-        out("v8") _, out("v9") _, out("v10") _, out("v11") _,
-        out("v12") _, out("v13") _, out("v14") _, out("v15") _,
-        out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-        out("v20") _, out("v21") _, out("v22") _, out("v23") _,
-        out("v24") _, out("v25") _, out("v26") _, out("v27") _,
-        out("v28") _, out("v29") _, out("v30") _, out("v31") _,
-        options(nostack),
-    );
-}
-
-/// Block `blk` of a tile of `mr` rows (any output form, a partial block too), through the
-/// shared intrinsics epilogue: from the tile's packing when an earlier block `packed` it,
-/// else from `rows`, packing them.
-#[allow(clippy::too_many_arguments)]
-unsafe fn any_block(
-    mr: usize,
-    n: usize,
-    k4: usize,
-    rows: [*const u8; MR],
-    pack: *mut u8,
-    packed: bool,
-    blk: usize,
-    b: *const i8,
-    start: *const i32,
-    scale: *const f32,
-    mode: EpiMode,
-    c: *mut u8,
-    ldc: usize,
-) {
-    let nc = NR.min(n - blk * NR);
-    let (b, _, scale, c) = super::block_args(blk, k4, b, start, scale, mode, c);
-    let start = start.add(blk * START);
-    let (steps, rest) = (k4 / 2, k4 % 2);
-    let mut acc = [[vdupq_n_s32(0); 8]; MR];
-    macro_rules! block {
-        ($how:tt $($rows:tt)*) => {
-            // SAFETY: reads 4 * k4 bytes of each row or the tile's packing, and k4 groups of
-            // 64 weight bytes (the contract); writes the packing when packing, and only the
-            // named registers.
-            asm!(
-                "movi v5.8b, #0x80",
-                load_start!(),
-                mull_loops!($how),
-                st = inout(reg) start => _,
-                steps = in(reg) steps,
-                rest = in(reg) rest,
-                cnt = out(reg) _,
-                pa = inout(reg) pack => _,
-                w = inout(reg) b => _,
-                $($rows)*
-                out("v0") _, out("v1") _, out("v2") _, out("v3") _,
-                out("v4") _, out("v5") _, out("v6") _, out("v7") _,
-                out("v8") _, out("v9") _, out("v10") _, out("v11") _,
-                out("v12") _, out("v13") _, out("v14") _, out("v15") _,
-                out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2],
-                out("v19") acc[0][3], out("v20") acc[0][4], out("v21") acc[0][5],
-                out("v22") acc[0][6], out("v23") acc[0][7], out("v24") acc[1][0],
-                out("v25") acc[1][1], out("v26") acc[1][2], out("v27") acc[1][3],
-                out("v28") acc[1][4], out("v29") acc[1][5], out("v30") acc[1][6],
-                out("v31") acc[1][7],
-                options(nostack),
-            )
-        };
-    }
-    if mr == 1 {
-        // SAFETY: reads 4 * k4 bytes of the row and k4 groups of 64 weight bytes (the
-        // contract); writes only the named registers.
-        asm!(
-            "movi v5.8b, #0x80",
-            "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{st}], #64",
-            "ld1 {{v20.4s, v21.4s, v22.4s, v23.4s}}, [{st}]",
-            mull_row1!(),
-            st = inout(reg) start => _,
-            steps = in(reg) steps,
-            rest = in(reg) rest,
-            cnt = out(reg) _,
-            p0 = inout(reg) rows[0] => _,
-            w = inout(reg) b => _,
-            out("v0") _, out("v1") _, out("v2") _, out("v5") _, out("v6") _, out("v7") _,
-            out("v8") _, out("v9") _, out("v10") _, out("v11") _,
-            out("v12") _, out("v13") _, out("v14") _, out("v15") _,
-            out("v16") acc[0][0], out("v17") acc[0][1], out("v18") acc[0][2],
-            out("v19") acc[0][3], out("v20") acc[0][4], out("v21") acc[0][5],
-            out("v22") acc[0][6], out("v23") acc[0][7],
-            options(nostack, readonly),
-        );
-    } else if packed {
-        block!(packed);
-    } else {
-        block!(pack
-            p0 = inout(reg) rows[0] => _,
-            p1 = inout(reg) rows[1] => _,
-        );
-    }
-    let sc = load_scale(scale);
-    for (i, acc) in acc.iter().enumerate().take(mr) {
-        let sum: [int32x4_t; 4] = std::array::from_fn(|j| vpaddq_s32(acc[2 * j], acc[2 * j + 1]));
-        store_row(&sum, nc, &sc, mode, c, ldc, i);
-    }
+    drive::<Mull>(m, n, k4, a, lda, b, bias, scale, mode, c, ldc)
 }
