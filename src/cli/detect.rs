@@ -84,10 +84,12 @@ pub(super) fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 pub(super) fn load_rgb(path: &Path) -> Result<image::RgbImage> {
-    // decoded from memory, as every image speck reads (`io::read_image`)
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let img = image::load_from_memory(&bytes)
-        .with_context(|| format!("{}: not a readable image", path.display()))?;
+    let img = speck::io::read_image(path).map_err(|e| match e {
+        image::ImageError::IoError(e) => {
+            anyhow::Error::new(e).context(format!("{}: cannot open", path.display()))
+        }
+        e => anyhow::Error::new(e).context(format!("{}: not a readable image", path.display())),
+    })?;
     Ok(img.to_rgb8())
 }
 

@@ -142,15 +142,19 @@ row_kernel! {
     /// `sum[c] += x[p * C + c]` over the pixels of `x` (`C = sum.len()` channels).
     fn sum_pixels(x: &[u8], sum: &mut [u32])
     neon: neon::sum_pixels(x, sum);
-    {
-        let c = sum.len();
-        if c == 0 {
-            return;
-        }
-        for px in x.chunks_exact(c) {
-            for (s, &v) in sum.iter_mut().zip(px) {
-                *s += v as u32;
-            }
+    { sum_pixels_portable(x, sum) }
+}
+
+/// [`sum_pixels`]' portable loop (also the NEON kernel's for fewer than 16 channels).
+#[inline(always)]
+fn sum_pixels_portable(x: &[u8], sum: &mut [u32]) {
+    let c = sum.len();
+    if c == 0 {
+        return;
+    }
+    for px in x.chunks_exact(c) {
+        for (s, &v) in sum.iter_mut().zip(px) {
+            *s += v as u32;
         }
     }
 }

@@ -57,11 +57,7 @@ unsafe fn consts(q: QType) -> (int16x8_t, float32x4_t) {
 pub unsafe fn sum_pixels(x: &[u8], sum: &mut [u32]) {
     let c = sum.len();
     if c < W {
-        for px in x.chunks_exact(c.max(1)) {
-            for (s, &v) in sum.iter_mut().zip(px) {
-                *s += v as u32;
-            }
-        }
+        super::sum_pixels_portable(x, sum);
         return;
     }
     let px = x.len() / c;

@@ -41,54 +41,24 @@ const MR: usize = 4;
 macro_rules! sdot_group {
     ($l:literal) => {
         concat!(
-            "sdot v16.4s, v4.16b, v0.4b[",
-            $l,
-            "]\n",
-            "sdot v17.4s, v5.16b, v0.4b[",
-            $l,
-            "]\n",
-            "sdot v18.4s, v6.16b, v0.4b[",
-            $l,
-            "]\n",
-            "sdot v19.4s, v7.16b, v0.4b[",
-            $l,
-            "]\n",
-            "sdot v20.4s, v4.16b, v1.4b[",
-            $l,
-            "]\n",
-            "sdot v21.4s, v5.16b, v1.4b[",
-            $l,
-            "]\n",
-            "sdot v22.4s, v6.16b, v1.4b[",
-            $l,
-            "]\n",
-            "sdot v23.4s, v7.16b, v1.4b[",
-            $l,
-            "]\n",
-            "sdot v24.4s, v4.16b, v2.4b[",
-            $l,
-            "]\n",
-            "sdot v25.4s, v5.16b, v2.4b[",
-            $l,
-            "]\n",
-            "sdot v26.4s, v6.16b, v2.4b[",
-            $l,
-            "]\n",
-            "sdot v27.4s, v7.16b, v2.4b[",
-            $l,
-            "]\n",
-            "sdot v28.4s, v4.16b, v3.4b[",
-            $l,
-            "]\n",
-            "sdot v29.4s, v5.16b, v3.4b[",
-            $l,
-            "]\n",
-            "sdot v30.4s, v6.16b, v3.4b[",
-            $l,
-            "]\n",
-            "sdot v31.4s, v7.16b, v3.4b[",
-            $l,
-            "]\n",
+            sdot_row!($l; 0; 16, 17, 18, 19),
+            sdot_row!($l; 1; 20, 21, 22, 23),
+            sdot_row!($l; 2; 24, 25, 26, 27),
+            sdot_row!($l; 3; 28, 29, 30, 31),
+        )
+    };
+}
+
+/// The 4 `SDOT`s of one c4 group (weights in `v4`-`v7`) for lane `$l` of one row's
+/// activations (`v$x`), into that row's accumulators `v$a`-`v$d`.
+#[rustfmt::skip]
+macro_rules! sdot_row {
+    ($l:literal; $x:literal; $a:literal, $b:literal, $c:literal, $d:literal) => {
+        concat!(
+            "sdot v", $a, ".4s, v4.16b, v", $x, ".4b[", $l, "]\n",
+            "sdot v", $b, ".4s, v5.16b, v", $x, ".4b[", $l, "]\n",
+            "sdot v", $c, ".4s, v6.16b, v", $x, ".4b[", $l, "]\n",
+            "sdot v", $d, ".4s, v7.16b, v", $x, ".4b[", $l, "]\n",
         )
     };
 }
@@ -180,13 +150,13 @@ macro_rules! dot_row1 {
             "ldr q0, [{p0}], #16\n",
             "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
             "eor v0.16b, v0.16b, v8.16b\n",
-            sdot_row1!(0),
+            sdot_row!(0; 0; 16, 17, 18, 19),
             "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
-            sdot_row1!(1),
+            sdot_row!(1; 0; 16, 17, 18, 19),
             "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
-            sdot_row1!(2),
+            sdot_row!(2; 0; 16, 17, 18, 19),
             "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
-            sdot_row1!(3),
+            sdot_row!(3; 0; 16, 17, 18, 19),
             "subs {cnt}, {cnt}, #1\n",
             "b.ne 2b\n",
             "3:\n",
@@ -202,35 +172,15 @@ macro_rules! dot_row1 {
             "8:\n",
             "eor v0.16b, v0.16b, v8.16b\n",
             "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
-            sdot_row1!(0),
+            sdot_row!(0; 0; 16, 17, 18, 19),
             "cmp {rem}, #2\n",
             "b.lo 5f\n",
             "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
-            sdot_row1!(1),
+            sdot_row!(1; 0; 16, 17, 18, 19),
             "b.eq 5f\n",
             "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64\n",
-            sdot_row1!(2),
+            sdot_row!(2; 0; 16, 17, 18, 19),
             "5:\n",
-        )
-    };
-}
-
-/// The 4 `SDOT`s of one c4 group (weights in `v4`-`v7`) for lane `$l` of row 0 (`v0`).
-macro_rules! sdot_row1 {
-    ($l:literal) => {
-        concat!(
-            "sdot v16.4s, v4.16b, v0.4b[",
-            $l,
-            "]\n",
-            "sdot v17.4s, v5.16b, v0.4b[",
-            $l,
-            "]\n",
-            "sdot v18.4s, v6.16b, v0.4b[",
-            $l,
-            "]\n",
-            "sdot v19.4s, v7.16b, v0.4b[",
-            $l,
-            "]\n",
         )
     };
 }
