@@ -168,11 +168,13 @@ fn bench_dwconv(run: &dyn Fn(&str) -> bool) {
                         (gk, copy.as_ptr())
                     }
                 };
-                for oy in 0..oh {
+                let band = (kern.band)(&gk);
+                for oy in (0..oh).step_by(band) {
                     unsafe {
                         (kern.run)(
                             &gk,
                             oy,
+                            band.min(oh - oy),
                             xk,
                             128,
                             packed.as_ptr(),

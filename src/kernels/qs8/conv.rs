@@ -349,33 +349,38 @@ impl ConvQs8 {
                     let row_bytes = ow * m * self.out_elem();
                     let ptrs = (xb as usize, yb as usize);
                     let lut = self.lut();
-                    let one_row = |oy: usize| {
-                        let row = (ptrs.1 as *mut u8).add(oy * row_bytes);
+                    // bands of the rows the kernel computes together
+                    let band = (k.band)(&g).max(1);
+                    let one_band = |b: usize| {
+                        let (oy, rows) = (b * band, band.min(oh - b * band));
+                        let first = (ptrs.1 as *mut u8).add(oy * row_bytes);
                         (k.run)(
                             &g,
                             oy,
+                            rows,
                             ptrs.0 as *const u8,
                             self.q.input.zero_point,
                             wts.as_ptr(),
                             self.bias.as_ptr(),
                             self.scale.as_ptr(),
                             self.mode,
-                            row,
+                            first,
                         );
                         if let Some((t, lk)) = &lut {
-                            lk.apply(t, row, row_bytes);
+                            lk.apply(t, first, rows * row_bytes);
                         }
                     };
-                    let row_macs = (ow * m * g.k[0] * g.k[1]).max(1);
-                    let min_rows = gemm::PAR_MIN_MACS_PER_TASK.div_ceil(row_macs);
-                    if rayon::current_num_threads() > 1 && oh >= 2 * min_rows {
+                    let bands = oh.div_ceil(band);
+                    let band_macs = (band * ow * m * g.k[0] * g.k[1]).max(1);
+                    let min_bands = gemm::PAR_MIN_MACS_PER_TASK.div_ceil(band_macs);
+                    if rayon::current_num_threads() > 1 && bands >= 2 * min_bands {
                         use rayon::prelude::*;
-                        (0..oh)
+                        (0..bands)
                             .into_par_iter()
-                            .with_min_len(min_rows)
-                            .for_each(one_row);
+                            .with_min_len(min_bands)
+                            .for_each(one_band);
                     } else {
-                        (0..oh).for_each(one_row);
+                        (0..bands).for_each(one_band);
                     }
                 }
             }

@@ -31,6 +31,7 @@ pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
 /// # Safety
 /// Pointers as in the contract; the CPU has NEON.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // its own symbol in profiles, not folded into `per_row!`'s closure
 pub unsafe fn dwconv_qs8_kxk_16c_armv7neon(
     g: &DwGeom,
     oy: usize,

@@ -11,6 +11,7 @@ use std::arch::x86_64::*;
 /// Pointers as in the contract; the host must have AVX2.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
+#[inline(never)] // its own symbol in profiles, not folded into `per_row!`'s closure
 pub unsafe fn dwconv_qs8_kxk_16c_avx2(
     g: &DwGeom,
     oy: usize,

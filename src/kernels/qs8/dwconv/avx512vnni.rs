@@ -130,6 +130,7 @@ pub(super) unsafe fn block_params(
 /// Pointers as in the contract; the host must have AVX-512 F/BW and VNNI.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline(never)] // its own symbol in profiles, not folded into `per_row!`'s closure
 pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
     g: &DwGeom,
     oy: usize,

@@ -2,12 +2,16 @@
 //! per instruction; for convs at column stride 1 ([`suits`]).
 //!
 //! `vpdpbusd` sums the 4 bytes of each dword lane. The kernel gives it 4 kernel rows of one
-//! channel in a dword: for each output row it first builds a row-interleaved copy of the
-//! input columns it reads (the scratch, per thread), where dword lane `(L, i)` of plane `k`
-//! holds input rows `4G..4G + 4` (row group `G`) of vector byte `16L + 4k + i`, four
-//! `vpunpck` per 64-byte piece and plane pair. One `vpdpbusd` then does 4 taps (a column of
-//! the kernel) for 16 channels, where a byte-per-channel layout would need one per tap: a
-//! 3 x 3 conv takes 3 per 16 channels instead of 9, a 5 x 5 10 instead of 25.
+//! channel in a dword: for each band of output rows ([`super::row_group_band`]) it first
+//! builds a row-interleaved copy of the input columns the band reads (the scratch, per
+//! thread), where dword lane `(L, i)` of plane `k` holds the band's input rows `4G..4G + 4`
+//! (row group `G`) of vector byte `16L + 4k + i`, four `vpunpck` per 64-byte piece and plane
+//! pair. One `vpdpbusd` then does 4 taps (a column of the kernel) for 16 channels, where a
+//! byte-per-channel layout would need one per tap: a 3 x 3 conv takes 3 per 16 channels
+//! instead of 9, a 5 x 5 10 instead of 25. At row stride and dilation 1 every output row of
+//! the band reads that one copy, row `r` with the kernel's rows shifted `r` bytes on (a 3x3
+//! band is two rows over four input rows, a 5x5 band four rows over eight), so the packing
+//! holds the weights once per shift.
 //!
 //! The scratch also holds the zero point `zx` where a tap falls outside the image, so the
 //! loop has no border path: the zero point is folded, `sum (x - zx) w = sum x w - zx sum w`,
@@ -22,10 +26,11 @@
 //! `vpackssdw` and one `vpackuswb` put the bytes back in order (they work within 128-bit
 //! lanes), clamped with byte min/max (exact for bounds in 0..=255).
 //!
-//! Packing ([`pack`]): per block of 64 channels, per row group, per kernel column, per plane
-//! `k`, 64 bytes (dword lane `(L, i)`, byte `r`: the weight of row `4G + r` of byte
-//! `16L + 4k + i`'s channel), then the block's `sum w` per (plane, lane) as 64 i32; stored in
-//! the `i16` buffer the engine keeps for depthwise weights (opaque bytes here).
+//! Packing ([`pack`]): per block of 64 channels, per shift `t` of the band, per row group, per
+//! kernel column, per plane `k`, 64 bytes (dword lane `(L, i)`, byte `r`: the weight of kernel
+//! row `4G + r - t` of byte `16L + 4k + i`'s channel, zero outside the kernel), then the
+//! block's `sum w` per (plane, lane) as 64 i32; stored in the `i16` buffer the engine keeps
+//! for depthwise weights (opaque bytes here).
 //!
 //! Narrow convs (C = 16 or 32, see [`pixels_per_vector`]) pack `64 / C` neighbouring output
 //! pixels into one vector instead of leaving most lanes idle: vector byte `b` is channel
@@ -36,7 +41,7 @@
 // x86-only module: AVX-512 intrinsics are stable since 1.89, above the crate's Arm MSRV.
 #![allow(clippy::incompatible_msrv)]
 
-use super::DwGeom;
+use super::{row_group_band, DwGeom};
 use crate::kernels::qs8::gemm::EpiMode;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -50,9 +55,14 @@ const PX: usize = 4;
 /// Kernel rows per row group (bytes of a dword).
 const RG: usize = 4;
 
-/// Bytes per block: per row group, kernel column and plane 64 weight bytes, then 64 i32 sums.
+/// Weight bytes of one shift of a block: per row group, kernel column and plane 64 bytes.
+fn shift_bytes(g: &DwGeom) -> usize {
+    g.k[0].div_ceil(RG) * g.k[1] * 4 * CB
+}
+
+/// Bytes per block: the weights once per shift, then 64 i32 sums.
 fn block_bytes(g: &DwGeom) -> usize {
-    g.k[0].div_ceil(RG) * g.k[1] * 4 * CB + CB * 4
+    row_group_band(g) * shift_bytes(g) + CB * 4
 }
 
 /// Chosen at column stride 1 only (it computes any stride). At stride 2 the interleave runs for two input columns per output
@@ -74,12 +84,11 @@ pub fn pixels_per_vector(c: usize) -> usize {
 /// Pack `[C][kh][kw]` int8 weights (see the module doc).
 pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
     let (kh, kw) = (g.k[0], g.k[1]);
-    let groups = kh.div_ceil(RG);
     let pp = pixels_per_vector(g.c);
     // vector bytes with a channel: every channel once, or (packed pixels) all 64
     let lanes = if pp > 1 { CB } else { g.c };
     let blocks = lanes.div_ceil(CB);
-    let bb = block_bytes(g);
+    let (bb, sb, band) = (block_bytes(g), shift_bytes(g), row_group_band(g));
     let mut bytes = vec![0u8; blocks * bb];
     for lane in 0..lanes {
         let c = lane % g.c;
@@ -91,12 +100,16 @@ pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
         for ky in 0..kh {
             for kx in 0..kw {
                 let v = w[(c * kh + ky) * kw + kx];
-                let at = (((ky / RG) * kw + kx) * 4 + k) * CB + dw * 4 + ky % RG;
-                blk[at] = v as u8;
+                for t in 0..band {
+                    // output row `oy + t` reads kernel row `ky` from the band's row `ky + t`
+                    let row = ky + t;
+                    let at = t * sb + (((row / RG) * kw + kx) * 4 + k) * CB + dw * 4 + row % RG;
+                    blk[at] = v as u8;
+                }
                 sum += v as i32;
             }
         }
-        let at = groups * kw * 4 * CB + (k * 16 + dw) * 4;
+        let at = band * sb + (k * 16 + dw) * 4;
         blk[at..at + 4].copy_from_slice(&sum.to_le_bytes());
     }
     bytes
@@ -158,8 +171,8 @@ impl Layout {
     }
 }
 
-/// One output row; see the module doc of `dwconv` for the contract (weights packed by
-/// [`pack`]).
+/// Output rows `oy..oy + rows`, band by band; see the module doc of `dwconv` for the
+/// contract (weights packed by [`pack`]).
 ///
 /// # Safety
 /// Pointers as in the contract; the host must have AVX-512 F/BW and VNNI.
@@ -168,6 +181,7 @@ impl Layout {
 pub unsafe fn dwconv_qs8_kxk_64c_rows4_avx512vnni(
     g: &DwGeom,
     oy: usize,
+    rows: usize,
     x: *const u8,
     zx: i32,
     w: *const i16,
@@ -185,14 +199,23 @@ pub unsafe fn dwconv_qs8_kxk_64c_rows4_avx512vnni(
         buf.as_mut_ptr()
     });
     let blocks = if lay.pp > 1 { 1 } else { g.c.div_ceil(CB) };
-    for b in 0..blocks {
-        let wb = (w as *const u8).add(b * block_bytes(g));
-        block(g, &lay, oy, x, zx, wb, b, bias, scale, mode, sc, out);
+    let band = row_group_band(g);
+    let row_bytes = g.ow * g.c * mode.elem_bytes();
+    let mut r = 0;
+    while r < rows {
+        let n = band.min(rows - r);
+        let out = out.add(r * row_bytes);
+        for b in 0..blocks {
+            let wb = (w as *const u8).add(b * block_bytes(g));
+            block(g, &lay, oy + r, n, x, zx, wb, b, bias, scale, mode, sc, out);
+        }
+        r += n;
     }
 }
 
-/// Fill the scratch with block `b`'s row-interleaved input for output row `oy`: `nq` vectors
-/// per phase from vector `qa` on (scratch vector `i` is vector `qa + i`).
+/// Fill the scratch with block `b`'s row-interleaved input for the band of `n_rows` output rows
+/// from `oy`: `nq` vectors per phase from vector `qa` on (scratch vector `i` is vector
+/// `qa + i`).
 #[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -200,6 +223,7 @@ unsafe fn interleave(
     g: &DwGeom,
     lay: &Layout,
     oy: usize,
+    n_rows: usize,
     x: *const u8,
     zx: i32,
     b: usize,
@@ -214,10 +238,13 @@ unsafe fn interleave(
     let vzx = _mm512_set1_epi8(zx as u8 as i8);
     let zrow = [zx as u8; CB];
     for grp in 0..lay.groups {
+        // the band's rows `t` (row stride and dilation 1 when n_rows > 1); rows past what it
+        // reads (zero weights) and outside the image read `zx`
         let rows: [Option<*const u8>; RG] = std::array::from_fn(|r| {
-            let ky = grp * RG + r;
-            let iy = (oy * g.s[0] + ky * g.d[0]) as isize - g.p[0] as isize;
-            (ky < g.k[0] && iy >= 0 && (iy as usize) < g.h).then(|| x.add(iy as usize * g.w * c))
+            let t = grp * RG + r;
+            let iy = (oy * g.s[0] + t * g.d[0]) as isize - g.p[0] as isize;
+            (t < n_rows - 1 + g.k[0] && iy >= 0 && (iy as usize) < g.h)
+                .then(|| x.add(iy as usize * g.w * c))
         });
         for ph in 0..s {
             let dst: [*mut __m512i; 4] = std::array::from_fn(|k| sc.add(lay.plane(grp, k, ph)));
@@ -351,7 +378,8 @@ unsafe fn load(
     }
 }
 
-/// Block `b` of output row `oy`, a column tile at a time: interleave, then the taps.
+/// Block `b` of the band of `n` output rows from `oy` (`out` its first row), a column tile
+/// at a time: interleave, then the taps of each row.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -359,6 +387,7 @@ unsafe fn block(
     g: &DwGeom,
     lay: &Layout,
     oy: usize,
+    n_rows: usize,
     x: *const u8,
     zx: i32,
     wb: *const u8,
@@ -384,7 +413,8 @@ unsafe fn block(
     // Bias minus zx * sum(w) and the scales, in the accumulators' (plane, lane) order: the
     // block's values are loaded as 64 lanes in byte order (lane l: channel l % C when pixels
     // are packed; lanes past the channels 0), then moved by two-source permutes.
-    let sums = wb.add(lay.groups * kw * 4 * CB) as *const i32;
+    let sums = wb.add(row_group_band(g) * shift_bytes(g)) as *const i32;
+    let row_bytes = g.ow * c * mode.elem_bytes();
     let (bv, sv) = super::avx512vnni::block_params(bias, scale, c0, n, c, pp);
     let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     // dword lane 4L + i of plane k is byte 16L + 4k + i: element 4k + i of part L; the
@@ -419,8 +449,8 @@ unsafe fn block(
             (1u64 << bytes) - 1
         }
     };
-    // `bytes` output values of the vector whose first pixel is `o`.
-    let store = |o: usize, acc: &[__m512i; 4], bytes: usize| {
+    // `bytes` output values of the vector whose first pixel is `o`, in the row at `out`.
+    let store = |out: *mut u8, o: usize, acc: &[__m512i; 4], bytes: usize| {
         let f: [__m512; 4] =
             std::array::from_fn(|k| _mm512_mul_ps(_mm512_cvtepi32_ps(acc[k]), vs[k]));
         if float_out {
@@ -450,10 +480,10 @@ unsafe fn block(
     // `G` output vectors from vector `v0` on, `K` planes: each weight vector is loaded once
     // for all of them, and K * G independent accumulator chains hide vpdpbusd's latency.
     macro_rules! step {
-        ($G:expr, $K:expr, $v0:expr, $va:expr) => {{
+        ($G:expr, $K:expr, $v0:expr, $va:expr, $w:expr, $out:expr) => {{
             let (v0, va): (usize, usize) = ($v0, $va);
             let mut acc = [init; $G];
-            let mut wt = wb;
+            let mut wt: *const u8 = $w;
             // vector v0's pixels start at column v0 * pp + dq of phase ph (bytes of pb) in
             // the tile's scratch, which starts at vector va
             let first = (sc as *const u8).add((v0 - va) * CB);
@@ -482,30 +512,34 @@ unsafe fn block(
             for (v, a) in acc.iter().enumerate() {
                 let o = (v0 + v) * pp;
                 let bytes = if pp > 1 { (g.ow - o).min(pp) * c } else { n };
-                store(o, a, bytes);
+                store($out, o, a, bytes);
             }
         }};
     }
     macro_rules! tile {
-        ($K:expr, $va:expr, $vb:expr) => {{
+        ($K:expr, $va:expr, $vb:expr, $w:expr, $out:expr) => {{
             let mut v = $va;
             while v + PX <= $vb {
-                step!(PX, $K, v, $va);
+                step!(PX, $K, v, $va, $w, $out);
                 v += PX;
             }
             while v < $vb {
-                step!(1, $K, v, $va);
+                step!(1, $K, v, $va, $w, $out);
                 v += 1;
             }
         }};
     }
     for va in (0..lay.vectors).step_by(TILE) {
         let vb = (va + TILE).min(lay.vectors);
-        interleave(g, lay, oy, x, zx, b, sc, va, vb - va + lay.reach);
-        match planes {
-            1 => tile!(1, va, vb),
-            2 => tile!(2, va, vb),
-            _ => tile!(4, va, vb),
+        interleave(g, lay, oy, n_rows, x, zx, b, sc, va, vb - va + lay.reach);
+        // every row of the band over the one interleave, each with its shift's weights
+        for r in 0..n_rows {
+            let (w, out) = (wb.add(r * shift_bytes(g)), out.add(r * row_bytes));
+            match planes {
+                1 => tile!(1, va, vb, w, out),
+                2 => tile!(2, va, vb, w, out),
+                _ => tile!(4, va, vb, w, out),
+            }
         }
     }
 }

@@ -1,6 +1,11 @@
-//! `dwconv_qs8`: depthwise convolution on NHWC u8 activations, one output row per call.
+//! `dwconv_qs8`: depthwise convolution on NHWC u8 activations, a band of output rows per call.
 //!
 //! # Microkernel contract
+//! - **Rows**: a call computes output rows `oy..oy + rows`, stored one after another (row
+//!   `oy + r` at `out + r * ow * C * elem`). A kernel that shares work between neighbouring
+//!   rows (the `SDOT` kernel interleaves input rows once for several output rows) asks for
+//!   bands of [`DwKernel::band`] rows; every kernel takes any `rows`. Kernels written for one
+//!   row are registered through `per_row!`.
 //! - **Input**: one image `[H][W][C]` u8 with zero point `zx`; the kernel may read up to 15
 //!   bytes past a pixel's last channel (the engine's arena keeps that slack). Where the
 //!   kernel's [`DwKernel::input`] asks for it, it reads instead the copy [`frame_input`] makes
@@ -83,9 +88,54 @@ impl DwGeom {
     }
 }
 
-/// A depthwise microkernel: `(geom, oy, x, zx, w, bias, scale, mode, out_row)`.
-pub type DwUkernel =
-    unsafe fn(&DwGeom, usize, *const u8, i32, *const i16, *const i32, *const f32, EpiMode, *mut u8);
+/// A depthwise microkernel: `(geom, oy, rows, x, zx, w, bias, scale, mode, out_rows)`.
+pub type DwUkernel = unsafe fn(
+    &DwGeom,
+    usize,
+    usize,
+    *const u8,
+    i32,
+    *const i16,
+    *const i32,
+    *const f32,
+    EpiMode,
+    *mut u8,
+);
+
+/// The contract's band of rows from a kernel that computes one output row per call
+/// (`(geom, oy, x, zx, w, bias, scale, mode, out_row)`): row by row.
+macro_rules! per_row {
+    ($row:path) => {
+        |g: &DwGeom,
+         oy: usize,
+         rows: usize,
+         x: *const u8,
+         zx: i32,
+         w: *const i16,
+         bias: *const i32,
+         scale: *const f32,
+         mode: EpiMode,
+         out: *mut u8| {
+            let row_bytes = g.ow * g.c * mode.elem_bytes();
+            for r in 0..rows {
+                // SAFETY: the contract's pointers; row `oy + r` is the band's `r`th.
+                unsafe {
+                    $row(
+                        g,
+                        oy + r,
+                        x,
+                        zx,
+                        w,
+                        bias,
+                        scale,
+                        mode,
+                        out.add(r * row_bytes),
+                    )
+                }
+            }
+        }
+    };
+}
 
 /// A registered depthwise kernel.
 #[derive(Clone, Copy, Debug)]
@@ -110,6 +160,8 @@ pub struct DwKernel {
     /// whether the kernel is the best choice for a conv of this geometry (every kernel
     /// computes every geometry; the tests run each on all of them)
     pub suits: fn(&DwGeom) -> bool,
+    /// output rows per call that let the kernel share work between rows (1: none)
+    pub band: fn(&DwGeom) -> usize,
 }
 
 /// What a depthwise kernel reads.
@@ -122,6 +174,19 @@ pub enum Input {
     Framed,
     /// as `Framed`, with every byte XOR 0x80 (`x - 128` as i8)
     FramedSigned,
+}
+
+/// Output rows that one interleave of input rows in groups of four serves (the row-interleaved
+/// kernels' [`DwKernel::band`]): at row stride and dilation 1, output row `oy + r` reads the
+/// band's input rows shifted by `r`, and the rows whose windows fit the `ceil(kh / 4)` groups
+/// of one are `4 * ceil(kh / 4) - kh + 1` (2 for a 3x3, 4 for a 5x5, 2 for 7x7 and 11x11);
+/// otherwise 1.
+pub fn row_group_band(g: &DwGeom) -> usize {
+    if g.s[0] == 1 && g.d[0] == 1 {
+        4 * g.k[0].div_ceil(4) - g.k[0] + 1
+    } else {
+        1
+    }
 }
 
 /// Every geometry ([`DwKernel::suits`]).
@@ -152,30 +217,33 @@ pub fn registry() -> Vec<DwKernel> {
         pixels_per_vector: avx512vnni_rows4::pixels_per_vector,
         input: Input::image,
         suits: avx512vnni_rows4::suits,
+        band: row_group_band,
     });
     #[cfg(target_arch = "x86_64")]
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_64c_avx512vnni",
         level: Level::Avx512Vnni,
-        run: avx512vnni::dwconv_qs8_kxk_64c_avx512vnni,
+        run: per_row!(avx512vnni::dwconv_qs8_kxk_64c_avx512vnni),
         pack: avx512vnni::pack,
         channels: 64,
         no_min_weight: false,
         pixels_per_vector: avx512vnni::pixels_per_vector,
         input: avx512vnni::input,
         suits: any_geometry,
+        band: |_| 1,
     });
     #[cfg(target_arch = "x86_64")]
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_16c_avx2",
         level: Level::Avx2,
-        run: avx2::dwconv_qs8_kxk_16c_avx2,
+        run: per_row!(avx2::dwconv_qs8_kxk_16c_avx2),
         pack: pack_weights,
         channels: 16,
         no_min_weight: false,
         pixels_per_vector: |_| 1,
         input: Input::image,
         suits: any_geometry,
+        band: |_| 1,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {
@@ -188,53 +256,58 @@ pub fn registry() -> Vec<DwKernel> {
         pixels_per_vector: |_| 1,
         input: |_| Input::FramedSigned,
         suits: neondot::suits,
+        band: row_group_band,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_16c_neonmull",
         level: Level::Neon,
-        run: neonmull::dwconv_qs8_kxk_16c_neonmull,
+        run: per_row!(neonmull::dwconv_qs8_kxk_16c_neonmull),
         pack: neonmull::pack,
         channels: 16,
         no_min_weight: true,
         pixels_per_vector: |_| 1,
         input: |_| Input::FramedSigned,
         suits: any_geometry,
+        band: |_| 1,
     });
     #[cfg(target_arch = "aarch64")]
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_16c_neon",
         level: Level::Neon,
-        run: neon::dwconv_qs8_kxk_16c_neon,
+        run: per_row!(neon::dwconv_qs8_kxk_16c_neon),
         pack: pack_weights,
         channels: 16,
         no_min_weight: false,
         pixels_per_vector: |_| 1,
         input: Input::image,
         suits: any_geometry,
+        band: |_| 1,
     });
     #[cfg(target_arch = "arm")]
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_16c_armv7neon",
         level: Level::Neon,
-        run: armv7neon::dwconv_qs8_kxk_16c_armv7neon,
+        run: per_row!(armv7neon::dwconv_qs8_kxk_16c_armv7neon),
         pack: armv7neon::pack,
         channels: 16,
         no_min_weight: false,
         pixels_per_vector: |_| 1,
         input: Input::image,
         suits: any_geometry,
+        band: |_| 1,
     });
     v.push(DwKernel {
         name: "dwconv_qs8_kxk_scalar",
         level: Level::Scalar,
-        run: scalar::dwconv_qs8_kxk_scalar,
+        run: per_row!(scalar::dwconv_qs8_kxk_scalar),
         pack: pack_weights,
         channels: 16,
         no_min_weight: false,
         pixels_per_vector: |_| 1,
         input: Input::image,
         suits: any_geometry,
+        band: |_| 1,
     });
     v
 }

@@ -13,6 +13,7 @@ use std::arch::aarch64::*;
 /// Pointers as in the contract; the host must have NEON (every aarch64 CPU).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon")]
+#[inline(never)] // its own symbol in profiles, not folded into `per_row!`'s closure
 pub unsafe fn dwconv_qs8_kxk_16c_neon(
     g: &DwGeom,
     oy: usize,

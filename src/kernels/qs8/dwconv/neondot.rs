@@ -3,11 +3,16 @@
 //! vector form) adds four byte products per i32 lane, so with a channel's taps from four
 //! kernel rows side by side in a lane's bytes one instruction does 4 channels x 4 taps.
 //!
-//! Per output row and block of 16 channels, the input columns the row reads are first
-//! interleaved into a per-thread scratch ([`interleave`]): for each group of four kernel rows,
-//! column `x` becomes 64 bytes, vector `v` holding channels `4v..4v+3` with their four rows
-//! (`ZIP1`/`ZIP2` of bytes, then of halfwords). A group short of four rows repeats its first
-//! row in the missing places, where the packed weights are zero. Each output pixel then
+//! Per band of output rows ([`row_group_band`]) and block of 16 channels, the input columns the
+//! band reads are first interleaved into a per-thread scratch ([`interleave`]): for each group
+//! of four input rows, column `x` becomes 64 bytes, vector `v` holding channels `4v..4v+3`
+//! with their four rows (`ZIP1`/`ZIP2` of bytes, then of halfwords). Rows past what the band
+//! reads repeat the group's first row, where the packed weights are zero. At row stride and
+//! dilation 1 one interleave serves every row of the band: output row `oy + r` reads the same
+//! groups with the kernel's rows shifted down by `r` lanes, so the packing holds one copy of
+//! the weights per shift (a 3x3 band is two rows over four input rows, a 5x5 band four rows
+//! over eight), and the interleave's cost per output row halves (3x3) or quarters (5x5).
+//! Each output pixel then
 //! needs, per group and kernel column, one four-register load and 4 `SDOT`s: a 3x3 pixel is
 //! 3 loads and 12 `SDOT`s against the weights held in registers (45 instructions with the
 //! requantizing store, against 75 for `dwconv_qs8_kxk_16c_neonmull`), a 5x5 pixel 20 loads
@@ -19,16 +24,16 @@
 //! `neonmull`): every tap is inside it, every byte is `x - 128` as i8, and the zero points
 //! fold into the start values, `bias + (128 - zx) * sum w`.
 //!
-//! Packing ([`pack`]): per block of 16 channels, per row group, per kernel column, 64 bytes
-//! in the interleaved order (byte `16v + 4i + j` is channel `4v + i`, kernel row `4 * group
-//! + j`, zero past the kernel's rows), then `c_pad` i32 sums of each channel's taps, as
-//! opaque bytes in the engine's i16 weight buffer.
+//! Packing ([`pack`]): per block of 16 channels, per shift `r` of the band, per row group,
+//! per kernel column, 64 bytes in the interleaved order (byte `16v + 4i + j` is channel
+//! `4v + i`, kernel row `4 * group + j - r`, zero outside the kernel's rows), then `c_pad` i32
+//! sums of each channel's taps, as opaque bytes in the engine's i16 weight buffer.
 //!
 //! 3x3 and 5x5 blocks of 16 or 8 channels with u8 output at column stride and dilation 1
 //! run an assembly loop over the row's pixels; everything else (f32 outputs, ragged blocks,
 //! other sizes, strides, dilations) the same arithmetic through intrinsics.
 
-use super::{DwGeom, CB};
+use super::{row_group_band, DwGeom, CB};
 use crate::kernels::qs8::gemm::neon::store16;
 use crate::kernels::qs8::gemm::EpiMode;
 use std::arch::aarch64::*;
@@ -46,16 +51,21 @@ pub fn suits(g: &DwGeom) -> bool {
     g.s[1] == 1 && g.d[1] == 1
 }
 
-/// Packed bytes per block of 16 channels.
-fn block_bytes(g: &DwGeom) -> usize {
+/// Packed bytes of one shift's weights of a block of 16 channels.
+fn shift_bytes(g: &DwGeom) -> usize {
     g.k[0].div_ceil(RG) * g.k[1] * COL
+}
+
+/// Packed bytes per block of 16 channels: one set of weights per shift.
+fn block_bytes(g: &DwGeom) -> usize {
+    row_group_band(g) * shift_bytes(g)
 }
 
 /// Pack `[C][kh][kw]` int8 weights (see the module doc).
 pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
     let (kh, kw) = (g.k[0], g.k[1]);
     let cp = g.c_pad();
-    let bb = block_bytes(g);
+    let (bb, sb) = (block_bytes(g), shift_bytes(g));
     let wbytes = cp / CB * bb;
     let mut bytes = vec![0u8; wbytes + 4 * cp];
     for c in 0..g.c {
@@ -63,10 +73,14 @@ pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
         let (v, i) = (lane / 4, lane % 4);
         let mut sum = 0i32;
         for ky in 0..kh {
-            let (grp, j) = (ky / RG, ky % RG);
             for kx in 0..kw {
                 let val = w[(c * kh + ky) * kw + kx];
-                bytes[blk * bb + (grp * kw + kx) * COL + 16 * v + 4 * i + j] = val as u8;
+                for r in 0..row_group_band(g) {
+                    // output row `oy + r` reads kernel row `ky` from input row `oy + r + ky`
+                    let (grp, j) = ((ky + r) / RG, (ky + r) % RG);
+                    bytes[blk * bb + r * sb + (grp * kw + kx) * COL + 16 * v + 4 * i + j] =
+                        val as u8;
+                }
                 sum += val as i32;
             }
         }
@@ -100,8 +114,8 @@ macro_rules! sdot {
     };
 }
 
-/// One output row; see the module doc of `dwconv` for the contract, with the input the
-/// prepared copy (`g` without padding).
+/// Output rows `oy..oy + rows`; see the module doc of `dwconv` for the contract, with the
+/// input the prepared copy (`g` without padding). Runs band by band ([`row_group_band`]).
 ///
 /// # Safety
 /// Pointers as in the contract, weights packed by [`pack`], `x` the prepared signed copy;
@@ -111,6 +125,7 @@ macro_rules! sdot {
 pub unsafe fn dwconv_qs8_kxk_16c_rows4_neondot(
     g: &DwGeom,
     oy: usize,
+    rows: usize,
     x: *const u8,
     zx: i32,
     w: *const i16,
@@ -123,16 +138,57 @@ pub unsafe fn dwconv_qs8_kxk_16c_rows4_neondot(
     if g.ow == 0 {
         return;
     }
+    let band = row_group_band(g);
+    let row_bytes = g.ow * g.c * mode.elem_bytes();
+    let mut r = 0;
+    while r < rows {
+        let n = band.min(rows - r);
+        let x = x as *const i8;
+        let w = w as *const i8;
+        one_band(
+            g,
+            oy + r,
+            n,
+            x,
+            zx,
+            w,
+            bias,
+            scale,
+            mode,
+            out.add(r * row_bytes),
+        );
+        r += n;
+    }
+}
+
+/// Output rows `oy..oy + n`, `n <= row_group_band(g)`: each block's input columns interleaved
+/// once, then every row over them with its shift's weights.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn one_band(
+    g: &DwGeom,
+    oy: usize,
+    n: usize,
+    x: *const i8,
+    zx: i32,
+    w: *const i8,
+    bias: *const i32,
+    scale: *const f32,
+    mode: EpiMode,
+    out: *mut u8,
+) {
     let (kh, kw) = (g.k[0], g.k[1]);
     let groups = kh.div_ceil(RG);
     let ncols = (g.ow - 1) * g.s[1] + (kw - 1) * g.d[1] + 1;
     let cp = g.c_pad();
-    let bb = block_bytes(g);
-    let w = w as *const i8;
+    let (bb, sb) = (block_bytes(g), shift_bytes(g));
     let sums = w.add(cp / CB * bb) as *const i32;
     let fold = vdupq_n_s32(128 - zx);
-    // the output row's first input row
-    let x = (x as *const i8).add(oy * g.s[0] * g.w * g.c);
+    let row_bytes = g.ow * g.c * mode.elem_bytes();
+    // input rows the band reads, from its first: `n - 1 + kh` (row stride and dilation 1
+    // whenever n > 1)
+    let x = x.add(oy * g.s[0] * g.w * g.c);
+    let span = n - 1 + kh;
     let need = groups * ncols * RG;
     let sc = SCRATCH.with_borrow_mut(|buf| {
         if buf.len() < need {
@@ -142,16 +198,16 @@ pub unsafe fn dwconv_qs8_kxk_16c_rows4_neondot(
     });
     let mut c0 = 0;
     while c0 < g.c {
-        let n = CB.min(g.c - c0);
+        let nc = CB.min(g.c - c0);
         for grp in 0..groups {
-            // a group short of four rows repeats its first (the weights there are zero)
+            // rows past the band's repeat the group's first (the weights there are zero)
             let rows: [*const i8; RG] = std::array::from_fn(|j| {
-                let ky = if RG * grp + j < kh {
+                let t = if RG * grp + j < span {
                     RG * grp + j
                 } else {
                     RG * grp
                 };
-                x.add(ky * g.d[0] * g.w * g.c + c0)
+                x.add(t * g.d[0] * g.w * g.c + c0)
             });
             interleave(rows, g.c, ncols, sc.add(grp * ncols * COL));
         }
@@ -162,22 +218,28 @@ pub unsafe fn dwconv_qs8_kxk_16c_rows4_neondot(
                 fold,
             )
         });
-        let block = Block {
-            cols: sc,
-            ncols,
-            w: w.add(c0 / CB * bb),
-            start,
-            scale: scale.add(c0),
-            out: out.add(c0 * mode.elem_bytes()),
-            oc: g.c,
-            pixels: g.ow,
-        };
-        match (mode, g.k, suits(g), n) {
-            (EpiMode::Quant { zp, lo, hi }, [3, 3], true, 16) => block.k3::<16>(zp, lo, hi),
-            (EpiMode::Quant { zp, lo, hi }, [3, 3], true, 8) => block.k3::<8>(zp, lo, hi),
-            (EpiMode::Quant { zp, lo, hi }, [_, 5], true, 16) => block.k5::<16>(groups, zp, lo, hi),
-            (EpiMode::Quant { zp, lo, hi }, [_, 5], true, 8) => block.k5::<8>(groups, zp, lo, hi),
-            _ => block.any(g, groups, n, mode),
+        for r in 0..n {
+            let block = Block {
+                cols: sc,
+                ncols,
+                w: w.add(c0 / CB * bb + r * sb),
+                start,
+                scale: scale.add(c0),
+                out: out.add(r * row_bytes + c0 * mode.elem_bytes()),
+                oc: g.c,
+                pixels: g.ow,
+            };
+            match (mode, g.k, suits(g), nc) {
+                (EpiMode::Quant { zp, lo, hi }, [3, 3], true, 16) => block.k3::<16>(zp, lo, hi),
+                (EpiMode::Quant { zp, lo, hi }, [3, 3], true, 8) => block.k3::<8>(zp, lo, hi),
+                (EpiMode::Quant { zp, lo, hi }, [_, 5], true, 16) => {
+                    block.k5::<16>(groups, zp, lo, hi)
+                }
+                (EpiMode::Quant { zp, lo, hi }, [_, 5], true, 8) => {
+                    block.k5::<8>(groups, zp, lo, hi)
+                }
+                _ => block.any(g, groups, nc, mode),
+            }
         }
         c0 += CB;
     }

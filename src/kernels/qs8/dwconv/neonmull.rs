@@ -58,6 +58,7 @@ pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
 /// copy; the host must have NEON (every aarch64 CPU).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "neon")]
+#[inline(never)] // its own symbol in profiles, not folded into `per_row!`'s closure
 pub unsafe fn dwconv_qs8_kxk_16c_neonmull(
     g: &DwGeom,
     oy: usize,

@@ -8,6 +8,7 @@ use crate::kernels::qs8::gemm::{epilogue_one, EpiMode};
 /// # Safety
 /// Pointers as in the contract.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // its own symbol in profiles, not folded into `per_row!`'s closure
 pub unsafe fn dwconv_qs8_kxk_scalar(
     g: &DwGeom,
     oy: usize,
