@@ -4,8 +4,10 @@
 usage: scripts/bench_peers.py [--runs N] [--sittings N] [--speck target/release/speck] MODEL.onnx...
 Needs the peers venv (see ../shared/peers/README.md): run it with that venv's python.
 For each model and thread count (1, 2) it runs `speck bench --json` and the peers harness
-(`../shared/peers/peers.py`: ONNX Runtime, OpenVINO, tract, fp32 and int8 QDQ), then prints
-one markdown table with median latencies and speck's ratio to each peer (below 1 = faster).
+(`../shared/peers/peers.py`: ONNX Runtime, OpenVINO, tract, fp32 and int8 QDQ; ncnn fp32 where
+MODEL.ncnn.param exists, made with `pnnx MODEL.onnx inputshape=[1,3,H,W]`), then prints one
+markdown table with median latencies and speck's ratio to each peer (below 1 = faster; "-"
+where a peer did not run that model at all, "failed" where it could not load or run it).
 speck also runs the int8 QDQ copy the harness makes (MODEL.qdq.onnx, ONNX Runtime's
 quantize_static) on its int8 engine; int8 peers are compared with speck int8, fp32 peers
 with speck fp32.
@@ -64,7 +66,10 @@ print("|---|---|---|---|" + "---|" * len(names))
 for model, threads, sm, si, peers in rows:
     cells = []
     for n in names:
-        v = peers.get(n)
+        if n not in peers:
+            cells.append("-")
+            continue
+        v = peers[n]
         mine = si if "int8" in n and si is not None else sm
         cells.append("failed" if v is None else f"{v:.2f} ({mine / v:.2f})")
     int8_cell = "-" if si is None else f"{si:.2f}"
