@@ -3,9 +3,9 @@
 //! # Microkernel contract
 //! - **Rows**: a call computes output rows `oy..oy + rows`, stored one after another (row
 //!   `oy + r` at `out + r * ow * C * elem`). A kernel that shares work between neighbouring
-//!   rows (the `SDOT` kernel interleaves input rows once for several output rows) asks for
-//!   bands of [`DwKernel::band`] rows; every kernel takes any `rows`. Kernels written for one
-//!   row are registered through `per_row!`.
+//!   rows (the row-interleaved `SDOT` and `vpdpbusd` kernels interleave input rows once for
+//!   several output rows, [`row_group_band`]) asks for bands of [`DwKernel::band`] rows; every
+//!   kernel takes any `rows`. Kernels written for one row are registered through `per_row!`.
 //! - **Input**: one image `[H][W][C]` u8 with zero point `zx`; the kernel may read up to 15
 //!   bytes past a pixel's last channel (the engine's arena keeps that slack). Where the
 //!   kernel's [`DwKernel::input`] asks for it, it reads instead the copy [`frame_input`] makes
