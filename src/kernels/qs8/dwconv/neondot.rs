@@ -283,57 +283,53 @@ struct Block {
     pixels: usize,
 }
 
-/// `v16`-`v19 += sdot(v0-v3, w$a..w$a+3)`: one kernel column of one group.
+/// `v$a.. += sdot(v$x.., v$w..)`, four registers each: one kernel column of one group for
+/// one pixel (accumulators, interleaved input column, weights).
 macro_rules! col4 {
-    ($w0:literal, $w1:literal, $w2:literal, $w3:literal) => {
+    ($a0:literal, $a1:literal, $a2:literal, $a3:literal;
+     $x0:literal, $x1:literal, $x2:literal, $x3:literal;
+     $w0:literal, $w1:literal, $w2:literal, $w3:literal) => {
         concat!(
-            "sdot v16.4s, v0.16b, v",
-            $w0,
-            ".16b\n",
-            "sdot v17.4s, v1.16b, v",
-            $w1,
-            ".16b\n",
-            "sdot v18.4s, v2.16b, v",
-            $w2,
-            ".16b\n",
-            "sdot v19.4s, v3.16b, v",
-            $w3,
-            ".16b\n",
+            "sdot v", $a0, ".4s, v", $x0, ".16b, v", $w0, ".16b\n", "sdot v", $a1, ".4s, v", $x1,
+            ".16b, v", $w1, ".16b\n", "sdot v", $a2, ".4s, v", $x2, ".16b, v", $w2, ".16b\n",
+            "sdot v", $a3, ".4s, v", $x3, ".16b, v", $w3, ".16b\n",
         )
     };
 }
 
-/// Requantize `v16`-`v19` (`requant16_asm!`: multipliers `v24`-`v27`, zero point `v28`,
-/// bounds `v29`/`v30`) and store `$st` (`v0.16b` or `v0.8b`) at `{out}`, then `{out} += {oc}`.
+/// Requantize accumulators `$a`-`$d` (`requant16_asm!`: multipliers `v24`-`v27`, zero point
+/// `v28`, bounds `v29`/`v30`) and store `$st` (`v0.16b` or `v0.8b`) at `{out}`, then
+/// `{out} += {oc}`.
 macro_rules! requant_store {
-    ($st:literal) => {
+    ($a:literal, $b:literal, $c:literal, $d:literal; $st:literal) => {
         concat!(
-            requant16_asm!(16, 17, 18, 19; 24, 25, 26, 27; 28, 29, 30; 0, 1),
+            requant16_asm!($a, $b, $c, $d; 24, 25, 26, 27; 28, 29, 30; 0, 1),
             "st1 {{", $st, "}}, [{out}], {oc}\n",
         )
     };
 }
 
-/// The store of a block of `N` (16 or 8) channels.
+/// The store of one pixel's accumulators `$a`-`$d` for a block of `N` (16 or 8) channels.
 macro_rules! store_n {
-    (16) => {
-        requant_store!("v0.16b")
+    (16; $a:literal, $b:literal, $c:literal, $d:literal) => {
+        requant_store!($a, $b, $c, $d; "v0.16b")
     };
-    (8) => {
-        requant_store!("v0.8b")
+    (8; $a:literal, $b:literal, $c:literal, $d:literal) => {
+        requant_store!($a, $b, $c, $d; "v0.8b")
     };
 }
 
 impl Block {
     /// A 3x3 window (one row group) at column stride 1, `N` (16 or 8) u8 outputs per pixel:
-    /// the 12 weight vectors stay in `v4`-`v15`.
+    /// the 12 weight vectors stay in `v4`-`v15`; each pixel's accumulators start with one
+    /// load of the start values.
     #[inline(always)]
     unsafe fn k3<const N: usize>(&self, zp: i32, lo: i32, hi: i32) {
         macro_rules! body {
             ($n:tt) => {
-                // SAFETY: reads 3 interleaved columns per pixel (inside the scratch row) and
-                // 3 x 64 weight bytes; writes `$n` bytes per pixel, `oc` apart (the
-                // contract's output row).
+                // SAFETY: reads 3 interleaved columns per pixel (inside the scratch row),
+                // 3 x 64 weight bytes and the 64 bytes of start values; writes `$n` bytes per
+                // pixel, `oc` apart (the contract's output row).
                 asm!(
                     "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{w}], #64",
                     "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}], #64",
@@ -343,23 +339,21 @@ impl Block {
                     "dup v29.16b, {lo:w}",
                     "dup v30.16b, {hi:w}",
                     "2:",
-                    "mov v16.16b, v20.16b",
-                    "mov v17.16b, v21.16b",
-                    "mov v18.16b, v22.16b",
-                    "mov v19.16b, v23.16b",
+                    "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{start}]",
                     // columns x, x + 1, x + 2; the next pixel starts at x + 1
                     "ld1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{p}], #64",
-                    col4!(4, 5, 6, 7),
+                    col4!(16, 17, 18, 19; 0, 1, 2, 3; 4, 5, 6, 7),
                     "ld1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{p}], #64",
-                    col4!(8, 9, 10, 11),
+                    col4!(16, 17, 18, 19; 0, 1, 2, 3; 8, 9, 10, 11),
                     "ld1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{p}]",
-                    col4!(12, 13, 14, 15),
+                    col4!(16, 17, 18, 19; 0, 1, 2, 3; 12, 13, 14, 15),
                     "sub {p}, {p}, #64",
-                    store_n!($n),
+                    store_n!($n; 16, 17, 18, 19),
                     "subs {count}, {count}, #1",
                     "b.ne 2b",
                     w = inout(reg) self.w => _,
                     scale = in(reg) self.scale,
+                    start = in(reg) self.start.as_ptr(),
                     zp = in(reg) zp,
                     lo = in(reg) lo,
                     hi = in(reg) hi,
@@ -367,8 +361,6 @@ impl Block {
                     out = inout(reg) self.out => _,
                     oc = in(reg) self.oc,
                     count = inout(reg) self.pixels => _,
-                    in("v20") self.start[0], in("v21") self.start[1],
-                    in("v22") self.start[2], in("v23") self.start[3],
                     out("v0") _, out("v1") _, out("v2") _, out("v3") _,
                     out("v4") _, out("v5") _, out("v6") _, out("v7") _,
                     out("v8") _, out("v9") _, out("v10") _, out("v11") _,
@@ -388,53 +380,99 @@ impl Block {
     }
 
     /// A kernel 5 columns wide (`groups` row groups) at column stride 1, `N` (16 or 8) u8
-    /// outputs per pixel: the weights are re-read per pixel, a column's 4 vectors per load.
+    /// outputs per pixel. The weights are re-read per pixel, so pixels go in pairs: per
+    /// kernel column one weight load serves both, and the pair's six input columns are
+    /// loaded once (pixel `x + 1`'s column `k` is pixel `x`'s column `k + 1`): per group 6
+    /// column and 5 weight loads for 40 `SDOT`s, against 10 and 10 for two single pixels.
+    /// An odd last pixel runs alone.
     #[inline(always)]
     unsafe fn k5<const N: usize>(&self, groups: usize, zp: i32, lo: i32, hi: i32) {
+        // Step `k` of a pair (accumulators v16-v19 and v12-v15): load column `k + 1` into the
+        // register set `$next` and weight column `k`, then pixel x takes column `k` (`$cur`)
+        // and pixel x + 1 column `k + 1`.
+        macro_rules! pair_col {
+            ($n0:literal, $n1:literal, $n2:literal, $n3:literal;
+             $c0:literal, $c1:literal, $c2:literal, $c3:literal) => {
+                concat!(
+                    "ld1 {{v", $n0, ".16b, v", $n1, ".16b, v", $n2, ".16b, v", $n3,
+                    ".16b}}, [{q}], #64\n",
+                    "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{wp}], #64\n",
+                    col4!(16, 17, 18, 19; $c0, $c1, $c2, $c3; 4, 5, 6, 7),
+                    col4!(12, 13, 14, 15; $n0, $n1, $n2, $n3; 4, 5, 6, 7),
+                )
+            };
+        }
+        // One pixel: load column `k` and weight column `k`.
         macro_rules! col {
             () => {
                 concat!(
                     "ld1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{q}], #64\n",
                     "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{wp}], #64\n",
-                    col4!(4, 5, 6, 7),
+                    col4!(16, 17, 18, 19; 0, 1, 2, 3; 4, 5, 6, 7),
                 )
             };
         }
         macro_rules! body {
             ($n:tt) => {
-                // SAFETY: reads 5 interleaved columns of each group per pixel (inside the
-                // scratch) and the block's weights; writes `$n` bytes per pixel, `oc` apart.
+                // SAFETY: reads 5 (a pair: 6) interleaved columns of each group per pixel
+                // (inside the scratch), the block's weights and the 64 bytes of start
+                // values; writes `$n` bytes per pixel, `oc` apart.
                 asm!(
                     "ld1 {{v24.4s, v25.4s, v26.4s, v27.4s}}, [{scale}]",
                     "dup v28.8h, {zp:w}",
                     "dup v29.16b, {lo:w}",
                     "dup v30.16b, {hi:w}",
-                    "2:",
-                    "mov v16.16b, v20.16b",
-                    "mov v17.16b, v21.16b",
-                    "mov v18.16b, v22.16b",
-                    "mov v19.16b, v23.16b",
+                    "cmp {count}, #2",
+                    "b.lo 5f",
+                    // pairs of pixels
+                    "4:",
+                    "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{start}]",
+                    "ld1 {{v12.4s, v13.4s, v14.4s, v15.4s}}, [{start}]",
+                    "mov {wp}, {w}",
+                    "mov {q}, {p}",
+                    "mov {g}, {groups}",
+                    "6:",
+                    "ld1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{q}], #64",
+                    pair_col!(8, 9, 10, 11; 0, 1, 2, 3),
+                    pair_col!(0, 1, 2, 3; 8, 9, 10, 11),
+                    pair_col!(8, 9, 10, 11; 0, 1, 2, 3),
+                    pair_col!(0, 1, 2, 3; 8, 9, 10, 11),
+                    pair_col!(8, 9, 10, 11; 0, 1, 2, 3),
+                    // from past the pair's 6 columns to the next group's first
+                    "add {q}, {q}, {gstep2}",
+                    "subs {g}, {g}, #1",
+                    "b.ne 6b",
+                    "add {p}, {p}, #128",
+                    store_n!($n; 16, 17, 18, 19),
+                    store_n!($n; 12, 13, 14, 15),
+                    "sub {count}, {count}, #2",
+                    "cmp {count}, #2",
+                    "b.hs 4b",
+                    "5:",
+                    "cbz {count}, 7f",
+                    // the last pixel alone
+                    "ld1 {{v16.4s, v17.4s, v18.4s, v19.4s}}, [{start}]",
                     "mov {wp}, {w}",
                     "mov {q}, {p}",
                     "mov {g}, {groups}",
                     "3:",
                     col!(), col!(), col!(), col!(), col!(),
-                    // the next group's columns of this pixel
-                    "add {q}, {q}, {gstep}",
+                    "add {q}, {q}, {gstep1}",
                     "subs {g}, {g}, #1",
                     "b.ne 3b",
-                    "add {p}, {p}, #64",
-                    store_n!($n),
-                    "subs {count}, {count}, #1",
-                    "b.ne 2b",
+                    store_n!($n; 16, 17, 18, 19),
+                    "7:",
                     w = in(reg) self.w,
                     wp = out(reg) _,
                     q = out(reg) _,
                     g = out(reg) _,
                     groups = in(reg) groups,
-                    // from past a group's 5 columns to the next group's first
-                    gstep = in(reg) (self.ncols - 5) * COL,
+                    // from past a group's 5 (a pair's 6) columns to the next group's first
+                    gstep1 = in(reg) (self.ncols - 5) * COL,
+                    // (used only with two pixels or more, when ncols >= 6)
+                    gstep2 = in(reg) (self.ncols.max(6) - 6) * COL,
                     scale = in(reg) self.scale,
+                    start = in(reg) self.start.as_ptr(),
                     zp = in(reg) zp,
                     lo = in(reg) lo,
                     hi = in(reg) hi,
@@ -442,10 +480,10 @@ impl Block {
                     out = inout(reg) self.out => _,
                     oc = in(reg) self.oc,
                     count = inout(reg) self.pixels => _,
-                    in("v20") self.start[0], in("v21") self.start[1],
-                    in("v22") self.start[2], in("v23") self.start[3],
                     out("v0") _, out("v1") _, out("v2") _, out("v3") _,
                     out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+                    out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+                    out("v12") _, out("v13") _, out("v14") _, out("v15") _,
                     out("v16") _, out("v17") _, out("v18") _, out("v19") _,
                     out("v24") _, out("v25") _, out("v26") _, out("v27") _,
                     out("v28") _, out("v29") _, out("v30") _,
