@@ -13,9 +13,10 @@
 //! the weights per shift (a 3x3 band is two rows over four input rows, a 5x5 band four rows
 //! over eight), and the interleave's cost per output row halves (3x3) or quarters (5x5).
 //! Each output pixel then needs, per group and kernel column, one four-register load and 4
-//! `SDOT`s: a 3x3 pixel is 3 loads and 12 `SDOT`s against the weights held in registers (45
+//! `SDOT`s: a 3x3 pixel is 3 loads and 12 `SDOT`s against the weights held in registers (40
 //! instructions with the requantizing store, against 75 for `dwconv_qs8_kxk_16c_neonmull`), a
-//! 5x5 pixel 20 loads and 40 `SDOT`s (93 against 170); the interleave adds about 17 per input
+//! 5x5 pixel 40 `SDOT`s with its input and weight loads, which a pair of pixels shares (about
+//! 80 instructions per pixel in pairs, against 170); the interleave adds about 17 per input
 //! column and group, shared by the band's rows.
 //! At a column stride of 2 it runs for two columns per pixel, which is why the kernel
 //! `suits` column stride 1 only (and dilation 1 across columns).
