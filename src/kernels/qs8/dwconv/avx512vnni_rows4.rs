@@ -199,17 +199,15 @@ pub unsafe fn dwconv_qs8_kxk_64c_rows4_avx512vnni(
         buf.as_mut_ptr()
     });
     let blocks = if lay.pp > 1 { 1 } else { g.c.div_ceil(CB) };
-    let band = row_group_band(g);
+    let (band, bb) = (row_group_band(g), block_bytes(g));
     let row_bytes = g.ow * g.c * mode.elem_bytes();
-    let mut r = 0;
-    while r < rows {
+    for r in (0..rows).step_by(band) {
         let n = band.min(rows - r);
         let out = out.add(r * row_bytes);
         for b in 0..blocks {
-            let wb = (w as *const u8).add(b * block_bytes(g));
+            let wb = (w as *const u8).add(b * bb);
             block(g, &lay, oy + r, n, x, zx, wb, b, bias, scale, mode, sc, out);
         }
-        r += n;
     }
 }
 
@@ -413,7 +411,8 @@ unsafe fn block(
     // Bias minus zx * sum(w) and the scales, in the accumulators' (plane, lane) order: the
     // block's values are loaded as 64 lanes in byte order (lane l: channel l % C when pixels
     // are packed; lanes past the channels 0), then moved by two-source permutes.
-    let sums = wb.add(row_group_band(g) * shift_bytes(g)) as *const i32;
+    let sb = shift_bytes(g);
+    let sums = wb.add(row_group_band(g) * sb) as *const i32;
     let row_bytes = g.ow * c * mode.elem_bytes();
     let (bv, sv) = super::avx512vnni::block_params(bias, scale, c0, n, c, pp);
     let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
@@ -534,7 +533,7 @@ unsafe fn block(
         interleave(g, lay, oy, n_rows, x, zx, b, sc, va, vb - va + lay.reach);
         // every row of the band over the one interleave, each with its shift's weights
         for r in 0..n_rows {
-            let (w, out) = (wb.add(r * shift_bytes(g)), out.add(r * row_bytes));
+            let (w, out) = (wb.add(r * sb), out.add(r * row_bytes));
             match planes {
                 1 => tile!(1, va, vb, w, out),
                 2 => tile!(2, va, vb, w, out),

@@ -66,7 +66,7 @@ fn block_bytes(g: &DwGeom) -> usize {
 pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
     let (kh, kw) = (g.k[0], g.k[1]);
     let cp = g.c_pad();
-    let (bb, sb) = (block_bytes(g), shift_bytes(g));
+    let (bb, sb, band) = (block_bytes(g), shift_bytes(g), row_group_band(g));
     let wbytes = cp / CB * bb;
     let mut bytes = vec![0u8; wbytes + 4 * cp];
     for c in 0..g.c {
@@ -76,7 +76,7 @@ pub fn pack(w: &[i8], g: &DwGeom) -> Vec<i16> {
         for ky in 0..kh {
             for kx in 0..kw {
                 let val = w[(c * kh + ky) * kw + kx];
-                for r in 0..row_group_band(g) {
+                for r in 0..band {
                     // output row `oy + r` reads kernel row `ky` from input row `oy + r + ky`
                     let (grp, j) = ((ky + r) / RG, (ky + r) % RG);
                     bytes[blk * bb + r * sb + (grp * kw + kx) * COL + 16 * v + 4 * i + j] =
@@ -141,11 +141,9 @@ pub unsafe fn dwconv_qs8_kxk_16c_rows4_neondot(
     }
     let band = row_group_band(g);
     let row_bytes = g.ow * g.c * mode.elem_bytes();
-    let mut r = 0;
-    while r < rows {
+    let (x, w) = (x as *const i8, w as *const i8);
+    for r in (0..rows).step_by(band) {
         let n = band.min(rows - r);
-        let x = x as *const i8;
-        let w = w as *const i8;
         one_band(
             g,
             oy + r,
@@ -158,7 +156,6 @@ pub unsafe fn dwconv_qs8_kxk_16c_rows4_neondot(
             mode,
             out.add(r * row_bytes),
         );
-        r += n;
     }
 }
 
