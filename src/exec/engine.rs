@@ -6,7 +6,7 @@
 //! same time, one workspace per worker thread, all reading the same weights.
 
 use super::memory::{self, MemoryPlan};
-use super::step::{Slot, Step};
+use super::step::{Kernel, Slot, Step};
 use crate::model::Graph;
 use crate::tensor::Tensor;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -122,6 +122,7 @@ pub struct Engine {
 fn plan_steps(
     graph: &mut Graph,
     slot_in: &dyn Fn(&Graph, usize) -> Slot,
+    aliased: &[bool],
     opts: &EngineOptions,
 ) -> Result<Vec<Step>, RunError> {
     let mut readers_left = vec![0usize; graph.values.len()];
@@ -154,6 +155,10 @@ fn plan_steps(
             op: n.op.name(),
             source,
         })?;
+        if aliased[i] {
+            // its outputs are views into its input's storage (memory::plan)
+            step.kernel = Kernel::View;
+        }
         step.release_packed_inputs();
         steps.push(step);
         if let crate::ops::Op::Int8(q) = &mut graph.nodes[i].op {
@@ -190,8 +195,7 @@ impl Engine {
             log::warn!("fp16 arithmetic asked for, but this CPU has none: float convs run in f32");
         }
         super::footprint::log_rss("after the graph passes");
-        let is_view: Vec<bool> = graph.nodes.iter().map(|n| n.op.is_view()).collect();
-        let memory = memory::plan(&graph, &is_view);
+        let memory = memory::plan(&graph);
         let arena_bytes = (memory.arena_len as u64).saturating_mul(4);
         if arena_bytes > MAX_ARENA_BYTES {
             return Err(RunError::Plan(format!(
@@ -225,7 +229,7 @@ impl Engine {
             }
         }
         let (parameters, weight_bytes) = (graph.parameter_count(), graph.weight_bytes());
-        let steps = plan_steps(&mut graph, &slot_in, opts)?;
+        let steps = plan_steps(&mut graph, &slot_in, &memory.aliased, opts)?;
         super::footprint::log_rss("after planning the steps");
         let scratch_len = steps.iter().map(Step::scratch_len).max().unwrap_or(0);
         let input_slots = graph
