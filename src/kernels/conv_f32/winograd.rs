@@ -85,9 +85,9 @@ trait Variant {
     /// `U = G g Gt` of one 3x3 kernel `g`, row-major `(T + 2) x (T + 2)` in `u`
     fn transform_kernel(g: &[f32], u: &mut [f32]);
     /// `Bt x` for the `T + 2` inputs `x[i][j]` of patches `j`, into `y[k][j]` (`len` patches)
-    fn bt(x: &[&[f32]], y: &mut [[f32; NR]], len: usize);
+    fn bt<Y: AsMut<[f32]>>(x: &[&[f32]], y: &mut [Y], len: usize);
     /// `At x` for the `T + 2` inputs `x[i][j]`, into `y[k][j]` (`len` patches)
-    fn at(x: &[&[f32]], y: &mut [[f32; NR]], len: usize);
+    fn at<Y: AsMut<[f32]>>(x: &[&[f32]], y: &mut [Y], len: usize);
 }
 
 /// F(2x2, 3x3): `G` = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]], `Bt` =
@@ -121,7 +121,7 @@ fn g_g_gt(gm: &[[f64; 3]], g: &[f32], u: &mut [f32]) {
 /// `out[j] = f(ins..)[j]` over `len` patches (zipped slices, so it vectorises).
 macro_rules! lanes {
     ($out:expr, $len:expr, [$($v:ident = $s:expr),+] => $e:expr) => {{
-        let out = &mut $out[..$len];
+        let out = &mut $out.as_mut()[..$len];
         $(let $v = &$s[..$len];)+
         for j in 0..$len {
             $(let $v = $v[j];)+
@@ -145,7 +145,7 @@ impl Variant for F23 {
     }
 
     #[inline(always)]
-    fn bt(x: &[&[f32]], y: &mut [[f32; NR]], len: usize) {
+    fn bt<Y: AsMut<[f32]>>(x: &[&[f32]], y: &mut [Y], len: usize) {
         let [x0, x1, x2, x3] = [x[0], x[1], x[2], x[3]];
         lanes!(y[0], len, [a = x0, b = x2] => a - b);
         lanes!(y[1], len, [a = x1, b = x2] => a + b);
@@ -154,7 +154,7 @@ impl Variant for F23 {
     }
 
     #[inline(always)]
-    fn at(x: &[&[f32]], y: &mut [[f32; NR]], len: usize) {
+    fn at<Y: AsMut<[f32]>>(x: &[&[f32]], y: &mut [Y], len: usize) {
         let [x0, x1, x2, x3] = [x[0], x[1], x[2], x[3]];
         lanes!(y[0], len, [a = x0, b = x1, c = x2] => a + b + c);
         lanes!(y[1], len, [b = x1, c = x2, d = x3] => b - c - d);
@@ -178,7 +178,7 @@ impl Variant for F43 {
     }
 
     #[inline(always)]
-    fn bt(x: &[&[f32]], y: &mut [[f32; NR]], len: usize) {
+    fn bt<Y: AsMut<[f32]>>(x: &[&[f32]], y: &mut [Y], len: usize) {
         let [x0, x1, x2, x3, x4, x5] = [x[0], x[1], x[2], x[3], x[4], x[5]];
         lanes!(y[0], len, [a = x0, c = x2, e = x4] => 4.0 * a - 5.0 * c + e);
         lanes!(y[1], len, [b = x1, c = x2, d = x3, e = x4] => (d + e) - 4.0 * (b + c));
@@ -189,7 +189,7 @@ impl Variant for F43 {
     }
 
     #[inline(always)]
-    fn at(x: &[&[f32]], y: &mut [[f32; NR]], len: usize) {
+    fn at<Y: AsMut<[f32]>>(x: &[&[f32]], y: &mut [Y], len: usize) {
         let [x0, x1, x2, x3, x4, x5] = [x[0], x[1], x[2], x[3], x[4], x[5]];
         lanes!(y[0], len, [a = x0, b = x1, c = x2, d = x3, e = x4] => a + (b + c) + (d + e));
         lanes!(y[1], len, [b = x1, c = x2, d = x3, e = x4] => (b - c) + 2.0 * (d - e));
@@ -361,19 +361,25 @@ fn transform_run<V: Variant>(
         }
         V::bt(&ins[..p], sr, len);
     }
-    // Bt (d B): for each column transform k, the rows' values are its inputs
-    let mut col = [[0.0f32; NR]; 6];
+    // Bt (d B): for each column transform k, the rows' values are its inputs; its outputs go
+    // straight to their panels, point (i, k) at v[(i * p + k) * c + ci][j0..]
     #[allow(clippy::needless_range_loop)]
     for k in 0..p {
         let mut ins: [&[f32]; 6] = [&[]; 6];
         for (r, x) in ins.iter_mut().enumerate().take(p) {
             *x = &s[r][k][..len];
         }
-        V::bt(&ins[..p], &mut col, len);
-        for (i, row) in col.iter().enumerate().take(p) {
-            let at = ((i * p + k) * c + ci) * NR + j0;
-            v[at..at + len].copy_from_slice(&row[..len]);
+        let stride = p * c * NR;
+        let first = (k * c + ci) * NR + j0;
+        let mut outs: [&mut [f32]; 6] = Default::default();
+        let mut rest = &mut v[first..];
+        for (i, o) in outs.iter_mut().enumerate().take(p) {
+            let (run, tail) =
+                std::mem::take(&mut rest).split_at_mut(if i + 1 < p { stride } else { len });
+            *o = &mut run[..len];
+            rest = tail;
         }
+        V::bt(&ins[..p], &mut outs[..p], len);
     }
 }
 
