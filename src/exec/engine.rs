@@ -141,7 +141,7 @@ fn plan_steps(
         }
     }
     let mut steps = Vec::with_capacity(graph.nodes.len());
-    for i in 0..graph.nodes.len() {
+    for (i, &aliased) in aliased.iter().enumerate().take(graph.nodes.len()) {
         let n = &graph.nodes[i];
         let mut step = Step::new(
             graph,
@@ -155,7 +155,7 @@ fn plan_steps(
             op: n.op.name(),
             source,
         })?;
-        if aliased[i] {
+        if aliased {
             // its outputs are views into its input's storage (memory::plan)
             step.kernel = Kernel::View;
         }
