@@ -311,9 +311,12 @@ impl Scratch {
 }
 
 /// `v[xi][ci][j0 + j] = (Bt d B)[xi]` for the patches of one run of one channel (`img` its
-/// `h x w` plane).
+/// `h x w` plane). On x86 it is inlined into the job compiled for the microkernel's ISA (so
+/// it vectorises that wide); elsewhere one copy per transform serves every activation's job
+/// (a call per run and channel; the board binary stays under its size limit).
 #[allow(clippy::too_many_arguments)]
-#[inline(always)]
+#[cfg_attr(target_arch = "x86_64", inline(always))]
+#[cfg_attr(not(target_arch = "x86_64"), inline(never))]
 fn transform_run<V: Variant>(
     img: &[f32],
     [h, w]: [usize; 2],
