@@ -262,13 +262,16 @@ fn elementwise_kernels_follow_their_definitions() {
         assert!((qo.dequantize(g[ch]) - mean).abs() <= qo.scale * 0.51);
     }
     // every level: the integer sum's mean, on odd sizes and batches
-    // (past 256 pixels: the NEON kernel's u16 sums are widened in runs)
+    // (past 256 pixels: the NEON kernel's u16 sums are widened in runs; it sums four pixels a
+    // step, so pixel counts with every remainder mod 4)
     for (n, hw, c) in [
         (2, 37, 19),
         (1, 49, 960),
         (1, 1, 5),
         (3, 200, 72),
         (1, 700, 40),
+        (1, 259, 33),
+        (2, 6, 16),
     ] {
         let x = rng.bytes(n * hw * c);
         let want: Vec<u8> = (0..n * c)

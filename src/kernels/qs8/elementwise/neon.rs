@@ -73,19 +73,35 @@ pub unsafe fn sum_pixels(x: &[u8], sum: &mut [u32]) {
     }
 }
 
-/// The sums over `px` pixels (`c` bytes apart) of the 16 channels at `x`.
+/// The sums over `px` pixels (`c` bytes apart) of the 16 channels at `x`: four pixels a step
+/// into two pairs of u16 accumulators (15 instructions for four pixels, against 7 a pixel
+/// one at a time), added together and widened every 256 pixels (at most 65280 a lane).
 #[inline(always)]
 unsafe fn sum_block16(x: *const u8, c: usize, px: usize) -> [u32; W] {
     let mut acc = [vdupq_n_u32(0); 4];
+    let add = |lo: &mut uint16x8_t, hi: &mut uint16x8_t, v: uint8x16_t| {
+        *lo = vaddw_u8(*lo, vget_low_u8(v));
+        *hi = vaddw_high_u8(*hi, v);
+    };
     let mut p0 = 0;
     while p0 < px {
         let p1 = (p0 + 256).min(px);
-        let (mut lo, mut hi) = (vdupq_n_u16(0), vdupq_n_u16(0));
-        for p in p0..p1 {
-            let v = vld1q_u8(x.add(p * c));
-            lo = vaddw_u8(lo, vget_low_u8(v));
-            hi = vaddw_high_u8(hi, v);
+        let [mut lo, mut hi, mut lo2, mut hi2] = [vdupq_n_u16(0); 4];
+        let mut at = x.add(p0 * c);
+        let mut left = p1 - p0;
+        while left >= 4 {
+            add(&mut lo, &mut hi, vld1q_u8(at));
+            add(&mut lo2, &mut hi2, vld1q_u8(at.add(c)));
+            add(&mut lo, &mut hi, vld1q_u8(at.add(2 * c)));
+            add(&mut lo2, &mut hi2, vld1q_u8(at.add(3 * c)));
+            at = at.add(4 * c);
+            left -= 4;
         }
+        for _ in 0..left {
+            add(&mut lo, &mut hi, vld1q_u8(at));
+            at = at.add(c);
+        }
+        let (lo, hi) = (vaddq_u16(lo, lo2), vaddq_u16(hi, hi2));
         acc[0] = vaddw_u16(acc[0], vget_low_u16(lo));
         acc[1] = vaddw_high_u16(acc[1], lo);
         acc[2] = vaddw_u16(acc[2], vget_low_u16(hi));
