@@ -280,41 +280,83 @@ fn planar_dims(taps: &[Vec<Vec<(usize, f32)>>], in_shape: &[usize]) -> Option<Pl
     })
 }
 
-/// An axis's taps as one or two `(index, weight)` pairs per output index and their count,
-/// when no output index has more (linear and nearest modes) and every index is below `len`.
-#[allow(clippy::type_complexity)]
-fn pairs(taps: &[Vec<(usize, f32)>], len: usize) -> Option<Vec<([(usize, f32); 2], u8)>> {
-    taps.iter()
-        .map(|t| match t[..] {
-            [a] if a.0 < len => Some(([a, a], 1)),
-            [a, b] if a.0 < len && b.0 < len => Some(([a, b], 2)),
-            _ => None,
-        })
-        .collect()
+/// An axis's taps as two columns per output index, when no output index has more than two
+/// (linear and nearest modes) and every index is below `len`. A lone tap's second index
+/// repeats the first with weight 0 and a zero mask: its value is read as +0, so its term
+/// `(wh * 0) * 0` adds +0, which leaves any sum as it was (a sum that starts at +0 is never
+/// -0), whatever the value (an infinity times 0 would be NaN).
+struct Pairs {
+    idx: Vec<[u32; 2]>,
+    w0: Vec<f32>,
+    w1: Vec<f32>,
+    /// all ones where the second tap is real, 0 for a lone tap
+    mask1: Vec<u32>,
 }
+
+fn pairs(taps: &[Vec<(usize, f32)>], len: usize) -> Option<Pairs> {
+    let fits = |i: usize| i < len && u32::try_from(i).is_ok();
+    let mut p = Pairs {
+        idx: Vec::with_capacity(taps.len()),
+        w0: Vec::with_capacity(taps.len()),
+        w1: Vec::with_capacity(taps.len()),
+        mask1: Vec::with_capacity(taps.len()),
+    };
+    for t in taps {
+        let ((i0, w0), (i1, w1), m) = match t[..] {
+            [a] if fits(a.0) => (a, (a.0, 0.0), 0),
+            [a, b] if fits(a.0) && fits(b.0) => (a, b, u32::MAX),
+            _ => return None,
+        };
+        p.idx.push([i0 as u32, i1 as u32]);
+        p.w0.push(w0);
+        p.w1.push(w1);
+        p.mask1.push(m);
+    }
+    Some(p)
+}
+
+/// Output pixels per block of [`pairs_row`].
+const PAIR_BLOCK: usize = 16;
 
 /// One output row of an NCHW resize from its H taps' input rows and weights `rows` and the W
 /// taps `pw` ([`pairs`]): per pixel the planar path's sum, in its order (H taps outer, W taps
-/// inner, weight `wh * ww`, from 0), the rows found once per output row, not per pixel;
-/// `H` (1 or 2) is known at compile time, so the rows and their weights stay in registers.
+/// inner, weight `wh * ww`, from 0). Per block of pixels the taps' values are gathered first
+/// (the only scalar part), then the weights and sums run as vectors.
 #[inline(always)]
-fn pairs_row<const H: usize>(
-    rows: [(&[f32], f32); H],
-    pw: &[([(usize, f32); 2], u8)],
-    out: &mut [f32],
-) {
-    for (dst, &([(i0, w0), (i1, w1)], nw)) in out.iter_mut().zip(pw) {
-        let mut acc = 0.0f32;
-        for &(row, wh) in &rows {
-            // SAFETY: `pairs` checked every W index against the row length.
-            unsafe {
-                acc += (wh * w0) * *row.get_unchecked(i0);
-                if nw == 2 {
-                    acc += (wh * w1) * *row.get_unchecked(i1);
+fn pairs_row<const H: usize>(rows: [(&[f32], f32); H], pw: &Pairs, out: &mut [f32]) {
+    const B: usize = PAIR_BLOCK;
+    let blocks = out
+        .chunks_mut(B)
+        .zip(pw.idx.chunks(B))
+        .zip(pw.w0.chunks(B).zip(pw.w1.chunks(B)))
+        .zip(pw.mask1.chunks(B));
+    for (((dst, idx), (w0, w1)), m1) in blocks {
+        let n = dst.len();
+        // g[h][k][j]: row h's value at pixel j's tap k (bits, the second masked below)
+        let mut g = [[[0u32; B]; 2]; H];
+        for (j, &[i0, i1]) in idx.iter().enumerate() {
+            for (gh, &(row, _)) in g.iter_mut().zip(&rows) {
+                // SAFETY: `pairs` checked every index against the row length.
+                unsafe {
+                    gh[0][j] = row.get_unchecked(i0 as usize).to_bits();
+                    gh[1][j] = row.get_unchecked(i1 as usize).to_bits();
                 }
             }
         }
-        *dst = acc;
+        let ([mut w0b, mut w1b], mut mb) = ([[0.0f32; B]; 2], [0u32; B]);
+        w0b[..n].copy_from_slice(w0);
+        w1b[..n].copy_from_slice(w1);
+        mb[..n].copy_from_slice(m1);
+        let mut acc = [0.0f32; B];
+        for (gh, &(_, wh)) in g.iter().zip(&rows) {
+            for j in 0..B {
+                let v0 = f32::from_bits(gh[0][j]);
+                let v1 = f32::from_bits(gh[1][j] & mb[j]);
+                acc[j] += (wh * w0b[j]) * v0;
+                acc[j] += (wh * w1b[j]) * v1;
+            }
+        }
+        dst.copy_from_slice(&acc[..n]);
     }
 }
 
