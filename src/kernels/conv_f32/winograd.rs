@@ -87,7 +87,7 @@ trait Variant {
     /// `Bt x` for the `T + 2` inputs `x[i][j]` of patches `j`, into `y[k][j]` (`len` patches)
     fn bt<Y: AsMut<[f32]>>(x: &[&[f32]], y: &mut [Y], len: usize);
     /// `At x` for the `T + 2` inputs `x[i][j]`, into `y[k][j]` (`len` patches)
-    fn at<Y: AsMut<[f32]>>(x: &[&[f32]], y: &mut [Y], len: usize);
+    fn at(x: &[&[f32]], y: &mut [[f32; NR]], len: usize);
 }
 
 /// F(2x2, 3x3): `G` = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]], `Bt` =
@@ -154,7 +154,7 @@ impl Variant for F23 {
     }
 
     #[inline(always)]
-    fn at<Y: AsMut<[f32]>>(x: &[&[f32]], y: &mut [Y], len: usize) {
+    fn at(x: &[&[f32]], y: &mut [[f32; NR]], len: usize) {
         let [x0, x1, x2, x3] = [x[0], x[1], x[2], x[3]];
         lanes!(y[0], len, [a = x0, b = x1, c = x2] => a + b + c);
         lanes!(y[1], len, [b = x1, c = x2, d = x3] => b - c - d);
@@ -189,7 +189,7 @@ impl Variant for F43 {
     }
 
     #[inline(always)]
-    fn at<Y: AsMut<[f32]>>(x: &[&[f32]], y: &mut [Y], len: usize) {
+    fn at(x: &[&[f32]], y: &mut [[f32; NR]], len: usize) {
         let [x0, x1, x2, x3, x4, x5] = [x[0], x[1], x[2], x[3], x[4], x[5]];
         lanes!(y[0], len, [a = x0, b = x1, c = x2, d = x3, e = x4] => a + (b + c) + (d + e));
         lanes!(y[1], len, [b = x1, c = x2, d = x3, e = x4] => (b - c) + 2.0 * (d - e));
@@ -366,13 +366,13 @@ fn transform_run<V: Variant>(
     }
     // Bt (d B): for each column transform k, the rows' values are its inputs; its outputs go
     // straight to their panels, point (i, k) at v[(i * p + k) * c + ci][j0..]
+    let stride = p * c * NR;
     #[allow(clippy::needless_range_loop)]
     for k in 0..p {
         let mut ins: [&[f32]; 6] = [&[]; 6];
         for (r, x) in ins.iter_mut().enumerate().take(p) {
             *x = &s[r][k][..len];
         }
-        let stride = p * c * NR;
         let first = (k * c + ci) * NR + j0;
         let mut outs: [&mut [f32]; 6] = Default::default();
         let mut rest = &mut v[first..];
