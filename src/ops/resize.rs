@@ -343,10 +343,7 @@ fn pairs_row<const H: usize>(rows: [(&[f32], f32); H], pw: &Pairs, out: &mut [f3
                 }
             }
         }
-        let ([mut w0b, mut w1b], mut mb) = ([[0.0f32; B]; 2], [0u32; B]);
-        w0b[..n].copy_from_slice(w0);
-        w1b[..n].copy_from_slice(w1);
-        mb[..n].copy_from_slice(m1);
+        let (w0b, w1b, mb) = (block(w0), block(w1), block(m1));
         let mut acc = [0.0f32; B];
         for (gh, &(_, wh)) in g.iter().zip(&rows) {
             for j in 0..B {
@@ -356,7 +353,25 @@ fn pairs_row<const H: usize>(rows: [(&[f32], f32); H], pw: &Pairs, out: &mut [f3
                 acc[j] += (wh * w1b[j]) * v1;
             }
         }
-        dst.copy_from_slice(&acc[..n]);
+        // a whole block as one fixed-size store (a slice copy of runtime length is a call)
+        match <&mut [f32; B]>::try_from(&mut *dst) {
+            Ok(d) => *d = acc,
+            Err(_) => dst.copy_from_slice(&acc[..n]),
+        }
+    }
+}
+
+/// A block of [`pairs_row`]'s columns as an array: whole blocks by a fixed-size copy (inlined;
+/// a runtime-length copy is a call), the last zero-padded.
+#[inline(always)]
+fn block<T: Copy + Default>(s: &[T]) -> [T; PAIR_BLOCK] {
+    match <[T; PAIR_BLOCK]>::try_from(s) {
+        Ok(a) => a,
+        Err(_) => {
+            let mut a = [T::default(); PAIR_BLOCK];
+            a[..s.len()].copy_from_slice(s);
+            a
+        }
     }
 }
 

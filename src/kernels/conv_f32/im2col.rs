@@ -61,6 +61,23 @@ pub(crate) fn copy_strided(src: &[f32], s0: usize, s: usize, dst: &mut [f32]) {
                 "stride-2 copy past the end of its row"
             );
             let groups = (n / 4).min(src.len() / 8);
+            // x86-64: SSE2 is the baseline, but LLVM leaves this loop scalar there
+            #[cfg(target_arch = "x86_64")]
+            {
+                use std::arch::x86_64::*;
+                for (d, p) in dst
+                    .chunks_exact_mut(4)
+                    .zip(src.chunks_exact(8))
+                    .take(groups)
+                {
+                    // SAFETY: `p` holds 8 floats and `d` 4; SSE2 is part of x86-64.
+                    unsafe {
+                        let (a, b) = (_mm_loadu_ps(p.as_ptr()), _mm_loadu_ps(p.as_ptr().add(4)));
+                        _mm_storeu_ps(d.as_mut_ptr(), _mm_shuffle_ps::<0b10_00_10_00>(a, b));
+                    }
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
             for (d, p) in dst
                 .chunks_exact_mut(4)
                 .zip(src.chunks_exact(8))

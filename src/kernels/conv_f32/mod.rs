@@ -220,10 +220,27 @@ impl ConvF32 {
         } else {
             w_rows.to_vec()
         };
-        let scratch_len = if algo == Algo::Im2colGemm {
-            cg * kh * kw * oh * ow
-        } else {
-            0
+        let scratch_len = match algo {
+            Algo::Im2colGemm => cg * kh * kw * oh * ow,
+            Algo::Tiled | Algo::TiledF16 => {
+                let g = ColGeom {
+                    cg,
+                    h,
+                    w: wd,
+                    kh,
+                    kw,
+                    sh: c.strides[0],
+                    sw: c.strides[1],
+                    pt: c.pads[0],
+                    pl: c.pads[1],
+                    dh: c.dilations[0],
+                    dw: c.dilations[1],
+                    oh,
+                    ow,
+                };
+                tiled::scratch_len(&g, c.group, is_1x1)
+            }
+            _ => 0,
         };
         Ok(ConvF32 {
             algo,
@@ -470,7 +487,7 @@ impl ConvF32 {
                     isa: self.isa,
                 };
                 // bias and activation are applied in the tiles' epilogue
-                return tiled::run_tiled(&t, n, x, y, act);
+                return tiled::run_tiled(&t, n, x, y, scratch, act);
             }
             Algo::Winograd(_) | Algo::WinogradF16 => {
                 let (tile, weights) = match self.algo {

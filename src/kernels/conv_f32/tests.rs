@@ -813,6 +813,18 @@ fn tiled_tiles_across_rows_and_batches() {
                 check(&mut rng, &case, isa, true).unwrap();
             }
         }
+        // big enough to be staged in several bands, which start mid-row (75 % 32 != 0)
+        let case = Case {
+            n: 2,
+            c: 12,
+            h: 150,
+            w: 149,
+            m: 5,
+            k: [3, 3],
+            conv: conv(1, 2, [1, 1, 0, 1], 1),
+            bias: true,
+        };
+        check(&mut rng, &case, isa, true).unwrap();
     }
 }
 
@@ -1008,17 +1020,26 @@ fn fp16_panel_conversion_matches_half() {
         1.0 + 3.0 * 2f32.powi(-11),
     ];
     for rows in [1, 2, 9, 27, 288] {
-        for stride in [NR, NR + 7, 3 * NR] {
-            let mut src: Vec<f32> = (0..rows * stride).map(|_| rng.next() * 300.0).collect();
+        for stride in [NR, NR + 7, 3 * NR, 0] {
+            let mut src: Vec<f32> = (0..rows * stride.max(NR) + 5 * NR)
+                .map(|_| rng.next() * 300.0)
+                .collect();
             let len = src.len();
             for (i, &s) in specials.iter().enumerate() {
                 src[(i * 5) % len] = s;
             }
+            // rows `stride` apart, or (0) anywhere: overlapping, out of order, unaligned
+            let offs: Vec<usize> = (0..rows)
+                .map(|r| match stride {
+                    0 => (r * 37 + 11) % (len - NR),
+                    s => r * s,
+                })
+                .collect();
             let mut want = vec![0u16; rows * NR];
-            panel_to_f16(&src, stride, rows, &mut want);
+            panel_to_f16(&src, &offs, &mut want);
             for (r, row) in want.chunks_exact(NR).enumerate() {
                 for (j, &b) in row.iter().enumerate() {
-                    let v = src[r * stride + j];
+                    let v = src[offs[r] + j];
                     let back = half::f16::from_bits(b).to_f32();
                     assert!(
                         back.to_bits() == half::f16::from_f32(v).to_f32().to_bits(),
@@ -1029,10 +1050,8 @@ fn fp16_panel_conversion_matches_half() {
             #[cfg(target_arch = "aarch64")]
             {
                 let mut got = vec![0xdeadu16 as u16; rows * NR];
-                // SAFETY: src holds `rows` rows of `stride >= NR` floats; got rows * NR.
-                unsafe {
-                    super::tiled_fp16::panel_to_f16_neon(src.as_ptr(), stride, rows, &mut got)
-                };
+                // SAFETY: src holds NR floats from each offset; got rows * NR.
+                unsafe { super::tiled_fp16::panel_to_f16_neon(src.as_ptr(), &offs, &mut got) };
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     let nan = |b: u16| half::f16::from_bits(b).is_nan();
                     assert!(
@@ -1123,4 +1142,83 @@ fn fp16_conv_paths() {
             );
         }
     }
+}
+
+/// The staged packer's panels equal [`tiled::pack_tile`]'s (which reads the unpadded input),
+/// lanes past a partial tile zero: strides 1 to 3, dilations, uneven padding, tiles across
+/// rows, groups.
+#[test]
+fn staged_panels_equal_pack_tile() {
+    use super::im2col::ColGeom;
+    use super::tiled::{pack_tile, pack_tile_staged, stage_input, Staging, NR};
+    let mut rng = Rng(4242);
+    let mut tiles = 0;
+    for (h, w) in [(1, 1), (5, 7), (9, 31), (4, 33), (13, 40), (2, 97)] {
+        for (kh, kw) in [(1, 1), (3, 3), (1, 5), (5, 3)] {
+            for (sh, sw) in [(1, 1), (2, 2), (1, 3), (3, 2)] {
+                for (dh, dw) in [(1, 1), (2, 1)] {
+                    for pads in [[0, 0, 0, 0], [1, 1, 1, 1], [2, 0, 1, 3]] {
+                        let (cg, group) = (3, 2);
+                        let ext = |n: usize, p: usize, k: usize, d: usize, s: usize| {
+                            (n + p).checked_sub((k - 1) * d + 1).map(|v| v / s + 1)
+                        };
+                        let (Some(oh), Some(ow)) = (
+                            ext(h, pads[0] + pads[2], kh, dh, sh),
+                            ext(w, pads[1] + pads[3], kw, dw, sw),
+                        ) else {
+                            continue;
+                        };
+                        let g = ColGeom {
+                            cg,
+                            h,
+                            w,
+                            kh,
+                            kw,
+                            sh,
+                            sw,
+                            pt: pads[0],
+                            pl: pads[1],
+                            dh,
+                            dw,
+                            oh,
+                            ow,
+                        };
+                        let x: Vec<f32> = (0..cg * group * h * w).map(|_| rng.next()).collect();
+                        let c = cg * group;
+                        // bands of one output row's reach up to the whole image
+                        for budget in [1, 300, usize::MAX / 4] {
+                            let st = Staging::with_budget(&g, c, budget);
+                            let rows = cg * kh * kw;
+                            let plane = g.sw * st.rows * st.cols;
+                            let taps = st.taps(&g);
+                            let mut staged = vec![f32::NAN; st.len(&g, c)];
+                            for t0 in (0..(oh * ow).div_ceil(NR)).step_by(st.band) {
+                                let r0 = st.first_row(&g, t0);
+                                stage_input(&x, &g, c, &st, r0, &mut staged);
+                                let band_end = ((t0 + st.band) * NR).min(oh * ow);
+                                for gi in 0..group {
+                                    let xg = &x[gi * cg * h * w..(gi + 1) * cg * h * w];
+                                    for p0 in (t0 * NR..band_end).step_by(NR) {
+                                        let nr = NR.min(oh * ow - p0);
+                                        let mut want = vec![f32::NAN; rows * NR];
+                                        pack_tile(xg, &g, p0, nr, &mut want);
+                                        let mut got = vec![f32::NAN; (rows + 1) * NR];
+                                        let sg = &staged[gi * cg * plane..];
+                                        pack_tile_staged(sg, &taps, &st, &g, r0, p0, nr, &mut got);
+                                        assert_eq!(
+                                            &got[..rows * NR],
+                                            &want[..],
+                                            "{g:?} {st:?} tile {p0}"
+                                        );
+                                        tiles += 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(tiles > 1000, "{tiles} tiles");
 }

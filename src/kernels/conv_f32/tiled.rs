@@ -168,6 +168,163 @@ pub(crate) fn pack_tile(x: &[f32], g: &ColGeom, p0: usize, nr: usize, panel: &mu
     }
 }
 
+/// A group's input as [`pack_tile_staged`] reads it: zero-padded and split by column phase,
+/// a band of rows at a time. Plane `(ci, p)` (`p < sw`) holds `rows` padded rows of `cols`
+/// values, value `q` of a row being padded column `q * sw + p`; so a tap's values for
+/// consecutive output columns are consecutive at any stride, and the padding is already in
+/// place. A band is `band` tiles of output pixels; its rows start at the padded row of its
+/// first pixel.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Staging {
+    pub rows: usize,
+    pub cols: usize,
+    pub band: usize,
+}
+
+/// Floats of staged input a band aims at (all channels): small enough to stay in L2, and to
+/// keep a stem's staging from growing the plan's scratch by a copy of its whole input.
+const BAND_FLOATS: usize = 1 << 16;
+
+impl Staging {
+    /// The staging for `g` over `c` channels, bands of about [`BAND_FLOATS`].
+    pub(crate) fn new(g: &ColGeom, c: usize) -> Staging {
+        Self::with_budget(g, c, BAND_FLOATS)
+    }
+
+    /// [`Staging::new`] with bands of about `floats` (at least one output row's reach).
+    pub(crate) fn with_budget(g: &ColGeom, c: usize, floats: usize) -> Staging {
+        let reach = |out: usize, s: usize, k: usize, d: usize| (out - 1) * s + (k - 1) * d + 1;
+        let (oh, ow) = (g.oh.max(1), g.ow.max(1));
+        let cols = reach(ow, g.sw, g.kw.max(1), g.dw).div_ceil(g.sw);
+        let full = reach(oh, g.sh, g.kh.max(1), g.dh);
+        let tiles = (oh * ow).div_ceil(NR);
+        // output rows whose taps fit the budget, then whole tiles of them
+        let budget_rows = floats / (c * g.sw * cols).max(1);
+        let out_rows = budget_rows.saturating_sub(reach(1, g.sh, g.kh.max(1), g.dh)) / g.sh + 1;
+        let band = (out_rows.saturating_mul(ow) / NR).clamp(1, tiles);
+        // a band's pixels span at most this many output rows, wherever it starts
+        let span = ((band * NR).div_ceil(ow) + 1).min(oh);
+        Staging {
+            rows: if band == tiles {
+                full
+            } else {
+                reach(span, g.sh, g.kh.max(1), g.dh).min(full)
+            },
+            cols,
+            band,
+        }
+    }
+
+    /// Floats for `c` channels, plus a tile's slack: [`pack_tile_staged`] copies whole tile
+    /// rows, which may run past a plane's end.
+    pub(crate) fn len(&self, g: &ColGeom, c: usize) -> usize {
+        c * g.sw * self.rows * self.cols + NR
+    }
+
+    /// The first padded row of the band that starts at tile `t0`.
+    pub(crate) fn first_row(&self, g: &ColGeom, t0: usize) -> usize {
+        (t0 * NR / g.ow.max(1)) * g.sh
+    }
+}
+
+/// Stages padded rows `r0..r0 + st.rows` of `c` input planes `x` (`[c][h][w]`) into `dst` as
+/// [`Staging`] lays them out, planes in parallel.
+pub(crate) fn stage_input(
+    x: &[f32],
+    g: &ColGeom,
+    c: usize,
+    st: &Staging,
+    r0: usize,
+    dst: &mut [f32],
+) {
+    let plane = st.rows * st.cols;
+    let planes = c * g.sw;
+    assert!(x.len() >= c * g.h * g.w && dst.len() >= st.len(g, c));
+    dst[planes * plane..planes * plane + NR].fill(0.0);
+    let out = SharedOut(dst.as_mut_ptr());
+    crate::kernels::par::for_each(planes, (16384 / plane.max(1)).max(1), &|i| {
+        let (ci, phase) = (i / g.sw, i % g.sw);
+        // SAFETY: plane i of `dst`, inside it (asserted above): this job's alone.
+        let d = unsafe { std::slice::from_raw_parts_mut(out.at(i * plane), plane) };
+        let src = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        // values q of a row with 0 <= q * sw + phase - pl < w
+        let (lo, hi) = valid_range(st.cols, g.w, phase, g.sw, g.pl);
+        for (r, row) in d.chunks_exact_mut(st.cols).enumerate() {
+            let iy = (r0 + r) as isize - g.pt as isize;
+            if iy < 0 || iy >= g.h as isize || lo >= hi {
+                row.fill(0.0);
+                continue;
+            }
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+            let s0 = lo * g.sw + phase - g.pl;
+            copy_strided(&src[iy as usize * g.w..][..g.w], s0, g.sw, &mut row[lo..hi]);
+        }
+    });
+}
+
+impl Staging {
+    /// Each panel row's `(ci, ky, kx)` tap as an offset into the group's staged planes, from
+    /// an output pixel's own offset ([`Staging::pixel`]).
+    pub(crate) fn taps(&self, g: &ColGeom) -> Vec<usize> {
+        let plane = self.rows * self.cols;
+        let mut taps = Vec::with_capacity(g.cg * g.kh * g.kw);
+        for ci in 0..g.cg {
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let (phase, col) = ((kx * g.dw) % g.sw, (kx * g.dw) / g.sw);
+                    taps.push((ci * g.sw + phase) * plane + ky * g.dh * self.cols + col);
+                }
+            }
+        }
+        taps
+    }
+
+    /// Output pixel `p`'s offset in planes staged from padded row `r0`: its taps are at this
+    /// plus [`Staging::taps`].
+    pub(crate) fn pixel(&self, g: &ColGeom, r0: usize, p: usize) -> usize {
+        ((p / g.ow) * g.sh - r0) * self.cols + p % g.ow
+    }
+}
+
+/// [`pack_tile`] from the staged input `st` (the group's planes as [`stage_input`] writes
+/// them from padded row `r0`, `taps` from [`Staging::taps`]): every tap row is a run of consecutive values, copied
+/// [`NR`] at a time, so the copies have a fixed size and are inlined. `panel` holds
+/// `K * NR + NR` floats: a run's copy spills past its end into the next row (written after it)
+/// or the slack. Lanes `nr..NR` are zero.
+pub(crate) fn pack_tile_staged(
+    st: &[f32],
+    taps: &[usize],
+    s: &Staging,
+    g: &ColGeom,
+    r0: usize,
+    p0: usize,
+    nr: usize,
+    panel: &mut [f32],
+) {
+    debug_assert!(nr <= NR && panel.len() >= (taps.len() + 1) * NR);
+    // the tile's runs within one output row: (offset of the run's first pixel, first lane)
+    let mut runs = [(0usize, 0usize); NR];
+    let mut count = 0;
+    let mut p = p0;
+    while p < p0 + nr {
+        runs[count] = (s.pixel(g, r0, p), p - p0);
+        count += 1;
+        p += (g.ow - p % g.ow).min(p0 + nr - p);
+    }
+    for (r, &tap) in taps.iter().enumerate() {
+        for &(off, j0) in &runs[..count] {
+            let d: &mut [f32; NR] = (&mut panel[r * NR + j0..][..NR])
+                .try_into()
+                .expect("NR floats");
+            d.copy_from_slice(&st[tap + off..][..NR]);
+        }
+        if nr < NR {
+            panel[r * NR + nr..(r + 1) * NR].fill(0.0);
+        }
+    }
+}
+
 /// Portable microkernel, the reference the SIMD ones are tested against.
 ///
 /// # Safety
@@ -557,8 +714,20 @@ store_block_for! {
     store_block_avx512
 }
 
+/// Floats of scratch [`run_tiled`] needs: a band of staged input, unless the panels are read
+/// straight from `x`.
+pub(crate) fn scratch_len(g: &ColGeom, group: usize, direct: bool) -> usize {
+    if direct {
+        0
+    } else {
+        Staging::new(g, g.cg * group).len(g, g.cg * group)
+    }
+}
+
 /// Runs the convolution of `n` images: `x` `[n][group * cg][h][w]` into `y`
-/// `[n][m][oh * ow]`, tiles in parallel on rayon's current pool.
+/// `[n][m][oh * ow]`, tiles in parallel on rayon's current pool. Unless `t.direct`, the input
+/// is staged into `scratch` (grown to [`scratch_len`]) a band of tiles at a time ([`Staging`])
+/// and tiles are packed from there.
 ///
 /// # Panics
 /// With [`TiledWeights::F16`] on a host without fp16 arithmetic (the planner only picks it
@@ -568,6 +737,7 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
     n: usize,
     x: &[f32],
     y: &mut [f32],
+    scratch: &mut Vec<f32>,
     act: &F,
 ) {
     let g = &t.geom;
@@ -593,92 +763,142 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
     let avx512 = t.isa == Isa::Avx512 && Isa::Avx512.supported();
     // enough multiply-adds per rayon task to pay for the split
     let per_tile = (mg * kc * NR).max(1);
-    crate::kernels::par::for_each_init(
-        jobs,
-        (1 << 17) / per_tile + 1,
-        // the f32 panel, and its binary16 copy for fp16 arithmetic
-        &|| {
-            (
-                vec![0.0f32; kc * NR],
-                vec![0u16; if f16 { kc * NR } else { 0 }],
-            )
-        },
-        &|(panel, half_panel), job| {
-            let (ni, rest) = (job / (t.group * tiles), job % (t.group * tiles));
-            let (gi, ti) = (rest / tiles, rest % tiles);
-            let p0 = ti * NR;
-            let nr = NR.min(ohw - p0);
-            let xg = &x[(ni * c + gi * g.cg) * hw..(ni * c + (gi + 1) * g.cg) * hw];
-            let (src, stride) = if t.direct && nr == NR {
-                (&xg[p0..], hw)
-            } else {
-                pack_tile(xg, g, p0, nr, panel);
-                (&panel[..], NR)
-            };
-            match t.weights {
-                TiledWeights::F32 {
-                    packed,
-                    fused: Some(fused),
-                    ..
-                } => {
-                    let wg = &packed[gi * wlen..(gi + 1) * wlen];
-                    for (b, wb) in wg.chunks_exact(kc.max(1) * MR).enumerate() {
-                        let ch = gi * mg + b * MR;
-                        let d = TileDst {
-                            dst: out.at((ni * t.m + ch) * ohw + p0),
-                            rs: ohw,
-                            bias: t.bias[ch..].as_ptr(),
-                            rows: MR.min(mg - b * MR),
-                            nr,
-                        };
-                        // SAFETY: `src` rows hold NR readable floats for each of the kc
-                        // rows (as below); `d` covers rows ch.. of this tile's columns
-                        // only, and the bias slice holds `rows` values from `ch`.
-                        unsafe { fused(kc, wb, src.as_ptr(), stride, &d, t.hint) };
+    let staging = Staging::new(g, c);
+    let taps = staging.taps(g);
+    // rows of a packed panel and of a direct tile, for the fp16 conversion
+    let panel_rows: Vec<usize> = (0..kc).map(|k| k * NR).collect();
+    let direct_rows: Vec<usize> = (0..kc).map(|k| k * hw).collect();
+    let staged_len = scratch_len(g, t.group, t.direct);
+    if scratch.len() < staged_len {
+        scratch.resize(staged_len, 0.0);
+    }
+    let buf = &mut scratch[..staged_len];
+    let staged_group = g.cg * g.sw * staging.rows * staging.cols;
+    // passes: all tiles of all images (direct), or per image one band of tiles after staging
+    // it; a pass's jobs are its groups times its tiles
+    let bands = if t.direct {
+        1
+    } else {
+        tiles.div_ceil(staging.band)
+    };
+    let passes = if t.direct { 1 } else { n * bands };
+    for pass in 0..passes {
+        let (ni0, t0, band_tiles) = if t.direct {
+            (0, 0, tiles)
+        } else {
+            let (ni, b) = (pass / bands, pass % bands);
+            let t0 = b * staging.band;
+            (ni, t0, staging.band.min(tiles - t0))
+        };
+        let r0 = staging.first_row(g, t0);
+        if !t.direct {
+            let xi = &x[ni0 * c * hw..(ni0 + 1) * c * hw];
+            stage_input(xi, g, c, &staging, r0, buf);
+        }
+        let staged: &[f32] = buf;
+        let pass_jobs = if t.direct { jobs } else { t.group * band_tiles };
+        crate::kernels::par::for_each_init(
+            pass_jobs,
+            (1 << 17) / per_tile + 1,
+            // the f32 panel (and a tile row of slack for the staged packer), and its binary16
+            // copy for fp16 arithmetic
+            &|| {
+                (
+                    vec![0.0f32; (kc + 1) * NR],
+                    vec![0u16; if f16 { kc * NR } else { 0 }],
+                )
+            },
+            &|(panel, half_panel), job| {
+                let (ni, gi, ti) = if t.direct {
+                    let rest = job % (t.group * tiles);
+                    (job / (t.group * tiles), rest / tiles, rest % tiles)
+                } else {
+                    (ni0, job / band_tiles, t0 + job % band_tiles)
+                };
+                let p0 = ti * NR;
+                let nr = NR.min(ohw - p0);
+                let xg = &x[(ni * c + gi * g.cg) * hw..(ni * c + (gi + 1) * g.cg) * hw];
+                // the tile's K rows: `src` at `stride` apart (f32 microkernels) or at `rows`
+                let (src, stride, rows) = if t.direct && nr == NR {
+                    (&xg[p0..], hw, &direct_rows[..])
+                } else if t.direct {
+                    pack_tile(xg, g, p0, nr, panel);
+                    (&panel[..], NR, &panel_rows[..])
+                } else {
+                    let sg = &staged[gi * staged_group..];
+                    if f16 && p0 % g.ow + nr <= g.ow {
+                        // one run: the fp16 conversion reads the staged rows, no f32 panel
+                        (&sg[staging.pixel(g, r0, p0)..], 0, &taps[..])
+                    } else {
+                        pack_tile_staged(sg, &taps, &staging, g, r0, p0, nr, panel);
+                        (&panel[..], NR, &panel_rows[..])
                     }
-                    return;
-                }
-                TiledWeights::F16(_) => super::tiled_fp16::to_f16(src, stride, kc, half_panel),
-                TiledWeights::F32 { .. } => {}
-            }
-            // SAFETY (every microkernel call below): `src` rows hold NR readable floats
-            // for each of the kc rows: a full tile of `x` (p0 + NR <= ohw = hw in the
-            // direct case) or the packed panel; the half panel holds kc rows of NR.
-            let block = |b: usize, acc: &mut [[f32; NR]; MR]| match t.weights {
-                TiledWeights::F32 { packed, kernel, .. } => unsafe {
-                    kernel(
-                        kc,
-                        &packed[gi * wlen + b * kc * MR..],
-                        src.as_ptr(),
-                        stride,
-                        acc,
-                    )
-                },
-                TiledWeights::F16(packed) => unsafe {
-                    super::tiled_fp16::microkernel(
-                        kc,
-                        &packed[gi * wlen + b * kc * MR..],
-                        &half_panel[..],
-                        acc,
-                    )
-                },
-            };
-            let mut acc = [[0.0f32; NR]; MR];
-            for b in 0..mg.div_ceil(MR) {
-                block(b, &mut acc);
-                let ch = gi * mg + b * MR;
-                let bias = &t.bias[ch..ch + MR.min(mg - b * MR)];
-                // SAFETY: rows ch.. of image `ni`, columns p0..p0+nr: this tile's alone.
-                unsafe {
-                    let dst = out.at((ni * t.m + ch) * ohw + p0);
-                    #[cfg(target_arch = "x86_64")]
-                    if avx512 {
-                        store_block_avx512(dst, ohw, nr, &acc, bias, act, t.hint);
-                        continue;
+                };
+                match t.weights {
+                    TiledWeights::F32 {
+                        packed,
+                        fused: Some(fused),
+                        ..
+                    } => {
+                        let wg = &packed[gi * wlen..(gi + 1) * wlen];
+                        for (b, wb) in wg.chunks_exact(kc.max(1) * MR).enumerate() {
+                            let ch = gi * mg + b * MR;
+                            let d = TileDst {
+                                dst: out.at((ni * t.m + ch) * ohw + p0),
+                                rs: ohw,
+                                bias: t.bias[ch..].as_ptr(),
+                                rows: MR.min(mg - b * MR),
+                                nr,
+                            };
+                            // SAFETY: `src` rows hold NR readable floats for each of the kc
+                            // rows (as below); `d` covers rows ch.. of this tile's columns
+                            // only, and the bias slice holds `rows` values from `ch`.
+                            unsafe { fused(kc, wb, src.as_ptr(), stride, &d, t.hint) };
+                        }
+                        return;
                     }
-                    store_block(dst, ohw, nr, &acc, bias, act, t.hint);
+                    TiledWeights::F16(_) => super::tiled_fp16::to_f16(src, rows, half_panel),
+                    TiledWeights::F32 { .. } => {}
                 }
-            }
-        },
-    );
+                // SAFETY (every microkernel call below): `src` rows hold NR readable floats
+                // for each of the kc rows: a full tile of `x` (p0 + NR <= ohw = hw in the
+                // direct case) or the packed panel; the half panel holds kc rows of NR.
+                let block = |b: usize, acc: &mut [[f32; NR]; MR]| match t.weights {
+                    TiledWeights::F32 { packed, kernel, .. } => unsafe {
+                        kernel(
+                            kc,
+                            &packed[gi * wlen + b * kc * MR..],
+                            src.as_ptr(),
+                            stride,
+                            acc,
+                        )
+                    },
+                    TiledWeights::F16(packed) => unsafe {
+                        super::tiled_fp16::microkernel(
+                            kc,
+                            &packed[gi * wlen + b * kc * MR..],
+                            &half_panel[..],
+                            acc,
+                        )
+                    },
+                };
+                let mut acc = [[0.0f32; NR]; MR];
+                for b in 0..mg.div_ceil(MR) {
+                    block(b, &mut acc);
+                    let ch = gi * mg + b * MR;
+                    let bias = &t.bias[ch..ch + MR.min(mg - b * MR)];
+                    // SAFETY: rows ch.. of image `ni`, columns p0..p0+nr: this tile's alone.
+                    unsafe {
+                        let dst = out.at((ni * t.m + ch) * ohw + p0);
+                        #[cfg(target_arch = "x86_64")]
+                        if avx512 {
+                            store_block_avx512(dst, ohw, nr, &acc, bias, act, t.hint);
+                            continue;
+                        }
+                        store_block(dst, ohw, nr, &acc, bias, act, t.hint);
+                    }
+                }
+            },
+        );
+    }
 }

@@ -41,12 +41,12 @@ pub(crate) fn pack_weights_f16(w: &[f32], m: usize, k: usize) -> Vec<u16> {
         .collect()
 }
 
-/// Portable [`panel_to_f16_neon`]: `rows` rows of [`NR`] floats, `stride` floats apart, to
-/// binary16 (round to nearest even) in `dst[rows][NR]`.
+/// Portable [`panel_to_f16_neon`]: the rows of [`NR`] floats at `src[rows[r]..]` to binary16
+/// (round to nearest even) in `dst[r][NR]`.
 #[cfg_attr(all(not(test), target_arch = "aarch64"), allow(dead_code))]
-pub(crate) fn panel_to_f16(src: &[f32], stride: usize, rows: usize, dst: &mut [u16]) {
-    for (r, d) in dst.chunks_exact_mut(NR).take(rows).enumerate() {
-        for (d, &s) in d.iter_mut().zip(&src[r * stride..r * stride + NR]) {
+pub(crate) fn panel_to_f16(src: &[f32], rows: &[usize], dst: &mut [u16]) {
+    for (d, &o) in dst.chunks_exact_mut(NR).zip(rows) {
+        for (d, &s) in d.iter_mut().zip(&src[o..o + NR]) {
             *d = half::f16::from_f32(s).to_bits();
         }
     }
@@ -83,23 +83,20 @@ pub(crate) fn gemm_f16_8x32_scalar(kc: usize, w: &[u16], panel: &[u16], acc: &mu
 /// [`panel_to_f16`] in NEON (`FCVTN`, round to nearest even as the FPCR is on Linux).
 ///
 /// # Safety
-/// `src` readable at `r * stride + j` for `r < rows`, `j < NR`; `dst.len() >= rows * NR`.
+/// `src` readable at `rows[r] + j` for each row `r`, `j < NR`; `dst.len() >= rows.len() * NR`.
 #[cfg(target_arch = "aarch64")]
-pub(crate) unsafe fn panel_to_f16_neon(
-    src: *const f32,
-    stride: usize,
-    rows: usize,
-    dst: &mut [u16],
-) {
+pub(crate) unsafe fn panel_to_f16_neon(src: *const f32, rows: &[usize], dst: &mut [u16]) {
     use std::arch::asm;
-    assert!(dst.len() >= rows * NR);
-    if rows == 0 {
+    assert!(dst.len() >= rows.len() * NR);
+    if rows.is_empty() {
         return;
     }
     asm!(
         "2:",
-        "ld1 {{v0.4s, v1.4s, v2.4s, v3.4s}}, [{s}], #64",
-        "ld1 {{v4.4s, v5.4s, v6.4s, v7.4s}}, [{s}], {step}",
+        "ldr {o}, [{r}], #8",
+        "add {o}, {s}, {o}, lsl #2",
+        "ld1 {{v0.4s, v1.4s, v2.4s, v3.4s}}, [{o}], #64",
+        "ld1 {{v4.4s, v5.4s, v6.4s, v7.4s}}, [{o}]",
         "fcvtn v16.4h, v0.4s",
         "fcvtn2 v16.8h, v1.4s",
         "fcvtn v17.4h, v2.4s",
@@ -111,11 +108,11 @@ pub(crate) unsafe fn panel_to_f16_neon(
         "st1 {{v16.8h, v17.8h, v18.8h, v19.8h}}, [{d}], #64",
         "subs {n}, {n}, #1",
         "b.ne 2b",
-        s = inout(reg) src => _,
+        s = in(reg) src,
+        r = inout(reg) rows.as_ptr() => _,
+        o = out(reg) _,
         d = inout(reg) dst.as_mut_ptr() => _,
-        n = inout(reg) rows => _,
-        // from the row's second half to the next row
-        step = in(reg) (stride * 4).wrapping_sub(64),
+        n = inout(reg) rows.len() => _,
         out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
         out("v6") _, out("v7") _, out("v16") _, out("v17") _, out("v18") _, out("v19") _,
         options(nostack),
@@ -276,16 +273,16 @@ pub(crate) unsafe fn gemm_f16_8x32_neonfp16(
     }
 }
 
-/// `kc` rows of the f32 panel (`stride` apart) to binary16.
-pub(crate) fn to_f16(src: &[f32], stride: usize, kc: usize, dst: &mut [u16]) {
-    assert!(kc == 0 || src.len() >= (kc - 1) * stride + NR);
+/// The f32 rows at `src[rows[r]..]` ([`NR`] floats each) to binary16 in `dst[r][NR]`.
+pub(crate) fn to_f16(src: &[f32], rows: &[usize], dst: &mut [u16]) {
+    assert!(rows.iter().all(|&o| o + NR <= src.len()) && dst.len() >= rows.len() * NR);
     #[cfg(target_arch = "aarch64")]
-    // SAFETY: the rows are in bounds (asserted); dst holds kc * NR.
+    // SAFETY: the rows are in bounds and dst holds them (asserted).
     unsafe {
-        panel_to_f16_neon(src.as_ptr(), stride, kc, dst)
+        panel_to_f16_neon(src.as_ptr(), rows, dst)
     }
     #[cfg(not(target_arch = "aarch64"))]
-    panel_to_f16(src, stride, kc, dst)
+    panel_to_f16(src, rows, dst)
 }
 
 /// The microkernel of this build.

@@ -416,12 +416,9 @@ unsafe fn job<V: Variant, F: Fn(f32) -> f32>(
         }
     }
     if let WinoWeights::F16(_) = t.weights {
-        for (v, half) in
-            sc.v.chunks_exact(c * NR)
-                .zip(sc.half.chunks_exact_mut(c * NR))
-        {
-            super::tiled_fp16::to_f16(v, NR, c, half);
-        }
+        // every point's panel: rows of NR, one after the other
+        let rows: Vec<usize> = (0..sc.v.len() / NR).map(|k| k * NR).collect();
+        super::tiled_fp16::to_f16(&sc.v, &rows, &mut sc.half);
     }
     for b in 0..t.m.div_ceil(MR) {
         for (p, a) in sc.acc.iter_mut().enumerate() {
