@@ -1150,7 +1150,7 @@ fn fp16_conv_paths() {
 #[test]
 fn staged_panels_equal_pack_tile() {
     use super::im2col::ColGeom;
-    use super::tiled::{pack_tile, pack_tile_staged, stage_input, Staging, NR};
+    use super::tiled::{pack_tile, pack_tile_staged, stage_input, StagedBand, Staging, NR};
     let mut rng = Rng(4242);
     let mut tiles = 0;
     for (h, w) in [(1, 1), (5, 7), (9, 31), (4, 33), (13, 40), (2, 97)] {
@@ -1203,8 +1203,13 @@ fn staged_panels_equal_pack_tile() {
                                         let mut want = vec![f32::NAN; rows * NR];
                                         pack_tile(xg, &g, p0, nr, &mut want);
                                         let mut got = vec![f32::NAN; (rows + 1) * NR];
-                                        let sg = &staged[gi * cg * plane..];
-                                        pack_tile_staged(sg, &taps, &st, &g, r0, p0, nr, &mut got);
+                                        let band = StagedBand {
+                                            data: &staged[gi * cg * plane..],
+                                            taps: &taps,
+                                            layout: &st,
+                                            r0,
+                                        };
+                                        pack_tile_staged(&band, &g, p0, nr, &mut got);
                                         assert_eq!(
                                             &got[..rows * NR],
                                             &want[..],

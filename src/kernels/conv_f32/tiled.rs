@@ -287,21 +287,32 @@ impl Staging {
     }
 }
 
-/// [`pack_tile`] from the staged input `st` (the group's planes as [`stage_input`] writes
-/// them from padded row `r0`, `taps` from [`Staging::taps`]): every tap row is a run of consecutive values, copied
+/// One group's staged band: its planes as [`stage_input`] wrote them from padded row `r0`,
+/// read through `taps` ([`Staging::taps`]).
+pub(crate) struct StagedBand<'a> {
+    pub data: &'a [f32],
+    pub taps: &'a [usize],
+    pub layout: &'a Staging,
+    pub r0: usize,
+}
+
+/// [`pack_tile`] from a staged band: every tap row is a run of consecutive values, copied
 /// [`NR`] at a time, so the copies have a fixed size and are inlined. `panel` holds
 /// `K * NR + NR` floats: a run's copy spills past its end into the next row (written after it)
 /// or the slack. Lanes `nr..NR` are zero.
 pub(crate) fn pack_tile_staged(
-    st: &[f32],
-    taps: &[usize],
-    s: &Staging,
+    band: &StagedBand,
     g: &ColGeom,
-    r0: usize,
     p0: usize,
     nr: usize,
     panel: &mut [f32],
 ) {
+    let StagedBand {
+        data: st,
+        taps,
+        layout: s,
+        r0,
+    } = *band;
     debug_assert!(nr <= NR && panel.len() >= (taps.len() + 1) * NR);
     // the tile's runs within one output row: (offset of the run's first pixel, first lane)
     let mut runs = [(0usize, 0usize); NR];
@@ -830,7 +841,13 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
                         // one run: the fp16 conversion reads the staged rows, no f32 panel
                         (&sg[staging.pixel(g, r0, p0)..], 0, &taps[..])
                     } else {
-                        pack_tile_staged(sg, &taps, &staging, g, r0, p0, nr, panel);
+                        let band = StagedBand {
+                            data: sg,
+                            taps: &taps,
+                            layout: &staging,
+                            r0,
+                        };
+                        pack_tile_staged(&band, g, p0, nr, panel);
                         (&panel[..], NR, &panel_rows[..])
                     }
                 };
