@@ -220,29 +220,7 @@ impl ConvF32 {
         } else {
             w_rows.to_vec()
         };
-        let scratch_len = match algo {
-            Algo::Im2colGemm => cg * kh * kw * oh * ow,
-            Algo::Tiled | Algo::TiledF16 => {
-                let g = ColGeom {
-                    cg,
-                    h,
-                    w: wd,
-                    kh,
-                    kw,
-                    sh: c.strides[0],
-                    sw: c.strides[1],
-                    pt: c.pads[0],
-                    pl: c.pads[1],
-                    dh: c.dilations[0],
-                    dw: c.dilations[1],
-                    oh,
-                    ow,
-                };
-                tiled::scratch_len(&g, c.group, is_1x1)
-            }
-            _ => 0,
-        };
-        Ok(ConvF32 {
+        let mut conv = ConvF32 {
             algo,
             isa,
             chw: [cin, h, wd],
@@ -256,10 +234,37 @@ impl ConvF32 {
             weights,
             bias,
             activation: c.activation,
-            scratch_len,
+            scratch_len: 0,
             packed,
             packed_f16,
-        })
+        };
+        conv.scratch_len = match algo {
+            Algo::Im2colGemm => cg * kh * kw * oh * ow,
+            Algo::Tiled | Algo::TiledF16 => tiled::scratch_len(&conv.geom(), c.group, is_1x1),
+            _ => 0,
+        };
+        Ok(conv)
+    }
+
+    /// The im2col geometry of one group.
+    fn geom(&self) -> ColGeom {
+        let [c, h, w] = self.chw;
+        let [oh, ow] = self.out_hw;
+        ColGeom {
+            cg: c / self.group,
+            h,
+            w,
+            kh: self.k[0],
+            kw: self.k[1],
+            sh: self.strides[0],
+            sw: self.strides[1],
+            pt: self.pads[0],
+            pl: self.pads[1],
+            dh: self.dilations[0],
+            dw: self.dilations[1],
+            oh,
+            ow,
+        }
     }
 
     /// Plan a fully connected layer, `y[rows][n] = x[rows][k] * w^T + bias` with `w` `[n][k]`
@@ -448,21 +453,7 @@ impl ConvF32 {
         if ohw == 0 || self.m == 0 {
             return;
         }
-        let geom = ColGeom {
-            cg,
-            h,
-            w,
-            kh: self.k[0],
-            kw: self.k[1],
-            sh: self.strides[0],
-            sw: self.strides[1],
-            pt: self.pads[0],
-            pl: self.pads[1],
-            dh: self.dilations[0],
-            dw: self.dilations[1],
-            oh,
-            ow,
-        };
+        let geom = self.geom();
         match self.algo {
             Algo::Tiled | Algo::TiledF16 => {
                 let weights = if self.algo == Algo::TiledF16 {
