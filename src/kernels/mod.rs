@@ -7,6 +7,7 @@ pub mod binary_f32;
 pub mod conv_f32;
 pub mod par;
 pub mod qs8;
+pub mod transpose;
 
 /// A raw output pointer shared by parallel jobs that each write their own disjoint part of
 /// one buffer (conv tiles, GridSample pixel blocks).

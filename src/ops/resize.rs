@@ -422,18 +422,46 @@ fn resize_planar(
                 return;
             }
             for (xw, dst) in out.chunks_exact_mut(inner).enumerate() {
-                dst.fill(0.0);
-                for &(ih, wh) in &taps_h[yh] {
-                    for &(iw, ww) in &taps_w[xw] {
-                        let wgt = wh * ww;
-                        let src = &plane[(ih * d.w + iw) * inner..][..inner];
-                        for (v, &s) in dst.iter_mut().zip(src) {
-                            *v += wgt * s;
-                        }
-                    }
+                let taps = |c0| {
+                    taps_h[yh].iter().flat_map(move |&(ih, wh)| {
+                        taps_w[xw]
+                            .iter()
+                            .map(move |&(iw, ww)| (wh * ww, (ih * d.w + iw) * inner + c0))
+                    })
+                };
+                for (b, dst) in dst.chunks_mut(INNER_BLOCK).enumerate() {
+                    inner_block(taps(b * INNER_BLOCK), plane, dst);
                 }
             }
         });
+}
+
+/// Channels per block of [`inner_block`]: two SSE or NEON registers.
+const INNER_BLOCK: usize = 8;
+
+/// Up to [`INNER_BLOCK`] consecutive channels of one output pixel of a [`Planar`] resize with
+/// `inner` above 1: the sum over `taps` (weight, offset of the block's first channel in
+/// `plane`), from +0 in the taps' order, kept in registers rather than summed through `dst`.
+#[inline(always)]
+fn inner_block(taps: impl Iterator<Item = (f32, usize)>, plane: &[f32], dst: &mut [f32]) {
+    const B: usize = INNER_BLOCK;
+    if let Ok(d) = <&mut [f32; B]>::try_from(&mut *dst) {
+        let mut acc = [0.0f32; B];
+        for (wgt, at) in taps {
+            let src: &[f32; B] = plane[at..at + B].try_into().expect("B values");
+            for j in 0..B {
+                acc[j] += wgt * src[j];
+            }
+        }
+        *d = acc;
+    } else {
+        dst.fill(0.0);
+        for (wgt, at) in taps {
+            for (v, &s) in dst.iter_mut().zip(&plane[at..]) {
+                *v += wgt * s;
+            }
+        }
+    }
 }
 
 /// The H and W taps of a resize of an `[N,C,H,W]` tensor that maps every N and C index to
@@ -798,10 +826,13 @@ mod tests {
     fn contiguous_paths_equal_the_strided_reference() {
         use ndarray::s;
         // (input shape, output shape): NCHW and NHWC upsampling and downsampling (the planar
-        // path), one resized axis, three resized axes (the general contiguous path).
-        let cases: [([usize; 4], [usize; 4]); 6] = [
+        // path, with fewer channels than one block, whole blocks, and blocks plus a tail), one
+        // resized axis, three resized axes (the general contiguous path).
+        let cases: [([usize; 4], [usize; 4]); 8] = [
             ([1, 3, 5, 7], [1, 3, 9, 13]),
             ([2, 5, 7, 3], [2, 9, 13, 3]),
+            ([1, 4, 5, 16], [1, 7, 9, 16]),
+            ([1, 3, 4, 19], [1, 6, 7, 19]),
             ([1, 3, 5, 7], [1, 3, 5, 13]),
             ([1, 3, 5, 7], [1, 3, 9, 7]),
             ([1, 2, 9, 8], [1, 2, 4, 3]),

@@ -776,9 +776,14 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
     let per_tile = (mg * kc * NR).max(1);
     let staging = Staging::new(g, c);
     let taps = staging.taps(g);
-    // rows of a packed panel and of a direct tile, for the fp16 conversion
-    let panel_rows: Vec<usize> = (0..kc).map(|k| k * NR).collect();
-    let direct_rows: Vec<usize> = (0..kc).map(|k| k * hw).collect();
+    // rows of a packed panel and of a direct tile, read only by the fp16 conversion
+    let rows_at = |step: usize| -> Vec<usize> {
+        match f16 {
+            true => (0..kc).map(|k| k * step).collect(),
+            false => Vec::new(),
+        }
+    };
+    let (panel_rows, direct_rows) = (rows_at(NR), rows_at(hw));
     let staged_len = scratch_len(g, t.group, t.direct);
     if scratch.len() < staged_len {
         scratch.resize(staged_len, 0.0);

@@ -10,6 +10,7 @@ use super::dwconv::{self, DwGeom, DwKernel};
 use super::gemm::{self, EpiMode, Epilogue, GemmKernel, PackedB, NR};
 use super::lut::{self, LutKernel};
 use super::Level;
+use crate::kernels::transpose::transpose_f32;
 use crate::ops::{apply_activation, Activation, OpError, OpResult, QConv, QConvOut};
 
 #[derive(Clone, Debug)]
@@ -46,6 +47,8 @@ pub struct ConvQs8 {
     mode: EpiMode,
     activation: Option<Activation>,
     k4: usize,
+    /// the float output's NHWC -> NCHW transpose (scalar when the plan's level is)
+    transpose_isa: crate::kernels::Isa,
 }
 
 /// Output spatial size of one axis.
@@ -194,6 +197,11 @@ impl ConvQs8 {
             mode,
             activation,
             k4,
+            transpose_isa: match level {
+                Level::Scalar => crate::kernels::Isa::Scalar,
+                // (any other value: the host's baseline SIMD tiles)
+                _ => crate::kernels::Isa::Neon,
+            },
         })
     }
 
@@ -394,16 +402,15 @@ impl ConvQs8 {
             // channel's run of the NCHW plane is written contiguously.
             const PIX: usize = 64;
             for b in 0..n {
+                let planes = &mut dst[b * m * hw..(b + 1) * m * hw];
                 for p0 in (0..hw).step_by(PIX) {
                     let pn = PIX.min(hw - p0);
                     let rows = &src[(b * hw + p0) * m..(b * hw + p0 + pn) * m];
-                    for mm in 0..m {
-                        let out = &mut dst[(b * m + mm) * hw + p0..][..pn];
-                        for (o, r) in out.iter_mut().zip(rows.chunks_exact(m)) {
-                            *o = r[mm];
-                        }
-                        if let Some(a) = self.activation {
-                            activate_run(a, out);
+                    let isa = self.transpose_isa;
+                    transpose_f32(isa, rows, m, &mut planes[p0..], hw, pn, m);
+                    if let Some(a) = self.activation {
+                        for out in planes[p0..].chunks_mut(hw) {
+                            activate_run(a, &mut out[..pn]);
                         }
                     }
                 }
@@ -548,6 +555,18 @@ unsafe fn copy_small(src: *const u8, dst: *mut u8, len: usize) {
         for i in 0..len {
             *dst.add(i) = *src.add(i);
         }
+    } else if len <= 256 {
+        // 16-byte words, the last one overlapping (the 3 x 32-byte tap rows of a 3x3 conv
+        // over 32 channels: a call per run cost about a tenth of that conv on x86-64)
+        let mut i = 0;
+        while i + 16 < len {
+            wr(dst.add(i) as *mut u128, rd(src.add(i) as *const u128));
+            i += 16;
+        }
+        wr(
+            dst.add(len - 16) as *mut u128,
+            rd(src.add(len - 16) as *const u128),
+        );
     } else {
         std::ptr::copy_nonoverlapping(src, dst, len);
     }

@@ -83,6 +83,9 @@ fn planned_convs_match_the_direct_reference() {
         (17, 17, 17, 5, 2, 2, 9, 8, 1),    // depthwise 5x5 s2
         (12, 12, 4, 3, 1, 1, 5, 5, 1),     // grouped: im2col per group
         (7, 2, 1, 3, 1, 1, 6, 7, 1),       // im2col, 6-byte tap rows
+        (9, 32, 1, 3, 1, 1, 6, 7, 1),      // im2col, 96-byte tap rows (16-byte words)
+        (5, 31, 1, 3, 2, 1, 7, 6, 1),      // im2col, 93-byte tap rows (last word overlaps)
+        (5, 90, 1, 3, 2, 1, 5, 6, 1),      // im2col, 270-byte tap rows (a memcpy)
         (9, 8, 1, 3, 1, 1, 13, 12, 1),     // 156 pixels: float outputs in several blocks
         (131, 131, 131, 3, 1, 1, 6, 9, 1), // depthwise wide enough for 64-lane kernels
         (16, 3, 1, 3, 1, 1, 31, 30, 1),    // im2col in two chunks, the boundary mid-row
@@ -339,6 +342,9 @@ fn layout_conversions_match_the_per_element_definition_on_odd_shapes() {
         [1, 16, 4, 4],
         [1, 32, 9, 9],  // two tile columns, a ragged pixel block
         [2, 19, 8, 10], // a tile column and 3 ragged channels
+        [2, 8, 7, 11],  // 8 channels (their own paths): 32-pixel steps and ragged pixels
+        [1, 8, 12, 12], // 8 channels, a last block of 16 pixels
+        [1, 4, 9, 9],   // 4 channels, 16-pixel steps and ragged pixels
     ] {
         let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3]);
         let len = n * c * hw;

@@ -374,7 +374,8 @@ mod x86 {
     /// Dequantize the whole 16 x 16 tiles of `pn` NHWC pixels of `c` channels (`src`) into
     /// NCHW planes `hw` floats apart from `dst` (the block's first pixel in plane 0):
     /// transposed in registers, then `(v - zero_point) as f32 * scale`, exactly
-    /// `q.dequantize`. Returns the pixels and channels done (rounded down to 16).
+    /// `q.dequantize`. Returns the pixels and channels done (rounded down to 16; with 8
+    /// channels, the pixels rounded down to 32 and all channels).
     ///
     /// # Safety
     /// `dst` must hold `c` planes of `hw` floats from the block's first pixel, `pn` of them
@@ -387,33 +388,49 @@ mod x86 {
         dst: *mut f32,
         hw: usize,
     ) -> (usize, usize) {
-        let (p16, c16) = (pn / 16 * 16, c / 16 * 16);
         assert!(src.len() >= pn * c);
-        let (zp, scale, z) = (
-            _mm_set1_epi16(q.zero_point as i16),
-            _mm_set1_ps(q.scale),
-            _mm_setzero_si128(),
-        );
+        let (zp, scale) = (_mm_set1_epi16(q.zero_point as i16), _mm_set1_ps(q.scale));
+        // 16 dequantized bytes to `o`
+        let store = |v: __m128i, o: *mut f32| {
+            // bytes to i16 minus the zero point, then sign-extended to i32
+            let z = _mm_setzero_si128();
+            let lo = _mm_sub_epi16(_mm_unpacklo_epi8(v, z), zp);
+            let hi = _mm_sub_epi16(_mm_unpackhi_epi8(v, z), zp);
+            let words = [
+                _mm_unpacklo_epi16(lo, lo),
+                _mm_unpackhi_epi16(lo, lo),
+                _mm_unpacklo_epi16(hi, hi),
+                _mm_unpackhi_epi16(hi, hi),
+            ];
+            for (k, w) in words.into_iter().enumerate() {
+                let f = _mm_cvtepi32_ps(_mm_srai_epi32::<16>(w));
+                _mm_storeu_ps(o.add(4 * k), _mm_mul_ps(f, scale));
+            }
+        };
+        if c == 8 {
+            // (the LDA-AQU query's 8 channels) rows of two pixels: after the transpose row j
+            // holds channel j of the even pixels and row 8 + j of the odd ones
+            let p32 = pn / 32 * 32;
+            for p in (0..p32).step_by(32) {
+                let at = |i: usize| src.as_ptr().add((p + 2 * i) * 8).cast();
+                let mut r: [__m128i; 16] = std::array::from_fn(|i| _mm_loadu_si128(at(i)));
+                transpose16(&mut r);
+                for j in 0..8 {
+                    let o = dst.add(j * hw + p);
+                    store(_mm_unpacklo_epi8(r[j], r[8 + j]), o);
+                    store(_mm_unpackhi_epi8(r[j], r[8 + j]), o.add(16));
+                }
+            }
+            return (p32, 8);
+        }
+        let (p16, c16) = (pn / 16 * 16, c / 16 * 16);
         for p in (0..p16).step_by(16) {
             for ch in (0..c16).step_by(16) {
                 let at = |i: usize| src.as_ptr().add((p + i) * c + ch).cast();
                 let mut r: [__m128i; 16] = std::array::from_fn(|i| _mm_loadu_si128(at(i)));
                 transpose16(&mut r);
                 for (j, v) in r.iter().enumerate() {
-                    // bytes to i16 minus the zero point, then sign-extended to i32
-                    let lo = _mm_sub_epi16(_mm_unpacklo_epi8(*v, z), zp);
-                    let hi = _mm_sub_epi16(_mm_unpackhi_epi8(*v, z), zp);
-                    let words = [
-                        _mm_unpacklo_epi16(lo, lo),
-                        _mm_unpackhi_epi16(lo, lo),
-                        _mm_unpacklo_epi16(hi, hi),
-                        _mm_unpackhi_epi16(hi, hi),
-                    ];
-                    let o = dst.add((ch + j) * hw + p);
-                    for (k, w) in words.into_iter().enumerate() {
-                        let f = _mm_cvtepi32_ps(_mm_srai_epi32::<16>(w));
-                        _mm_storeu_ps(o.add(4 * k), _mm_mul_ps(f, scale));
-                    }
+                    store(*v, dst.add((ch + j) * hw + p));
                 }
             }
         }

@@ -332,17 +332,41 @@ pub unsafe fn dequantize_block(
             }
         }
     };
+    let store = |v: uint8x16_t, o: *mut f32| {
+        let f = dq16(v, zp, s);
+        vst1q_f32_x4(o, float32x4x4_t(f[0], f[1], f[2], f[3]));
+    };
+    if c == 4 || c == 8 {
+        // Fewer channels than a tile (the LDA-AQU query's 8): split by LD4. With 8 channels,
+        // register k of 8 pixels holds channel k in its even lanes and k + 4 in its odd ones.
+        assert!(src.len() >= p16 * c);
+        for p in (0..p16).step_by(W) {
+            let at = src.as_ptr().add(p * c);
+            let a = vld4q_u8(at);
+            let a = [a.0, a.1, a.2, a.3];
+            if c == 4 {
+                for (k, v) in a.into_iter().enumerate() {
+                    store(v, dst.add(k * hw + p));
+                }
+                continue;
+            }
+            let b = vld4q_u8(at.add(64));
+            let b = [b.0, b.1, b.2, b.3];
+            for k in 0..4 {
+                store(vuzp1q_u8(a[k], b[k]), dst.add(k * hw + p));
+                store(vuzp2q_u8(a[k], b[k]), dst.add((k + 4) * hw + p));
+            }
+        }
+        rest(p16, pn, 0);
+        return;
+    }
     for p in (0..p16).step_by(W) {
         for ch in (0..c16).step_by(W) {
             let mut r: [uint8x16_t; 16] =
                 std::array::from_fn(|i| vld1q_u8(src.as_ptr().add((p + i) * c + ch)));
             transpose16(&mut r);
             for (j, v) in r.iter().enumerate() {
-                let f = dq16(*v, zp, s);
-                vst1q_f32_x4(
-                    dst.add((ch + j) * hw + p),
-                    float32x4x4_t(f[0], f[1], f[2], f[3]),
-                );
+                store(*v, dst.add((ch + j) * hw + p));
             }
         }
         rest(p, p + W, c16);
