@@ -54,8 +54,10 @@ pub fn transpose_f32_scalar(
     r: (usize, usize),
     c: (usize, usize),
 ) {
-    for i in r.0..r.1 {
-        for j in c.0..c.1 {
+    // destination rows outer: each is written front to back (they may be far apart, and
+    // hopping between them per value thrashes the cache sets they share)
+    for j in c.0..c.1 {
+        for i in r.0..r.1 {
             dst[j * ds + i] = src[i * ss + j];
         }
     }
@@ -68,8 +70,9 @@ pub fn transpose_f32_scalar(
 /// apart.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 unsafe fn tiles(src: *const f32, ss: usize, dst: *mut f32, ds: usize, r4: usize, c4: usize) {
-    for i in (0..r4).step_by(4) {
-        for j in (0..c4).step_by(4) {
+    // four destination rows at a time, each written front to back (as in the scalar loop)
+    for j in (0..c4).step_by(4) {
+        for i in (0..r4).step_by(4) {
             let s = src.add(i * ss + j);
             let d = dst.add(j * ds + i);
             tile4(s, ss, d, ds);
