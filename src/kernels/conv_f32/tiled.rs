@@ -778,9 +778,10 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
     let taps = staging.taps(g);
     // rows of a packed panel and of a direct tile, read only by the fp16 conversion
     let rows_at = |step: usize| -> Vec<usize> {
-        match f16 {
-            true => (0..kc).map(|k| k * step).collect(),
-            false => Vec::new(),
+        if f16 {
+            (0..kc).map(|k| k * step).collect()
+        } else {
+            Vec::new()
         }
     };
     let (panel_rows, direct_rows) = (rows_at(NR), rows_at(hw));

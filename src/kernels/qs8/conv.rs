@@ -47,8 +47,8 @@ pub struct ConvQs8 {
     mode: EpiMode,
     activation: Option<Activation>,
     k4: usize,
-    /// the float output's NHWC -> NCHW transpose (scalar when the plan's level is)
-    transpose_isa: crate::kernels::Isa,
+    /// the float output's NHWC -> NCHW transpose in SIMD tiles (not at the scalar level)
+    transpose_simd: bool,
 }
 
 /// Output spatial size of one axis.
@@ -197,11 +197,7 @@ impl ConvQs8 {
             mode,
             activation,
             k4,
-            transpose_isa: match level {
-                Level::Scalar => crate::kernels::Isa::Scalar,
-                // (any other value: the host's baseline SIMD tiles)
-                _ => crate::kernels::Isa::Neon,
-            },
+            transpose_simd: level != Level::Scalar,
         })
     }
 
@@ -406,8 +402,8 @@ impl ConvQs8 {
                 for p0 in (0..hw).step_by(PIX) {
                     let pn = PIX.min(hw - p0);
                     let rows = &src[(b * hw + p0) * m..(b * hw + p0 + pn) * m];
-                    let isa = self.transpose_isa;
-                    transpose_f32(isa, rows, m, &mut planes[p0..], hw, pn, m);
+                    let simd = self.transpose_simd;
+                    transpose_f32(simd, rows, m, &mut planes[p0..], hw, pn, m);
                     if let Some(a) = self.activation {
                         for out in planes[p0..].chunks_mut(hw) {
                             activate_run(a, &mut out[..pn]);
