@@ -70,6 +70,7 @@ fn bench_gemm(run: &dyn Fn(&str) -> bool) {
             scale: &scale,
             mode,
             lut: None,
+            residual: None,
         };
         let mut c = vec![0u8; m * n];
         let macs = (m * k * n) as f64;

@@ -169,6 +169,20 @@ pub struct QConv {
     /// with a `Quant` output: the stored values mapped through this 256-entry table after
     /// the clamp (a lookup-table activation, hard-swish say, fused into the conv's epilogue)
     pub lut: Option<Vec<u8>>,
+    /// with a `Quant` output: a residual Add fused in (the op's second input, `skip`, of
+    /// the output's shape): the stored values, after the clamp and the table, become
+    /// `Q_out(DQ(value) + DQ_skip(skip))`
+    pub residual: Option<QResidual>,
+}
+
+/// A residual Add fused into a [`QConv`]: `Q(DQ(conv) + DQ(skip))`, exactly the int8 Add
+/// it replaces (float addition commutes, so the operands' order does not matter).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QResidual {
+    /// the skip input's quantization
+    pub skip: QType,
+    /// the sum's quantization (what the op writes)
+    pub out: QType,
 }
 
 /// Element-wise two-input ops with requantization.
@@ -269,6 +283,7 @@ impl Int8Op {
         match &self.op {
             QOp::Quantize { .. } => "Quantize".into(),
             QOp::Dequantize { .. } => "Dequantize".into(),
+            QOp::Conv(c) if c.residual.is_some() => "QConv+Add".into(),
             QOp::Conv(_) => "QConv".into(),
             QOp::Lut { .. } => "QLut".into(),
             QOp::Binary { kind, .. } => format!("Q{kind:?}"),

@@ -18,6 +18,8 @@
 //! Then a Conv or Gemm reading `DQ(x)` with int8 weights whose result goes to float readers becomes a
 //! [`QConv`] with f32 output, and every remaining `DQ` of an int8 tensor becomes a
 //! Dequantize conversion. Float nodes nobody reads any more are removed by `remove_dead`.
+//! Last, a lookup table or a residual Add whose input is a stored conv output read by
+//! nothing else goes into that conv's epilogue (`fuse_conv_lut`, [`fuse_conv_residual`]).
 //! A float node that still has float readers stays (computed both ways), so the graph's
 //! results are those of the QDQ model up to requantization rounding.
 
@@ -146,6 +148,7 @@ impl Cx<'_> {
                 input: qx,
                 out,
                 lut: None,
+                residual: None,
             },
             xq,
         ))
@@ -289,6 +292,11 @@ fn int8(op: QOp, out_shape: Vec<usize>) -> Op {
 
 /// Lower QDQ patterns to int8 ops; returns how many nodes became int8 ops.
 pub fn lower_int8(g: &mut Graph) -> usize {
+    lower(g, true)
+}
+
+/// [`lower_int8`], with or without fusing residual Adds into convs (tests compare the two).
+fn lower(g: &mut Graph, fuse_residuals: bool) -> usize {
     let mut int8_vals = HashMap::new();
     for n in &g.nodes {
         if let Op::QuantizeLinear(p) = &n.op {
@@ -352,7 +360,74 @@ pub fn lower_int8(g: &mut Graph) -> usize {
     g.remove_dead();
     fuse_conv_lut(g);
     g.remove_dead();
+    let residuals = if fuse_residuals {
+        fuse_conv_residual(g)
+    } else {
+        0
+    };
+    if residuals > 0 {
+        log::info!("residual Add fused into int8 conv: {residuals}");
+    }
+    g.remove_dead();
     count
+}
+
+/// A residual Add (`QOp::Binary` Add of two same-shape int8 tensors) one of whose inputs is a
+/// stored int8 conv output read by nothing else goes into that conv: the conv node is left
+/// dead and the Add node becomes the conv with the other input as its `skip`
+/// ([`crate::ops::QResidual`]), applied tile by tile while the conv's rows are in cache, so
+/// the conv's own output never goes out to memory and back. Returns how many were fused.
+pub fn fuse_conv_residual(g: &mut Graph) -> usize {
+    let producers = g.producers();
+    let consumers = g.consumers();
+    let mut fused = 0;
+    for i in 0..g.nodes.len() {
+        let Op::Int8(add) = &g.nodes[i].op else {
+            continue;
+        };
+        let QOp::Binary {
+            kind: QBinaryKind::Add,
+            a,
+            b,
+            out,
+            b_per_channel: false,
+        } = add.op
+        else {
+            continue;
+        };
+        let ins = &g.nodes[i].inputs;
+        let shape = &add.out_shape;
+        if ins[0] == ins[1] {
+            continue; // x + x: the conv's output would be its own skip
+        }
+        // the first input that is a fusable conv's output; the other is the skip
+        let pick = [(0, b), (1, a)].into_iter().find_map(|(side, skip_q)| {
+            let v = ins[side];
+            let p = producers[v]?;
+            let Op::Int8(c) = &g.nodes[p].op else {
+                return None;
+            };
+            let QOp::Conv(conv) = &c.op else {
+                return None;
+            };
+            let fusable = matches!(conv.out, QConvOut::Quant { .. })
+                && conv.residual.is_none()
+                && consumers[v].len() == 1
+                && !g.outputs.contains(&v)
+                && c.out_shape == *shape
+                && g.values[ins[1 - side]].shape == *shape;
+            fusable.then_some((p, conv.clone(), ins[1 - side], skip_q))
+        });
+        let Some((p, mut conv, skip, skip_q)) = pick else {
+            continue;
+        };
+        conv.residual = Some(crate::ops::QResidual { skip: skip_q, out });
+        let shape = shape.clone();
+        g.nodes[i].op = int8(QOp::Conv(conv), shape);
+        g.nodes[i].inputs = vec![g.nodes[p].inputs[0], skip];
+        fused += 1;
+    }
+    fused
 }
 
 /// A lookup table (`QOp::Lut`: hard-swish, sigmoid...) whose input is a stored int8 conv
@@ -428,5 +503,56 @@ pub fn is_int8_value(g: &Graph, producers: &[Option<usize>], v: ValueId) -> bool
     match producers[v].map(|p| &g.nodes[p].op) {
         Some(Op::Int8(q)) => q.output_is_int8(),
         _ => false,
+    }
+}
+
+#[cfg(all(test, feature = "onnx"))]
+mod tests {
+    use super::*;
+    use crate::exec::{Engine, EngineOptions};
+
+    fn residual_convs(g: &Graph) -> usize {
+        let fused = |n: &Node| match &n.op {
+            Op::Int8(q) => matches!(&q.op, QOp::Conv(c) if c.residual.is_some()),
+            _ => false,
+        };
+        g.nodes.iter().filter(|n| fused(n)).count()
+    }
+
+    #[test]
+    fn fused_residual_adds_give_the_unfused_bytes() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/speck-tiny-int8.onnx");
+        let g = crate::onnx::load(path, &Default::default()).unwrap();
+        let (mut fused, mut plain) = (g.clone(), g);
+        assert_eq!(lower(&mut fused, true), lower(&mut plain, false));
+        // the MobileNetV3 backbone's residual blocks, one node fewer each
+        let n = residual_convs(&fused);
+        assert!(n >= 5, "{n} residual Adds fused");
+        assert_eq!(residual_convs(&plain), 0);
+        assert_eq!(plain.nodes.len(), fused.nodes.len() + n);
+        let opts = EngineOptions {
+            threads: 2,
+            int8: false, // (lowered above)
+            ..Default::default()
+        };
+        let mut ef = Engine::new(fused, &opts).unwrap();
+        let mut ep = Engine::new(plain, &opts).unwrap();
+        let mut s = 99u32;
+        let x: Vec<_> = ef
+            .inputs()
+            .map(|(_, shape)| {
+                let v = (0..shape.iter().product())
+                    .map(|_| {
+                        s ^= s << 13;
+                        s ^= s >> 17;
+                        s ^= s << 5;
+                        (s as f32 / u32::MAX as f32) * 4.0 - 2.0
+                    })
+                    .collect();
+                crate::tensor::Tensor::from_f32(shape, v).unwrap()
+            })
+            .collect();
+        let (a, b) = (ef.run(&x).unwrap(), ep.run(&x).unwrap());
+        assert_eq!(a, b, "fused and unfused residual Adds differ");
     }
 }

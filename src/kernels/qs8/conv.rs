@@ -7,6 +7,7 @@
 //! the reference loop the tests hold them to.
 
 use super::dwconv::{self, DwGeom, DwKernel};
+use super::elementwise::ResidualAdd;
 use super::gemm::{self, EpiMode, Epilogue, GemmKernel, PackedB, NR};
 use super::lut::{self, LutKernel};
 use super::Level;
@@ -49,6 +50,7 @@ pub struct ConvQs8 {
     k4: usize,
     /// the float output's NHWC -> NCHW transpose in SIMD tiles (not at the scalar level)
     transpose_simd: bool,
+    level: Level,
 }
 
 /// Output spatial size of one axis.
@@ -81,6 +83,12 @@ impl ConvQs8 {
                     q.out
                 )));
             }
+        }
+        if q.residual.is_some() && !matches!(q.out, QConvOut::Quant { .. }) {
+            return Err(OpError::Shape(format!(
+                "quantized conv: a fused residual Add needs a stored output (output {:?})",
+                q.out
+            )));
         }
         let (n, c, h, w) = (in_shape[0], in_shape[1], in_shape[2], in_shape[3]);
         let c2 = &q.conv;
@@ -198,6 +206,7 @@ impl ConvQs8 {
             activation,
             k4,
             transpose_simd: level != Level::Scalar,
+            level,
         })
     }
 
@@ -264,11 +273,32 @@ impl ConvQs8 {
         cols + fl
     }
 
-    /// Run: `x` NHWC u8, `y` NHWC u8 or (float output) NCHW f32.
+    /// The fused residual Add for image `b` of the output, the skip tensor (every image) at
+    /// `skip`.
+    unsafe fn residual(&self, skip: *const u8, b: usize) -> Option<ResidualAdd> {
+        let (r, QConvOut::Quant { q: conv, .. }) = (self.q.residual?, self.q.out) else {
+            return None;
+        };
+        let [m, oh, ow] = self.out;
+        Some(ResidualAdd::new(
+            self.level,
+            conv,
+            r,
+            skip.add(b * oh * ow * m),
+        ))
+    }
+
+    /// Run: `x` NHWC u8, `y` NHWC u8 or (float output) NCHW f32; `skip` the fused residual
+    /// Add's second input (NHWC u8 of `y`'s shape), or null without one.
     ///
     /// # Safety
-    /// `x` and `y` must hold the planned shapes (plus the kernels' read slack on `x`).
-    pub unsafe fn run(&self, x: *const u8, y: *mut u8, scratch: &mut [f32]) {
+    /// `x`, `skip` and `y` must hold the planned shapes (plus the kernels' read slack on
+    /// `x`); `y` must not overlap them.
+    pub unsafe fn run(&self, x: *const u8, skip: *const u8, y: *mut u8, scratch: &mut [f32]) {
+        assert!(
+            self.q.residual.is_none() || !skip.is_null(),
+            "a fused residual Add without its input"
+        );
         let [n, h, w, c] = self.nhwc;
         let [m, oh, ow] = self.out;
         let (cols, rest) = scratch.split_at_mut(self.cols_len());
@@ -282,6 +312,7 @@ impl ConvQs8 {
         for b in 0..n {
             let xb = x.add(b * h * w * c);
             let yb = dst_all.add(b * oh * ow * m * oe);
+            let residual = self.residual(skip, b);
             match &self.algo {
                 Algo::Gemm1x1 => {
                     let gg = &self.groups[0];
@@ -290,6 +321,7 @@ impl ConvQs8 {
                         scale: &gg.scale,
                         mode: self.mode,
                         lut: self.lut(),
+                        residual,
                     };
                     gemm::gemm(&self.gemm, oh * ow, xb, c, &gg.packed, &epi, yb, m);
                 }
@@ -309,12 +341,18 @@ impl ConvQs8 {
                             scale: &gg.scale,
                             mode: self.mode,
                             lut: self.lut(),
+                            residual: None,
                         };
                         let one_chunk = |ci: usize| {
                             let (r0, r1) = (ci * chunk, ((ci + 1) * chunk).min(rows));
                             let colp = (ptrs.1 as *mut u8).add(r0 * stride);
                             self.im2col_rows(ptrs.0 as *const u8, colp, g, r0, r1);
                             let yg = (ptrs.2 as *mut u8).add((r0 * m + g * mg) * oe);
+                            // (the skip's element at this chunk's first output)
+                            let epi = Epilogue {
+                                residual: residual.map(|r| r.advanced(r0 * m + g * mg)),
+                                ..epi
+                            };
                             gemm::gemm_serial(
                                 &self.gemm,
                                 r1 - r0,
@@ -372,6 +410,9 @@ impl ConvQs8 {
                         );
                         if let Some((t, lk)) = &lut {
                             lk.apply(t, first, rows * row_bytes);
+                        }
+                        if let Some(r) = &residual {
+                            r.apply(oy * row_bytes, first, rows * row_bytes);
                         }
                     };
                     let bands = oh.div_ceil(band);

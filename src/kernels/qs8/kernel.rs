@@ -25,6 +25,7 @@ impl Int8Kernel {
     pub fn new(op: &Int8Op, in_shapes: &[&[usize]], level: Level) -> OpResult<Int8Kernel> {
         let need = match &op.op {
             QOp::Binary { .. } => 2,
+            QOp::Conv(c) if c.residual.is_some() => 2,
             QOp::Concat { inputs, .. } => inputs.len(),
             _ => 1,
         };
@@ -43,6 +44,14 @@ impl Int8Kernel {
             QOp::Conv(c) => Some(Box::new(ConvQs8::new(c, in_shapes[0], level)?)),
             _ => None,
         };
+        if let QOp::Conv(c) = &op.op {
+            if c.residual.is_some() && in_shapes[1] != op.out_shape.as_slice() {
+                return Err(OpError::Shape(format!(
+                    "quantized conv: the residual input {:?} is not the output's shape {:?}",
+                    in_shapes[1], op.out_shape
+                )));
+            }
+        }
         if let QOp::GlobalAveragePool { .. } = op.op {
             if in_shapes[0].len() != 4 {
                 return Err(OpError::Shape("int8 global pool needs rank 4".into()));
@@ -112,10 +121,12 @@ impl Int8Kernel {
                 });
             }
             QOp::Conv(_) => {
-                self.conv
-                    .as_ref()
-                    .expect("planned")
-                    .run(ins[0], out, scratch);
+                self.conv.as_ref().expect("planned").run(
+                    ins[0],
+                    ins.get(1).copied().unwrap_or(std::ptr::null()),
+                    out,
+                    scratch,
+                );
             }
             QOp::Lut { table } => ew::lut(table, in0(), out_u8()),
             QOp::Binary {

@@ -4,7 +4,7 @@
 use super::conv::{conv_direct, ConvQs8};
 use super::gemm::EpiMode;
 use super::*;
-use crate::ops::{apply_activation, Activation, Conv, QConv, QConvOut, QType};
+use crate::ops::{apply_activation, Activation, Conv, QConv, QConvOut, QResidual, QType};
 
 /// xorshift, fixed seeds.
 pub struct Rng(pub u32);
@@ -59,6 +59,7 @@ fn qconv(
         },
         out,
         lut: None,
+        residual: None,
     }
 }
 
@@ -175,31 +176,65 @@ fn planned_convs_match_the_direct_reference() {
                     want.iter_mut().for_each(|v| *v = table[*v as usize]);
                     q.lut = Some(table);
                 }
-                for &level in &levels {
-                    if !level.supported() {
-                        eprintln!("skipped level {level:?}");
-                        continue;
+                // and once more with a residual Add fused after it (zx 128: after the table)
+                let mut runs = vec![(q.clone(), vec![], want.clone())];
+                if let (QConvOut::Quant { q: qc, .. }, true) = (out, zx != 0) {
+                    let skip = rng.bytes(want.len());
+                    let r = QResidual {
+                        skip: QType {
+                            scale: 0.07,
+                            zero_point: 100,
+                            signed: false,
+                        },
+                        out: QType {
+                            scale: 0.09,
+                            zero_point: 60,
+                            signed: false,
+                        },
+                    };
+                    let sum: Vec<u8> = want
+                        .iter()
+                        .zip(&skip)
+                        .map(|(&v, &k)| {
+                            onnx_quantize(r.out, qc.dequantize(v) + r.skip.dequantize(k))
+                        })
+                        .collect();
+                    let mut qr = q.clone();
+                    qr.residual = Some(r);
+                    runs.push((qr, skip, sum));
+                }
+                for (q, skip, want) in &runs {
+                    for &level in &levels {
+                        if !level.supported() {
+                            eprintln!("skipped level {level:?}");
+                            continue;
+                        }
+                        let plan = ConvQs8::new(q, &[1, c, h, w], level).unwrap();
+                        let mut scratch = vec![0f32; plan.scratch_len()];
+                        let mut got = vec![0u8; want.len()];
+                        // rayon over output tiles: 1, 2 and 4 threads give the same bytes
+                        let threads = [1, 2, 4][(m + zx as usize + skip.len() % 2) % 3];
+                        let pool = rayon::ThreadPoolBuilder::new()
+                            .num_threads(threads)
+                            .build()
+                            .unwrap();
+                        let fused = !skip.is_empty();
+                        // (an address: raw pointers do not cross into the pool)
+                        let skip_at = if fused { skip.as_ptr() as usize } else { 0 };
+                        pool.install(|| unsafe {
+                            let skip = skip_at as *const u8;
+                            plan.run(x.as_ptr(), skip, got.as_mut_ptr(), &mut scratch)
+                        });
+                        assert_eq!(
+                            &got,
+                            want,
+                            "{} {:?} case {:?} zx {zx} residual {}",
+                            plan.algorithm(),
+                            level,
+                            (m, c, group, k, s, pad, h, w, dil),
+                            fused
+                        );
                     }
-                    let plan = ConvQs8::new(&q, &[1, c, h, w], level).unwrap();
-                    let mut scratch = vec![0f32; plan.scratch_len()];
-                    let mut got = vec![0u8; want.len()];
-                    // rayon over output tiles: 1, 2 and 4 threads give the same bytes
-                    let threads = [1, 2, 4][(m + zx as usize) % 3];
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
-                    pool.install(|| unsafe {
-                        plan.run(x.as_ptr(), got.as_mut_ptr(), &mut scratch)
-                    });
-                    assert_eq!(
-                        got,
-                        want,
-                        "{} {:?} case {:?} zx {zx}",
-                        plan.algorithm(),
-                        level,
-                        (m, c, group, k, s, pad, h, w, dil)
-                    );
                 }
             }
         }
@@ -436,9 +471,15 @@ fn elementwise_rows_match_the_onnx_definition_on_every_level() {
                 }
                 let (a, b) = (rng.bytes(len), rng.bytes(len));
                 add_row(level, qa, qb, qo, &a, &b, &mut y);
+                let mut in_place = a.clone();
+                add_row_in_place(level, qa, qb, qo, &b, &mut in_place);
                 for j in 0..len {
                     let want = onnx_quantize(qo, qa.dequantize(a[j]) + qb.dequantize(b[j]));
                     assert_eq!(y[j], want, "{level:?} add at {j}, len {len}");
+                    assert_eq!(
+                        in_place[j], want,
+                        "{level:?} in-place add at {j}, len {len}"
+                    );
                 }
                 mul_row(level, qa, qb, qo, &a, &b, &mut y);
                 for j in 0..len {

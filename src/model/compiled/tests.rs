@@ -502,6 +502,53 @@ fn op_samples() -> Vec<(Op, &'static str)> {
             "1a080000003f06010000803e0601020102",
         ),
         (
+            // a 1x1 conv with a fused residual Add (FORMAT_VERSION 3)
+            Op::Int8(Box::new(crate::ops::Int8Op {
+                op: crate::ops::QOp::Conv(Box::new(crate::ops::QConv {
+                    conv: Conv {
+                        group: 1,
+                        strides: [1, 1],
+                        pads: [0; 4],
+                        dilations: [1, 1],
+                        activation: None,
+                    },
+                    weights: vec![1, -2],
+                    w_shape: [1, 2, 1, 1],
+                    w_scale: vec![0.5],
+                    bias: vec![-3],
+                    input: crate::ops::QType {
+                        scale: 0.25,
+                        zero_point: 3,
+                        signed: false,
+                    },
+                    out: crate::ops::QConvOut::Quant {
+                        q: crate::ops::QType {
+                            scale: 0.5,
+                            zero_point: 128,
+                            signed: true,
+                        },
+                        lo: 0,
+                        hi: 255,
+                    },
+                    lut: None,
+                    residual: Some(crate::ops::QResidual {
+                        skip: crate::ops::QType {
+                            scale: 0.25,
+                            zero_point: 1,
+                            signed: false,
+                        },
+                        out: crate::ops::QType {
+                            scale: 1.0,
+                            zero_point: 2,
+                            signed: false,
+                        },
+                    }),
+                })),
+                out_shape: vec![1, 1, 1, 1],
+            })),
+            "1a02010101000000000101000201fe01020101010000003f01050000803e0600000000003f80020100ff00010000803e02000000803f04000401010101",
+        ),
+        (
             Op::LdaAqu(Box::new(crate::ops::LdaAqu {
                 sample: GridSample {
                     mode: GridMode::Bilinear,

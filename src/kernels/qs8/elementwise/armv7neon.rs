@@ -142,10 +142,44 @@ pub unsafe fn binary_row(
     b: &[u8],
     y: &mut [u8],
 ) -> bool {
+    let n = a.len().min(b.len()).min(y.len());
+    binary_ptr(mul, qa, qb, qo, a.as_ptr(), b.as_ptr(), y.as_mut_ptr(), n)
+}
+
+/// [`binary_row`] in place: `y[i] = Q(DQ_a(y[i]) op DQ_b(b[i]))` (a residual Add fused into a
+/// conv); `false` (nothing written) when a quantization needs the portable path.
+///
+/// # Safety
+/// The CPU has NEON.
+pub unsafe fn binary_row_in_place(
+    mul: bool,
+    qa: QType,
+    qb: QType,
+    qo: QType,
+    b: &[u8],
+    y: &mut [u8],
+) -> bool {
+    let n = b.len().min(y.len());
+    let y = y.as_mut_ptr();
+    binary_ptr(mul, qa, qb, qo, y, b.as_ptr(), y, n)
+}
+
+/// [`binary_row`] on `n` values at raw pointers; `a` may be `y` (each step loads its 8 values
+/// before it stores them).
+#[allow(clippy::too_many_arguments)]
+unsafe fn binary_ptr(
+    mul: bool,
+    qa: QType,
+    qb: QType,
+    qo: QType,
+    a: *const u8,
+    b: *const u8,
+    y: *mut u8,
+    n: usize,
+) -> bool {
     let (Some(za), Some(zb), Some(zo)) = (zp_byte(qa), zp_byte(qb), zp_byte(qo)) else {
         return false;
     };
-    let n = a.len().min(b.len()).min(y.len());
     let steps = n / W;
     macro_rules! run {
         ($op:literal) => {
@@ -177,9 +211,9 @@ pub unsafe fn binary_row(
                 quantize8_and_store!(),
                 "subs {cnt}, {cnt}, #1",
                 "bne 1b",
-                a = inout(reg) a.as_ptr() => _,
-                b = inout(reg) b.as_ptr() => _,
-                y = inout(reg) y.as_mut_ptr() => _,
+                a = inout(reg) a => _,
+                b = inout(reg) b => _,
+                y = inout(reg) y => _,
                 cnt = inout(reg) steps => _,
                 lo = in(reg) TAIL.lo,
                 hi = in(reg) TAIL.hi,
@@ -208,8 +242,8 @@ pub unsafe fn binary_row(
         }
     }
     for j in steps * W..n {
-        let (x, z) = (qa.dequantize(a[j]), qb.dequantize(b[j]));
-        y[j] = qo.quantize(if mul { x * z } else { x + z });
+        let (x, z) = (qa.dequantize(*a.add(j)), qb.dequantize(*b.add(j)));
+        *y.add(j) = qo.quantize(if mul { x * z } else { x + z });
     }
     true
 }

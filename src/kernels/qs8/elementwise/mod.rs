@@ -105,6 +105,78 @@ row_kernel! {
 }
 
 row_kernel! {
+    /// `y[i] = Q(DQ_a(y[i]) + DQ_b(b[i]))` in place: [`add_row`] with `a` the rows a conv
+    /// just wrote (a fused residual Add, [`ResidualAdd`]).
+    fn add_row_in_place(qa: QType, qb: QType, qo: QType, b: &[u8], y: &mut [u8])
+    neon: neon::binary_row_in_place(false, qa, qb, qo, b, y);
+    armv7: armv7neon::binary_row_in_place(false, qa, qb, qo, b, y);
+    {
+        for (o, &vb) in y.iter_mut().zip(b) {
+            *o = qo.quantize(qa.dequantize(*o) + qb.dequantize(vb));
+        }
+    }
+}
+
+/// A residual Add fused into a conv ([`crate::ops::QResidual`]), applied to the rows the conv
+/// has just written while they are in cache: `y = Q_out(DQ_conv(y) + DQ_skip(skip))`, the
+/// int8 Add's arithmetic ([`add_row`]) bit for bit.
+#[derive(Clone, Copy, Debug)]
+pub struct ResidualAdd {
+    /// the conv's stored output
+    pub conv: QType,
+    /// the skip input
+    pub skip: QType,
+    /// the sum
+    pub out: QType,
+    /// the skip tensor's element matching the conv output's first element in this call
+    skip_at: *const u8,
+    level: Level,
+}
+
+// SAFETY: the skip tensor is only read, and lives through the op's run (see `new`).
+unsafe impl Send for ResidualAdd {}
+unsafe impl Sync for ResidualAdd {}
+
+impl ResidualAdd {
+    /// # Safety
+    /// `skip_at` must point at the skip tensor's element matching the first output element
+    /// of the calls this is handed to, and stay readable while they run.
+    pub unsafe fn new(
+        level: Level,
+        conv: QType,
+        r: crate::ops::QResidual,
+        skip_at: *const u8,
+    ) -> Self {
+        ResidualAdd {
+            conv,
+            skip: r.skip,
+            out: r.out,
+            skip_at,
+            level,
+        }
+    }
+
+    /// The same add for a call whose output starts `elems` elements later.
+    pub fn advanced(self, elems: usize) -> Self {
+        ResidualAdd {
+            skip_at: self.skip_at.wrapping_add(elems),
+            ..self
+        }
+    }
+
+    /// Add the skip in place to the `len` output bytes at `y`, which lie `at` elements after
+    /// this call's first one.
+    ///
+    /// # Safety
+    /// `y` must hold `len` writable bytes, and the skip tensor `at + len` from `skip_at`.
+    pub unsafe fn apply(&self, at: usize, y: *mut u8, len: usize) {
+        let b = std::slice::from_raw_parts(self.skip_at.add(at), len);
+        let y = std::slice::from_raw_parts_mut(y, len);
+        add_row_in_place(self.level, self.conv, self.skip, self.out, b, y);
+    }
+}
+
+row_kernel! {
     /// `y[i] = Q(DQ(a[i]) * DQ(b[i]))`.
     fn mul_row(qa: QType, qb: QType, qo: QType, a: &[u8], b: &[u8], y: &mut [u8])
     neon: neon::binary_row(true, qa, qb, qo, a, b, y);

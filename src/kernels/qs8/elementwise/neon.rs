@@ -147,22 +147,57 @@ pub unsafe fn binary_row(
     y: &mut [u8],
 ) {
     let n = a.len().min(b.len()).min(y.len());
+    binary_ptr(mul, qa, qb, qo, a.as_ptr(), b.as_ptr(), y.as_mut_ptr(), n);
+}
+
+/// [`binary_row`] in place: `y[i] = Q(DQ_a(y[i]) op DQ_b(b[i]))` (a residual Add fused into a
+/// conv, on the rows it just wrote).
+///
+/// # Safety
+/// The host must have NEON (every aarch64 CPU).
+pub unsafe fn binary_row_in_place(
+    mul: bool,
+    qa: QType,
+    qb: QType,
+    qo: QType,
+    b: &[u8],
+    y: &mut [u8],
+) {
+    let n = b.len().min(y.len());
+    let y = y.as_mut_ptr();
+    binary_ptr(mul, qa, qb, qo, y, b.as_ptr(), y, n);
+}
+
+/// [`binary_row`] on `n` values at raw pointers; `a` may be `y` (each step loads its 16
+/// values before it stores them).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn binary_ptr(
+    mul: bool,
+    qa: QType,
+    qb: QType,
+    qo: QType,
+    a: *const u8,
+    b: *const u8,
+    y: *mut u8,
+    n: usize,
+) {
     let ((za, sa), (zb, sb), (zo, so)) = (consts(qa), consts(qb), consts(qo));
     let mut i = 0;
     while i + W <= n {
-        let fa = dq16(vld1q_u8(a.as_ptr().add(i)), za, sa);
-        let fb = dq16(vld1q_u8(b.as_ptr().add(i)), zb, sb);
+        let fa = dq16(vld1q_u8(a.add(i)), za, sa);
+        let fb = dq16(vld1q_u8(b.add(i)), zb, sb);
         let f: [float32x4_t; 4] = if mul {
             std::array::from_fn(|j| vmulq_f32(fa[j], fb[j]))
         } else {
             std::array::from_fn(|j| vaddq_f32(fa[j], fb[j]))
         };
-        vst1q_u8(y.as_mut_ptr().add(i), q16(f, so, zo));
+        vst1q_u8(y.add(i), q16(f, so, zo));
         i += W;
     }
     for j in i..n {
-        let (x, z) = (qa.dequantize(a[j]), qb.dequantize(b[j]));
-        y[j] = qo.quantize(if mul { x * z } else { x + z });
+        let (x, z) = (qa.dequantize(*a.add(j)), qb.dequantize(*b.add(j)));
+        *y.add(j) = qo.quantize(if mul { x * z } else { x + z });
     }
 }
 

@@ -118,6 +118,8 @@ pub struct Epilogue<'a> {
     /// `Quant` outputs: 256-entry table the stored values go through last (fused activation),
     /// and the kernel that applies it
     pub lut: Option<(&'a [u8], super::lut::LutKernel)>,
+    /// `Quant` outputs: a residual Add applied after the table, its skip matching `c`'s row 0
+    pub residual: Option<super::elementwise::ResidualAdd>,
 }
 
 /// B prepacked in the c4 layout described in the module doc.
@@ -336,13 +338,17 @@ pub unsafe fn gemm(
             s.spawn(move |_| {
                 let (pa, pc) = p.get();
                 let (r0, r1) = (t0 * k.mr, (t1 * k.mr).min(m));
+                let epi = Epilogue {
+                    residual: epi.residual.map(|r| r.advanced(r0 * ldc)),
+                    ..*epi
+                };
                 gemm_serial(
                     k,
                     r1 - r0,
                     pa.add(r0 * lda),
                     lda,
                     b,
-                    epi,
+                    &epi,
                     pc.add(r0 * ldc * out_elem),
                     ldc,
                 );
@@ -367,18 +373,18 @@ pub unsafe fn gemm_serial(
     ldc: usize,
 ) {
     let out_elem = epi.mode.elem_bytes();
-    let lut = match (&epi.lut, epi.mode) {
-        (Some(t), EpiMode::Quant { .. }) => Some(*t),
-        _ => None,
-    };
-    // With a fused table, tiles go in groups of about 4 KB of output, so the table is
-    // applied while the group's rows are in L1, in one call when the rows are contiguous
-    // (narrow convs such as a 16-channel stem would otherwise pay the table's set-up every
-    // 16 bytes). Without one, one call does every row.
+    let quant = matches!(epi.mode, EpiMode::Quant { .. });
+    let lut = epi.lut.filter(|_| quant);
+    let residual = epi.residual.filter(|_| quant);
+    // With a fused table or residual Add, tiles go in groups of about 4 KB of output, so
+    // they are applied while the group's rows are in L1, in one call when the rows are
+    // contiguous (narrow convs such as a 16-channel stem would otherwise pay the set-up
+    // every 16 bytes). Without one, one call does every row.
     let tile_bytes = k.mr * b.n;
-    let group = match lut {
-        Some(_) => (4096 / tile_bytes.max(1)).max(1) * k.mr,
-        None => m,
+    let group = if lut.is_some() || residual.is_some() {
+        (4096 / tile_bytes.max(1)).max(1) * k.mr
+    } else {
+        m
     };
     let mut r0 = 0;
     while r0 < m {
@@ -402,6 +408,15 @@ pub unsafe fn gemm_serial(
             } else {
                 for r in r0..r1 {
                     lk.apply(table, c.add(r * ldc), b.n);
+                }
+            }
+        }
+        if let Some(res) = &residual {
+            if ldc == b.n {
+                res.apply(r0 * ldc, c.add(r0 * ldc), (r1 - r0) * b.n);
+            } else {
+                for r in r0..r1 {
+                    res.apply(r * ldc, c.add(r * ldc), b.n);
                 }
             }
         }

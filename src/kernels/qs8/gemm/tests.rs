@@ -30,6 +30,7 @@ fn run_case(k: &GemmKernel, m: usize, n: usize, kk: usize, mode: EpiMode, rng: &
         scale: &scale,
         mode,
         lut: None,
+        residual: None,
     };
     let elem = if mode == EpiMode::Float { 4 } else { 1 };
     let ldc = n + 1;
@@ -173,6 +174,7 @@ fn every_gemm_kernel_at_extreme_values() {
                 scale: &scale,
                 mode: EpiMode::Float,
                 lut: None,
+                residual: None,
             };
             let mut got = vec![0u8; m * n * 4];
             unsafe { gemm(&k, m, a.as_ptr(), kk, &b, &epi, got.as_mut_ptr(), n) };
