@@ -15,7 +15,7 @@ pub use fuse_channel_layer_norm::fuse_channel_layer_norm;
 pub use fuse_lda_aqu::fuse_lda_aqu;
 pub use lga_einsum::rewrite_lga_einsum;
 pub use merge_sibling_convs::merge_sibling_convs;
-pub use quantize_lower::{int8_enabled_by_env, is_int8_value, lower_int8};
+pub use quantize_lower::{fuse_conv_residual, int8_enabled_by_env, is_int8_value, lower_int8};
 
 use crate::model::Graph;
 
@@ -29,6 +29,7 @@ pub fn optimize(g: &mut Graph) -> Vec<String> {
     };
     run("batchnorm folded into conv", fold_batchnorm(g));
     run("activation fused into conv", fuse_conv_activation(g));
+    run("residual Add fused into int8 conv", fuse_conv_residual(g));
     run(
         "LGA einsum pair rewritten to head channel sum",
         rewrite_lga_einsum(g),

@@ -18,8 +18,9 @@
 //! Then a Conv or Gemm reading `DQ(x)` with int8 weights whose result goes to float readers becomes a
 //! [`QConv`] with f32 output, and every remaining `DQ` of an int8 tensor becomes a
 //! Dequantize conversion. Float nodes nobody reads any more are removed by `remove_dead`.
-//! Last, a lookup table or a residual Add whose input is a stored conv output read by
-//! nothing else goes into that conv's epilogue (`fuse_conv_lut`, [`fuse_conv_residual`]).
+//! Last, a lookup table whose input is a stored conv output read by nothing else goes into
+//! that conv's epilogue (`fuse_conv_lut`); [`fuse_conv_residual`], one of the graph passes
+//! (`super::optimize`), does the same for a residual Add.
 //! A float node that still has float readers stays (computed both ways), so the graph's
 //! results are those of the QDQ model up to requantization rounding.
 
@@ -292,11 +293,6 @@ fn int8(op: QOp, out_shape: Vec<usize>) -> Op {
 
 /// Lower QDQ patterns to int8 ops; returns how many nodes became int8 ops.
 pub fn lower_int8(g: &mut Graph) -> usize {
-    lower(g, true)
-}
-
-/// [`lower_int8`], with or without fusing residual Adds into convs (tests compare the two).
-fn lower(g: &mut Graph, fuse_residuals: bool) -> usize {
     let mut int8_vals = HashMap::new();
     for n in &g.nodes {
         if let Op::QuantizeLinear(p) = &n.op {
@@ -360,15 +356,6 @@ fn lower(g: &mut Graph, fuse_residuals: bool) -> usize {
     g.remove_dead();
     fuse_conv_lut(g);
     g.remove_dead();
-    let residuals = if fuse_residuals {
-        fuse_conv_residual(g)
-    } else {
-        0
-    };
-    if residuals > 0 {
-        log::info!("residual Add fused into int8 conv: {residuals}");
-    }
-    g.remove_dead();
     count
 }
 
@@ -376,7 +363,8 @@ fn lower(g: &mut Graph, fuse_residuals: bool) -> usize {
 /// stored int8 conv output read by nothing else goes into that conv: the conv node is left
 /// dead and the Add node becomes the conv with the other input as its `skip`
 /// ([`crate::ops::QResidual`]), applied tile by tile while the conv's rows are in cache, so
-/// the conv's own output never goes out to memory and back. Returns how many were fused.
+/// the conv's own output never goes out to memory and back. Returns how many were fused
+/// (the conv nodes are left for `remove_dead`).
 pub fn fuse_conv_residual(g: &mut Graph) -> usize {
     let producers = g.producers();
     let consumers = g.consumers();
@@ -523,8 +511,11 @@ mod tests {
     fn fused_residual_adds_give_the_unfused_bytes() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/speck-tiny-int8.onnx");
         let g = crate::onnx::load(path, &Default::default()).unwrap();
-        let (mut fused, mut plain) = (g.clone(), g);
-        assert_eq!(lower(&mut fused, true), lower(&mut plain, false));
+        let mut plain = g;
+        lower_int8(&mut plain);
+        let mut fused = plain.clone();
+        fuse_conv_residual(&mut fused);
+        fused.remove_dead();
         // the MobileNetV3 backbone's residual blocks, one node fewer each
         let n = residual_convs(&fused);
         assert!(n >= 5, "{n} residual Adds fused");
@@ -533,6 +524,7 @@ mod tests {
         let opts = EngineOptions {
             threads: 2,
             int8: false, // (lowered above)
+            optimize: false,
             ..Default::default()
         };
         let mut ef = Engine::new(fused, &opts).unwrap();

@@ -506,6 +506,79 @@ fn elementwise_rows_match_the_onnx_definition_on_every_level() {
 }
 
 #[test]
+fn odd_zero_points_and_huge_scales_keep_the_row_definitions() {
+    // (no model's 8-bit parameters make one, but QType allows it: the vector kernels that
+    // subtract zero points as bytes must not run on it)
+    use super::elementwise::*;
+    let odd = QType {
+        scale: 0.04,
+        zero_point: -7,
+        signed: false,
+    };
+    let qo = QType {
+        scale: 0.06,
+        zero_point: 140,
+        signed: false,
+    };
+    let mut rng = Rng(5);
+    let (a, b) = (rng.bytes(37), rng.bytes(37));
+    let bt: Vec<f32> = (0..37).map(|i| i as f32 * 0.1 - 1.5).collect();
+    for level in [Level::Scalar, Level::Neon, Level::Avx2, Level::Avx512Vnni] {
+        if !level.supported() {
+            continue;
+        }
+        let mut y = vec![0u8; 37];
+        // (and scales so large that sums and products overflow to infinities and NaN: the
+        // NEON rows then keep their NaN clamp)
+        let huge = QType {
+            scale: 3e37,
+            zero_point: 128,
+            signed: false,
+        };
+        for (qa, qb) in [(odd, qo), (huge, huge), (huge, qo)] {
+            add_row(level, qa, qb, qo, &a, &b, &mut y);
+            for j in 0..37 {
+                let want = onnx_quantize(qo, qa.dequantize(a[j]) + qb.dequantize(b[j]));
+                assert_eq!(y[j], want, "{level:?} add at {j}");
+            }
+            mul_row(level, qa, qb, qo, &a, &b, &mut y);
+            for j in 0..37 {
+                let want = onnx_quantize(qo, qa.dequantize(a[j]) * qb.dequantize(b[j]));
+                assert_eq!(y[j], want, "{level:?} mul at {j}");
+            }
+        }
+        binary_channels_rows(level, true, huge, qo, &bt, &a, &mut y);
+        for j in 0..37 {
+            assert_eq!(
+                y[j],
+                onnx_quantize(qo, huge.dequantize(a[j]) * bt[j]),
+                "{level:?}"
+            );
+        }
+        binary_channels_rows(level, true, odd, qo, &bt, &a, &mut y);
+        for j in 0..37 {
+            assert_eq!(
+                y[j],
+                onnx_quantize(qo, odd.dequantize(a[j]) * bt[j]),
+                "{level:?}"
+            );
+        }
+        // 17 NHWC pixels of 16 channels: a whole register tile and a ragged pixel
+        let x = rng.bytes(16 * 17);
+        let mut f = vec![0f32; 16 * 17];
+        dequantize(level, odd, &[1, 16, 17, 1], &x, &mut f);
+        for (j, &v) in x.iter().enumerate() {
+            let (p, ch) = (j / 16, j % 16);
+            assert_eq!(
+                f[ch * 17 + p],
+                odd.dequantize(v),
+                "{level:?} dequantize at {j}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_fused_table_must_have_256_entries_and_a_stored_output() {
     let mut rng = Rng(7);
     let quant = QConvOut::Quant {

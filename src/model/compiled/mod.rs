@@ -12,8 +12,9 @@
 //!   multiple of 64 bytes, so the file can be memory-mapped and the weights copied once.
 //!
 //! The fp32 convolution kernels' packed layout (`[M, C/group * kh * kw]` row-major) is the
-//! stored layout itself, so "packing" at load is the one copy out of the map; kernels that
-//! repack (int8 microkernel tiles) should store their packed layout here, keyed by the target.
+//! stored layout itself, so "packing" at load is the one copy out of the map. int8 convs keep
+//! their weights in the plan (ONNX order) and are packed at load for the kernels the running
+//! CPU selects (see `docs/compiled-format.md`).
 //!
 //! # Rule for new ops and attribute types
 //! Every type reachable from [`Op`](crate::ops::Op) derives `serde::Serialize` and

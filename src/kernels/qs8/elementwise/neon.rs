@@ -13,11 +13,22 @@ use std::arch::aarch64::*;
 /// Values per step.
 const W: usize = 16;
 
-/// Dequantize 16 stored bytes: `(v - zp) as f32 * scale`, four vectors.
+/// Dequantize 16 stored bytes: `(v - zp) as f32 * scale`, four vectors. `v - zp` is one
+/// widening `USUBL`/`USUBL2` per 8 bytes (the u16 difference modulo 2^16 is the signed one),
+/// so `zp` must be a byte ([`byte_zp`]). (In `asm!`: from `vsubl_high_u8` of a splat LLVM
+/// made an `EXT` and a `USUBL`.)
 #[inline(always)]
-unsafe fn dq16(v: uint8x16_t, zp: int16x8_t, scale: float32x4_t) -> [float32x4_t; 4] {
-    let lo = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(v))), zp);
-    let hi = vsubq_s16(vreinterpretq_s16_u16(vmovl_high_u8(v)), zp);
+unsafe fn dq16(v: uint8x16_t, zp: uint8x16_t, scale: float32x4_t) -> [float32x4_t; 4] {
+    let (lo, hi): (int16x8_t, int16x8_t);
+    std::arch::asm!(
+        "usubl {lo:v}.8h, {v:v}.8b, {z:v}.8b",
+        "usubl2 {hi:v}.8h, {v:v}.16b, {z:v}.16b",
+        v = in(vreg) v,
+        z = in(vreg) zp,
+        lo = out(vreg) lo,
+        hi = out(vreg) hi,
+        options(pure, nomem, nostack, preserves_flags),
+    );
     let f = |x: int32x4_t| vmulq_f32(vcvtq_f32_s32(x), scale);
     [
         f(vmovl_s16(vget_low_s16(lo))),
@@ -31,19 +42,52 @@ unsafe fn dq16(v: uint8x16_t, zp: int16x8_t, scale: float32x4_t) -> [float32x4_t
 /// Only the lower bound is applied in f32 (`FMAXNM`, which also sends NaN to -512 as the
 /// portable `max` does): above 512 the saturating steps (`FCVTNS`, `SQXTN`, `SQADD` of the
 /// zero point, `SQXTUN`) reach 255 as the clamp would, 4 instructions fewer per 16 values.
+/// Below -512 they reach 0 too, so `NAN = false` (no value can be NaN: see [`nan_free`])
+/// leaves out the `FMAXNM`s as well.
 #[inline(always)]
-unsafe fn q16(f: [float32x4_t; 4], scale: float32x4_t, zp: int16x8_t) -> uint8x16_t {
+unsafe fn q16<const NAN: bool>(
+    f: [float32x4_t; 4],
+    scale: float32x4_t,
+    zp: int16x8_t,
+) -> uint8x16_t {
     let lo = vdupq_n_f32(-512.0);
-    let r = f.map(|v| vcvtnq_s32_f32(vmaxnmq_f32(vdivq_f32(v, scale), lo)));
+    let r = f.map(|v| {
+        let v = vdivq_f32(v, scale);
+        vcvtnq_s32_f32(if NAN { vmaxnmq_f32(v, lo) } else { v })
+    });
     let a = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(r[0]), r[1]), zp);
     let b = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(r[2]), r[3]), zp);
     vqmovun_high_s16(vqmovun_s16(a), b)
+}
+
+/// Whether `DQ(a) op b` is never NaN for any byte `a` of `qa` and any `|b| <= b_max`: the
+/// largest magnitudes (`255 * scale`, `b_max`) and their sum or product are finite, so every
+/// operand and result is (and `x / scale` of a finite `x` is at worst infinite, which the
+/// saturating steps clamp as the portable code does).
+#[inline(always)]
+fn nan_free(mul: bool, qa: QType, b_max: f32) -> bool {
+    let a_max = 255.0 * qa.scale;
+    let r = if mul { a_max * b_max } else { a_max + b_max };
+    a_max.is_finite() && b_max.is_finite() && r.is_finite()
 }
 
 /// A quantization's vector constants: zero point (i16 lanes) and scale.
 #[inline(always)]
 unsafe fn consts(q: QType) -> (int16x8_t, float32x4_t) {
     (vdupq_n_s16(q.zero_point as i16), vdupq_n_f32(q.scale))
+}
+
+/// Whether [`dq16`] can read `q` (its zero point is a byte: every QType made from a model's
+/// 8-bit parameters; the callers fall back to the portable loop otherwise).
+#[inline(always)]
+fn byte_zp(q: QType) -> bool {
+    (0..=255).contains(&q.zero_point)
+}
+
+/// An input quantization's vector constants for [`dq16`]: zero point (bytes) and scale.
+#[inline(always)]
+unsafe fn in_consts(q: QType) -> (uint8x16_t, float32x4_t) {
+    (vdupq_n_u8(q.zero_point as u8), vdupq_n_f32(q.scale))
 }
 
 /// `sum[c] += x[p * C + c]` over the pixels of `x` (`C = sum.len()`): per block of 16
@@ -125,7 +169,10 @@ pub unsafe fn quantize_row(q: QType, x: &[f32], y: &mut [u8]) {
     let mut i = 0;
     while i + W <= n {
         let v = vld1q_f32_x4(x.as_ptr().add(i));
-        vst1q_u8(y.as_mut_ptr().add(i), q16([v.0, v.1, v.2, v.3], s, zp));
+        vst1q_u8(
+            y.as_mut_ptr().add(i),
+            q16::<true>([v.0, v.1, v.2, v.3], s, zp),
+        );
         i += W;
     }
     for (o, &v) in y[i..n].iter_mut().zip(&x[i..n]) {
@@ -168,6 +215,35 @@ pub unsafe fn binary_row_in_place(
     binary_ptr(mul, qa, qb, qo, y, b.as_ptr(), y, n);
 }
 
+/// [`binary_ptr`]'s whole steps of 16 values (`NAN` as in [`q16`]); returns how many values
+/// were done.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn binary_steps<const NAN: bool>(
+    mul: bool,
+    qa: QType,
+    qb: QType,
+    qo: QType,
+    a: *const u8,
+    b: *const u8,
+    y: *mut u8,
+    n: usize,
+) -> usize {
+    let ((za, sa), (zb, sb), (zo, so)) = (in_consts(qa), in_consts(qb), consts(qo));
+    for s in 0..n / W {
+        let i = s * W;
+        let fa = dq16(vld1q_u8(a.add(i)), za, sa);
+        let fb = dq16(vld1q_u8(b.add(i)), zb, sb);
+        let f: [float32x4_t; 4] = if mul {
+            std::array::from_fn(|j| vmulq_f32(fa[j], fb[j]))
+        } else {
+            std::array::from_fn(|j| vaddq_f32(fa[j], fb[j]))
+        };
+        vst1q_u8(y.add(i), q16::<NAN>(f, so, zo));
+    }
+    n / W * W
+}
+
 /// [`binary_row`] on `n` values at raw pointers; `a` may be `y` (each step loads its 16
 /// values before it stores them).
 #[allow(clippy::too_many_arguments)]
@@ -182,19 +258,14 @@ unsafe fn binary_ptr(
     y: *mut u8,
     n: usize,
 ) {
-    let ((za, sa), (zb, sb), (zo, so)) = (consts(qa), consts(qb), consts(qo));
-    let mut i = 0;
-    while i + W <= n {
-        let fa = dq16(vld1q_u8(a.add(i)), za, sa);
-        let fb = dq16(vld1q_u8(b.add(i)), zb, sb);
-        let f: [float32x4_t; 4] = if mul {
-            std::array::from_fn(|j| vmulq_f32(fa[j], fb[j]))
-        } else {
-            std::array::from_fn(|j| vaddq_f32(fa[j], fb[j]))
-        };
-        vst1q_u8(y.add(i), q16(f, so, zo));
-        i += W;
-    }
+    let i = match (
+        byte_zp(qa) && byte_zp(qb),
+        nan_free(mul, qa, 255.0 * qb.scale),
+    ) {
+        (false, _) => 0,
+        (true, true) => binary_steps::<false>(mul, qa, qb, qo, a, b, y, n),
+        (true, false) => binary_steps::<true>(mul, qa, qb, qo, a, b, y, n),
+    };
     for j in i..n {
         let (x, z) = (qa.dequantize(*a.add(j)), qb.dequantize(*b.add(j)));
         *y.add(j) = qo.quantize(if mul { x * z } else { x + z });
@@ -213,17 +284,48 @@ pub unsafe fn channels_rows(mul: bool, qa: QType, qo: QType, bt: &[f32], a: &[u8
     if c == 0 {
         return;
     }
-    let ((za, sa), (zo, so)) = (consts(qa), consts(qo));
+    if !byte_zp(qa) {
+        for (yp, ap) in y.chunks_exact_mut(c).zip(a.chunks_exact(c)) {
+            for ((o, &va), &vb) in yp.iter_mut().zip(ap).zip(bt) {
+                let x = qa.dequantize(va);
+                *o = qo.quantize(if mul { x * vb } else { x + vb });
+            }
+        }
+        return;
+    }
+    let b_max = bt
+        .iter()
+        .try_fold(0f32, |m, v| v.is_finite().then(|| m.max(v.abs())));
+    // (`*` or `+` and the NaN clamp fixed per loop: LLVM had tested `mul` every 16 values)
+    match (mul, b_max.is_some_and(|b| nan_free(mul, qa, b))) {
+        (true, true) => channels_steps::<true, false>(qa, qo, bt, a, y),
+        (true, false) => channels_steps::<true, true>(qa, qo, bt, a, y),
+        (false, true) => channels_steps::<false, false>(qa, qo, bt, a, y),
+        (false, false) => channels_steps::<false, true>(qa, qo, bt, a, y),
+    }
+}
+
+/// [`channels_rows`] with byte zero points (`NAN` as in [`q16`]).
+#[inline(always)]
+unsafe fn channels_steps<const MUL: bool, const NAN: bool>(
+    qa: QType,
+    qo: QType,
+    bt: &[f32],
+    a: &[u8],
+    y: &mut [u8],
+) {
+    let c = bt.len();
+    let ((za, sa), (zo, so)) = (in_consts(qa), consts(qo));
     let op = |va: uint8x16_t, b: *const f32| {
         let fa = dq16(va, za, sa);
         let fb = vld1q_f32_x4(b);
         let fb = [fb.0, fb.1, fb.2, fb.3];
-        let f: [float32x4_t; 4] = if mul {
+        let f: [float32x4_t; 4] = if MUL {
             std::array::from_fn(|j| vmulq_f32(fa[j], fb[j]))
         } else {
             std::array::from_fn(|j| vaddq_f32(fa[j], fb[j]))
         };
-        q16(f, so, zo)
+        q16::<NAN>(f, so, zo)
     };
     let full = c / W * W;
     let mut bt_tail = [0f32; W];
@@ -358,7 +460,7 @@ pub unsafe fn dequantize_block(
     dst: *mut f32,
     hw: usize,
 ) {
-    let (zp, s) = consts(q);
+    let (zp, s) = in_consts(q);
     let (p16, c16) = (pn / W * W, c / W * W);
     let rest = |p0: usize, p1: usize, c0: usize| {
         for ch in c0..c {
@@ -367,6 +469,10 @@ pub unsafe fn dequantize_block(
             }
         }
     };
+    if !byte_zp(q) {
+        rest(0, pn, 0);
+        return;
+    }
     let store = |v: uint8x16_t, o: *mut f32| {
         let f = dq16(v, zp, s);
         vst1q_f32_x4(o, float32x4x4_t(f[0], f[1], f[2], f[3]));
