@@ -529,18 +529,11 @@ mod tests {
         };
         let mut ef = Engine::new(fused, &opts).unwrap();
         let mut ep = Engine::new(plain, &opts).unwrap();
-        let mut s = 99u32;
+        let mut rng = crate::ops::test_util::Rng(99);
         let x: Vec<_> = ef
             .inputs()
             .map(|(_, shape)| {
-                let v = (0..shape.iter().product())
-                    .map(|_| {
-                        s ^= s << 13;
-                        s ^= s >> 17;
-                        s ^= s << 5;
-                        (s as f32 / u32::MAX as f32) * 4.0 - 2.0
-                    })
-                    .collect();
+                let v = (0..shape.iter().product()).map(|_| 2.0 * rng.f()).collect();
                 crate::tensor::Tensor::from_f32(shape, v).unwrap()
             })
             .collect();
