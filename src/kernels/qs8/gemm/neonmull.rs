@@ -17,9 +17,10 @@
 //! packing, so every later block of the tile loads a step's four vectors with one `LD1`
 //! (loading, flipping and repeating them per block cost 7 instructions more). The loops and
 //! the requantizing store of a full tile (2 rows, 16 channels, u8 output) are inline
-//! assembly with the 16 accumulators pinned to `v16`-`v31`: a step of two c4 groups is 53
-//! instructions for 256 MACs (LLVM's intrinsics version of the unpacked loop: 64, plus 16
-//! to zero the accumulators and about 57 per stored row against 28 here). All the full
+//! assembly with the 16 accumulators pinned to `v16`-`v31`: a step of two c4 groups is 52
+//! instructions for 256 MACs, the loop's 2 shared by two steps (LLVM's intrinsics version
+//! of the unpacked loop: 64, plus 16 to zero the accumulators and about 57 per stored row
+//! against 28 here). All the full
 //! tiles of a call with u8 output run in one assembly loop (`full_tiles`, called by the
 //! driver shared with `neondot`, [`drive`]), each tile's full blocks and then its last
 //! `n % 16` channels, from start values computed once per call; the last partial tile (a
@@ -121,22 +122,33 @@ macro_rules! mull_loops {
             "4:\n",
         )
     };
+    // (two steps per loop iteration, then an odd one: the loop's `SUBS`/`B.NE` were 2 of a
+    // step's 53 instructions)
     (packed) => {
         concat!(
-            "mov {cnt}, {steps}\n",
-            "cbz {cnt}, 3f\n",
+            "lsr {cnt}, {steps}, #1\n",
+            "cbz {cnt}, 5f\n",
             "2:\n",
-            "ld1 {{v1.16b, v2.16b, v3.16b, v4.16b}}, [{pa}], #64\n",
-            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}], #64\n",
-            "ld1 {{v12.16b, v13.16b, v14.16b, v15.16b}}, [{w}], #64\n",
-            mull_step!(),
+            mull_loops!(@packed_step),
+            mull_loops!(@packed_step),
             "subs {cnt}, {cnt}, #1\n",
             "b.ne 2b\n",
+            "5:\n",
+            "tbz {steps}, #0, 3f\n",
+            mull_loops!(@packed_step),
             "3:\n",
             "cbz {rest}, 4f\n",
             "ld1 {{v1.16b, v2.16b}}, [{pa}]\n",
             mull_rest!(),
             "4:\n",
+        )
+    };
+    (@packed_step) => {
+        concat!(
+            "ld1 {{v1.16b, v2.16b, v3.16b, v4.16b}}, [{pa}], #64\n",
+            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{w}], #64\n",
+            "ld1 {{v12.16b, v13.16b, v14.16b, v15.16b}}, [{w}], #64\n",
+            mull_step!(),
         )
     };
 }
