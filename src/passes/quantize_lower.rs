@@ -400,8 +400,7 @@ pub fn fuse_conv_residual(g: &mut Graph) -> usize {
             };
             let fusable = matches!(conv.out, QConvOut::Quant { .. })
                 && conv.residual.is_none()
-                && consumers[v].len() == 1
-                && !g.outputs.contains(&v)
+                && super::sole_consumer(g, &consumers, v) == Some(i)
                 && c.out_shape == *shape
                 && g.values[ins[1 - side]].shape == *shape;
             fusable.then_some((p, conv.clone(), ins[1 - side], skip_q))

@@ -48,8 +48,6 @@ pub struct ConvQs8 {
     mode: EpiMode,
     activation: Option<Activation>,
     k4: usize,
-    /// the float output's NHWC -> NCHW transpose in SIMD tiles (not at the scalar level)
-    transpose_simd: bool,
     level: Level,
 }
 
@@ -205,7 +203,6 @@ impl ConvQs8 {
             mode,
             activation,
             k4,
-            transpose_simd: level != Level::Scalar,
             level,
         })
     }
@@ -443,7 +440,8 @@ impl ConvQs8 {
                 for p0 in (0..hw).step_by(PIX) {
                     let pn = PIX.min(hw - p0);
                     let rows = &src[(b * hw + p0) * m..(b * hw + p0 + pn) * m];
-                    let simd = self.transpose_simd;
+                    // SIMD tiles except at the scalar level
+                    let simd = self.level != Level::Scalar;
                     transpose_f32(simd, rows, m, &mut planes[p0..], hw, pn, m);
                     if let Some(a) = self.activation {
                         for out in planes[p0..].chunks_mut(hw) {

@@ -123,11 +123,9 @@ row_kernel! {
 #[derive(Clone, Copy, Debug)]
 pub struct ResidualAdd {
     /// the conv's stored output
-    pub conv: QType,
-    /// the skip input
-    pub skip: QType,
-    /// the sum
-    pub out: QType,
+    conv: QType,
+    /// the skip input's and the sum's quantizations
+    r: crate::ops::QResidual,
     /// the skip tensor's element matching the conv output's first element in this call
     skip_at: *const u8,
     level: Level,
@@ -149,8 +147,7 @@ impl ResidualAdd {
     ) -> Self {
         ResidualAdd {
             conv,
-            skip: r.skip,
-            out: r.out,
+            r,
             skip_at,
             level,
         }
@@ -172,7 +169,7 @@ impl ResidualAdd {
     pub unsafe fn apply(&self, at: usize, y: *mut u8, len: usize) {
         let b = std::slice::from_raw_parts(self.skip_at.add(at), len);
         let y = std::slice::from_raw_parts_mut(y, len);
-        add_row_in_place(self.level, self.conv, self.skip, self.out, b, y);
+        add_row_in_place(self.level, self.conv, self.r.skip, self.r.out, b, y);
     }
 }
 
@@ -194,17 +191,22 @@ row_kernel! {
     fn binary_channels_rows(mul: bool, qa: QType, qo: QType, bt: &[f32], a: &[u8], y: &mut [u8])
     neon: neon::channels_rows(mul, qa, qo, bt, a, y);
     armv7: armv7neon::channels_rows(mul, qa, qo, bt, a, y);
-    {
-        let c = bt.len();
-        for (yp, ap) in y.chunks_exact_mut(c).zip(a.chunks_exact(c)) {
-            if mul {
-                for ((o, &va), &vb) in yp.iter_mut().zip(ap).zip(bt) {
-                    *o = qo.quantize(qa.dequantize(va) * vb);
-                }
-            } else {
-                for ((o, &va), &vb) in yp.iter_mut().zip(ap).zip(bt) {
-                    *o = qo.quantize(qa.dequantize(va) + vb);
-                }
+    { channels_rows_portable(mul, qa, qo, bt, a, y) }
+}
+
+/// [`binary_channels_rows`]' portable loop (also the NEON kernel's for a zero point outside a
+/// byte).
+#[inline(always)]
+fn channels_rows_portable(mul: bool, qa: QType, qo: QType, bt: &[f32], a: &[u8], y: &mut [u8]) {
+    let c = bt.len();
+    for (yp, ap) in y.chunks_exact_mut(c).zip(a.chunks_exact(c)) {
+        if mul {
+            for ((o, &va), &vb) in yp.iter_mut().zip(ap).zip(bt) {
+                *o = qo.quantize(qa.dequantize(va) * vb);
+            }
+        } else {
+            for ((o, &va), &vb) in yp.iter_mut().zip(ap).zip(bt) {
+                *o = qo.quantize(qa.dequantize(va) + vb);
             }
         }
     }

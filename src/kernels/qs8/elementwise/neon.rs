@@ -285,12 +285,7 @@ pub unsafe fn channels_rows(mul: bool, qa: QType, qo: QType, bt: &[f32], a: &[u8
         return;
     }
     if !byte_zp(qa) {
-        for (yp, ap) in y.chunks_exact_mut(c).zip(a.chunks_exact(c)) {
-            for ((o, &va), &vb) in yp.iter_mut().zip(ap).zip(bt) {
-                let x = qa.dequantize(va);
-                *o = qo.quantize(if mul { x * vb } else { x + vb });
-            }
-        }
+        super::channels_rows_portable(mul, qa, qo, bt, a, y);
         return;
     }
     let b_max = bt

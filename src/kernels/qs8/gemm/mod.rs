@@ -402,23 +402,20 @@ pub unsafe fn gemm_serial(
             c.add(r0 * ldc * out_elem),
             ldc,
         );
-        if let Some((table, lk)) = lut {
+        // the group's output as runs `(first element, length)`: one when its rows are
+        // contiguous, else one per row
+        let runs = |f: &dyn Fn(usize, usize)| {
             if ldc == b.n {
-                lk.apply(table, c.add(r0 * ldc), (r1 - r0) * b.n);
+                f(r0 * ldc, (r1 - r0) * b.n);
             } else {
-                for r in r0..r1 {
-                    lk.apply(table, c.add(r * ldc), b.n);
-                }
+                (r0..r1).for_each(|r| f(r * ldc, b.n));
             }
+        };
+        if let Some((table, lk)) = lut {
+            runs(&|at, len| lk.apply(table, c.add(at), len));
         }
         if let Some(res) = &residual {
-            if ldc == b.n {
-                res.apply(r0 * ldc, c.add(r0 * ldc), (r1 - r0) * b.n);
-            } else {
-                for r in r0..r1 {
-                    res.apply(r * ldc, c.add(r * ldc), b.n);
-                }
-            }
+            runs(&|at, len| res.apply(at, c.add(at), len));
         }
         r0 = r1;
     }
