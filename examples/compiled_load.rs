@@ -2,8 +2,9 @@
 //! `cargo run --release --example compiled_load [MODEL.onnx ...] [--runs N]`.
 //!
 //! Columns: ONNX import + passes + plan (what `Engine::load` does for an ONNX file); the
-//! compiled file's read (map, checksums, plan decode, weights copied once out of the map);
-//! planning it (kernel choice and conv weight packing in `Engine::new`); and the sum.
+//! compiled file's read (map, checksums, plan decode, weights copied once out of the map, int8
+//! GEMM weights checked in their stored packing); planning it (kernel choice, fp32 conv weight
+//! packing and int8 depthwise tap layout in `Engine::new`); and the sum.
 
 #[cfg(feature = "onnx")]
 fn main() -> anyhow::Result<()> {
@@ -40,7 +41,8 @@ fn main() -> anyhow::Result<()> {
         let opts = EngineOptions::default();
         let out = dir.path().join("m.speck");
         let mut g = speck::onnx::load(m, &Default::default())?;
-        let log = speck::passes::optimize(&mut g);
+        // (int8 lowering included, as `speck compile` does)
+        let log = speck::passes::prepare(&mut g, true);
         let size = compiled::write(&out, &g, compiled::Target::generic(), true, &log, m)?;
         let (mut onnx, mut read, mut plan) = (vec![], vec![], vec![]);
         for _ in 0..runs.max(1) {

@@ -40,7 +40,8 @@ fn bits(t: &Tensor) -> Vec<u32> {
     t.as_f32().unwrap().iter().map(|v| v.to_bits()).collect()
 }
 
-/// The compiled file runs the same kernels on the same weights: identical bits.
+/// The compiled file runs the same kernels on the same weights (int8 ones from their stored
+/// packing): identical bits.
 #[test]
 fn compiled_output_equals_onnx_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,6 +49,8 @@ fn compiled_output_equals_onnx_bit_for_bit() {
         (DEFAULT_MODEL, 1),
         ("models/reference/mnv3s_224.onnx", 1),
         ("models/reference/mnv3l_224.onnx", 2),
+        // int8: GEMM weights stored packed, depthwise in ONNX order
+        ("models/speck-tiny-int8.onnx", 2),
     ] {
         let out = dir.path().join("m.speck");
         compile(model, &out, &[]);

@@ -114,20 +114,11 @@ pub struct Compiled {
 /// encode as a `.speck` file for `target`.
 pub fn compile(model: &Path, target: Target, optimize: bool) -> Result<Compiled> {
     let mut g = speck::onnx::load(model, &Default::default())?;
-    let pass_log = if !optimize {
-        vec![]
+    // As Engine::new does (the file does not keep the integer constants the lowering needs)
+    let pass_log = if optimize {
+        speck::passes::prepare(&mut g, true)
     } else {
-        // As Engine::new does: QDQ patterns become int8 ops first (they need the integer
-        // form of folded constants, which the file does not keep), then the float passes.
-        let mut log = vec![];
-        if speck::passes::int8_enabled_by_env() {
-            let n = speck::passes::lower_int8(&mut g);
-            if n > 0 {
-                log.push(format!("int8 lowering: {n} ops"));
-            }
-        }
-        log.extend(speck::passes::optimize(&mut g));
-        log
+        vec![]
     };
     compiled::check_graph(&g).context("the optimised graph is not valid")?;
     // Plan it once, so a graph the engine cannot run fails here and not on the device.

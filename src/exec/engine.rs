@@ -178,16 +178,11 @@ fn plan_steps(
 impl Engine {
     /// Plan a graph.
     pub fn new(mut graph: Graph, opts: &EngineOptions) -> Result<Engine, RunError> {
-        let mut pass_log = vec![];
-        if opts.optimize && opts.int8 && crate::passes::int8_enabled_by_env() {
-            let n = crate::passes::lower_int8(&mut graph);
-            if n > 0 {
-                pass_log.push(format!("QDQ lowered to int8 ops: {n}"));
-            }
-        }
-        if opts.optimize {
-            pass_log.extend(crate::passes::optimize(&mut graph));
-        }
+        let pass_log = if opts.optimize {
+            crate::passes::prepare(&mut graph, opts.int8)
+        } else {
+            vec![]
+        };
         for line in &pass_log {
             log::info!("{line}");
         }

@@ -214,8 +214,9 @@ impl Graph {
             }
             if let crate::ops::Op::Int8(q) = &node.op {
                 if let crate::ops::QOp::Conv(c) = &q.op {
-                    n += c.weights.len() + c.bias.len();
-                    bytes += c.weights.len() + 4 * (c.bias.len() + c.w_scale.len());
+                    let w: usize = c.w_shape.iter().product();
+                    n += w + c.bias.len();
+                    bytes += c.weights.byte_len() + 4 * (c.bias.len() + c.w_scale.len());
                 }
             }
         }

@@ -10,7 +10,8 @@
 //!
 //! The kernels are in `crate::kernels::qs8`; these structs are the op's parameters only.
 
-use super::{Activation, Conv, QuantParams};
+use super::{Activation, Conv, OpError, OpResult, QuantParams};
+use crate::kernels::qs8::gemm::PackedB;
 
 /// Per-tensor quantization of a runtime int8 tensor in speck's stored (u8) form.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -154,8 +155,8 @@ pub enum QConvOut {
 pub struct QConv {
     /// geometry (its `activation` is unused: see `out`)
     pub conv: Conv,
-    /// weights `[M, C/group, kh, kw]` (ONNX order), symmetric int8
-    pub weights: Vec<i8>,
+    /// symmetric int8 weights, in ONNX order or packed for the GEMM kernels
+    pub weights: QWeights,
     /// `[M, C/group, kh, kw]`
     pub w_shape: [usize; 4],
     /// weight scale per output channel
@@ -173,6 +174,48 @@ pub struct QConv {
     /// the output's shape): the stored values, after the clamp and the table, become
     /// `Q_out(DQ(value) + DQ_skip(skip))`
     pub residual: Option<QResidual>,
+}
+
+/// A [`QConv`]'s weights.
+///
+/// The importer's lowering gives [`QWeights::Onnx`]. A compiled model stores the weights of
+/// every conv that runs as a GEMM (all but depthwise) already packed in the c4 layout that
+/// every int8 GEMM kernel reads, whatever the ISA (`kernels::qs8::gemm`): in its file as
+/// [`QWeights::Stored`] references into the weights section, in memory, once loaded and
+/// checked, as [`QWeights::GemmPacked`]. Depthwise weights stay in ONNX order: the depthwise
+/// kernels' tap layouts depend on the kernel chosen when the engine plans (input geometry and
+/// `SPECK_ISA`), and they are a few KiB.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum QWeights {
+    /// `[M, C/group, kh, kw]`, ONNX order
+    Onnx(Vec<i8>),
+    /// in a compiled file's plan: each group's packed bytes in the weights section
+    Stored(Vec<StoredPacked>),
+    /// one packed B (`[M/group, kh * kw * C/group]`, rows in `[ky][kx][c]` order, the NHWC
+    /// input's order) per group; never serialized (the compiled writer stores it as
+    /// [`QWeights::Stored`])
+    #[serde(skip)]
+    GemmPacked(std::sync::Arc<[PackedB]>),
+}
+
+/// Where one group's packed GEMM weights lie in a compiled file's weights section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredPacked {
+    /// byte offset from the start of the weights section (a multiple of 64)
+    pub offset: u64,
+    /// byte length
+    pub len: u64,
+}
+
+impl QWeights {
+    /// Weight bytes held (the packed form's padding and row sums included).
+    pub fn byte_len(&self) -> usize {
+        match self {
+            QWeights::Onnx(w) => w.len(),
+            QWeights::Stored(s) => s.iter().map(|p| p.len as usize).sum(),
+            QWeights::GemmPacked(p) => p.iter().map(|b| b.data.len()).sum(),
+        }
+    }
 }
 
 /// A residual Add fused into a [`QConv`]: `Q(DQ(conv) + DQ(skip))`, exactly the int8 Add
@@ -274,7 +317,123 @@ impl Int8Op {
     /// describes the node: shapes and parameters, not a second copy of the weights).
     pub fn release_weights(&mut self) {
         if let QOp::Conv(c) = &mut self.op {
-            c.weights = Vec::new();
+            c.weights = QWeights::Onnx(Vec::new());
+        }
+    }
+
+    /// The output shape the op computes from its inputs' shapes: the kernels size their
+    /// loops from the inputs, so a stored `out_shape` (a compiled file's) must equal it.
+    pub fn infer_shape(&self, inputs: &[&[usize]]) -> OpResult<Vec<usize>> {
+        let bad = |msg: String| Err(OpError::Shape(format!("{}: {msg}", self.name())));
+        let Some(&x) = inputs.first() else {
+            return Err(OpError::Arity {
+                expected: 1,
+                got: 0,
+            });
+        };
+        match &self.op {
+            QOp::Quantize { .. } | QOp::Dequantize { .. } | QOp::Lut { .. } | QOp::FakeQuant(_) => {
+                Ok(x.to_vec())
+            }
+            QOp::Binary { b_per_channel, .. } => {
+                let Some(&b) = inputs.get(1) else {
+                    return bad("needs two inputs".into());
+                };
+                let fits = if *b_per_channel {
+                    x.len() == 4 && b == [x[0], x[1], 1, 1]
+                } else {
+                    b == x
+                };
+                if !fits {
+                    return bad(format!("inputs {x:?} and {b:?}"));
+                }
+                Ok(x.to_vec())
+            }
+            QOp::Concat {
+                axis, inputs: q, ..
+            } => {
+                if q.len() != inputs.len() {
+                    return bad(format!(
+                        "{} inputs, {} quantizations",
+                        inputs.len(),
+                        q.len()
+                    ));
+                }
+                super::concat_shape(*axis, inputs)
+            }
+            QOp::GlobalAveragePool { .. } => super::global_pool_shape(x),
+            QOp::Float { op, .. } => Ok(op.output_shapes(&inputs[..1])?.swap_remove(0)),
+            QOp::Conv(c) => {
+                let [m, cg, kh, kw] = c.w_shape;
+                if x.len() == 2 {
+                    // a Gemm lowered to a 1x1 conv: `[rows, K]`
+                    if (kh, kw, c.conv.group) != (1, 1, 1) || x[1] != cg {
+                        return bad(format!("input {x:?} for weights {:?}", c.w_shape));
+                    }
+                    return Ok(vec![x[0], m]);
+                }
+                super::conv_shape(&c.conv, &[x, &c.w_shape])
+            }
+        }
+    }
+
+    /// Check the invariants the int8 kernels rely on and a compiled file could break: every
+    /// zero point a byte, every scale finite, clamp bounds ordered, tables of 256 entries.
+    pub fn check(&self) -> Result<(), String> {
+        let q = |t: &QType, what: &str| {
+            if (0..=255).contains(&t.zero_point) && t.scale.is_finite() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: {what} quantization has scale {} and zero point {}",
+                    self.name(),
+                    t.scale,
+                    t.zero_point
+                ))
+            }
+        };
+        let table = |t: &[u8]| match t.len() {
+            256 => Ok(()),
+            n => Err(format!("{}: a table of {n} entries, not 256", self.name())),
+        };
+        match &self.op {
+            QOp::Quantize { out } => q(out, "output"),
+            QOp::Dequantize { input } => q(input, "input"),
+            QOp::Lut { table: t } => table(t),
+            QOp::Binary { a, b, out, .. } => {
+                q(a, "first input")?;
+                q(b, "second input")?;
+                q(out, "output")
+            }
+            QOp::Concat { inputs, out, .. } => {
+                inputs.iter().try_for_each(|t| q(t, "input"))?;
+                q(out, "output")
+            }
+            QOp::GlobalAveragePool { input, out } | QOp::Float { input, out, .. } => {
+                q(input, "input")?;
+                q(out, "output")
+            }
+            QOp::FakeQuant(r) => {
+                q(&r.quant, "quantize")?;
+                q(&r.dequant, "dequantize")
+            }
+            QOp::Conv(c) => {
+                q(&c.input, "input")?;
+                if let QConvOut::Quant { q: o, lo, hi } = c.out {
+                    q(&o, "output")?;
+                    if lo > hi {
+                        return Err(format!("{}: clamp {lo}..={hi}", self.name()));
+                    }
+                }
+                if let Some(r) = &c.residual {
+                    q(&r.skip, "skip")?;
+                    q(&r.out, "sum")?;
+                }
+                if !c.w_scale.iter().all(|s| s.is_finite()) {
+                    return Err(format!("{}: a weight scale is not finite", self.name()));
+                }
+                c.lut.as_deref().map_or(Ok(()), table)
+            }
         }
     }
 

@@ -56,6 +56,9 @@ pub enum OpError {
     /// An attribute value the op cannot handle.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Parameters that break the op's invariants (a corrupt or crafted compiled file).
+    #[error("invalid parameters: {0}")]
+    Invalid(String),
 }
 
 /// Shorthand for op results.
@@ -394,7 +397,17 @@ impl Op {
             Op::Einsum { equation } => one(einsum_shape(equation, inputs)?),
             Op::GridSample(_) => one(grid_sample_shape(arity(inputs, 2)?[0], inputs[1])?),
             Op::QuantizeLinear(_) | Op::DequantizeLinear(_) => one(arity(inputs, 1)?[0].to_vec()),
-            Op::Int8(q) => one(q.out_shape.clone()),
+            Op::Int8(q) => {
+                let s = q.infer_shape(inputs)?;
+                if s != q.out_shape {
+                    return Err(OpError::Shape(format!(
+                        "{}: stored output shape {:?}, its inputs give {s:?}",
+                        q.name(),
+                        q.out_shape
+                    )));
+                }
+                one(s)
+            }
             Op::LdaAqu(a) => one(lda_aqu_shape(a, inputs)?),
             Op::HeadChannelSum => {
                 let s = arity(inputs, 1)?[0];

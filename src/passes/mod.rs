@@ -19,6 +19,21 @@ pub use quantize_lower::{fuse_conv_residual, int8_enabled_by_env, is_int8_value,
 
 use crate::model::Graph;
 
+/// What the engine and `speck compile` run on an imported graph: QDQ patterns lowered to
+/// int8 ops first when `int8` (they need the integer form of the constants the float passes
+/// fold away), unless `SPECK_INT8` turns that off, then [`optimize`]. Returns the pass log.
+pub fn prepare(g: &mut Graph, int8: bool) -> Vec<String> {
+    let mut log = vec![];
+    if int8 && int8_enabled_by_env() {
+        let n = lower_int8(g);
+        if n > 0 {
+            log.push(format!("QDQ lowered to int8 ops: {n}"));
+        }
+    }
+    log.extend(optimize(g));
+    log
+}
+
 /// Run every pass in order; returns a line per pass that changed something.
 pub fn optimize(g: &mut Graph) -> Vec<String> {
     let mut log = vec![];

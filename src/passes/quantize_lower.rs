@@ -26,7 +26,8 @@
 
 use crate::model::{Graph, Node, ValueId};
 use crate::ops::{
-    Activation, Int8Op, Op, PoolKind, QBinaryKind, QConv, QConvOut, QOp, QRound, QType, UnaryOp,
+    Activation, Int8Op, Op, PoolKind, QBinaryKind, QConv, QConvOut, QOp, QRound, QType, QWeights,
+    UnaryOp,
 };
 use crate::tensor::Tensor;
 use std::collections::HashMap;
@@ -142,7 +143,7 @@ impl Cx<'_> {
         Some((
             QConv {
                 conv,
-                weights,
+                weights: QWeights::Onnx(weights),
                 w_shape,
                 w_scale,
                 bias,

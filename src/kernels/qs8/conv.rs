@@ -12,7 +12,8 @@ use super::gemm::{self, EpiMode, Epilogue, GemmKernel, PackedB, NR};
 use super::lut::{self, LutKernel};
 use super::Level;
 use crate::kernels::transpose::transpose_f32;
-use crate::ops::{apply_activation, Activation, OpError, OpResult, QConv, QConvOut};
+use crate::ops::{apply_activation, Activation, OpError, OpResult, QConv, QConvOut, QWeights};
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 enum Algo {
@@ -21,10 +22,9 @@ enum Algo {
     Depthwise(DwKernel, Vec<i16>),
 }
 
-/// One group's packed weights and epilogue (padded to whole blocks).
+/// One group's epilogue (padded to whole blocks).
 #[derive(Clone, Debug)]
 struct GroupGemm {
-    packed: PackedB,
     bias: Vec<i32>,
     scale: Vec<f32>,
 }
@@ -37,6 +37,8 @@ pub struct ConvQs8 {
     /// applies the fused table (chosen once, at the plan's level)
     lut_kernel: LutKernel,
     groups: Vec<GroupGemm>,
+    /// GEMM algorithms: each group's packed weights (shared with the graph's [`QWeights`])
+    packs: Arc<[PackedB]>,
     q: QConv,
     /// N, H, W, C of the input
     nhwc: [usize; 4],
@@ -62,6 +64,68 @@ fn out_len(n: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize) -> OpRe
     Ok((n + p0 + p1 - span) / s + 1)
 }
 
+/// Per-channel vectors and weights of the sizes `w_shape` and `group` give (a compiled file's
+/// plan is checked here before any kernel indexes them).
+fn check_params(q: &QConv) -> OpResult<()> {
+    let [m, cg, kh, kw] = q.w_shape;
+    let group = q.conv.group;
+    let bad = |what: String| Err(OpError::Invalid(format!("quantized conv: {what}")));
+    if m == 0 || group == 0 || m % group != 0 {
+        return bad(format!("{m} output channels in {group} groups"));
+    }
+    if q.bias.len() != m || q.w_scale.len() != m {
+        return bad(format!(
+            "{} biases and {} weight scales for {m} output channels",
+            q.bias.len(),
+            q.w_scale.len()
+        ));
+    }
+    let len = [cg, kh, kw].iter().try_fold(m, |a, &d| a.checked_mul(d));
+    match &q.weights {
+        QWeights::Onnx(w) if Some(w.len()) == len => Ok(()),
+        QWeights::Onnx(w) => bad(format!("{} weights for shape {:?}", w.len(), q.w_shape)),
+        QWeights::GemmPacked(p)
+            if p.len() == group && p.iter().all(|b| b.n == m / group && b.k == kh * kw * cg) =>
+        {
+            Ok(())
+        }
+        QWeights::GemmPacked(_) => bad(format!(
+            "packed weights do not match shape {:?} in {group} groups",
+            q.w_shape
+        )),
+        QWeights::Stored(_) => bad_weights("still refer to a compiled file"),
+    }
+}
+
+fn bad_weights<T>(what: &str) -> OpResult<T> {
+    Err(OpError::Invalid(format!("quantized conv: weights {what}")))
+}
+
+/// Pack weights `w` (`[M, C/group, kh, kw]`, ONNX order) for the int8 GEMM kernels: per
+/// group, rows reordered to `[ky][kx][c]` (the NHWC input's order), then the c4 layout.
+pub fn pack_gemm_groups(w: &[i8], w_shape: [usize; 4], group: usize) -> Vec<PackedB> {
+    let [m, cg, kh, kw] = w_shape;
+    let (mg, kk) = (m / group, kh * kw * cg);
+    (0..group)
+        .map(|g| {
+            let mut wr = vec![0i8; mg * kk];
+            for j in 0..mg {
+                for ci in 0..cg {
+                    for t in 0..kh * kw {
+                        wr[j * kk + t * cg + ci] = w[((g * mg + j) * cg + ci) * kh * kw + t];
+                    }
+                }
+            }
+            PackedB::new(&wr, mg, kk)
+        })
+        .collect()
+}
+
+/// Whether a conv of this shape and group count runs as depthwise (else as GEMMs).
+pub fn is_depthwise(w_shape: [usize; 4], group: usize) -> bool {
+    w_shape[1] == 1 && group == w_shape[0]
+}
+
 impl ConvQs8 {
     /// Plan for input `[N,C,H,W]` at instruction-set `level`.
     pub fn new(q: &QConv, in_shape: &[usize], level: Level) -> OpResult<ConvQs8> {
@@ -72,6 +136,7 @@ impl ConvQs8 {
                 q.w_shape, q.conv.group
             )));
         }
+        check_params(q)?;
         if let Some(t) = &q.lut {
             if t.len() != 256 || !matches!(q.out, QConvOut::Quant { .. }) {
                 return Err(OpError::Shape(format!(
@@ -128,10 +193,11 @@ impl ConvQs8 {
         }
         let mut bias = vec![0i32; mp];
         bias[..m].copy_from_slice(&q.bias);
-        let depthwise = q.conv.group == c && m == c && cg == 1;
+        let depthwise = is_depthwise(q.w_shape, q.conv.group);
         let one = kh == 1 && kw == 1 && c2.strides == [1, 1] && c2.pads == [0; 4];
         let group = q.conv.group;
         let mut groups = vec![];
+        let mut packs: Arc<[PackedB]> = Arc::new([]);
         let mut gemm = gemm::select(level);
         let (algo, k4) = if depthwise {
             let g = DwGeom {
@@ -145,38 +211,35 @@ impl ConvQs8 {
                 p: [c2.pads[0], c2.pads[1]],
                 d: c2.dilations,
             };
-            let dk = dwconv::select_for(level, &g, q.weights.contains(&i8::MIN));
-            (Algo::Depthwise(dk, (dk.pack)(&q.weights, &g)), 0)
+            let QWeights::Onnx(w) = &q.weights else {
+                return bad_weights("of a depthwise conv must be in ONNX order");
+            };
+            let dk = dwconv::select_for(level, &g, w.contains(&i8::MIN));
+            (Algo::Depthwise(dk, (dk.pack)(w, &g)), 0)
         } else {
-            // Per group, weights reordered to [m][ky][kx][c] to match NHWC rows.
+            let packed = match &q.weights {
+                QWeights::GemmPacked(p) => p.clone(),
+                QWeights::Onnx(w) => pack_gemm_groups(w, q.w_shape, group).into(),
+                QWeights::Stored(_) => return bad_weights("still refer to a compiled file"),
+            };
             let mg = m / group;
             let kk = kh * kw * cg;
             let mgp = mg.div_ceil(NR) * NR;
-            for g in 0..group {
-                let mut wr = vec![0i8; mg * kk];
-                for j in 0..mg {
-                    for ci in 0..cg {
-                        for t in 0..kh * kw {
-                            wr[j * kk + t * cg + ci] =
-                                q.weights[((g * mg + j) * cg + ci) * kh * kw + t];
-                        }
-                    }
-                }
-                let sums = PackedB::row_sums(&wr, mg, kk);
+            for (g, pb) in packed.iter().enumerate() {
                 let mut gb = vec![0i32; mgp];
                 let mut gs = vec![0f32; mgp];
                 for j in 0..mg {
-                    gb[j] = bias[g * mg + j] - zx * sums[j];
+                    gb[j] = bias[g * mg + j] - zx * pb.row_sum(j);
                     gs[j] = scale[g * mg + j];
                 }
                 groups.push(GroupGemm {
-                    packed: PackedB::new(&wr, mg, kk),
                     bias: gb,
                     scale: gs,
                 });
             }
             let k4 = kk.div_ceil(4);
-            gemm = gemm::select_for(level, groups.iter().any(|g| g.packed.has_min));
+            gemm = gemm::select_for(level, packed.iter().any(|p| p.has_min));
+            packs = packed;
             (
                 if one && group == 1 {
                     Algo::Gemm1x1
@@ -193,9 +256,14 @@ impl ConvQs8 {
             groups,
             // the packed groups (or the depthwise taps) hold the weights now
             q: QConv {
-                weights: Vec::new(),
-                ..q.clone()
+                weights: QWeights::Onnx(Vec::new()),
+                conv: q.conv.clone(),
+                w_scale: Vec::new(),
+                bias: Vec::new(),
+                lut: q.lut.clone(),
+                ..*q
             },
+            packs,
             nhwc: [n, h, w, c],
             out: [m, oh, ow],
             bias,
@@ -320,7 +388,7 @@ impl ConvQs8 {
                         lut: self.lut(),
                         residual,
                     };
-                    gemm::gemm(&self.gemm, oh * ow, xb, c, &gg.packed, &epi, yb, m);
+                    gemm::gemm(&self.gemm, oh * ow, xb, c, &self.packs[0], &epi, yb, m);
                 }
                 Algo::Im2col => {
                     // Chunks of output rows small enough that their im2col rows are still in
@@ -355,7 +423,7 @@ impl ConvQs8 {
                                 r1 - r0,
                                 colp,
                                 stride,
-                                &gg.packed,
+                                &self.packs[g],
                                 &epi,
                                 yg,
                                 m,
@@ -626,6 +694,9 @@ pub fn conv_direct(
     let oh = (h + cv.pads[0] + cv.pads[2] - (cv.dilations[0] * (kh - 1) + 1)) / cv.strides[0] + 1;
     let ow = (w + cv.pads[1] + cv.pads[3] - (cv.dilations[1] * (kw - 1) + 1)) / cv.strides[1] + 1;
     let zx = q.input.zero_point;
+    let QWeights::Onnx(weights) = &q.weights else {
+        panic!("the reference conv reads weights in ONNX order");
+    };
     for oy in 0..oh {
         for ox in 0..ow {
             for mm in 0..m {
@@ -642,7 +713,7 @@ pub fn conv_direct(
                                 continue;
                             }
                             let xv = x[(iy as usize * w + ix as usize) * c + g * cg + ci] as i32;
-                            let wv = q.weights[((mm * cg + ci) * kh + ky) * kw + kx] as i32;
+                            let wv = weights[((mm * cg + ci) * kh + ky) * kw + kx] as i32;
                             acc += (xv - zx) * wv;
                         }
                     }

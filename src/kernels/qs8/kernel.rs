@@ -23,6 +23,7 @@ type ResizeTaps = (Vec<Vec<(usize, f32)>>, Vec<Vec<(usize, f32)>>);
 impl Int8Kernel {
     /// Plan `op` for inputs of `in_shapes` at `level`.
     pub fn new(op: &Int8Op, in_shapes: &[&[usize]], level: Level) -> OpResult<Int8Kernel> {
+        op.check().map_err(OpError::Invalid)?;
         let need = match &op.op {
             QOp::Binary { .. } => 2,
             QOp::Conv(c) if c.residual.is_some() => 2,

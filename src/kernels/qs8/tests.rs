@@ -1,10 +1,10 @@
 //! Planned quantized convolutions (every algorithm, every level the host runs) against the
 //! direct reference loop, and the element-wise kernels against their definitions.
 
-use super::conv::{conv_direct, ConvQs8};
+use super::conv::{self, conv_direct, ConvQs8};
 use super::gemm::EpiMode;
 use super::*;
-use crate::ops::{apply_activation, Activation, Conv, QConv, QConvOut, QResidual, QType};
+use crate::ops::{apply_activation, Activation, Conv, QConv, QConvOut, QResidual, QType, QWeights};
 
 /// xorshift, fixed seeds.
 pub struct Rng(pub u32);
@@ -44,11 +44,12 @@ fn qconv(
             dilations: [1, 1],
             activation: None,
         },
-        weights: rng
-            .bytes(m * cg * k * k)
-            .into_iter()
-            .map(|v| v as i8)
-            .collect(),
+        weights: QWeights::Onnx(
+            rng.bytes(m * cg * k * k)
+                .into_iter()
+                .map(|v| v as i8)
+                .collect(),
+        ),
         w_shape: [m, cg, k, k],
         w_scale: (0..m).map(|i| 0.001 + i as f32 * 1e-4).collect(),
         bias: (0..m).map(|_| rng.next() as i32 % 4000).collect(),
@@ -204,11 +205,27 @@ fn planned_convs_match_the_direct_reference() {
                     runs.push((qr, skip, sum));
                 }
                 for (q, skip, want) in &runs {
-                    for &level in &levels {
+                    // GEMM convs also from the packed form a compiled model loads (checked by
+                    // `PackedB::from_packed`), on every other level
+                    let packed = match &q.weights {
+                        QWeights::Onnx(wt) if !conv::is_depthwise(q.w_shape, group) => {
+                            let groups: Vec<_> = conv::pack_gemm_groups(wt, q.w_shape, group)
+                                .into_iter()
+                                .map(|p| gemm::PackedB::from_packed(p.data, p.n, p.k).unwrap())
+                                .collect();
+                            Some(QConv {
+                                weights: QWeights::GemmPacked(groups.into()),
+                                ..q.clone()
+                            })
+                        }
+                        _ => None,
+                    };
+                    for (li, &level) in levels.iter().enumerate() {
                         if !level.supported() {
                             eprintln!("skipped level {level:?}");
                             continue;
                         }
+                        let q = packed.as_ref().filter(|_| li % 2 == 1).unwrap_or(q);
                         let plan = ConvQs8::new(q, &[1, c, h, w], level).unwrap();
                         let mut scratch = vec![0f32; plan.scratch_len()];
                         let mut got = vec![0u8; want.len()];

@@ -12,9 +12,10 @@
 //!   multiple of 64 bytes, so the file can be memory-mapped and the weights copied once.
 //!
 //! The fp32 convolution kernels' packed layout (`[M, C/group * kh * kw]` row-major) is the
-//! stored layout itself, so "packing" at load is the one copy out of the map. int8 convs keep
-//! their weights in the plan (ONNX order) and are packed at load for the kernels the running
-//! CPU selects (see `docs/compiled-format.md`).
+//! stored layout itself, so "packing" at load is the one copy out of the map. int8 convs that
+//! run as GEMMs are stored prepacked in the weights section (the c4 layout every int8 GEMM
+//! kernel reads, on every ISA) and checked, not repacked, at load; int8 depthwise weights stay
+//! in the plan in ONNX order (see `docs/compiled-format.md`).
 //!
 //! # Rule for new ops and attribute types
 //! Every type reachable from [`Op`](crate::ops::Op) derives `serde::Serialize` and
@@ -220,7 +221,7 @@ fn from_bytes_releasing(
     let weights = range(h.section(SectionKind::Weights)?);
     let plan: Plan = postcard::from_bytes(plan_bytes)
         .map_err(|e| CompiledError::CorruptPlan(format!("cannot decode: {e}")))?;
-    release(plan_bytes); // int8 weights live in the plan section
+    release(plan_bytes); // (int8 depthwise weights live in the plan section)
     let pass_log = plan.pass_log.clone();
     let speck_version = plan.speck_version.clone();
     let source = plan.source.clone();

@@ -3,7 +3,10 @@
 
 use super::header::{align_up, ALIGN};
 use super::CompiledError;
+use crate::kernels::qs8::conv;
+use crate::kernels::qs8::gemm::PackedB;
 use crate::model::{Graph, Node, Value, ValueId};
+use crate::ops::{Int8Op, Op, QOp, QWeights, StoredPacked};
 use crate::tensor::{DType, Tensor};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
@@ -121,11 +124,16 @@ pub fn from_graph(g: &Graph, source: &str, pass_log: &[String]) -> (Plan, Vec<u8
             }
         })
         .collect();
+    let nodes = g
+        .nodes
+        .iter()
+        .map(|n| store_packed_conv(n, &mut weights))
+        .collect();
     let plan = Plan {
         speck_version: env!("CARGO_PKG_VERSION").to_string(),
         source: source.to_string(),
         values,
-        nodes: g.nodes.clone(),
+        nodes,
         inputs: g.inputs.clone(),
         outputs: g.outputs.clone(),
         output_names: g.output_names.clone(),
@@ -133,6 +141,97 @@ pub fn from_graph(g: &Graph, source: &str, pass_log: &[String]) -> (Plan, Vec<u8
         pass_log: pass_log.to_vec(),
     };
     (plan, weights)
+}
+
+/// The node as the plan stores it: an int8 conv that runs as GEMMs gets its weights packed
+/// (if they are not yet) and moved to the weights section, one aligned run per group.
+fn store_packed_conv(n: &Node, weights: &mut Vec<u8>) -> Node {
+    let Op::Int8(q) = &n.op else {
+        return n.clone();
+    };
+    let QOp::Conv(c) = &q.op else {
+        return n.clone();
+    };
+    let packed: Arc<[PackedB]> = match &c.weights {
+        QWeights::GemmPacked(p) => p.clone(),
+        QWeights::Onnx(w) if !conv::is_depthwise(c.w_shape, c.conv.group) => {
+            conv::pack_gemm_groups(w, c.w_shape, c.conv.group).into()
+        }
+        _ => return n.clone(),
+    };
+    let stored = packed
+        .iter()
+        .map(|p| {
+            weights.resize(align_up(weights.len()), 0);
+            let offset = weights.len() as u64;
+            // (the sums are native-endian i32: every speck target is little-endian)
+            weights.extend(p.data.iter().map(|&b| b as u8));
+            StoredPacked {
+                offset,
+                len: p.data.len() as u64,
+            }
+        })
+        .collect();
+    let mut c = c.clone();
+    c.weights = QWeights::Stored(stored);
+    Node {
+        op: Op::Int8(Box::new(Int8Op {
+            op: QOp::Conv(c),
+            out_shape: q.out_shape.clone(),
+        })),
+        ..n.clone()
+    }
+}
+
+/// Resolve a stored conv's packed weights (see [`store_packed_conv`]), checking that each
+/// group's bytes fit the section and are a consistent packing of the conv's shape.
+fn load_packed_conv(
+    n: &mut Node,
+    weights: &[u8],
+    release: &dyn Fn(&[u8]),
+) -> Result<(), CompiledError> {
+    let Op::Int8(q) = &mut n.op else {
+        return Ok(());
+    };
+    let QOp::Conv(c) = &mut q.op else {
+        return Ok(());
+    };
+    let QWeights::Stored(stored) = &c.weights else {
+        return Ok(());
+    };
+    let name = &n.name;
+    let [m, cg, kh, kw] = c.w_shape;
+    let group = c.conv.group;
+    let k = kh.checked_mul(kw).and_then(|v| v.checked_mul(cg));
+    let (Some(k), true) = (k, group > 0 && m % group == 0 && stored.len() == group) else {
+        return Err(corrupt(format!(
+            "int8 conv '{name}': {} packed groups for weights {:?} in {group} groups",
+            stored.len(),
+            c.w_shape
+        )));
+    };
+    let mut groups = Vec::with_capacity(group);
+    for s in stored {
+        let end = s.offset.checked_add(s.len);
+        if s.offset % ALIGN as u64 != 0 || end.is_none_or(|e| e > weights.len() as u64) {
+            return Err(corrupt(format!(
+                "int8 conv '{name}': packed weights at {}+{} do not fit the {}-byte weights \
+                 section",
+                s.offset,
+                s.len,
+                weights.len()
+            )));
+        }
+        let bytes = &weights[s.offset as usize..(s.offset + s.len) as usize];
+        let data = bytes.iter().map(|&b| b as i8).collect();
+        release(bytes);
+        groups.push(
+            PackedB::from_packed(data, m / group, k)
+                .map_err(|e| corrupt(format!("int8 conv '{name}': {e}")))?,
+        );
+    }
+    c.weights = QWeights::GemmPacked(groups.into());
+    Ok(())
 }
 
 /// Append a tensor's elements, little-endian, in row-major order.
@@ -184,9 +283,13 @@ pub fn to_graph(
             dequantized: None,
         });
     }
+    let mut nodes = plan.nodes;
+    for n in &mut nodes {
+        load_packed_conv(n, weights, release)?;
+    }
     Ok(Graph {
         values,
-        nodes: plan.nodes,
+        nodes,
         inputs: plan.inputs,
         outputs: plan.outputs,
         output_names: plan.output_names,

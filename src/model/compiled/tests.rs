@@ -268,6 +268,165 @@ fn bad_plan_with_valid_checksums_is_corrupt_plan() {
     );
 }
 
+/// Quantize -> int8 3x3 conv (two groups, GEMMs) -> int8 depthwise 3x3 (float output): one
+/// conv whose weights the file stores packed, one it keeps in ONNX order.
+fn int8_graph() -> Graph {
+    let mut g = Graph::default();
+    let x = g.add_value("x", vec![1, 3, 5, 7]);
+    g.inputs.push(x);
+    let q8 = |scale, zero_point| QType {
+        scale,
+        zero_point,
+        signed: false,
+    };
+    let conv = |group, w_shape: [usize; 4], out| {
+        let n: usize = w_shape.iter().product();
+        let m = w_shape[0];
+        Op::Int8(Box::new(Int8Op {
+            op: QOp::Conv(Box::new(QConv {
+                conv: Conv {
+                    group,
+                    strides: [1, 1],
+                    pads: [1, 1, 1, 1],
+                    dilations: [1, 1],
+                    activation: None,
+                },
+                weights: QWeights::Onnx((0..n).map(|i| (i * 53 % 255) as i8).collect()),
+                w_shape,
+                w_scale: (0..m).map(|i| 0.01 + i as f32 * 1e-3).collect(),
+                bias: (0..m).map(|i| i as i32 * 37 - 50).collect(),
+                input: q8(0.02, 128),
+                out,
+                lut: None,
+                residual: None,
+            })),
+            out_shape: vec![1, m, 5, 7],
+        }))
+    };
+    let xq = g.add_value("xq", vec![1, 3, 5, 7]);
+    g.nodes.push(Node {
+        name: "quantize".into(),
+        op: Op::Int8(Box::new(Int8Op {
+            op: QOp::Quantize { out: q8(0.02, 128) },
+            out_shape: vec![1, 3, 5, 7],
+        })),
+        inputs: vec![x],
+        outputs: vec![xq],
+    });
+    let a = g.add_value("a", vec![1, 6, 5, 7]);
+    g.nodes.push(Node {
+        name: "conv".into(),
+        op: conv(
+            1,
+            [6, 3, 3, 3],
+            QConvOut::Quant {
+                q: q8(0.02, 128),
+                lo: 0,
+                hi: 255,
+            },
+        ),
+        inputs: vec![xq],
+        outputs: vec![a],
+    });
+    let y = g.add_value("y", vec![1, 6, 5, 7]);
+    g.nodes.push(Node {
+        name: "dw".into(),
+        op: conv(6, [6, 1, 3, 3], QConvOut::Float { activation: None }),
+        inputs: vec![a],
+        outputs: vec![y],
+    });
+    g.outputs.push(y);
+    g.output_names.push("y".into());
+    g
+}
+
+fn int8_conv_weights(g: &Graph) -> Vec<&QWeights> {
+    g.nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Int8(q) => match &q.op {
+                QOp::Conv(c) => Some(&c.weights),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn int8_gemm_weights_are_stored_packed_and_run_the_same() {
+    let g = int8_graph();
+    let b = to_bytes(&g, Target::generic(), false, &[], "q.onnx");
+    let m = from_bytes(&b).unwrap();
+    let w = int8_conv_weights(&m.graph);
+    assert!(matches!(w[0], QWeights::GemmPacked(p) if p.len() == 1 && p[0].n == 6 && p[0].k == 27));
+    assert!(matches!(w[1], QWeights::Onnx(v) if v.len() == 54));
+    // the packed bytes are aligned in the weights section, in the plan only by reference
+    let (h, _) = Header::decode(&b).unwrap();
+    let plan: Plan =
+        postcard::from_bytes(&b[h.section(SectionKind::Plan).unwrap().offset as usize..]).unwrap();
+    let Op::Int8(q) = &plan.nodes[1].op else {
+        panic!("node 1 is the conv")
+    };
+    let QOp::Conv(c) = &q.op else { panic!() };
+    let QWeights::Stored(s) = &c.weights else {
+        panic!("{:?}", c.weights)
+    };
+    assert!(s.iter().all(|s| s.offset % ALIGN as u64 == 0));
+    assert_eq!(run(g), run(m.graph));
+}
+
+/// An edit of a conv's stored packed-weight references.
+type StoredEdit<'a> = &'a dyn Fn(&mut Vec<StoredPacked>);
+
+#[test]
+fn inconsistent_packed_weights_are_corrupt_plan() {
+    let b = to_bytes(&int8_graph(), Target::generic(), false, &[], "q.onnx");
+    let (h, _) = Header::decode(&b).unwrap();
+    let plan_at = h.section(SectionKind::Plan).unwrap();
+    let plan: Plan =
+        postcard::from_bytes(&b[plan_at.offset as usize..(plan_at.offset + plan_at.len) as usize])
+            .unwrap();
+    let edit = |f: StoredEdit| {
+        let mut plan = plan.clone();
+        let Op::Int8(q) = &mut plan.nodes[1].op else {
+            unreachable!()
+        };
+        let QOp::Conv(c) = &mut q.op else {
+            unreachable!()
+        };
+        let QWeights::Stored(s) = &mut c.weights else {
+            unreachable!()
+        };
+        f(s);
+        let bytes = postcard::to_stdvec(&plan).unwrap();
+        from_bytes(&with_plan(&b, |p| *p = bytes)).unwrap_err()
+    };
+    let cases: [(&str, StoredEdit); 4] = [
+        ("past the section", &|s| s[0].offset += 1 << 20),
+        ("unaligned", &|s| s[0].offset += 1),
+        ("shorter", &|s| s[0].len -= 64),
+        ("another group count", &|s| s.push(s[0])),
+    ];
+    for (what, f) in cases {
+        let e = edit(f);
+        assert!(matches!(e, CompiledError::CorruptPlan(_)), "{what}: {e}");
+    }
+    // a weight changed under valid checksums: its channel's stored sum no longer matches
+    let Op::Int8(q) = &plan.nodes[1].op else {
+        unreachable!()
+    };
+    let QOp::Conv(c) = &q.op else { unreachable!() };
+    let QWeights::Stored(s) = &c.weights else {
+        unreachable!()
+    };
+    let mut flipped = b.clone();
+    flipped[(h.section(SectionKind::Weights).unwrap().offset + s[0].offset) as usize] ^= 1;
+    let e = from_bytes(&with_plan(&flipped, |_| {})).unwrap_err();
+    assert!(matches!(e, CompiledError::CorruptPlan(_)), "{e}");
+    assert!(e.to_string().contains("sums to"), "{e}");
+}
+
 /// xorshift, so the fuzz cases are the same on every run.
 struct Rng(u64);
 impl Rng {
@@ -280,10 +439,15 @@ impl Rng {
 }
 
 /// Random byte flips anywhere, and random flips in the plan with the checksums fixed up:
-/// never a panic; whatever loads also plans and runs without one.
+/// never a panic; whatever loads also plans and runs without one. On the float sample and
+/// on the int8 one (packed and ONNX-order conv weights).
 #[test]
 fn random_flips_never_panic() {
-    let b = sample_bytes();
+    random_flips_never_panic_on(sample_bytes());
+    random_flips_never_panic_on(to_bytes(&int8_graph(), Target::generic(), false, &[], "q"));
+}
+
+fn random_flips_never_panic_on(b: Vec<u8>) {
     let (h, _) = Header::decode(&b).unwrap();
     let p = h.section(SectionKind::Plan).unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -512,7 +676,7 @@ fn op_samples() -> Vec<(Op, &'static str)> {
                         dilations: [1, 1],
                         activation: None,
                     },
-                    weights: vec![1, -2],
+                    weights: crate::ops::QWeights::Onnx(vec![1, -2]),
                     w_shape: [1, 2, 1, 1],
                     w_scale: vec![0.5],
                     bias: vec![-3],
@@ -546,7 +710,57 @@ fn op_samples() -> Vec<(Op, &'static str)> {
                 })),
                 out_shape: vec![1, 1, 1, 1],
             })),
-            "1a02010101000000000101000201fe01020101010000003f01050000803e0600000000003f80020100ff00010000803e02000000803f04000401010101",
+            "1a0201010100000000010100000201fe01020101010000003f01050000803e0600000000003f80020100ff00010000803e02000000803f04000401010101",
+        ),
+        (
+            // its weights packed in a compiled file's weights section (FORMAT_VERSION 4)
+            Op::Int8(Box::new(crate::ops::Int8Op {
+                op: crate::ops::QOp::Conv(Box::new(crate::ops::QConv {
+                    conv: Conv {
+                        group: 1,
+                        strides: [1, 1],
+                        pads: [0; 4],
+                        dilations: [1, 1],
+                        activation: None,
+                    },
+                    weights: crate::ops::QWeights::Stored(vec![crate::ops::StoredPacked {
+                        offset: 64,
+                        len: 128,
+                    }]),
+                    w_shape: [1, 2, 1, 1],
+                    w_scale: vec![0.5],
+                    bias: vec![-3],
+                    input: crate::ops::QType {
+                        scale: 0.25,
+                        zero_point: 3,
+                        signed: false,
+                    },
+                    out: crate::ops::QConvOut::Quant {
+                        q: crate::ops::QType {
+                            scale: 0.5,
+                            zero_point: 128,
+                            signed: true,
+                        },
+                        lo: 0,
+                        hi: 255,
+                    },
+                    lut: None,
+                    residual: Some(crate::ops::QResidual {
+                        skip: crate::ops::QType {
+                            scale: 0.25,
+                            zero_point: 1,
+                            signed: false,
+                        },
+                        out: crate::ops::QType {
+                            scale: 1.0,
+                            zero_point: 2,
+                            signed: false,
+                        },
+                    }),
+                })),
+                out_shape: vec![1, 1, 1, 1],
+            })),
+            "1a0201010100000000010100010140800101020101010000003f01050000803e0600000000003f80020100ff00010000803e02000000803f04000401010101",
         ),
         (
             Op::LdaAqu(Box::new(crate::ops::LdaAqu {

@@ -4,13 +4,23 @@
 
 use super::CompiledError;
 use crate::model::Graph;
+use crate::ops::Op;
+
+fn kind(int8: bool) -> &'static str {
+    if int8 {
+        "int8 bytes"
+    } else {
+        "f32"
+    }
+}
 
 fn bad(msg: String) -> CompiledError {
     CompiledError::CorruptPlan(msg)
 }
 
 /// Every id in range, nodes in topological order, each value written once, stored shapes
-/// equal to what each op's shape inference gives.
+/// equal to what each op's shape inference gives, int8 and f32 tensors read as what they
+/// are, graph outputs f32.
 pub fn check(g: &Graph) -> Result<(), CompiledError> {
     let n = g.values.len();
     let in_range = |v: usize, what: &str| {
@@ -29,12 +39,26 @@ pub fn check(g: &Graph) -> Result<(), CompiledError> {
         }
         written[v] = true;
     }
+    // int8[v]: the value is a byte tensor (an int8 op's stored output); every other value is
+    // f32, and each op reads only the kind it was built for (the arena sizes them apart)
+    let mut int8 = vec![false; n];
     for node in &g.nodes {
         let what = format!("node '{}'", node.name);
-        for &v in &node.inputs {
+        for (i, &v) in node.inputs.iter().enumerate() {
             in_range(v, &what)?;
             if !written[v] {
                 return Err(bad(format!("{what} reads value {v} before it is written")));
+            }
+            let wants_int8 = match &node.op {
+                Op::Int8(q) => q.input_is_int8(i),
+                _ => false,
+            };
+            if int8[v] != wants_int8 {
+                return Err(bad(format!(
+                    "{what} reads value {v} as {}, it is {}",
+                    kind(wants_int8),
+                    kind(int8[v])
+                )));
             }
         }
         if node.inputs.len() < node.op.min_inputs() {
@@ -73,12 +97,16 @@ pub fn check(g: &Graph) -> Result<(), CompiledError> {
                 )));
             }
             written[v] = true;
+            int8[v] = matches!(&node.op, Op::Int8(q) if q.output_is_int8());
         }
     }
     for &v in &g.outputs {
         in_range(v, "a graph output")?;
         if !written[v] {
             return Err(bad(format!("graph output {v} is never written")));
+        }
+        if int8[v] {
+            return Err(bad(format!("graph output {v} is an int8 byte tensor")));
         }
     }
     if g.output_names.len() != g.outputs.len() {

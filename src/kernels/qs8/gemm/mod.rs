@@ -166,6 +166,72 @@ impl PackedB {
         }
     }
 
+    /// Adopt bytes already in the packed layout (a compiled model's), checking in one pass
+    /// what the kernels rely on: the length, zeros where channels >= `n` or k >= `k`, and
+    /// each channel's stored sum (the zero-point correction) equal to its weights' sum.
+    pub fn from_packed(data: Vec<i8>, n: usize, k: usize) -> Result<PackedB, String> {
+        let k4 = k.div_ceil(4);
+        let bb = Self::block_len(k4);
+        let blocks = n.div_ceil(NR);
+        if blocks.checked_mul(bb) != Some(data.len()) || n == 0 {
+            return Err(format!(
+                "packed weights of {} bytes do not hold {n} channels of {k}",
+                data.len()
+            ));
+        }
+        let mut has_min = false;
+        for (b, block) in data.chunks_exact(bb).enumerate() {
+            let live = (n - b * NR).min(NR);
+            let mut sums = [0i32; NR];
+            for (step, group) in block[..k4 * NR * 4].chunks_exact(NR * 4).enumerate() {
+                let live_k = k.saturating_sub(step * 4).min(4);
+                for (j, w4) in group.chunks_exact(4).enumerate() {
+                    for (t, &w) in w4.iter().enumerate() {
+                        if j >= live || t >= live_k {
+                            if w != 0 {
+                                return Err(format!(
+                                    "packed weights: padding byte {w} in block {b} (channel \
+                                     {j}, k {})",
+                                    step * 4 + t
+                                ));
+                            }
+                        } else {
+                            sums[j] += w as i32;
+                            has_min |= w == i8::MIN;
+                        }
+                    }
+                }
+            }
+            for (j, (s, stored)) in sums
+                .iter()
+                .zip(block[k4 * NR * 4..].chunks_exact(4))
+                .enumerate()
+            {
+                let stored = i32::from_ne_bytes(std::array::from_fn(|i| stored[i] as u8));
+                if *s != stored {
+                    return Err(format!(
+                        "packed weights: channel {} sums to {s}, stored {stored}",
+                        b * NR + j
+                    ));
+                }
+            }
+        }
+        Ok(PackedB {
+            data,
+            n,
+            k,
+            k4,
+            has_min,
+        })
+    }
+
+    /// Channel `j`'s weight sum, as stored in its block.
+    pub fn row_sum(&self, j: usize) -> i32 {
+        let at = (j / NR) * Self::block_len(self.k4) + self.k4 * NR * 4 + 4 * (j % NR);
+        let b = &self.data[at..at + 4];
+        i32::from_ne_bytes(std::array::from_fn(|i| b[i] as u8))
+    }
+
     /// Bytes per block of 16 channels: the c4 groups and the sums.
     pub fn block_len(k4: usize) -> usize {
         (k4 + 1) * NR * 4

@@ -233,3 +233,54 @@ fn armv7_neon_kernels_are_selected() {
     assert_eq!(d.name, "dwconv_qs8_kxk_16c_armv7neon");
     assert_eq!(crate::kernels::isa(), crate::kernels::Isa::Neon);
 }
+
+#[test]
+fn packed_bytes_are_adopted_only_when_consistent() {
+    let mut rng = Rng(77);
+    for &(n, k) in &[(1, 1), (16, 4), (17, 13), (33, 64), (5, 3)] {
+        let mut w: Vec<i8> = rng
+            .bytes(n * k)
+            .into_iter()
+            .map(|v| (v as i8).max(-127))
+            .collect();
+        for min in [false, true] {
+            w[0] = if min { i8::MIN } else { 1 };
+            let b = PackedB::new(&w, n, k);
+            let back = PackedB::from_packed(b.data.clone(), n, k).unwrap();
+            assert_eq!(back, b, "n {n} k {k}");
+            assert_eq!(back.has_min, min);
+            for j in 0..n {
+                assert_eq!(
+                    b.row_sum(j),
+                    w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum::<i32>()
+                );
+            }
+        }
+        let b = PackedB::new(&w, n, k);
+        // wrong length, or read as another shape
+        assert!(PackedB::from_packed(b.data[1..].to_vec(), n, k).is_err());
+        assert!(PackedB::from_packed(b.data.clone(), n + 16, k).is_err());
+        assert!(PackedB::from_packed(vec![], 0, k).is_err());
+        // a changed weight no longer matches its channel's stored sum
+        let mut bad = b.data.clone();
+        bad[0] = bad[0].wrapping_add(1);
+        assert!(PackedB::from_packed(bad, n, k).is_err());
+        // a changed sum
+        let mut bad = b.data.clone();
+        let k4 = k.div_ceil(4);
+        bad[k4 * NR * 4] ^= 1;
+        assert!(PackedB::from_packed(bad, n, k).is_err());
+        // padding: k past K (in channel 0), and a channel past N
+        if k % 4 != 0 {
+            let mut bad = b.data.clone();
+            bad[(k4 - 1) * NR * 4 + 3] = 1;
+            assert!(PackedB::from_packed(bad, n, k).is_err());
+        }
+        if n % NR != 0 {
+            let mut bad = b.data.clone();
+            let last = (n.div_ceil(NR) - 1) * PackedB::block_len(k4);
+            bad[last + (NR - 1) * 4] = 1;
+            assert!(PackedB::from_packed(bad, n, k).is_err());
+        }
+    }
+}
