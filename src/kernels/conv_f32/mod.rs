@@ -89,6 +89,22 @@ pub struct ConvF32 {
     packed_f16: Vec<u16>,
 }
 
+/// Each group's packing of `w` (`groups` runs of `[mg][kc]`), concatenated. One group (every
+/// dense conv) keeps its packing as it is: collecting through an iterator of unknown length
+/// grew the vector by doubling, and a 5 MB classifier then held about three times its size in
+/// memory while it was packed.
+fn pack_groups<T>(
+    w: &[f32],
+    mg: usize,
+    kc: usize,
+    pack: impl Fn(&[f32], usize, usize) -> Vec<T>,
+) -> Vec<T> {
+    let mut groups = w.chunks_exact((mg * kc).max(1)).map(|wg| pack(wg, mg, kc));
+    let mut all = groups.next().unwrap_or_default();
+    groups.for_each(|g| all.extend(g));
+    all
+}
+
 impl ConvF32 {
     /// Plan a convolution of inputs shaped `in_shape` (`[N,C,H,W]`) with weights `w`
     /// (`[M, C/group, kh, kw]`) and optional bias `b` (`[M]`), for the host's ISA
@@ -191,23 +207,14 @@ impl ConvF32 {
         };
         let (mg, kc) = (m / c.group, cg * kh * kw);
         let packed = match algo {
-            Algo::Tiled => w_rows
-                .chunks_exact((mg * kc).max(1))
-                .flat_map(|wg| tiled::pack_weights(wg, mg, kc))
-                .collect(),
-            Algo::Gemv => w_rows
-                .chunks_exact((mg * kc).max(1))
-                .flat_map(|wg| gemv::pack_weights(wg, mg, kc))
-                .collect(),
+            Algo::Tiled => pack_groups(w_rows, mg, kc, tiled::pack_weights),
+            Algo::Gemv => pack_groups(w_rows, mg, kc, gemv::pack_weights),
             Algo::Winograd(tile) => winograd::pack_weights(tile, w_rows, m, cg),
             _ => vec![],
         };
         let packed_f16 = match algo {
             Algo::WinogradF16 => winograd::pack_weights_f16(winograd::Tile::F23, w_rows, m, cg),
-            Algo::TiledF16 => w_rows
-                .chunks_exact((mg * kc).max(1))
-                .flat_map(|wg| tiled_fp16::pack_weights_f16(wg, mg, kc))
-                .collect(),
+            Algo::TiledF16 => pack_groups(w_rows, mg, kc, tiled_fp16::pack_weights_f16),
             _ => vec![],
         };
         // The packed kernels read only their packed copy: keeping the plain one too would
