@@ -488,6 +488,53 @@ fn random_flips_never_panic_on(b: Vec<u8>) {
     assert!(loaded < 3000, "{loaded}");
 }
 
+/// The golden samples' int8 1x1 conv with a fused residual Add, with `weights`.
+fn residual_conv_sample(weights: crate::ops::QWeights) -> Op {
+    Op::Int8(Box::new(crate::ops::Int8Op {
+        op: crate::ops::QOp::Conv(Box::new(crate::ops::QConv {
+            conv: Conv {
+                group: 1,
+                strides: [1, 1],
+                pads: [0; 4],
+                dilations: [1, 1],
+                activation: None,
+            },
+            weights,
+            w_shape: [1, 2, 1, 1],
+            w_scale: vec![0.5],
+            bias: vec![-3],
+            input: crate::ops::QType {
+                scale: 0.25,
+                zero_point: 3,
+                signed: false,
+            },
+            out: crate::ops::QConvOut::Quant {
+                q: crate::ops::QType {
+                    scale: 0.5,
+                    zero_point: 128,
+                    signed: true,
+                },
+                lo: 0,
+                hi: 255,
+            },
+            lut: None,
+            residual: Some(crate::ops::QResidual {
+                skip: crate::ops::QType {
+                    scale: 0.25,
+                    zero_point: 1,
+                    signed: false,
+                },
+                out: crate::ops::QType {
+                    scale: 1.0,
+                    zero_point: 2,
+                    signed: false,
+                },
+            }),
+        })),
+        out_shape: vec![1, 1, 1, 1],
+    }))
+}
+
 /// One sample of every [`Op`] variant and its postcard encoding. Changing an existing variant
 /// or attribute type changes these bytes: bump [`FORMAT_VERSION`] and update the goldens.
 /// A new variant goes at the end of `Op` with a new line here.
@@ -667,99 +714,17 @@ fn op_samples() -> Vec<(Op, &'static str)> {
         ),
         (
             // a 1x1 conv with a fused residual Add (FORMAT_VERSION 3)
-            Op::Int8(Box::new(crate::ops::Int8Op {
-                op: crate::ops::QOp::Conv(Box::new(crate::ops::QConv {
-                    conv: Conv {
-                        group: 1,
-                        strides: [1, 1],
-                        pads: [0; 4],
-                        dilations: [1, 1],
-                        activation: None,
-                    },
-                    weights: crate::ops::QWeights::Onnx(vec![1, -2]),
-                    w_shape: [1, 2, 1, 1],
-                    w_scale: vec![0.5],
-                    bias: vec![-3],
-                    input: crate::ops::QType {
-                        scale: 0.25,
-                        zero_point: 3,
-                        signed: false,
-                    },
-                    out: crate::ops::QConvOut::Quant {
-                        q: crate::ops::QType {
-                            scale: 0.5,
-                            zero_point: 128,
-                            signed: true,
-                        },
-                        lo: 0,
-                        hi: 255,
-                    },
-                    lut: None,
-                    residual: Some(crate::ops::QResidual {
-                        skip: crate::ops::QType {
-                            scale: 0.25,
-                            zero_point: 1,
-                            signed: false,
-                        },
-                        out: crate::ops::QType {
-                            scale: 1.0,
-                            zero_point: 2,
-                            signed: false,
-                        },
-                    }),
-                })),
-                out_shape: vec![1, 1, 1, 1],
-            })),
+            residual_conv_sample(crate::ops::QWeights::Onnx(vec![1, -2])),
             "1a0201010100000000010100000201fe01020101010000003f01050000803e0600000000003f80020100ff00010000803e02000000803f04000401010101",
         ),
         (
             // its weights packed in a compiled file's weights section (FORMAT_VERSION 4)
-            Op::Int8(Box::new(crate::ops::Int8Op {
-                op: crate::ops::QOp::Conv(Box::new(crate::ops::QConv {
-                    conv: Conv {
-                        group: 1,
-                        strides: [1, 1],
-                        pads: [0; 4],
-                        dilations: [1, 1],
-                        activation: None,
-                    },
-                    weights: crate::ops::QWeights::Stored(vec![crate::ops::StoredPacked {
-                        offset: 64,
-                        len: 128,
-                    }]),
-                    w_shape: [1, 2, 1, 1],
-                    w_scale: vec![0.5],
-                    bias: vec![-3],
-                    input: crate::ops::QType {
-                        scale: 0.25,
-                        zero_point: 3,
-                        signed: false,
-                    },
-                    out: crate::ops::QConvOut::Quant {
-                        q: crate::ops::QType {
-                            scale: 0.5,
-                            zero_point: 128,
-                            signed: true,
-                        },
-                        lo: 0,
-                        hi: 255,
-                    },
-                    lut: None,
-                    residual: Some(crate::ops::QResidual {
-                        skip: crate::ops::QType {
-                            scale: 0.25,
-                            zero_point: 1,
-                            signed: false,
-                        },
-                        out: crate::ops::QType {
-                            scale: 1.0,
-                            zero_point: 2,
-                            signed: false,
-                        },
-                    }),
-                })),
-                out_shape: vec![1, 1, 1, 1],
-            })),
+            residual_conv_sample(crate::ops::QWeights::Stored(vec![
+                crate::ops::StoredPacked {
+                    offset: 64,
+                    len: 128,
+                },
+            ])),
             "1a0201010100000000010100010140800101020101010000003f01050000803e0600000000003f80020100ff00010000803e02000000803f04000401010101",
         ),
         (
