@@ -22,14 +22,21 @@ use crate::model::Graph;
 /// What the engine and `speck compile` run on an imported graph: QDQ patterns lowered to
 /// int8 ops first when `int8` (they need the integer form of the constants the float passes
 /// fold away), unless `SPECK_INT8` turns that off, then [`optimize`]. Returns the pass log.
+///
+/// QDQ graphs come from the ONNX importer, so a build without it (the device build, which
+/// loads compiled models, lowered when they were compiled) leaves the lowering out: it is
+/// 10-15 KB of the board binary's 4 MB budget.
 pub fn prepare(g: &mut Graph, int8: bool) -> Vec<String> {
     let mut log = vec![];
+    #[cfg(feature = "onnx")]
     if int8 && int8_enabled_by_env() {
         let n = lower_int8(g);
         if n > 0 {
             log.push(format!("QDQ lowered to int8 ops: {n}"));
         }
     }
+    #[cfg(not(feature = "onnx"))]
+    let _ = int8;
     log.extend(optimize(g));
     log
 }
