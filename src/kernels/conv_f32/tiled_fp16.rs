@@ -189,11 +189,27 @@ macro_rules! add_row_f16 {
     };
 }
 
+/// Two `k` of [`gemm_f16_8x32_neonfp16`]: each `k`'s 16 panel values in one `LD1`, both
+/// `k`'s 8 weights in one more, then 32 `FMLA`s.
+#[cfg(target_arch = "aarch64")]
+macro_rules! pair_f16 {
+    () => {
+        concat!(
+            "ld1 {{v0.8h, v1.8h}}, [{p}], {pb}\n",
+            "ld1 {{v3.8h, v4.8h}}, [{p}], {pb}\n",
+            "ld1 {{v5.8h, v6.8h}}, [{w}], #32\n",
+            fmla_k_f16!(0, 1, 5),
+            fmla_k_f16!(3, 4, 6),
+        )
+    };
+}
+
 /// NEON fp16 microkernel, inline assembly (Rust's binary16 vector types are not stable): two
 /// 8-row x 16-pixel passes, 16 `.8h` accumulators (`v16`-`v31`); per `k` one `LD1` of 16
-/// panel values and one of 8 weights feed 16 `FMLA` by element (the element register must
-/// be `v0`-`v15` for `.h`), two `k` per loop step. After each [`KCHUNK`] steps the
-/// accumulators are widened (`FCVTL`) and stored (first chunk) or added into `acc`.
+/// panel values feeds 16 `FMLA` by element (the element register must be `v0`-`v15` for
+/// `.h`), the weights of two `k` come in one `LD1`, four `k` per loop step, then a pair and a
+/// single `k` by the bits of the count. After each [`KCHUNK`] steps the accumulators are
+/// widened (`FCVTL`) and stored (first chunk) or added into `acc`.
 ///
 /// # Safety
 /// The CPU has FEAT_FP16 ([`supported`]); `panel` readable at `k * NR + j` for `k < kc`,
@@ -221,18 +237,17 @@ pub(crate) unsafe fn gemm_f16_8x32_neonfp16(
                 "movi v20.2d, #0", "movi v21.2d, #0", "movi v22.2d, #0", "movi v23.2d, #0",
                 "movi v24.2d, #0", "movi v25.2d, #0", "movi v26.2d, #0", "movi v27.2d, #0",
                 "movi v28.2d, #0", "movi v29.2d, #0", "movi v30.2d, #0", "movi v31.2d, #0",
-                "lsr {pairs}, {n}, #1",
+                "lsr {pairs}, {n}, #2",
                 "cbz {pairs}, 3f",
                 "2:",
-                "ld1 {{v0.8h, v1.8h}}, [{p}], {pb}",
-                "ld1 {{v2.8h}}, [{w}], #16",
-                "ld1 {{v3.8h, v4.8h}}, [{p}], {pb}",
-                "ld1 {{v5.8h}}, [{w}], #16",
-                fmla_k_f16!(0, 1, 2),
-                fmla_k_f16!(3, 4, 5),
+                pair_f16!(),
+                pair_f16!(),
                 "subs {pairs}, {pairs}, #1",
                 "b.ne 2b",
                 "3:",
+                "tbz {n}, #1, 7f",
+                pair_f16!(),
+                "7:",
                 "tbz {n}, #0, 4f",
                 "ld1 {{v0.8h, v1.8h}}, [{p}]",
                 "ld1 {{v2.8h}}, [{w}]",
