@@ -37,11 +37,34 @@ impl EpiHint {
         }
     }
 
-    /// Whether the x86 kernels' own epilogues ([`act_avx512`]) compute it; for the others
-    /// they store the sums and the closure runs after.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub(crate) fn x86_vector(self) -> bool {
+    /// Whether the kernels with their own epilogue (x86-64: [`act_avx512`]; aarch64: the
+    /// tiled microkernel's, [`act_fused`] on a partial block) compute it; for the others they
+    /// store the sums and the closure runs after.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
+    pub(crate) fn has_vector_form(self) -> bool {
         matches!(self, EpiHint::Identity | EpiHint::Relu | EpiHint::HardSwish)
+    }
+}
+
+/// One value of the fused epilogues' arithmetic for a hint with a vector form: HardSwish as
+/// `v * min(1, max(0, v * 1/6 + 0.5))` with a fused multiply-add (the vector kernels' form, an
+/// ulp from the closure's `v / 6`); Relu as `max(v, 0)` keeping a NaN.
+#[cfg(target_arch = "aarch64")]
+#[inline]
+pub(crate) fn act_fused(v: f32, hint: EpiHint) -> f32 {
+    match hint {
+        EpiHint::Relu => {
+            if v < 0.0 {
+                0.0
+            } else {
+                v
+            }
+        }
+        EpiHint::HardSwish => v * v.mul_add(1.0 / 6.0, 0.5).max(0.0).min(1.0),
+        EpiHint::Identity | EpiHint::Closure | EpiHint::Tanh => v,
     }
 }
 

@@ -157,7 +157,7 @@ pub(crate) unsafe fn dwconv_f32_rows16_avx512<F: Fn(f32) -> f32>(
                 yp.as_mut_ptr(),
             );
             // a hint with a vector form was applied before the stores
-            if !hint.x86_vector() {
+            if !hint.has_vector_form() {
                 act_in_place(yp, act, hint);
             }
         }
