@@ -502,6 +502,10 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_avx512(
     }
 }
 
+// The NEON kernels' assembly runs four 8-pixel passes per tile.
+#[cfg(target_arch = "aarch64")]
+const _: () = assert!(NR == 32, "gemm_f32_8x32_neon runs NR / 8 = 4 passes");
+
 /// The 16 FMAs of one k for an 8-row x 8-pixel pass: panel values in `$b0`/`$b1` (pixels
 /// 0-3, 4-7), weights of rows 0-3 in `$w0` and 4-7 in `$w1`; row r's accumulators are
 /// v(16 + 2r), v(17 + 2r).
@@ -627,33 +631,45 @@ pub(crate) unsafe fn gemm_f32_8x32_neon(
 ) {
     use std::arch::asm;
     assert!(w.len() >= kc * MR, "packed weights too short");
-    for jc in 0..NR / 8 {
-        // SAFETY: per k, reads 8 floats of the panel row at `panel + k * stride + jc * 8`
-        // (rows hold NR floats) and the k's 8 weights (`w` holds kc * MR); writes 8 floats of
-        // each of the MR rows of `acc` from column jc * 8; only named registers.
-        asm!(
-            "movi v16.16b, #0", "movi v17.16b, #0", "movi v18.16b, #0", "movi v19.16b, #0",
-            "movi v20.16b, #0", "movi v21.16b, #0", "movi v22.16b, #0", "movi v23.16b, #0",
-            "movi v24.16b, #0", "movi v25.16b, #0", "movi v26.16b, #0", "movi v27.16b, #0",
-            "movi v28.16b, #0", "movi v29.16b, #0", "movi v30.16b, #0", "movi v31.16b, #0",
-            dot_pass_f32!(),
-            store_pass_f32!(),
-            kc = in(reg) kc,
-            sb = in(reg) stride * 4,
-            ab = in(reg) NR * 4,
-            cnt = out(reg) _,
-            p = inout(reg) panel.add(jc * 8) => _,
-            w = inout(reg) w.as_ptr() => _,
-            a = inout(reg) (acc.as_mut_ptr() as *mut f32).add(jc * 8) => _,
-            out("v0") _, out("v1") _, out("v2") _, out("v3") _,
-            out("v4") _, out("v5") _, out("v6") _, out("v7") _,
-            out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-            out("v20") _, out("v21") _, out("v22") _, out("v23") _,
-            out("v24") _, out("v25") _, out("v26") _, out("v27") _,
-            out("v28") _, out("v29") _, out("v30") _, out("v31") _,
-            options(nostack),
-        );
-    }
+    // SAFETY: per pass (`{jc}` counts the four), per k, reads 8 floats of the panel row at
+    // `panel + k * stride + 8 * pass` (rows hold NR floats) and the k's 8 weights (`w` holds
+    // kc * MR); writes 8 floats of each of the MR rows of `acc` from column 8 * pass; only
+    // named registers.
+    asm!(
+        "mov {jc}, #4",
+        "1:",
+        "mov {p}, {pb}",
+        "mov {w}, {wb}",
+        "mov {a}, {db}",
+        "movi v16.16b, #0", "movi v17.16b, #0", "movi v18.16b, #0", "movi v19.16b, #0",
+        "movi v20.16b, #0", "movi v21.16b, #0", "movi v22.16b, #0", "movi v23.16b, #0",
+        "movi v24.16b, #0", "movi v25.16b, #0", "movi v26.16b, #0", "movi v27.16b, #0",
+        "movi v28.16b, #0", "movi v29.16b, #0", "movi v30.16b, #0", "movi v31.16b, #0",
+        dot_pass_f32!(),
+        store_pass_f32!(),
+        "add {pb}, {pb}, #32",
+        "add {db}, {db}, #32",
+        "subs {jc}, {jc}, #1",
+        "b.ne 1b",
+        kc = in(reg) kc,
+        sb = in(reg) stride * 4,
+        ab = in(reg) NR * 4,
+        wb = in(reg) w.as_ptr(),
+        pb = inout(reg) panel => _,
+        db = inout(reg) acc.as_mut_ptr() as *mut f32 => _,
+        jc = out(reg) _,
+        cnt = out(reg) _,
+        p = out(reg) _,
+        w = out(reg) _,
+        a = out(reg) _,
+        out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+        out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+        out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+        out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+        out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+        out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+        options(nostack),
+    );
 }
 
 /// [`gemm_f32_8x32_neon`] with the epilogue in registers ([`FusedMicrokernel`]): a full block
@@ -691,56 +707,73 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_neon(
         }
         return;
     }
-    // The accumulators start at the bias: row r's pair from lane r of `v0`/`v1`.
-    macro_rules! pass {
-        ($($act:tt)*) => {
-            for jc in 0..NR / 8 {
-                // SAFETY: reads as `gemm_f32_8x32_neon` and the 8 biases (rows == MR); writes
-                // 8 floats of each of the 8 output rows from column jc * 8 (nr == NR); only
-                // named registers.
-                asm!(
-                    "ld1 {{v0.4s, v1.4s}}, [{bias}]",
-                    "dup v16.4s, v0.s[0]", "dup v17.4s, v0.s[0]",
-                    "dup v18.4s, v0.s[1]", "dup v19.4s, v0.s[1]",
-                    "dup v20.4s, v0.s[2]", "dup v21.4s, v0.s[2]",
-                    "dup v22.4s, v0.s[3]", "dup v23.4s, v0.s[3]",
-                    "dup v24.4s, v1.s[0]", "dup v25.4s, v1.s[0]",
-                    "dup v26.4s, v1.s[1]", "dup v27.4s, v1.s[1]",
-                    "dup v28.4s, v1.s[2]", "dup v29.4s, v1.s[2]",
-                    "dup v30.4s, v1.s[3]", "dup v31.4s, v1.s[3]",
-                    dot_pass_f32!(),
-                    // constants for the activation: 0, 1, 0.5, 1/6
-                    "movi v0.16b, #0",
-                    "fmov v1.4s, #1.0",
-                    "fmov v2.4s, #0.5",
-                    "dup v3.4s, {sixth:w}",
-                    $($act)*
-                    store_pass_f32!(),
-                    bias = in(reg) d.bias,
-                    sixth = in(reg) (1.0f32 / 6.0).to_bits(),
-                    kc = in(reg) kc,
-                    sb = in(reg) stride * 4,
-                    ab = in(reg) d.rs * 4,
-                    cnt = out(reg) _,
-                    p = inout(reg) panel.add(jc * 8) => _,
-                    w = inout(reg) w.as_ptr() => _,
-                    a = inout(reg) d.dst.add(jc * 8) => _,
-                    out("v0") _, out("v1") _, out("v2") _, out("v3") _,
-                    out("v4") _, out("v5") _, out("v6") _, out("v7") _,
-                    out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-                    out("v20") _, out("v21") _, out("v22") _, out("v23") _,
-                    out("v24") _, out("v25") _, out("v26") _, out("v27") _,
-                    out("v28") _, out("v29") _, out("v30") _, out("v31") _,
-                    options(nostack),
-                );
-            }
-        };
-    }
-    match hint {
-        EpiHint::Relu => pass!(act_f32!(relu),),
-        EpiHint::HardSwish => pass!(act_f32!(hardswish),),
-        _ => pass!(),
-    }
+    // one assembly block for every hint and all four passes (`{jc}` counts them): unrolled by
+    // LLVM per pass and hint, the kernel took 13 KB of the board binary
+    let mode: usize = match hint {
+        EpiHint::Relu => 1,
+        EpiHint::HardSwish => 2,
+        _ => 0,
+    };
+    // SAFETY: per pass, reads as `gemm_f32_8x32_neon` and the 8 biases (rows == MR); writes 8
+    // floats of each of the 8 output rows from column 8 * pass (nr == NR); only named
+    // registers.
+    asm!(
+        "mov {jc}, #4",
+        "1:",
+        "mov {p}, {pb}",
+        "mov {w}, {wb}",
+        "mov {a}, {db}",
+        // the accumulators start at the bias: row r's pair from lane r of `v0`/`v1`
+        "ld1 {{v0.4s, v1.4s}}, [{bias}]",
+        "dup v16.4s, v0.s[0]", "dup v17.4s, v0.s[0]",
+        "dup v18.4s, v0.s[1]", "dup v19.4s, v0.s[1]",
+        "dup v20.4s, v0.s[2]", "dup v21.4s, v0.s[2]",
+        "dup v22.4s, v0.s[3]", "dup v23.4s, v0.s[3]",
+        "dup v24.4s, v1.s[0]", "dup v25.4s, v1.s[0]",
+        "dup v26.4s, v1.s[1]", "dup v27.4s, v1.s[1]",
+        "dup v28.4s, v1.s[2]", "dup v29.4s, v1.s[2]",
+        "dup v30.4s, v1.s[3]", "dup v31.4s, v1.s[3]",
+        dot_pass_f32!(),
+        // {mode}: 0 identity, 1 Relu, 2 HardSwish; constants 0, 1, 0.5, 1/6 in v0-v3
+        "cbz {mode}, 8f",
+        "movi v0.16b, #0",
+        "cmp {mode}, #1",
+        "b.eq 7f",
+        "fmov v1.4s, #1.0",
+        "fmov v2.4s, #0.5",
+        "dup v3.4s, {sixth:w}",
+        act_f32!(hardswish),
+        "b 8f",
+        "7:",
+        act_f32!(relu),
+        "8:",
+        store_pass_f32!(),
+        "add {pb}, {pb}, #32",
+        "add {db}, {db}, #32",
+        "subs {jc}, {jc}, #1",
+        "b.ne 1b",
+        bias = in(reg) d.bias,
+        sixth = in(reg) (1.0f32 / 6.0).to_bits(),
+        mode = in(reg) mode,
+        kc = in(reg) kc,
+        sb = in(reg) stride * 4,
+        ab = in(reg) d.rs * 4,
+        wb = in(reg) w.as_ptr(),
+        pb = inout(reg) panel => _,
+        db = inout(reg) d.dst => _,
+        jc = out(reg) _,
+        cnt = out(reg) _,
+        p = out(reg) _,
+        w = out(reg) _,
+        a = out(reg) _,
+        out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+        out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+        out("v16") _, out("v17") _, out("v18") _, out("v19") _,
+        out("v20") _, out("v21") _, out("v22") _, out("v23") _,
+        out("v24") _, out("v25") _, out("v26") _, out("v27") _,
+        out("v28") _, out("v29") _, out("v30") _, out("v31") _,
+        options(nostack),
+    );
 }
 
 /// 32-bit Arm NEON microkernel, inline assembly (Rust's 32-bit Arm NEON intrinsics are not
