@@ -629,46 +629,17 @@ pub(crate) unsafe fn gemm_f32_8x32_neon(
     stride: usize,
     acc: &mut [[f32; NR]; MR],
 ) {
-    use std::arch::asm;
     assert!(w.len() >= kc * MR, "packed weights too short");
-    // SAFETY: per pass (`{jc}` counts the four), per k, reads 8 floats of the panel row at
-    // `panel + k * stride + 8 * pass` (rows hold NR floats) and the k's 8 weights (`w` holds
-    // kc * MR); writes 8 floats of each of the MR rows of `acc` from column 8 * pass; only
-    // named registers.
-    asm!(
-        "mov {jc}, #4",
-        "1:",
-        "mov {p}, {pb}",
-        "mov {w}, {wb}",
-        "mov {a}, {db}",
-        "movi v16.16b, #0", "movi v17.16b, #0", "movi v18.16b, #0", "movi v19.16b, #0",
-        "movi v20.16b, #0", "movi v21.16b, #0", "movi v22.16b, #0", "movi v23.16b, #0",
-        "movi v24.16b, #0", "movi v25.16b, #0", "movi v26.16b, #0", "movi v27.16b, #0",
-        "movi v28.16b, #0", "movi v29.16b, #0", "movi v30.16b, #0", "movi v31.16b, #0",
-        dot_pass_f32!(),
-        store_pass_f32!(),
-        "add {pb}, {pb}, #32",
-        "add {db}, {db}, #32",
-        "subs {jc}, {jc}, #1",
-        "b.ne 1b",
-        kc = in(reg) kc,
-        sb = in(reg) stride * 4,
-        ab = in(reg) NR * 4,
-        wb = in(reg) w.as_ptr(),
-        pb = inout(reg) panel => _,
-        db = inout(reg) acc.as_mut_ptr() as *mut f32 => _,
-        jc = out(reg) _,
-        cnt = out(reg) _,
-        p = out(reg) _,
-        w = out(reg) _,
-        a = out(reg) _,
-        out("v0") _, out("v1") _, out("v2") _, out("v3") _,
-        out("v4") _, out("v5") _, out("v6") _, out("v7") _,
-        out("v16") _, out("v17") _, out("v18") _, out("v19") _,
-        out("v20") _, out("v21") _, out("v22") _, out("v23") _,
-        out("v24") _, out("v25") _, out("v26") _, out("v27") _,
-        out("v28") _, out("v29") _, out("v30") _, out("v31") _,
-        options(nostack),
+    // the accumulators start at zero, no activation, rows NR floats apart in `acc`
+    passes_neon(
+        kc,
+        w,
+        panel,
+        stride,
+        [0.0f32; MR].as_ptr(),
+        0,
+        acc.as_mut_ptr() as *mut f32,
+        NR,
     );
 }
 
@@ -692,7 +663,6 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_neon(
     d: &TileDst,
     hint: EpiHint,
 ) {
-    use std::arch::asm;
     assert!(w.len() >= kc * MR, "packed weights too short");
     debug_assert!(d.rows <= MR && d.nr <= NR && hint.has_vector_form());
     if d.rows < MR || d.nr < NR {
@@ -707,16 +677,39 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_neon(
         }
         return;
     }
-    // one assembly block for every hint and all four passes (`{jc}` counts them): unrolled by
-    // LLVM per pass and hint, the kernel took 13 KB of the board binary
-    let mode: usize = match hint {
+    let mode = match hint {
         EpiHint::Relu => 1,
         EpiHint::HardSwish => 2,
         _ => 0,
     };
-    // SAFETY: per pass, reads as `gemm_f32_8x32_neon` and the 8 biases (rows == MR); writes 8
-    // floats of each of the 8 output rows from column 8 * pass (nr == NR); only named
-    // registers.
+    passes_neon(kc, w, panel, stride, d.bias, mode, d.dst, d.rs);
+}
+
+/// The four 8-pixel passes of the NEON kernels, one assembly block for every activation and
+/// pass (`{jc}` counts them; unrolled by LLVM per pass and hint, the fused kernel took 13 KB
+/// of the board binary): accumulators start at `bias[r]` (row r's pair from lane r of
+/// `v0`/`v1`), then [`dot_pass_f32`], then `mode` 0 identity, 1 Relu, 2 HardSwish (constants
+/// 0, 1, 0.5, 1/6 in `v0`-`v3`), stored as 8 rows of 32 floats `rs` apart from `dst`.
+///
+/// # Safety
+/// Reads as [`gemm_f32_8x32_neon`] and 8 floats at `bias`; `dst + r * rs` writable for NR
+/// floats for `r < MR`.
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn passes_neon(
+    kc: usize,
+    w: &[f32],
+    panel: *const f32,
+    stride: usize,
+    bias: *const f32,
+    mode: usize,
+    dst: *mut f32,
+    rs: usize,
+) {
+    use std::arch::asm;
+    // SAFETY: per pass, per k, reads 8 floats of the panel row at `panel + k * stride + 8 *
+    // pass` and the k's 8 weights, and the 8 biases; writes 8 floats of each of the 8 rows
+    // from column 8 * pass (the contract); only named registers.
     asm!(
         "mov {jc}, #4",
         "1:",
@@ -752,15 +745,15 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_neon(
         "add {db}, {db}, #32",
         "subs {jc}, {jc}, #1",
         "b.ne 1b",
-        bias = in(reg) d.bias,
+        bias = in(reg) bias,
         sixth = in(reg) (1.0f32 / 6.0).to_bits(),
         mode = in(reg) mode,
         kc = in(reg) kc,
         sb = in(reg) stride * 4,
-        ab = in(reg) d.rs * 4,
+        ab = in(reg) rs * 4,
         wb = in(reg) w.as_ptr(),
         pb = inout(reg) panel => _,
-        db = inout(reg) d.dst => _,
+        db = inout(reg) dst => _,
         jc = out(reg) _,
         cnt = out(reg) _,
         p = out(reg) _,
