@@ -225,6 +225,7 @@ impl Engine {
         }
         let (parameters, weight_bytes) = (graph.parameter_count(), graph.weight_bytes());
         let steps = plan_steps(&mut graph, &slot_in, &memory.aliased, opts)?;
+        super::footprint::return_free_heap();
         super::footprint::log_rss("after planning the steps");
         let scratch_len = steps.iter().map(Step::scratch_len).max().unwrap_or(0);
         let input_slots = graph
@@ -295,6 +296,7 @@ impl Engine {
         #[cfg(feature = "onnx")]
         {
             let g = crate::onnx::load(path, &Default::default())?;
+            super::footprint::return_free_heap();
             super::footprint::log_rss("after importing the ONNX model");
             Engine::new(g, opts).with_context(|| format!("planning {}", path.display()))
         }

@@ -17,6 +17,19 @@ pub fn rss_bytes() -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// Hand the heap's free pages back to the OS (glibc `malloc_trim`). Loading a model frees far
+/// more than it keeps (the ONNX importer's protobuf and tract model, the float copies of
+/// weights that planning packs), and glibc keeps freed small blocks resident: without this the
+/// activation arena and the worker threads' memory came on top of them, and the importer's
+/// leftovers stayed resident for the life of the process. A no-op off glibc.
+pub fn return_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and releases the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Log the resident memory at a named point (debug level: `-vv`).
 pub fn log_rss(at: &str) {
     if log::log_enabled!(log::Level::Debug) {

@@ -25,8 +25,10 @@ pub struct Value {
 /// The integer form of a constant that was folded from a DequantizeLinear.
 #[derive(Clone, Debug)]
 pub struct QuantizedConst {
-    /// the integers (same shape as the folded constant)
-    pub values: Vec<i32>,
+    /// the integers as imported (`I8`, `U8` or `I32`, same shape as the folded constant),
+    /// shared with the importer's constant rather than widened: a QDQ model's weights are
+    /// resident twice until the int8 lowering has run (these and the folded floats)
+    pub values: Arc<Tensor>,
     /// scales and zero points (per tensor or along `params.axis`)
     pub params: crate::ops::QuantParams,
 }

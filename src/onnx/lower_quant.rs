@@ -64,29 +64,37 @@ impl Cx<'_> {
             )));
         }
         if op == "DequantizeLinear" {
-            if let Some(c) = self.g.constant(x).cloned() {
+            if let Some(c) = self.g.values[x].constant.clone() {
                 let shape = c.shape().to_vec();
-                let q = c.to_i64_vec();
                 let inner: usize = shape[ax.min(shape.len())..].iter().skip(1).product();
-                let data: Vec<f32> = q
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &v)| {
-                        let k = if scale.len() > 1 {
-                            (i / inner.max(1)) % scale.len()
-                        } else {
-                            0
-                        };
-                        (v - zero_point[k]) as f32 * scale[k]
-                    })
-                    .collect();
+                let dequantize = |i: usize, v: i64| {
+                    let k = if scale.len() > 1 {
+                        (i / inner.max(1)) % scale.len()
+                    } else {
+                        0
+                    };
+                    (v - zero_point[k]) as f32 * scale[k]
+                };
+                // Straight from the typed integers: widening them all to i64 first cost eight
+                // bytes per weight at the import's peak.
+                let data: Vec<f32> = match c.as_ref() {
+                    Tensor::I8(a) => dequantize_all(a, dequantize),
+                    Tensor::U8(a) => dequantize_all(a, dequantize),
+                    Tensor::I32(a) => dequantize_all(a, dequantize),
+                    other => other
+                        .to_i64_vec()
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| dequantize(i, v))
+                        .collect(),
+                };
                 let t = Tensor::from_f32(&shape, data)
                     .map_err(|e| LowerError::Invalid(e.to_string()))?;
                 let name = node.output.first().cloned().unwrap_or_default();
                 let v = self.g.add_const(name, t);
                 self.g.values[v].dequantized =
                     Some(std::sync::Arc::new(crate::model::QuantizedConst {
-                        values: q.iter().map(|&x| x as i32).collect(),
+                        values: c,
                         params: QuantParams {
                             scale: scale.clone(),
                             zero_point: zero_point.iter().map(|&z| z as f32).collect(),
@@ -114,4 +122,12 @@ impl Cx<'_> {
             vec![x],
         ))
     }
+}
+
+/// `f(index, integer)` over a constant's integers in order.
+fn dequantize_all<T: Copy + Into<i64>>(
+    a: &ndarray::ArrayD<T>,
+    f: impl Fn(usize, i64) -> f32,
+) -> Vec<f32> {
+    a.iter().enumerate().map(|(i, &v)| f(i, v.into())).collect()
 }

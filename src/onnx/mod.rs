@@ -10,6 +10,7 @@ mod lower_tensor;
 
 use crate::model::Graph;
 use crate::tensor::Tensor;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use tract_onnx::pb;
@@ -89,14 +90,27 @@ pub fn load(path: impl AsRef<Path>, opts: &ImportOptions) -> Result<Graph, Impor
             path: path.display().to_string(),
             reason: e.root_cause().to_string(),
         })?;
+    // The decoded proto holds its own copy of every initializer.
+    drop(bytes);
     let dir = path.parent().and_then(|p| p.to_str());
-    import_proto(&onnx, &proto, dir, opts)
+    import(&onnx, Cow::Owned(proto), dir, opts)
 }
 
 /// Import an already-decoded ONNX model.
 pub fn import_proto(
     onnx: &tract_onnx::Onnx,
     proto: &pb::ModelProto,
+    dir: Option<&str>,
+    opts: &ImportOptions,
+) -> Result<Graph, ImportError> {
+    import(onnx, Cow::Borrowed(proto), dir, opts)
+}
+
+/// [`import_proto`]; an owned proto gives up its initializers' data once tract has parsed
+/// them (tract and then speck's graph each hold their own copy).
+fn import(
+    onnx: &tract_onnx::Onnx,
+    proto: Cow<pb::ModelProto>,
     dir: Option<&str>,
     opts: &ImportOptions,
 ) -> Result<Graph, ImportError> {
@@ -107,7 +121,7 @@ pub fn import_proto(
     check_ops_known(graph_proto)?;
     // tract asserts on some malformed graphs instead of returning errors: contain that here.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        analyse(onnx, proto, dir, opts, graph_proto)
+        analyse(onnx, proto, dir, opts)
     }))
     .unwrap_or_else(|p| {
         Err(ImportError::Analysis(format!(
@@ -119,14 +133,20 @@ pub fn import_proto(
 
 fn analyse(
     onnx: &tract_onnx::Onnx,
-    proto: &pb::ModelProto,
+    mut proto: Cow<pb::ModelProto>,
     dir: Option<&str>,
     opts: &ImportOptions,
-    graph_proto: &pb::GraphProto,
 ) -> Result<Graph, ImportError> {
     let parsed = onnx
-        .parse(proto, dir)
+        .parse(&proto, dir)
         .map_err(|e| ImportError::Analysis(format!("{e:#}")))?;
+    if let Cow::Owned(p) = &mut proto {
+        release_initializer_data(p);
+    }
+    let graph_proto = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| ImportError::Analysis("the model has no graph".into()))?;
     let mut model = parsed.model;
     let input_names = runtime_inputs(graph_proto);
     let mut input_shapes = vec![];
@@ -195,6 +215,16 @@ fn analyse(
         .collect::<BTreeMap<_, _>>();
     g.remove_dead();
     Ok(g)
+}
+
+/// Drop the initializers' data, keeping their names (which tell graph inputs from weights).
+fn release_initializer_data(p: &mut pb::ModelProto) {
+    for t in p.graph.iter_mut().flat_map(|g| g.initializer.iter_mut()) {
+        *t = pb::TensorProto {
+            name: std::mem::take(&mut t.name),
+            ..Default::default()
+        };
+    }
 }
 
 /// Graph inputs that are not initializers.

@@ -112,7 +112,10 @@ impl Cx<'_> {
             l if l == m && wq.params.axis == out_axis => wq.params.scale.clone(),
             _ => return None,
         };
-        let mut weights: Vec<i8> = wq.values.iter().map(|&v| v as i8).collect();
+        let Tensor::I8(wi) = wq.values.as_ref() else {
+            return None;
+        };
+        let mut weights: Vec<i8> = wi.iter().copied().collect();
         let w_shape = if rank == 4 {
             [wv.shape[0], wv.shape[1], wv.shape[2], wv.shape[3]]
         } else {
