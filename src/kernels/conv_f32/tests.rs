@@ -425,6 +425,75 @@ fn gemm_1x1_paths() {
     }
 }
 
+/// 1x1 convs on maps of up to two tiles with 64+ input channels: pixels as the microkernel's
+/// rows where the ISA has that path and it computes less (`pixel_rows::suits`); ragged
+/// pixel blocks (7 x 7, 3 x 5, 1 x 2), ragged channel blocks (37, 70), batches, with and
+/// without bias, a closure epilogue and the conv's own activations through `run`.
+#[test]
+fn pixel_rows_paths() {
+    let mut rng = Rng(2468);
+    let maps = [(7, 7), (3, 5), (1, 2), (8, 8), (5, 9), (2, 2)];
+    let shapes = [(64, 32), (67, 37), (100, 70), (64, 96)];
+    for isa in host_isas() {
+        let mut used = 0;
+        for (i, &(h, w)) in maps.iter().enumerate() {
+            for (j, &(c, m)) in shapes.iter().enumerate() {
+                let case = Case {
+                    n: 1 + (i + j) % 2,
+                    c,
+                    h,
+                    w,
+                    m,
+                    k: [1, 1],
+                    conv: conv(1, 1, [0; 4], 1),
+                    bias: j % 2 == 0,
+                };
+                let a = check(&mut rng, &case, isa, (i + j) % 3 == 0).unwrap();
+                let rows = pixel_rows_algo(isa, true, [h * w, m, c]).map(|_| {
+                    assert_eq!(isa, Isa::Avx512);
+                    "conv1x1_f32_pixelrows_8x32_avx512"
+                });
+                assert_eq!(
+                    a,
+                    rows.unwrap_or(general_algo(isa, true)),
+                    "{h}x{w} {c}->{m}"
+                );
+                used += usize::from(rows.is_some());
+            }
+        }
+        if isa == Isa::Avx512 {
+            assert!(
+                used >= 12,
+                "{}: pixel rows planned {used} times",
+                isa.name()
+            );
+        }
+        for act in [Activation::HardSwish, Activation::Relu, Activation::Sigmoid] {
+            let mut c = conv(1, 1, [0; 4], 1);
+            c.activation = Some(act);
+            let (x, w, b) = (
+                rng.array(&[2, 72, 7, 7]),
+                rng.array(&[40, 72, 1, 1]),
+                rng.array(&[40]),
+            );
+            let plan = ConvF32::with_isa(&c, w.view(), Some(b.view()), x.shape(), isa).unwrap();
+            let mut got = ArrayD::zeros(IxDyn(&[2, 40, 7, 7]));
+            plan.run(x.view(), got.view_mut(), &mut vec![]);
+            let mut expect = ArrayD::zeros(IxDyn(&[2, 40, 7, 7]));
+            let ins = [x.view(), w.view(), b.view()];
+            let f = |v: f32| crate::ops::apply_activation(act, v);
+            run_conv_with(&c, &ins, &mut expect.view_mut(), f).unwrap();
+            for (a, e) in got.iter().zip(expect.iter()) {
+                assert!(
+                    (a - e).abs() < 1e-4 * e.abs().max(1.0),
+                    "{act:?} {}: {a} vs {e}",
+                    plan.algorithm()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn im2col_gemm_paths() {
     let mut rng = Rng(777);

@@ -1,0 +1,220 @@
+//! 1x1 convs on small maps with pixels as the microkernel's rows
+//! (`conv1x1_f32_pixelrows_8x32_avx512`).
+//!
+//! The tiled path ([`super::tiled`]) vectorises over output pixels, [`NR`] = 32 at a time, so a
+//! 7 x 7 map computes 64 pixels for 49 (31% of the multiply-adds wasted) and a 14 x 14 map 224
+//! for 196 (14%): MobileNet's last stages, where a third of its 1x1 MACs are. Here the same
+//! microkernels run with the operands swapped, `acc[pixel][channel]`: the "weights" operand is
+//! `MR` = 8 pixels of the input (each k's eight values are contiguous in NCHW, so packing a
+//! pixel block is a copy of `k` runs of 8 floats), the "panel" is the weights transposed into
+//! `[k][32 output channels]` blocks packed at planning. The waste moves to the channels,
+//! which are multiples of 32 in most of these layers (MobileNetV3-Large: 160, 480, 672, 960),
+//! and to pixels rounded up to 8 (49 -> 56). [`suits`] picks whichever layout computes less.
+//!
+//! Bias and the activation are added along the block's rows (the channels are contiguous
+//! there), then the block is transposed into the NCHW output in 4 x 4 register tiles
+//! ([`transpose_f32`]): about one instruction per output, against `k` / 16 or more
+//! multiply-add instructions per output on these layers (`k` >= [`MIN_K`]).
+
+use super::tiled::{Microkernel, MR, NR};
+use crate::kernels::transpose::transpose_f32;
+use crate::kernels::{Isa, SharedOut};
+
+/// Below this many input channels the block transpose and epilogue cost too large a share (the
+/// tiled path's fused kernels store straight from registers).
+pub(crate) const MIN_K: usize = 64;
+
+/// The kernel's name.
+pub(crate) const NAME: &str = "conv1x1_f32_pixelrows_8x32_avx512";
+
+/// Whether `isa` runs this layout: where the tiled path runs the AVX-512 microkernel (AVX2's
+/// 1x1 convs run on the `gemm` crate).
+pub(crate) fn applies(isa: Isa) -> bool {
+    super::tiled::microkernel(isa).is_some_and(|k| k.1 == "conv_f32_tiled_8x32_avx512")
+}
+
+/// Whether a 1x1 stride-1 conv of `k` input and `m` output channels over `ohw` pixels runs
+/// faster with pixels as rows: maps of at most two tiles (7 x 7 and smaller), where the tiled
+/// path's second tile is mostly padding and its first reads 32-float rows `ohw` floats apart,
+/// unaligned, and this layout computes clearly less, each side counting its padding. On
+/// 14 x 14 maps (196 pixels: 224 computed in tiles, 200 here) the block transpose and the
+/// unfused epilogue cost more than the padding saved (MobileNetV3-Large's 112 -> 672
+/// expansion: 20% slower), and with few input channels they would everywhere.
+pub(crate) fn suits(ohw: usize, m: usize, k: usize) -> bool {
+    let pad = |n: usize, b: usize| n.div_ceil(b) * b;
+    let tiled = pad(ohw, NR) * pad(m, MR);
+    let rows = pad(ohw, MR) * pad(m, NR);
+    k >= MIN_K && (2..=2 * NR).contains(&ohw) && (rows as f64) < 0.95 * tiled as f64
+}
+
+/// Weights `[m][k]` (row-major) packed as `[ceil(m/NR)][k][NR]`: each block of `NR` output
+/// channels transposed, channels past `m` zero.
+pub(crate) fn pack_weights(w: &[f32], m: usize, k: usize) -> Vec<f32> {
+    let mut p = vec![0.0; m.div_ceil(NR) * k * NR];
+    for (row, wr) in w.chunks_exact(k.max(1)).take(m).enumerate() {
+        let (b, j) = (row / NR, row % NR);
+        for (kk, &v) in wr.iter().enumerate() {
+            p[(b * k + kk) * NR + j] = v;
+        }
+    }
+    p
+}
+
+/// A planned conv: `k` input channels over `hw` pixels into `m` output channels.
+pub(crate) struct PixelRowsConv<'a> {
+    pub k: usize,
+    pub hw: usize,
+    pub m: usize,
+    /// [`pack_weights`]
+    pub packed: &'a [f32],
+    /// `[m]`
+    pub bias: &'a [f32],
+    pub kernel: Microkernel,
+    /// the ISA the kernel was chosen for (the epilogue's build follows it)
+    pub isa: Isa,
+}
+
+/// Defines a `bias_act_rows` function with the given attributes (the portable build, and one
+/// compiled for AVX-512 where LLVM vectorises the closure 16 wide).
+macro_rules! bias_act_rows_for {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        fn $name<F: Fn(f32) -> f32>(acc: &mut [[f32; NR]; MR], rows: usize, bias: &[f32; NR], act: &F) {
+            for row in acc.iter_mut().take(rows) {
+                for (v, &b) in row.iter_mut().zip(bias) {
+                    *v = act(*v + b);
+                }
+            }
+        }
+    };
+}
+
+bias_act_rows_for! {
+    /// `acc[r][j] = act(acc[r][j] + bias[j])` for the block's first `rows` pixel rows.
+    #[inline(never)]
+    bias_act_rows
+}
+
+bias_act_rows_for! {
+    /// [`bias_act_rows`] compiled for AVX-512.
+    ///
+    /// # Safety
+    /// The host must have AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::incompatible_msrv)]
+    unsafe_bias_act_rows_avx512
+}
+
+/// Floats of scratch [`run_pixel_rows`] needs: one image's pixel blocks, packed.
+pub(crate) fn scratch_len(k: usize, hw: usize) -> usize {
+    hw.div_ceil(MR) * k * MR
+}
+
+/// Runs the conv on `n` images: `x` `[n][k][hw]` into `y` `[n][m][hw]`. Per image, its pixel
+/// blocks are packed into `scratch` (grown to [`scratch_len`]), then blocks of output channels
+/// run in parallel on rayon's current pool, each over every pixel block in turn: a block's
+/// weights (`k` x 32 floats) are read from memory once and then from L1/L2, where pixel
+/// blocks outside would stream all the weights once per 8 pixels.
+pub(crate) fn run_pixel_rows<F: Fn(f32) -> f32 + Sync>(
+    t: &PixelRowsConv,
+    n: usize,
+    x: &[f32],
+    y: &mut [f32],
+    scratch: &mut Vec<f32>,
+    act: &F,
+) {
+    let avx512 = t.isa == Isa::Avx512 && Isa::Avx512.supported();
+    let epilogue = |acc: &mut [[f32; NR]; MR], rows: usize, bias: &[f32; NR]| {
+        if avx512 {
+            // SAFETY: checked above.
+            return unsafe { unsafe_bias_act_rows_avx512(acc, rows, bias, act) };
+        }
+        bias_act_rows(acc, rows, bias, act)
+    };
+    run_blocks(t, n, x, y, scratch, &epilogue);
+}
+
+/// `epilogue(acc, rows, bias)`: bias and activation along a block's first `rows` rows.
+type Epilogue<'a> = dyn Fn(&mut [[f32; NR]; MR], usize, &[f32; NR]) + Sync + 'a;
+
+/// [`run_pixel_rows`] past the activation: one instance for every activation, which is
+/// called per block (instances per activation of the whole job came to 30 KB of the board
+/// binary, which has to stay under 4 MB).
+fn run_blocks(
+    t: &PixelRowsConv,
+    n: usize,
+    x: &[f32],
+    y: &mut [f32],
+    scratch: &mut Vec<f32>,
+    epilogue: &Epilogue,
+) {
+    let (k, hw, m) = (t.k, t.hw, t.m);
+    let (pblocks, cblocks) = (hw.div_ceil(MR), m.div_ceil(NR));
+    assert!(
+        x.len() >= n * k * hw
+            && y.len() >= n * m * hw
+            && t.packed.len() >= cblocks * k * NR
+            && t.bias.len() >= m
+    );
+    let len = scratch_len(k, hw);
+    if scratch.len() < len {
+        scratch.resize(len, 0.0);
+    }
+    let packed_x = &mut scratch[..len];
+    let out = SharedOut(y.as_mut_ptr());
+    for (ni, xi) in x.chunks_exact(k * hw).take(n).enumerate() {
+        // pixel block pb as [k][MR]: each k's MR pixels are contiguous in NCHW
+        for (pb, blk) in packed_x.chunks_exact_mut(k * MR).enumerate() {
+            let (p0, np) = (pb * MR, MR.min(hw - pb * MR));
+            for (ar, xr) in blk.chunks_exact_mut(MR).zip(xi.chunks_exact(hw)) {
+                ar[..np].copy_from_slice(&xr[p0..p0 + np]);
+                ar[np..].fill(0.0);
+            }
+        }
+        let packed_x: &[f32] = packed_x;
+        // jobs are (channel block, pixel block) pairs, a channel block's consecutive
+        crate::kernels::par::for_each(cblocks * pblocks, pblocks, &|job| {
+            let (b, pb) = (job / pblocks, job % pblocks);
+            let (p0, np) = (pb * MR, MR.min(hw - pb * MR));
+            let (c0, nc) = (b * NR, NR.min(m - b * NR));
+            let mut acc = [[0.0f32; NR]; MR];
+            // SAFETY: the panel (block b of the packing) holds k rows of NR floats, the pixel
+            // block k * MR.
+            unsafe {
+                (t.kernel)(
+                    k,
+                    &packed_x[pb * k * MR..(pb + 1) * k * MR],
+                    t.packed[b * k * NR..].as_ptr(),
+                    NR,
+                    &mut acc,
+                )
+            };
+            let mut bias = [0.0f32; NR];
+            bias[..nc].copy_from_slice(&t.bias[c0..c0 + nc]);
+            epilogue(&mut acc, np, &bias);
+            let mut cols = [[0.0f32; MR]; NR];
+            transpose_f32(
+                true,
+                acc.as_flattened(),
+                NR,
+                cols.as_flattened_mut(),
+                MR,
+                np,
+                nc,
+            );
+            for (j, col) in cols.iter().enumerate().take(nc) {
+                let dst = out.at((ni * m + c0 + j) * hw + p0);
+                // SAFETY: channel c0 + j of image ni, pixels p0..p0 + np: this job's alone.
+                // (A whole block as one fixed-size move: a `memcpy` call per 8 floats cost
+                // more than the transpose.)
+                unsafe {
+                    if np == MR {
+                        dst.cast::<[f32; MR]>().write_unaligned(*col);
+                    } else {
+                        std::ptr::copy_nonoverlapping(col.as_ptr(), dst, np);
+                    }
+                }
+            }
+        });
+    }
+}
