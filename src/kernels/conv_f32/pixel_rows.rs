@@ -2,19 +2,18 @@
 //! (`conv1x1_f32_pixelrows_8x32_avx512`).
 //!
 //! The tiled path ([`super::tiled`]) vectorises over output pixels, [`NR`] = 32 at a time, so a
-//! 7 x 7 map computes 64 pixels for 49 (31% of the multiply-adds wasted) and a 14 x 14 map 224
-//! for 196 (14%): MobileNet's last stages, where a third of its 1x1 MACs are. Here the same
-//! microkernels run with the operands swapped, `acc[pixel][channel]`: the "weights" operand is
+//! 7 x 7 map computes 64 pixels for 49 (31% of the multiply-adds wasted): the last stage of
+//! MobileNets (MobileNetV3-Large: 43 M multiply-adds in 7 x 7 1x1 convs). Here the same
+//! microkernel runs with the operands swapped, `acc[pixel][channel]`: the "weights" operand is
 //! `MR` = 8 pixels of the input (each k's eight values are contiguous in NCHW, so packing a
 //! pixel block is a copy of `k` runs of 8 floats), the "panel" is the weights transposed into
 //! `[k][32 output channels]` blocks packed at planning. The waste moves to the channels,
-//! which are multiples of 32 in most of these layers (MobileNetV3-Large: 160, 480, 672, 960),
-//! and to pixels rounded up to 8 (49 -> 56). [`suits`] picks whichever layout computes less.
+//! which are multiples of 32 in most of these layers (MobileNetV3-Large: 160, 960), and to
+//! pixels rounded up to 8 (49 -> 56). [`suits`] says where this pays.
 //!
 //! Bias and the activation are added along the block's rows (the channels are contiguous
 //! there), then the block is transposed into the NCHW output in 4 x 4 register tiles
-//! ([`transpose_f32`]): about one instruction per output, against `k` / 16 or more
-//! multiply-add instructions per output on these layers (`k` >= [`MIN_K`]).
+//! ([`transpose_f32`]).
 
 use super::tiled::{Microkernel, MR, NR};
 use crate::kernels::transpose::transpose_f32;
