@@ -527,10 +527,6 @@ impl ConvF32 {
                     m: self.m,
                     packed: &self.packed,
                     bias: &self.bias,
-                    kernel: tiled::microkernel(self.isa)
-                        .expect("planned with a microkernel")
-                        .0,
-                    isa: self.isa,
                 };
                 return pixel_rows::run_pixel_rows(&t, n, x, y, scratch, act);
             }

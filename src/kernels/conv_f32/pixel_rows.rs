@@ -15,7 +15,7 @@
 //! there), then the block is transposed into the NCHW output in 4 x 4 register tiles
 //! ([`transpose_f32`]).
 
-use super::tiled::{Microkernel, MR, NR};
+use super::tiled::{gemm_f32_8x32_avx512, MR, NR};
 use crate::kernels::transpose::transpose_f32;
 use crate::kernels::{Isa, SharedOut};
 
@@ -29,7 +29,7 @@ pub(crate) const NAME: &str = "conv1x1_f32_pixelrows_8x32_avx512";
 /// Whether `isa` runs this layout: where the tiled path runs the AVX-512 microkernel (AVX2's
 /// 1x1 convs run on the `gemm` crate).
 pub(crate) fn applies(isa: Isa) -> bool {
-    super::tiled::microkernel(isa).is_some_and(|k| k.1 == "conv_f32_tiled_8x32_avx512")
+    isa == Isa::Avx512 && Isa::Avx512.supported()
 }
 
 /// Whether a 1x1 stride-1 conv of `k` input and `m` output channels over `ohw` pixels runs
@@ -68,40 +68,26 @@ pub(crate) struct PixelRowsConv<'a> {
     pub packed: &'a [f32],
     /// `[m]`
     pub bias: &'a [f32],
-    pub kernel: Microkernel,
-    /// the ISA the kernel was chosen for (the epilogue's build follows it)
-    pub isa: Isa,
 }
 
-/// Defines a `bias_act_rows` function with the given attributes (the portable build, and one
-/// compiled for AVX-512 where LLVM vectorises the closure 16 wide).
-macro_rules! bias_act_rows_for {
-    ($(#[$attr:meta])* $name:ident) => {
-        $(#[$attr])*
-        fn $name<F: Fn(f32) -> f32>(acc: &mut [[f32; NR]; MR], rows: usize, bias: &[f32; NR], act: &F) {
-            for row in acc.iter_mut().take(rows) {
-                for (v, &b) in row.iter_mut().zip(bias) {
-                    *v = act(*v + b);
-                }
-            }
+/// `acc[r][j] = act(acc[r][j] + bias[j])` for the block's first `rows` pixel rows, compiled
+/// for AVX-512 so that LLVM vectorises the closure 16 wide.
+///
+/// # Safety
+/// The host must have AVX-512F.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::incompatible_msrv)]
+unsafe fn bias_act_rows_avx512<F: Fn(f32) -> f32>(
+    acc: &mut [[f32; NR]; MR],
+    rows: usize,
+    bias: &[f32; NR],
+    act: &F,
+) {
+    for row in acc.iter_mut().take(rows) {
+        for (v, &b) in row.iter_mut().zip(bias) {
+            *v = act(*v + b);
         }
-    };
-}
-
-bias_act_rows_for! {
-    /// `acc[r][j] = act(acc[r][j] + bias[j])` for the block's first `rows` pixel rows.
-    #[inline(never)]
-    bias_act_rows
-}
-
-bias_act_rows_for! {
-    /// [`bias_act_rows`] compiled for AVX-512.
-    ///
-    /// # Safety
-    /// The host must have AVX-512F.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[allow(clippy::incompatible_msrv)]
-    unsafe_bias_act_rows_avx512
+    }
 }
 
 /// Floats of scratch [`run_pixel_rows`] needs: one image's pixel blocks, packed.
@@ -114,6 +100,9 @@ pub(crate) fn scratch_len(k: usize, hw: usize) -> usize {
 /// run in parallel on rayon's current pool, each over every pixel block in turn: a block's
 /// weights (`k` x 32 floats) are read from memory once and then from L1/L2, where pixel
 /// blocks outside would stream all the weights once per 8 pixels.
+///
+/// # Panics
+/// On a host without AVX-512 (the planner only picks this where [`applies`]).
 pub(crate) fn run_pixel_rows<F: Fn(f32) -> f32 + Sync>(
     t: &PixelRowsConv,
     n: usize,
@@ -122,33 +111,12 @@ pub(crate) fn run_pixel_rows<F: Fn(f32) -> f32 + Sync>(
     scratch: &mut Vec<f32>,
     act: &F,
 ) {
-    let avx512 = t.isa == Isa::Avx512 && Isa::Avx512.supported();
-    let epilogue = |acc: &mut [[f32; NR]; MR], rows: usize, bias: &[f32; NR]| {
-        if avx512 {
-            // SAFETY: checked above.
-            return unsafe { unsafe_bias_act_rows_avx512(acc, rows, bias, act) };
-        }
-        bias_act_rows(acc, rows, bias, act)
-    };
-    run_blocks(t, n, x, y, scratch, &epilogue);
-}
-
-/// `epilogue(acc, rows, bias)`: bias and activation along a block's first `rows` rows.
-type Epilogue<'a> = dyn Fn(&mut [[f32; NR]; MR], usize, &[f32; NR]) + Sync + 'a;
-
-/// [`run_pixel_rows`] past the activation: one instance for every activation, which is
-/// called per block (instances per activation of the whole job came to 30 KB of the board
-/// binary, which has to stay under 4 MB).
-fn run_blocks(
-    t: &PixelRowsConv,
-    n: usize,
-    x: &[f32],
-    y: &mut [f32],
-    scratch: &mut Vec<f32>,
-    epilogue: &Epilogue,
-) {
     let (k, hw, m) = (t.k, t.hw, t.m);
     let (pblocks, cblocks) = (hw.div_ceil(MR), m.div_ceil(NR));
+    assert!(
+        Isa::Avx512.supported(),
+        "pixel-row conv planned on a CPU without AVX-512"
+    );
     assert!(
         x.len() >= n * k * hw
             && y.len() >= n * m * hw
@@ -177,20 +145,20 @@ fn run_blocks(
             let (p0, np) = (pb * MR, MR.min(hw - pb * MR));
             let (c0, nc) = (b * NR, NR.min(m - b * NR));
             let mut acc = [[0.0f32; NR]; MR];
+            let mut bias = [0.0f32; NR];
+            bias[..nc].copy_from_slice(&t.bias[c0..c0 + nc]);
             // SAFETY: the panel (block b of the packing) holds k rows of NR floats, the pixel
-            // block k * MR.
+            // block k * MR; the host has AVX-512 (asserted above).
             unsafe {
-                (t.kernel)(
+                gemm_f32_8x32_avx512(
                     k,
                     &packed_x[pb * k * MR..(pb + 1) * k * MR],
                     t.packed[b * k * NR..].as_ptr(),
                     NR,
                     &mut acc,
-                )
-            };
-            let mut bias = [0.0f32; NR];
-            bias[..nc].copy_from_slice(&t.bias[c0..c0 + nc]);
-            epilogue(&mut acc, np, &bias);
+                );
+                bias_act_rows_avx512(&mut acc, np, &bias, act);
+            }
             let mut cols = [[0.0f32; MR]; NR];
             transpose_f32(
                 true,
