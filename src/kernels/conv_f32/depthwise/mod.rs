@@ -8,11 +8,14 @@
 //!   stride phases and runs every output row back to back as one flat vector stream, any
 //!   kernel size and stride: 7- and 14-wide maps (most of MobileNetV3's depthwise work) fill
 //!   the vectors instead of leaving a scalar tail per row.
-//! - otherwise, row kernels: padded planes are copied into a zero-bordered buffer first, so
-//!   every output row runs a branch-free row kernel with every tap in bounds:
-//!   `dwconv_f32_<k>x<k>s<s>_<isa>` (scalar for every 3x3 / 5x5 at stride 1 and 2, the
-//!   portable path; NEON for 3x3, 5x5, 7x7 and 11x11 at both, aarch64 intrinsics or armv7
-//!   assembly) and `dwconv_f32_generic_scalar`.
+//! - otherwise padded planes are copied into a zero-bordered buffer first (its border zeroed
+//!   once per layout), so every window is in bounds and no kernel branches on the border:
+//!   - aarch64 NEON, 3x3, 5x5, 7x7 and 11x11 at stride 1 and 2: `dwconv_f32_<k>x<k>s<s>_neon`
+//!     ([`plane_neon`]), a whole plane per call, taps in registers, two output rows per pass,
+//!     Relu / HardSwish before the store;
+//!   - row kernels, one output row per call: `dwconv_f32_<k>x<k>s<s>_<isa>` (scalar for 3x3 /
+//!     5x5 at stride 1 and 2, the portable path; armv7 NEON assembly for the same sizes as
+//!     aarch64) and `dwconv_f32_generic_scalar`.
 
 use super::epilogue::EpiHint;
 
@@ -20,6 +23,9 @@ use super::epilogue::EpiHint;
 // AVX-512 intrinsics are stable since 1.89, above the crate's MSRV (the Arm toolchain's 1.85)
 #[allow(clippy::incompatible_msrv)]
 mod rows_avx512;
+
+#[cfg(target_arch = "aarch64")]
+mod plane_neon;
 
 /// Geometry of one depthwise plane.
 #[derive(Clone, Copy, Debug)]
@@ -74,7 +80,7 @@ impl DwRow {
             Isa::Avx2 if x86 => return DwRow::FlatAvx2,
             _ => {}
         }
-        // aarch64 intrinsics, or the armv7 assembly rows ([`dw_kxk_armv7neon`])
+        // aarch64 plane kernels ([`plane_neon`]), or the armv7 assembly rows ([`dw_kxk_armv7neon`])
         let neon = isa == Isa::Neon && cfg!(any(target_arch = "aarch64", target_arch = "arm"));
         if g.kh != g.kw || g.sh != g.sw {
             return DwRow::Generic;
@@ -154,23 +160,6 @@ impl DwRow {
             DwRow::K3S2 => dwconv_f32_3x3s2_scalar(x, w, iy0, ix0, wts, bias, out),
             DwRow::K5S1 => dwconv_f32_5x5s1_scalar(x, w, iy0, ix0, wts, bias, out),
             DwRow::K5S2 => dwconv_f32_5x5s2_scalar(x, w, iy0, ix0, wts, bias, out),
-            #[cfg(target_arch = "aarch64")]
-            // SAFETY (these four): NEON is part of aarch64.
-            DwRow::K3S1Neon => unsafe { dw_kxk_neon::<3, 1>(x, w, iy0, ix0, wts, bias, out) },
-            #[cfg(target_arch = "aarch64")]
-            DwRow::K3S2Neon => unsafe { dw_kxk_neon::<3, 2>(x, w, iy0, ix0, wts, bias, out) },
-            #[cfg(target_arch = "aarch64")]
-            DwRow::K5S1Neon => unsafe { dw_kxk_neon::<5, 1>(x, w, iy0, ix0, wts, bias, out) },
-            #[cfg(target_arch = "aarch64")]
-            DwRow::K5S2Neon => unsafe { dw_kxk_neon::<5, 2>(x, w, iy0, ix0, wts, bias, out) },
-            #[cfg(target_arch = "aarch64")]
-            DwRow::K7S1Neon => unsafe { dw_kxk_neon::<7, 1>(x, w, iy0, ix0, wts, bias, out) },
-            #[cfg(target_arch = "aarch64")]
-            DwRow::K7S2Neon => unsafe { dw_kxk_neon::<7, 2>(x, w, iy0, ix0, wts, bias, out) },
-            #[cfg(target_arch = "aarch64")]
-            DwRow::K11S1Neon => unsafe { dw_kxk_neon::<11, 1>(x, w, iy0, ix0, wts, bias, out) },
-            #[cfg(target_arch = "aarch64")]
-            DwRow::K11S2Neon => unsafe { dw_kxk_neon::<11, 2>(x, w, iy0, ix0, wts, bias, out) },
             #[cfg(target_arch = "arm")]
             // SAFETY (these eight): selected only when the CPU has NEON (`Isa::Neon`).
             DwRow::K3S1Neon => unsafe { dw_kxk_armv7neon::<3, 1>(x, w, iy0, ix0, wts, bias, out) },
@@ -259,15 +248,26 @@ fn dwconv_f32_plane<F: Fn(f32) -> f32>(
         dw_rows(x, y, wts, bias, g, row, act, hint);
         return;
     }
-    PAD.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        buf.resize(hp * wp, 0.0);
-        // Input rows/columns past the last window are never read: copy only what fits.
-        for iy in 0..g.h.min(hp.saturating_sub(g.pt)) {
-            let n = g.w.min(wp.saturating_sub(g.pl));
+    // Input rows/columns past the last window are never read: copy only what fits.
+    let (rows, cols) = (
+        g.h.min(hp.saturating_sub(g.pt)),
+        g.w.min(wp.saturating_sub(g.pl)),
+    );
+    PAD.with(|pad| {
+        let mut pad = pad.borrow_mut();
+        // The border is zeroed when the layout changes only: the planes of one conv (and of
+        // the next with the same geometry) overwrite the same interior and leave it zero.
+        let layout = [hp, wp, g.pt, g.pl, rows, cols];
+        if pad.layout != layout {
+            pad.buf.clear();
+            // slack for the stride-2 NEON kernel's `LD2`, which reads a float past the last window
+            pad.buf.resize(hp * wp + 8, 0.0);
+            pad.layout = layout;
+        }
+        let buf = &mut pad.buf;
+        for iy in 0..rows {
             let dst = (iy + g.pt) * wp + g.pl;
-            buf[dst..dst + n].copy_from_slice(&x[iy * g.w..iy * g.w + n]);
+            buf[dst..dst + cols].copy_from_slice(&x[iy * g.w..iy * g.w + cols]);
         }
         let gp = DwGeom {
             h: hp,
@@ -276,13 +276,22 @@ fn dwconv_f32_plane<F: Fn(f32) -> f32>(
             pl: 0,
             ..*g
         };
-        dw_rows(&buf, y, wts, bias, &gp, row, act, hint);
+        dw_rows(buf, y, wts, bias, &gp, row, act, hint);
     });
+}
+
+/// A zero-bordered plane and the layout its zeros are for.
+struct PadBuf {
+    buf: Vec<f32>,
+    /// padded height and width, top and left padding, rows and columns copied in
+    layout: [usize; 6],
 }
 
 thread_local! {
     /// Per-thread padded-plane buffer, reused across planes and runs.
-    static PAD: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static PAD: std::cell::RefCell<PadBuf> = const {
+        std::cell::RefCell::new(PadBuf { buf: Vec::new(), layout: [0; 6] })
+    };
 }
 
 /// All output rows of an unpadded plane whose windows all lie inside `x`.
@@ -297,6 +306,18 @@ fn dw_rows<F: Fn(f32) -> f32>(
     act: &F,
     hint: EpiHint,
 ) {
+    #[cfg(target_arch = "aarch64")]
+    if let Some(plane) = plane_neon::plane_kernel(row) {
+        // Relu and HardSwish in the kernel's registers; others over the plane afterwards
+        let fused = hint.has_vector_form();
+        let h = if fused { hint } else { EpiHint::Identity };
+        // SAFETY: NEON is part of aarch64; the kernel checks its bounds.
+        unsafe { plane(x, g.w, g.oh, g.ow, wts, bias, h, y) };
+        if !fused {
+            activate_plane(&mut y[..g.oh * g.ow], act, hint);
+        }
+        return;
+    }
     for (oy, yr) in y.chunks_exact_mut(g.ow).enumerate().take(g.oh) {
         row.run(x, g, oy * g.sh, 0, wts, bias, yr);
     }
@@ -513,132 +534,6 @@ unsafe fn dw_kxk_armv7neon<const K: usize, const S: usize>(
     if i < n {
         dw_kxk_scalar::<K, S>(x, w, iy0, ix0 + i * S, wts, bias, &mut out[i..]);
     }
-}
-
-/// KxK stride S interior row, NEON (kernels `dwconv_f32_<K>x<K>s<S>_neon`): the K*K taps sit
-/// in the lanes of a few vectors (`FMLA` by element), stride 1 computes 8 outputs per step
-/// from unaligned loads, stride 2 computes 4 from `LD2` de-interleaved pairs (even and odd
-/// taps of a row in one load). A ragged end recomputes the row's last 4 outputs (7- and
-/// 14-wide rows are common); rows under 4 outputs are scalar.
-///
-/// # Safety
-/// NEON (every aarch64 CPU).
-#[cfg(target_arch = "aarch64")]
-#[target_feature(enable = "neon")]
-unsafe fn dw_kxk_neon<const K: usize, const S: usize>(
-    x: &[f32],
-    w: usize,
-    iy0: usize,
-    ix0: usize,
-    wts: &[f32],
-    bias: f32,
-    out: &mut [f32],
-) {
-    use std::arch::aarch64::*;
-    let n = out.len();
-    if n == 0 {
-        return;
-    }
-    // one bounds check for the whole row: the last tap of the last output is in `x`
-    let row0 = iy0 * w + ix0;
-    let last = row0 + (K - 1) * w + (n - 1) * S + K;
-    assert!(
-        last <= x.len() && wts.len() >= K * K,
-        "dwconv neon row out of bounds"
-    );
-    let base = x.as_ptr().add(row0);
-    let op = out.as_mut_ptr();
-    // up to 11x11 taps in 31 vectors read straight from `wts` (checked above), the last
-    // partial one through a zero-padded copy; the unrolled tap loops read only the first
-    // K*K / 4, so the rest fold away
-    let wv: [float32x4_t; 31] = std::array::from_fn(|j| {
-        if 4 * j + 4 <= K * K {
-            vld1q_f32(wts.as_ptr().add(4 * j))
-        } else if 4 * j < K * K {
-            let mut tail = [0f32; 4];
-            tail[..K * K - 4 * j].copy_from_slice(&wts[4 * j..K * K]);
-            vld1q_f32(tail.as_ptr())
-        } else {
-            vdupq_n_f32(0.0)
-        }
-    });
-    // `acc + x * tap t` by lane (the match folds away once the tap loops are unrolled)
-    let fma = |acc: float32x4_t, x: float32x4_t, t: usize| -> float32x4_t {
-        let v = wv[t / 4];
-        match t % 4 {
-            0 => vfmaq_laneq_f32::<0>(acc, x, v),
-            1 => vfmaq_laneq_f32::<1>(acc, x, v),
-            2 => vfmaq_laneq_f32::<2>(acc, x, v),
-            _ => vfmaq_laneq_f32::<3>(acc, x, v),
-        }
-    };
-    let vb = vdupq_n_f32(bias);
-    let mut i = 0;
-    if S == 1 {
-        while i + 8 <= n {
-            let (mut a0, mut a1) = (vb, vb);
-            for ky in 0..K {
-                let rp = base.add(ky * w + i);
-                for kx in 0..K {
-                    a0 = fma(a0, vld1q_f32(rp.add(kx)), ky * K + kx);
-                    a1 = fma(a1, vld1q_f32(rp.add(kx + 4)), ky * K + kx);
-                }
-            }
-            vst1q_f32(op.add(i), a0);
-            vst1q_f32(op.add(i + 4), a1);
-            i += 8;
-        }
-        let four = |i: usize| {
-            let mut a0 = vb;
-            for ky in 0..K {
-                let rp = base.add(ky * w + i);
-                for kx in 0..K {
-                    a0 = fma(a0, vld1q_f32(rp.add(kx)), ky * K + kx);
-                }
-            }
-            a0
-        };
-        while i + 4 <= n {
-            vst1q_f32(op.add(i), four(i));
-            i += 4;
-        }
-        if i < n && n >= 4 {
-            // ragged end: the last 4 outputs again (those before `i` get the same values)
-            vst1q_f32(op.add(n - 4), four(n - 4));
-            i = n;
-        }
-    } else {
-        // `LD2` at tap kx reads 8 values, one past the window of the 4th output when kx is
-        // the last (odd K): run while that stays inside `x`.
-        let fits = |i: usize| row0 + (K - 1) * w + S * i + K + 6 < x.len();
-        loop {
-            if i + 4 > n {
-                // ragged end: the last 4 outputs again (earlier ones get the same values)
-                if i == n || n < 4 || !fits(n - 4) {
-                    break;
-                }
-                i = n - 4;
-            } else if !fits(i) {
-                break;
-            }
-            let mut a0 = vb;
-            for ky in 0..K {
-                let rp = base.add(ky * w + S * i);
-                let mut kx = 0;
-                while kx < K {
-                    let p = vld2q_f32(rp.add(kx));
-                    a0 = fma(a0, p.0, ky * K + kx);
-                    if kx + 1 < K {
-                        a0 = fma(a0, p.1, ky * K + kx + 1);
-                    }
-                    kx += 2;
-                }
-            }
-            vst1q_f32(op.add(i), a0);
-            i += 4;
-        }
-    }
-    dw_kxk_scalar::<K, S>(x, w, iy0, ix0 + i * S, wts, bias, &mut out[i..]);
 }
 
 /// The flat phase-plane kernels (x86 SIMD).

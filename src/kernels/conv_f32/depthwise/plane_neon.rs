@@ -1,0 +1,263 @@
+//! aarch64 NEON depthwise planes, `dwconv_f32_<K>x<K>s<S>_neon` (K = 3, 5, 7, 11; S = 1, 2):
+//! every output row of one plane whose windows all lie inside it (a padded conv's planes are
+//! copied into a zero-bordered buffer first, see `dwconv_f32_plane`).
+//!
+//! - The K*K taps are loaded into the lanes of ceil(K*K / 4) vectors once per plane and used
+//!   by lane (`FMLA` by element). A kernel per row had reloaded them for every row: 7- and
+//!   14-wide rows are most of MobileNetV3's depthwise work.
+//! - 3x3, 5x5 and 7x7 stride 1, two output rows share one pass over their K + S input rows,
+//!   so each input vector is loaded once for both (3x3 stride 1: 4 row loads for 6 tap rows).
+//!   7x7 stride 2 and 11x11 run one row at a time: LLVM leaves larger tap loops rolled, a lane
+//!   picked at run time, which it still does for 11x11 (31 tap vectors).
+//! - Stride 1 computes 8 outputs of a row per step at 3x3 and 4 otherwise, from unaligned
+//!   loads; stride 2 computes 4 from `LD2` de-interleaved pairs (even and odd taps of a row in
+//!   one load). A ragged row end recomputes the row's last 4 outputs, an odd last row the pair
+//!   ending at it, storing the same values again.
+//! - The bias starts the accumulators, and Relu or HardSwish run on the registers before the
+//!   store (the arithmetic of [`act_fused`]), so each output is written once.
+//! - Scalar ([`dw_kxk_scalar`] with [`act_fused`]): rows of fewer than 4 outputs, a one-row
+//!   plane where two rows are computed at a time, and stride-2 steps whose last `LD2` would
+//!   read past the end of `x`.
+
+use super::super::epilogue::{act_fused, EpiHint};
+use super::{dw_kxk_scalar, DwRow};
+use std::arch::aarch64::*;
+
+/// A plane kernel: `(x, w, oh, ow, taps, bias, hint, y)`; `hint` must have a vector form
+/// ([`EpiHint::has_vector_form`]): the caller applies any other activation afterwards.
+pub(super) type PlaneFn = unsafe fn(&[f32], usize, usize, usize, &[f32], f32, EpiHint, &mut [f32]);
+
+/// The plane kernel of a NEON row kernel choice.
+pub(super) fn plane_kernel(row: DwRow) -> Option<PlaneFn> {
+    Some(match row {
+        DwRow::K3S1Neon => dw_plane_neon::<3, 1, 2> as PlaneFn,
+        DwRow::K3S2Neon => dw_plane_neon::<3, 2, 2>,
+        DwRow::K5S1Neon => dw_plane_neon::<5, 1, 2>,
+        DwRow::K5S2Neon => dw_plane_neon::<5, 2, 2>,
+        DwRow::K7S1Neon => dw_plane_neon::<7, 1, 2>,
+        DwRow::K7S2Neon => dw_plane_neon::<7, 2, 1>,
+        DwRow::K11S1Neon => dw_plane_neon::<11, 1, 1>,
+        DwRow::K11S2Neon => dw_plane_neon::<11, 2, 1>,
+        _ => return None,
+    })
+}
+
+/// The taps in vector lanes and the epilogue's constants.
+struct Taps {
+    /// tap `t` is lane `t % 4` of `v[t / 4]`; up to 11x11 in 31 vectors
+    v: [float32x4_t; 31],
+    bias: float32x4_t,
+    hint: EpiHint,
+}
+
+impl Taps {
+    /// `acc + x * tap t` (the match folds away once the tap loops are unrolled).
+    #[inline(always)]
+    unsafe fn fma(&self, acc: float32x4_t, x: float32x4_t, t: usize) -> float32x4_t {
+        let v = self.v[t / 4];
+        match t % 4 {
+            0 => vfmaq_laneq_f32::<0>(acc, x, v),
+            1 => vfmaq_laneq_f32::<1>(acc, x, v),
+            2 => vfmaq_laneq_f32::<2>(acc, x, v),
+            _ => vfmaq_laneq_f32::<3>(acc, x, v),
+        }
+    }
+
+    /// The activation on 4 sums, as [`act_fused`].
+    #[inline(always)]
+    unsafe fn act(&self, v: float32x4_t) -> float32x4_t {
+        match self.hint {
+            EpiHint::Relu => vmaxq_f32(v, vdupq_n_f32(0.0)),
+            EpiHint::HardSwish => {
+                let t = vfmaq_f32(vdupq_n_f32(0.5), v, vdupq_n_f32(1.0 / 6.0));
+                vmulq_f32(
+                    v,
+                    vminq_f32(vmaxq_f32(t, vdupq_n_f32(0.0)), vdupq_n_f32(1.0)),
+                )
+            }
+            _ => v,
+        }
+    }
+}
+
+/// Stride 1: outputs `[i, i + 4 * NV)` of `RR` consecutive rows, from input row `p` (the first
+/// row's window at column `i`), rows `w` apart. Input row `r` feeds output row `rr` through
+/// tap row `r - rr`.
+#[inline(always)]
+unsafe fn block_s1<const K: usize, const RR: usize, const NV: usize>(
+    t: &Taps,
+    p: *const f32,
+    w: usize,
+) -> [[float32x4_t; NV]; RR] {
+    let mut acc = [[t.bias; NV]; RR];
+    for r in 0..K + RR - 1 {
+        let rp = p.add(r * w);
+        for kx in 0..K {
+            #[allow(clippy::needless_range_loop)] // `v` indexes every row's accumulators
+            for v in 0..NV {
+                let xv = vld1q_f32(rp.add(kx + 4 * v));
+                for (rr, a) in acc.iter_mut().enumerate() {
+                    if r >= rr && r - rr < K {
+                        a[v] = t.fma(a[v], xv, (r - rr) * K + kx);
+                    }
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// Stride 2: 4 outputs of `RR` rows two input rows apart, from `LD2` pairs at input row `p`
+/// (the window of the first output).
+#[inline(always)]
+unsafe fn block_s2<const K: usize, const RR: usize>(
+    t: &Taps,
+    p: *const f32,
+    w: usize,
+) -> [float32x4_t; RR] {
+    let mut acc = [t.bias; RR];
+    for r in 0..K + 2 * (RR - 1) {
+        let rp = p.add(r * w);
+        let mut kx = 0;
+        while kx < K {
+            let pair = vld2q_f32(rp.add(kx));
+            for (rr, a) in acc.iter_mut().enumerate() {
+                if r >= 2 * rr && r - 2 * rr < K {
+                    let ky = r - 2 * rr;
+                    *a = t.fma(*a, pair.0, ky * K + kx);
+                    if kx + 1 < K {
+                        *a = t.fma(*a, pair.1, ky * K + kx + 1);
+                    }
+                }
+            }
+            kx += 2;
+        }
+    }
+    acc
+}
+
+/// Every output row of one plane. `x` holds rows `w` floats apart with every window inside;
+/// `y` is `[oh][ow]`.
+///
+/// # Safety
+/// NEON (every aarch64 CPU); the bounds are checked.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "neon")]
+unsafe fn dw_plane_neon<const K: usize, const S: usize, const R: usize>(
+    x: &[f32],
+    w: usize,
+    oh: usize,
+    ow: usize,
+    wts: &[f32],
+    bias: f32,
+    hint: EpiHint,
+    y: &mut [f32],
+) {
+    if oh == 0 || ow == 0 {
+        return;
+    }
+    // one check for the plane: the last window ends inside `x`; every `ld` below reads inside
+    // some output's window, except stride 2's, which are checked per step
+    assert!(
+        (ow - 1) * S + K <= w
+            && ((oh - 1) * S + K - 1) * w + (ow - 1) * S + K <= x.len()
+            && y.len() >= oh * ow
+            && wts.len() >= K * K,
+        "dwconv neon plane out of bounds"
+    );
+    debug_assert!(hint.has_vector_form());
+    // the unrolled tap loops read only the first ceil(K*K / 4) vectors, so the rest fold away
+    let t = Taps {
+        v: std::array::from_fn(|j| {
+            if 4 * j + 4 <= K * K {
+                vld1q_f32(wts.as_ptr().add(4 * j))
+            } else if 4 * j < K * K {
+                let mut tail = [0f32; 4];
+                tail[..K * K - 4 * j].copy_from_slice(&wts[4 * j..K * K]);
+                vld1q_f32(tail.as_ptr())
+            } else {
+                vdupq_n_f32(0.0)
+            }
+        }),
+        bias: vdupq_n_f32(bias),
+        hint,
+    };
+    let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+    // rows [oy, oy + R): an odd last row recomputes the one before it
+    let mut oy = 0;
+    while oy < oh && ow >= 4 && oh >= R {
+        let oy0 = if oy + R > oh { oh - R } else { oy };
+        let p = xp.add(oy0 * S * w);
+        let out = yp.add(oy0 * ow);
+        let mut i = 0;
+        if S == 1 {
+            // 8 outputs a step at 3x3 only: LLVM leaves the larger kernels' 8-wide tap loops
+            // rolled (a lane chosen at run time), and 4 wide loads as little per multiply-add
+            while K == 3 && i + 8 <= ow {
+                let acc = block_s1::<K, R, 2>(&t, p.add(i), w);
+                for (rr, a) in acc.iter().enumerate() {
+                    vst1q_f32(out.add(rr * ow + i), t.act(a[0]));
+                    vst1q_f32(out.add(rr * ow + i + 4), t.act(a[1]));
+                }
+                i += 8;
+            }
+            while i < ow {
+                // the last 4 again where fewer are left (the same values)
+                let i4 = if i + 4 > ow { ow - 4 } else { i };
+                let acc = block_s1::<K, R, 1>(&t, p.add(i4), w);
+                for (rr, a) in acc.iter().enumerate() {
+                    vst1q_f32(out.add(rr * ow + i4), t.act(a[0]));
+                }
+                i = i4 + 4;
+            }
+        } else {
+            // `LD2` at the last tap column reads 8 floats from `2 * i + K - 1`: one past the
+            // 4th output's window when K is odd
+            let last_row = (oy0 * S + K - 1 + S * (R - 1)) * w;
+            let fits = |i: usize| last_row + S * i + K + 6 < x.len();
+            while i < ow {
+                let i4 = if i + 4 > ow { ow - 4 } else { i };
+                if !fits(i4) {
+                    break;
+                }
+                let acc = block_s2::<K, R>(&t, p.add(S * i4), w);
+                for (rr, a) in acc.iter().enumerate() {
+                    vst1q_f32(out.add(rr * ow + i4), t.act(*a));
+                }
+                i = i4 + 4;
+            }
+            for rr in 0..R {
+                scalar_row::<K, S>(x, w, oy0 + rr, i, wts, bias, hint, y, ow);
+            }
+        }
+        oy = oy0 + R;
+    }
+    // what the vector loop left: rows under 4 outputs, or a single row at R = 2
+    for r in oy..oh {
+        scalar_row::<K, S>(x, w, r, 0, wts, bias, hint, y, ow);
+    }
+}
+
+/// Outputs `i0..ow` of output row `oy`, scalar, with the same activation.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn scalar_row<const K: usize, const S: usize>(
+    x: &[f32],
+    w: usize,
+    oy: usize,
+    i0: usize,
+    wts: &[f32],
+    bias: f32,
+    hint: EpiHint,
+    y: &mut [f32],
+    ow: usize,
+) {
+    if i0 >= ow {
+        return;
+    }
+    let row = &mut y[oy * ow + i0..(oy + 1) * ow];
+    dw_kxk_scalar::<K, S>(x, w, oy * S, i0 * S, wts, bias, row);
+    for v in row {
+        *v = act_fused(*v, hint);
+    }
+}
