@@ -857,7 +857,8 @@ fn tiled_microkernels_match_scalar() {
 
 /// Each host microkernel with its own epilogue equals the portable microkernel followed by
 /// bias and the activation, on every hint it has, partial blocks (rows < MR) and partial
-/// tiles (nr < NR, masked stores), and writes nothing outside its `rows x nr` block.
+/// tiles (nr < NR: masked stores on x86, only the passes holding pixels on aarch64), and
+/// writes nothing outside its `rows x nr` block.
 #[test]
 fn fused_tiled_microkernels_match_scalar() {
     use super::tiled::{fused_microkernel, gemm_f32_8x32_scalar, TileDst, MR, NR};
@@ -874,7 +875,20 @@ fn fused_tiled_microkernels_match_scalar() {
             };
             ran += 1;
             for kc in (1..=40).chain([288]) {
-                for (rows, nr) in [(MR, NR), (3, NR), (MR, 17), (5, 1), (1, 16), (7, 31)] {
+                // every count of 8-pixel passes a partial tile runs (aarch64), either side of
+                // each pass boundary
+                for (rows, nr) in [
+                    (MR, NR),
+                    (3, NR),
+                    (MR, 17),
+                    (5, 1),
+                    (1, 16),
+                    (7, 31),
+                    (MR, 8),
+                    (2, 9),
+                    (MR, 24),
+                    (6, 25),
+                ] {
                     let w: Vec<f32> = (0..kc * MR).map(|_| rng.next()).collect();
                     let stride = NR + 5;
                     let panel: Vec<f32> = (0..kc * stride).map(|_| rng.next()).collect();

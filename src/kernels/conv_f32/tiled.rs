@@ -640,6 +640,7 @@ pub(crate) unsafe fn gemm_f32_8x32_neon(
         0,
         acc.as_mut_ptr() as *mut f32,
         NR,
+        NR / 8,
     );
 }
 
@@ -667,7 +668,19 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_neon(
     debug_assert!(d.rows <= MR && d.nr <= NR && hint.has_vector_form());
     if d.rows < MR || d.nr < NR {
         let mut acc = [[0.0f32; NR]; MR];
-        gemm_f32_8x32_neon(kc, w, panel, stride, &mut acc);
+        // only the 8-pixel passes that hold pixels: the last tile of a 14 x 14 map has 4 of
+        // its 32, of a 7 x 7 map 17
+        passes_neon(
+            kc,
+            w,
+            panel,
+            stride,
+            [0.0f32; MR].as_ptr(),
+            0,
+            acc.as_mut_ptr() as *mut f32,
+            NR,
+            d.nr.div_ceil(8),
+        );
         for (r, ar) in acc.iter().enumerate().take(d.rows) {
             let b = *d.bias.add(r);
             let row = std::slice::from_raw_parts_mut(d.dst.add(r * d.rs), d.nr);
@@ -682,20 +695,22 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_neon(
         EpiHint::HardSwish => 2,
         _ => 0,
     };
-    passes_neon(kc, w, panel, stride, d.bias, mode, d.dst, d.rs);
+    passes_neon(kc, w, panel, stride, d.bias, mode, d.dst, d.rs, NR / 8);
 }
 
-/// The four 8-pixel passes of the NEON kernels, one assembly block for every activation and
-/// pass (`{jc}` counts them; unrolled by LLVM per pass and hint, the fused kernel took 13 KB
-/// of the board binary): accumulators start at `bias[r]` (row r's pair from lane r of
-/// `v0`/`v1`), then [`dot_pass_f32`], then `mode` 0 identity, 1 Relu, 2 HardSwish (constants
-/// 0, 1, 0.5, 1/6 in `v0`-`v3`), stored as 8 rows of 32 floats `rs` apart from `dst`.
+/// The first `passes` (1 to 4) 8-pixel passes of the NEON kernels, one assembly block for
+/// every activation and pass (`{jc}` counts them; unrolled by LLVM per pass and hint, the fused
+/// kernel took 13 KB of the board binary): accumulators start at `bias[r]` (row r's pair from
+/// lane r of `v0`/`v1`), then [`dot_pass_f32`], then `mode` 0 identity, 1 Relu, 2 HardSwish
+/// (constants 0, 1, 0.5, 1/6 in `v0`-`v3`), stored as 8 rows of `8 * passes` floats `rs`
+/// apart from `dst`.
 ///
 /// # Safety
-/// Reads as [`gemm_f32_8x32_neon`] and 8 floats at `bias`; `dst + r * rs` writable for NR
-/// floats for `r < MR`.
+/// Reads as [`gemm_f32_8x32_neon`] (the first `8 * passes` pixels of each panel row) and 8
+/// floats at `bias`; `dst + r * rs` writable for `8 * passes` floats for `r < MR`.
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // one copy of the assembly for its three callers (the board binary's size)
 unsafe fn passes_neon(
     kc: usize,
     w: &[f32],
@@ -705,13 +720,14 @@ unsafe fn passes_neon(
     mode: usize,
     dst: *mut f32,
     rs: usize,
+    passes: usize,
 ) {
     use std::arch::asm;
+    assert!((1..=NR / 8).contains(&passes), "1 to 4 passes");
     // SAFETY: per pass, per k, reads 8 floats of the panel row at `panel + k * stride + 8 *
     // pass` and the k's 8 weights, and the 8 biases; writes 8 floats of each of the 8 rows
     // from column 8 * pass (the contract); only named registers.
     asm!(
-        "mov {jc}, #4",
         "1:",
         "mov {p}, {pb}",
         "mov {w}, {wb}",
@@ -754,7 +770,7 @@ unsafe fn passes_neon(
         wb = in(reg) w.as_ptr(),
         pb = inout(reg) panel => _,
         db = inout(reg) dst => _,
-        jc = out(reg) _,
+        jc = inout(reg) passes => _,
         cnt = out(reg) _,
         p = out(reg) _,
         w = out(reg) _,

@@ -685,7 +685,11 @@ unsafe fn taps_of(idx: &[u32], wts: &[f32], gt: usize, i: usize) -> ([u32; 4], [
 ///
 /// # Safety
 /// Every corner index in `sc` must be a row of its key image.
-#[inline(always)]
+// x86-64 builds `block` per target feature, so this must inline into it; elsewhere one copy
+// serves both of `block_isa`'s builds (`block::<true>` and `block::<false>`): inlined into
+// each, `block_isa` was 199 KB of the board binary, 82 KB more than now
+#[cfg_attr(target_arch = "x86_64", inline(always))]
+#[cfg_attr(not(target_arch = "x86_64"), inline(never))]
 #[allow(clippy::too_many_arguments)]
 unsafe fn logits<const C: usize, const SIMD: bool>(
     a: &LdaAqu,
@@ -764,7 +768,11 @@ unsafe fn logits<const C: usize, const SIMD: bool>(
 ///
 /// # Safety
 /// Every corner index in `sc` must be a row of its value image.
-#[inline(always)]
+// x86-64 builds `block` per target feature, so this must inline into it; elsewhere one copy
+// serves both of `block_isa`'s builds (`block::<true>` and `block::<false>`): inlined into
+// each, `block_isa` was 199 KB of the board binary, 82 KB more than now
+#[cfg_attr(target_arch = "x86_64", inline(always))]
+#[cfg_attr(not(target_arch = "x86_64"), inline(never))]
 unsafe fn values<const C: usize>(
     a: &LdaAqu,
     d: &Dims,
