@@ -630,18 +630,26 @@ pub(crate) unsafe fn gemm_f32_8x32_neon(
     acc: &mut [[f32; NR]; MR],
 ) {
     assert!(w.len() >= kc * MR, "packed weights too short");
-    // the accumulators start at zero, no activation, rows NR floats apart in `acc`
-    passes_neon(
-        kc,
-        w,
-        panel,
-        stride,
-        [0.0f32; MR].as_ptr(),
-        0,
-        acc.as_mut_ptr() as *mut f32,
-        NR,
-        NR / 8,
-    );
+    sums_neon(kc, w, panel, stride, acc, NR / 8);
+}
+
+/// The sums of the first `passes` 8-pixel passes into `acc` (accumulators from zero, no
+/// activation, rows NR floats apart).
+///
+/// # Safety
+/// As [`passes_neon`].
+#[cfg(target_arch = "aarch64")]
+unsafe fn sums_neon(
+    kc: usize,
+    w: &[f32],
+    panel: *const f32,
+    stride: usize,
+    acc: &mut [[f32; NR]; MR],
+    passes: usize,
+) {
+    let zeros = [0.0f32; MR];
+    let dst = acc.as_mut_ptr() as *mut f32;
+    passes_neon(kc, w, panel, stride, zeros.as_ptr(), 0, dst, NR, passes);
 }
 
 /// [`gemm_f32_8x32_neon`] with the epilogue in registers ([`FusedMicrokernel`]): a full block
@@ -650,7 +658,8 @@ pub(crate) unsafe fn gemm_f32_8x32_neon(
 /// fused multiply-add, as the AVX-512 epilogue) to the registers and stores them into the
 /// output rows: the sums no longer go through a buffer and back through the closure's loop
 /// (7.4 M instructions of the 71 M in MobileNetV3-Large's float tiled convs on the
-/// Cortex-A72). A partial block runs the plain kernel and the same arithmetic on the buffer.
+/// Cortex-A72). A partial block runs the passes that hold its pixels into a buffer and the
+/// same arithmetic on it.
 ///
 /// # Safety
 /// As [`gemm_f32_8x32_neon`]; `d.dst + r * d.rs` writable for `d.nr` floats for `r <
@@ -670,17 +679,7 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_neon(
         let mut acc = [[0.0f32; NR]; MR];
         // only the 8-pixel passes that hold pixels: the last tile of a 14 x 14 map has 4 of
         // its 32, of a 7 x 7 map 17
-        passes_neon(
-            kc,
-            w,
-            panel,
-            stride,
-            [0.0f32; MR].as_ptr(),
-            0,
-            acc.as_mut_ptr() as *mut f32,
-            NR,
-            d.nr.div_ceil(8),
-        );
+        sums_neon(kc, w, panel, stride, &mut acc, d.nr.div_ceil(8));
         for (r, ar) in acc.iter().enumerate().take(d.rows) {
             let b = *d.bias.add(r);
             let row = std::slice::from_raw_parts_mut(d.dst.add(r * d.rs), d.nr);
