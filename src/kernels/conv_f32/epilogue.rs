@@ -68,6 +68,30 @@ pub(crate) fn act_fused(v: f32, hint: EpiHint) -> f32 {
     }
 }
 
+/// [`act_fused`] on 4 lanes (intrinsics; the tiled kernel's assembly has its own copy).
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+pub(crate) fn act_neon(
+    v: std::arch::aarch64::float32x4_t,
+    hint: EpiHint,
+) -> std::arch::aarch64::float32x4_t {
+    use std::arch::aarch64::*;
+    // SAFETY: NEON is part of aarch64.
+    unsafe {
+        match hint {
+            EpiHint::Relu => vmaxq_f32(v, vdupq_n_f32(0.0)),
+            EpiHint::HardSwish => {
+                let t = vfmaq_f32(vdupq_n_f32(0.5), v, vdupq_n_f32(1.0 / 6.0));
+                vmulq_f32(
+                    v,
+                    vminq_f32(vmaxq_f32(t, vdupq_n_f32(0.0)), vdupq_n_f32(1.0)),
+                )
+            }
+            EpiHint::Identity | EpiHint::Closure | EpiHint::Tanh => v,
+        }
+    }
+}
+
 /// `dst[i] = act(src[i] + bias)` for `i < dst.len()` (`src` at least as long), with the
 /// vector form of `hint` where this build has one.
 #[inline]

@@ -80,7 +80,7 @@ impl DwRow {
             Isa::Avx2 if x86 => return DwRow::FlatAvx2,
             _ => {}
         }
-        // aarch64 plane kernels ([`plane_neon`]), or the armv7 assembly rows ([`dw_kxk_armv7neon`])
+        // aarch64 plane kernels ([`plane_neon`]), or armv7 assembly rows ([`dw_kxk_armv7neon`])
         let neon = isa == Isa::Neon && cfg!(any(target_arch = "aarch64", target_arch = "arm"));
         if g.kh != g.kw || g.sh != g.sw {
             return DwRow::Generic;

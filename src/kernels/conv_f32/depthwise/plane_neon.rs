@@ -19,7 +19,7 @@
 //!   plane where two rows are computed at a time, and stride-2 steps whose last `LD2` would
 //!   read past the end of `x`.
 
-use super::super::epilogue::{act_fused, EpiHint};
+use super::super::epilogue::{act_fused, act_neon, EpiHint};
 use super::{dw_kxk_scalar, DwRow};
 use std::arch::aarch64::*;
 
@@ -63,20 +63,10 @@ impl Taps {
         }
     }
 
-    /// The activation on 4 sums, as [`act_fused`].
+    /// The activation on 4 sums ([`act_neon`]).
     #[inline(always)]
-    unsafe fn act(&self, v: float32x4_t) -> float32x4_t {
-        match self.hint {
-            EpiHint::Relu => vmaxq_f32(v, vdupq_n_f32(0.0)),
-            EpiHint::HardSwish => {
-                let t = vfmaq_f32(vdupq_n_f32(0.5), v, vdupq_n_f32(1.0 / 6.0));
-                vmulq_f32(
-                    v,
-                    vminq_f32(vmaxq_f32(t, vdupq_n_f32(0.0)), vdupq_n_f32(1.0)),
-                )
-            }
-            _ => v,
-        }
+    fn act(&self, v: float32x4_t) -> float32x4_t {
+        act_neon(v, self.hint)
     }
 }
 
