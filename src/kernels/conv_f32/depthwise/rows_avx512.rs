@@ -8,11 +8,17 @@
 //! load (lanes whose input column falls outside `0..w` read nothing and count zero), a tap row
 //! outside `0..h` reads a zero row, and results go straight to `y`.
 //!
-//! A tile is `R` output rows by `NV` column vectors (at most 8 accumulators), so narrow maps
-//! (7 and 14 wide, one vector per row) still have several independent FMA chains: on a 7x7
-//! map with a 5x5 kernel one tile holds the whole plane. At stride 2 a 32-float window is
-//! loaded and its even lanes feed tap `kx`, its odd lanes tap `kx + 1` (one load pair, two
-//! permutes for two taps).
+//! 3x3 kernels at stride 1 and 2 on rows wider than one vector run in bands of output rows
+//! swept left to right ([`band_3x3`]): every input row is loaded once per output vector and
+//! its taps are lane shifts in registers, where a [`tile`] makes one unaligned (cache-line
+//! splitting) load per tap and output row. MobileNetV3-Large's 112- and 56-wide 3x3 layers
+//! ran 1.6-2x faster (BENCHMARKS.md, session 41).
+//!
+//! Other geometries: a tile is `R` output rows by `NV` column vectors (at most 8
+//! accumulators), so narrow maps (7 and 14 wide, one vector per row) still have several
+//! independent FMA chains: on a 7x7 map with a 5x5 kernel one tile holds the whole plane. At
+//! stride 2 a 32-float window is loaded and its even lanes feed tap `kx`, its odd lanes tap
+//! `kx + 1` (one load pair, two permutes for two taps).
 
 use super::DwGeom;
 use crate::kernels::conv_f32::epilogue::{act_avx512, act_in_place, EpiHint};
@@ -118,7 +124,7 @@ pub(crate) unsafe fn dwconv_f32_rows16_avx512<F: Fn(f32) -> f32>(
         if b.zero.len() < g.w {
             b.zero.resize(g.w, 0.0);
         }
-        let flat = flat_stream(g);
+        let flat = flat_stream(g) && !sweeps(g);
         let key = [g.h, g.w, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl];
         if b.key != Some(key) {
             b.masks.clear();
@@ -201,6 +207,23 @@ unsafe fn plane(geo: &Geo, x: *const f32, wts: &[f32], bias: f32, y: *mut f32) {
         }
         return;
     }
+    if sweeps(&geo.g) {
+        // bands of 4 output rows, the last rows in bands of 2 and 1
+        let mut oy = 0;
+        while oy < oh {
+            let r = [4, 2, 1].into_iter().find(|&r| r <= oh - oy).unwrap_or(1);
+            match (geo.g.sh, r) {
+                (1, 4) => band_3x3::<1, 4>(geo, x, wts, bias, y, oy),
+                (1, 2) => band_3x3::<1, 2>(geo, x, wts, bias, y, oy),
+                (1, _) => band_3x3::<1, 1>(geo, x, wts, bias, y, oy),
+                (_, 4) => band_3x3::<2, 4>(geo, x, wts, bias, y, oy),
+                (_, 2) => band_3x3::<2, 2>(geo, x, wts, bias, y, oy),
+                (_, _) => band_3x3::<2, 1>(geo, x, wts, bias, y, oy),
+            }
+            oy += r;
+        }
+        return;
+    }
     // up to 4 vectors across, then as many rows as keep 8 accumulators
     let nv_max = nvec.min(4);
     let r_max = 8 / nv_max;
@@ -214,6 +237,146 @@ unsafe fn plane(geo: &Geo, x: *const f32, wts: &[f32], bias: f32, y: *mut f32) {
             j += nv;
         }
         oy += r;
+    }
+}
+
+/// Whether [`band_3x3`] runs the geometry: 3x3 at stride 1 or 2 both ways with one column of
+/// left padding (what "same" padding gives), on output rows of two vectors and more (narrower
+/// maps run faster as one flat stream, and the 5x5 and 7x7 kernels stay with [`tile`] and the
+/// flat stream: their bands measured slower).
+fn sweeps(g: &DwGeom) -> bool {
+    g.kh == 3 && g.kw == 3 && g.sh == g.sw && matches!(g.sw, 1 | 2) && g.pl == 1 && g.ow > L
+}
+
+/// Lanes `l < 16` with `col + l < n`.
+#[inline(always)]
+fn below(col: usize, n: usize) -> u16 {
+    match n.saturating_sub(col) {
+        0 => 0,
+        k if k >= L => u16::MAX,
+        k => (1u16 << k) - 1,
+    }
+}
+
+/// Expands `$body` once per index `0..16` with `const $i: usize` set to it (a band's rows, a
+/// kernel's tap columns and a band's output rows; the callers skip indices past their bounds,
+/// constant conditions that compile away), so that every array index in the body is a
+/// constant and the arrays live in registers.
+macro_rules! unroll16 {
+    (|$i:ident| $body:block) => {
+        unroll16!(@ $i, $body, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+    };
+    (@ $i:ident, $body:block, $($n:literal)*) => {
+        $({
+            const $i: usize = $n;
+            $body
+        })*
+    };
+}
+
+/// Output rows `oy .. oy + R` of a 3x3 kernel at stride `S`, swept left to right one output
+/// vector at a time. Each of the band's `S * (R - 1) + 3` input rows is loaded once per output
+/// vector, and its three tap columns come from registers, not three unaligned loads (each of
+/// which splits a cache line, halving the load rate):
+/// - stride 1: the row's vector `j + 1` is loaded, `j - 1` and `j` are kept from the steps
+///   before, and the taps are `cur` and two `valignd`s;
+/// - stride 2: the row's 32 columns from `32 j` are loaded, split into even and odd lanes
+///   (taps 1 and 2), and tap 0 is the odd lanes shifted by one with the last odd lane of the
+///   step before.
+///
+/// Each tap vector feeds every output row of the band the input row lies under. Rows outside
+/// the plane and columns past its edge load as zero (masked loads); the left padding column is
+/// the zero vector of step `-1`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn band_3x3<const S: usize, const R: usize>(
+    geo: &Geo,
+    x: *const f32,
+    wts: &[f32],
+    bias: f32,
+    y: *mut f32,
+    oy: usize,
+) {
+    let g = &geo.g;
+    let rows = S * (R - 1) + 3;
+    debug_assert!(g.kh == 3 && g.kw == 3 && g.sh == S && g.sw == S && g.pl == 1 && rows <= 16);
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    // the band's input rows (any readable row with a zero mask where outside the plane)
+    let mut row = [x; 16];
+    let mut live = [0u16; 16];
+    let zero = _mm512_setzero_si512();
+    // stride 1: the row's vectors j - 1, j, j + 1; stride 2: `prev` holds the odd lanes of the
+    // step before
+    let (mut prev, mut cur, mut next) = ([zero; 16], [zero; 16], [zero; 16]);
+    unroll16!(|I| {
+        if I < rows {
+            let iy = (S * oy + I).wrapping_sub(g.pt);
+            if iy < g.h {
+                row[I] = x.add(iy * g.w);
+                live[I] = u16::MAX;
+            }
+        }
+    });
+    let load = |i: usize, col: usize| {
+        _mm512_maskz_loadu_epi32(
+            live[i] & below(col, g.w),
+            row[i].wrapping_add(col) as *const i32,
+        )
+    };
+    if S == 1 {
+        unroll16!(|I| {
+            if I < rows {
+                cur[I] = load(I, 0);
+            }
+        });
+    }
+    let wp = wts.as_ptr();
+    for j in 0..geo.nvec {
+        let mut taps = [[_mm512_setzero_ps(); 3]; 16];
+        unroll16!(|I| {
+            if I < rows {
+                if S == 1 {
+                    next[I] = load(I, (j + 1) * L);
+                    taps[I] = [
+                        _mm512_castsi512_ps(_mm512_alignr_epi32::<15>(cur[I], prev[I])),
+                        _mm512_castsi512_ps(cur[I]),
+                        _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(next[I], cur[I])),
+                    ];
+                } else {
+                    let (lo, hi) = (load(I, 2 * j * L), load(I, (2 * j + 1) * L));
+                    let o = _mm512_permutex2var_epi32(lo, odd, hi);
+                    taps[I] = [
+                        _mm512_castsi512_ps(_mm512_alignr_epi32::<15>(o, prev[I])),
+                        _mm512_castsi512_ps(_mm512_permutex2var_epi32(lo, even, hi)),
+                        _mm512_castsi512_ps(o),
+                    ];
+                    prev[I] = o;
+                }
+            }
+        });
+        let mut acc = [_mm512_set1_ps(bias); R];
+        unroll16!(|I| {
+            unroll16!(|RR| {
+                // input row I is tap row ky = I - S * RR of output row RR (wrapping past 3
+                // where I is above the row's taps)
+                let ky = I.wrapping_sub(S * RR);
+                if I < rows && RR < R && ky < 3 {
+                    let wk = wp.add(ky * 3);
+                    for (kx, &t) in taps[I].iter().enumerate() {
+                        acc[RR] = _mm512_fmadd_ps(t, _mm512_set1_ps(*wk.add(kx)), acc[RR]);
+                    }
+                }
+            });
+        });
+        for (r, &a) in acc.iter().enumerate() {
+            let v = act_avx512(a, geo.hint);
+            _mm512_mask_storeu_ps(y.add((oy + r) * g.ow + j * L), below(j * L, g.ow), v);
+        }
+        if S == 1 {
+            prev = cur;
+            cur = next;
+        }
     }
 }
 
