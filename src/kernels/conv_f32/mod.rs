@@ -583,8 +583,11 @@ impl ConvF32 {
                     pl: self.pads[1],
                 };
                 let kk = self.k[0] * self.k[1];
-                // jobs of ~4096 outputs: whole planes of one image
-                let per_job = (4096 / ohw).clamp(1, c);
+                // jobs of ~4096 outputs: whole planes of one image, in whole groups where the
+                // kernel takes planes a group at a time
+                let group = row.planes_per_group();
+                let per_job = (4096 / ohw).max(1).div_ceil(group) * group;
+                let per_job = per_job.clamp(1, c);
                 let jobs = c.div_ceil(per_job);
                 let out = super::SharedOut(y.as_mut_ptr());
                 crate::kernels::par::for_each(n * jobs, 1, &|job| {

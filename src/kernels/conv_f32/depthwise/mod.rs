@@ -1,9 +1,13 @@
 //! Depthwise f32 convolution (group == C == M, dilation 1), plane by plane.
 //!
-//! Three schemes:
-//! - AVX-512, horizontal stride 1 or 2: `dwconv_f32_rows16_avx512` ([`rows_avx512`]) reads
-//!   the planes in place with masked loads, a tile of output rows by 16-wide column vectors
-//!   at a time, and writes `y` directly (no padded copy);
+//! Four schemes:
+//! - AVX-512, 7x7 and 11x11 kernels, and 5x5 on maps up to 28 wide: `dwconv_f32_16c_avx512`
+//!   ([`c16_avx512`]) transposes 16 planes at a time into pixel vectors of 16 channels, so
+//!   every tap is an aligned, unmasked load with all lanes useful;
+//! - other AVX-512 geometries, horizontal stride 1 or 2: `dwconv_f32_rows16_avx512`
+//!   ([`rows_avx512`]) reads the planes in place with masked loads, a tile of output rows by
+//!   16-wide column vectors at a time (3x3: bands of rows with the taps shifted in registers),
+//!   and writes `y` directly (no padded copy);
 //! - other x86 SIMD: `dwconv_f32_flat<outputs>_<isa>` (module `flat`) splits the padded plane into its
 //!   stride phases and runs every output row back to back as one flat vector stream, any
 //!   kernel size and stride: 7- and 14-wide maps (most of MobileNetV3's depthwise work) fill
@@ -23,6 +27,10 @@ use super::epilogue::EpiHint;
 // AVX-512 intrinsics are stable since 1.89, above the crate's MSRV (the Arm toolchain's 1.85)
 #[allow(clippy::incompatible_msrv)]
 mod rows_avx512;
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::incompatible_msrv)]
+mod c16_avx512;
 
 #[cfg(target_arch = "aarch64")]
 mod plane_neon;
@@ -57,6 +65,10 @@ pub(crate) enum DwRow {
     /// straight from the planes, masked loads ([`rows_avx512`]), AVX-512
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     RowsAvx512,
+    /// small maps 16 planes at a time, a pixel's 16 channels per vector ([`c16_avx512`]),
+    /// AVX-512
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    C16Avx512,
     K3S1Neon,
     K3S2Neon,
     K5S1Neon,
@@ -74,6 +86,8 @@ impl DwRow {
         use super::super::Isa;
         let x86 = cfg!(any(target_arch = "x86", target_arch = "x86_64"));
         match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if c16_avx512::suits(g) => return DwRow::C16Avx512,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 if rows_avx512::handles(g) => return DwRow::RowsAvx512,
             Isa::Avx512 if x86 => return DwRow::FlatAvx512,
@@ -107,6 +121,14 @@ impl DwRow {
         }
     }
 
+    /// Planes the kernel computes together (a call's planes are best a multiple of it).
+    pub fn planes_per_group(self) -> usize {
+        match self {
+            DwRow::C16Avx512 => 16,
+            _ => 1,
+        }
+    }
+
     /// Kernel name (ncnn / XNNPACK style).
     pub fn name(self) -> &'static str {
         match self {
@@ -118,6 +140,7 @@ impl DwRow {
             DwRow::FlatAvx2 => "dwconv_f32_flat32_avx2",
             DwRow::FlatAvx512 => "dwconv_f32_flat128_avx512",
             DwRow::RowsAvx512 => "dwconv_f32_rows16_avx512",
+            DwRow::C16Avx512 => "dwconv_f32_16c_avx512",
             DwRow::K3S1Neon if cfg!(target_arch = "arm") => "dwconv_f32_3x3s1_armv7neon",
             DwRow::K3S2Neon if cfg!(target_arch = "arm") => "dwconv_f32_3x3s2_armv7neon",
             DwRow::K5S1Neon if cfg!(target_arch = "arm") => "dwconv_f32_5x5s1_armv7neon",
@@ -212,6 +235,12 @@ pub(crate) fn dwconv_f32_planes<F: Fn(f32) -> f32>(
         // SAFETY: selected only when the plan's ISA (checked against the host) is AVX-512 and
         // `handles` accepted the geometry.
         unsafe { rows_avx512::dwconv_f32_rows16_avx512(x, y, wts, bias, g, act, hint) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if row == DwRow::C16Avx512 {
+        // SAFETY: as above, with `c16_avx512::suits`.
+        unsafe { c16_avx512::dwconv_f32_16c_avx512(x, y, wts, bias, g, act, hint) };
         return;
     }
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
