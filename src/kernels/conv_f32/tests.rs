@@ -795,6 +795,54 @@ fn activation_epilogue_every_algorithm() {
     }
 }
 
+/// 1x1 convs read straight from `x` with their own activation (the fused microkernels), on
+/// every ISA the host runs: few input channels (a job's weight blocks outermost over 16 tiles,
+/// `run_direct_few_k`) and more, output channels filling and not filling the last 8-row block,
+/// maps of one partial tile, of several jobs with a partial last job and tile, two images.
+#[test]
+fn direct_1x1_built_in_epilogues() {
+    let mut rng = Rng(0x1d1e_c7);
+    let mut runs = 0;
+    for isa in host_isas() {
+        for (c, m, h, w) in [
+            (16, 64, 40, 41),
+            (3, 9, 5, 5),
+            (24, 72, 23, 24),
+            (32, 17, 33, 31),
+            (40, 24, 19, 20),
+            (1, 8, 9, 70),
+        ] {
+            let mut cv = conv(1, 1, [0; 4], 1);
+            cv.activation = Some([Activation::Relu, Activation::HardSwish][runs % 2]);
+            let (x, wt, b) = (
+                rng.array(&[2, c, h, w]),
+                rng.array(&[m, c, 1, 1]),
+                rng.array(&[m]),
+            );
+            let plan = ConvF32::with_isa(&cv, wt.view(), Some(b.view()), x.shape(), isa).unwrap();
+            let out = [2, m, h, w];
+            let mut got = ArrayD::from_elem(IxDyn(&out), f32::NAN);
+            plan.run(x.view(), got.view_mut(), &mut vec![]);
+            let mut expect = ArrayD::zeros(IxDyn(&out));
+            let act = cv.activation.unwrap();
+            let f = |v: f32| crate::ops::apply_activation(act, v);
+            let ins = [x.view(), wt.view(), b.view()];
+            run_conv_with(&cv, &ins, &mut expect.view_mut(), f).unwrap();
+            let mag = expect.iter().fold(1.0f32, |a, &v| a.max(v.abs()));
+            for (a, e) in got.iter().zip(expect.iter()) {
+                assert!(
+                    (a - e).abs() <= 1e-4 * mag,
+                    "{act:?} {} ({}) c {c} m {m} {h}x{w}: {a} vs {e}",
+                    plan.algorithm(),
+                    isa.name()
+                );
+            }
+            runs += 1;
+        }
+    }
+    assert!(runs >= 6);
+}
+
 #[test]
 fn non_contiguous_views_and_bad_plans() {
     let mut rng = Rng(99);

@@ -955,6 +955,74 @@ store_block_for! {
     store_block_avx512
 }
 
+/// Input channels up to which a direct conv's job runs weight blocks outermost
+/// ([`run_direct_few_k`]).
+const FEW_K: usize = 32;
+
+/// Tiles per job of [`run_direct_few_k`]: 512 pixels, 2 KB of each output row.
+const FEW_K_TILES: usize = 16;
+
+/// A direct conv's packed weights with their fused microkernel.
+struct DirectWeights<'a> {
+    packed: &'a [f32],
+    fused: FusedMicrokernel,
+    /// floats of packed weights per group
+    wlen: usize,
+    /// output channels per group
+    mg: usize,
+}
+
+/// [`run_tiled`] for a direct (1x1) conv with few input channels, such as MobileNetV3's
+/// 16 -> 64 expansion on 112 x 112: each job takes [`FEW_K_TILES`] tiles and runs every weight
+/// block over all of them before the next block, so that a block's 8 output rows are written
+/// 2 KB at a time instead of 128 bytes at a time 64 rows apart (the tile order's 3.2 MB of
+/// output was written at store bandwidth; 0.18 -> 0.14 ms). With more input channels the
+/// tile's panel, re-read for every block, no longer stays in L1 and the tile order is faster.
+fn run_direct_few_k(t: &TiledConv, n: usize, x: &[f32], out: SharedOut, w: &DirectWeights) {
+    let g = &t.geom;
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    let kc = g.cg;
+    let c = g.cg * t.group;
+    let tiles = ohw.div_ceil(NR);
+    let groups = tiles.div_ceil(FEW_K_TILES);
+    crate::kernels::par::for_each_init(
+        n * t.group * groups,
+        1,
+        &|| vec![0.0f32; kc.max(1) * NR],
+        &|panel, job| {
+            let (ni, rest) = (job / (t.group * groups), job % (t.group * groups));
+            let (gi, tg) = (rest / groups, rest % groups);
+            let xg = &x[(ni * c + gi * g.cg) * hw..(ni * c + (gi + 1) * g.cg) * hw];
+            let wg = &w.packed[gi * w.wlen..(gi + 1) * w.wlen];
+            for (b, wb) in wg.chunks_exact(kc.max(1) * MR).enumerate() {
+                let ch = gi * w.mg + b * MR;
+                for ti in tg * FEW_K_TILES..tiles.min((tg + 1) * FEW_K_TILES) {
+                    let p0 = ti * NR;
+                    let nr = NR.min(ohw - p0);
+                    // a full tile straight from `x`, the last one through the panel
+                    let (src, stride) = if nr == NR {
+                        (&xg[p0..], hw)
+                    } else {
+                        pack_tile(xg, g, p0, nr, panel);
+                        (&panel[..], NR)
+                    };
+                    let d = TileDst {
+                        dst: out.at((ni * t.m + ch) * ohw + p0),
+                        rs: ohw,
+                        bias: t.bias[ch..].as_ptr(),
+                        rows: MR.min(w.mg - b * MR),
+                        nr,
+                    };
+                    // SAFETY: `src` holds kc rows of NR readable floats `stride` apart (a full
+                    // tile inside `x`, or the panel); `d` covers rows ch.. of this job's tiles
+                    // only, and the bias holds `rows` values from ch.
+                    unsafe { (w.fused)(kc, wb, src.as_ptr(), stride, &d, t.hint) };
+                }
+            }
+        },
+    );
+}
+
 /// Floats of scratch [`run_tiled`] needs: a band of staged input, unless the panels are read
 /// straight from `x`.
 pub(crate) fn scratch_len(g: &ColGeom, group: usize, direct: bool) -> usize {
@@ -1004,6 +1072,26 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
     let avx512 = t.isa == Isa::Avx512 && Isa::Avx512.supported();
     // enough multiply-adds per rayon task to pay for the split
     let per_tile = (mg * kc * NR).max(1);
+    if let (
+        true,
+        TiledWeights::F32 {
+            packed,
+            fused: Some(fused),
+            ..
+        },
+    ) = (t.direct, &t.weights)
+    {
+        if kc <= FEW_K {
+            let wts = DirectWeights {
+                packed,
+                fused: *fused,
+                wlen,
+                mg,
+            };
+            run_direct_few_k(t, n, x, out, &wts);
+            return;
+        }
+    }
     let staging = Staging::new(g, c);
     let taps = staging.taps(g);
     // rows of a packed panel and of a direct tile, read only by the fp16 conversion
