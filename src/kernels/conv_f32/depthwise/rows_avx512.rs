@@ -242,8 +242,8 @@ unsafe fn plane(geo: &Geo, x: *const f32, wts: &[f32], bias: f32, y: *mut f32) {
 
 /// Whether [`band_3x3`] runs the geometry: 3x3 at stride 1 or 2 both ways with one column of
 /// left padding (what "same" padding gives), on output rows of two vectors and more (narrower
-/// maps run faster as one flat stream, and the 5x5 and 7x7 kernels stay with [`tile`] and the
-/// flat stream: their bands measured slower).
+/// maps run faster as one flat stream). A 5x5 band was tried and measured no faster than the
+/// flat stream; larger kernels and small-map 5x5 go to `dwconv_f32_16c_avx512`.
 fn sweeps(g: &DwGeom) -> bool {
     g.kh == 3 && g.kw == 3 && g.sh == g.sw && matches!(g.sw, 1 | 2) && g.pl == 1 && g.ow > L
 }
