@@ -957,12 +957,15 @@ store_block_for! {
 
 /// Input channels up to which a direct conv's job runs weight blocks outermost
 /// ([`run_direct_few_k`]).
+#[cfg(target_arch = "x86_64")]
 const FEW_K: usize = 32;
 
 /// Tiles per job of [`run_direct_few_k`]: 512 pixels, 2 KB of each output row.
+#[cfg(target_arch = "x86_64")]
 const FEW_K_TILES: usize = 16;
 
 /// A direct conv's packed weights with their fused microkernel.
+#[cfg(target_arch = "x86_64")]
 struct DirectWeights<'a> {
     packed: &'a [f32],
     fused: FusedMicrokernel,
@@ -978,6 +981,7 @@ struct DirectWeights<'a> {
 /// 2 KB at a time instead of 128 bytes at a time 64 rows apart (the tile order's 3.2 MB of
 /// output was written at store bandwidth; 0.18 -> 0.14 ms). With more input channels the
 /// tile's panel, re-read for every block, no longer stays in L1 and the tile order is faster.
+#[cfg(target_arch = "x86_64")]
 fn run_direct_few_k(t: &TiledConv, n: usize, x: &[f32], out: SharedOut, w: &DirectWeights) {
     let g = &t.geom;
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
@@ -1072,6 +1076,9 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
     let avx512 = t.isa == Isa::Avx512 && Isa::Avx512.supported();
     // enough multiply-adds per rayon task to pay for the split
     let per_tile = (mg * kc * NR).max(1);
+    // x86-64 only: measured there; on the boards only instruction counts can be measured
+    // here, which this order would not lower
+    #[cfg(target_arch = "x86_64")]
     if let (
         true,
         TiledWeights::F32 {
