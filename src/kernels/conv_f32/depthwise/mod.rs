@@ -211,6 +211,23 @@ impl DwRow {
     }
 }
 
+/// Checks that `planes` planes of `g` fit `x`, `y` and `wts`; returns their sizes `(h * w,
+/// oh * ow, kh * kw)`.
+pub(crate) fn check_planes(
+    x: &[f32],
+    y: &[f32],
+    wts: &[f32],
+    planes: usize,
+    g: &DwGeom,
+) -> (usize, usize, usize) {
+    let (hw, ohw, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+    assert!(
+        x.len() >= planes * hw && y.len() >= planes * ohw && wts.len() >= planes * kk,
+        "depthwise planes out of bounds"
+    );
+    (hw, ohw, kk)
+}
+
 /// Depthwise convolution of consecutive planes `x [p][h*w] -> y [p][oh*ow]` (plane `i` with
 /// weights `wts[i * kh * kw..]` and bias `bias[i]`), bias and activation fused.
 #[allow(clippy::too_many_arguments)]
@@ -224,12 +241,8 @@ pub(crate) fn dwconv_f32_planes<F: Fn(f32) -> f32>(
     act: &F,
     hint: EpiHint,
 ) {
-    let (hw, ohw, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
     let planes = bias.len();
-    assert!(
-        x.len() >= planes * hw && y.len() >= planes * ohw && wts.len() >= planes * kk,
-        "depthwise planes out of bounds"
-    );
+    let (hw, ohw, kk) = check_planes(x, y, wts, planes, g);
     #[cfg(target_arch = "x86_64")]
     if row == DwRow::RowsAvx512 {
         // SAFETY: selected only when the plan's ISA (checked against the host) is AVX-512 and

@@ -110,12 +110,8 @@ pub(crate) unsafe fn dwconv_f32_rows16_avx512<F: Fn(f32) -> f32>(
     hint: EpiHint,
 ) {
     debug_assert!(handles(g));
-    let (hw, ohw, kk) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
     let planes = bias.len();
-    assert!(
-        x.len() >= planes * hw && y.len() >= planes * ohw && wts.len() >= planes * kk,
-        "depthwise planes out of bounds"
-    );
+    let (hw, ohw, kk) = super::check_planes(x, y, wts, planes, g);
     if ohw == 0 {
         return;
     }
