@@ -142,11 +142,25 @@ pub fn with_hot_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
             }
             BUSY.with(|b| b.set(false));
         });
-        let r = f();
-        BUSY.with(|b| b.set(was));
-        done.store(true, Ordering::Release);
-        r
+        // the spinners stop when `f` returns or panics (the scope then waits for them, and
+        // hands the panic on: without this a panicking inference hung the process)
+        let _stop = StopSpinners { done: &done, was };
+        f()
     })
+}
+
+/// Ends [`with_hot_workers`]' spinners and restores the calling thread's `BUSY` when dropped,
+/// on return and on unwind alike.
+struct StopSpinners<'a> {
+    done: &'a AtomicBool,
+    was: bool,
+}
+
+impl Drop for StopSpinners<'_> {
+    fn drop(&mut self) {
+        BUSY.with(|b| b.set(self.was));
+        self.done.store(true, Ordering::Release);
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +173,29 @@ mod tests {
             .num_threads(threads)
             .build()
             .unwrap()
+    }
+
+    /// A panic inside the inference reaches the caller instead of leaving the spinners
+    /// running (the pool's scope would then wait for them forever). Run on a thread with a
+    /// deadline, so that a regression fails the test instead of hanging it.
+    #[test]
+    fn a_panic_in_the_hot_section_reaches_the_caller() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pool = pool(2);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pool.install(|| {
+                    with_hot_workers(|| {
+                        for_each(64, 1, &|i| assert!(i != 37, "job 37 fails"));
+                    })
+                })
+            }));
+            let _ = tx.send(r.is_err());
+        });
+        let panicked = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("with_hot_workers hung after a panic");
+        assert!(panicked, "the panic was lost");
     }
 
     #[test]
