@@ -74,7 +74,7 @@ pub(crate) unsafe fn dwconv_f32_16c_avx512<F: Fn(f32) -> f32>(
     // the padded buffer holds every input the windows reach (rows and columns past the
     // bottom / right padding included, as zeros)
     let ih = ((g.oh - 1) * g.sh + g.kh).max(g.pt + g.h);
-    let iw = ((g.ow - 1) * g.sw + g.kw).max(g.pl + g.w) | 1;
+    let iw = ((g.ow - 1) * g.sw + g.kw).max(g.pl + g.w);
     BUFS.with(|b| {
         let b = &mut *b.borrow_mut();
         let key = [ih, iw, g.pt, g.pl];
