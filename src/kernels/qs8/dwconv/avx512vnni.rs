@@ -15,10 +15,12 @@
 //! block's `sum w` per (r, j) as 64 i32; stored in the `i16` buffer the engine keeps for
 //! depthwise weights (opaque bytes here).
 //!
-//! Narrow convs (C = 16 or 32, see [`pixels_per_vector`]) pack `64 / C` neighbouring pixels
-//! into one vector instead of leaving most lanes idle: lane byte `b` is channel `b % C` of
-//! pixel `b / C`, the weights and sums repeat every C bytes, and a group of pixels is one
-//! 64-byte load at stride 1 (C-byte pieces inserted at other strides) and one 64-byte store.
+//! Narrow convs (C = 4, 8, 16 or 32, see [`pixels_per_vector`]) pack `64 / C` neighbouring
+//! pixels into one vector instead of leaving most lanes idle: lane byte `b` is channel `b % C`
+//! of pixel `b / C`, the weights and sums repeat every C bytes, and a group of pixels is one
+//! 64-byte load at stride 1 (at other strides C-byte pieces inserted, or gathered for C = 4
+//! and 8) and one 64-byte store. (LDA-AQU's offset branch has a 3x3 depthwise conv of 4
+//! channels: one pixel per vector left 60 of 64 lanes idle.)
 
 // x86-only module: AVX-512 intrinsics are stable since 1.89, above the crate's Arm MSRV.
 #![allow(clippy::incompatible_msrv)]
@@ -41,7 +43,7 @@ fn block_bytes(taps: usize) -> usize {
 /// Pixels per vector: `64 / C` for the narrow convs packed across pixels, else 1.
 pub fn pixels_per_vector(c: usize) -> usize {
     match c {
-        16 | 32 => CB / c,
+        4 | 8 | 16 | 32 => CB / c,
         _ => 1,
     }
 }
@@ -107,6 +109,15 @@ pub(super) unsafe fn block_params(
     c: usize,
     pp: usize,
 ) -> ([__m512i; 4], [__m512; 4]) {
+    if pp > 1 && c < 16 {
+        // every part is the C values repeated: lane i takes channel i % C
+        let m = (1u16 << c) - 1;
+        let idx = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        let idx = _mm512_and_si512(idx, _mm512_set1_epi32(c as i32 - 1));
+        let b = _mm512_permutexvar_epi32(idx, _mm512_maskz_loadu_epi32(m, bias));
+        let s = _mm512_permutexvar_ps(idx, _mm512_maskz_loadu_ps(m, scale));
+        return ([b; 4], [s; 4]);
+    }
     let part = |l: usize| -> (usize, __mmask16) {
         let first = if pp > 1 { (16 * l) % c } else { 16 * l };
         let left = n.saturating_sub(first);
@@ -235,6 +246,10 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
             rows_full && kx0 == 0 && kx1 == g.k[1]
         };
         let xstep = g.s[1] * g.c;
+        // byte offsets of the pixels of a group at a stride (C = 8: 8 qwords, C = 4: 16 dwords)
+        let step = |i: i64| i * xstep as i64;
+        let gather8 = _mm512_set_epi64(step(7), step(6), step(5), step(4), step(3), step(2), step(1), 0);
+        let gather16 = _mm512_mullo_epi32(lane, _mm512_set1_epi32(xstep as i32));
         // The input vector of vector-group `v`'s first pixel at `p`: one pixel's channels, or
         // `pp` pixels `xstep` bytes apart.
         let load = |p: *const u8| -> __m512i {
@@ -247,16 +262,39 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
                 let v = _mm512_inserti32x4::<1>(v, _mm_loadu_si128(p.add(xstep) as *const _));
                 let v = _mm512_inserti32x4::<2>(v, _mm_loadu_si128(p.add(2 * xstep) as *const _));
                 _mm512_inserti32x4::<3>(v, _mm_loadu_si128(p.add(3 * xstep) as *const _))
-            } else {
+            } else if pp == 2 {
                 let v = _mm512_castsi256_si512(_mm256_loadu_si256(p as *const _));
                 _mm512_inserti64x4::<1>(v, _mm256_loadu_si256(p.add(xstep) as *const _))
+            } else if pp == 8 {
+                _mm512_i64gather_epi64::<1>(gather8, p as *const _)
+            } else {
+                _mm512_i32gather_epi32::<1>(gather16, p as *const _)
             }
         };
         // `G` vector groups of `pp` interior pixels from `ox` on: each weight vector is
         // loaded once for all of them, and 4 * G independent accumulator chains hide
         // vpdpbusd's latency.
+        // The first `px` (2..pp) pixels of a group, the rest of the vector zero: one masked
+        // load at stride 1, else a masked load per pixel.
+        let load_part = |p: *const u8, px: usize| -> __m512i {
+            if g.s[1] == 1 {
+                _mm512_maskz_loadu_epi8(mask_of(px * g.c), p as *const i8)
+            } else {
+                let mut v = _mm512_setzero_si512();
+                for j in 0..px {
+                    let piece = (((1u128 << g.c) - 1) as u64) << (j * g.c);
+                    let at = p.add(j * xstep).wrapping_sub(j * g.c);
+                    v = _mm512_mask_loadu_epi8(v, piece, at as *const i8);
+                }
+                v
+            }
+        };
         macro_rules! interior {
-            ($G:expr, $ox:expr) => {{
+            ($G:expr, $ox:expr) => {
+                interior!($G, $ox, |p| load(p), if pp > 1 { CB } else { n })
+            };
+            // `$load` reads a vector of pixels from `p`; `$bytes` of each vector are stored
+            ($G:expr, $ox:expr, |$p:ident| $load:expr, $bytes:expr) => {{
                 let ox: usize = $ox;
                 let mut acc = [init; $G];
                 let base = x.add(((oy * g.s[0] - g.p[0]) * g.w + ox * g.s[1] - g.p[1]) * g.c + c0);
@@ -268,7 +306,10 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
                         let wr: [__m512i; 4] =
                             std::array::from_fn(|r| _mm512_loadu_si512(wt.add(r * CB) as *const _));
                         for (v, a) in acc.iter_mut().enumerate() {
-                            let xv = load(tap.add(v * pp * xstep));
+                            let xv = {
+                                let $p = tap.add(v * pp * xstep);
+                                $load
+                            };
                             for r in 0..4 {
                                 a[r] = _mm512_dpbusd_epi32(a[r], xv, wr[r]);
                             }
@@ -277,10 +318,16 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
                     }
                 }
                 for (v, a) in acc.iter().enumerate() {
-                    store(ox + v * pp, a, if pp > 1 { CB } else { n });
+                    store(ox + v * pp, a, $bytes);
                 }
             }};
         }
+        // the pixels with every tap inside are one run, ending here
+        let full_end = if pp > 1 {
+            (0..g.ow).rev().find(|&o| full(o)).map_or(0, |o| o + 1)
+        } else {
+            0
+        };
         let mut ox = 0;
         while ox < g.ow {
             let span = PX * pp;
@@ -292,6 +339,13 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
             if pp > 1 && ox + pp <= g.ow && full(ox) && full(ox + pp - 1) {
                 interior!(1, ox);
                 ox += pp;
+                continue;
+            }
+            if ox + 1 < full_end && full(ox) {
+                // the run's last 2..pp pixels as one partial group (fewer than pp)
+                let px = full_end - ox;
+                interior!(1, ox, |p| load_part(p, px), px * g.c);
+                ox += px;
                 continue;
             }
             // One pixel: lanes 0..n of the block are its channels (with packed pixels too).
