@@ -68,7 +68,6 @@ impl QRound {
 
     /// The rounded value.
     #[inline(always)]
-    #[allow(clippy::manual_clamp)] // max/min, not clamp: NaN lands on 0 as in `quantize`
     pub fn apply(&self, x: f32) -> f32 {
         // `dequant.dequantize(quant.quantize(x))` without leaving floats, identical to it:
         // clamping to the integer bounds `[-zq, 255 - zq]` before rounding equals clamping
@@ -76,7 +75,7 @@ impl QRound {
         // `y` small, `(y + M) - (M - zq + zd)` is exactly `round_ties_even(y) + zq - zd`
         // (every term an integer below 2^24). Loops hoist the constants: 6 operations a value.
         let c = self.consts();
-        let y = (x / c.scale).max(c.lo).min(c.hi);
+        let y = clamp_nan_low(x / c.scale, c.lo, c.hi);
         ((y + Self::MAGIC) - c.unmagic) * c.dscale
     }
 }
@@ -103,13 +102,12 @@ impl QType {
 
     /// ONNX QuantizeLinear into the stored domain: `sat(round_half_even(x / s) + zp)`.
     #[inline]
-    #[allow(clippy::manual_clamp)] // deliberate: max/min map NaN to a bound, clamp keeps NaN
     pub fn quantize(&self, x: f32) -> u8 {
         // Clamp before rounding: beyond +-512 every value saturates anyway, and inside it the
         // add-and-subtract rounding below is exact.
-        // `max`/`min` (not `clamp`) so NaN lands on 0 and the conversion below is in range.
-        let v = round_ties_even_small((x / self.scale).max(-512.0).min(512.0));
-        let v = (v + self.zero_point as f32).max(0.0).min(255.0);
+        // NaN lands on the low bound (code 0), so the conversion below is in range.
+        let v = round_ties_even_small(clamp_nan_low(x / self.scale, -512.0, 512.0));
+        let v = clamp_nan_low(v + self.zero_point as f32, 0.0, 255.0);
         // SAFETY: v is finite and in [0, 255].
         unsafe { v.to_int_unchecked::<i32>() as u8 }
     }
@@ -118,6 +116,30 @@ impl QType {
     #[inline]
     pub fn dequantize(&self, q: u8) -> f32 {
         (q as i32 - self.zero_point) as f32 * self.scale
+    }
+}
+
+/// `x` clamped to `[lo, hi]`, NaN to `lo`: `x.max(lo).min(hi)`. On x86-64 as compare-selects,
+/// which are exactly MAXPS / MINPS (`a > b ? a : b`, one instruction each), where `f32::max`
+/// is a max, an unordered compare and a blend (LdaAqu's and the int8 element-wise rows'
+/// roundings spent most of their instructions there); Arm's FMAXNM / FMINNM are `max` / `min`
+/// as they are. The two forms differ only in the sign of a zero, which no caller sees (a
+/// rounding follows).
+#[inline(always)]
+#[allow(clippy::manual_clamp)] // NaN lands on `lo`; `clamp` would keep it
+pub fn clamp_nan_low(x: f32, lo: f32, hi: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let y = if x > lo { x } else { lo };
+        if y < hi {
+            y
+        } else {
+            hi
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        x.max(lo).min(hi)
     }
 }
 
@@ -471,6 +493,43 @@ impl Int8Op {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clamp_nan_low_is_max_then_min() {
+        // the x86 compare-select form against `f32::max` / `min`, zeros' signs aside
+        let special = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1e-40,
+            -3.5,
+        ];
+        for &(lo, hi) in &[
+            (-128.0, 127.0),
+            (0.0, 255.0),
+            (-0.0, 255.0),
+            (-512.0, 512.0),
+        ] {
+            for &x in special.iter().chain(&[lo, hi, lo - 1.0, hi + 1.0, 17.25]) {
+                let (got, want) = (clamp_nan_low(x, lo, hi), x.max(lo).min(hi));
+                assert!(
+                    got == want && !got.is_nan(),
+                    "{x} in [{lo}, {hi}]: {got} {want}"
+                );
+            }
+        }
+        let q = QType {
+            scale: 0.1,
+            zero_point: 10,
+            signed: false,
+        };
+        assert_eq!(
+            [f32::NAN, f32::NEG_INFINITY, f32::INFINITY, -1.0, 0.0].map(|x| q.quantize(x)),
+            [0, 0, 255, 0, 10]
+        );
+    }
 
     #[test]
     fn round_trip_equals_quantize_then_dequantize() {

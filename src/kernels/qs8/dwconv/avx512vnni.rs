@@ -248,7 +248,16 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
         let xstep = g.s[1] * g.c;
         // byte offsets of the pixels of a group at a stride (C = 8: 8 qwords, C = 4: 16 dwords)
         let step = |i: i64| i * xstep as i64;
-        let gather8 = _mm512_set_epi64(step(7), step(6), step(5), step(4), step(3), step(2), step(1), 0);
+        let gather8 = _mm512_set_epi64(
+            step(7),
+            step(6),
+            step(5),
+            step(4),
+            step(3),
+            step(2),
+            step(1),
+            0,
+        );
         let gather16 = _mm512_mullo_epi32(lane, _mm512_set1_epi32(xstep as i32));
         // The input vector of vector-group `v`'s first pixel at `p`: one pixel's channels, or
         // `pp` pixels `xstep` bytes apart.

@@ -34,7 +34,7 @@ fn every_dwconv_kernel_matches_the_reference() {
                     (4, 29, 24),
                     (3, 45, 16), // packed pixels: groups of 4 x 4, 1 x 4 and single pixels
                     (4, 37, 32),
-                    (3, 9, 72), // a block of 8 channels: two planes
+                    (3, 9, 72),  // a block of 8 channels: two planes
                     (3, 150, 4), // 16 pixels a vector: groups of 4 x 16 at both strides
                     (4, 23, 8),  // 8 pixels a vector, single pixels at the right edge
                 ] {
