@@ -975,6 +975,54 @@ struct DirectWeights<'a> {
     mg: usize,
 }
 
+/// A direct conv's tile at pixel `p0` (`nr` pixels) of one group's input `xg`: a full tile
+/// straight from `xg` (its `kc` rows `h * w` apart), the last, partial one packed into
+/// `panel` (rows [`NR`] apart); `(rows, stride)`.
+fn direct_tile<'a>(
+    xg: &'a [f32],
+    g: &ColGeom,
+    p0: usize,
+    nr: usize,
+    panel: &'a mut [f32],
+) -> (&'a [f32], usize) {
+    if nr == NR {
+        (&xg[p0..], g.h * g.w)
+    } else {
+        pack_tile(xg, g, p0, nr, panel);
+        (&panel[..], NR)
+    }
+}
+
+/// One weight block `wb` of a fused microkernel over a tile (`kc` rows of [`NR`] floats at
+/// `src`, `stride` apart), into output channels `ch..ch + rows` of image `ni` at pixels
+/// `p0..p0 + nr`, with the bias and the built-in epilogue.
+///
+/// # Safety
+/// `src` must hold the tile's rows; no other thread may write those outputs meanwhile.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn fused_block(
+    t: &TiledConv,
+    fused: FusedMicrokernel,
+    wb: &[f32],
+    (src, stride): (&[f32], usize),
+    out: SharedOut,
+    (ni, ch, rows): (usize, usize, usize),
+    p0: usize,
+    nr: usize,
+) {
+    let ohw = t.geom.oh * t.geom.ow;
+    let kc = t.geom.cg * t.geom.kh * t.geom.kw;
+    let d = TileDst {
+        dst: out.at((ni * t.m + ch) * ohw + p0),
+        rs: ohw,
+        bias: t.bias[ch..ch + rows].as_ptr(),
+        rows,
+        nr,
+    };
+    fused(kc, wb, src.as_ptr(), stride, &d, t.hint)
+}
+
 /// [`run_tiled`] for a direct (1x1) conv with few input channels, such as MobileNetV3's
 /// 16 -> 64 expansion on 112 x 112: each job takes [`FEW_K_TILES`] tiles and runs every weight
 /// block over all of them before the next block, so that a block's 8 output rows are written
@@ -1003,24 +1051,12 @@ fn run_direct_few_k(t: &TiledConv, n: usize, x: &[f32], out: SharedOut, w: &Dire
                 for ti in tg * FEW_K_TILES..tiles.min((tg + 1) * FEW_K_TILES) {
                     let p0 = ti * NR;
                     let nr = NR.min(ohw - p0);
-                    // a full tile straight from `x`, the last one through the panel
-                    let (src, stride) = if nr == NR {
-                        (&xg[p0..], hw)
-                    } else {
-                        pack_tile(xg, g, p0, nr, panel);
-                        (&panel[..], NR)
+                    let (src, stride) = direct_tile(xg, g, p0, nr, panel);
+                    let rows = MR.min(w.mg - b * MR);
+                    // SAFETY: rows ch.. of this job's tiles, theirs alone
+                    unsafe {
+                        fused_block(t, w.fused, wb, (src, stride), out, (ni, ch, rows), p0, nr)
                     };
-                    let d = TileDst {
-                        dst: out.at((ni * t.m + ch) * ohw + p0),
-                        rs: ohw,
-                        bias: t.bias[ch..].as_ptr(),
-                        rows: MR.min(w.mg - b * MR),
-                        nr,
-                    };
-                    // SAFETY: `src` holds kc rows of NR readable floats `stride` apart (a full
-                    // tile inside `x`, or the panel); `d` covers rows ch.. of this job's tiles
-                    // only, and the bias holds `rows` values from ch.
-                    unsafe { (w.fused)(kc, wb, src.as_ptr(), stride, &d, t.hint) };
                 }
             }
         },
@@ -1161,11 +1197,17 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
                 let nr = NR.min(ohw - p0);
                 let xg = &x[(ni * c + gi * g.cg) * hw..(ni * c + (gi + 1) * g.cg) * hw];
                 // the tile's K rows: `src` at `stride` apart (f32 microkernels) or at `rows`
-                let (src, stride, rows) = if t.direct && nr == NR {
-                    (&xg[p0..], hw, &direct_rows[..])
-                } else if t.direct {
-                    pack_tile(xg, g, p0, nr, panel);
-                    (&panel[..], NR, &panel_rows[..])
+                let (src, stride, rows) = if t.direct {
+                    let (src, stride) = direct_tile(xg, g, p0, nr, panel);
+                    (
+                        src,
+                        stride,
+                        if stride == NR {
+                            &panel_rows[..]
+                        } else {
+                            &direct_rows[..]
+                        },
+                    )
                 } else {
                     let sg = &staged[gi * staged_group..];
                     if f16 && p0 % g.ow + nr <= g.ow {
@@ -1190,18 +1232,21 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
                     } => {
                         let wg = &packed[gi * wlen..(gi + 1) * wlen];
                         for (b, wb) in wg.chunks_exact(kc.max(1) * MR).enumerate() {
-                            let ch = gi * mg + b * MR;
-                            let d = TileDst {
-                                dst: out.at((ni * t.m + ch) * ohw + p0),
-                                rs: ohw,
-                                bias: t.bias[ch..].as_ptr(),
-                                rows: MR.min(mg - b * MR),
-                                nr,
+                            let (ch, rows) = (gi * mg + b * MR, MR.min(mg - b * MR));
+                            // SAFETY: rows ch.. of this tile's columns, its alone; `src` as
+                            // below
+                            unsafe {
+                                fused_block(
+                                    t,
+                                    fused,
+                                    wb,
+                                    (src, stride),
+                                    out,
+                                    (ni, ch, rows),
+                                    p0,
+                                    nr,
+                                )
                             };
-                            // SAFETY: `src` rows hold NR readable floats for each of the kc
-                            // rows (as below); `d` covers rows ch.. of this tile's columns
-                            // only, and the bias slice holds `rows` values from `ch`.
-                            unsafe { fused(kc, wb, src.as_ptr(), stride, &d, t.hint) };
                         }
                         return;
                     }
