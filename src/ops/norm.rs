@@ -213,6 +213,27 @@ fn channel_piece(
 /// of [`CHANNEL_BLOCK`] rows at a time transposed to planes for [`norm_across`] and back.
 #[inline(always)]
 fn short_rows(xs: &[f32], ys: &mut [f32], n: usize, epsilon: f32, scale: &[f32], bias: &[f32]) {
+    // the usual widths known at compile time, so the transposes unroll and vectorise
+    match n {
+        4 => short_rows_n::<4>(xs, ys, n, epsilon, scale, bias),
+        8 => short_rows_n::<8>(xs, ys, n, epsilon, scale, bias),
+        16 => short_rows_n::<16>(xs, ys, n, epsilon, scale, bias),
+        32 => short_rows_n::<32>(xs, ys, n, epsilon, scale, bias),
+        _ => short_rows_n::<0>(xs, ys, n, epsilon, scale, bias),
+    }
+}
+
+/// [`short_rows`] for rows of `N` values, or of `n` when `N` is 0.
+#[inline(always)]
+fn short_rows_n<const N: usize>(
+    xs: &[f32],
+    ys: &mut [f32],
+    n: usize,
+    epsilon: f32,
+    scale: &[f32],
+    bias: &[f32],
+) {
+    let n = if N > 0 { N } else { n };
     const LEN: usize = SHORT_ROW * CHANNEL_BLOCK;
     let (mut xt, mut yt) = ([0f32; LEN], [0f32; LEN]);
     for (xb, yb) in xs
@@ -523,9 +544,10 @@ mod tests {
     #[test]
     fn short_rows_normalise_as_one_row_at_a_time() {
         // the blocked path for rows of at most SHORT_ROW values against the per-row
-        // arithmetic, bit for bit: row counts around the block, widths on both sides of 16
+        // arithmetic, bit for bit: row counts around the block, widths with and without a
+        // compile-time version, on both sides of SHORT_ROW (64)
         let mut rng = Rng(5);
-        for n in [1, 2, 4, 5, 8, 15, 16, 17] {
+        for n in [1, 2, 4, 5, 8, 15, 16, 17, 32, 64, 65] {
             for rows in [1, 63, 64, 65, 130, 1000] {
                 let x = rng.arr_affine(&[rows, n], 3.0, -1.0);
                 let (s, b) = (rng.arr(&[n]), rng.arr(&[n]));
