@@ -13,6 +13,7 @@ macro_rules! on_widest {
     ($($arg:ident: $ty:ty),* => $body:expr) => {{
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f,avx2,fma")]
+        #[allow(clippy::too_many_arguments)] // the body's arguments, by name
         unsafe fn wide($($arg: $ty),*) {
             $body
         }
