@@ -214,7 +214,11 @@ fn channel_piece(
 /// of [`CHANNEL_BLOCK`] rows at a time transposed to planes for [`norm_across`] and back.
 #[inline(always)]
 fn short_rows(xs: &[f32], ys: &mut [f32], n: usize, epsilon: f32, scale: &[f32], bias: &[f32]) {
-    // the usual widths known at compile time, so the transposes unroll and vectorise
+    // the usual widths known at compile time, so the transposes unroll and vectorise (x86-64
+    // only: the boards' models have ChannelLayerNorm, and each copy costs device-binary bytes)
+    #[cfg(not(target_arch = "x86_64"))]
+    return short_rows_n::<0>(xs, ys, n, epsilon, scale, bias);
+    #[cfg(target_arch = "x86_64")]
     match n {
         4 => short_rows_n::<4>(xs, ys, n, epsilon, scale, bias),
         8 => short_rows_n::<8>(xs, ys, n, epsilon, scale, bias),
