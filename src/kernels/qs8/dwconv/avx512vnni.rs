@@ -280,9 +280,6 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
                 _mm512_i32gather_epi32::<1>(gather16, p as *const _)
             }
         };
-        // `G` vector groups of `pp` interior pixels from `ox` on: each weight vector is
-        // loaded once for all of them, and 4 * G independent accumulator chains hide
-        // vpdpbusd's latency.
         // The first `px` (2..pp) pixels of a group, the rest of the vector zero: one masked
         // load at stride 1, else a masked load per pixel.
         let load_part = |p: *const u8, px: usize| -> __m512i {
@@ -298,6 +295,9 @@ pub unsafe fn dwconv_qs8_kxk_64c_avx512vnni(
                 v
             }
         };
+        // `G` vector groups of `pp` interior pixels from `ox` on: each weight vector is
+        // loaded once for all of them, and 4 * G independent accumulator chains hide
+        // vpdpbusd's latency.
         macro_rules! interior {
             ($G:expr, $ox:expr) => {
                 interior!($G, $ox, |p| load(p), if pp > 1 { CB } else { n })
