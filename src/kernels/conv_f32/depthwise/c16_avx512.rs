@@ -190,7 +190,11 @@ unsafe fn pack_weights(wts: &[f32], kk: usize, nc: usize, out: &mut [__m512]) {
     }
 }
 
-/// The group's outputs, `NB` pixels of a row at a time, then the row's last pixels.
+/// The group's outputs. 5x5 and 7x7 at stride 1 or 2 and 11x11 at stride 1 run row by row,
+/// up to `NB` pixels of a row at a time, each kernel row's inputs loaded once into registers
+/// and shared by the taps and pixels that read them ([`row_pixels`]: 12 loads for a 5x5 row of
+/// 8 pixels instead of 40); a 7-wide row is one step of 7. Other geometries run `NB` pixels at
+/// a time in raster order ([`raster`]).
 #[target_feature(enable = "avx512f")]
 unsafe fn conv_group(
     padded: &[__m512],
@@ -201,29 +205,128 @@ unsafe fn conv_group(
     hint: EpiHint,
     out: &mut [__m512],
 ) {
+    match (g.kh, g.sw) {
+        (5, 1) => rows::<5, 1>(padded, wts, bias, g, iw, hint, out),
+        (5, 2) => rows::<5, 2>(padded, wts, bias, g, iw, hint, out),
+        (7, 1) => rows::<7, 1>(padded, wts, bias, g, iw, hint, out),
+        (7, 2) => rows::<7, 2>(padded, wts, bias, g, iw, hint, out),
+        (11, 1) => rows::<11, 1>(padded, wts, bias, g, iw, hint, out),
+        _ => raster(padded, wts, bias, g, iw, hint, out),
+    }
+}
+
+/// [`conv_group`] row by row for a `K x K` kernel at stride `S`.
+#[target_feature(enable = "avx512f")]
+unsafe fn rows<const K: usize, const S: usize>(
+    padded: &[__m512],
+    wts: &[__m512],
+    bias: __m512,
+    g: &DwGeom,
+    iw: usize,
+    hint: EpiHint,
+    out: &mut [__m512],
+) {
+    debug_assert!(g.kh == K && g.kw == K && g.sh == S && g.sw == S);
+    let w = &wts[..K * K];
     for oy in 0..g.oh {
         let mut ox = 0;
         while ox < g.ow {
             let n = (g.ow - ox).min(NB);
-            let at = oy * g.ow + ox;
-            match n {
-                8 => pixels::<8>(padded, wts, bias, g, iw, oy, ox, hint, &mut out[at..]),
-                4..=7 => pixels::<4>(padded, wts, bias, g, iw, oy, ox, hint, &mut out[at..]),
-                2 | 3 => pixels::<2>(padded, wts, bias, g, iw, oy, ox, hint, &mut out[at..]),
-                _ => pixels::<1>(padded, wts, bias, g, iw, oy, ox, hint, &mut out[at..]),
+            let src = padded.as_ptr().add(oy * S * iw + ox * S);
+            let dst = &mut out[oy * g.ow + ox..];
+            macro_rules! widths {
+                ($($n:literal)*) => {
+                    match n {
+                        $($n => row_pixels::<$n, K, S>(src, iw, w, bias, hint, dst),)*
+                        _ => unreachable!("1 to NB pixels"),
+                    }
+                };
             }
-            ox += match n {
-                8 => 8,
-                4..=7 => 4,
-                2 | 3 => 2,
-                _ => 1,
-            };
+            widths!(1 2 3 4 5 6 7 8);
+            ox += n;
         }
     }
 }
 
-/// Output pixels `ox .. ox + N` of row `oy`: one weight vector per tap, `N` aligned input
-/// loads and FMAs.
+/// `N` consecutive output pixels of one row, windows starting at `src`: per kernel row, the
+/// `(N - 1) * S + K` inputs the pixels read are loaded once and every tap's FMAs take them
+/// from registers.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn row_pixels<const N: usize, const K: usize, const S: usize>(
+    src: *const __m512,
+    iw: usize,
+    w: &[__m512],
+    bias: __m512,
+    hint: EpiHint,
+    out: &mut [__m512],
+) {
+    debug_assert!(out.len() >= N && w.len() >= K * K && (N - 1) * S + K <= 32);
+    let mut acc = [bias; N];
+    for ky in 0..K {
+        let row = src.add(ky * iw);
+        let mut inp = [_mm512_setzero_ps(); 32];
+        for (i, v) in inp.iter_mut().enumerate().take((N - 1) * S + K) {
+            *v = *row.add(i);
+        }
+        for kx in 0..K {
+            let wk = *w.get_unchecked(ky * K + kx);
+            for (b, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(inp[b * S + kx], wk, *a);
+            }
+        }
+    }
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = act_avx512(*a, hint);
+    }
+}
+
+/// [`conv_group`] `NB` pixels at a time in raster order, any geometry [`suits`] accepts: a step
+/// may run across the end of a row (each pixel has its own window origin), so a narrow map
+/// keeps `NB` independent accumulators busy rather than short, latency-bound chains.
+#[target_feature(enable = "avx512f")]
+unsafe fn raster(
+    padded: &[__m512],
+    wts: &[__m512],
+    bias: __m512,
+    g: &DwGeom,
+    iw: usize,
+    hint: EpiHint,
+    out: &mut [__m512],
+) {
+    let ohw = g.oh * g.ow;
+    let (mut oy, mut ox) = (0, 0);
+    let mut q = 0;
+    while q < ohw {
+        let n = match ohw - q {
+            r if r >= NB => NB,
+            4..=7 => 4,
+            2 | 3 => 2,
+            _ => 1,
+        };
+        // each pixel's window origin in `padded`
+        let mut at = [0usize; NB];
+        for a in at.iter_mut().take(n) {
+            *a = oy * g.sh * iw + ox * g.sw;
+            ox += 1;
+            if ox == g.ow {
+                ox = 0;
+                oy += 1;
+            }
+        }
+        let dst = &mut out[q..];
+        match n {
+            NB => pixels::<NB>(padded, wts, bias, g, iw, &at, hint, dst),
+            4 => pixels::<4>(padded, wts, bias, g, iw, &at, hint, dst),
+            2 => pixels::<2>(padded, wts, bias, g, iw, &at, hint, dst),
+            _ => pixels::<1>(padded, wts, bias, g, iw, &at, hint, dst),
+        }
+        q += n;
+    }
+}
+
+/// The `N` output pixels whose windows start at `at[..N]`: one weight vector per tap, `N`
+/// aligned input loads and FMAs.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -233,24 +336,25 @@ unsafe fn pixels<const N: usize>(
     bias: __m512,
     g: &DwGeom,
     iw: usize,
-    oy: usize,
-    ox: usize,
+    at: &[usize; NB],
     hint: EpiHint,
     out: &mut [__m512],
 ) {
+    debug_assert!(out.len() >= N);
     let mut acc = [bias; N];
     let p = padded.as_ptr();
+    let base: [*const __m512; N] = std::array::from_fn(|b| p.add(at[b]));
     for ky in 0..g.kh {
-        let row = p.add((oy * g.sh + ky) * iw + ox * g.sw);
         for kx in 0..g.kw {
             let w = *wts.get_unchecked(ky * g.kw + kx);
-            for (b, a) in acc.iter_mut().enumerate() {
-                *a = _mm512_fmadd_ps(*row.add(b * g.sw + kx), w, *a);
+            let tap = ky * iw + kx;
+            for (a, row) in acc.iter_mut().zip(&base) {
+                *a = _mm512_fmadd_ps(*row.add(tap), w, *a);
             }
         }
     }
-    for (b, a) in acc.iter().enumerate() {
-        out[b] = act_avx512(*a, hint);
+    for (o, a) in out.iter_mut().zip(&acc) {
+        *o = act_avx512(*a, hint);
     }
 }
 
