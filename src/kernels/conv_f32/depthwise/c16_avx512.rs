@@ -8,7 +8,8 @@
 //! and vector, a 7 x 7 plane filling 49 of its 64 lanes. Here a group of 16 planes is
 //! transposed into a zero-bordered `[row][column][16]` buffer, so each tap is one aligned load
 //! into an FMA with all 16 lanes useful and no mask, against the tap's 16 weights held as one
-//! vector; the outputs are transposed back into the planes. The two transposes (16 x 16
+//! vector (and, along a row, each kernel row's inputs are loaded once into registers for all
+//! the taps and pixels that read them); the outputs are transposed back into the planes. The two transposes (16 x 16
 //! blocks, 64 shuffles per 256 values) cost more than 9 taps save, so 3x3 stays with the plane
 //! kernels ([`suits`]).
 //!
@@ -28,7 +29,8 @@ const NB: usize = 8;
 /// Whether the geometry runs here: square kernels at the same stride (1 or 2) both ways, 7x7
 /// and 11x11 on any map, 5x5 on maps at most 28 wide. Measured against the plane kernels
 /// (`speck bench --profile` on single-conv models, BENCHMARKS.md session 41): 1.3-2x faster
-/// there, slower at 3x3 (the two transposes outweigh 9 taps) and at 5x5 on 56-wide maps.
+/// there, slower at 3x3 (the two transposes outweigh 9 taps) and at 5x5 on 56-wide maps, which
+/// still held with the register-shared rows (session 43: 3x3 1.2-2.5x, 5x5 on 56 wide 1.2x).
 pub(crate) fn suits(g: &DwGeom) -> bool {
     let square = g.kh == g.kw && g.sh == g.sw && g.sh <= 2;
     square && (matches!(g.kh, 7 | 11) || (g.kh == 5 && g.w <= 28))
@@ -93,8 +95,15 @@ pub(crate) unsafe fn dwconv_f32_16c_avx512<F: Fn(f32) -> f32>(
             let nc = C.min(planes - c0);
             pack_group(&x[c0 * hw..], hw, nc, g, iw, &mut b.padded);
             pack_weights(&wts[c0 * kk..], kk, nc, &mut b.wts);
-            let bv = _mm512_maskz_loadu_ps(lanes(nc), bias[c0..].as_ptr());
-            conv_group(&b.padded, &b.wts[..kk], bv, g, iw, hint, &mut b.out[..ohw]);
+            let grp = Group {
+                padded: &b.padded,
+                wts: &b.wts[..kk],
+                bias: _mm512_maskz_loadu_ps(lanes(nc), bias[c0..].as_ptr()),
+                g,
+                iw,
+                hint,
+            };
+            conv_group(&grp, &mut b.out[..ohw]);
             unpack_group(&b.out[..ohw], nc, &mut y[c0 * ohw..]);
         }
     });
@@ -190,54 +199,52 @@ unsafe fn pack_weights(wts: &[f32], kk: usize, nc: usize, out: &mut [__m512]) {
     }
 }
 
+/// One group's packed operands.
+#[derive(Clone, Copy)]
+struct Group<'a> {
+    /// the zero-bordered input, `[ih][iw]` pixels of 16 channels
+    padded: &'a [__m512],
+    /// `[kh * kw]` taps of 16 channels
+    wts: &'a [__m512],
+    bias: __m512,
+    g: &'a DwGeom,
+    iw: usize,
+    hint: EpiHint,
+}
+
 /// The group's outputs. 5x5 and 7x7 at stride 1 or 2 and 11x11 at stride 1 run row by row,
 /// up to `NB` pixels of a row at a time, each kernel row's inputs loaded once into registers
 /// and shared by the taps and pixels that read them ([`row_pixels`]: 12 loads for a 5x5 row of
 /// 8 pixels instead of 40); a 7-wide row is one step of 7. Other geometries run `NB` pixels at
 /// a time in raster order ([`raster`]).
 #[target_feature(enable = "avx512f")]
-unsafe fn conv_group(
-    padded: &[__m512],
-    wts: &[__m512],
-    bias: __m512,
-    g: &DwGeom,
-    iw: usize,
-    hint: EpiHint,
-    out: &mut [__m512],
-) {
-    match (g.kh, g.sw) {
-        (5, 1) => rows::<5, 1>(padded, wts, bias, g, iw, hint, out),
-        (5, 2) => rows::<5, 2>(padded, wts, bias, g, iw, hint, out),
-        (7, 1) => rows::<7, 1>(padded, wts, bias, g, iw, hint, out),
-        (7, 2) => rows::<7, 2>(padded, wts, bias, g, iw, hint, out),
-        (11, 1) => rows::<11, 1>(padded, wts, bias, g, iw, hint, out),
-        _ => raster(padded, wts, bias, g, iw, hint, out),
+unsafe fn conv_group(grp: &Group, out: &mut [__m512]) {
+    match (grp.g.kh, grp.g.sw) {
+        (5, 1) => rows::<5, 1>(grp, out),
+        (5, 2) => rows::<5, 2>(grp, out),
+        (7, 1) => rows::<7, 1>(grp, out),
+        (7, 2) => rows::<7, 2>(grp, out),
+        (11, 1) => rows::<11, 1>(grp, out),
+        _ => raster(grp, out),
     }
 }
 
 /// [`conv_group`] row by row for a `K x K` kernel at stride `S`.
 #[target_feature(enable = "avx512f")]
-unsafe fn rows<const K: usize, const S: usize>(
-    padded: &[__m512],
-    wts: &[__m512],
-    bias: __m512,
-    g: &DwGeom,
-    iw: usize,
-    hint: EpiHint,
-    out: &mut [__m512],
-) {
+unsafe fn rows<const K: usize, const S: usize>(grp: &Group, out: &mut [__m512]) {
+    let (g, iw) = (grp.g, grp.iw);
     debug_assert!(g.kh == K && g.kw == K && g.sh == S && g.sw == S);
-    let w = &wts[..K * K];
+    let w = &grp.wts[..K * K];
     for oy in 0..g.oh {
         let mut ox = 0;
         while ox < g.ow {
             let n = (g.ow - ox).min(NB);
-            let src = padded.as_ptr().add(oy * S * iw + ox * S);
+            let src = grp.padded.as_ptr().add(oy * S * iw + ox * S);
             let dst = &mut out[oy * g.ow + ox..];
             macro_rules! widths {
                 ($($n:literal)*) => {
                     match n {
-                        $($n => row_pixels::<$n, K, S>(src, iw, w, bias, hint, dst),)*
+                        $($n => row_pixels::<$n, K, S>(src, iw, w, grp.bias, grp.hint, dst),)*
                         _ => unreachable!("1 to NB pixels"),
                     }
                 };
@@ -285,15 +292,8 @@ unsafe fn row_pixels<const N: usize, const K: usize, const S: usize>(
 /// may run across the end of a row (each pixel has its own window origin), so a narrow map
 /// keeps `NB` independent accumulators busy rather than short, latency-bound chains.
 #[target_feature(enable = "avx512f")]
-unsafe fn raster(
-    padded: &[__m512],
-    wts: &[__m512],
-    bias: __m512,
-    g: &DwGeom,
-    iw: usize,
-    hint: EpiHint,
-    out: &mut [__m512],
-) {
+unsafe fn raster(grp: &Group, out: &mut [__m512]) {
+    let (g, iw) = (grp.g, grp.iw);
     let ohw = g.oh * g.ow;
     let (mut oy, mut ox) = (0, 0);
     let mut q = 0;
@@ -316,10 +316,10 @@ unsafe fn raster(
         }
         let dst = &mut out[q..];
         match n {
-            NB => pixels::<NB>(padded, wts, bias, g, iw, &at, hint, dst),
-            4 => pixels::<4>(padded, wts, bias, g, iw, &at, hint, dst),
-            2 => pixels::<2>(padded, wts, bias, g, iw, &at, hint, dst),
-            _ => pixels::<1>(padded, wts, bias, g, iw, &at, hint, dst),
+            NB => pixels::<NB>(grp, &at, dst),
+            4 => pixels::<4>(grp, &at, dst),
+            2 => pixels::<2>(grp, &at, dst),
+            _ => pixels::<1>(grp, &at, dst),
         }
         q += n;
     }
@@ -327,19 +327,17 @@ unsafe fn raster(
 
 /// The `N` output pixels whose windows start at `at[..N]`: one weight vector per tap, `N`
 /// aligned input loads and FMAs.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn pixels<const N: usize>(
-    padded: &[__m512],
-    wts: &[__m512],
-    bias: __m512,
-    g: &DwGeom,
-    iw: usize,
-    at: &[usize; NB],
-    hint: EpiHint,
-    out: &mut [__m512],
-) {
+unsafe fn pixels<const N: usize>(grp: &Group, at: &[usize; NB], out: &mut [__m512]) {
+    let Group {
+        padded,
+        wts,
+        bias,
+        g,
+        iw,
+        hint,
+    } = *grp;
     debug_assert!(out.len() >= N);
     let mut acc = [bias; N];
     let p = padded.as_ptr();
