@@ -212,11 +212,10 @@ struct Group<'a> {
     hint: EpiHint,
 }
 
-/// The group's outputs. 5x5 and 7x7 at stride 1 or 2 and 11x11 at stride 1 run row by row,
-/// up to `NB` pixels of a row at a time, each kernel row's inputs loaded once into registers
-/// and shared by the taps and pixels that read them ([`row_pixels`]: 12 loads for a 5x5 row of
-/// 8 pixels instead of 40); a 7-wide row is one step of 7. Other geometries run `NB` pixels at
-/// a time in raster order ([`raster`]).
+/// The group's outputs, row by row, up to `NB` pixels of a row at a time, each kernel row's
+/// inputs loaded once into registers and shared by the taps and pixels that read them
+/// ([`row_pixels`]: 12 loads for a 5x5 row of 8 pixels instead of 40); a 7-wide row is one
+/// step of 7.
 #[target_feature(enable = "avx512f")]
 unsafe fn conv_group(grp: &Group, out: &mut [__m512]) {
     match (grp.g.kh, grp.g.sw) {
@@ -225,7 +224,8 @@ unsafe fn conv_group(grp: &Group, out: &mut [__m512]) {
         (7, 1) => rows::<7, 1>(grp, out),
         (7, 2) => rows::<7, 2>(grp, out),
         (11, 1) => rows::<11, 1>(grp, out),
-        _ => raster(grp, out),
+        (11, 2) => rows::<11, 2>(grp, out),
+        _ => unreachable!("`suits` takes 5x5, 7x7 and 11x11 at stride 1 or 2"),
     }
 }
 
@@ -280,74 +280,6 @@ unsafe fn row_pixels<const N: usize, const K: usize, const S: usize>(
             let wk = *w.get_unchecked(ky * K + kx);
             for (b, a) in acc.iter_mut().enumerate() {
                 *a = _mm512_fmadd_ps(inp[b * S + kx], wk, *a);
-            }
-        }
-    }
-    for (o, a) in out.iter_mut().zip(&acc) {
-        *o = act_avx512(*a, hint);
-    }
-}
-
-/// [`conv_group`] `NB` pixels at a time in raster order, any geometry [`suits`] accepts: a step
-/// may run across the end of a row (each pixel has its own window origin), so a narrow map
-/// keeps `NB` independent accumulators busy rather than short, latency-bound chains.
-#[target_feature(enable = "avx512f")]
-unsafe fn raster(grp: &Group, out: &mut [__m512]) {
-    let (g, iw) = (grp.g, grp.iw);
-    let ohw = g.oh * g.ow;
-    let (mut oy, mut ox) = (0, 0);
-    let mut q = 0;
-    while q < ohw {
-        let n = match ohw - q {
-            r if r >= NB => NB,
-            4..=7 => 4,
-            2 | 3 => 2,
-            _ => 1,
-        };
-        // each pixel's window origin in `padded`
-        let mut at = [0usize; NB];
-        for a in at.iter_mut().take(n) {
-            *a = oy * g.sh * iw + ox * g.sw;
-            ox += 1;
-            if ox == g.ow {
-                ox = 0;
-                oy += 1;
-            }
-        }
-        let dst = &mut out[q..];
-        match n {
-            NB => pixels::<NB>(grp, &at, dst),
-            4 => pixels::<4>(grp, &at, dst),
-            2 => pixels::<2>(grp, &at, dst),
-            _ => pixels::<1>(grp, &at, dst),
-        }
-        q += n;
-    }
-}
-
-/// The `N` output pixels whose windows start at `at[..N]`: one weight vector per tap, `N`
-/// aligned input loads and FMAs.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn pixels<const N: usize>(grp: &Group, at: &[usize; NB], out: &mut [__m512]) {
-    let Group {
-        padded,
-        wts,
-        bias,
-        g,
-        iw,
-        hint,
-    } = *grp;
-    debug_assert!(out.len() >= N);
-    let mut acc = [bias; N];
-    let p = padded.as_ptr();
-    let base: [*const __m512; N] = std::array::from_fn(|b| p.add(at[b]));
-    for ky in 0..g.kh {
-        for kx in 0..g.kw {
-            let w = *wts.get_unchecked(ky * g.kw + kx);
-            let tap = ky * iw + kx;
-            for (a, row) in acc.iter_mut().zip(&base) {
-                *a = _mm512_fmadd_ps(*row.add(tap), w, *a);
             }
         }
     }
