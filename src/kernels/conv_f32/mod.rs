@@ -57,9 +57,10 @@ enum Algo {
     Im2colGemm,
     /// packed im2col tiles and an `MR x NR` microkernel ([`tiled`])
     Tiled,
-    /// a 1x1 conv on a small map: the tiled microkernel with pixels as rows (`pixel_rows`)
+    /// a 1x1 conv on a small map: the tiled microkernel with pixels as rows (`pixel_rows`), in
+    /// blocks of this many pixels
     #[cfg(target_arch = "x86_64")]
-    PixelRows,
+    PixelRows(usize),
     /// [`Algo::Tiled`] in fp16 arithmetic ([`tiled_fp16`])
     TiledF16,
     /// 3x3 stride 1 by Winograd F(2x2, 3x3) or F(4x4, 3x3) on the tiled microkernels
@@ -122,7 +123,7 @@ fn pack_groups<T>(
 fn pixel_rows_algo(isa: Isa, one_by_one: bool, [ohw, m, k]: [usize; 3]) -> Option<Algo> {
     #[cfg(target_arch = "x86_64")]
     if one_by_one && pixel_rows::applies(isa) && pixel_rows::suits(ohw, m, k) {
-        return Some(Algo::PixelRows);
+        return Some(Algo::PixelRows(pixel_rows::rows_for(ohw)));
     }
     let _ = (isa, one_by_one, ohw, m, k);
     None
@@ -238,7 +239,7 @@ impl ConvF32 {
         let packed = match algo {
             Algo::Tiled => pack_groups(w_rows, mg, kc, tiled::pack_weights),
             #[cfg(target_arch = "x86_64")]
-            Algo::PixelRows => pixel_rows::pack_weights(w_rows, m, kc),
+            Algo::PixelRows(_) => pixel_rows::pack_weights(w_rows, m, kc),
             Algo::Gemv => pack_groups(w_rows, mg, kc, gemv::pack_weights),
             Algo::Winograd(tile) => winograd::pack_weights(tile, w_rows, m, cg),
             _ => vec![],
@@ -277,7 +278,7 @@ impl ConvF32 {
             Algo::Im2colGemm => cg * kh * kw * oh * ow,
             Algo::Tiled | Algo::TiledF16 => tiled::scratch_len(&conv.geom(), c.group, is_1x1),
             #[cfg(target_arch = "x86_64")]
-            Algo::PixelRows => pixel_rows::scratch_len(cg, oh * ow),
+            Algo::PixelRows(rows) => pixel_rows::scratch_len(cg, oh * ow, rows),
             _ => 0,
         };
         Ok(conv)
@@ -351,7 +352,7 @@ impl ConvF32 {
             Algo::Im2colGemm => "conv_f32_im2col_gemm",
             Algo::Tiled => tiled::microkernel(self.isa).map_or("", |k| k.1),
             #[cfg(target_arch = "x86_64")]
-            Algo::PixelRows => pixel_rows::NAME,
+            Algo::PixelRows(rows) => pixel_rows::name(rows),
             Algo::TiledF16 => "conv_f32_tiled_8x32_neonfp16",
             Algo::Winograd(tile) => {
                 let names = match tile {
@@ -520,11 +521,12 @@ impl ConvF32 {
                 return tiled::run_tiled(&t, n, x, y, scratch, act);
             }
             #[cfg(target_arch = "x86_64")]
-            Algo::PixelRows => {
+            Algo::PixelRows(rows) => {
                 let t = pixel_rows::PixelRowsConv {
                     k: c,
                     hw,
                     m: self.m,
+                    rows,
                     packed: &self.packed,
                     bias: &self.bias,
                 };

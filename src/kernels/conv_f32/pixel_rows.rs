@@ -1,5 +1,5 @@
 //! 1x1 convs on small maps with pixels as the microkernel's rows
-//! (`conv1x1_f32_pixelrows_8x32_avx512`).
+//! (`conv1x1_f32_pixelrows_<R>x32_avx512`, `R` = 5 to 8 pixels).
 //!
 //! The tiled path ([`super::tiled`]) vectorises over output pixels, [`NR`] = 32 at a time, so a
 //! 7 x 7 map computes 64 pixels for 49 (31% of the multiply-adds wasted): the last stage of
@@ -9,13 +9,15 @@
 //! pixel block is a copy of `k` runs of 8 floats), the "panel" is the weights transposed into
 //! `[k][32 output channels]` blocks packed at planning. The waste moves to the channels,
 //! which are multiples of 32 in most of these layers (MobileNetV3-Large: 160, 960), and to
-//! pixels rounded up to 8 (49 -> 56). [`suits`] says where this pays.
+//! pixels rounded up to the block: [`rows_for`] picks the block of 5 to 8 pixels that pads
+//! the map least (7 for a 7 x 7 map: none, where blocks of 8 computed 56 pixels for 49).
+//! [`suits`] says where this pays.
 //!
 //! Bias and the activation are added along the block's rows (the channels are contiguous
 //! there), then the block is transposed into the NCHW output in 4 x 4 register tiles
 //! ([`transpose_f32`]).
 
-use super::tiled::{gemm_f32_8x32_avx512, MR, NR};
+use super::tiled::{gemm_f32_rx32_avx512, MR, NR};
 use crate::kernels::transpose::transpose_f32;
 use crate::kernels::{Isa, SharedOut};
 
@@ -23,8 +25,25 @@ use crate::kernels::{Isa, SharedOut};
 /// tiled path's fused kernels store straight from registers).
 pub(crate) const MIN_K: usize = 64;
 
-/// The kernel's name.
-pub(crate) const NAME: &str = "conv1x1_f32_pixelrows_8x32_avx512";
+/// Pixels per block, the microkernel's rows: from 5 (10 accumulators, still twice the
+/// loads' count of multiply-adds) to [`MR`].
+const ROWS: std::ops::RangeInclusive<usize> = 5..=MR;
+
+/// The kernel's name for blocks of `rows` pixels.
+pub(crate) fn name(rows: usize) -> &'static str {
+    match rows {
+        5 => "conv1x1_f32_pixelrows_5x32_avx512",
+        6 => "conv1x1_f32_pixelrows_6x32_avx512",
+        7 => "conv1x1_f32_pixelrows_7x32_avx512",
+        _ => "conv1x1_f32_pixelrows_8x32_avx512",
+    }
+}
+
+/// Pixels per block for a map of `hw` pixels: the block size in [`ROWS`] that pads `hw`
+/// least, the largest of equals (fewer blocks).
+pub(crate) fn rows_for(hw: usize) -> usize {
+    ROWS.rev().min_by_key(|&r| hw.div_ceil(r) * r).unwrap_or(MR)
+}
 
 /// Whether `isa` runs this layout: where the tiled path runs the AVX-512 microkernel (AVX2's
 /// 1x1 convs run on the `gemm` crate).
@@ -42,7 +61,7 @@ pub(crate) fn applies(isa: Isa) -> bool {
 pub(crate) fn suits(ohw: usize, m: usize, k: usize) -> bool {
     let pad = |n: usize, b: usize| n.div_ceil(b) * b;
     let tiled = pad(ohw, NR) * pad(m, MR);
-    let rows = pad(ohw, MR) * pad(m, NR);
+    let rows = pad(ohw, rows_for(ohw)) * pad(m, NR);
     k >= MIN_K && (2..=2 * NR).contains(&ohw) && (rows as f64) < 0.95 * tiled as f64
 }
 
@@ -59,11 +78,13 @@ pub(crate) fn pack_weights(w: &[f32], m: usize, k: usize) -> Vec<f32> {
     p
 }
 
-/// A planned conv: `k` input channels over `hw` pixels into `m` output channels.
+/// A planned conv: `k` input channels over `hw` pixels into `m` output channels, in blocks of
+/// `rows` pixels ([`rows_for`]).
 pub(crate) struct PixelRowsConv<'a> {
     pub k: usize,
     pub hw: usize,
     pub m: usize,
+    pub rows: usize,
     /// [`pack_weights`]
     pub packed: &'a [f32],
     /// `[m]`
@@ -90,19 +111,20 @@ unsafe fn bias_act_rows_avx512<F: Fn(f32) -> f32>(
     }
 }
 
-/// Floats of scratch [`run_pixel_rows`] needs: one image's pixel blocks, packed.
-pub(crate) fn scratch_len(k: usize, hw: usize) -> usize {
-    hw.div_ceil(MR) * k * MR
+/// Floats of scratch [`run_pixel_rows`] needs: one image's pixel blocks of `rows`, packed.
+pub(crate) fn scratch_len(k: usize, hw: usize, rows: usize) -> usize {
+    hw.div_ceil(rows) * k * rows
 }
 
 /// Runs the conv on `n` images: `x` `[n][k][hw]` into `y` `[n][m][hw]`. Per image, its pixel
 /// blocks are packed into `scratch` (grown to [`scratch_len`]), then blocks of output channels
 /// run in parallel on rayon's current pool, each over every pixel block in turn: a block's
 /// weights (`k` x 32 floats) are read from memory once and then from L1/L2, where pixel
-/// blocks outside would stream all the weights once per 8 pixels.
+/// blocks outside would stream all the weights once per block of pixels.
 ///
 /// # Panics
-/// On a host without AVX-512 (the planner only picks this where [`applies`]).
+/// On a host without AVX-512 (the planner only picks this where [`applies`]), or with
+/// `t.rows` outside 5..=8.
 pub(crate) fn run_pixel_rows<F: Fn(f32) -> f32 + Sync>(
     t: &PixelRowsConv,
     n: usize,
@@ -111,8 +133,26 @@ pub(crate) fn run_pixel_rows<F: Fn(f32) -> f32 + Sync>(
     scratch: &mut Vec<f32>,
     act: &F,
 ) {
+    match t.rows {
+        5 => run_blocks::<5, F>(t, n, x, y, scratch, act),
+        6 => run_blocks::<6, F>(t, n, x, y, scratch, act),
+        7 => run_blocks::<7, F>(t, n, x, y, scratch, act),
+        8 => run_blocks::<8, F>(t, n, x, y, scratch, act),
+        r => panic!("pixel-row conv planned with blocks of {r} pixels"),
+    }
+}
+
+/// [`run_pixel_rows`] in blocks of `R` pixels.
+fn run_blocks<const R: usize, F: Fn(f32) -> f32 + Sync>(
+    t: &PixelRowsConv,
+    n: usize,
+    x: &[f32],
+    y: &mut [f32],
+    scratch: &mut Vec<f32>,
+    act: &F,
+) {
     let (k, hw, m) = (t.k, t.hw, t.m);
-    let (pblocks, cblocks) = (hw.div_ceil(MR), m.div_ceil(NR));
+    let (pblocks, cblocks) = (hw.div_ceil(R), m.div_ceil(NR));
     assert!(
         Isa::Avx512.supported(),
         "pixel-row conv planned on a CPU without AVX-512"
@@ -123,17 +163,17 @@ pub(crate) fn run_pixel_rows<F: Fn(f32) -> f32 + Sync>(
             && t.packed.len() >= cblocks * k * NR
             && t.bias.len() >= m
     );
-    let len = scratch_len(k, hw);
+    let len = scratch_len(k, hw, R);
     if scratch.len() < len {
         scratch.resize(len, 0.0);
     }
     let packed_x = &mut scratch[..len];
     let out = SharedOut(y.as_mut_ptr());
     for (ni, xi) in x.chunks_exact(k * hw).take(n).enumerate() {
-        // pixel block pb as [k][MR]: each k's MR pixels are contiguous in NCHW
-        for (pb, blk) in packed_x.chunks_exact_mut(k * MR).enumerate() {
-            let (p0, np) = (pb * MR, MR.min(hw - pb * MR));
-            for (ar, xr) in blk.chunks_exact_mut(MR).zip(xi.chunks_exact(hw)) {
+        // pixel block pb as [k][R]: each k's R pixels are contiguous in NCHW
+        for (pb, blk) in packed_x.chunks_exact_mut(k * R).enumerate() {
+            let (p0, np) = (pb * R, R.min(hw - pb * R));
+            for (ar, xr) in blk.chunks_exact_mut(R).zip(xi.chunks_exact(hw)) {
                 ar[..np].copy_from_slice(&xr[p0..p0 + np]);
                 ar[np..].fill(0.0);
             }
@@ -142,17 +182,18 @@ pub(crate) fn run_pixel_rows<F: Fn(f32) -> f32 + Sync>(
         // jobs are (channel block, pixel block) pairs, a channel block's consecutive
         crate::kernels::par::for_each(cblocks * pblocks, pblocks, &|job| {
             let (b, pb) = (job / pblocks, job % pblocks);
-            let (p0, np) = (pb * MR, MR.min(hw - pb * MR));
+            let (p0, np) = (pb * R, R.min(hw - pb * R));
             let (c0, nc) = (b * NR, NR.min(m - b * NR));
+            // rows past R stay zero: the transpose below moves whole 4 x 4 tiles
             let mut acc = [[0.0f32; NR]; MR];
             let mut bias = [0.0f32; NR];
             bias[..nc].copy_from_slice(&t.bias[c0..c0 + nc]);
             // SAFETY: the panel (block b of the packing) holds k rows of NR floats, the pixel
-            // block k * MR; the host has AVX-512 (asserted above).
+            // block k * R; the host has AVX-512 (asserted above).
             unsafe {
-                gemm_f32_8x32_avx512(
+                gemm_f32_rx32_avx512::<R>(
                     k,
-                    &packed_x[pb * k * MR..(pb + 1) * k * MR],
+                    &packed_x[pb * k * R..(pb + 1) * k * R],
                     t.packed[b * k * NR..].as_ptr(),
                     NR,
                     &mut acc,
@@ -166,22 +207,48 @@ pub(crate) fn run_pixel_rows<F: Fn(f32) -> f32 + Sync>(
                 NR,
                 cols.as_flattened_mut(),
                 MR,
-                np,
+                np.next_multiple_of(4).min(MR),
                 nc,
             );
             for (j, col) in cols.iter().enumerate().take(nc) {
                 let dst = out.at((ni * m + c0 + j) * hw + p0);
                 // SAFETY: channel c0 + j of image ni, pixels p0..p0 + np: this job's alone.
-                // (A whole block as one fixed-size move: a `memcpy` call per 8 floats cost
-                // more than the transpose.)
+                // (A whole block as one fixed-size move: a `memcpy` call per block cost more
+                // than the transpose.)
                 unsafe {
-                    if np == MR {
-                        dst.cast::<[f32; MR]>().write_unaligned(*col);
+                    if np == R {
+                        dst.cast::<[f32; R]>()
+                            .write_unaligned(*col[..R].as_ptr().cast::<[f32; R]>());
                     } else {
                         std::ptr::copy_nonoverlapping(col.as_ptr(), dst, np);
                     }
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The block that pads least, the larger of equals; blocks of 5 to 8 only.
+    #[test]
+    fn rows_for_pads_least() {
+        for (hw, rows) in [
+            (49, 7),
+            (36, 6),
+            (64, 8),
+            (45, 5),
+            (16, 8),
+            (2, 5),
+            (56, 8),
+            (35, 7),
+        ] {
+            assert_eq!(rows_for(hw), rows, "{hw} pixels");
+        }
+        for hw in 1..=64 {
+            assert!(ROWS.contains(&rows_for(hw)));
+        }
     }
 }

@@ -491,12 +491,23 @@ fn gemm_1x1_paths() {
 
 /// 1x1 convs on maps of up to two tiles with 64+ input channels: pixels as the microkernel's
 /// rows where the ISA has that path and it computes less (`pixel_rows::suits`); ragged
-/// pixel blocks (7 x 7, 3 x 5, 1 x 2), ragged channel blocks (37, 70), batches, with and
-/// without bias, a closure epilogue and the conv's own activations through `run`.
+/// pixel blocks (3 x 5, 1 x 2, 2 x 2 in blocks of 5 pixels), blocks of 5 to 8 pixels,
+/// ragged channel blocks (37, 70), batches, with and without bias, a closure epilogue and the
+/// conv's own activations through `run`.
 #[test]
 fn pixel_rows_paths() {
     let mut rng = Rng(2468);
-    let maps = [(7, 7), (3, 5), (1, 2), (8, 8), (5, 9), (2, 2)];
+    let maps = [
+        (7, 7),
+        (3, 5),
+        (1, 2),
+        (8, 8),
+        (5, 9),
+        (2, 2),
+        (6, 6),
+        (4, 7),
+        (3, 7),
+    ];
     let shapes = [(64, 32), (67, 37), (100, 70), (64, 96)];
     for isa in host_isas() {
         let mut used = 0;
@@ -513,9 +524,13 @@ fn pixel_rows_paths() {
                     bias: j % 2 == 0,
                 };
                 let a = check(&mut rng, &case, isa, (i + j) % 3 == 0).unwrap();
-                let rows = pixel_rows_algo(isa, true, [h * w, m, c]).map(|_| {
+                let rows = pixel_rows_algo(isa, true, [h * w, m, c]).map(|a| {
                     assert_eq!(isa, Isa::Avx512);
-                    "conv1x1_f32_pixelrows_8x32_avx512"
+                    match a {
+                        #[cfg(target_arch = "x86_64")]
+                        Algo::PixelRows(r) => pixel_rows::name(r),
+                        a => panic!("pixel rows planned as {a:?}"),
+                    }
                 });
                 assert_eq!(
                     a,
@@ -902,6 +917,50 @@ fn tiled_microkernels_match_scalar() {
                 }
             }
         }
+    }
+}
+
+/// The AVX-512 microkernel on fewer rows (the pixel-row convs' blocks of 5 to 7 pixels) equals
+/// the portable one on the same rows zero-padded to `MR`, and leaves the rows past `R` alone.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_row_microkernels_match_scalar() {
+    use super::tiled::{gemm_f32_8x32_scalar, gemm_f32_rx32_avx512, MR, NR};
+    if !Isa::Avx512.supported() {
+        eprintln!("avx512_row_microkernels_match_scalar: host has no AVX-512, not run");
+        return;
+    }
+    fn check<const R: usize>(rng: &mut Rng, kc: usize) {
+        let w: Vec<f32> = (0..kc * R).map(|_| rng.next()).collect();
+        let mut w8 = vec![0.0f32; kc * MR];
+        for (d, s) in w8.chunks_exact_mut(MR).zip(w.chunks_exact(R)) {
+            d[..R].copy_from_slice(s);
+        }
+        let panel: Vec<f32> = (0..kc * NR).map(|_| rng.next()).collect();
+        let mut want = [[0.0f32; NR]; MR];
+        let mut got = [[f32::NAN; NR]; MR];
+        // SAFETY: the panel holds kc rows of NR floats, w kc * R, w8 kc * MR; AVX-512 checked.
+        unsafe {
+            gemm_f32_8x32_scalar(kc, &w8, panel.as_ptr(), NR, &mut want);
+            gemm_f32_rx32_avx512::<R>(kc, &w, panel.as_ptr(), NR, &mut got);
+        }
+        for (r, (gr, wr)) in got.iter().zip(&want).enumerate() {
+            for (j, (g, e)) in gr.iter().zip(wr).enumerate() {
+                let ok = if r < R {
+                    (g - e).abs() <= 1e-5 * (1.0 + kc as f32)
+                } else {
+                    g.is_nan()
+                };
+                assert!(ok, "{R} rows kc {kc} [{r}][{j}]: {g} vs {e}");
+            }
+        }
+    }
+    let mut rng = Rng(4242);
+    for kc in [1, 2, 7, 64, 97] {
+        check::<5>(&mut rng, kc);
+        check::<6>(&mut rng, kc);
+        check::<7>(&mut rng, kc);
+        check::<8>(&mut rng, kc);
     }
 }
 

@@ -422,9 +422,27 @@ pub(crate) unsafe fn gemm_f32_8x32_avx512(
     stride: usize,
     acc: &mut [[f32; NR]; MR],
 ) {
+    gemm_f32_rx32_avx512::<MR>(kc, w, panel, stride, acc)
+}
+
+/// [`gemm_f32_8x32_avx512`] for `R` rows (`w` packed `[kc][R]`): the first `R` rows of `acc`
+/// are written, the rest left as they are.
+///
+/// # Safety
+/// As [`gemm_f32_8x32_scalar`] with `R` rows; the CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::incompatible_msrv)]
+pub(crate) unsafe fn gemm_f32_rx32_avx512<const R: usize>(
+    kc: usize,
+    w: &[f32],
+    panel: *const f32,
+    stride: usize,
+    acc: &mut [[f32; NR]; MR],
+) {
     use std::arch::x86_64::*;
-    assert!(w.len() >= kc * MR, "packed weights too short");
-    let c = accumulate_8x32_avx512(kc, w, panel, stride);
+    assert!(R <= MR && w.len() >= kc * R, "packed weights too short");
+    let c = accumulate_avx512::<R, 2>(kc, w, panel, stride);
     for (r, cr) in c.iter().enumerate() {
         let d = acc[r].as_mut_ptr();
         _mm512_storeu_ps(d, cr[0]);
@@ -432,33 +450,37 @@ pub(crate) unsafe fn gemm_f32_8x32_avx512(
     }
 }
 
-/// The AVX-512 microkernels' loop: 8 rows x 32 pixels in 16 accumulators, left in registers
-/// (inlined into both callers).
+/// The AVX-512 microkernels' loop: `R` rows (weights `[kc][R]`) x `16 V` pixels in `R V`
+/// accumulators, left in registers (inlined into the callers).
 ///
 /// # Safety
-/// As [`gemm_f32_8x32_scalar`]; the CPU must support AVX-512F.
+/// As [`gemm_f32_8x32_scalar`] with `16 V` pixels per panel row; the CPU must support
+/// AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
 #[allow(clippy::incompatible_msrv)]
-unsafe fn accumulate_8x32_avx512(
+unsafe fn accumulate_avx512<const R: usize, const V: usize>(
     kc: usize,
     w: &[f32],
     panel: *const f32,
     stride: usize,
-) -> [[std::arch::x86_64::__m512; 2]; MR] {
+) -> [[std::arch::x86_64::__m512; V]; R] {
     use std::arch::x86_64::*;
     let wp = w.as_ptr();
-    let mut c = [[_mm512_setzero_ps(); 2]; MR];
+    let mut c = [[_mm512_setzero_ps(); V]; R];
     for kk in 0..kc {
         let p = panel.add(kk * stride);
-        let b0 = _mm512_loadu_ps(p);
-        let b1 = _mm512_loadu_ps(p.add(16));
-        let wk = wp.add(kk * MR);
+        let mut b = [_mm512_setzero_ps(); V];
+        for (h, bh) in b.iter_mut().enumerate() {
+            *bh = _mm512_loadu_ps(p.add(16 * h));
+        }
+        let wk = wp.add(kk * R);
         for (r, cr) in c.iter_mut().enumerate() {
             let a = _mm512_set1_ps(*wk.add(r));
-            cr[0] = _mm512_fmadd_ps(a, b0, cr[0]);
-            cr[1] = _mm512_fmadd_ps(a, b1, cr[1]);
+            for (ch, &bh) in cr.iter_mut().zip(&b) {
+                *ch = _mm512_fmadd_ps(a, bh, *ch);
+            }
         }
     }
     c
@@ -483,21 +505,38 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_avx512(
     d: &TileDst,
     hint: EpiHint,
 ) {
-    use std::arch::x86_64::*;
     assert!(w.len() >= kc * MR, "packed weights too short");
     debug_assert!(d.rows <= MR && d.nr <= NR && hint.has_vector_form());
-    let c = accumulate_8x32_avx512(kc, w, panel, stride);
+    // a tile of at most 16 pixels (the last of a map) multiplies one vector per row, not two
+    if d.nr <= 16 {
+        store_epi_avx512(accumulate_avx512::<MR, 1>(kc, w, panel, stride), d, hint);
+    } else {
+        store_epi_avx512(accumulate_avx512::<MR, 2>(kc, w, panel, stride), d, hint);
+    }
+}
+
+/// The fused epilogue of [`gemm_f32_8x32_epi_avx512`]: bias, activation and masked stores of
+/// `c`'s first `d.rows` rows, `d.nr` pixels each.
+///
+/// # Safety
+/// As [`gemm_f32_8x32_epi_avx512`], with `d.nr <= 16 V`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::incompatible_msrv)]
+unsafe fn store_epi_avx512<const V: usize>(
+    c: [[std::arch::x86_64::__m512; V]; MR],
+    d: &TileDst,
+    hint: EpiHint,
+) {
+    use std::arch::x86_64::*;
     let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
-    let mask = [lanes(d.nr), lanes(d.nr.saturating_sub(16))];
-    for (r, cr) in c.iter().enumerate() {
-        if r >= d.rows {
-            break;
-        }
+    for (r, cr) in c.iter().enumerate().take(d.rows) {
         let bias = _mm512_set1_ps(*d.bias.add(r));
         let row = d.dst.add(r * d.rs);
         for (h, &acc) in cr.iter().enumerate() {
             let v = super::epilogue::act_avx512(_mm512_add_ps(acc, bias), hint);
-            _mm512_mask_storeu_ps(row.add(h * 16), mask[h], v);
+            _mm512_mask_storeu_ps(row.add(h * 16), lanes(d.nr.saturating_sub(16 * h)), v);
         }
     }
 }
