@@ -129,6 +129,7 @@ fn main() {
             pads: [k / 2; 4],
             dilations: [1, 1],
             activation: act,
+            residual: false,
         };
         let x = ArrayD::from_shape_fn(IxDyn(&xs), |i| {
             ((i[1] * 7 + i[2] * 3 + i[3]) % 17) as f32 / 17.0 - 0.5

@@ -90,10 +90,9 @@ impl Step {
             op if op.is_view() => Kernel::View,
             Op::Conv(c) if !reference_only => {
                 let w = g.constant(node.inputs[1]).and_then(Tensor::as_f32);
-                let b = node
-                    .inputs
-                    .get(2)
-                    .and_then(|b| g.constant(*b))
+                let b = c
+                    .bias_input(node.inputs.len())
+                    .and_then(|i| g.constant(node.inputs[i]))
                     .and_then(Tensor::as_f32);
                 match w {
                     Some(w) => {
@@ -132,10 +131,17 @@ impl Step {
     }
 
     /// Drop the constant inputs of a kernel that packed them at plan time (it reads only its
-    /// first input when it runs), so their data can be freed.
+    /// first input, and a fused residual Add's last, when it runs), so their data can be freed.
     pub fn release_packed_inputs(&mut self) {
-        if matches!(self.kernel, Kernel::Conv(_) | Kernel::Linear(_)) {
-            self.inputs.truncate(1);
+        match &self.kernel {
+            // x, and a fused residual Add's input (the last), are read at run time
+            Kernel::Conv(k) if k.residual() => {
+                let skip = self.inputs.pop();
+                self.inputs.truncate(1);
+                self.inputs.extend(skip);
+            }
+            Kernel::Conv(_) | Kernel::Linear(_) => self.inputs.truncate(1),
+            _ => {}
         }
     }
 
@@ -188,7 +194,9 @@ impl Step {
             Kernel::View => Ok(()),
             Kernel::Reference(op) => op.run_reference(&ins, &mut outs),
             Kernel::Conv(k) => {
-                k.run(ins[0].view(), outs[0].view_mut(), scratch);
+                // a fused residual Add's input is the node's last
+                let skip = ins.last().filter(|_| k.residual()).map(|s| s.view());
+                k.run_add(ins[0].view(), skip, outs[0].view_mut(), scratch);
                 Ok(())
             }
             Kernel::Linear(k) => {

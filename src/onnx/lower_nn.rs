@@ -108,6 +108,7 @@ impl Cx<'_> {
                     pads,
                     dilations,
                     activation: None,
+                    residual: false,
                 };
                 Lowered::Op(Op::Conv(c), inputs)
             }

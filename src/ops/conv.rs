@@ -16,6 +16,21 @@ pub struct Conv {
     pub dilations: [usize; 2],
     /// activation fused after bias (set by the fusion pass)
     pub activation: Option<Activation>,
+    /// a residual Add fused after the activation (set by `passes::fuse_conv_add`): the node's
+    /// last input, shaped as the output, is added to it
+    pub residual: bool,
+}
+
+impl Conv {
+    /// Index of the bias among a node's `n` inputs (`x, w[, b][, skip]`), if it has one.
+    pub fn bias_input(&self, n: usize) -> Option<usize> {
+        (n >= 3 + usize::from(self.residual)).then_some(2)
+    }
+
+    /// Index of the residual input among a node's `n` inputs, if the conv has one.
+    pub fn skip_input(&self, n: usize) -> Option<usize> {
+        (self.residual && n >= 3).then(|| n - 1)
+    }
 }
 
 /// Output shape: inputs are x `[N,C,H,W]`, w `[M,C/group,kh,kw]`, optional b `[M]`.
@@ -38,7 +53,13 @@ pub fn conv_shape(c: &Conv, inputs: &[&[usize]]) -> OpResult<Vec<usize>> {
             "Conv group {g} does not fit x {x:?} and w {w:?} (need C % group == 0, M % group == 0, w[1] * group == C)"
         )));
     }
-    if let Some(b) = inputs.get(2) {
+    if c.residual && inputs.len() < 3 {
+        return Err(OpError::Arity {
+            expected: 3,
+            got: inputs.len(),
+        });
+    }
+    if let Some(b) = c.bias_input(inputs.len()).map(|i| inputs[i]) {
         if b.len() != 1 || b[0] != w[0] {
             return Err(OpError::Shape(format!(
                 "Conv bias {b:?} does not match w {w:?}"
@@ -67,6 +88,13 @@ pub fn conv_shape(c: &Conv, inputs: &[&[usize]]) -> OpResult<Vec<usize>> {
         }
         out[2 + i] = (padded - dk) / c.strides[i] + 1;
     }
+    if let Some(skip) = c.skip_input(inputs.len()).map(|i| inputs[i]) {
+        if skip != out.as_slice() {
+            return Err(OpError::Shape(format!(
+                "Conv residual input {skip:?} does not match its output {out:?}"
+            )));
+        }
+    }
     Ok(out)
 }
 
@@ -78,7 +106,8 @@ pub fn run_conv(c: &Conv, inputs: &[ArrayViewD<f32>], y: &mut ArrayViewMutD<f32>
     }
 }
 
-/// [`run_conv`] with the activation given as a function (ignores `c.activation`).
+/// [`run_conv`] with the activation given as a function (ignores `c.activation`); a fused
+/// residual input is added after it.
 pub(crate) fn run_conv_with(
     c: &Conv,
     inputs: &[ArrayViewD<f32>],
@@ -103,7 +132,8 @@ pub(crate) fn run_conv_with(
         .view()
         .into_dimensionality::<Ix4>()
         .map_err(|e| OpError::Shape(e.to_string()))?;
-    let b = inputs.get(2).map(|b| b.view());
+    let b = c.bias_input(inputs.len()).map(|i| inputs[i].view());
+    let skip = c.skip_input(inputs.len()).map(|i| inputs[i].view());
     let mut y = y
         .view_mut()
         .into_dimensionality::<Ix4>()
@@ -138,7 +168,8 @@ pub(crate) fn run_conv_with(
                             }
                         }
                     }
-                    y[[ni, mi, oy, ox]] = act(acc);
+                    let add = skip.as_ref().map_or(0.0, |s| s[[ni, mi, oy, ox]]);
+                    y[[ni, mi, oy, ox]] = act(acc) + add;
                 }
             }
         }
@@ -158,6 +189,7 @@ mod tests {
             pads,
             dilations: dil,
             activation: None,
+            residual: false,
         }
     }
 
@@ -246,5 +278,36 @@ mod tests {
         let mut bad = ArrayD::zeros(IxDyn(&[1, 1, 3, 2]));
         assert!(run_conv(&c, &[x.view(), w.view()], &mut bad.view_mut()).is_err());
         assert!(run_conv(&c, &[x.view()], &mut y.view_mut()).is_err());
+    }
+
+    /// A fused residual input is added after the activation, with or without a bias; it
+    /// must be shaped as the output.
+    #[test]
+    fn residual_input() {
+        let x = arr(&[1, 1, 2, 2], |i| i as f32 - 2.0);
+        let w = arr(&[1, 1, 1, 1], |_| 1.0);
+        let b = arr(&[1], |_| 0.5);
+        let skip = arr(&[1, 1, 2, 2], |i| 10.0 * i as f32);
+        let mut c = conv(1, [1, 1], [0; 4], [1, 1]);
+        c.activation = Some(Activation::Relu);
+        c.residual = true;
+        let mut y = ArrayD::zeros(IxDyn(&[1, 1, 2, 2]));
+        run_conv(&c, &[x.view(), w.view(), skip.view()], &mut y.view_mut()).unwrap();
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            vec![0.0, 10.0, 20.0, 31.0]
+        );
+        let ins = [x.view(), w.view(), b.view(), skip.view()];
+        run_conv(&c, &ins, &mut y.view_mut()).unwrap();
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            vec![0.0, 10.0, 20.5, 31.5]
+        );
+        assert_eq!((c.bias_input(4), c.skip_input(4)), (Some(2), Some(3)));
+        assert_eq!((c.bias_input(3), c.skip_input(3)), (None, Some(2)));
+        let small = arr(&[1, 1, 1, 2], |_| 0.0);
+        let e = run_conv(&c, &[x.view(), w.view(), small.view()], &mut y.view_mut());
+        assert!(e.unwrap_err().to_string().contains("residual"));
+        assert!(run_conv(&c, &[x.view(), w.view()], &mut y.view_mut()).is_err());
     }
 }

@@ -300,10 +300,12 @@ impl Op {
     /// Short name (the ONNX op type where there is one), for messages and profiles.
     pub fn name(&self) -> String {
         match self {
-            Op::Conv(c) => match c.activation {
-                Some(a) => format!("Conv+{}", a.name()),
-                None => "Conv".into(),
-            },
+            Op::Conv(c) => {
+                let act = c
+                    .activation
+                    .map_or(String::new(), |a| format!("+{}", a.name()));
+                format!("Conv{act}{}", if c.residual { "+Add" } else { "" })
+            }
             Op::Unary(UnaryOp::Act(a)) => a.name().into(),
             Op::Unary(u) => format!("{u:?}"),
             Op::Binary(b) => format!("{b:?}"),
@@ -345,6 +347,7 @@ impl Op {
     pub fn min_inputs(&self) -> usize {
         match self {
             Op::BatchNorm { .. } => 5,
+            Op::Conv(c) if c.residual => 3,
             Op::Conv(_)
             | Op::Binary(_)
             | Op::MatMul

@@ -2,7 +2,7 @@
 
 use super::sole_consumer;
 use crate::model::Graph;
-use crate::ops::Op;
+use crate::ops::{Conv, Op};
 use crate::tensor::Tensor;
 
 fn f32s(g: &Graph, v: usize) -> Option<Vec<f32>> {
@@ -18,7 +18,14 @@ pub fn fold_batchnorm(g: &mut Graph) -> usize {
     let mut i = 0;
     while i < g.nodes.len() {
         let consumers = g.consumers();
-        let (Op::Conv(_), out) = (&g.nodes[i].op, g.nodes[i].outputs[0]) else {
+        // (a conv with a fused residual Add reads its skip input last, not a bias)
+        let (
+            Op::Conv(Conv {
+                residual: false, ..
+            }),
+            out,
+        ) = (&g.nodes[i].op, g.nodes[i].outputs[0])
+        else {
             i += 1;
             continue;
         };

@@ -12,7 +12,8 @@ pub fn fuse_conv_activation(g: &mut Graph) -> usize {
         let consumers = g.consumers();
         let node = &g.nodes[i];
         if let Op::Conv(c) = &node.op {
-            if c.activation.is_none() {
+            // (after a fused residual Add the activation would apply before the Add)
+            if c.activation.is_none() && !c.residual {
                 if let Some(j) = sole_consumer(g, &consumers, node.outputs[0]) {
                     if let Op::Unary(UnaryOp::Act(a)) = g.nodes[j].op {
                         let out = g.nodes[j].outputs[0];

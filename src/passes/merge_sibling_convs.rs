@@ -50,7 +50,7 @@ pub fn merge_sibling_convs(g: &mut Graph) -> usize {
         let c = c.clone();
         let x = g.nodes[i].inputs[0];
         let Some(shape0) = weights_and_bias(g, i)
-            .filter(|(w, _)| c.group == 1 && packs_its_input(&c, w))
+            .filter(|(w, _)| c.group == 1 && !c.residual && packs_its_input(&c, w))
             .map(|(w, _)| w.shape().to_vec())
         else {
             i += 1;
@@ -142,6 +142,7 @@ mod tests {
             pads: [1, 1, 1, 1],
             dilations: [1, 1],
             activation: act,
+            residual: false,
         };
         let mut add_conv = |g: &mut Graph, name: &str, m: usize, k: usize, c: Conv, bias: bool| {
             let w = g.add_const(format!("{name}.w"), Tensor::F32(rng.arr(&[m, 5, k, k])));

@@ -4,6 +4,7 @@
 mod fold_batchnorm;
 mod fuse_activation;
 mod fuse_channel_layer_norm;
+mod fuse_conv_add;
 mod fuse_lda_aqu;
 mod lga_einsum;
 mod merge_sibling_convs;
@@ -12,6 +13,7 @@ mod quantize_lower;
 pub use fold_batchnorm::fold_batchnorm;
 pub use fuse_activation::fuse_conv_activation;
 pub use fuse_channel_layer_norm::fuse_channel_layer_norm;
+pub use fuse_conv_add::fuse_conv_add;
 pub use fuse_lda_aqu::fuse_lda_aqu;
 pub use lga_einsum::rewrite_lga_einsum;
 pub use merge_sibling_convs::merge_sibling_convs;
@@ -65,6 +67,8 @@ pub fn optimize(g: &mut Graph) -> Vec<String> {
         "transposed LayerNorms normalise channels in place",
         fuse_channel_layer_norm(g),
     );
+    // last: the patterns above match plain convs
+    run("residual Add fused into float conv", fuse_conv_add(g));
     g.remove_dead();
     log
 }

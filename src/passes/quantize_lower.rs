@@ -85,6 +85,7 @@ impl Cx<'_> {
                     pads: [0; 4],
                     dilations: [1, 1],
                     activation: None,
+                    residual: false,
                 };
                 (conv, !gm.trans_b)
             }

@@ -143,6 +143,33 @@ pub(crate) fn act_in_place<F: Fn(f32) -> f32>(y: &mut [f32], act: &F, hint: EpiH
     }
 }
 
+/// `dst[i] += skip[i]` over the shorter of the two: a fused residual Add on rows of a block
+/// just stored (still in L1).
+#[inline]
+pub(crate) fn add_rows(dst: &mut [f32], skip: &[f32]) {
+    for (d, &s) in dst.iter_mut().zip(skip) {
+        *d += s;
+    }
+}
+
+/// `y += skip` (as long as `y`) in parallel jobs of 16K floats: the residual Add of the
+/// algorithms that do not add it in their own epilogue.
+pub(crate) fn add_skip(y: &mut [f32], skip: &[f32]) {
+    const JOB: usize = 1 << 14;
+    assert!(
+        skip.len() >= y.len(),
+        "residual input shorter than the output"
+    );
+    let n = y.len();
+    let out = crate::kernels::SharedOut(y.as_mut_ptr());
+    crate::kernels::par::for_each(n.div_ceil(JOB), 1, &|j| {
+        let (a, b) = (j * JOB, n.min((j + 1) * JOB));
+        // SAFETY: floats a..b of `y`: this job's alone.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.at(a), b - a) };
+        add_rows(dst, &skip[a..b]);
+    });
+}
+
 /// `act(v)` on 16 lanes for a hint with a vector form (`Closure` returns `v` unchanged: the
 /// caller applies the closure itself). HardSwish multiplies by 1/6 where the closure divides
 /// by 6 (an ulp apart); Relu is `max(0, v)` with `v` second, so a NaN passes through as in the

@@ -9,9 +9,10 @@
 //! - `conv_f32_tiled_8x32_<isa>`: every other conv where the ISA has a microkernel (AVX2,
 //!   AVX-512, NEON on aarch64 and armv7; on AVX2 not the 1x1s): packed im2col tiles of 32
 //!   pixels times 8-channel weight blocks, see [`tiled`];
-//! - `conv1x1_f32_pixelrows_8x32_avx512`: 1x1 stride-1 convs on maps of 7 x 7 and smaller,
-//!   where the tiled path's 32-pixel tiles would waste more: the same microkernel with pixels
-//!   as rows and output channels as the vector columns (x86-64 only), see `pixel_rows`;
+//! - `conv1x1_f32_pixelrows_<R>x32_avx512`: 1x1 stride-1 convs on maps of 7 x 7 and smaller,
+//!   where the tiled path's 32-pixel tiles would waste more: the same microkernel with blocks
+//!   of `R` = 5 to 8 pixels as rows and output channels as the vector columns (x86-64 only),
+//!   see `pixel_rows`;
 //! - `conv3x3s1_f32_winograd43_8x32_<isa>` / `..._winograd23_...`: 3x3 stride-1 convs with
 //!   16+ input channels (one group) where the ISA has a microkernel (not armv7): Winograd
 //!   F(4x4, 3x3) on outputs of 8 x 8 and up, F(2x2, 3x3) below, on the same microkernels, see
@@ -22,7 +23,9 @@
 //!   `conv1x1_f32_gemm` (1x1, stride 1, no padding: one GEMM `[M x C] * [C x HW]` per group) and
 //!   `conv_f32_im2col_gemm` (im2col into the scratch buffer, then one GEMM per group).
 //!
-//! Bias and the fused activation are applied in each algorithm's epilogue.
+//! Bias and the fused activation are applied in each algorithm's epilogue; a fused residual Add
+//! ([`ConvF32::run_add`]) in the tiled kernels' too (each block as it is stored), after the
+//! others in one pass.
 
 pub mod depthwise;
 mod epilogue;
@@ -90,6 +93,8 @@ pub struct ConvF32 {
     /// `[M]`, zeros when the conv has no bias
     bias: Vec<f32>,
     activation: Option<Activation>,
+    /// a fused residual Add: [`ConvF32::run_add`] adds its `skip` after the activation
+    residual: bool,
     scratch_len: usize,
     /// [`Algo::Tiled`]: per group, the weights packed by [`tiled::pack_weights`];
     /// [`Algo::Gemv`]: by [`gemv::pack_weights`]; `Algo::PixelRows`: by
@@ -169,7 +174,12 @@ impl ConvF32 {
         if let Some(b) = &b {
             shapes.push(b.shape());
         }
-        let out = conv_shape(c, &shapes)?;
+        // (the residual input is the runner's, not the plan's: shapes without it)
+        let plain = Conv {
+            residual: false,
+            ..c.clone()
+        };
+        let out = conv_shape(&plain, &shapes)?;
         let (cin, h, wd) = (in_shape[1], in_shape[2], in_shape[3]);
         let (m, cg, kh, kw) = (w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]);
         // Row-major weights without a copy where the view already is (constants are).
@@ -270,6 +280,7 @@ impl ConvF32 {
             weights,
             bias,
             activation: c.activation,
+            residual: c.residual,
             scratch_len: 0,
             packed,
             packed_f16,
@@ -320,6 +331,7 @@ impl ConvF32 {
             pads: [0; 4],
             dilations: [1, 1],
             activation: None,
+            residual: false,
         };
         Self::new(&conv, w.into_dyn(), Some(b.into_dyn()), &[rows, k, 1, 1])
     }
@@ -396,8 +408,31 @@ impl ConvF32 {
     /// grown to [`ConvF32::scratch_len`] when shorter. Non-contiguous views are copied.
     ///
     /// # Panics
-    /// When `x` or `y` do not have the planned shapes (a planning error, not a data error).
+    /// When `x` or `y` do not have the planned shapes (a planning error, not a data error), or
+    /// the conv was planned with a residual Add ([`ConvF32::run_add`] runs those).
     pub fn run(&self, x: ArrayViewD<f32>, y: ArrayViewMutD<f32>, scratch: &mut Vec<f32>) {
+        self.run_add(x, None, y, scratch)
+    }
+
+    /// Whether the conv was planned with a fused residual Add.
+    pub fn residual(&self) -> bool {
+        self.residual
+    }
+
+    /// [`ConvF32::run`] for a conv planned with or without a residual Add: `skip`, shaped as
+    /// `y`, is added after the activation (the tiled kernels add it in each tile's epilogue,
+    /// while the tile is in cache; the others after the conv).
+    ///
+    /// # Panics
+    /// As [`ConvF32::run`], and when `skip` is given for a conv planned without a residual Add,
+    /// missing for one with, or shaped otherwise than `y`.
+    pub fn run_add(
+        &self,
+        x: ArrayViewD<f32>,
+        skip: Option<ArrayViewD<f32>>,
+        y: ArrayViewMutD<f32>,
+        scratch: &mut Vec<f32>,
+    ) {
         // One monomorphic epilogue per activation the shipped models fuse into convs: a
         // closure that matches on the activation per element is not inlined into the kernels
         // (it was 10% of the detector's time). The rarer ones share that slower closure, as
@@ -407,11 +442,11 @@ impl ConvF32 {
             ($($pat:pat => $act:expr),* $(,)?) => {
                 let hint = EpiHint::of(self.activation);
                 match self.activation {
-                    None => self.run_with_hint(x, y, scratch, &|v: f32| v, hint),
-                    $(Some($pat) => self.run_with_hint(x, y, scratch, &move |v: f32| {
+                    None => self.run_with_hint(x, skip, y, scratch, &|v: f32| v, hint),
+                    $(Some($pat) => self.run_with_hint(x, skip, y, scratch, &move |v: f32| {
                         apply_activation($act, v)
                     }, hint),)*
-                    Some(a) => self.run_with_hint(x, y, scratch, &move |v: f32| {
+                    Some(a) => self.run_with_hint(x, skip, y, scratch, &move |v: f32| {
                         apply_activation(a, v)
                     }, hint),
                 }
@@ -435,13 +470,14 @@ impl ConvF32 {
         scratch: &mut Vec<f32>,
         act: &F,
     ) {
-        self.run_with_hint(x, y, scratch, act, EpiHint::Closure)
+        self.run_with_hint(x, None, y, scratch, act, EpiHint::Closure)
     }
 
     /// [`ConvF32::run_with`], told what `act` computes (ISAs with a vector form of it use that).
     fn run_with_hint<F: Fn(f32) -> f32 + Sync>(
         &self,
         x: ArrayViewD<f32>,
+        skip: Option<ArrayViewD<f32>>,
         mut y: ArrayViewMutD<f32>,
         scratch: &mut Vec<f32>,
         act: &F,
@@ -460,15 +496,34 @@ impl ConvF32 {
             "ConvF32 output must be {out:?}, got {:?}",
             y.shape()
         );
+        assert!(
+            skip.is_some() == self.residual,
+            "ConvF32 planned {} a residual Add, run {} one",
+            if self.residual { "with" } else { "without" },
+            if skip.is_some() { "with" } else { "without" },
+        );
+        let contiguous = |a: &ArrayViewD<'_, f32>| -> Vec<f32> { a.iter().copied().collect() };
         let xs: Cow<[f32]> = match x.as_slice() {
             Some(s) => Cow::Borrowed(s),
-            None => Cow::Owned(x.iter().copied().collect()),
+            None => Cow::Owned(contiguous(&x)),
         };
+        let skip: Option<Cow<[f32]>> = skip.as_ref().map(|s| {
+            assert!(
+                s.shape() == out,
+                "ConvF32 residual input must be {out:?}, got {:?}",
+                s.shape()
+            );
+            match s.as_slice() {
+                Some(v) => Cow::Borrowed(v),
+                None => Cow::Owned(contiguous(s)),
+            }
+        });
+        let skip = skip.as_deref();
         match y.as_slice_mut() {
-            Some(ys) => self.run_slices(n, &xs, ys, scratch, act, hint),
+            Some(ys) => self.run_slices(n, &xs, skip, ys, scratch, act, hint),
             None => {
                 let mut tmp = vec![0.0; out.iter().product()];
-                self.run_slices(n, &xs, &mut tmp, scratch, act, hint);
+                self.run_slices(n, &xs, skip, &mut tmp, scratch, act, hint);
                 for (d, s) in y.iter_mut().zip(tmp) {
                     *d = s;
                 }
@@ -476,10 +531,32 @@ impl ConvF32 {
         }
     }
 
+    /// Runs the planned algorithm; a `skip` is added in the tiled kernels' tiles, elsewhere
+    /// after the algorithm has written all of `y`.
+    #[allow(clippy::too_many_arguments)]
     fn run_slices<F: Fn(f32) -> f32 + Sync>(
         &self,
         n: usize,
         x: &[f32],
+        skip: Option<&[f32]>,
+        y: &mut [f32],
+        scratch: &mut Vec<f32>,
+        act: &F,
+        hint: EpiHint,
+    ) {
+        let in_tiles = matches!(self.algo, Algo::Tiled | Algo::TiledF16);
+        self.run_algo(n, x, skip.filter(|_| in_tiles), y, scratch, act, hint);
+        if let (Some(skip), false) = (skip, in_tiles) {
+            epilogue::add_skip(y, skip);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_algo<F: Fn(f32) -> f32 + Sync>(
+        &self,
+        n: usize,
+        x: &[f32],
+        skip: Option<&[f32]>,
         y: &mut [f32],
         scratch: &mut Vec<f32>,
         act: &F,
@@ -515,6 +592,7 @@ impl ConvF32 {
                     bias: &self.bias,
                     direct: self.k == [1, 1] && self.strides == [1, 1] && self.pads == [0; 4],
                     hint,
+                    skip,
                     isa: self.isa,
                 };
                 // bias and activation are applied in the tiles' epilogue

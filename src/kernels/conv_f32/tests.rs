@@ -190,6 +190,7 @@ fn conv(group: usize, s: usize, pads: [usize; 4], d: usize) -> Conv {
         pads,
         dilations: [d, d],
         activation: None,
+        residual: false,
     }
 }
 
@@ -965,9 +966,9 @@ fn avx512_row_microkernels_match_scalar() {
 }
 
 /// Each host microkernel with its own epilogue equals the portable microkernel followed by
-/// bias and the activation, on every hint it has, partial blocks (rows < MR) and partial
-/// tiles (nr < NR: masked stores on x86, only the passes holding pixels on aarch64), and
-/// writes nothing outside its `rows x nr` block.
+/// bias, the activation and (every other case) a residual input, on every hint it has,
+/// partial blocks (rows < MR) and partial tiles (nr < NR: masked stores on x86, only the
+/// passes holding pixels on aarch64), and writes nothing outside its `rows x nr` block.
 #[test]
 fn fused_tiled_microkernels_match_scalar() {
     use super::tiled::{fused_microkernel, gemm_f32_8x32_scalar, TileDst, MR, NR};
@@ -1005,8 +1006,10 @@ fn fused_tiled_microkernels_match_scalar() {
                     let mut acc = [[0.0f32; NR]; MR];
                     let rs = NR + 3;
                     let mut out = vec![f32::NAN; MR * rs];
-                    // SAFETY: panel holds kc rows of `stride` floats, w kc * MR; `out` holds
-                    // MR rows of `rs >= nr` floats and `bias` `rows`.
+                    let with_skip = (kc + nr) % 2 == 0;
+                    let skip: Vec<f32> = (0..MR * rs).map(|_| rng.next()).collect();
+                    // SAFETY: panel holds kc rows of `stride` floats, w kc * MR; `out` and
+                    // `skip` hold MR rows of `rs >= nr` floats and `bias` `rows`.
                     unsafe {
                         gemm_f32_8x32_scalar(kc, &w, panel.as_ptr(), stride, &mut acc);
                         let d = TileDst {
@@ -1015,6 +1018,11 @@ fn fused_tiled_microkernels_match_scalar() {
                             bias: bias.as_ptr(),
                             rows,
                             nr,
+                            skip: if with_skip {
+                                skip.as_ptr()
+                            } else {
+                                std::ptr::null()
+                            },
                         };
                         kern(kc, &w, panel.as_ptr(), stride, &d, hint);
                     }
@@ -1026,10 +1034,13 @@ fn fused_tiled_microkernels_match_scalar() {
                                 continue;
                             }
                             let v = acc[r][j] + bias[r];
-                            let want = a.map_or(v, |a| apply_activation(a, v));
+                            let mut want = a.map_or(v, |a| apply_activation(a, v));
+                            if with_skip {
+                                want += skip[r * rs + j];
+                            }
                             assert!(
                                 (got - want).abs() <= 1e-5 * (1.0 + kc as f32),
-                                "{isa:?} {hint:?} kc {kc} [{r}][{j}]: {got} vs {want}"
+                                "{isa:?} {hint:?} kc {kc} skip {with_skip} [{r}][{j}]: {got} vs {want}"
                             );
                         }
                     }
@@ -1480,4 +1491,113 @@ fn staged_panels_equal_pack_tile() {
         }
     }
     assert!(tiles > 1000, "{tiles} tiles");
+}
+
+/// A fused residual Add (`run_add`) equals the reference conv plus its skip input, after the
+/// conv's own activation, on every algorithm the host's ISAs plan: depthwise, matrix-vector,
+/// tiled (staged, direct, few input channels, partial tiles of up to 16 and of 17+ pixels),
+/// pixel rows, Winograd, and the `gemm` crate's; with and without bias. A plan with a residual
+/// Add refuses to run without its input, and one without refuses one.
+#[test]
+fn residual_add_every_algorithm() {
+    let mut rng = Rng(9090);
+    // (n, c, h, w, m, k, group, stride, pad, activation, bias)
+    type Shape = (
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+    );
+    let cases: [(Shape, Option<Activation>, bool); 11] = [
+        ((1, 8, 9, 9, 8, 3, 8, 1, 1), Some(Activation::Relu), true), // depthwise
+        ((2, 40, 1, 1, 24, 1, 1, 1, 0), None, true),                 // 1x1 output
+        ((1, 16, 28, 28, 24, 1, 1, 1, 0), None, false),              // direct, few k, 16-pixel tail
+        (
+            (1, 72, 14, 14, 40, 1, 1, 1, 0),
+            Some(Activation::HardSwish),
+            true,
+        ), // direct, 4-pixel tail
+        ((1, 96, 7, 7, 64, 1, 1, 1, 0), None, true),                 // pixel rows (AVX-512)
+        (
+            (1, 24, 12, 12, 16, 3, 1, 1, 1),
+            Some(Activation::Relu),
+            true,
+        ), // Winograd
+        (
+            (2, 5, 11, 13, 9, 3, 1, 2, 1),
+            Some(Activation::Sigmoid),
+            false,
+        ), // staged tiles
+        (
+            (1, 64, 5, 5, 70, 1, 1, 1, 0),
+            Some(Activation::HardSwish),
+            true,
+        ), // 17+ pixel tile
+        ((1, 6, 8, 8, 4, 3, 2, 1, 0), None, true),                   // grouped
+        ((1, 4, 6, 7, 4, 1, 1, 1, 0), None, false),
+        ((1, 4, 6, 7, 4, 1, 1, 1, 0), Some(Activation::Relu), true),
+    ];
+    let mut algos = std::collections::BTreeSet::new();
+    for isa in host_isas() {
+        for &((n, c, h, w, m, k, group, s, p), activation, bias) in &cases {
+            let mut cv = conv(group, s, [p; 4], 1);
+            cv.activation = activation;
+            cv.residual = true;
+            let x = rng.array(&[n, c, h, w]);
+            let wt = rng.array(&[m, c / group, k, k]);
+            let b = rng.array(&[m]);
+            let bv = bias.then(|| b.view());
+            let plan = ConvF32::with_isa(&cv, wt.view(), bv, x.shape(), isa).unwrap();
+            let out = plan.out_shape(n);
+            // the conv's own input as its skip where the shapes allow (a residual block)
+            let skip = if x.shape() == out {
+                x.clone()
+            } else {
+                rng.array(&out)
+            };
+            let mut inputs = vec![x.view(), wt.view()];
+            if bias {
+                inputs.push(b.view());
+            }
+            inputs.push(skip.view());
+            let mut expect = ArrayD::zeros(IxDyn(&out));
+            crate::ops::run_conv(&cv, &inputs, &mut expect.view_mut()).unwrap();
+            let mut got = ArrayD::from_elem(IxDyn(&out), f32::NAN);
+            plan.run_add(x.view(), Some(skip.view()), got.view_mut(), &mut vec![]);
+            let err = expect
+                .iter()
+                .zip(got.iter())
+                .fold(0.0f32, |a, (e, g)| a.max((e - g).abs()));
+            let name = plan.algorithm();
+            assert!(
+                err <= 1e-4 * (1.0 + c as f32),
+                "{name} ({}) max err {err}",
+                isa.name()
+            );
+            algos.insert(name);
+            let without = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                plan.run(x.view(), got.view_mut(), &mut vec![])
+            }));
+            assert!(without.is_err(), "{name} ran without its residual input");
+        }
+    }
+    eprintln!("residual Add checked on: {algos:?}");
+    let families = ["dwconv", "gemv", "tiled", "gemm"];
+    for f in families {
+        assert!(
+            algos.iter().any(|a| a.contains(f)),
+            "no {f} plan in {algos:?}"
+        );
+    }
+    if Isa::Avx512.supported() || cfg!(target_arch = "aarch64") {
+        assert!(algos.iter().any(|a| a.contains("winograd")), "{algos:?}");
+    }
+    if Isa::Avx512.supported() {
+        assert!(algos.iter().any(|a| a.contains("pixelrows")), "{algos:?}");
+    }
 }

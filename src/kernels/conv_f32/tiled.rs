@@ -71,10 +71,14 @@ pub(crate) struct TileDst {
     pub rows: usize,
     /// pixels to store, `<= NR`
     pub nr: usize,
+    /// a fused residual Add's input at the block's first value, laid out as `dst` (rows `rs`
+    /// apart), or null
+    pub skip: *const f32,
 }
 
-/// `dst[r][j] = act(sum_k w[k][r] * panel[k * stride + j] + bias[r])` for `r < rows`, `j < nr`,
-/// `act` by the hint (one with [`EpiHint::has_vector_form`]); nothing else in `dst` is written.
+/// `dst[r][j] = act(sum_k w[k][r] * panel[k * stride + j] + bias[r]) (+ skip[r][j])` for
+/// `r < rows`, `j < nr`, `act` by the hint (one with [`EpiHint::has_vector_form`]); nothing
+/// else in `dst` is written.
 pub(crate) type FusedMicrokernel = unsafe fn(usize, &[f32], *const f32, usize, &TileDst, EpiHint);
 
 /// The microkernel with its own epilogue for `isa` and `hint`, where there is one.
@@ -535,8 +539,13 @@ unsafe fn store_epi_avx512<const V: usize>(
         let bias = _mm512_set1_ps(*d.bias.add(r));
         let row = d.dst.add(r * d.rs);
         for (h, &acc) in cr.iter().enumerate() {
-            let v = super::epilogue::act_avx512(_mm512_add_ps(acc, bias), hint);
-            _mm512_mask_storeu_ps(row.add(h * 16), lanes(d.nr.saturating_sub(16 * h)), v);
+            let mask = lanes(d.nr.saturating_sub(16 * h));
+            let mut v = super::epilogue::act_avx512(_mm512_add_ps(acc, bias), hint);
+            if !d.skip.is_null() {
+                let s = _mm512_maskz_loadu_ps(mask, d.skip.add(r * d.rs + h * 16));
+                v = _mm512_add_ps(v, s);
+            }
+            _mm512_mask_storeu_ps(row.add(h * 16), mask, v);
         }
     }
 }
@@ -726,14 +735,17 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_neon(
                 *o = super::epilogue::act_fused(v + b, hint);
             }
         }
-        return;
+    } else {
+        let mode = match hint {
+            EpiHint::Relu => 1,
+            EpiHint::HardSwish => 2,
+            _ => 0,
+        };
+        passes_neon(kc, w, panel, stride, d.bias, mode, d.dst, d.rs, NR / 8);
     }
-    let mode = match hint {
-        EpiHint::Relu => 1,
-        EpiHint::HardSwish => 2,
-        _ => 0,
-    };
-    passes_neon(kc, w, panel, stride, d.bias, mode, d.dst, d.rs, NR / 8);
+    if !d.skip.is_null() {
+        add_skip_rows(d.dst, d.skip, d.rs, d.rows, d.nr);
+    }
 }
 
 /// The first `passes` (1 to 4) 8-pixel passes of the NEON kernels, one assembly block for
@@ -943,6 +955,21 @@ pub(crate) struct TiledConv<'a> {
     /// the ISA the kernels were chosen for (x86 picks the epilogue's build by it)
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub isa: Isa,
+    /// a fused residual Add's input, shaped as the output: added to each block as it is stored
+    pub skip: Option<&'a [f32]>,
+}
+
+/// `dst[r][j] += skip[r][j]` for `r < rows`, `j < nr`, both with rows `rs` apart: a fused
+/// residual Add on a block just stored, where the kernel's epilogue does not add it.
+///
+/// # Safety
+/// `dst` writable and `skip` readable at `r * rs + j` for those `r` and `j`, not overlapping.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+unsafe fn add_skip_rows(dst: *mut f32, skip: *const f32, rs: usize, rows: usize, nr: usize) {
+    for r in 0..rows {
+        let row = std::slice::from_raw_parts_mut(dst.add(r * rs), nr);
+        super::epilogue::add_rows(row, std::slice::from_raw_parts(skip.add(r * rs), nr));
+    }
 }
 
 /// Defines a `store_block` function with the given attributes (the portable build, and one
@@ -1052,12 +1079,14 @@ unsafe fn fused_block(
 ) {
     let ohw = t.geom.oh * t.geom.ow;
     let kc = t.geom.cg * t.geom.kh * t.geom.kw;
+    let at = (ni * t.m + ch) * ohw + p0;
     let d = TileDst {
-        dst: out.at((ni * t.m + ch) * ohw + p0),
+        dst: out.at(at),
         rs: ohw,
         bias: t.bias[ch..ch + rows].as_ptr(),
         rows,
         nr,
+        skip: t.skip.map_or(std::ptr::null(), |s| s[at..].as_ptr()),
     };
     fused(kc, wb, src.as_ptr(), stride, &d, t.hint)
 }
@@ -1319,15 +1348,24 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
                     block(b, &mut acc);
                     let ch = gi * mg + b * MR;
                     let bias = &t.bias[ch..ch + MR.min(mg - b * MR)];
-                    // SAFETY: rows ch.. of image `ni`, columns p0..p0+nr: this tile's alone.
+                    let at = (ni * t.m + ch) * ohw + p0;
+                    // SAFETY: rows ch.. of image `ni`, columns p0..p0+nr: this tile's alone;
+                    // the skip is shaped as the output.
                     unsafe {
-                        let dst = out.at((ni * t.m + ch) * ohw + p0);
+                        let dst = out.at(at);
                         #[cfg(target_arch = "x86_64")]
-                        if avx512 {
+                        let stored = avx512 && {
                             store_block_avx512(dst, ohw, nr, &acc, bias, act, t.hint);
-                            continue;
+                            true
+                        };
+                        #[cfg(not(target_arch = "x86_64"))]
+                        let stored = false;
+                        if !stored {
+                            store_block(dst, ohw, nr, &acc, bias, act, t.hint);
                         }
-                        store_block(dst, ohw, nr, &acc, bias, act, t.hint);
+                        if let Some(skip) = t.skip {
+                            add_skip_rows(dst, skip[at..].as_ptr(), ohw, bias.len(), nr);
+                        }
                     }
                 }
             },

@@ -43,6 +43,7 @@ fn qconv(
             pads: [pad; 4],
             dilations: [1, 1],
             activation: None,
+            residual: false,
         },
         weights: QWeights::Onnx(
             rng.bytes(m * cg * k * k)

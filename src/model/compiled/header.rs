@@ -9,7 +9,7 @@ pub const MAGIC: [u8; 8] = *b"\x89SPECK\r\n";
 
 /// The one layout version this build reads and writes. Bump it on any change to the header,
 /// the section contents, or the serialized IR (see the module doc for the rule).
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Sections are placed at multiples of this, so weights can be used from a memory map.
 pub const ALIGN: usize = 64;

@@ -30,6 +30,7 @@ fn sample_graph() -> Graph {
             pads: [1, 1, 1, 1],
             dilations: [1, 1],
             activation: Some(Activation::Relu),
+            residual: false,
         }),
         inputs: vec![x, w, b],
         outputs: vec![y],
@@ -290,6 +291,7 @@ fn int8_graph() -> Graph {
                     pads: [1, 1, 1, 1],
                     dilations: [1, 1],
                     activation: None,
+                    residual: false,
                 },
                 weights: QWeights::Onnx((0..n).map(|i| (i * 53 % 255) as i8).collect()),
                 w_shape,
@@ -498,6 +500,7 @@ fn residual_conv_sample(weights: crate::ops::QWeights) -> Op {
                 pads: [0; 4],
                 dilations: [1, 1],
                 activation: None,
+                residual: false,
             },
             weights,
             w_shape: [1, 2, 1, 1],
@@ -557,8 +560,21 @@ fn op_samples() -> Vec<(Op, &'static str)> {
                     alpha: 0.2,
                     beta: 0.5,
                 }),
+                residual: false,
             }),
-            "000201020001020301010104cdcc4c3e0000003f",
+            "000201020001020301010104cdcc4c3e0000003f00",
+        ),
+        (
+            // a float conv with a fused residual Add (FORMAT_VERSION 5)
+            Op::Conv(Conv {
+                group: 1,
+                strides: [1, 1],
+                pads: [0; 4],
+                dilations: [1, 1],
+                activation: None,
+                residual: true,
+            }),
+            "000101010000000001010001",
         ),
         (
             Op::Unary(UnaryOp::Act(Activation::LeakyRelu(0.1))),
@@ -715,7 +731,7 @@ fn op_samples() -> Vec<(Op, &'static str)> {
         (
             // a 1x1 conv with a fused residual Add (FORMAT_VERSION 3)
             residual_conv_sample(crate::ops::QWeights::Onnx(vec![1, -2])),
-            "1a0201010100000000010100000201fe01020101010000003f01050000803e0600000000003f80020100ff00010000803e02000000803f04000401010101",
+            "1a020101010000000001010000000201fe01020101010000003f01050000803e0600000000003f80020100ff00010000803e02000000803f04000401010101",
         ),
         (
             // its weights packed in a compiled file's weights section (FORMAT_VERSION 4)
@@ -725,7 +741,7 @@ fn op_samples() -> Vec<(Op, &'static str)> {
                     len: 128,
                 },
             ])),
-            "1a0201010100000000010100010140800101020101010000003f01050000803e0600000000003f80020100ff00010000803e02000000803f04000401010101",
+            "1a020101010000000001010000010140800101020101010000003f01050000803e0600000000003f80020100ff00010000803e02000000803f04000401010101",
         ),
         (
             Op::LdaAqu(Box::new(crate::ops::LdaAqu {
