@@ -616,6 +616,27 @@ macro_rules! dot_pass_f32 {
     };
 }
 
+/// A fused residual Add on the 8 rows of a pass (`v16`-`v31`): each row's 8 values from `{s}`
+/// (advanced `{ab}` bytes a row) added in (`v4`, `v5` scratch).
+#[cfg(target_arch = "aarch64")]
+macro_rules! add_skip_pass_f32 {
+    () => {
+        concat!(
+            add_skip_pass_f32!(@row "16", "17"), add_skip_pass_f32!(@row "18", "19"),
+            add_skip_pass_f32!(@row "20", "21"), add_skip_pass_f32!(@row "22", "23"),
+            add_skip_pass_f32!(@row "24", "25"), add_skip_pass_f32!(@row "26", "27"),
+            add_skip_pass_f32!(@row "28", "29"), add_skip_pass_f32!(@row "30", "31"),
+        )
+    };
+    (@row $a:literal, $b:literal) => {
+        concat!(
+            "ld1 {{v4.4s, v5.4s}}, [{s}], {ab}\n",
+            "fadd v", $a, ".4s, v", $a, ".4s, v4.4s\n",
+            "fadd v", $b, ".4s, v", $b, ".4s, v5.4s\n",
+        )
+    };
+}
+
 /// The 8 rows of a pass (`v16`-`v31`) stored at `{a}`, `{ab}` bytes apart.
 #[cfg(target_arch = "aarch64")]
 macro_rules! store_pass_f32 {
@@ -697,7 +718,19 @@ unsafe fn sums_neon(
 ) {
     let zeros = [0.0f32; MR];
     let dst = acc.as_mut_ptr() as *mut f32;
-    passes_neon(kc, w, panel, stride, zeros.as_ptr(), 0, dst, NR, passes);
+    let no_skip = std::ptr::null();
+    passes_neon(
+        kc,
+        w,
+        panel,
+        stride,
+        zeros.as_ptr(),
+        0,
+        dst,
+        no_skip,
+        NR,
+        passes,
+    );
 }
 
 /// [`gemm_f32_8x32_neon`] with the epilogue in registers ([`FusedMicrokernel`]): a full block
@@ -735,29 +768,42 @@ pub(crate) unsafe fn gemm_f32_8x32_epi_neon(
                 *o = super::epilogue::act_fused(v + b, hint);
             }
         }
-    } else {
-        let mode = match hint {
-            EpiHint::Relu => 1,
-            EpiHint::HardSwish => 2,
-            _ => 0,
-        };
-        passes_neon(kc, w, panel, stride, d.bias, mode, d.dst, d.rs, NR / 8);
+        if !d.skip.is_null() {
+            add_skip_rows(d.dst, d.skip, d.rs, d.rows, d.nr);
+        }
+        return;
     }
-    if !d.skip.is_null() {
-        add_skip_rows(d.dst, d.skip, d.rs, d.rows, d.nr);
-    }
+    let mode = match hint {
+        EpiHint::Relu => 1,
+        EpiHint::HardSwish => 2,
+        _ => 0,
+    };
+    passes_neon(
+        kc,
+        w,
+        panel,
+        stride,
+        d.bias,
+        mode,
+        d.dst,
+        d.skip,
+        d.rs,
+        NR / 8,
+    );
 }
 
 /// The first `passes` (1 to 4) 8-pixel passes of the NEON kernels, one assembly block for
 /// every activation and pass (`{jc}` counts them; unrolled by LLVM per pass and hint, the fused
 /// kernel took 13 KB of the board binary): accumulators start at `bias[r]` (row r's pair from
 /// lane r of `v0`/`v1`), then [`dot_pass_f32`], then `mode` 0 identity, 1 Relu, 2 HardSwish
-/// (constants 0, 1, 0.5, 1/6 in `v0`-`v3`), stored as 8 rows of `8 * passes` floats `rs`
-/// apart from `dst`.
+/// (constants 0, 1, 0.5, 1/6 in `v0`-`v3`), plus the rows of `skip` unless it is null (a fused
+/// residual Add, laid out as `dst`), stored as 8 rows of `8 * passes` floats `rs` apart from
+/// `dst`.
 ///
 /// # Safety
 /// Reads as [`gemm_f32_8x32_neon`] (the first `8 * passes` pixels of each panel row) and 8
-/// floats at `bias`; `dst + r * rs` writable for `8 * passes` floats for `r < MR`.
+/// floats at `bias`; `dst + r * rs` writable and, unless null, `skip + r * rs` readable for
+/// `8 * passes` floats for `r < MR`.
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)]
 #[inline(never)] // one copy of the assembly for its three callers (the board binary's size)
@@ -769,6 +815,7 @@ unsafe fn passes_neon(
     bias: *const f32,
     mode: usize,
     dst: *mut f32,
+    skip: *const f32,
     rs: usize,
     passes: usize,
 ) {
@@ -776,7 +823,8 @@ unsafe fn passes_neon(
     assert!((1..=NR / 8).contains(&passes), "1 to 4 passes");
     // SAFETY: per pass, per k, reads 8 floats of the panel row at `panel + k * stride + 8 *
     // pass` and the k's 8 weights, and the 8 biases; writes 8 floats of each of the 8 rows
-    // from column 8 * pass (the contract); only named registers.
+    // from column 8 * pass, and reads those of `skip` if not null (the contract); only named
+    // registers.
     asm!(
         "1:",
         "mov {p}, {pb}",
@@ -806,6 +854,12 @@ unsafe fn passes_neon(
         "7:",
         act_f32!(relu),
         "8:",
+        // the residual Add: each row's 8 skip values added before the store
+        "cbz {skb}, 9f",
+        "mov {s}, {skb}",
+        "add {skb}, {skb}, #32",
+        add_skip_pass_f32!(),
+        "9:",
         store_pass_f32!(),
         "add {pb}, {pb}, #32",
         "add {db}, {db}, #32",
@@ -820,7 +874,9 @@ unsafe fn passes_neon(
         wb = in(reg) w.as_ptr(),
         pb = inout(reg) panel => _,
         db = inout(reg) dst => _,
+        skb = inout(reg) skip => _,
         jc = inout(reg) passes => _,
+        s = out(reg) _,
         cnt = out(reg) _,
         p = out(reg) _,
         w = out(reg) _,
@@ -964,7 +1020,6 @@ pub(crate) struct TiledConv<'a> {
 ///
 /// # Safety
 /// `dst` writable and `skip` readable at `r * rs + j` for those `r` and `j`, not overlapping.
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 unsafe fn add_skip_rows(dst: *mut f32, skip: *const f32, rs: usize, rows: usize, nr: usize) {
     for r in 0..rows {
         let row = std::slice::from_raw_parts_mut(dst.add(r * rs), nr);
