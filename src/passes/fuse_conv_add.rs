@@ -109,19 +109,7 @@ mod tests {
         let r4 = add(&mut g, "add4", s, bias, vec![1, 4, 6, 7]);
         g.outputs = vec![o, r3, r4];
         let input = crate::ops::test_util::Rng(13).arr(&[1, 4, 6, 7]);
-        let run = |g: &Graph| {
-            let opts = crate::exec::EngineOptions {
-                optimize: false,
-                threads: 1,
-                ..Default::default()
-            };
-            let mut e = crate::exec::Engine::new(g.clone(), &opts).unwrap();
-            let out = e.run(&[Tensor::F32(input.clone())]).unwrap();
-            out.iter()
-                .map(|t| t.as_f32().unwrap().clone())
-                .collect::<Vec<_>>()
-        };
-        let before = run(&g);
+        let before = crate::passes::run_as_is(&g, &input);
         assert_eq!(fuse_conv_add(&mut g), 2);
         g.remove_dead();
         let kinds: Vec<String> = g.nodes.iter().map(|n| n.op.name()).collect();
@@ -137,15 +125,7 @@ mod tests {
                 "Add"
             ]
         );
-        let after = run(&g);
-        for (o, (a, b)) in before.iter().zip(&after).enumerate() {
-            assert_eq!(a.shape(), b.shape());
-            for (x, y) in a.iter().zip(b.iter()) {
-                assert!(
-                    (x - y).abs() <= 1e-5 * (1.0 + x.abs()),
-                    "output {o}: {x} vs {y}"
-                );
-            }
-        }
+        let after = crate::passes::run_as_is(&g, &input);
+        crate::passes::assert_outputs_close(&before, &after);
     }
 }

@@ -80,3 +80,34 @@ pub(crate) fn sole_consumer(g: &Graph, consumers: &[Vec<usize>], v: usize) -> Op
         _ => None,
     }
 }
+
+/// Test helper: every output of `g` run as it is (no passes), one thread, on `input`.
+#[cfg(test)]
+pub(crate) fn run_as_is(g: &Graph, input: &ndarray::ArrayD<f32>) -> Vec<ndarray::ArrayD<f32>> {
+    let opts = crate::exec::EngineOptions {
+        optimize: false,
+        threads: 1,
+        ..Default::default()
+    };
+    let mut e = crate::exec::Engine::new(g.clone(), &opts).unwrap();
+    let out = e.run(&[crate::tensor::Tensor::F32(input.clone())]).unwrap();
+    out.iter().map(|t| t.as_f32().unwrap().clone()).collect()
+}
+
+/// Test helper: two runs' outputs alike in shape and within float rounding.
+#[cfg(test)]
+pub(crate) fn assert_outputs_close(
+    before: &[ndarray::ArrayD<f32>],
+    after: &[ndarray::ArrayD<f32>],
+) {
+    assert_eq!(before.len(), after.len());
+    for (o, (a, b)) in before.iter().zip(after).enumerate() {
+        assert_eq!(a.shape(), b.shape(), "output {o}");
+        for (x, y) in a.iter().zip(b.iter()) {
+            assert!(
+                (x - y).abs() <= 1e-5 * (1.0 + x.abs()),
+                "output {o}: {x} vs {y}"
+            );
+        }
+    }
+}
