@@ -1409,15 +1409,13 @@ pub(crate) fn run_tiled<F: Fn(f32) -> f32 + Sync>(
                     unsafe {
                         let dst = out.at(at);
                         #[cfg(target_arch = "x86_64")]
-                        let stored = avx512 && {
+                        if avx512 {
                             store_block_avx512(dst, ohw, nr, &acc, bias, act, t.hint);
-                            true
-                        };
-                        #[cfg(not(target_arch = "x86_64"))]
-                        let stored = false;
-                        if !stored {
+                        } else {
                             store_block(dst, ohw, nr, &acc, bias, act, t.hint);
                         }
+                        #[cfg(not(target_arch = "x86_64"))]
+                        store_block(dst, ohw, nr, &acc, bias, act, t.hint);
                         if let Some(skip) = t.skip {
                             add_skip_rows(dst, skip[at..].as_ptr(), ohw, bias.len(), nr);
                         }
