@@ -1,11 +1,12 @@
 //! The float convs' epilogue, `dst = act(src + bias)`, with a vector form for the activations
 //! that have one on ISAs where the compiler does not vectorise the closure.
 //!
-//! Everywhere but 32-bit Arm the closure loop is vectorised by LLVM. On armv7 LLVM leaves f32
-//! arithmetic scalar (VFP: NEON flushes subnormals, so it is not used for IEEE f32), so this
-//! is 12 or more instructions per value for HardSwish; `bias_act_armv7neon` does 8 values in
-//! about 16 (inline assembly). Its HardSwish multiplies by 1/6 where the closure divides by 6:
-//! at most an ulp apart.
+//! On x86-64 the closure loop is vectorised by LLVM. On armv7 LLVM leaves f32 arithmetic
+//! scalar (VFP: NEON flushes subnormals, so it is not used for IEEE f32), so this is 12 or
+//! more instructions per value for HardSwish; `bias_act_armv7neon` does 8 values in about 16
+//! (inline assembly). On aarch64 LLVM vectorises it but divides by 6 (`FDIV`) and clamps by
+//! compare and select; `bias_act_neon` multiplies and uses `FMAX` / `FMIN`. Both multiply
+//! HardSwish's input by 1/6 where the closure divides by 6: at most an ulp apart.
 
 use crate::ops::Activation;
 
@@ -115,6 +116,12 @@ pub(crate) fn bias_act<F: Fn(f32) -> f32>(
         // SAFETY: both slices hold `done` floats; NEON checked above.
         unsafe { bias_act_armv7neon(dst.as_mut_ptr(), src.as_ptr(), done, bias, hint) };
     }
+    #[cfg(target_arch = "aarch64")]
+    if matches!(hint, EpiHint::Relu | EpiHint::HardSwish) {
+        done = n;
+        // SAFETY: both slices hold `n` floats.
+        unsafe { bias_act_neon(dst.as_mut_ptr(), src.as_ptr(), n, bias, hint) };
+    }
     let _ = hint;
     for (d, &v) in dst[done..].iter_mut().zip(&src[done..n]) {
         *d = act(v + bias);
@@ -138,8 +145,99 @@ pub(crate) fn act_in_place<F: Fn(f32) -> f32>(y: &mut [f32], act: &F, hint: EpiH
         }
         return;
     }
-    for v in y.iter_mut() {
+    #[allow(unused_mut)]
+    let mut done = 0;
+    #[cfg(target_arch = "aarch64")]
+    if matches!(hint, EpiHint::Relu | EpiHint::HardSwish) {
+        done = y.len();
+        // SAFETY: `y` holds its floats; in place is allowed (each step loads its values
+        // before storing them). Adding -0.0 leaves every value as it is (-0.0 included).
+        unsafe { bias_act_neon(y.as_mut_ptr(), y.as_ptr(), done, -0.0, hint) };
+    }
+    for v in &mut y[done..] {
         *v = act(*v);
+    }
+}
+
+/// `dst[i] = act(src[i] + bias)` for `i < n` with [`act_neon`] (the last `n % 4` with
+/// [`act_fused`]). LLVM vectorises the closure too, but HardSwish's `v / 6` becomes `FDIV`
+/// (many cycles on every Cortex-A; an ulp from the multiply by 1/6 used here, as in the tiled
+/// kernel's assembly) and Relu's and the clamp's compares a compare-and-select pair each
+/// where `FMAX` / `FMIN` do. Inlined where `hint` is a constant.
+///
+/// # Safety
+/// `src` readable and `dst` writable for `n` floats (they may be the same).
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+unsafe fn bias_act_row_neon(dst: *mut f32, src: *const f32, n: usize, bias: f32, hint: EpiHint) {
+    use std::arch::aarch64::*;
+    let b = vdupq_n_f32(bias);
+    let (mut s, mut d) = (src, dst);
+    // 16 values a step (4 vectors: the loop's pointer steps and branch spread over more)
+    for _ in 0..n / 16 {
+        let v = vld1q_f32_x4(s);
+        let v = float32x4x4_t(
+            act_neon(vaddq_f32(v.0, b), hint),
+            act_neon(vaddq_f32(v.1, b), hint),
+            act_neon(vaddq_f32(v.2, b), hint),
+            act_neon(vaddq_f32(v.3, b), hint),
+        );
+        vst1q_f32_x4(d, v);
+        s = s.add(16);
+        d = d.add(16);
+    }
+    for _ in 0..n % 16 / 4 {
+        vst1q_f32(d, act_neon(vaddq_f32(vld1q_f32(s), b), hint));
+        s = s.add(4);
+        d = d.add(4);
+    }
+    for i in 0..n % 4 {
+        *d.add(i) = act_fused(*s.add(i) + bias, hint);
+    }
+}
+
+/// [`bias_act_row_neon`] with its loop compiled once per activation. Its own function so that
+/// the closure loops of the callers compile as they would without it (inlined, it had LLVM
+/// rebuild Tanh's constants inside the tiled store's loop).
+///
+/// # Safety
+/// As [`bias_act_row_neon`]; `hint` is Relu or HardSwish.
+#[cfg(target_arch = "aarch64")]
+#[inline(never)]
+unsafe fn bias_act_neon(dst: *mut f32, src: *const f32, n: usize, bias: f32, hint: EpiHint) {
+    match hint {
+        EpiHint::Relu => bias_act_row_neon(dst, src, n, bias, EpiHint::Relu),
+        _ => bias_act_row_neon(dst, src, n, bias, EpiHint::HardSwish),
+    }
+}
+
+/// The rows of a tiled conv's block: `dst + r * rs` gets `act(acc[r][j] + bias[r])` for
+/// `r < bias.len()`, `j < nr`, one call per block.
+///
+/// # Safety
+/// `dst + r * rs` writable for `nr` floats for each row; `nr <= N`, `bias.len() <= acc.len()`;
+/// `hint` is Relu or HardSwish.
+#[cfg(target_arch = "aarch64")]
+#[inline(never)]
+pub(crate) unsafe fn bias_act_block_neon<const N: usize>(
+    dst: *mut f32,
+    rs: usize,
+    nr: usize,
+    acc: &[[f32; N]],
+    bias: &[f32],
+    hint: EpiHint,
+) {
+    assert!(nr <= N && bias.len() <= acc.len());
+    macro_rules! rows {
+        ($hint:expr) => {
+            for (r, (ar, &b)) in acc.iter().zip(bias).enumerate() {
+                bias_act_row_neon(dst.add(r * rs), ar.as_ptr(), nr, b, $hint);
+            }
+        };
+    }
+    match hint {
+        EpiHint::Relu => rows!(EpiHint::Relu),
+        _ => rows!(EpiHint::HardSwish),
     }
 }
 

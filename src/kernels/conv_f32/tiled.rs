@@ -1041,6 +1041,10 @@ macro_rules! store_block_for {
             act: &F,
             hint: EpiHint,
         ) {
+            #[cfg(target_arch = "aarch64")]
+            if matches!(hint, EpiHint::Relu | EpiHint::HardSwish) {
+                return super::epilogue::bias_act_block_neon(dst, rs, nr, acc, bias, hint);
+            }
             for (r, (ar, &b)) in acc.iter().zip(bias).enumerate() {
                 let row = std::slice::from_raw_parts_mut(dst.add(r * rs), nr);
                 super::epilogue::bias_act(row, ar, b, act, hint);

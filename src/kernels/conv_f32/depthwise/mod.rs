@@ -309,7 +309,11 @@ fn dwconv_f32_plane<F: Fn(f32) -> f32>(
         let buf = &mut pad.buf;
         for iy in 0..rows {
             let dst = (iy + g.pt) * wp + g.pl;
-            buf[dst..dst + cols].copy_from_slice(&x[iy * g.w..iy * g.w + cols]);
+            let (d, s) = (&mut buf[dst..dst + cols], &x[iy * g.w..iy * g.w + cols]);
+            #[cfg(target_arch = "aarch64")]
+            plane_neon::copy_row(d, s);
+            #[cfg(not(target_arch = "aarch64"))]
+            d.copy_from_slice(s);
         }
         let gp = DwGeom {
             h: hp,

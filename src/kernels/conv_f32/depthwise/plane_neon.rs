@@ -14,7 +14,8 @@
 //!   one load). A ragged row end recomputes the row's last 4 outputs, an odd last row the pair
 //!   ending at it, storing the same values again.
 //! - The bias starts the accumulators, and Relu or HardSwish run on the registers before the
-//!   store (the arithmetic of [`act_fused`]), so each output is written once.
+//!   store (the arithmetic of [`act_fused`]), so each output is written once; each kernel is
+//!   compiled once per activation, so the stores do not branch on it.
 //! - Scalar ([`dw_kxk_scalar`] with [`act_fused`]): rows of fewer than 4 outputs, a one-row
 //!   plane where two rows are computed at a time, and stride-2 steps whose last `LD2` would
 //!   read past the end of `x`.
@@ -42,12 +43,27 @@ pub(super) fn plane_kernel(row: DwRow) -> Option<PlaneFn> {
     })
 }
 
-/// The taps in vector lanes and the epilogue's constants.
+/// The activations with a vector form, as a const parameter: each plane kernel is compiled
+/// once per activation, so the stores branch on nothing (a run-time hint cost 4 to 5
+/// compares and branches per stored vector).
+const IDENTITY: u8 = 0;
+const RELU: u8 = 1;
+const HARD_SWISH: u8 = 2;
+
+/// The hint of an activation constant.
+const fn hint_of(a: u8) -> EpiHint {
+    match a {
+        RELU => EpiHint::Relu,
+        HARD_SWISH => EpiHint::HardSwish,
+        _ => EpiHint::Identity,
+    }
+}
+
+/// The taps in vector lanes and the bias.
 struct Taps {
     /// tap `t` is lane `t % 4` of `v[t / 4]`; up to 11x11 in 31 vectors
     v: [float32x4_t; 31],
     bias: float32x4_t,
-    hint: EpiHint,
 }
 
 impl Taps {
@@ -62,12 +78,12 @@ impl Taps {
             _ => vfmaq_laneq_f32::<3>(acc, x, v),
         }
     }
+}
 
-    /// The activation on 4 sums ([`act_neon`]).
-    #[inline(always)]
-    fn act(&self, v: float32x4_t) -> float32x4_t {
-        act_neon(v, self.hint)
-    }
+/// Activation `A` on 4 sums ([`act_neon`]).
+#[inline(always)]
+fn act<const A: u8>(v: float32x4_t) -> float32x4_t {
+    act_neon(v, hint_of(A))
 }
 
 /// Stride 1: outputs `[i, i + 4 * NV)` of `RR` consecutive rows, from input row `p` (the first
@@ -143,6 +159,26 @@ unsafe fn dw_plane_neon<const K: usize, const S: usize, const R: usize>(
     hint: EpiHint,
     y: &mut [f32],
 ) {
+    debug_assert!(hint.has_vector_form());
+    match hint {
+        EpiHint::Relu => plane::<K, S, R, RELU>(x, w, oh, ow, wts, bias, y),
+        EpiHint::HardSwish => plane::<K, S, R, HARD_SWISH>(x, w, oh, ow, wts, bias, y),
+        _ => plane::<K, S, R, IDENTITY>(x, w, oh, ow, wts, bias, y),
+    }
+}
+
+/// [`dw_plane_neon`] with activation `A`, in blocks of `R` output rows.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn plane<const K: usize, const S: usize, const R: usize, const A: u8>(
+    x: &[f32],
+    w: usize,
+    oh: usize,
+    ow: usize,
+    wts: &[f32],
+    bias: f32,
+    y: &mut [f32],
+) {
     if oh == 0 || ow == 0 {
         return;
     }
@@ -155,7 +191,6 @@ unsafe fn dw_plane_neon<const K: usize, const S: usize, const R: usize>(
             && wts.len() >= K * K,
         "dwconv neon plane out of bounds"
     );
-    debug_assert!(hint.has_vector_form());
     // the unrolled tap loops read only the first ceil(K*K / 4) vectors, so the rest fold away
     let t = Taps {
         v: std::array::from_fn(|j| {
@@ -170,61 +205,110 @@ unsafe fn dw_plane_neon<const K: usize, const S: usize, const R: usize>(
             }
         }),
         bias: vdupq_n_f32(bias),
-        hint,
     };
-    let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
-    // rows [oy, oy + R): an odd last row recomputes the one before it
     let mut oy = 0;
-    while oy < oh && ow >= 4 && oh >= R {
-        let oy0 = if oy + R > oh { oh - R } else { oy };
-        let p = xp.add(oy0 * S * w);
-        let out = yp.add(oy0 * ow);
-        let mut i = 0;
-        if S == 1 {
-            // 8 outputs a step at 3x3 only: LLVM leaves the larger kernels' 8-wide tap loops
-            // rolled (a lane chosen at run time), and 4 wide loads as little per multiply-add
-            while K == 3 && i + 8 <= ow {
-                let acc = block_s1::<K, R, 2>(&t, p.add(i), w);
-                for (rr, a) in acc.iter().enumerate() {
-                    vst1q_f32(out.add(rr * ow + i), t.act(a[0]));
-                    vst1q_f32(out.add(rr * ow + i + 4), t.act(a[1]));
-                }
-                i += 8;
-            }
-            while i < ow {
-                // the last 4 again where fewer are left (the same values)
-                let i4 = if i + 4 > ow { ow - 4 } else { i };
-                let acc = block_s1::<K, R, 1>(&t, p.add(i4), w);
-                for (rr, a) in acc.iter().enumerate() {
-                    vst1q_f32(out.add(rr * ow + i4), t.act(a[0]));
-                }
-                i = i4 + 4;
-            }
-        } else {
-            // `LD2` at the last tap column reads 8 floats from `2 * i + K - 1`: one past the
-            // 4th output's window when K is odd
-            let last_row = (oy0 * S + K - 1 + S * (R - 1)) * w;
-            let fits = |i: usize| last_row + S * i + K + 6 < x.len();
-            while i < ow {
-                let i4 = if i + 4 > ow { ow - 4 } else { i };
-                if !fits(i4) {
-                    break;
-                }
-                let acc = block_s2::<K, R>(&t, p.add(S * i4), w);
-                for (rr, a) in acc.iter().enumerate() {
-                    vst1q_f32(out.add(rr * ow + i4), t.act(*a));
-                }
-                i = i4 + 4;
-            }
-            for rr in 0..R {
-                scalar_row::<K, S>(x, w, oy0 + rr, i, wts, bias, hint, y, ow);
-            }
+    if ow >= 4 && oh >= R {
+        while oy + R <= oh {
+            rows::<K, S, R, A>(&t, x, w, oy, ow, wts, bias, y);
+            oy += R;
         }
-        oy = oy0 + R;
+        if oy < oh {
+            // an odd last row: the block ending at it (its first row's values again)
+            rows::<K, S, R, A>(&t, x, w, oh - R, ow, wts, bias, y);
+            oy = oh;
+        }
     }
     // what the vector loop left: rows under 4 outputs, or a single row at R = 2
     for r in oy..oh {
-        scalar_row::<K, S>(x, w, r, 0, wts, bias, hint, y, ow);
+        scalar_row::<K, S>(x, w, r, 0, wts, bias, hint_of(A), y, ow);
+    }
+}
+
+/// Output rows `[oy0, oy0 + RR)` of the plane (`ow >= 4`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn rows<const K: usize, const S: usize, const RR: usize, const A: u8>(
+    t: &Taps,
+    x: &[f32],
+    w: usize,
+    oy0: usize,
+    ow: usize,
+    wts: &[f32],
+    bias: f32,
+    y: &mut [f32],
+) {
+    let p = x.as_ptr().add(oy0 * S * w);
+    let out = y.as_mut_ptr().add(oy0 * ow);
+    let mut i = 0;
+    if S == 1 {
+        // 8 outputs a step at 3x3 only: LLVM leaves the larger kernels' 8-wide tap loops
+        // rolled (a lane chosen at run time), and 4 wide loads as little per multiply-add
+        while K == 3 && i + 8 <= ow {
+            let acc = block_s1::<K, RR, 2>(t, p.add(i), w);
+            for (rr, a) in acc.iter().enumerate() {
+                vst1q_f32(out.add(rr * ow + i), act::<A>(a[0]));
+                vst1q_f32(out.add(rr * ow + i + 4), act::<A>(a[1]));
+            }
+            i += 8;
+        }
+        while i < ow {
+            // the last 4 again where fewer are left (the same values)
+            let i4 = if i + 4 > ow { ow - 4 } else { i };
+            let acc = block_s1::<K, RR, 1>(t, p.add(i4), w);
+            for (rr, a) in acc.iter().enumerate() {
+                vst1q_f32(out.add(rr * ow + i4), act::<A>(a[0]));
+            }
+            i = i4 + 4;
+        }
+    } else {
+        // `LD2` at the last tap column reads 8 floats from `2 * i + K - 1`: one past the
+        // 4th output's window when K is odd
+        let last_row = (oy0 * S + K - 1 + S * (RR - 1)) * w;
+        let fits = |i: usize| last_row + S * i + K + 6 < x.len();
+        while i < ow {
+            let i4 = if i + 4 > ow { ow - 4 } else { i };
+            if !fits(i4) {
+                break;
+            }
+            let acc = block_s2::<K, RR>(t, p.add(S * i4), w);
+            for (rr, a) in acc.iter().enumerate() {
+                vst1q_f32(out.add(rr * ow + i4), act::<A>(*a));
+            }
+            i = i4 + 4;
+        }
+        for rr in 0..RR {
+            scalar_row::<K, S>(x, w, oy0 + rr, i, wts, bias, hint_of(A), y, ow);
+        }
+    }
+}
+
+/// `dst = src` for a row copied into a zero-bordered plane. `copy_from_slice` calls
+/// `memcpy`, whose call and size dispatch cost more than the copy on the 7- to 56-float rows
+/// of most planes (MobileNetV3-Large copies 77 K rows a run); those go in vector registers
+/// here, the last 4 floats again where fewer than 4 are left (the same values).
+#[inline(always)]
+pub(super) fn copy_row(dst: &mut [f32], src: &[f32]) {
+    let n = src.len();
+    if !(4..=64).contains(&n) {
+        dst.copy_from_slice(src);
+        return;
+    }
+    assert_eq!(dst.len(), n, "row copy of unequal lengths");
+    let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+    // SAFETY: every load and store covers floats below `n` of both slices.
+    unsafe {
+        let mut i = 0;
+        while i + 8 <= n {
+            vst1q_f32_x2(d.add(i), vld1q_f32_x2(s.add(i)));
+            i += 8;
+        }
+        if i + 4 <= n {
+            vst1q_f32(d.add(i), vld1q_f32(s.add(i)));
+            i += 4;
+        }
+        if i < n {
+            vst1q_f32(d.add(n - 4), vld1q_f32(s.add(n - 4)));
+        }
     }
 }
 
@@ -249,5 +333,24 @@ fn scalar_row<const K: usize, const S: usize>(
     dw_kxk_scalar::<K, S>(x, w, oy * S, i0 * S, wts, bias, row);
     for v in row {
         *v = act_fused(*v, hint);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every row length (the vector path's 4 to 64 and `memcpy`'s either side) copies its
+    /// floats and nothing beyond them.
+    #[test]
+    fn copy_row_copies_exactly_the_row() {
+        for n in 0..=70 {
+            let src: Vec<f32> = (0..n).map(|i| i as f32 + 0.5).collect();
+            let mut buf = vec![-1.0f32; n + 8];
+            super::copy_row(&mut buf[3..3 + n], &src);
+            assert_eq!(&buf[3..3 + n], &src[..], "n {n}");
+            assert!(
+                buf[..3].iter().chain(&buf[3 + n..]).all(|&v| v == -1.0),
+                "n {n}: wrote outside the row"
+            );
+        }
     }
 }
