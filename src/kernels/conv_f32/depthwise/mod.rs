@@ -307,13 +307,12 @@ fn dwconv_f32_plane<F: Fn(f32) -> f32>(
             pad.layout = layout;
         }
         let buf = &mut pad.buf;
+        #[cfg(target_arch = "aarch64")]
+        plane_neon::copy_rows(&mut buf[g.pt * wp + g.pl..], wp, x, g.w, rows, cols);
+        #[cfg(not(target_arch = "aarch64"))]
         for iy in 0..rows {
             let dst = (iy + g.pt) * wp + g.pl;
-            let (d, s) = (&mut buf[dst..dst + cols], &x[iy * g.w..iy * g.w + cols]);
-            #[cfg(target_arch = "aarch64")]
-            plane_neon::copy_row(d, s);
-            #[cfg(not(target_arch = "aarch64"))]
-            d.copy_from_slice(s);
+            buf[dst..dst + cols].copy_from_slice(&x[iy * g.w..iy * g.w + cols]);
         }
         let gp = DwGeom {
             h: hp,
