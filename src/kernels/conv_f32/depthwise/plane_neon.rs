@@ -309,20 +309,23 @@ pub(super) fn copy_rows(
         "plane row copy out of bounds"
     );
     let (mut d, mut s) = (dst.as_mut_ptr(), src.as_ptr());
+    // the same steps for every row: `eights` of 8 floats, a 4 if `four`, the last 4 again if
+    // `ragged` (pointers stepped, not indexed: post-indexed loads and stores)
+    let (eights, four, ragged) = (cols / 8, cols % 8 >= 4, cols % 4 != 0);
     // SAFETY: row `r`'s loads and stores cover floats `[r * ss, r * ss + cols)` of `src` and
     // `[r * ds, r * ds + cols)` of `dst`, inside both (asserted).
     unsafe {
         for _ in 0..rows {
-            let mut i = 0;
-            while i + 8 <= cols {
-                vst1q_f32_x2(d.add(i), vld1q_f32_x2(s.add(i)));
-                i += 8;
+            let (mut dp, mut sp) = (d, s);
+            for _ in 0..eights {
+                vst1q_f32_x2(dp, vld1q_f32_x2(sp));
+                dp = dp.add(8);
+                sp = sp.add(8);
             }
-            if i + 4 <= cols {
-                vst1q_f32(d.add(i), vld1q_f32(s.add(i)));
-                i += 4;
+            if four {
+                vst1q_f32(dp, vld1q_f32(sp));
             }
-            if i < cols {
+            if ragged {
                 vst1q_f32(d.add(cols - 4), vld1q_f32(s.add(cols - 4)));
             }
             d = d.add(ds);
