@@ -118,9 +118,9 @@ pub(crate) fn bias_act<F: Fn(f32) -> f32>(
     }
     #[cfg(target_arch = "aarch64")]
     if matches!(hint, EpiHint::Relu | EpiHint::HardSwish) {
-        done = n;
         // SAFETY: both slices hold `n` floats.
         unsafe { bias_act_neon(dst.as_mut_ptr(), src.as_ptr(), n, bias, hint) };
+        return;
     }
     let _ = hint;
     for (d, &v) in dst[done..].iter_mut().zip(&src[done..n]) {
@@ -145,16 +145,14 @@ pub(crate) fn act_in_place<F: Fn(f32) -> f32>(y: &mut [f32], act: &F, hint: EpiH
         }
         return;
     }
-    #[allow(unused_mut)]
-    let mut done = 0;
     #[cfg(target_arch = "aarch64")]
     if matches!(hint, EpiHint::Relu | EpiHint::HardSwish) {
-        done = y.len();
         // SAFETY: `y` holds its floats; in place is allowed (each step loads its values
         // before storing them). Adding -0.0 leaves every value as it is (-0.0 included).
-        unsafe { bias_act_neon(y.as_mut_ptr(), y.as_ptr(), done, -0.0, hint) };
+        unsafe { bias_act_neon(y.as_mut_ptr(), y.as_ptr(), y.len(), -0.0, hint) };
+        return;
     }
-    for v in &mut y[done..] {
+    for v in y.iter_mut() {
         *v = act(*v);
     }
 }
