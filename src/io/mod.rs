@@ -13,9 +13,28 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// through `image::load_from_memory` (here, or from a buffer): the `image` crate compiles its
 /// decoders once per reader type, so a second reader (a buffered file) would carry a second
 /// copy of the JPEG and PNG decoders in the device binary.
+///
+/// A file cut short is a decoding error: the JPEG decoder alone would fill the missing rows
+/// with grey and succeed, and the PNG decoder's end-of-file is not a failure to open the file.
 pub fn read_image(path: &Path) -> image::ImageResult<image::DynamicImage> {
-    let bytes = std::fs::read(path).map_err(image::ImageError::IoError)?;
-    image::load_from_memory(&bytes)
+    use image::error::{DecodingError, ImageFormatHint};
+    use image::{ImageError, ImageFormat};
+    let bytes = std::fs::read(path).map_err(ImageError::IoError)?;
+    let truncated = |format: ImageFormatHint, why: &str| {
+        ImageError::Decoding(DecodingError::new(format, why.to_string()))
+    };
+    if bytes.starts_with(&[0xFF, 0xD8])
+        && pixfmt::jpeg_markers::jpeg_end(&bytes) == pixfmt::jpeg_markers::JpegEnd::Incomplete
+    {
+        return Err(truncated(ImageFormat::Jpeg.into(), pixfmt::TRUNCATED_JPEG));
+    }
+    image::load_from_memory(&bytes).map_err(|e| match e {
+        ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => truncated(
+            image::guess_format(&bytes).map_or(ImageFormatHint::Unknown, Into::into),
+            "truncated: the data ends early",
+        ),
+        e => e,
+    })
 }
 
 /// One captured frame, already converted to RGB8.

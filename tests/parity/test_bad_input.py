@@ -167,3 +167,33 @@ def test_detect_non_image(speck, tmp_path):
 def test_detect_missing_file(speck, tmp_path):
     p = tmp_path / "no_such_image.jpg"
     assert_clean_failure(run_speck(["detect", p, "--json"], timeout=TIMEOUT))
+
+
+def _sample_image() -> Path:
+    return sorted((ROOT / "examples" / "data" / "images").glob("*.jpg"))[0]
+
+
+@pytest.mark.parametrize("frac", [0.05, 0.5, 0.98])
+def test_detect_truncated_jpeg(frac, speck, tmp_path):
+    # the JPEG decoder alone fills a cut-short file with grey and succeeds: speck must refuse
+    data = _sample_image().read_bytes()
+    p = tmp_path / "cut.jpg"
+    p.write_bytes(data[: int(len(data) * frac)])
+    assert_clean_failure(run_speck(["detect", p, "--json"], timeout=TIMEOUT), ["truncated"])
+
+
+def test_detect_truncated_png(speck, tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    w, h = 64, 48
+    rows = b"".join(b"\x00" + np.random.default_rng(1).integers(0, 256, w * 3, dtype=np.uint8).tobytes()
+                    for _ in range(h))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    p = tmp_path / "cut.png"
+    p.write_bytes(png[: len(png) // 2])
+    assert_clean_failure(run_speck(["detect", p, "--json"], timeout=TIMEOUT), ["truncated"])

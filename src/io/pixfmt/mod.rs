@@ -5,10 +5,14 @@
 //! reference ([`reference`]) and the fixed-point row loops used at run time ([`rows`]);
 //! the tests compare them on odd sizes.
 
+pub mod jpeg_markers;
 pub mod reference;
 pub mod rows;
 
 use std::fmt;
+
+/// Why a JPEG without its end-of-image marker is refused.
+pub const TRUNCATED_JPEG: &str = "truncated: the data ends before the end-of-image marker";
 
 /// A frame layout that sources deliver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -148,9 +152,15 @@ pub fn to_rgb(
     Ok((width, height))
 }
 
-/// Decode one JPEG into RGB8.
+/// Decode one JPEG into RGB8; a JPEG cut short is an error (the decoder alone would fill the
+/// missing part with grey).
 pub fn decode_jpeg(src: &[u8], out: &mut Vec<u8>) -> Result<(usize, usize), ConvertError> {
-    let img = image::load_from_memory_with_format(src, image::ImageFormat::Jpeg)
+    let end = match jpeg_markers::jpeg_end(src) {
+        jpeg_markers::JpegEnd::Complete(n) => n,
+        jpeg_markers::JpegEnd::Incomplete => return Err(ConvertError::Jpeg(TRUNCATED_JPEG.into())),
+        jpeg_markers::JpegEnd::Invalid(why) => return Err(ConvertError::Jpeg(why.into())),
+    };
+    let img = image::load_from_memory_with_format(&src[..end], image::ImageFormat::Jpeg)
         .map_err(|e| ConvertError::Jpeg(e.to_string()))?
         .into_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);

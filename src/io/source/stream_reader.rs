@@ -1,7 +1,8 @@
-//! Frames out of a byte stream: fixed-size raw frames, or JPEGs split at their SOI/EOI
-//! markers. A frame cut short by the end of the stream is an error, never garbage.
+//! Frames out of a byte stream: fixed-size raw frames, or JPEGs split where their marker
+//! walk ends (`pixfmt::jpeg_markers`). A frame cut short by the end of the stream is an error, never garbage.
 
 use super::{Frame, SourceError};
+use crate::io::pixfmt::jpeg_markers::{jpeg_end, JpegEnd};
 use crate::io::pixfmt::{self, ConvertError, PixelFormat};
 use std::io::Read;
 
@@ -83,13 +84,24 @@ impl<R: Read> StreamReader<R> {
                     self.pending.drain(..s);
                     scan = 0;
                 }
-                if let Some(e) = find(&self.pending[scan.max(2)..], &[0xFF, 0xD9]) {
-                    let end = scan.max(2) + e + 2;
-                    let mut rgb = vec![];
-                    let res = pixfmt::decode_jpeg(&self.pending[..end], &mut rgb);
-                    self.pending.drain(..end);
-                    let (w, h) = res?;
-                    return Ok(Some(Frame::new(rgb, w, h)));
+                // An end-of-image marker in the new bytes may end the frame; the marker walk
+                // decides (one inside an EXIF thumbnail does not).
+                if find(&self.pending[scan.max(2)..], &[0xFF, 0xD9]).is_some() {
+                    match jpeg_end(&self.pending) {
+                        JpegEnd::Complete(end) => {
+                            let mut rgb = vec![];
+                            let res = pixfmt::decode_jpeg(&self.pending[..end], &mut rgb);
+                            self.pending.drain(..end);
+                            let (w, h) = res?;
+                            return Ok(Some(Frame::new(rgb, w, h)));
+                        }
+                        JpegEnd::Incomplete => {}
+                        JpegEnd::Invalid(why) => {
+                            // skip this SOI; the next search finds the following one
+                            self.pending.drain(..2);
+                            return Err(ConvertError::Jpeg(why.into()).into());
+                        }
+                    }
                 }
                 scan = self.pending.len().saturating_sub(1);
             } else {
@@ -181,5 +193,50 @@ mod tests {
             "t".into(),
         );
         assert!(r.next_frame().is_err(), "a cut JPEG is an error");
+    }
+
+    #[test]
+    fn mjpeg_frame_with_a_thumbnail_is_not_split_at_the_thumbnails_end() {
+        // an APP1 segment holding a whole JPEG (EXIF thumbnails do): its end-of-image marker
+        // is inside the frame, not the frame's end
+        let (thumb, j) = (jpeg(4, 4), jpeg(11, 6));
+        let mut frame = j[..2].to_vec();
+        frame.extend([0xFF, 0xE1]);
+        frame.extend(((thumb.len() + 2) as u16).to_be_bytes());
+        frame.extend(&thumb);
+        frame.extend(&j[2..]);
+        let mut data = frame.clone();
+        data.extend(jpeg(5, 3));
+        // one byte at a time, so every partial state is seen
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.len().min(1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        for whole in [true, false] {
+            let mut r = if whole {
+                StreamReader::new(
+                    Box::new(&data[..]) as Box<dyn Read>,
+                    PixelFormat::Mjpeg,
+                    (0, 0),
+                    "t".into(),
+                )
+            } else {
+                StreamReader::new(
+                    Box::new(Trickle(&data)) as Box<dyn Read>,
+                    PixelFormat::Mjpeg,
+                    (0, 0),
+                    "t".into(),
+                )
+            };
+            let a = r.next_frame().unwrap().unwrap();
+            let b = r.next_frame().unwrap().unwrap();
+            assert_eq!((a.width, a.height, b.width, b.height), (11, 6, 5, 3));
+            assert!(r.next_frame().unwrap().is_none());
+        }
     }
 }
