@@ -502,13 +502,33 @@ unsafe fn logits_float<const V: usize>(
             let gt = gi * n + t;
             let bias: [float32x4_t; V] =
                 std::array::from_fn(|j| vld1q_f32(ins.bias_t[gt * ck + 4 * j..][..4].as_ptr()));
-            for i in 0..len {
+            // pixel i's query . (sampled key + bias), still across the vector's lanes
+            let qk_of = |i: usize| -> [float32x4_t; V] {
                 let (corner, w) = quad_of(qi, qw, img, ck, gt, i);
                 let q = qt.as_ptr().add(i * kc + gi * ck);
-                let qk: [float32x4_t; V] = std::array::from_fn(|j| {
+                std::array::from_fn(|j| {
                     let k = fma_corners(bias[j], corner, w, 4 * j);
                     vmulq_f32(k, vld1q_f32(q.add(4 * j)))
-                });
+                })
+            };
+            let mut first = 0;
+            if let Some(head) = one_head {
+                // Four pixels at a time: three pairwise adds give their four lane sums (each
+                // pixel's `(l0 + l1) + (l2 + l3)`, as `vaddvq_f32`), added to the logits as
+                // one vector.
+                let dst = attn.as_mut_ptr().add((head * n + t) * BLOCK);
+                first = len / 4 * 4;
+                for i in (0..first).step_by(4) {
+                    let s: [float32x4_t; 4] = std::array::from_fn(|p| {
+                        let qk = qk_of(i + p);
+                        qk[1..].iter().fold(qk[0], |s, &v| vaddq_f32(s, v))
+                    });
+                    let sums = vpaddq_f32(vpaddq_f32(s[0], s[1]), vpaddq_f32(s[2], s[3]));
+                    vst1q_f32(dst.add(i), vaddq_f32(vld1q_f32(dst.add(i)), sums));
+                }
+            }
+            for i in first..len {
+                let qk = qk_of(i);
                 if let Some(head) = one_head {
                     let s = qk[1..].iter().fold(qk[0], |s, &v| vaddq_f32(s, v));
                     *attn.get_unchecked_mut((head * n + t) * BLOCK + i) += vaddvq_f32(s);
