@@ -49,7 +49,11 @@ pub fn jpeg_end(buf: &[u8]) -> JpegEnd {
         pos += 1;
         match m {
             0xD9 => return JpegEnd::Complete(pos),
-            0xD8 => return JpegEnd::Invalid("a second start-of-image marker"),
+            0xD8 => {
+                return JpegEnd::Invalid(
+                    "truncated: another JPEG starts before its end-of-image marker",
+                )
+            }
             0x00 => return JpegEnd::Invalid("a stuffed byte outside scan data"),
             // standalone markers: restarts, TEM
             0xD0..=0xD7 | 0x01 => continue,

@@ -196,6 +196,46 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_frame_mid_stream_is_an_error_and_the_next_frames_decode() {
+        // a textured frame: most of its bytes are scan data
+        let img = image::RgbImage::from_fn(48, 32, |x, y| {
+            image::Rgb([(x * 37 + y * 11) as u8, (x * y) as u8, (x ^ y) as u8])
+        });
+        let mut cut = vec![];
+        image::codecs::jpeg::JpegEncoder::new(&mut cut)
+            .encode_image(&img)
+            .unwrap();
+        let stream = |keep: usize| {
+            let mut data = cut[..keep].to_vec();
+            data.extend(jpeg(7, 9));
+            data.extend(jpeg(3, 5));
+            data
+        };
+        // cut in the scan data: the next frame's start ends it
+        let data = stream(cut.len() - 10);
+        let mut r = StreamReader::new(&data[..], PixelFormat::Mjpeg, (0, 0), "t".into());
+        let e = r.next_frame().unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
+        let a = r.next_frame().unwrap().unwrap();
+        let b = r.next_frame().unwrap().unwrap();
+        assert_eq!((a.width, a.height, b.width, b.height), (7, 9, 3, 5));
+        assert!(r.next_frame().unwrap().is_none());
+        // cut in the headers: a segment's length may reach into the next frame, which is then
+        // lost with it, but the stream goes on
+        let data = stream(cut.len() / 3);
+        let mut r = StreamReader::new(&data[..], PixelFormat::Mjpeg, (0, 0), "t".into());
+        let (mut errors, mut last) = (0, None);
+        for _ in 0..10 {
+            match r.next_frame() {
+                Ok(Some(f)) => last = Some((f.width, f.height)),
+                Ok(None) => break,
+                Err(_) => errors += 1,
+            }
+        }
+        assert!(errors >= 1 && last == Some((3, 5)), "{errors} {last:?}");
+    }
+
+    #[test]
     fn mjpeg_frame_with_a_thumbnail_is_not_split_at_the_thumbnails_end() {
         // an APP1 segment holding a whole JPEG (EXIF thumbnails do): its end-of-image marker
         // is inside the frame, not the frame's end
