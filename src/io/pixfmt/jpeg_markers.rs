@@ -99,6 +99,18 @@ fn scan_end(data: &[u8]) -> Option<usize> {
     None
 }
 
+/// `j` with an APP1 segment right after its start-of-image marker holding the whole JPEG
+/// `thumb`, as EXIF thumbnails are stored: an end-of-image marker inside the image.
+#[cfg(test)]
+pub(crate) fn with_thumbnail(j: &[u8], thumb: &[u8]) -> Vec<u8> {
+    let mut with = j[..2].to_vec();
+    with.extend([0xFF, 0xE1]);
+    with.extend(((thumb.len() + 2) as u16).to_be_bytes());
+    with.extend(thumb);
+    with.extend(&j[2..]);
+    with
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,13 +146,7 @@ mod tests {
 
     #[test]
     fn an_eoi_inside_a_segment_does_not_end_the_image() {
-        // an APP1 segment holding a whole "thumbnail" JPEG, as EXIF does
-        let (thumb, j) = (jpeg(4, 4), jpeg(9, 5));
-        let mut with = j[..2].to_vec();
-        with.extend([0xFF, 0xE1]);
-        with.extend(((thumb.len() + 2) as u16).to_be_bytes());
-        with.extend(&thumb);
-        with.extend(&j[2..]);
+        let with = with_thumbnail(&jpeg(9, 5), &jpeg(4, 4));
         assert_eq!(jpeg_end(&with), JpegEnd::Complete(with.len()));
         let cut = &with[..with.len() - 40];
         assert_eq!(jpeg_end(cut), JpegEnd::Incomplete);

@@ -239,13 +239,7 @@ mod tests {
     fn mjpeg_frame_with_a_thumbnail_is_not_split_at_the_thumbnails_end() {
         // an APP1 segment holding a whole JPEG (EXIF thumbnails do): its end-of-image marker
         // is inside the frame, not the frame's end
-        let (thumb, j) = (jpeg(4, 4), jpeg(11, 6));
-        let mut frame = j[..2].to_vec();
-        frame.extend([0xFF, 0xE1]);
-        frame.extend(((thumb.len() + 2) as u16).to_be_bytes());
-        frame.extend(&thumb);
-        frame.extend(&j[2..]);
-        let mut data = frame.clone();
+        let mut data = crate::io::pixfmt::jpeg_markers::with_thumbnail(&jpeg(11, 6), &jpeg(4, 4));
         data.extend(jpeg(5, 3));
         // one byte at a time, so every partial state is seen
         struct Trickle<'a>(&'a [u8]);
