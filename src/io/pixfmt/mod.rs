@@ -160,7 +160,13 @@ pub fn decode_jpeg(src: &[u8], out: &mut Vec<u8>) -> Result<(usize, usize), Conv
         jpeg_markers::JpegEnd::Incomplete => return Err(ConvertError::Jpeg(TRUNCATED_JPEG.into())),
         jpeg_markers::JpegEnd::Invalid(why) => return Err(ConvertError::Jpeg(why.into())),
     };
-    let img = image::load_from_memory_with_format(&src[..end], image::ImageFormat::Jpeg)
+    decode_complete_jpeg(&src[..end], out)
+}
+
+/// [`decode_jpeg`] for a JPEG whose marker walk already ended at its end-of-image marker
+/// (a stream reader's frame), so it is not walked again.
+pub fn decode_complete_jpeg(src: &[u8], out: &mut Vec<u8>) -> Result<(usize, usize), ConvertError> {
+    let img = image::load_from_memory_with_format(src, image::ImageFormat::Jpeg)
         .map_err(|e| ConvertError::Jpeg(e.to_string()))?
         .into_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);

@@ -90,7 +90,7 @@ impl<R: Read> StreamReader<R> {
                     match jpeg_end(&self.pending) {
                         JpegEnd::Complete(end) => {
                             let mut rgb = vec![];
-                            let res = pixfmt::decode_jpeg(&self.pending[..end], &mut rgb);
+                            let res = pixfmt::decode_complete_jpeg(&self.pending[..end], &mut rgb);
                             self.pending.drain(..end);
                             let (w, h) = res?;
                             return Ok(Some(Frame::new(rgb, w, h)));

@@ -48,6 +48,14 @@ impl EpiHint {
     pub(crate) fn has_vector_form(self) -> bool {
         matches!(self, EpiHint::Identity | EpiHint::Relu | EpiHint::HardSwish)
     }
+
+    /// Whether [`bias_act_neon`] / [`bias_act_block_neon`] take this activation (aarch64):
+    /// Relu and HardSwish, which LLVM's vectorised closure computes with compare-and-select
+    /// clamps and an `FDIV`; Identity, Tanh and other closures keep the closure loop.
+    #[cfg(target_arch = "aarch64")]
+    pub(crate) fn has_neon_epilogue(self) -> bool {
+        matches!(self, EpiHint::Relu | EpiHint::HardSwish)
+    }
 }
 
 /// One value of the fused epilogues' arithmetic for a hint with a vector form: HardSwish as
@@ -117,7 +125,7 @@ pub(crate) fn bias_act<F: Fn(f32) -> f32>(
         unsafe { bias_act_armv7neon(dst.as_mut_ptr(), src.as_ptr(), done, bias, hint) };
     }
     #[cfg(target_arch = "aarch64")]
-    if matches!(hint, EpiHint::Relu | EpiHint::HardSwish) {
+    if hint.has_neon_epilogue() {
         // SAFETY: both slices hold `n` floats.
         unsafe { bias_act_neon(dst.as_mut_ptr(), src.as_ptr(), n, bias, hint) };
         return;
@@ -146,7 +154,7 @@ pub(crate) fn act_in_place<F: Fn(f32) -> f32>(y: &mut [f32], act: &F, hint: EpiH
         return;
     }
     #[cfg(target_arch = "aarch64")]
-    if matches!(hint, EpiHint::Relu | EpiHint::HardSwish) {
+    if hint.has_neon_epilogue() {
         // SAFETY: `y` holds its floats; in place is allowed (each step loads its values
         // before storing them). Adding -0.0 leaves every value as it is (-0.0 included).
         unsafe { bias_act_neon(y.as_mut_ptr(), y.as_ptr(), y.len(), -0.0, hint) };
@@ -199,7 +207,7 @@ unsafe fn bias_act_row_neon(dst: *mut f32, src: *const f32, n: usize, bias: f32,
 /// rebuild Tanh's constants inside the tiled store's loop).
 ///
 /// # Safety
-/// As [`bias_act_row_neon`]; `hint` is Relu or HardSwish.
+/// As [`bias_act_row_neon`]; `hint.has_neon_epilogue()`.
 #[cfg(target_arch = "aarch64")]
 #[inline(never)]
 unsafe fn bias_act_neon(dst: *mut f32, src: *const f32, n: usize, bias: f32, hint: EpiHint) {
@@ -214,7 +222,7 @@ unsafe fn bias_act_neon(dst: *mut f32, src: *const f32, n: usize, bias: f32, hin
 ///
 /// # Safety
 /// `dst + r * rs` writable for `nr` floats for each row; `nr <= N`, `bias.len() <= acc.len()`;
-/// `hint` is Relu or HardSwish.
+/// `hint.has_neon_epilogue()`.
 #[cfg(target_arch = "aarch64")]
 #[inline(never)]
 pub(crate) unsafe fn bias_act_block_neon<const N: usize>(

@@ -1042,7 +1042,7 @@ macro_rules! store_block_for {
             hint: EpiHint,
         ) {
             #[cfg(target_arch = "aarch64")]
-            if matches!(hint, EpiHint::Relu | EpiHint::HardSwish) {
+            if hint.has_neon_epilogue() {
                 return super::epilogue::bias_act_block_neon(dst, rs, nr, acc, bias, hint);
             }
             for (r, (ar, &b)) in acc.iter().zip(bias).enumerate() {
