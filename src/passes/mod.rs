@@ -5,6 +5,7 @@ mod fold_batchnorm;
 mod fuse_activation;
 mod fuse_channel_layer_norm;
 mod fuse_conv_add;
+mod fuse_exported_activations;
 mod fuse_lda_aqu;
 mod lga_einsum;
 mod merge_sibling_convs;
@@ -14,6 +15,7 @@ pub use fold_batchnorm::fold_batchnorm;
 pub use fuse_activation::fuse_conv_activation;
 pub use fuse_channel_layer_norm::fuse_channel_layer_norm;
 pub use fuse_conv_add::fuse_conv_add;
+pub use fuse_exported_activations::{fuse_gelu, fuse_silu};
 pub use fuse_lda_aqu::fuse_lda_aqu;
 pub use lga_einsum::rewrite_lga_einsum;
 pub use merge_sibling_convs::merge_sibling_convs;
@@ -52,6 +54,11 @@ pub fn optimize(g: &mut Graph) -> Vec<String> {
         }
     };
     run("batchnorm folded into conv", fold_batchnorm(g));
+    run(
+        "exported GELU (Div, Erf, Add, Mul, Mul) fused",
+        fuse_gelu(g),
+    );
+    run("exported SiLU (x * Sigmoid(x)) fused", fuse_silu(g));
     run("activation fused into conv", fuse_conv_activation(g));
     run("residual Add fused into int8 conv", fuse_conv_residual(g));
     run(

@@ -863,6 +863,23 @@ def _(g: G):
     return g.model()
 
 
+@case("block_conv_gelu")
+def _(g: G):
+    """Conv -> exported GELU: speck fuses the five nodes into one GELU, then into the conv."""
+    x = g.input("x", (1, 5, 9, 11))
+    g.output(_gelu(g, _conv(g, x, 5, 12, 3, "c1")), "y")
+    return g.model()
+
+
+@case("block_conv_silu")
+def _(g: G):
+    """Conv -> x * Sigmoid(x), as YOLOv5 / v8 export SiLU: speck fuses the two into one."""
+    x = g.input("x", (1, 5, 9, 11))
+    c = _conv(g, x, 5, 12, 3, "c1")
+    g.output(g.node("Mul", [c, g.node("Sigmoid", [c])]), "y")
+    return g.model()
+
+
 @case("block_conv_bn_hardswish")
 def _(g: G):
     x = g.input("x", (1, 13, 7, 9))

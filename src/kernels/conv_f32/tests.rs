@@ -392,7 +392,12 @@ fn depthwise_fused_activations() {
         (6, 5),
         (11, 8),
     ];
-    let acts = [Activation::HardSwish, Activation::Relu, Activation::Sigmoid];
+    let acts = [
+        Activation::HardSwish,
+        Activation::Relu,
+        Activation::Sigmoid,
+        Activation::Gelu,
+    ];
     let mut runs = 0;
     for isa in host_isas() {
         for (i, &(h, w)) in maps.iter().enumerate() {
@@ -548,7 +553,12 @@ fn pixel_rows_paths() {
                 isa.name()
             );
         }
-        for act in [Activation::HardSwish, Activation::Relu, Activation::Sigmoid] {
+        for act in [
+            Activation::HardSwish,
+            Activation::Relu,
+            Activation::Sigmoid,
+            Activation::Gelu,
+        ] {
             let mut c = conv(1, 1, [0; 4], 1);
             c.activation = Some(act);
             let (x, w, b) = (
