@@ -60,11 +60,12 @@ fn exp_op(x: f32) -> f32 {
 }
 
 /// erf within 4e-7 of the exact value (7 ulp), branch-free so loops over it vectorise (libm's
-/// `erff` is a call per value, the GELUs of LDA-AQU's offset branch): `x * P(x^2) / Q(x^2)` on
-/// `|x| <= 4`, P and Q of degree 5, fitted for relative error (2.5e-8 before f32 rounding) with `P(0)`
-/// = 2/sqrt(pi), so tiny `x` keep their relative accuracy; beyond 4, erf rounds to +-1 in f32.
-/// One division and ten multiply-adds per value, a fifth of the work of a Taylor series plus
-/// an `exp`-based erfc. NaN stays NaN, erf(+-inf) = +-1, erf(-0) = -0.
+/// `erff` is a call per value; the GELUs of LDA-AQU's offset branch use this):
+/// `x * P(x^2) / Q(x^2)` on `|x| <= 4`, P and Q of degree 5, fitted for relative error
+/// (2.5e-8 before f32 rounding) with `P(0)` = 2/sqrt(pi), so tiny `x` keep their relative
+/// accuracy; beyond 4, erf rounds to +-1 in f32. One division and ten multiplies and adds per
+/// value, a fifth of the work of the Taylor series plus `exp`-based erfc it replaced. NaN
+/// stays NaN, erf(+-inf) = +-1, erf(-0) = -0.
 #[inline(always)]
 pub fn erf_f32(x: f32) -> f32 {
     const P: [f32; 6] = [
@@ -225,9 +226,10 @@ fn map_rows<R: Fn(&[f32], &mut [f32]) + Sync>(
 /// branch-free approximations (exp, sigmoid, tanh, erf, GELU) then run 16 or 8 wide, where the
 /// baseline build has SSE2 only. aarch64 NEON is 4 wide in every build.
 ///
-/// Measured on the detector: aarch64 unary ops with libm's `erff` (a call per value) 7.9 ->
-/// 4.4 M instructions per inference under qemu with the first `erf_f32`; x86 AVX-512, its
-/// three GELUs 0.30 -> 0.12 ms.
+/// Measured on the detector's three GELUs (BENCHMARKS.md, session 47): this `erf_f32` and
+/// the fused op took aarch64 from 2.4 M instructions per inference (the erf of the Taylor
+/// series and erfc, alone) to 1.0 M (all of each GELU); on x86 from 0.13 ms (Erf) to 0.05 ms
+/// (GELU) with AVX-512, and from 1.1 ms (libm's `erff`) to 0.12 ms with `SPECK_ISA=scalar`.
 fn map_wide<F: Fn(f32) -> f32 + Copy + Sync>(
     x: &ArrayViewD<f32>,
     y: &mut ArrayViewMutD<f32>,

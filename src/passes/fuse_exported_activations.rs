@@ -43,10 +43,13 @@ fn near(v: Option<f32>, want: f32) -> bool {
 /// The match at node `d`: (the GELU's input x, the four nodes it bypasses, the final Mul
 /// writing its output).
 fn find(g: &Graph, consumers: &[Vec<usize>], d: usize) -> Option<(usize, [usize; 4], usize)> {
-    // x / sqrt 2, or x * (1 / sqrt 2)
-    let [x, c] = g.nodes[d].inputs[..] else {
+    // x / sqrt 2, or x * (1 / sqrt 2) with the factor on either side
+    let [mut x, mut c] = g.nodes[d].inputs[..] else {
         return None;
     };
+    if is_binary(g, d, BinaryOp::Mul) && g.constant(x).is_some() {
+        (x, c) = (c, x);
+    }
     let scaled = match g.nodes[d].op {
         Op::Binary(BinaryOp::Div) => near(scalar(g, c), std::f32::consts::SQRT_2),
         Op::Binary(BinaryOp::Mul) => near(scalar(g, c), std::f32::consts::FRAC_1_SQRT_2),
@@ -82,8 +85,8 @@ fn find(g: &Graph, consumers: &[Vec<usize>], d: usize) -> Option<(usize, [usize;
 pub fn fuse_gelu(g: &mut Graph) -> usize {
     let mut fused = 0;
     let mut d = 0;
+    let mut consumers = g.consumers();
     while d < g.nodes.len() {
-        let consumers = g.consumers();
         let Some((x, mut bypassed, m2)) = find(g, &consumers, d) else {
             d += 1;
             continue;
@@ -95,6 +98,7 @@ pub fn fuse_gelu(g: &mut Graph) -> usize {
         for &n in bypassed.iter().rev() {
             g.nodes.remove(n);
         }
+        consumers = g.consumers();
         fused += 1;
     }
     fused
@@ -117,8 +121,8 @@ fn find_silu(g: &Graph, consumers: &[Vec<usize>], s: usize) -> Option<(usize, us
 pub fn fuse_silu(g: &mut Graph) -> usize {
     let mut fused = 0;
     let mut s = 0;
+    let mut consumers = g.consumers();
     while s < g.nodes.len() {
-        let consumers = g.consumers();
         let Some((x, m)) = find_silu(g, &consumers, s) else {
             s += 1;
             continue;
@@ -126,6 +130,7 @@ pub fn fuse_silu(g: &mut Graph) -> usize {
         g.nodes[m].op = Op::Unary(UnaryOp::Act(Activation::Silu));
         g.nodes[m].inputs = vec![x];
         g.nodes.remove(s);
+        consumers = g.consumers();
         fused += 1;
     }
     fused
@@ -159,13 +164,20 @@ mod tests {
     }
 
     /// x -> Relu -> GELU as PyTorch exports it -> output; `div` is the first constant,
-    /// `swap` puts each binary op's operands the other way round.
+    /// `swap` puts each binary op's operands the other way round (and multiplies by the
+    /// reciprocal of `div` in place of the division).
     fn graph(div: f32, swap: bool, tap: bool) -> Graph {
         let shape = [2, 3, 5, 7];
         let (mut g, x) = relu_of_input(&shape);
         let pair = |a: usize, b: usize| if swap { vec![b, a] } else { vec![a, b] };
-        let c = g.add_const("c", Tensor::F32(ndarray::arr0(div).into_dyn()));
-        let d = node(&mut g, Op::Binary(BinaryOp::Div), vec![x, c], &shape);
+        // x / div, or (1 / div) * x when `swap`
+        let d = if swap {
+            let r = g.add_const("r", Tensor::F32(ndarray::arr0(1.0 / div).into_dyn()));
+            node(&mut g, Op::Binary(BinaryOp::Mul), vec![r, x], &shape)
+        } else {
+            let c = g.add_const("c", Tensor::F32(ndarray::arr0(div).into_dyn()));
+            node(&mut g, Op::Binary(BinaryOp::Div), vec![x, c], &shape)
+        };
         let e = node(&mut g, Op::Unary(UnaryOp::Erf), vec![d], &shape);
         let one = g.add_const("one", Tensor::F32(ndarray::arr1(&[1.0f32]).into_dyn()));
         let a = node(&mut g, Op::Binary(BinaryOp::Add), pair(e, one), &shape);
